@@ -1,0 +1,277 @@
+"""Transparent capture: session listeners that write outbox rows in the app's transaction.
+
+``install(session_factory)`` once at start-up. From then on every ORM change that
+matters to Stream, made through sessions of that factory, writes outbox rows on
+the session's own connection, inside its transaction: a rollback leaves no row,
+a commit always has its rows. Raw SQL is not seen (run a resync after it).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import Connection, Result, event, insert, inspect, select, tuple_
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, object_session
+
+from app_hooks.binding import Binding
+from app_hooks.changes import EVENT_KIND, Change, Rule, Target, merge_changes
+from app_hooks.channel_ids import InvalidStreamId, choose_channel_id
+from app_hooks.outbox import TargetKind, channel_map, outbox
+
+__all__ = ["install", "write_changes"]
+
+_SESSION_KEY = "stream_outbox.capture"
+_installed: weakref.WeakKeyDictionary[Any, _Capture] = weakref.WeakKeyDictionary()
+_mapped: set[type[Any]] = set()
+
+
+def install(session_factory: Any, binding: Binding | None = None) -> None:
+    """Capture changes made through ``session_factory`` (a ``sessionmaker`` or ``Session`` class).
+
+    ``binding`` defaults to the reference application's. Calling it again for the
+    same factory changes nothing.
+    """
+    if session_factory in _installed:
+        return
+    if binding is None:
+        from app_hooks.reference import REFERENCE_BINDING
+
+        binding = REFERENCE_BINDING
+    capture = _Capture(binding)
+    _installed[session_factory] = capture
+    event.listen(session_factory, "before_flush", capture.before_flush)
+    event.listen(session_factory, "after_flush", capture.after_flush)
+    event.listen(session_factory, "after_soft_rollback", capture.after_soft_rollback)
+    event.listen(session_factory, "do_orm_execute", capture.do_orm_execute)
+    for cls in binding.rules:
+        _listen_mapper(cls)
+
+
+def write_changes(conn: Connection, changes: list[Change]) -> None:
+    """Insert outbox rows for ``changes`` on ``conn`` (one statement)."""
+    if not changes:
+        return
+    conn.execute(
+        insert(outbox),
+        [
+            {
+                "target_kind": change.target.kind,
+                "target_id": change.target.id,
+                "event": change.event,
+                "payload": dict(change.payload),
+            }
+            for change in changes
+        ],
+    )
+
+
+def _listen_mapper(cls: type[Any]) -> None:
+    if cls in _mapped:
+        return
+    _mapped.add(cls)
+    event.listen(cls, "after_insert", _after_insert, propagate=True)
+    event.listen(cls, "after_update", _after_update, propagate=True)
+    event.listen(cls, "before_delete", _before_delete, propagate=True)
+
+
+def _capture_of(target: Any) -> _Capture | None:
+    session = object_session(target)
+    if session is None:
+        return None
+    capture: _Capture | None = session.info.get(_SESSION_KEY)
+    return capture
+
+
+def _values(target: Any, names: set[str]) -> dict[str, Any]:
+    return {name: getattr(target, name) for name in names}
+
+
+def _old_values(target: Any, names: set[str]) -> dict[str, Any]:
+    attrs = inspect(target).attrs
+    old = {}
+    for name in names:
+        history = attrs[name].history
+        old[name] = history.deleted[0] if history.deleted else getattr(target, name)
+    return old
+
+
+def _after_insert(mapper: Mapper[Any], conn: Connection, target: Any) -> None:
+    capture = _capture_of(target)
+    if capture is not None:
+        capture.row_changed(conn, target, "insert")
+
+
+def _after_update(mapper: Mapper[Any], conn: Connection, target: Any) -> None:
+    capture = _capture_of(target)
+    if capture is not None:
+        capture.row_changed(conn, target, "update")
+
+
+def _before_delete(mapper: Mapper[Any], conn: Connection, target: Any) -> None:
+    capture = _capture_of(target)
+    if capture is not None:
+        capture.row_changed(conn, target, "delete")
+
+
+class _Capture:
+    """Listeners of one installed session factory; pending changes live in ``session.info``."""
+
+    def __init__(self, binding: Binding) -> None:
+        self.binding = binding
+        self.pending: weakref.WeakKeyDictionary[Session, list[Change]] = weakref.WeakKeyDictionary()
+
+    # -- session events ------------------------------------------------------------------
+
+    def before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        session.info[_SESSION_KEY] = self
+        self.pending[session] = []
+
+    def after_flush(self, session: Session, flush_context: Any) -> None:
+        changes = self.pending.pop(session, [])
+        write_changes(session.connection(), merge_changes(changes))
+
+    def after_soft_rollback(self, session: Session, previous_transaction: Any) -> None:
+        self.pending.pop(session, None)
+
+    def do_orm_execute(self, state: ORMExecuteState) -> Result[Any] | None:
+        if not (state.is_update or state.is_delete) or state.bind_mapper is None:
+            return None
+        rule = self.binding.rule_for(state.bind_mapper.class_)
+        if rule is None:
+            return None
+        return _BulkStatement(self, rule, state).run()
+
+    # -- row events (from the mapper listeners) ------------------------------------------
+
+    def row_changed(self, conn: Connection, target: Any, event_name: str) -> None:
+        rule = self.binding.rule_for(type(target))
+        if rule is None:
+            return
+        names = {rule.key, *rule.payload}
+        if event_name == "update":
+            attrs = inspect(target).attrs
+            if not any(attrs[name].history.has_changes() for name in rule.watched):
+                return
+            versions = [_old_values(target, names), _values(target, names)]
+        else:
+            if event_name == "insert" and rule.kind == EVENT_KIND:
+                return  # nothing can reference a new event yet but rows of this flush
+            versions = [_values(target, names)]
+        changes = rule.changes(event_name, *versions)
+        self.pending.setdefault(object_session(target), []).extend(  # type: ignore[arg-type]
+            self.expand(conn, changes)
+        )
+
+    # -- fan-out that needs the database -------------------------------------------------
+
+    def expand(self, conn: Connection, changes: list[Change]) -> list[Change]:
+        """Resolve event targets to conversations and enrich deletes with what they need."""
+        result: list[Change] = []
+        events = {c.target.id for c in changes if c.target.kind == EVENT_KIND}
+        if events:
+            conversations = self.binding.conversations_of_events(conn, events)
+            result += [_conversation_change(cid, "update") for cid in sorted(conversations)]
+        for change in changes:
+            kind = change.target.kind
+            if kind == EVENT_KIND:
+                continue
+            if change.event == "delete" and kind == TargetKind.USER:
+                # Participants go with the user (ON DELETE CASCADE): their channels change.
+                cids = self.binding.conversations_of_users(conn, [change.target.id])
+                result += [_conversation_change(cid, "update") for cid in sorted(cids)]
+            if change.event == "delete" and kind == TargetKind.CONVERSATION:
+                payload = {**change.payload, **self.channel_of(conn, change.target.id)}
+                change = replace(change, payload=payload)
+            result.append(change)
+        return result
+
+    def channel_of(self, conn: Connection, conversation_id: str) -> dict[str, Any]:
+        """The channel a conversation maps to: from the channel map, else as the rules predict."""
+        row = conn.execute(
+            select(channel_map.c.channel_type, channel_map.c.channel_id).where(
+                channel_map.c.conversation_id == conversation_id
+            )
+        ).first()
+        if row is not None:
+            return {"channel_type": row.channel_type, "channel_id": row.channel_id}
+        desired = self.binding.desired_channels(conn, [conversation_id]).get(conversation_id)
+        if desired is None:
+            return {}
+        try:
+            return {
+                "channel_type": desired.channel_type,
+                "channel_id": choose_channel_id(desired.facts),
+                "predicted": True,
+            }
+        except InvalidStreamId:
+            return {}
+
+
+def _conversation_change(conversation_id: str, event_name: str) -> Change:
+    return Change(Target(TargetKind.CONVERSATION.value, conversation_id), event_name, {})
+
+
+class _BulkStatement:
+    """An ORM-enabled bulk ``update()``/``delete()``: snapshot affected rows around it."""
+
+    def __init__(self, capture: _Capture, rule: Rule, state: ORMExecuteState) -> None:
+        self.capture, self.rule, self.state = capture, rule, state
+        mapper = state.bind_mapper
+        assert mapper is not None
+        self.cls = mapper.class_
+        self.pk = [prop.key for prop in mapper.iterate_properties if _is_pk(mapper, prop.key)]
+        self.names = sorted({*self.pk, rule.key, *rule.payload, *rule.watched})
+
+    def run(self) -> Result[Any]:
+        conn = self.state.session.connection()
+        statement: Any = self.state.statement
+        before = self._select(conn, statement.whereclause, lock=True)
+        if self.state.is_delete:
+            # Expand before the rows (and what cascades from them) are gone.
+            deleted = [c for row in before for c in self.rule.changes("delete", row)]
+            changes = self.capture.expand(conn, deleted)
+            result = self.state.invoke_statement()
+        else:
+            result = self.state.invoke_statement()
+            changes = self.capture.expand(conn, self._updated(conn, before))
+        write_changes(conn, merge_changes(changes))
+        return result
+
+    def _updated(self, conn: Connection, before: list[dict[str, Any]]) -> list[Change]:
+        after = {self._key(row): row for row in self._select_by_pk(conn, before)}
+        changes: list[Change] = []
+        for old in before:
+            new = after.get(self._key(old), old)
+            if any(old[name] != new[name] for name in self.rule.watched):
+                changes += self.rule.changes("update", old, new)
+        return changes
+
+    def _key(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[name] for name in self.pk)
+
+    def _select(self, conn: Connection, where: Any, lock: bool = False) -> list[dict[str, Any]]:
+        query = select(*(getattr(self.cls, name).label(name) for name in self.names))
+        if where is not None:
+            query = query.where(where)
+        if lock:
+            query = query.with_for_update()
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+    def _select_by_pk(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        columns = [getattr(self.cls, name) for name in self.pk]
+        keys = [self._key(row) for row in rows]
+        where = (
+            columns[0].in_([k[0] for k in keys])
+            if len(columns) == 1
+            else (tuple_(*columns).in_(keys))
+        )
+        return self._select(conn, where)
+
+
+def _is_pk(mapper: Mapper[Any], key: str) -> bool:
+    prop = mapper.get_property(key)
+    columns = getattr(prop, "columns", [])
+    return any(column in mapper.primary_key for column in columns)

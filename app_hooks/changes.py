@@ -1,0 +1,78 @@
+"""Pure decisions of capture: which outbox rows a model change calls for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["EVENT_KIND", "Change", "Rule", "Target", "merge_changes"]
+
+# Changes to an event fan out to the conversations of its invitations and
+# proposals (their channel name comes from the event); the fan-out needs a query.
+EVENT_KIND = "event"
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    """Something in Stream to reconcile: a user, a conversation or a message."""
+
+    kind: str
+    id: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One outbox row to write: the target, why, and what to keep once the source is gone."""
+
+    target: Target
+    event: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How rows of one model map to targets.
+
+    ``key`` names the attribute that holds the target's id; ``watched`` names the
+    attributes whose change matters to Stream (inserts and deletes always matter);
+    ``payload`` names attributes copied into the row's payload.
+    """
+
+    kind: str
+    key: str
+    watched: frozenset[str]
+    payload: tuple[str, ...] = ()
+
+    def targets(self, values: Mapping[str, Any]) -> list[Target]:
+        """Targets named by one version (old or new) of a row's values."""
+        value = values.get(self.key)
+        return [] if value is None else [Target(self.kind, str(value))]
+
+    def changes(self, event: str, *versions: Mapping[str, Any]) -> list[Change]:
+        """Changes for a row event, given the row's old and/or new values."""
+        found: dict[Target, Change] = {}
+        for values in versions:
+            payload = {name: _json(values.get(name)) for name in self.payload}
+            for target in self.targets(values):
+                found.setdefault(target, Change(target, event, payload))
+        return list(found.values())
+
+
+def _json(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def merge_changes(changes: Iterable[Change]) -> list[Change]:
+    """One change per target: a delete wins over other events, payloads merge."""
+    merged: dict[Target, Change] = {}
+    for change in changes:
+        seen = merged.get(change.target)
+        if seen is None:
+            merged[change.target] = change
+            continue
+        event = "delete" if "delete" in (seen.event, change.event) else seen.event
+        merged[change.target] = Change(change.target, event, {**seen.payload, **change.payload})
+    return sorted(merged.values(), key=lambda change: change.target)

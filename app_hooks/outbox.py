@@ -1,0 +1,136 @@
+"""The outbox tables, as SQLAlchemy Core tables on a metadata of their own.
+
+The application's models never reference these tables; the migrations in
+``migrations/`` create them (with the NOTIFY trigger) beside the app's schema.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "Status",
+    "TargetKind",
+    "audit",
+    "channel_map",
+    "metadata",
+    "outbox",
+]
+
+NOTIFY_CHANNEL = "stream_outbox"
+
+
+class Status(StrEnum):
+    """Life of an outbox row: pending -> dispatched -> done | failed."""
+
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class TargetKind(StrEnum):
+    """What an outbox row asks to reconcile."""
+
+    USER = "user"
+    CONVERSATION = "conversation"
+    MESSAGE = "message"
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _in(values: type[StrEnum]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+outbox = Table(
+    "stream_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("target_kind", String(32), nullable=False),
+    Column("target_id", String(255), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("payload", _JSON, nullable=False, server_default=text("'{}'")),
+    Column("status", String(16), nullable=False, server_default=Status.PENDING.value),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("available_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("dispatched_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(f"status IN ({_in(Status)})", name="status"),
+    CheckConstraint(f"target_kind IN ({_in(TargetKind)})", name="target_kind"),
+    # Claims read only pending rows: a partial index stays small however many
+    # done rows the table keeps.
+    Index(
+        "ix_stream_outbox_pending",
+        "available_at",
+        "id",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_stream_outbox_dispatched",
+        "dispatched_at",
+        postgresql_where=text("status = 'dispatched'"),
+        sqlite_where=text("status = 'dispatched'"),
+    ),
+    Index(
+        "ix_stream_outbox_failed",
+        "updated_at",
+        postgresql_where=text("status = 'failed'"),
+        sqlite_where=text("status = 'failed'"),
+    ),
+    Index("ix_stream_outbox_target", "target_kind", "target_id"),
+    Index("ix_stream_outbox_created_at", "created_at"),
+)
+
+channel_map = Table(
+    "stream_outbox_channel",
+    metadata,
+    Column("conversation_id", String(255), primary_key=True),
+    Column("channel_type", String(64), nullable=False),
+    Column("channel_id", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("channel_type", "channel_id"),
+)
+
+audit = Table(
+    "stream_outbox_audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("row_count", Integer, nullable=False, server_default=text("0")),
+    Column("detail", _JSON, nullable=False, server_default=text("'{}'")),
+)

@@ -1,0 +1,89 @@
+"""Shared fixtures: a fresh PostgreSQL database per test run, real Redis.
+
+``DATABASE_URL`` names the server to use (default: local PostgreSQL, user postgres);
+the run creates its own database there and drops it at the end. ``REDIS_URL``
+names the Redis server. A server that does not answer stops the run with one line
+saying what to start.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from app_hooks import install
+from app_hooks.outbox import metadata as outbox_metadata
+from app_hooks.reference import Base
+from worker.migrate import upgrade
+from worker.settings import normalize_database_url
+
+SERVER_URL = normalize_database_url(
+    os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+)
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _admin_engine() -> Engine:
+    engine = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        url = make_url(SERVER_URL).render_as_string(hide_password=True)
+        pytest.exit(
+            f"PostgreSQL does not answer at {url} ({type(exc).__name__}); start it "
+            "(pg_ctlcluster <version> main start) or set DATABASE_URL",
+            returncode=3,
+        )
+    return engine
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of this test run's own, with the outbox schema and the reference app."""
+    admin = _admin_engine()
+    name = f"stream_outbox_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        engine = create_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def clean_db(engine: Engine) -> Iterator[Engine]:
+    """The test database, emptied after the test."""
+    yield engine
+    tables = [*outbox_metadata.sorted_tables, *Base.metadata.sorted_tables]
+    names = ", ".join(f'"{table.name}"' for table in tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture()
+def session_factory(clean_db: Engine) -> sessionmaker[Session]:
+    """A session factory of the app, with capture installed."""
+    factory = sessionmaker(clean_db, expire_on_commit=False)
+    install(factory)
+    return factory
