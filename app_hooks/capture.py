@@ -8,13 +8,14 @@ a commit always has its rows. Raw SQL is not seen (run a resync after it).
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Result, event, insert, inspect, select, tuple_
-from sqlalchemy.orm import Mapper, ORMExecuteState, Session, object_session
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction, object_session
 
 from app_hooks.binding import Binding
 from app_hooks.changes import EVENT_KIND, Change, Rule, Target, merge_changes
@@ -44,28 +45,46 @@ def install(session_factory: Any, binding: Binding | None = None) -> None:
     _installed[session_factory] = capture
     event.listen(session_factory, "before_flush", capture.before_flush)
     event.listen(session_factory, "after_flush", capture.after_flush)
-    event.listen(session_factory, "after_soft_rollback", capture.after_soft_rollback)
+    event.listen(session_factory, "before_commit", capture.before_commit)
+    event.listen(session_factory, "after_transaction_end", capture.after_transaction_end)
     event.listen(session_factory, "do_orm_execute", capture.do_orm_execute)
     for cls in binding.rules:
         _listen_mapper(cls)
 
 
+_INSERT = "INSERT INTO stream_outbox (target_kind, target_id, event, payload) VALUES "
+_ROW = "(%s, %s, %s, %s::jsonb)"
+_CHUNK = 500
+
+
 def write_changes(conn: Connection, changes: list[Change]) -> None:
-    """Insert outbox rows for ``changes`` on ``conn`` (one statement)."""
+    """Insert outbox rows for ``changes`` on ``conn``: one statement per 500 rows.
+
+    On PostgreSQL the statement goes straight to the driver, which prepares each
+    shape once: this is the one statement the hooks add to a transaction, and
+    SQLAlchemy's compile step would double its cost.
+    """
     if not changes:
         return
-    conn.execute(
-        insert(outbox),
-        [
-            {
-                "target_kind": change.target.kind,
-                "target_id": change.target.id,
-                "event": change.event,
-                "payload": dict(change.payload),
-            }
-            for change in changes
-        ],
-    )
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(outbox), [_row(change) for change in changes])
+        return
+    for start in range(0, len(changes), _CHUNK):
+        chunk = changes[start : start + _CHUNK]
+        params: list[Any] = []
+        for change in chunk:
+            payload = json.dumps(dict(change.payload), separators=(",", ":"))
+            params += (change.target.kind, change.target.id, change.event, payload)
+        conn.exec_driver_sql(_INSERT + ", ".join([_ROW] * len(chunk)), tuple(params))
+
+
+def _row(change: Change) -> dict[str, Any]:
+    return {
+        "target_kind": change.target.kind,
+        "target_id": change.target.id,
+        "event": change.event,
+        "payload": dict(change.payload),
+    }
 
 
 def _listen_mapper(cls: type[Any]) -> None:
@@ -116,25 +135,64 @@ def _before_delete(mapper: Mapper[Any], conn: Connection, target: Any) -> None:
         capture.row_changed(conn, target, "delete")
 
 
+@dataclass
+class _Transaction:
+    """Changes of one session's transaction that are not written yet."""
+
+    flushing: list[Change] = field(default_factory=list)  # of the flush in progress
+    deferred: list[Change] = field(default_factory=list)  # flushed, written at commit
+    committing: bool = False
+
+
 class _Capture:
-    """Listeners of one installed session factory; pending changes live in ``session.info``."""
+    """Listeners of one installed session factory.
+
+    Changes are written once per transaction, just before COMMIT (one INSERT
+    however many flushes the transaction had), except inside a savepoint, where
+    each flush writes its rows at once so that rolling back to the savepoint
+    drops them with the data.
+    """
 
     def __init__(self, binding: Binding) -> None:
         self.binding = binding
-        self.pending: weakref.WeakKeyDictionary[Session, list[Change]] = weakref.WeakKeyDictionary()
+        self.transactions: weakref.WeakKeyDictionary[Session, _Transaction] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _of(self, session: Session) -> _Transaction:
+        tx = self.transactions.get(session)
+        if tx is None:
+            tx = self.transactions[session] = _Transaction()
+        return tx
 
     # -- session events ------------------------------------------------------------------
 
     def before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
         session.info[_SESSION_KEY] = self
-        self.pending[session] = []
+        self._of(session).flushing = []
 
     def after_flush(self, session: Session, flush_context: Any) -> None:
-        changes = self.pending.pop(session, [])
-        write_changes(session.connection(), merge_changes(changes))
+        tx = self._of(session)
+        changes, tx.flushing = tx.flushing, []
+        if tx.committing or session.in_nested_transaction():
+            write_changes(session.connection(), merge_changes(changes))
+        else:
+            tx.deferred += changes
 
-    def after_soft_rollback(self, session: Session, previous_transaction: Any) -> None:
-        self.pending.pop(session, None)
+    def before_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return
+        session.flush()
+        tx = self._of(session)
+        changes, tx.deferred = tx.deferred, []
+        write_changes(session.connection(), merge_changes(changes))
+        # Flushes after this one (a later before_commit listener) write at once.
+        tx.committing = True
+
+    def after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
+        # A savepoint's end changes nothing here: its rows were written at once.
+        if transaction.parent is None:
+            self.transactions.pop(session, None)
 
     def do_orm_execute(self, state: ORMExecuteState) -> Result[Any] | None:
         if not (state.is_update or state.is_delete) or state.bind_mapper is None:
@@ -161,9 +219,9 @@ class _Capture:
                 return  # nothing can reference a new event yet but rows of this flush
             versions = [_values(target, names)]
         changes = rule.changes(event_name, *versions)
-        self.pending.setdefault(object_session(target), []).extend(  # type: ignore[arg-type]
-            self.expand(conn, changes)
-        )
+        session = object_session(target)
+        assert session is not None
+        self._of(session).flushing += self.expand(conn, changes)
 
     # -- fan-out that needs the database -------------------------------------------------
 

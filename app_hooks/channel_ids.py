@@ -53,7 +53,7 @@ def direct_message_id(member_ids: Iterable[str]) -> str:
     the id is a hash of the sorted member ids: the same pair always gets the
     same id, whatever order they joined in.
     """
-    joined = "|".join(sorted(member_ids))
+    joined = "|".join(sorted(set(member_ids)))
     return "dm_" + hashlib.sha256(joined.encode()).hexdigest()[:40]
 
 

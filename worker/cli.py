@@ -6,6 +6,7 @@ import logging
 import sys
 
 import typer
+from sqlalchemy.exc import OperationalError
 
 from worker.errors import StreamOutboxError
 from worker.settings import load_settings
@@ -45,3 +46,7 @@ def main() -> None:
     except StreamOutboxError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        typer.echo(f"error: the database (DATABASE_URL) is unreachable: {reason}", err=True)
+        sys.exit(3)

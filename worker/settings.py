@@ -38,7 +38,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
-    database_url: str = Field(validation_alias="DATABASE_URL")
+    database_url: str = Field(validation_alias="DATABASE_URL", repr=False)
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     getstream_api_key: str | None = Field(None, validation_alias="GETSTREAM_API_KEY")
     getstream_api_secret: SecretStr | None = Field(None, validation_alias="GETSTREAM_API_SECRET")

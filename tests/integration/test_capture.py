@@ -92,6 +92,20 @@ def test_rollback_writes_no_row(session_factory: sessionmaker[Session]) -> None:
     assert rows(engine) == []
 
 
+def test_rolled_back_flushes_are_forgotten_by_the_next_transaction(
+    session_factory: sessionmaker[Session],
+) -> None:
+    engine = session_factory.kw["bind"]
+    with session_factory() as session:
+        session.add(User(email="gone@example.com"))
+        session.flush()
+        session.rollback()
+        kept = User(email="kept@example.com")
+        session.add(kept)
+        session.commit()
+    assert rows(engine) == [("user", str(kept.id), "insert")]
+
+
 def test_rows_and_changes_share_one_transaction(session_factory: sessionmaker[Session]) -> None:
     engine = session_factory.kw["bind"]
     with session_factory() as session:
@@ -174,10 +188,10 @@ def test_moving_a_participant_marks_both_conversations(
         session.add(proposal)
         session.flush()
         proposal.conversation_id = made["conversation"].id
+    # One row per target and transaction: the proposal's insert and move coalesce.
     assert set(rows(engine)[count:]) == {
         ("conversation", str(other.id), "insert"),
         ("conversation", str(made["conversation"].id), "update"),
-        ("conversation", str(other.id), "update"),
     }
 
 
@@ -308,7 +322,7 @@ def test_install_on_a_session_subclass(clean_db: Engine) -> None:
 
 
 @pytest.mark.parametrize("flushes", [1, 3])
-def test_changes_to_one_target_in_one_flush_make_one_row(
+def test_changes_to_one_target_in_one_transaction_make_one_row(
     session_factory: sessionmaker[Session], flushes: int
 ) -> None:
     engine = session_factory.kw["bind"]
@@ -318,4 +332,54 @@ def test_changes_to_one_target_in_one_flush_make_one_row(
         for n in range(flushes - 1):
             session.flush()
             user.email = f"u{n}@example.com"
-    assert len(rows(engine)) == flushes
+    assert rows(engine) == [("user", str(user.id), "insert")]
+
+
+def test_rolled_back_savepoint_drops_its_rows_only(session_factory: sessionmaker[Session]) -> None:
+    engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        kept = User(email="kept@example.com")
+        session.add(kept)
+        session.flush()
+        savepoint = session.begin_nested()
+        session.add(User(email="dropped@example.com"))
+        session.flush()
+        savepoint.rollback()
+        with session.begin_nested():
+            inner = User(email="inner@example.com")
+            session.add(inner)
+    assert targets(engine) == {("user", str(kept.id)), ("user", str(inner.id))}
+
+
+def test_changes_made_by_a_before_commit_listener_are_captured(clean_db: Engine) -> None:
+    from sqlalchemy import event
+
+    factory = sessionmaker(clean_db, expire_on_commit=False)
+    install(factory)
+    late: list[User] = []
+
+    def add_late_user(session: Session) -> None:
+        if not late:
+            late.append(User(email="late@example.com"))
+            session.add(late[0])
+
+    event.listen(factory, "before_commit", add_late_user)
+    with factory() as session, session.begin():
+        session.add(User(email="first@example.com"))
+    assert ("user", str(late[0].id)) in targets(clean_db)
+    assert len(rows(clean_db)) == 2
+
+
+def test_a_failed_commit_leaves_no_row(session_factory: sessionmaker[Session]) -> None:
+    engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        session.add(User(email="taken@example.com"))
+    count = len(rows(engine))
+    with pytest.raises(Exception, match="unique"), session_factory() as session:
+        session.add(User(email="ok@example.com"))
+        session.flush()
+        session.add(User(email="taken@example.com"))
+        session.commit()
+    with session_factory() as session, session.begin():
+        session.add(User(email="after@example.com"))
+    assert len(rows(engine)) == count + 1

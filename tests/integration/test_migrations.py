@@ -1,0 +1,338 @@
+"""The Alembic migrations against real PostgreSQL: schema, version table, NOTIFY trigger."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from app_hooks.outbox import NOTIFY_CHANNEL, metadata
+from worker.migrate import alembic_config, upgrade
+from worker.settings import normalize_database_url
+
+SERVER_URL = normalize_database_url(
+    os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+)
+OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
+VERSION_TABLE = "stream_outbox_alembic_version"
+HEAD = "0001"
+INSERT_ROW = (
+    "INSERT INTO stream_outbox (target_kind, target_id, event) VALUES ('user', '1', 'insert')"
+)
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """The filter of ``migrations/env.py`` (which cannot be imported outside Alembic)."""
+    return type_ != "table" or name in metadata.tables
+
+
+@contextmanager
+def new_database() -> Iterator[str]:
+    """Create a brand-new, empty database; drop it on exit."""
+    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"stream_outbox_migr_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture()
+def empty_url() -> Iterator[str]:
+    """The URL of an empty database of this test's own."""
+    with new_database() as url:
+        yield url
+
+
+@pytest.fixture()
+def db(empty_url: str) -> Iterator[Engine]:
+    engine = create_engine(empty_url, poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def migrated(empty_url: str, db: Engine) -> Engine:
+    """This test's own database, migrated to head (for tests that change the schema)."""
+    upgrade(empty_url)
+    return db
+
+
+@pytest.fixture(scope="module")
+def shared_url() -> Iterator[str]:
+    """A database migrated to head, shared by tests that only add rows or app tables."""
+    with new_database() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shared(shared_url: str) -> Iterator[Engine]:
+    engine = create_engine(shared_url, poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+def conninfo(url: str) -> str:
+    """A libpq connection string for a SQLAlchemy URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names())
+
+
+def scalars(engine: Engine, sql: str, **params: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.scalars(text(sql), params))
+
+
+def versions(engine: Engine) -> list[str]:
+    return scalars(engine, f"SELECT version_num FROM {VERSION_TABLE}")
+
+
+def notify_objects(engine: Engine) -> tuple[list[str], list[str]]:
+    functions = scalars(
+        engine, "SELECT proname FROM pg_proc WHERE proname = 'stream_outbox_notify'"
+    )
+    triggers = scalars(
+        engine, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'stream%'"
+    )
+    return functions, triggers
+
+
+def schema_diff(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "include_object": include_object,
+                "compare_type": True,
+                "compare_server_default": False,
+            },
+        )
+        return list(compare_metadata(context, metadata))
+
+
+# -- upgrade ---------------------------------------------------------------------------
+
+
+def test_upgrade_creates_the_outbox_tables_and_own_version_table(
+    empty_url: str, db: Engine
+) -> None:
+    # Given an empty database
+    assert tables(db) == set()
+    # When the migrations run
+    upgrade(empty_url)
+    # Then our tables exist, with our own version table at head, and no alembic_version
+    assert tables(db) == {*OUTBOX_TABLES, VERSION_TABLE}
+    assert "alembic_version" not in tables(db)
+    assert versions(db) == [HEAD]
+    assert notify_objects(db) == (["stream_outbox_notify"], ["stream_outbox_notify"])
+
+
+def test_upgrade_leaves_the_apps_own_alembic_history_alone(empty_url: str, db: Engine) -> None:
+    # Given an app with its own Alembic history and tables
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            )
+        )
+        conn.execute(text("INSERT INTO alembic_version VALUES ('app_rev_42')"))
+        conn.execute(text("CREATE TABLE users (id serial PRIMARY KEY, email text)"))
+        conn.execute(text("INSERT INTO users (email) VALUES ('a@example.com')"))
+    # When our migrations run, twice
+    upgrade(empty_url)
+    upgrade(empty_url)
+    # Then the app's version and data are untouched and ours is tracked apart
+    assert scalars(db, "SELECT version_num FROM alembic_version") == ["app_rev_42"]
+    assert scalars(db, "SELECT email FROM users") == ["a@example.com"]
+    assert versions(db) == [HEAD]
+    assert tables(db) == {*OUTBOX_TABLES, VERSION_TABLE, "alembic_version", "users"}
+
+
+def test_second_upgrade_is_a_no_op(empty_url: str, migrated: Engine) -> None:
+    # Given a migrated database holding a row
+    with migrated.begin() as conn:
+        conn.execute(text(INSERT_ROW))
+    before = (tables(migrated), versions(migrated), notify_objects(migrated))
+    # When upgrade runs again
+    upgrade(empty_url)
+    # Then nothing changed and the row is still there
+    assert (tables(migrated), versions(migrated), notify_objects(migrated)) == before
+    assert scalars(migrated, "SELECT target_id FROM stream_outbox") == ["1"]
+
+
+def test_upgrade_on_a_caller_connection(empty_url: str, db: Engine) -> None:
+    # Given a connection the caller owns (as an app's own env.py would hand in)
+    with db.begin() as conn:
+        # When the migrations run on it
+        command.upgrade(alembic_config(empty_url, connection=conn), "head")
+    # Then they were committed with the caller's transaction
+    assert tables(db) == {*OUTBOX_TABLES, VERSION_TABLE}
+    assert versions(db) == [HEAD]
+
+
+def test_url_with_percent_sign_in_password_reaches_alembic() -> None:
+    # '%' is Alembic's interpolation character; the config must escape it.
+    url = "postgresql+psycopg://app:p%40ss%25@db.example:5432/app"
+    config = alembic_config(url)
+    assert config.get_main_option("sqlalchemy.url") == url
+
+
+def test_schema_after_migration_equals_the_metadata(shared: Engine) -> None:
+    # Given an app table beside ours (which the filter must ignore)
+    with shared.begin() as conn:
+        conn.execute(text("CREATE TABLE app_things (id serial PRIMARY KEY)"))
+    # When the live schema is compared with app_hooks.outbox.metadata
+    # Then there is no difference
+    assert schema_diff(shared) == []
+
+
+def test_comparison_would_see_a_difference(migrated: Engine) -> None:
+    # Guard: the comparison is not vacuous.
+    with migrated.begin() as conn:
+        conn.execute(text("DROP INDEX ix_stream_outbox_created_at"))
+        conn.execute(text("ALTER TABLE stream_outbox_audit ADD COLUMN extra text"))
+    kinds = {diff[0] if isinstance(diff, tuple) else diff[0][0] for diff in schema_diff(migrated)}
+    assert {"add_index", "remove_column"} <= kinds
+
+
+def test_constraints_hold_after_migration(shared: Engine) -> None:
+    with pytest.raises(Exception, match="ck_stream_outbox_status"), shared.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO stream_outbox (target_kind, target_id, event, status) "
+                "VALUES ('user', '1', 'insert', 'bogus')"
+            )
+        )
+    with pytest.raises(Exception, match="ck_stream_outbox_target_kind"), shared.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO stream_outbox (target_kind, target_id, event) "
+                "VALUES ('event', '1', 'insert')"
+            )
+        )
+    with shared.begin() as conn:
+        row = conn.execute(text(f"{INSERT_ROW} RETURNING status, attempts, payload")).one()
+    assert tuple(row) == ("pending", 0, {})
+
+
+# -- downgrade --------------------------------------------------------------------------
+
+
+def test_downgrade_to_base_drops_everything(empty_url: str, migrated: Engine) -> None:
+    # Given a migrated database holding rows
+    with migrated.begin() as conn:
+        conn.execute(text(INSERT_ROW))
+    # When downgraded to base
+    command.downgrade(alembic_config(empty_url), "base")
+    # Then no outbox table, function or trigger is left, and no version recorded
+    assert tables(migrated) <= {VERSION_TABLE}
+    if VERSION_TABLE in tables(migrated):
+        assert versions(migrated) == []
+    assert notify_objects(migrated) == ([], [])
+
+
+def test_downgrade_then_upgrade_round_trips(empty_url: str, migrated: Engine) -> None:
+    command.downgrade(alembic_config(empty_url), "base")
+    upgrade(empty_url)
+    assert tables(migrated) == {*OUTBOX_TABLES, VERSION_TABLE}
+    assert versions(migrated) == [HEAD]
+    assert schema_diff(migrated) == []
+
+
+# -- NOTIFY trigger ---------------------------------------------------------------------
+
+
+@pytest.fixture()
+def listener(shared_url: str, shared: Engine) -> Iterator[psycopg.Connection[Any]]:
+    conn = psycopg.connect(conninfo(shared_url), autocommit=True)
+    try:
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        yield conn
+    finally:
+        conn.close()
+
+
+def received(listener: psycopg.Connection[Any], timeout: float) -> list[psycopg.Notify]:
+    return list(listener.notifies(timeout=timeout, stop_after=1))
+
+
+def test_committed_insert_notifies(shared_url: str, listener: psycopg.Connection[Any]) -> None:
+    # Given a listener on the outbox channel
+    assert NOTIFY_CHANNEL == "stream_outbox"
+    # When another connection inserts a row and commits
+    with psycopg.connect(conninfo(shared_url)) as writer:
+        writer.execute(INSERT_ROW)
+        writer.commit()
+    # Then a notification arrives on that channel
+    started = time.monotonic()
+    notes = received(listener, timeout=5)
+    assert len(notes) == 1
+    assert notes[0].channel == NOTIFY_CHANNEL
+    assert notes[0].payload == ""
+    assert time.monotonic() - started < 5
+
+
+def test_rolled_back_insert_does_not_notify(
+    shared_url: str, listener: psycopg.Connection[Any]
+) -> None:
+    # Given a listener, and another connection that inserts a row and rolls back
+    with psycopg.connect(conninfo(shared_url)) as writer:
+        writer.execute(INSERT_ROW)
+        writer.rollback()
+    # Then no notification arrives
+    assert received(listener, timeout=0.5) == []
+    # And the listener does hear a later committed insert (the silence was meaningful)
+    with psycopg.connect(conninfo(shared_url)) as writer:
+        writer.execute(INSERT_ROW)
+        writer.commit()
+    assert len(received(listener, timeout=5)) == 1
+
+
+def test_uncommitted_insert_notifies_only_at_commit(
+    shared_url: str, listener: psycopg.Connection[Any]
+) -> None:
+    with psycopg.connect(conninfo(shared_url)) as writer:
+        writer.execute(INSERT_ROW)
+        assert received(listener, timeout=0.3) == []
+        writer.commit()
+    assert len(received(listener, timeout=5)) == 1
+
+
+def test_status_update_notifies_but_other_updates_do_not(
+    shared_url: str, shared: Engine, listener: psycopg.Connection[Any]
+) -> None:
+    # Given a row whose insert notification has been consumed
+    with shared.begin() as conn:
+        conn.execute(text(INSERT_ROW))
+    assert len(received(listener, timeout=5)) == 1
+    # When only attempts change, nothing is heard
+    with shared.begin() as conn:
+        conn.execute(text("UPDATE stream_outbox SET attempts = attempts + 1"))
+    assert received(listener, timeout=0.3) == []
+    # When the status changes, a notification arrives
+    with shared.begin() as conn:
+        conn.execute(text("UPDATE stream_outbox SET status = 'dispatched'"))
+    assert len(received(listener, timeout=5)) == 1
