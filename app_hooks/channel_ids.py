@@ -27,7 +27,7 @@ __all__ = [
 CHANNEL_TYPE = "messaging"
 CHANNEL_ID_MAX_LENGTH = 64
 USER_ID_MAX_LENGTH = 255
-_CHANNEL_ID = re.compile(r"[a-zA-Z0-9!_-]+")
+_CHANNEL_ID = re.compile(r"[a-zA-Z0-9_-]+")  # '!' is reserved by Stream
 _USER_ID = re.compile(r"[a-zA-Z0-9@_-]+")
 
 
@@ -91,7 +91,7 @@ def validate_channel_id(channel_id: str) -> str:
         )
     if not _CHANNEL_ID.fullmatch(channel_id):
         raise InvalidStreamId(
-            f"channel id {channel_id[:80]!r} may only contain letters, digits, '!', '_' and '-'"
+            f"channel id {channel_id[:80]!r} may only contain letters, digits, '_' and '-'"
         )
     return channel_id
 

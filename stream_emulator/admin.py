@@ -1,0 +1,174 @@
+"""Control operations, shared by the ``/_emulator/...`` HTTP API and the Python API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from stream_emulator.control import Failure, Interruption, canonical
+from stream_emulator.core import ADMIN_PREFIX, EmulatorCore, Request, Response, json_response
+
+
+class AdminError(ValueError):
+    """Bad input to a control operation (HTTP 400 on the admin API)."""
+
+
+def state(core: EmulatorCore) -> dict[str, Any]:
+    """Users, channels and messages as ``GET /_emulator/state`` returns them."""
+    with core.lock:
+        return core.store.snapshot()
+
+
+def request_counts(core: EmulatorCore) -> dict[str, Any]:
+    """``{"counts": {...}, "by_status": {...}, "total": n}``."""
+    with core.lock:
+        return core.control.requests()
+
+
+def reset_requests(core: EmulatorCore) -> None:
+    """Forget the request log only."""
+    with core.lock:
+        core.control.reset_requests()
+
+
+def inject_failure(
+    core: EmulatorCore,
+    endpoint: str | None,
+    status: int,
+    times: int = 1,
+    code: int | None = None,
+    message: str | None = None,
+) -> None:
+    """Answer the next ``times`` calls of ``endpoint`` (``None``/``"*"``: any) with ``status``."""
+    if not 400 <= int(status) <= 599:
+        raise AdminError("status must be an HTTP error status (400-599)")
+    with core.lock:
+        core.control.add_failure(
+            canonical(endpoint), Failure(_positive(times), int(status), code, message)
+        )
+
+
+def drop_connections(
+    core: EmulatorCore, endpoint: str | None, times: int = 1, apply: bool = False
+) -> None:
+    """Close the socket without answering the next ``times`` calls.
+
+    With ``apply=True`` the call is carried out first, as when a response is lost.
+    """
+    with core.lock:
+        core.control.add_interruption(
+            canonical(endpoint), Interruption(_positive(times), 0.0, bool(apply))
+        )
+
+
+def hang(
+    core: EmulatorCore, endpoint: str | None, seconds: float, times: int = 1, apply: bool = False
+) -> None:
+    """Wait ``seconds`` before answering the next ``times`` calls.
+
+    Without ``apply`` the connection is then closed and nothing is changed; with
+    ``apply=True`` the call is carried out and answered after the wait.
+    """
+    if float(seconds) <= 0:
+        raise AdminError("seconds must be positive")
+    with core.lock:
+        core.control.add_interruption(
+            canonical(endpoint), Interruption(_positive(times), float(seconds), bool(apply))
+        )
+
+
+def set_latency(core: EmulatorCore, ms: float, endpoint: str | None = None) -> None:
+    """Delay every call (or one endpoint's calls) by ``ms`` milliseconds."""
+    if float(ms) < 0:
+        raise AdminError("ms must not be negative")
+    with core.lock:
+        core.control.set_latency(float(ms), endpoint)
+
+
+def clear_faults(core: EmulatorCore) -> None:
+    """Remove pending failures, drops, hangs and latency."""
+    with core.lock:
+        core.control.clear_faults()
+
+
+def set_rate_limit(core: EmulatorCore, endpoint: str, limit: int | None) -> None:
+    """Allow ``limit`` calls of ``endpoint`` per window (``None`` removes the limit)."""
+    if limit is not None and int(limit) < 0:
+        raise AdminError("limit must not be negative")
+    with core.lock:
+        core.control.set_rate_limit(endpoint, limit)
+
+
+def set_window(core: EmulatorCore, seconds: float) -> None:
+    """Change the rate-limit window length and forget current usage."""
+    if float(seconds) <= 0:
+        raise AdminError("window_seconds must be positive")
+    with core.lock:
+        core.control.window_seconds = float(seconds)
+        core.control.usage.clear()
+
+
+def _positive(times: int) -> int:
+    if int(times) < 1:
+        raise AdminError("times must be at least 1")
+    return int(times)
+
+
+def _rate_limits(core: EmulatorCore, body: dict[str, Any]) -> dict[str, Any]:
+    if "window_seconds" in body:
+        set_window(core, body["window_seconds"])
+    if "endpoint" in body:
+        set_rate_limit(core, body["endpoint"], body.get("limit"))
+    with core.lock:
+        return {
+            "window_seconds": core.control.window_seconds,
+            "limits": dict(core.control.rate_limits),
+        }
+
+
+def _faults(core: EmulatorCore) -> dict[str, Any]:
+    with core.lock:
+        return core.control.faults()
+
+
+_Op = Callable[[EmulatorCore, dict[str, Any]], Any]
+
+_OPS: dict[tuple[str, str], _Op] = {
+    ("GET", "/state"): lambda core, _: state(core),
+    ("POST", "/reset"): lambda core, _: core.reset(),
+    ("GET", "/requests"): lambda core, _: request_counts(core),
+    ("POST", "/requests/reset"): lambda core, _: reset_requests(core),
+    ("GET", "/faults"): lambda core, _: _faults(core),
+    ("POST", "/faults/clear"): lambda core, _: clear_faults(core),
+    ("POST", "/faults/fail"): lambda core, b: inject_failure(
+        core, b.get("endpoint"), b["status"], b.get("times", 1), b.get("code"), b.get("message")
+    ),
+    ("POST", "/faults/latency"): lambda core, b: set_latency(core, b["ms"], b.get("endpoint")),
+    ("POST", "/faults/drop"): lambda core, b: drop_connections(
+        core, b.get("endpoint"), b.get("times", 1), b.get("apply", False)
+    ),
+    ("POST", "/faults/hang"): lambda core, b: hang(
+        core, b.get("endpoint"), b["seconds"], b.get("times", 1), b.get("apply", False)
+    ),
+    ("GET", "/rate_limits"): lambda core, _: _rate_limits(core, {}),
+    ("POST", "/rate_limits"): _rate_limits,
+    ("GET", "/health"): lambda core, _: {"ok": True, "api_key": core.config.api_key},
+}
+
+
+def handle(core: EmulatorCore, request: Request) -> Response:
+    """Serve one ``/_emulator/...`` request (no authentication, not counted)."""
+    op = _OPS.get((request.method, request.path[len(ADMIN_PREFIX) :].rstrip("/") or "/"))
+    if op is None:
+        return json_response(404, {"error": f"no admin operation {request.method} {request.path}"})
+    try:
+        body = json.loads(request.body) if request.body else {}
+        if not isinstance(body, dict):
+            raise AdminError("body must be a JSON object")
+        result = op(core, body)
+    except KeyError as exc:
+        return json_response(400, {"error": f"missing field {exc.args[0]}"})
+    except (AdminError, ValueError, TypeError) as exc:
+        return json_response(400, {"error": str(exc)})
+    return json_response(200, result if result is not None else {"ok": True})

@@ -1,0 +1,215 @@
+"""Fault injection, per-endpoint rate limits and the request log.
+
+Not thread-safe by itself: ``EmulatorCore`` calls it under its lock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+ANY_ENDPOINT = "*"
+UNLIMITED = 1_000_000_000
+
+# Names the brief or other tools may use for an endpoint, mapped to Stream's own name.
+ALIASES = {
+    "UpsertUsers": "UpdateUsers",
+    "UpsertUser": "UpdateUsers",
+    "PartialUpdateUsers": "UpdateUsersPartial",
+    "UpdateUserPartial": "UpdateUsersPartial",
+    "AddMembers": "UpdateChannel",
+    "RemoveMembers": "UpdateChannel",
+    "CreateChannel": "GetOrCreateChannel",
+    "QueryChannel": "GetOrCreateChannel",
+    "PartialUpdateChannel": "UpdateChannelPartial",
+}
+
+
+def canonical(endpoint: str | None) -> str:
+    """Map an alias such as ``UpsertUsers`` to Stream's endpoint name; ``None`` means any."""
+    if endpoint is None or endpoint == "":
+        return ANY_ENDPOINT
+    return ALIASES.get(endpoint, endpoint)
+
+
+def canonical_limits(limits: dict[str, int]) -> dict[str, int]:
+    """Rate limits keyed by Stream endpoint names (aliases resolved)."""
+    return {canonical(name): int(limit) for name, limit in limits.items()}
+
+
+@dataclass
+class Failure:
+    """Answer the next ``times`` calls with ``status``."""
+
+    times: int
+    status: int
+    code: int | None = None
+    message: str | None = None
+
+
+@dataclass
+class Interruption:
+    """Drop (``hang_seconds == 0``) or hang the next ``times`` calls."""
+
+    times: int
+    hang_seconds: float = 0.0
+    apply: bool = False
+
+
+@dataclass
+class Decision:
+    """What to do with one call before (or instead of) handling it."""
+
+    delay: float = 0.0
+    failure: Failure | None = None
+    interruption: Interruption | None = None
+
+
+@dataclass
+class Control:
+    """Faults, rate limits and counters."""
+
+    window_seconds: float = 60.0
+    rate_limits: dict[str, int] = field(default_factory=dict)
+    latency_ms: float = 0.0
+    endpoint_latency_ms: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, list[Failure]] = field(default_factory=dict)
+    interruptions: dict[str, list[Interruption]] = field(default_factory=dict)
+    usage: dict[str, tuple[float, int]] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    by_status: Counter[str] = field(default_factory=Counter)
+
+    # ---- faults ------------------------------------------------------------
+
+    def decide(self, endpoint: str) -> Decision:
+        """Consume at most one pending fault for ``endpoint`` and report the delay."""
+        delay_ms = self.endpoint_latency_ms.get(endpoint, self.latency_ms)
+        decision = Decision(delay=delay_ms / 1000.0)
+        for key in (endpoint, ANY_ENDPOINT):
+            pending = self.interruptions.get(key)
+            if pending:
+                decision.interruption = _take(pending)
+                return decision
+            failures = self.failures.get(key)
+            if failures:
+                decision.failure = _take(failures)
+                return decision
+        return decision
+
+    def add_failure(self, endpoint: str, failure: Failure) -> None:
+        """Queue an injected failure."""
+        self.failures.setdefault(canonical(endpoint), []).append(failure)
+
+    def add_interruption(self, endpoint: str, interruption: Interruption) -> None:
+        """Queue a dropped or hung connection."""
+        self.interruptions.setdefault(canonical(endpoint), []).append(interruption)
+
+    def set_latency(self, ms: float, endpoint: str | None = None) -> None:
+        """Add ``ms`` of latency to every call, or to one endpoint's calls."""
+        if endpoint is None:
+            self.latency_ms = float(ms)
+        else:
+            self.endpoint_latency_ms[canonical(endpoint)] = float(ms)
+
+    def clear_faults(self) -> None:
+        """Remove all injected failures, drops, hangs and latency."""
+        self.failures.clear()
+        self.interruptions.clear()
+        self.endpoint_latency_ms.clear()
+        self.latency_ms = 0.0
+
+    def faults(self) -> dict[str, Any]:
+        """Pending faults, for ``GET /_emulator/faults``."""
+        return {
+            "latency_ms": self.latency_ms,
+            "endpoint_latency_ms": dict(self.endpoint_latency_ms),
+            "failures": {k: [vars(f) for f in v] for k, v in self.failures.items() if v},
+            "interruptions": {k: [vars(i) for i in v] for k, v in self.interruptions.items() if v},
+        }
+
+    # ---- rate limits -------------------------------------------------------
+
+    def set_rate_limit(self, endpoint: str, limit: int | None) -> None:
+        """Limit ``endpoint`` to ``limit`` calls per window; ``None`` removes the limit."""
+        name = canonical(endpoint)
+        if limit is None:
+            self.rate_limits.pop(name, None)
+        else:
+            self.rate_limits[name] = int(limit)
+
+    def limit_for(self, endpoint: str) -> int:
+        """The configured limit of ``endpoint`` (a huge number when unlimited)."""
+        return self.rate_limits.get(endpoint, self.rate_limits.get(ANY_ENDPOINT, UNLIMITED))
+
+    def window(self, now: float) -> tuple[float, float]:
+        """Start and end (unix seconds) of the fixed window containing ``now``."""
+        start = math.floor(now / self.window_seconds) * self.window_seconds
+        return start, start + self.window_seconds
+
+    def used(self, endpoint: str, now: float) -> int:
+        """Calls to ``endpoint`` counted in the current window."""
+        start, _ = self.window(now)
+        window_start, count = self.usage.get(endpoint, (start, 0))
+        return count if window_start == start else 0
+
+    def consume(self, endpoint: str, now: float) -> tuple[bool, int, int, int]:
+        """Count a call; return ``(allowed, limit, remaining, reset)``."""
+        start, end = self.window(now)
+        limit = self.limit_for(endpoint)
+        used = self.used(endpoint, now)
+        allowed = used < limit
+        if allowed:
+            used += 1
+            self.usage[endpoint] = (start, used)
+        return allowed, limit, max(limit - used, 0), math.ceil(end)
+
+    def peek(self, endpoint: str, now: float) -> tuple[int, int, int]:
+        """``(limit, remaining, reset)`` without counting a call."""
+        _, end = self.window(now)
+        limit = self.limit_for(endpoint)
+        return limit, max(limit - self.used(endpoint, now), 0), math.ceil(end)
+
+    # ---- request log -------------------------------------------------------
+
+    def record(self, endpoint: str, outcome: int | str) -> None:
+        """Count one call of ``endpoint`` that ended with ``outcome`` (status or word)."""
+        self.counts[endpoint] += 1
+        self.by_status[f"{endpoint} {outcome}"] += 1
+
+    def requests(self) -> dict[str, Any]:
+        """The ``/_emulator/requests`` document."""
+        return {
+            "counts": dict(self.counts),
+            "by_status": dict(self.by_status),
+            "total": sum(self.counts.values()),
+        }
+
+    def reset_requests(self) -> None:
+        """Forget the request log."""
+        self.counts.clear()
+        self.by_status.clear()
+
+    def reset(self) -> None:
+        """Clear faults, counters and rate-limit usage (configured limits stay)."""
+        self.clear_faults()
+        self.reset_requests()
+        self.usage.clear()
+
+
+_Fault = TypeVar("_Fault", Failure, Interruption)
+
+
+def _take(pending: list[_Fault]) -> _Fault:
+    head = pending[0]
+    head.times -= 1
+    if head.times <= 0:
+        pending.pop(0)
+    return head
+
+
+def unix_now() -> float:
+    """Wall-clock seconds, used for rate-limit windows."""
+    return time.time()

@@ -1,0 +1,215 @@
+"""In-memory records of users, channels, messages and async tasks.
+
+The store itself is not thread-safe: ``EmulatorCore`` holds one lock around
+every use of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stream_emulator.errors import not_found
+
+# Fields Stream manages itself; a payload cannot set them.
+USER_SERVER_FIELDS = frozenset(
+    {"created_at", "updated_at", "last_active", "deactivated_at", "deleted_at", "online"}
+)
+CHANNEL_RESERVED_FIELDS = frozenset(
+    {
+        "id",
+        "type",
+        "cid",
+        "members",
+        "created_by",
+        "created_by_id",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "member_count",
+        "config",
+        "frozen",
+        "disabled",
+    }
+)
+MESSAGE_SERVER_FIELDS = frozenset(
+    {"user", "user_id", "cid", "created_at", "updated_at", "deleted_at", "type"}
+)
+
+
+def now_iso() -> str:
+    """Current UTC time in Stream's RFC 3339 format with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class ChannelRecord:
+    """A channel as stored by the emulator."""
+
+    type: str
+    id: str
+    created_by: str
+    created_at: str
+    seq: int
+    data: dict[str, Any] = field(default_factory=dict)
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    updated_at: str = ""
+    deleted_at: str | None = None
+
+    @property
+    def cid(self) -> str:
+        """``type:id``."""
+        return f"{self.type}:{self.id}"
+
+
+@dataclass
+class Store:
+    """All emulated Stream state."""
+
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    user_seq: dict[str, int] = field(default_factory=dict)
+    channels: dict[str, ChannelRecord] = field(default_factory=dict)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    message_cids: dict[str, str] = field(default_factory=dict)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    def next_seq(self) -> int:
+        """Monotonic counter used to order records created in the same instant."""
+        return next(self._counter)
+
+    # ---- users -------------------------------------------------------------
+
+    def user_view(self, user_id: str) -> dict[str, Any]:
+        """The user object embedded in responses (a minimal stub if the user is gone)."""
+        user = self.users.get(user_id)
+        if user is None:
+            return {"id": user_id, "role": "user", "deleted_at": None}
+        return dict(user)
+
+    def require_user(self, user_id: str) -> dict[str, Any]:
+        """Return a stored user or raise Stream's does-not-exist error."""
+        user = self.users.get(user_id)
+        if user is None:
+            raise not_found(f'user "{user_id}" does not exist')
+        return user
+
+    def put_user(self, payload: dict[str, Any], now: str) -> dict[str, Any]:
+        """Create or fully replace a user, keeping ``created_at`` of an existing one."""
+        user_id = payload["id"]
+        existing = self.users.get(user_id)
+        user: dict[str, Any] = {"role": "user", "banned": False, "online": False}
+        user.update({k: v for k, v in payload.items() if k not in USER_SERVER_FIELDS})
+        user["created_at"] = existing["created_at"] if existing else now
+        user["updated_at"] = now
+        if existing and existing.get("deactivated_at"):
+            user["deactivated_at"] = existing["deactivated_at"]
+        if existing is None:
+            self.user_seq[user_id] = self.next_seq()
+        self.users[user_id] = user
+        return user
+
+    # ---- channels ----------------------------------------------------------
+
+    def require_channel(self, channel_type: str, channel_id: str) -> ChannelRecord:
+        """Return a live (not soft-deleted) channel or raise does-not-exist."""
+        cid = f"{channel_type}:{channel_id}"
+        channel = self.channels.get(cid)
+        if channel is None or channel.deleted_at is not None:
+            raise not_found(f"Can't find channel with id {cid}")
+        return channel
+
+    def member_view(self, member: dict[str, Any]) -> dict[str, Any]:
+        """A member object as the API returns it."""
+        view = dict(member)
+        view["user"] = self.user_view(member["user_id"])
+        return view
+
+    def channel_view(self, channel: ChannelRecord) -> dict[str, Any]:
+        """The ``channel`` object: custom data flattened next to Stream's own fields."""
+        view: dict[str, Any] = dict(channel.data)
+        view.update(
+            {
+                "id": channel.id,
+                "type": channel.type,
+                "cid": channel.cid,
+                "created_at": channel.created_at,
+                "updated_at": channel.updated_at,
+                "deleted_at": channel.deleted_at,
+                "created_by": self.user_view(channel.created_by),
+                "frozen": False,
+                "disabled": False,
+                "member_count": len(channel.members),
+                "config": {"name": channel.type, "max_message_length": 5000},
+            }
+        )
+        return view
+
+    def channel_state(
+        self, channel: ChannelRecord, message_limit: int = 25, member_limit: int = 100
+    ) -> dict[str, Any]:
+        """``channel`` + ``members`` + ``messages``, as a channel query returns them."""
+        members = list(channel.members.values())  # insertion order = join order
+        messages = self.messages.get(channel.cid, [])
+        recent = messages[-message_limit:] if message_limit > 0 else []
+        return {
+            "channel": self.channel_view(channel),
+            "members": [self.member_view(m) for m in members[:member_limit]],
+            "messages": [self.message_view(m) for m in recent],
+            "pinned_messages": [],
+            "read": [],
+            "watcher_count": 0,
+        }
+
+    def drop_channel(self, cid: str) -> None:
+        """Remove a channel and its messages entirely (hard delete)."""
+        self.channels.pop(cid, None)
+        for message in self.messages.pop(cid, []):
+            self.message_cids.pop(message["id"], None)
+
+    # ---- messages ----------------------------------------------------------
+
+    def message_view(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message object with its author embedded."""
+        view = dict(message)
+        view["user"] = self.user_view(message["user_id"])
+        return view
+
+    # ---- tasks -------------------------------------------------------------
+
+    def add_task(self, result: dict[str, Any], now: str) -> str:
+        """Record an async task that has already completed; return its id."""
+        task_id = str(uuid.uuid4())
+        self.tasks[task_id] = {
+            "task_id": task_id,
+            "status": "completed",
+            "result": result,
+            "created_at": now,
+            "updated_at": now,
+        }
+        return task_id
+
+    # ---- inspection --------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``/_emulator/state`` document."""
+        channels = {
+            cid: {
+                "type": ch.type,
+                "id": ch.id,
+                "data": dict(ch.data),
+                "members": sorted(ch.members),
+                "created_by": ch.created_by,
+                "deleted_at": ch.deleted_at,
+            }
+            for cid, ch in self.channels.items()
+        }
+        messages = {cid: [dict(m) for m in msgs] for cid, msgs in self.messages.items() if msgs}
+        return {
+            "users": {uid: dict(u) for uid, u in self.users.items()},
+            "channels": channels,
+            "messages": messages,
+        }

@@ -1,0 +1,74 @@
+"""Fixtures: one emulator per session, reset before every test, real SDK clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from stream_chat import StreamChat
+
+from stream_emulator import Emulator
+
+API_KEY = "test-key"
+API_SECRET = "test-secret-that-is-at-least-32-bytes-long"
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """One emulator for the whole session (starting one takes a few milliseconds)."""
+    with Emulator(api_key=API_KEY, api_secret=API_SECRET) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(emulator: Emulator) -> Emulator:
+    """The session emulator, emptied (state, faults, counters, limits)."""
+    emulator.reset()
+    return emulator
+
+
+@pytest.fixture
+def make_client(emu: Emulator) -> Iterator[Callable[..., StreamChat]]:
+    """Build SDK clients against the emulator; their sessions are closed afterwards."""
+    clients: list[StreamChat] = []
+
+    def make(api_key: str = API_KEY, api_secret: str = API_SECRET, **options: Any) -> StreamChat:
+        client = StreamChat(api_key, api_secret, base_url=emu.base_url, **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.session.close()
+
+
+@pytest.fixture
+def client(make_client: Callable[..., StreamChat]) -> StreamChat:
+    """A correctly configured SDK client."""
+    return make_client()
+
+
+@pytest.fixture
+def http(emu: Emulator) -> Iterator[requests.Session]:
+    """A plain HTTP session, for the admin API and hand-made requests."""
+    session = requests.Session()
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def users(client: StreamChat) -> list[str]:
+    """Five existing users: alice, bob, carol, dave, erin."""
+    ids = ["alice", "bob", "carol", "dave", "erin"]
+    client.upsert_users([{"id": uid, "name": uid.title()} for uid in ids])
+    return ids
+
+
+@pytest.fixture
+def channel(client: StreamChat, users: list[str]) -> Any:
+    """``messaging:general`` created by alice with alice and bob as members."""
+    ch = client.channel("messaging", "general", {"name": "General", "members": ["alice", "bob"]})
+    ch.create("alice")
+    return ch

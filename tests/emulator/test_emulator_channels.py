@@ -1,0 +1,250 @@
+"""Channel endpoints through the real SDK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from stream_chat import StreamChat
+from stream_chat.base.exceptions import StreamAPIException
+
+from stream_emulator import Emulator
+
+
+def _error(exc: pytest.ExceptionInfo[StreamAPIException]) -> tuple[int, Any]:
+    return exc.value.status_code, exc.value.error_code
+
+
+def test_create_returns_stream_shaped_channel(client: StreamChat, users: list[str]):
+    ch = client.channel(
+        "messaging", "team-1", {"name": "Team", "color": "blue", "members": ["alice", "bob"]}
+    )
+    state = ch.create("alice")
+
+    channel = state["channel"]
+    assert channel["cid"] == "messaging:team-1"
+    assert (channel["id"], channel["type"]) == ("team-1", "messaging")
+    assert (channel["name"], channel["color"]) == ("Team", "blue")
+    assert channel["created_by"]["id"] == "alice"
+    assert channel["member_count"] == 2
+    assert channel["created_at"] and channel["updated_at"]
+    assert channel["deleted_at"] is None
+    members = {m["user_id"]: m for m in state["members"]}
+    assert set(members) == {"alice", "bob"}
+    assert members["alice"]["role"] == "owner"
+    assert members["bob"]["channel_role"] == "channel_member"
+    assert members["bob"]["user"]["name"] == "Bob"
+    assert members["bob"]["created_at"]
+    assert state["messages"] == []
+
+
+def test_created_by_id_in_data_works_too(emu: Emulator, client: StreamChat, users: list[str]):
+    client.channel("messaging", "c2", {"created_by_id": "bob"}).query()
+    assert emu.state()["channels"]["messaging:c2"]["created_by"] == "bob"
+
+
+def test_state_endpoint_shape(emu: Emulator, channel: Any):
+    assert emu.state()["channels"] == {
+        "messaging:general": {
+            "type": "messaging",
+            "id": "general",
+            "data": {"name": "General"},
+            "members": ["alice", "bob"],
+            "created_by": "alice",
+            "deleted_at": None,
+        }
+    }
+
+
+def test_create_requires_created_by(client: StreamChat, users: list[str]):
+    with pytest.raises(StreamAPIException) as caught:
+        client.channel("messaging", "nobody").query()
+    assert _error(caught) == (400, 4)
+    assert "either data.created_by or data.created_by_id" in caught.value.error_message
+
+
+def test_create_with_unknown_members_names_them(client: StreamChat, users: list[str]):
+    with pytest.raises(StreamAPIException) as caught:
+        data = {"members": ["alice", "ghost", "phantom"]}
+        client.channel("messaging", "c3", data).create("alice")
+    assert _error(caught) == (400, 4)
+    assert "[ghost phantom]" in caught.value.error_message
+
+
+def test_get_or_create_leaves_existing_channel_unchanged(emu: Emulator, client, channel):
+    again = client.channel("messaging", "general", {"name": "Other", "members": ["carol"]})
+    state = again.create("bob")
+
+    assert state["channel"]["name"] == "General"
+    assert emu.state()["channels"]["messaging:general"]["members"] == ["alice", "bob"]
+
+
+@pytest.mark.parametrize("bad_id", ["x" * 65, "has space", "semi;colon", "dot.ted", "bang!"])
+def test_invalid_channel_ids_are_rejected(client: StreamChat, users: list[str], bad_id: str):
+    with pytest.raises(StreamAPIException) as caught:
+        client.channel("messaging", bad_id).create("alice")
+    assert _error(caught) == (400, 4)
+    assert caught.value.error_message.startswith("GetOrCreateChannel failed with error:")
+
+
+def test_channel_id_of_64_characters_is_valid(client: StreamChat, users: list[str]):
+    cid = "A-_9" + "z" * 60
+    assert client.channel("messaging", cid).create("alice")["channel"]["id"] == cid
+
+
+def test_unknown_channel_type_is_404(client: StreamChat, users: list[str]):
+    with pytest.raises(StreamAPIException) as caught:
+        client.channel("no-such-type", "x").create("alice")
+    assert _error(caught) == (404, 16)
+
+
+def test_distinct_channel_from_members(client: StreamChat, users: list[str]):
+    first = client.channel("messaging", None, {"members": ["alice", "bob"]})
+    first.create("alice")
+    second = client.channel("messaging", None, {"members": ["bob", "alice"]})
+    second.create("bob")
+    assert first.id == second.id
+    assert first.id.startswith("!members-")
+
+
+def test_update_replaces_data(emu: Emulator, channel: Any):
+    response = channel.update({"name": "Renamed", "topic": "news"})
+    assert response["channel"]["name"] == "Renamed"
+    assert emu.state()["channels"]["messaging:general"]["data"] == {
+        "name": "Renamed",
+        "topic": "news",
+    }
+
+
+def test_update_partial_sets_and_unsets(emu: Emulator, channel: Any):
+    response = channel.update_partial({"topic": "x", "level": 3}, ["name"])
+    assert response["channel"]["topic"] == "x"
+    assert emu.state()["channels"]["messaging:general"]["data"] == {"topic": "x", "level": 3}
+
+
+def test_add_members_by_id_and_object(emu: Emulator, channel: Any):
+    response = channel.add_members(["carol"])
+    assert {m["user_id"] for m in response["members"]} == {"alice", "bob", "carol"}
+
+    channel.add_members([{"user_id": "dave", "channel_role": "channel_moderator"}])
+    members = {m["user_id"]: m for m in channel.query_members({})}
+    assert members["dave"]["channel_role"] == "channel_moderator"
+    assert emu.state()["channels"]["messaging:general"]["members"] == [
+        "alice",
+        "bob",
+        "carol",
+        "dave",
+    ]
+
+
+def test_remove_members(emu: Emulator, channel: Any):
+    channel.remove_members(["bob"])
+    assert emu.state()["channels"]["messaging:general"]["members"] == ["alice"]
+
+
+def test_add_members_limit_is_100(emu: Emulator, client: StreamChat, channel: Any):
+    for start in range(0, 101, 100):
+        client.upsert_users([{"id": f"m{i}"} for i in range(start, min(start + 100, 101))])
+    channel.add_members([f"m{i}" for i in range(100)])
+    with pytest.raises(StreamAPIException) as caught:
+        channel.add_members([f"m{i}" for i in range(101)])
+    assert _error(caught) == (400, 4)
+    with pytest.raises(StreamAPIException):
+        channel.remove_members([f"m{i}" for i in range(101)])
+    assert len(emu.state()["channels"]["messaging:general"]["members"]) == 102
+
+
+def test_add_unknown_member_fails_and_changes_nothing(emu: Emulator, channel: Any):
+    with pytest.raises(StreamAPIException) as caught:
+        channel.add_members(["carol", "ghost"])
+    assert _error(caught) == (400, 4)
+    assert "could not find user ghost from add_members" in caught.value.error_message
+    assert emu.state()["channels"]["messaging:general"]["members"] == ["alice", "bob"]
+
+
+def test_update_unknown_channel_is_404(client: StreamChat, users: list[str]):
+    with pytest.raises(StreamAPIException) as caught:
+        client.channel("messaging", "missing").add_members(["alice"])
+    assert _error(caught) == (404, 16)
+
+
+def test_soft_delete_then_recreate(emu: Emulator, client: StreamChat, channel: Any):
+    deleted = channel.delete()["channel"]
+    assert deleted["deleted_at"]
+    assert emu.state()["channels"]["messaging:general"]["deleted_at"]
+    assert client.query_channels({"cid": "messaging:general"})["channels"] == []
+    with pytest.raises(StreamAPIException):
+        channel.update({"name": "x"})
+
+    client.channel("messaging", "general", {"members": ["carol"]}).create("carol")
+    recreated = emu.state()["channels"]["messaging:general"]
+    assert (recreated["deleted_at"], recreated["members"]) == (None, ["carol"])
+
+
+def test_hard_delete_removes_channel_and_messages(emu: Emulator, channel: Any):
+    channel.send_message({"id": "m-1", "text": "hi"}, "alice")
+    channel.delete(hard=True)
+    state = emu.state()
+    assert "messaging:general" not in state["channels"]
+    assert "messaging:general" not in state["messages"]
+
+
+def test_delete_channels_batch(emu: Emulator, client: StreamChat, channel: Any):
+    task_id = client.delete_channels(["messaging:general", "messaging:nope"], hard_delete=True)[
+        "task_id"
+    ]
+    result = client.get_task(task_id)["result"]
+    assert result["messaging:general"] == {"status": "ok"}
+    assert result["messaging:nope"]["status"] == "error"
+    assert emu.state()["channels"] == {}
+
+
+def _make_channels(client: StreamChat) -> None:
+    client.channel("messaging", "a", {"members": ["alice", "bob"], "topic": "x"}).create("alice")
+    client.channel("messaging", "b", {"members": ["carol"], "topic": "y"}).create("carol")
+    client.channel("team", "c", {"members": ["alice", "carol"]}).create("alice")
+
+
+@pytest.mark.parametrize(
+    ("conditions", "expected"),
+    [
+        ({"cid": "messaging:a"}, {"messaging:a"}),
+        ({"cid": {"$in": ["messaging:a", "team:c"]}}, {"messaging:a", "team:c"}),
+        ({"id": "b"}, {"messaging:b"}),
+        ({"id": {"$eq": "c"}}, {"team:c"}),
+        ({"type": "messaging"}, {"messaging:a", "messaging:b"}),
+        ({"members": {"$in": ["carol"]}}, {"messaging:b", "team:c"}),
+        ({"members": {"$eq": ["bob", "alice"]}}, {"messaging:a"}),
+        ({"members": "bob"}, {"messaging:a"}),
+        ({"topic": "y"}, {"messaging:b"}),
+        ({"type": "messaging", "members": {"$in": ["alice"]}}, {"messaging:a"}),
+        ({"$or": [{"id": "a"}, {"id": "c"}]}, {"messaging:a", "team:c"}),
+    ],
+)
+def test_query_channels_filters(client, users, conditions: dict[str, Any], expected: set[str]):
+    _make_channels(client)
+    found = client.query_channels(conditions)["channels"]
+    assert {c["channel"]["cid"] for c in found} == expected
+    assert all("members" in c and "messages" in c for c in found)
+
+
+def test_query_channels_sort_and_limit(client: StreamChat, users: list[str]):
+    _make_channels(client)
+    found = client.query_channels({}, {"cid": 1}, limit=2, offset=1)["channels"]
+    assert [c["channel"]["cid"] for c in found] == ["messaging:b", "team:c"]
+
+
+def test_query_members_filter(channel: Any):
+    channel.add_members(["carol"])
+    assert [m["user_id"] for m in channel.query_members({"id": {"$in": ["carol", "bob"]}})] == [
+        "bob",
+        "carol",
+    ]
+    assert [m["user_id"] for m in channel.query_members({"name": "Alice"})] == ["alice"]
+    assert len(channel.query_members({}, limit=1)) == 1
+
+
+def test_truncate_channel(emu: Emulator, channel: Any):
+    channel.send_message({"text": "hello"}, "alice")
+    channel.truncate()
+    assert emu.state()["messages"] == {}
