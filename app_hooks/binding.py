@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -18,7 +19,7 @@ from app_hooks.changes import EVENT_KIND, Rule
 from app_hooks.channel_ids import CHANNEL_TYPE, ChannelFacts
 from app_hooks.outbox import TargetKind
 
-__all__ = ["Binding", "DesiredChannel", "DesiredUser"]
+__all__ = ["Binding", "DesiredChannel", "DesiredMessage", "DesiredUser"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,22 @@ class DesiredChannel:
     data: dict[str, Any]
     created_by: str | None
     channel_type: str = CHANNEL_TYPE
+
+
+@dataclass(frozen=True)
+class DesiredMessage:
+    """A message of the application as Stream should hold it (id derived from the database's)."""
+
+    id: str
+    conversation_id: str
+    sender_id: str | None
+    text: str
+    created_at: datetime | None
+
+    @property
+    def stream_id(self) -> str:
+        """The deterministic Stream message id: re-runs and replays never duplicate."""
+        return f"msg-{self.id}"
 
 
 @dataclass(frozen=True)
@@ -166,6 +183,21 @@ class Binding:
                 cid, members.get(cid, ()), invitations.get(cid), proposals.get(cid), legacy
             )
             for cid in found
+        }
+
+    def desired_messages(
+        self, conn: Connection, message_ids: Collection[str]
+    ) -> dict[str, DesiredMessage]:
+        """The given messages as Stream should hold them; ids with no message are absent."""
+        msg = self.message
+        query = select(
+            msg.id, msg.conversation_id, msg.sender_id, msg.content, msg.created_at
+        ).where(msg.id.in_(self._ids(msg.id, message_ids)))
+        return {
+            str(mid): DesiredMessage(
+                str(mid), str(cid), None if sender is None else str(sender), content or "", created
+            )
+            for mid, cid, sender, content, created in conn.execute(query)
         }
 
     def _members(self, conn: Connection, ids: list[Any]) -> dict[str, tuple[str, ...]]:

@@ -37,6 +37,45 @@ def migrate() -> None:
     typer.echo("outbox schema is up to date")
 
 
+@app.command()
+def relay(
+    metrics_port: int = typer.Option(
+        0, help="Serve Prometheus metrics on this port (0: off; env OUTBOX_METRICS_PORT)."
+    ),
+) -> None:
+    """Drain the outbox into Dramatiq (LISTEN/NOTIFY with polling) until SIGTERM/SIGINT."""
+    from worker.processes import run_relay
+
+    run_relay(load_settings(), metrics_port=metrics_port)
+
+
+@app.command()
+def worker(
+    threads: int = typer.Option(0, help="Worker threads (0: env OUTBOX_WORKER_THREADS, 8)."),
+    metrics_port: int = typer.Option(
+        0, help="Serve Prometheus metrics on this port (0: off; env OUTBOX_METRICS_PORT)."
+    ),
+) -> None:
+    """Run the reconcile actors (one process) until SIGTERM/SIGINT, then drain cleanly."""
+    from worker.processes import run_worker
+
+    run_worker(load_settings(), threads=threads or None, metrics_port=metrics_port)
+
+
+@app.command()
+def emulator(
+    port: int = typer.Option(8765, help="Port to listen on (127.0.0.1)."),
+    api_key: str = typer.Option(None, help="API key clients must send (default: a local one)."),
+    api_secret: str = typer.Option(
+        None, help="Secret that signs clients' tokens (at least 32 bytes; default: a local one)."
+    ),
+) -> None:
+    """Run the Stream emulator: the Stream Chat REST API on localhost, for the real SDK."""
+    from stream_emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET, run_cli
+
+    run_cli(port, api_key or DEFAULT_API_KEY, api_secret or DEFAULT_API_SECRET)
+
+
 def main() -> None:
     """Entry point: run the CLI, turning our errors into one line and exit status 2."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

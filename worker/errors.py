@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "StreamOutboxError"]
+__all__ = [
+    "ConfigurationError",
+    "PermanentStreamError",
+    "StreamError",
+    "StreamOutboxError",
+    "TransientStreamError",
+]
 
 
 class StreamOutboxError(Exception):
@@ -14,3 +20,49 @@ class StreamOutboxError(Exception):
 
 class ConfigurationError(StreamOutboxError):
     """A setting is missing or malformed."""
+
+
+class StreamError(StreamOutboxError):
+    """A call to Stream failed."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        endpoint: str = "",
+        status: int | None = None,
+        code: int | str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+        self.code = code
+
+    def describe(self) -> str:
+        """One line for an outbox row's ``last_error``: endpoint, status, code and text."""
+        parts = [self.endpoint or "stream"]
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.code is not None:
+            parts.append(f"code {self.code}")
+        return f"{' '.join(parts)}: {self}"
+
+
+class TransientStreamError(StreamError):
+    """Stream is unavailable for now (timeout, connection error, 5xx or 429); retry later."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        endpoint: str = "",
+        status: int | None = None,
+        code: int | str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, endpoint=endpoint, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class PermanentStreamError(StreamError):
+    """Stream rejected the request (validation); retrying cannot help."""

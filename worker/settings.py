@@ -5,14 +5,14 @@ Built once at an entry point and passed in; nothing reads the environment at imp
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigurationError
 
-__all__ = ["Settings", "load_settings", "normalize_database_url"]
+__all__ = ["Settings", "load_settings", "normalize_database_url", "parse_rate_limits"]
 
 _DB_SCHEMES = {
     "postgres": "postgresql+psycopg",
@@ -33,6 +33,17 @@ def normalize_database_url(url: str) -> str:
     return f"{_DB_SCHEMES[scheme]}://{rest}"
 
 
+def parse_rate_limits(text: str) -> dict[str, int]:
+    """Parse ``"UpdateUsers=600, UpdateChannel=300"`` into calls per minute by endpoint."""
+    limits: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, number = item.partition("=")
+        if not sep or not name.strip() or not number.strip().isdigit() or int(number) < 1:
+            raise ValueError(f"{item!r} is not Endpoint=calls_per_minute")
+        limits[name.strip()] = int(number)
+    return limits
+
+
 class Settings(BaseSettings):
     """Everything the worker, relay and CLI need; each field reads the variable in its alias."""
 
@@ -46,6 +57,24 @@ class Settings(BaseSettings):
     stream_chat_url: str | None = Field(
         None, validation_alias=AliasChoices("STREAM_CHAT_URL", "stream_chat_url")
     )
+    stream_timeout: float = Field(6.0, gt=0, validation_alias="STREAM_CHAT_TIMEOUT")
+    # Stream's per-endpoint budgets, calls per minute, shared by all workers:
+    # "UpdateUsers=600,GetOrCreateChannel=600". Unlisted endpoints are not limited.
+    rate_limits: str = Field("", validation_alias="OUTBOX_RATE_LIMITS")
+    max_retries: int = Field(10, ge=0, validation_alias="OUTBOX_MAX_RETRIES")
+    min_backoff_ms: int = Field(500, ge=1, validation_alias="OUTBOX_MIN_BACKOFF_MS")
+    max_backoff_ms: int = Field(60_000, ge=1, validation_alias="OUTBOX_MAX_BACKOFF_MS")
+    visibility_timeout: float = Field(300.0, gt=0, validation_alias="OUTBOX_VISIBILITY_TIMEOUT")
+    relay_batch_size: int = Field(500, ge=1, validation_alias="OUTBOX_RELAY_BATCH_SIZE")
+    relay_poll_interval: float = Field(1.0, gt=0, validation_alias="OUTBOX_RELAY_POLL_INTERVAL")
+    worker_threads: int = Field(8, ge=1, validation_alias="OUTBOX_WORKER_THREADS")
+    deleted_user_policy: Literal["deactivate", "delete", "keep"] = Field(
+        "deactivate", validation_alias="OUTBOX_DELETED_USER_POLICY"
+    )
+    hard_delete_channels: bool = Field(False, validation_alias="OUTBOX_HARD_DELETE_CHANNELS")
+    mirror_messages: bool = Field(True, validation_alias="OUTBOX_MIRROR_MESSAGES")
+    queue_name: str = Field("stream_outbox", validation_alias="OUTBOX_QUEUE")
+    metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="OUTBOX_METRICS_PORT")
 
     @field_validator("database_url")
     @classmethod
@@ -65,6 +94,16 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        parse_rate_limits(value)
+        return value
+
+    def rate_limit_table(self) -> dict[str, int]:
+        """``OUTBOX_RATE_LIMITS`` as endpoint -> calls per minute."""
+        return parse_rate_limits(self.rate_limits)
 
     def stream_credentials(self) -> tuple[str, str]:
         """The Stream API key and secret; a :class:`ConfigurationError` names what is missing."""

@@ -1,0 +1,96 @@
+"""The long-running processes: ``stream-outbox relay`` and ``stream-outbox worker``.
+
+Both stop cleanly on SIGTERM or SIGINT, however many arrive: a Procfile runner
+(honcho, Heroku) signals the whole process group, and a second signal must not
+turn a clean shutdown into a kill. The worker finishes its in-flight jobs and
+hands prefetched messages back to Redis before it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import dramatiq
+from prometheus_client import start_http_server
+
+from worker import runtime
+from worker.broker import build_broker, declare_actors
+from worker.relay import Relay
+from worker.repository import OutboxRepository
+from worker.settings import Settings
+
+__all__ = ["run_relay", "run_worker"]
+
+log = logging.getLogger(__name__)
+_SHUTDOWN_TIMEOUT_MS = 30_000
+
+
+def _on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            log.info("%s received: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _serve_metrics(settings: Settings, default_port: int) -> None:
+    port = settings.metrics_port if settings.metrics_port is not None else default_port
+    if port:
+        start_http_server(port, addr="127.0.0.1")
+        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+
+
+def run_relay(settings: Settings, *, metrics_port: int = 0) -> None:
+    """Run the relay until SIGTERM/SIGINT."""
+    from sqlalchemy import create_engine
+
+    broker = build_broker(settings)
+    actor = declare_actors(broker, settings)
+    engine = create_engine(settings.database_url, pool_pre_ping=True)
+    relay = Relay(
+        OutboxRepository(engine),
+        actor,
+        batch_size=settings.relay_batch_size,
+        poll_interval=settings.relay_poll_interval,
+        visibility_timeout=settings.visibility_timeout,
+    )
+    stop = threading.Event()
+    _on_signals(stop)
+    _serve_metrics(settings, metrics_port)
+
+    def stop_relay_on_signal() -> None:
+        stop.wait()
+        relay.stop()
+
+    threading.Thread(target=stop_relay_on_signal, daemon=True).start()
+    try:
+        relay.run()
+    finally:
+        engine.dispose()
+        broker.close()
+
+
+def run_worker(settings: Settings, *, threads: int | None = None, metrics_port: int = 0) -> None:
+    """Run one worker process (Dramatiq threads) until SIGTERM/SIGINT, then drain cleanly."""
+    broker = build_broker(settings)
+    dramatiq.set_broker(broker)
+    declare_actors(broker, settings)
+    runtime.install(runtime.Runtime.from_settings(settings))
+    stop = threading.Event()
+    _on_signals(stop)
+    _serve_metrics(settings, metrics_port)
+    worker = dramatiq.Worker(
+        broker, worker_threads=threads or settings.worker_threads, worker_timeout=100
+    )
+    worker.start()
+    log.info("worker started: %d threads on queue %s", worker.worker_threads, settings.queue_name)
+    stop.wait()
+    log.info("finishing in-flight jobs and returning prefetched messages")
+    worker.stop(timeout=_SHUTDOWN_TIMEOUT_MS)
+    broker.close()
+    log.info("worker stopped")

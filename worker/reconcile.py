@@ -1,0 +1,247 @@
+"""Reconciles: make Stream hold what the database says for one target (the I/O half).
+
+Each reads the target's current desired state from the database, compares it
+with Stream, and sends only what differs. Safe to run any number of times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from app_hooks.binding import DesiredChannel
+from app_hooks.channel_ids import (
+    InvalidStreamId,
+    choose_channel_id,
+    fallback_channel_id,
+    validate_user_id,
+)
+from worker.errors import PermanentStreamError
+from worker.plan import OWNED_CHANNEL_FIELDS, plan_channel
+from worker.repository import ChannelRef
+from worker.runtime import Runtime
+
+__all__ = ["SYSTEM_USER", "Result", "reconcile"]
+
+SYSTEM_USER = {"id": "stream-outbox-system", "name": "System"}
+_KNOWN_USERS = "stream_outbox:known_users"
+
+
+@dataclass
+class Result:
+    """What a reconcile did: a word for the log, and targets that failed on their own."""
+
+    outcome: str
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def reconcile(rt: Runtime, kind: str, ids: Sequence[str], payload: dict[str, Any]) -> Result:
+    """Reconcile targets of one kind (many users, or one conversation or message)."""
+    if kind == "user":
+        return reconcile_users(rt, ids)
+    if kind == "conversation":
+        return reconcile_conversation(rt, ids[0], payload)
+    if kind == "message":
+        return mirror_message(rt, ids[0])
+    raise PermanentStreamError(f"unknown target kind {kind!r}")
+
+
+# -- users -------------------------------------------------------------------------------
+
+
+def reconcile_users(rt: Runtime, ids: Sequence[str]) -> Result:
+    """Upsert users that exist; apply the deleted-user policy to those that do not."""
+    failed: dict[str, str] = {}
+    with rt.engine.connect() as conn:
+        desired = rt.binding.desired_users(conn, ids)
+    users = []
+    for user_id, user in desired.items():
+        try:
+            validate_user_id(user_id)
+        except InvalidStreamId as exc:
+            failed[user_id] = str(exc)
+            continue
+        users.append(user.as_stream())
+    failed.update(_upsert_isolating(rt, users))
+    gone = [user_id for user_id in ids if user_id not in desired]
+    if gone:
+        _retire_users(rt, gone)
+    return Result(f"upserted {len(users) - len(failed)}, retired {len(gone)}", failed)
+
+
+def _upsert_isolating(rt: Runtime, users: list[dict[str, Any]]) -> dict[str, str]:
+    """Upsert in batches; a batch Stream rejects is retried user by user to isolate the culprit."""
+    if not users:
+        return {}
+    try:
+        rt.gateway.upsert_users(users)
+    except PermanentStreamError as exc:
+        if len(users) == 1:
+            return {users[0]["id"]: exc.describe()}
+        failed: dict[str, str] = {}
+        for user in users:
+            failed.update(_upsert_isolating(rt, [user]))
+        ok = [user["id"] for user in users if user["id"] not in failed]
+        _remember_users(rt, ok)
+        return failed
+    _remember_users(rt, [user["id"] for user in users])
+    return {}
+
+
+def _retire_users(rt: Runtime, user_ids: list[str]) -> None:
+    policy = rt.settings.deleted_user_policy
+    if policy == "deactivate":
+        rt.gateway.deactivate_users(user_ids)
+    elif policy == "delete":
+        rt.gateway.delete_users(user_ids)
+    rt.redis.srem(_KNOWN_USERS, *user_ids)
+
+
+def _remember_users(rt: Runtime, user_ids: list[str]) -> None:
+    if user_ids:
+        rt.redis.sadd(_KNOWN_USERS, *user_ids)
+
+
+def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -> None:
+    """Make sure these users exist in Stream: upsert those not known to be there."""
+    if not user_ids:
+        return
+    if force:
+        missing = list(user_ids)
+    else:
+        known = rt.redis.smismember(_KNOWN_USERS, list(user_ids))
+        missing = [uid for uid, is_known in zip(user_ids, known, strict=True) if not is_known]
+    if not missing:
+        return
+    with rt.engine.connect() as conn:
+        desired = rt.binding.desired_users(conn, missing)
+    users = [desired[uid].as_stream() for uid in missing if uid in desired]
+    rt.gateway.upsert_users(users)
+    _remember_users(rt, [user["id"] for user in users])
+
+
+# -- conversations -----------------------------------------------------------------------
+
+
+def reconcile_conversation(rt: Runtime, cid: str, payload: dict[str, Any]) -> Result:
+    """Create, update or delete the conversation's channel to match the database."""
+    with rt.engine.connect() as conn:
+        desired = rt.binding.desired_channels(conn, [cid], legacy=bool(payload.get("legacy")))
+    channel = desired.get(cid)
+    if channel is None:
+        return _delete_channel(rt, cid, payload)
+    ref = channel_of(rt, channel)
+    if channel.created_by is None:
+        return Result("waiting for members")
+    for member in channel.members:
+        _valid_user(member)
+    owned = {k: v for k, v in channel.data.items() if k in OWNED_CHANNEL_FIELDS}
+    ensure_users(rt, channel.members)
+    remote = _with_users(
+        rt,
+        channel.members,
+        lambda: rt.gateway.get_or_create_channel(
+            ref.channel_type,
+            ref.channel_id,
+            created_by=channel.created_by or "",
+            members=channel.members,
+            data=owned,
+        ),
+    )
+    plan = plan_channel(channel, remote.members, remote.data)
+    if plan.set_data or plan.unset_data:
+        rt.gateway.update_channel_data(
+            ref.channel_type, ref.channel_id, plan.set_data, plan.unset_data
+        )
+    if plan.add:
+        _with_users(
+            rt, plan.add, lambda: rt.gateway.add_members(ref.channel_type, ref.channel_id, plan.add)
+        )
+    if plan.remove:
+        rt.gateway.remove_members(ref.channel_type, ref.channel_id, plan.remove)
+    changes = f"+{len(plan.add)} -{len(plan.remove)} members"
+    return Result(f"{ref.channel_type}:{ref.channel_id} in step ({changes})")
+
+
+def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
+    """The conversation's channel from the map, assigning one by the naming rules if none."""
+    ref = rt.repo.channel_for(channel.conversation_id)
+    if ref is not None:
+        return ref
+    try:
+        preferred = choose_channel_id(channel.facts)
+    except InvalidStreamId as exc:
+        raise PermanentStreamError(str(exc), endpoint="channel-id") from None
+    candidates = [
+        ChannelRef(channel.channel_type, preferred),
+        ChannelRef(channel.channel_type, fallback_channel_id(channel.conversation_id)),
+    ]
+    return rt.repo.assign_channel(channel.conversation_id, candidates)
+
+
+def _delete_channel(rt: Runtime, cid: str, payload: dict[str, Any]) -> Result:
+    ref = rt.repo.channel_for(cid)
+    if ref is None and payload.get("channel_id"):
+        ref = ChannelRef(
+            str(payload.get("channel_type") or "messaging"), str(payload["channel_id"])
+        )
+    if ref is None:
+        return Result("conversation gone, never synced")
+    rt.gateway.delete_channel(
+        ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
+    )
+    return Result(f"{ref.channel_type}:{ref.channel_id} deleted")
+
+
+def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:
+    """Run a call that needs these users in Stream; if Stream rejects it, upsert them and retry.
+
+    The known-users cache saves an upsert per reconcile; it can be stale (a user
+    deleted in Stream by hand), and this is where it heals.
+    """
+    try:
+        return call()
+    except PermanentStreamError:
+        ensure_users(rt, user_ids, force=True)
+        return call()
+
+
+def _valid_user(user_id: str) -> None:
+    try:
+        validate_user_id(user_id)
+    except InvalidStreamId as exc:
+        raise PermanentStreamError(str(exc), endpoint="user-id") from None
+
+
+# -- messages ----------------------------------------------------------------------------
+
+
+def mirror_message(rt: Runtime, message_id: str) -> Result:
+    """Copy a message of the database into its channel, under its deterministic id."""
+    if not rt.settings.mirror_messages:
+        return Result("mirroring off")
+    with rt.engine.connect() as conn:
+        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+        if message is None:
+            return Result("message gone")
+        channel = rt.binding.desired_channels(conn, [message.conversation_id]).get(
+            message.conversation_id
+        )
+    if channel is None:
+        return Result("conversation gone")
+    ref = rt.repo.channel_for(message.conversation_id)
+    if ref is None:
+        reconcile_conversation(rt, message.conversation_id, {})
+        ref = channel_of(rt, channel)
+    if message.sender_id is None:
+        rt.gateway.upsert_users([SYSTEM_USER])
+        author = SYSTEM_USER["id"]
+    else:
+        author = message.sender_id
+        ensure_users(rt, [author])
+    body: dict[str, Any] = {"id": message.stream_id, "text": message.text}
+    if message.sender_id is None:
+        body["system"] = True
+    sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
+    return Result("sent" if sent else "already there")

@@ -1,0 +1,205 @@
+"""The only place outbox rows and the channel map are read or written by the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app_hooks.outbox import Status, channel_map, outbox
+
+__all__ = ["ChannelRef", "OutboxRepository", "OutboxRow", "OutboxStats"]
+
+_ERROR_MAX = 2000
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One claimed outbox row."""
+
+    id: int
+    target_kind: str
+    target_id: str
+    event: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    """A Stream channel's type and id."""
+
+    channel_type: str
+    channel_id: str
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """Figures for the metrics and the admin."""
+
+    pending: int
+    dispatched: int
+    failed: int
+    oldest_pending_age: float
+
+
+class OutboxRepository:
+    """Outbox claims and outcomes, and the channel map, on one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- relay -------------------------------------------------------------------------
+
+    def claim(self, limit: int) -> list[OutboxRow]:
+        """Claim up to ``limit`` due pending rows (SKIP LOCKED) and mark them dispatched.
+
+        Returns the claimed rows; the caller enqueues them. Rows another relay is
+        claiming at the same moment are skipped, not waited for.
+        """
+        due = (
+            select(outbox.c.id)
+            .where(outbox.c.status == Status.PENDING, outbox.c.available_at <= func.now())
+            .order_by(outbox.c.available_at, outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        statement = (
+            update(outbox)
+            .where(outbox.c.id.in_(due))
+            .values(
+                status=Status.DISPATCHED,
+                dispatched_at=func.now(),
+                updated_at=func.now(),
+                attempts=outbox.c.attempts + 1,
+            )
+            .returning(
+                outbox.c.id,
+                outbox.c.target_kind,
+                outbox.c.target_id,
+                outbox.c.event,
+                outbox.c.payload,
+            )
+        )
+        with self.engine.begin() as conn:
+            rows = conn.execute(statement).all()
+        return sorted(
+            (
+                OutboxRow(r.id, r.target_kind, r.target_id, r.event, dict(r.payload or {}))
+                for r in rows
+            ),
+            key=lambda row: row.id,
+        )
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Put claimed rows back to pending (their enqueue failed)."""
+        self._set(ids, status=Status.PENDING, dispatched_at=None)
+
+    def redispatch_stale(self, visibility_timeout: float) -> int:
+        """Rows dispatched longer ago than the timeout with no outcome go back to pending."""
+        cutoff = func.now() - timedelta(seconds=visibility_timeout)
+        statement = (
+            update(outbox)
+            .where(outbox.c.status == Status.DISPATCHED, outbox.c.dispatched_at < cutoff)
+            .values(status=Status.PENDING, available_at=func.now(), updated_at=func.now())
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def mark_done(self, ids: Sequence[int]) -> None:
+        """The rows' targets are in step with the database."""
+        self._set(ids, status=Status.DONE, last_error=None)
+
+    def mark_failed(self, ids: Sequence[int], error: str) -> None:
+        """The rows failed for good (a permanent error, or retries ran out)."""
+        self._set(ids, status=Status.FAILED, last_error=error[:_ERROR_MAX])
+
+    def mark_retrying(self, ids: Sequence[int], error: str, delay: float) -> None:
+        """Record a transient error; the visibility timeout restarts after the retry's delay."""
+        later = func.now() + timedelta(seconds=delay)
+        self._set(ids, last_error=error[:_ERROR_MAX], dispatched_at=later)
+
+    def _set(self, ids: Sequence[int], **values: Any) -> None:
+        if not ids:
+            return
+        statement = (
+            update(outbox)
+            .where(outbox.c.id.in_(list(ids)), outbox.c.status != Status.DONE)
+            .values(updated_at=func.now(), **values)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    # -- channel map -------------------------------------------------------------------
+
+    def channel_for(self, conversation_id: str) -> ChannelRef | None:
+        """The channel assigned to a conversation, if any."""
+        query = select(channel_map.c.channel_type, channel_map.c.channel_id).where(
+            channel_map.c.conversation_id == conversation_id
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else ChannelRef(row.channel_type, row.channel_id)
+
+    def assign_channel(self, conversation_id: str, candidates: Sequence[ChannelRef]) -> ChannelRef:
+        """Assign the first free candidate to the conversation, once; returns the assignment.
+
+        A conversation that already has a channel keeps it; a candidate that belongs
+        to another conversation is skipped.
+        """
+        for candidate in candidates:
+            existing = self.channel_for(conversation_id)
+            if existing is not None:
+                return existing
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        insert(channel_map).values(
+                            conversation_id=conversation_id,
+                            channel_type=candidate.channel_type,
+                            channel_id=candidate.channel_id,
+                        )
+                    )
+                return candidate
+            except IntegrityError:
+                continue
+        existing = self.channel_for(conversation_id)
+        if existing is None:
+            raise LookupError(f"no free channel id for conversation {conversation_id}")
+        return existing
+
+    # -- figures -----------------------------------------------------------------------
+
+    def stats(self) -> OutboxStats:
+        """Counts by status (but done) and the age of the oldest due pending row."""
+        counts = (
+            select(outbox.c.status, func.count())
+            .where(outbox.c.status != Status.DONE)
+            .group_by(outbox.c.status)
+        )
+        oldest = select(func.min(outbox.c.created_at)).where(
+            and_(outbox.c.status == Status.PENDING)
+        )
+        with self.engine.connect() as conn:
+            by_status = {status: n for status, n in conn.execute(counts)}
+            first: datetime | None = conn.execute(oldest).scalar()
+            now: datetime = conn.execute(select(func.now())).scalar_one()
+        age = 0.0 if first is None else max(0.0, (_aware(now) - _aware(first)).total_seconds())
+        return OutboxStats(
+            pending=by_status.get(Status.PENDING, 0),
+            dispatched=by_status.get(Status.DISPATCHED, 0),
+            failed=by_status.get(Status.FAILED, 0),
+            oldest_pending_age=age,
+        )
+
+
+def _aware(moment: datetime) -> datetime:
+    from datetime import UTC
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,83 @@
+"""What a worker process holds: settings, engine, repository, Stream gateway, Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+from sqlalchemy import Engine, create_engine
+
+from app_hooks.binding import Binding
+from worker.locks import TargetLocks
+from worker.rate_budget import RedisRateBudget
+from worker.repository import OutboxRepository
+from worker.settings import Settings
+from worker.stream_gateway import StreamGateway
+
+__all__ = ["Runtime", "current", "install", "reset"]
+
+
+@dataclass
+class Runtime:
+    """The worker's connections, built once per process."""
+
+    settings: Settings
+    engine: Engine
+    repo: OutboxRepository
+    gateway: StreamGateway
+    redis: Redis
+    locks: TargetLocks
+    binding: Binding
+
+    @classmethod
+    def from_settings(cls, settings: Settings, binding: Binding | None = None) -> Runtime:
+        """Connect everything the settings name (lazily: nothing is dialled yet)."""
+        if binding is None:
+            from app_hooks.reference import REFERENCE_BINDING
+
+            binding = REFERENCE_BINDING
+        api_key, api_secret = settings.stream_credentials()
+        engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
+        redis = Redis.from_url(settings.redis_url)
+        budget = RedisRateBudget(redis, settings.rate_limit_table())
+        gateway = StreamGateway(
+            api_key,
+            api_secret,
+            base_url=settings.stream_chat_url,
+            timeout=settings.stream_timeout,
+            budget=budget,
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            repo=OutboxRepository(engine),
+            gateway=gateway,
+            redis=redis,
+            locks=TargetLocks(redis),
+            binding=binding,
+        )
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime) -> None:
+    """Make ``runtime`` the one the actors use in this process."""
+    global _current
+    _current = runtime
+
+
+def reset() -> None:
+    """Forget the installed runtime."""
+    global _current
+    _current = None
+
+
+def current() -> Runtime:
+    """The installed runtime, built from the environment on first use."""
+    global _current
+    if _current is None:
+        from worker.settings import load_settings
+
+        _current = Runtime.from_settings(load_settings())
+    return _current

@@ -1,0 +1,294 @@
+"""The one module that talks to Stream: a small interface over the ``stream-chat`` SDK.
+
+Every call names its Stream endpoint, takes a slot of the shared rate budget,
+counts itself in the metrics and turns SDK and HTTP failures into
+:class:`TransientStreamError` or :class:`PermanentStreamError`. A move to
+Stream's newer SDK, or a fake in unit tests, touches this file only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
+
+import requests
+from stream_chat import StreamChat
+from stream_chat.base.exceptions import StreamAPIException
+
+from worker import metrics
+from worker.errors import PermanentStreamError, StreamError, TransientStreamError
+
+__all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
+
+MAX_USERS_PER_CALL = 100  # Stream: at most 100 users per upsert
+MAX_MEMBERS_PER_CALL = 100  # Stream: at most 100 members added or removed per call
+_NOT_FOUND = 16  # Stream's DoesNotExist error code
+
+T = TypeVar("T")
+
+
+class RateBudget(Protocol):
+    """Waits for a slot of an endpoint's shared budget (see :mod:`worker.rate_budget`)."""
+
+    def acquire(self, endpoint: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RemoteChannel:
+    """What Stream holds for a channel."""
+
+    channel_type: str
+    channel_id: str
+    members: frozenset[str]
+    data: dict[str, Any]
+    created_by: str | None = None
+
+
+class StreamGateway:
+    """Stream operations the actors need, one SDK client per thread."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        *,
+        base_url: str | None = None,
+        timeout: float = 6.0,
+        budget: RateBudget | None = None,
+    ) -> None:
+        self._options: dict[str, Any] = {"timeout": timeout}
+        if base_url:
+            self._options["base_url"] = base_url.rstrip("/")
+        self._key, self._secret = api_key, api_secret
+        self._budget = budget
+        self._local = threading.local()
+        self.calls = 0  # Stream calls made through this gateway (all threads)
+
+    def __repr__(self) -> str:
+        return f"StreamGateway(api_key={self._key!r}, base_url={self._options.get('base_url')!r})"
+
+    # -- users -------------------------------------------------------------------------
+
+    def upsert_users(self, users: Sequence[dict[str, Any]]) -> None:
+        """Create or update users, in calls of at most 100."""
+        for chunk in _chunks(users, MAX_USERS_PER_CALL):
+            self._call("UpdateUsers", StreamChat.upsert_users, list(chunk))
+
+    def deactivate_users(self, user_ids: Sequence[str]) -> None:
+        """Deactivate users; users Stream does not know are skipped."""
+        for user_id in user_ids:
+            self._call("DeactivateUser", StreamChat.deactivate_user, user_id, missing_ok=True)
+
+    def delete_users(self, user_ids: Sequence[str]) -> None:
+        """Delete users (soft); users Stream does not know are skipped."""
+        for user_id in user_ids:
+            self._call("DeleteUser", StreamChat.delete_user, user_id, missing_ok=True)
+
+    def query_users(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The users Stream holds among ``user_ids``."""
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
+            query = {"id": {"$in": list(chunk)}}
+            response = self._call("QueryUsers", StreamChat.query_users, query, limit=len(chunk))
+            found.update({user["id"]: user for user in response.get("users", [])})
+        return found
+
+    # -- channels ----------------------------------------------------------------------
+
+    def get_or_create_channel(
+        self,
+        channel_type: str,
+        channel_id: str,
+        *,
+        created_by: str,
+        members: Sequence[str],
+        data: dict[str, Any],
+    ) -> RemoteChannel:
+        """Get the channel, creating it with ``members`` (first 100) and ``data`` if missing."""
+        payload = {**data, "members": list(members[:MAX_MEMBERS_PER_CALL])}
+        response = self._call(
+            "GetOrCreateChannel", _create_channel, channel_type, channel_id, payload, created_by
+        )
+        remote = _remote_channel(channel_type, channel_id, response)
+        if response.get("channel", {}).get("member_count", 0) > len(remote.members):
+            members_now = frozenset(self.channel_members(channel_type, channel_id))
+            remote = replace(remote, members=members_now)
+        return remote
+
+    def channel_members(self, channel_type: str, channel_id: str) -> list[str]:
+        """Every member of a channel, paging through Stream's query-members."""
+        members: list[str] = []
+        while True:
+            page = self._call(
+                "QueryMembers", _query_members, channel_type, channel_id, len(members)
+            )
+            members += [member["user_id"] for member in page]
+            if len(page) < MAX_MEMBERS_PER_CALL:
+                return members
+
+    def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
+        """What Stream holds for a channel, or None when it has none (read-only)."""
+        query = {"cid": f"{channel_type}:{channel_id}"}
+        response = self._call("QueryChannels", StreamChat.query_channels, query, limit=1)
+        channels = response.get("channels", [])
+        if not channels or channels[0].get("channel", {}).get("deleted_at"):
+            return None
+        remote = _remote_channel(channel_type, channel_id, channels[0])
+        return replace(remote, members=frozenset(self.channel_members(channel_type, channel_id)))
+
+    def update_channel_data(
+        self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]
+    ) -> None:
+        """Set and unset custom fields of a channel (partial update)."""
+        self._call(
+            "UpdateChannelPartial", _update_partial, channel_type, channel_id, set_, list(unset)
+        )
+
+    def add_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
+        """Add members, in calls of at most 100."""
+        for chunk in _chunks(user_ids, MAX_MEMBERS_PER_CALL):
+            self._call("UpdateChannel", _add_members, channel_type, channel_id, list(chunk))
+
+    def remove_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
+        """Remove members, in calls of at most 100."""
+        for chunk in _chunks(user_ids, MAX_MEMBERS_PER_CALL):
+            self._call("UpdateChannel", _remove_members, channel_type, channel_id, list(chunk))
+
+    def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
+        """Delete a channel; one Stream does not know counts as deleted."""
+        self._call(
+            "DeleteChannel", _delete_channel, channel_type, channel_id, hard, missing_ok=True
+        )
+
+    # -- messages ----------------------------------------------------------------------
+
+    def send_message(
+        self, channel_type: str, channel_id: str, message: dict[str, Any], user_id: str
+    ) -> bool:
+        """Send a message with a client-chosen id; False when that id already exists."""
+        try:
+            self._call("SendMessage", _send_message, channel_type, channel_id, message, user_id)
+        except PermanentStreamError as exc:
+            if _is_duplicate_message(exc):
+                return False
+            raise
+        return True
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _client(self) -> StreamChat:
+        client: StreamChat | None = getattr(self._local, "client", None)
+        if client is None:
+            client = StreamChat(self._key, self._secret, **self._options)
+            session = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_maxsize=4)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.hooks["response"].append(self._remember)
+            client.set_http_session(session)
+            self._local.client = client
+        return client
+
+    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._local.last_headers = response.headers
+
+    def _call(
+        self,
+        endpoint: str,
+        call: Callable[..., Any],
+        *args: Any,
+        missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        if self._budget is not None:
+            self._budget.acquire(endpoint)
+        self._local.last_headers = {}
+        self.calls += 1
+        try:
+            result = call(self._client(), *args, **kwargs)
+        except StreamAPIException as exc:
+            error = self._api_error(endpoint, exc)
+            metrics.STREAM_CALLS.labels(endpoint, str(exc.status_code)).inc()
+            if missing_ok and error.code == _NOT_FOUND:
+                return None
+            raise error from None
+        except requests.Timeout as exc:
+            metrics.STREAM_CALLS.labels(endpoint, "timeout").inc()
+            raise TransientStreamError(
+                f"timed out: {type(exc).__name__}", endpoint=endpoint
+            ) from None
+        except requests.RequestException as exc:
+            metrics.STREAM_CALLS.labels(endpoint, "connection").inc()
+            raise TransientStreamError(
+                f"connection failed: {type(exc).__name__}", endpoint=endpoint
+            ) from None
+        metrics.STREAM_CALLS.labels(endpoint, "200").inc()
+        return result
+
+    def _api_error(self, endpoint: str, exc: StreamAPIException) -> StreamError:
+        status = exc.status_code
+        code = getattr(exc, "error_code", None)
+        message = str(getattr(exc, "error_message", "") or f"HTTP {status}")
+        if status == 429:
+            reset = self._local.last_headers.get("X-RateLimit-Reset")
+            retry_after = max(0.0, float(reset) - time.time()) if reset else None
+            return TransientStreamError(
+                message, endpoint=endpoint, status=status, code=code, retry_after=retry_after
+            )
+        if status >= 500 or status == 408:
+            return TransientStreamError(message, endpoint=endpoint, status=status, code=code)
+        return PermanentStreamError(message, endpoint=endpoint, status=status, code=code)
+
+
+def _create_channel(
+    client: StreamChat, ctype: str, cid: str, data: dict[str, Any], created_by: str
+) -> Any:
+    return client.channel(ctype, cid, data).create(created_by)
+
+
+def _query_members(client: StreamChat, ctype: str, cid: str, offset: int) -> Any:
+    channel = client.channel(ctype, cid)
+    return channel.query_members({}, limit=MAX_MEMBERS_PER_CALL, offset=offset)
+
+
+def _update_partial(
+    client: StreamChat, ctype: str, cid: str, set_: dict[str, Any], unset: list[str]
+) -> Any:
+    return client.channel(ctype, cid).update_partial(set_, unset)
+
+
+def _add_members(client: StreamChat, ctype: str, cid: str, user_ids: list[str]) -> Any:
+    return client.channel(ctype, cid).add_members(user_ids)
+
+
+def _remove_members(client: StreamChat, ctype: str, cid: str, user_ids: list[str]) -> Any:
+    return client.channel(ctype, cid).remove_members(user_ids)
+
+
+def _delete_channel(client: StreamChat, ctype: str, cid: str, hard: bool) -> Any:
+    return client.channel(ctype, cid).delete(hard=hard)
+
+
+def _send_message(
+    client: StreamChat, ctype: str, cid: str, message: dict[str, Any], user_id: str
+) -> Any:
+    return client.channel(ctype, cid).send_message(message, user_id)
+
+
+def _remote_channel(channel_type: str, channel_id: str, response: dict[str, Any]) -> RemoteChannel:
+    channel = dict(response.get("channel", {}))
+    created_by = (channel.get("created_by") or {}).get("id")
+    members = frozenset(m["user_id"] for m in response.get("members", []) if "user_id" in m)
+    return RemoteChannel(channel_type, channel_id, members, channel, created_by)
+
+
+def _is_duplicate_message(exc: PermanentStreamError) -> bool:
+    return "already exists" in str(exc)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
