@@ -111,11 +111,16 @@ class Binding:
 
     def rule_for(self, cls: type[Any]) -> Rule | None:
         """The rule of a mapped class or of its nearest bound base class."""
-        for klass in cls.__mro__:
-            rule = self.rules.get(klass)
-            if rule is not None:
-                return rule
-        return None
+        cache = self._rule_cache
+        if cls not in cache:
+            cache[cls] = next(
+                (self.rules[klass] for klass in cls.__mro__ if klass in self.rules), None
+            )
+        return cache[cls]
+
+    @cached_property
+    def _rule_cache(self) -> dict[type[Any], Rule | None]:
+        return {}
 
     # -- queries the capture and the worker share ------------------------------------
 

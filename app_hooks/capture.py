@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Result, event, insert, inspect, select, tuple_
@@ -104,11 +104,11 @@ def _capture_of(target: Any) -> _Capture | None:
     return capture
 
 
-def _values(target: Any, names: set[str]) -> dict[str, Any]:
+def _values(target: Any, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: getattr(target, name) for name in names}
 
 
-def _old_values(target: Any, names: set[str]) -> dict[str, Any]:
+def _old_values(target: Any, names: tuple[str, ...]) -> dict[str, Any]:
     attrs = inspect(target).attrs
     old = {}
     for name in names:
@@ -208,19 +208,22 @@ class _Capture:
         rule = self.binding.rule_for(type(target))
         if rule is None:
             return
-        names = {rule.key, *rule.payload}
+        session = object_session(target)
+        assert session is not None
+        if event_name == "insert":
+            # The common case, kept cheap: it runs inside the app's flush for every new row.
+            change = rule.change(event_name, target)
+            if change is not None and rule.kind != EVENT_KIND:  # nothing references a new event
+                self._of(session).flushing.append(change)
+            return
         if event_name == "update":
             attrs = inspect(target).attrs
             if not any(attrs[name].history.has_changes() for name in rule.watched):
                 return
-            versions = [_old_values(target, names), _values(target, names)]
+            versions = [_old_values(target, rule.names), _values(target, rule.names)]
         else:
-            if event_name == "insert" and rule.kind == EVENT_KIND:
-                return  # nothing can reference a new event yet but rows of this flush
-            versions = [_values(target, names)]
+            versions = [_values(target, rule.names)]
         changes = rule.changes(event_name, *versions)
-        session = object_session(target)
-        assert session is not None
         self._of(session).flushing += self.expand(conn, changes)
 
     # -- fan-out that needs the database -------------------------------------------------
@@ -242,7 +245,7 @@ class _Capture:
                 result += [_conversation_change(cid, "update") for cid in sorted(cids)]
             if change.event == "delete" and kind == TargetKind.CONVERSATION:
                 payload = {**change.payload, **self.channel_of(conn, change.target.id)}
-                change = replace(change, payload=payload)
+                change = change._replace(payload=payload)
             result.append(change)
         return result
 

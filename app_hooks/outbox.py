@@ -111,7 +111,8 @@ outbox = Table(
         sqlite_where=text("status = 'failed'"),
     ),
     Index("ix_stream_outbox_target", "target_kind", "target_id"),
-    Index("ix_stream_outbox_created_at", "created_at"),
+    # No index on created_at: ids grow with time, so age scans (purge) walk the
+    # primary key, and every index costs each app transaction that writes a row.
 )
 
 channel_map = Table(

@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import install
@@ -53,16 +53,27 @@ def run(url: str, transactions: int) -> dict[str, list[float]]:
     return at once for a session without capture (a dictionary lookup).
     """
     engine = create_engine(url)
-    factories = {"baseline": sessionmaker(engine), "hooks": sessionmaker(engine)}
+    factories = {
+        "baseline": sessionmaker(engine),
+        "one_more_statement": sessionmaker(engine),
+        "hooks": sessionmaker(engine),
+    }
+    # The floor of any capture that writes in the app's transaction: one extra
+    # round trip (a bare SELECT 1) just before COMMIT.
+    event.listen(
+        factories["one_more_statement"],
+        "before_commit",
+        lambda session: session.connection().exec_driver_sql("SELECT 1"),
+    )
     install(factories["hooks"])
     with Session(engine) as session:
         organizer = User(email=f"org-{uuid.uuid4().hex}@example.com")
         session.add(organizer)
         session.flush()
-        event = Event(organizer_id=organizer.id, title="Benchmark")
-        session.add(event)
+        bench_event = Event(organizer_id=organizer.id, title="Benchmark")
+        session.add(bench_event)
         session.commit()
-        organizer_id, event_id = organizer.id, event.id
+        organizer_id, event_id = organizer.id, bench_event.id
     samples: dict[str, list[float]] = {mode: [] for mode in factories}
     for n in range(transactions + 100):
         for mode, factory in factories.items():
@@ -86,14 +97,21 @@ def main() -> None:
         mode: {"p50_ms": median(s) * 1000, "p99_ms": percentile(s, 99) * 1000, "n": len(s)}
         for mode, s in samples.items()
     }
-    ratio = figures["hooks"]["p50_ms"] / figures["baseline"]["p50_ms"]
-    print(f"{'mode':<10}{'p50 ms':>10}{'p99 ms':>10}{'n':>8}")
+    base = figures["baseline"]["p50_ms"]
+    ratio = figures["hooks"]["p50_ms"] / base
+    floor = figures["one_more_statement"]["p50_ms"] / base
+    print(f"{'mode':<20}{'p50 ms':>10}{'p99 ms':>10}{'n':>8}{'p50/baseline':>14}")
     for mode, fig in figures.items():
-        print(f"{mode:<10}{fig['p50_ms']:>10.3f}{fig['p99_ms']:>10.3f}{fig['n']:>8}")
-    print(f"ratio hooks/baseline (p50): {ratio:.3f}  (target <= 1.15)")
+        print(
+            f"{mode:<20}{fig['p50_ms']:>10.3f}{fig['p99_ms']:>10.3f}{fig['n']:>8}"
+            f"{fig['p50_ms'] / base:>14.3f}"
+        )
+    print(
+        f"ratio hooks/baseline (p50): {ratio:.3f} (target <= 1.15; bare extra statement: {floor:.3f})"
+    )
     if args.json_path:
         with open(args.json_path, "w") as fh:
-            json.dump({"write_path": figures, "ratio_p50": ratio}, fh, indent=2)
+            json.dump({"write_path": figures, "ratio_p50": ratio, "floor_p50": floor}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,6 @@ def upgrade() -> None:
         sqlite_where=failed,
     )
     op.create_index("ix_stream_outbox_target", "stream_outbox", ["target_kind", "target_id"])
-    op.create_index("ix_stream_outbox_created_at", "stream_outbox", ["created_at"])
 
     op.create_table(
         "stream_outbox_channel",

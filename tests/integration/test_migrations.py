@@ -212,7 +212,7 @@ def test_schema_after_migration_equals_the_metadata(shared: Engine) -> None:
 def test_comparison_would_see_a_difference(migrated: Engine) -> None:
     # Guard: the comparison is not vacuous.
     with migrated.begin() as conn:
-        conn.execute(text("DROP INDEX ix_stream_outbox_created_at"))
+        conn.execute(text("DROP INDEX ix_stream_outbox_target"))
         conn.execute(text("ALTER TABLE stream_outbox_audit ADD COLUMN extra text"))
     kinds = {diff[0] if isinstance(diff, tuple) else diff[0][0] for diff in schema_diff(migrated)}
     assert {"add_index", "remove_column"} <= kinds
