@@ -107,7 +107,8 @@ def main() -> None:
             f"{fig['p50_ms'] / base:>14.3f}"
         )
     print(
-        f"ratio hooks/baseline (p50): {ratio:.3f} (target <= 1.15; bare extra statement: {floor:.3f})"
+        f"ratio hooks/baseline (p50): {ratio:.3f} (target <= 1.15; "
+        f"a bare extra statement: {floor:.3f})"
     )
     if args.json_path:
         with open(args.json_path, "w") as fh:
