@@ -26,6 +26,12 @@ def request_counts(core: EmulatorCore) -> dict[str, Any]:
         return core.control.requests()
 
 
+def request_log(core: EmulatorCore, endpoint: str | None = None) -> list[dict[str, Any]]:
+    """Answered calls with wall-clock ``received``/``answered`` times, oldest first."""
+    with core.lock:
+        return core.control.calls(endpoint)
+
+
 def reset_requests(core: EmulatorCore) -> None:
     """Forget the request log only."""
     with core.lock:
@@ -139,6 +145,7 @@ _OPS: dict[tuple[str, str], _Op] = {
     ("POST", "/reset"): lambda core, _: core.reset(),
     ("GET", "/requests"): lambda core, _: request_counts(core),
     ("POST", "/requests/reset"): lambda core, _: reset_requests(core),
+    ("POST", "/requests/log"): lambda core, b: {"calls": request_log(core, b.get("endpoint"))},
     ("GET", "/faults"): lambda core, _: _faults(core),
     ("POST", "/faults/clear"): lambda core, _: clear_faults(core),
     ("POST", "/faults/fail"): lambda core, b: inject_failure(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -81,6 +81,8 @@ class Control:
     usage: dict[str, tuple[float, int]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     by_status: Counter[str] = field(default_factory=Counter)
+    # Answered calls with wall-clock times, newest last (bounded): when each call landed.
+    timeline: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500_000))
 
     # ---- faults ------------------------------------------------------------
 
@@ -174,10 +176,26 @@ class Control:
 
     # ---- request log -------------------------------------------------------
 
-    def record(self, endpoint: str, outcome: int | str) -> None:
-        """Count one call of ``endpoint`` that ended with ``outcome`` (status or word)."""
+    def record(self, endpoint: str, outcome: int | str, received: float | None = None) -> None:
+        """Count one call of ``endpoint`` that ended with ``outcome`` (status or word).
+
+        With ``received`` (wall-clock seconds), the call also goes on the timeline.
+        """
         self.counts[endpoint] += 1
         self.by_status[f"{endpoint} {outcome}"] += 1
+        if received is not None:
+            self.timeline.append(
+                {
+                    "endpoint": endpoint,
+                    "status": outcome,
+                    "received": received,
+                    "answered": time.time(),
+                }
+            )
+
+    def calls(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """The timeline, optionally of one endpoint."""
+        return [call for call in self.timeline if endpoint in (None, call["endpoint"])]
 
     def requests(self) -> dict[str, Any]:
         """The ``/_emulator/requests`` document."""
@@ -191,6 +209,7 @@ class Control:
         """Forget the request log."""
         self.counts.clear()
         self.by_status.clear()
+        self.timeline.clear()
 
     def reset(self) -> None:
         """Clear faults, counters and rate-limit usage (configured limits stay)."""

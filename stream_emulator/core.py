@@ -42,6 +42,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     started: float = field(default_factory=time.perf_counter)
+    received: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -113,7 +114,7 @@ class EmulatorCore:
                 internal = StreamError(500, INTERNAL_ERROR, f"emulator internal error: {exc}")
                 status, limits = 500, self._peek(plan.endpoint, now)
                 payload = error_body(plan.endpoint, internal, duration_since(request.started))
-            self.control.record(plan.endpoint, status)
+            self.control.record(plan.endpoint, status, request.received)
         if status == 200:
             payload["duration"] = duration_since(request.started)
         return json_response(status, payload, limits)
@@ -151,7 +152,7 @@ class EmulatorCore:
         err = StreamError(failure.status, code, detail)
         with self.lock:
             limits = self._peek(plan.endpoint, unix_now())
-            self.control.record(plan.endpoint, failure.status)
+            self.control.record(plan.endpoint, failure.status, request.received)
         body = error_body(plan.endpoint, err, duration_since(request.started))
         return json_response(failure.status, body, limits)
 

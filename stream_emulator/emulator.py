@@ -184,6 +184,10 @@ class Emulator:
         """``{"counts": {endpoint: n}, "by_status": {"Endpoint 200": n}, "total": n}``."""
         return admin.request_counts(self.core)
 
+    def request_log(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """Answered calls (``endpoint``, ``status``, wall-clock ``received``, ``answered``)."""
+        return admin.request_log(self.core, endpoint)
+
     def reset_request_counts(self) -> None:
         """Forget the request log only."""
         admin.reset_requests(self.core)

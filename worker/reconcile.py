@@ -195,16 +195,26 @@ def _delete_channel(rt: Runtime, cid: str, payload: dict[str, Any]) -> Result:
 
 
 def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:
-    """Run a call that needs these users in Stream; if Stream rejects it, upsert them and retry.
+    """Run a call that needs these users in Stream; if Stream says some are missing,
+    upsert them all and try once more.
 
     The known-users cache saves an upsert per reconcile; it can be stale (a user
-    deleted in Stream by hand), and this is where it heals.
+    deleted in Stream by hand, a Redis restart), and this is where it heals.
     """
     try:
         return call()
-    except PermanentStreamError:
+    except PermanentStreamError as exc:
+        if not _names_missing_users(exc):
+            raise
         ensure_users(rt, user_ids, force=True)
         return call()
+
+
+def _names_missing_users(exc: PermanentStreamError) -> bool:
+    # Stream's wording: "... specified in channel.members but don't exist: [...]" on
+    # create, "could not find user X from add_members" on add.
+    text = str(exc).lower()
+    return "don't exist" in text or "could not find user" in text
 
 
 def _valid_user(user_id: str) -> None:

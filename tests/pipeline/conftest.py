@@ -1,0 +1,148 @@
+"""Pipeline fixtures: real PostgreSQL, real Redis, the emulator over HTTP, in-process workers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import pytest
+from redis import Redis
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app_hooks import install, outbox
+from stream_emulator import Emulator
+from tests.conftest import REDIS_URL
+from worker import runtime
+from worker.broker import build_broker, declare_actors
+from worker.relay import Relay
+from worker.repository import OutboxRepository
+from worker.settings import Settings
+
+API_KEY = "pipeline-key"
+API_SECRET = "pipeline-secret-that-is-at-least-32-bytes"
+TEST_REDIS_DB = 13
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis database of the tests' own (flushed before each test)."""
+    base = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") > 2 else REDIS_URL
+    url = f"{base}/{TEST_REDIS_DB}"
+    client = Redis.from_url(url)
+    try:
+        client.ping()
+    except Exception as exc:
+        pytest.exit(
+            f"Redis does not answer at {base} ({type(exc).__name__}); start it "
+            "(redis-server --daemonize yes) or set REDIS_URL",
+            returncode=3,
+        )
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(api_key=API_KEY, api_secret=API_SECRET) as emu:
+        yield emu
+
+
+@pytest.fixture()
+def emu(emulator: Emulator) -> Emulator:
+    emulator.reset()
+    return emulator
+
+
+@pytest.fixture()
+def settings(database_url: str, redis_url: str, emu: Emulator) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        getstream_api_key=API_KEY,
+        getstream_api_secret=API_SECRET,
+        stream_chat_url=emu.base_url,
+        stream_timeout=2.0,
+        max_retries=4,
+        min_backoff_ms=20,
+        max_backoff_ms=200,
+        visibility_timeout=60,
+    )
+
+
+@dataclass
+class Pipeline:
+    """The relay, a worker and their broker, in this process, against real services."""
+
+    settings: Settings
+    broker: Any
+    actor: Any
+    relay: Relay
+    repo: OutboxRepository
+    engine: Engine
+    emu: Emulator
+    workers: list[dramatiq.Worker]
+
+    def start_worker(self, threads: int = 4) -> dramatiq.Worker:
+        worker = dramatiq.Worker(self.broker, worker_threads=threads, worker_timeout=50)
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Dispatch and work until no row is pending or dispatched."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.relay.drain()
+            self.broker.join(self.settings.queue_name, timeout=int(timeout * 1000))
+            stats = self.repo.stats()
+            if stats.pending == 0 and stats.dispatched == 0:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"outbox did not drain in {timeout}s: {self.repo.stats()}")
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(outbox).order_by(outbox.c.id))]
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = self.emu.request_counts()["counts"]
+        return counts
+
+
+@pytest.fixture()
+def pipeline(settings: Settings, clean_db: Engine, emu: Emulator) -> Iterator[Pipeline]:
+    redis = Redis.from_url(settings.redis_url)
+    redis.flushdb()
+    broker = build_broker(settings)
+    dramatiq.set_broker(broker)
+    actor = declare_actors(broker, settings)
+    rt = runtime.Runtime.from_settings(settings)
+    runtime.install(rt)
+    repo = OutboxRepository(clean_db)
+    relay = Relay(repo, actor, batch_size=500, poll_interval=0.05, visibility_timeout=60)
+    pipe = Pipeline(settings, broker, actor, relay, repo, clean_db, emu, [])
+    pipe.start_worker()
+    try:
+        yield pipe
+    finally:
+        for worker in pipe.workers:
+            worker.stop(timeout=5000)
+        broker.close()
+        runtime.reset()
+        rt.engine.dispose()
+        rt.redis.close()
+        redis.flushdb()
+        redis.close()
+
+
+@pytest.fixture()
+def app_session(clean_db: Engine) -> Callable[[], Session]:
+    """Sessions of the application, with capture installed."""
+    factory = sessionmaker(clean_db, expire_on_commit=False)
+    install(factory)
+    return factory

@@ -1,0 +1,267 @@
+"""The relay and the actors converge Stream on the database (PostgreSQL, Redis, emulator)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app_hooks.reference import (
+    Conversation,
+    ConversationParticipant,
+    Event,
+    EventParticipant,
+    Profile,
+    User,
+)
+from tests.pipeline.conftest import Pipeline
+
+
+def invite(session: Session, title: str = "Launch") -> dict[str, Any]:
+    organizer = User(email="org@example.com", profile=Profile(full_name="Olga Organizer"))
+    guest = User(email="guest@example.com")
+    session.add_all([organizer, guest])
+    session.flush()
+    event = Event(organizer_id=organizer.id, title=title)
+    conversation = Conversation()
+    session.add_all([event, conversation])
+    session.flush()
+    session.add_all(
+        [
+            ConversationParticipant(conversation_id=conversation.id, user_id=organizer.id),
+            ConversationParticipant(conversation_id=conversation.id, user_id=guest.id),
+        ]
+    )
+    invitation = EventParticipant(
+        event_id=event.id, user_id=guest.id, conversation_id=conversation.id
+    )
+    session.add(invitation)
+    session.flush()
+    return {
+        "organizer": organizer,
+        "guest": guest,
+        "event": event,
+        "conversation": conversation,
+        "invitation": invitation,
+    }
+
+
+def test_an_invitation_reaches_stream(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    with app_session() as session, session.begin():
+        made = invite(session)
+    pipeline.drain()
+    state = pipeline.emu.state()
+    organizer, guest = str(made["organizer"].id), str(made["guest"].id)
+    assert state["users"][organizer]["name"] == "Olga Organizer"
+    assert state["users"][guest]["name"] == "guest@example.com"
+    cid = f"messaging:invitation_{made['invitation'].id}"
+    channel = state["channels"][cid]
+    assert sorted(channel["members"]) == sorted([organizer, guest])
+    assert channel["data"]["name"] == "Launch"
+    assert channel["created_by"] == organizer
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def test_a_burst_to_one_conversation_costs_one_reconcile(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    with app_session() as session, session.begin():
+        made = invite(session)
+    pipeline.drain()
+    pipeline.emu.reset_request_counts()
+    conversation_id = made["conversation"].id
+    extra = []
+    for n in range(15):  # fifteen transactions, each adding a member
+        with app_session() as session, session.begin():
+            user = User(email=f"u{n}@example.com")
+            session.add(user)
+            session.flush()
+            session.add(ConversationParticipant(conversation_id=conversation_id, user_id=user.id))
+            extra.append(str(user.id))
+    pipeline.drain()
+    counts = pipeline.counts()
+    assert counts.get("GetOrCreateChannel") == 1  # one reconcile for fifteen rows
+    assert counts.get("UpdateChannel") == 1  # fifteen members added in one call
+    # the users' batch job, and the channel's own upsert of members not yet known
+    # to be in Stream when it ran first: at most two calls for fifteen users
+    assert counts.get("UpdateUsers", 0) <= 2
+    channel = pipeline.emu.state()["channels"][f"messaging:invitation_{made['invitation'].id}"]
+    assert set(extra) <= set(channel["members"])
+    assert len(channel["members"]) == 17
+
+
+def test_renames_leaving_and_deletes_converge(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    with app_session() as session, session.begin():
+        made = invite(session)
+    pipeline.drain()
+    guest_id, conversation_id = made["guest"].id, made["conversation"].id
+    with app_session() as session, session.begin():
+        session.add(Profile(user_id=guest_id, full_name="Gus Guest"))
+        event = session.get(Event, made["event"].id)
+        assert event is not None
+        event.title = "Launch party"
+        participant = session.get(ConversationParticipant, (conversation_id, guest_id))
+        session.delete(participant)
+    pipeline.drain()
+    state = pipeline.emu.state()
+    cid = f"messaging:invitation_{made['invitation'].id}"
+    assert state["users"][str(guest_id)]["name"] == "Gus Guest"
+    assert state["channels"][cid]["data"]["name"] == "Launch party"
+    assert state["channels"][cid]["members"] == [str(made["organizer"].id)]
+    with app_session() as session, session.begin():
+        session.delete(session.get(Conversation, conversation_id))
+    pipeline.drain()
+    assert pipeline.emu.state()["channels"][cid]["deleted_at"] is not None
+
+
+def test_out_of_order_and_duplicated_jobs_converge(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    with app_session() as session, session.begin():
+        made = invite(session)
+    conversation_id = str(made["conversation"].id)
+    claimed = pipeline.repo.claim(100)  # the relay's claim, jobs sent by hand below
+    user_rows = [row for row in claimed if row.target_kind == "user"]
+    conv_rows = [row.id for row in claimed if row.target_kind == "conversation"]
+    # Given the conversation's job three times, before its users' job, then a stale duplicate
+    for _ in range(3):
+        pipeline.actor.send("conversation", [conversation_id], conv_rows, {})
+    pipeline.actor.send(
+        "user",
+        [row.target_id for row in user_rows],
+        [row.id for row in user_rows],
+        {"rows": {row.target_id: [row.id] for row in user_rows}},
+    )
+    pipeline.actor.send("conversation", [conversation_id], conv_rows, {})
+    pipeline.drain()
+    channel = pipeline.emu.state()["channels"][f"messaging:invitation_{made['invitation'].id}"]
+    assert len(channel["members"]) == 2
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def test_a_server_error_then_success_retries_and_converges(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    pipeline.emu.inject_failure("GetOrCreateChannel", status=503, times=2)
+    with app_session() as session, session.begin():
+        made = invite(session)
+    pipeline.drain()
+    assert f"messaging:invitation_{made['invitation'].id}" in pipeline.emu.state()["channels"]
+    assert pipeline.emu.request_counts()["by_status"].get("GetOrCreateChannel 503") == 2
+    conv_row = next(row for row in pipeline.rows() if row["target_kind"] == "conversation")
+    assert conv_row["status"] == "done"
+    assert conv_row["last_error"] is None
+
+
+def test_a_validation_error_fails_the_row_at_once_and_spares_the_others(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    pipeline.emu.inject_failure(
+        "GetOrCreateChannel", status=400, times=5, code=4, message="channel data is invalid"
+    )
+    with app_session() as session, session.begin():
+        invite(session)
+    pipeline.drain()
+    rows = {row["target_kind"]: row for row in pipeline.rows()}
+    failed = rows["conversation"]
+    assert failed["status"] == "failed"
+    assert "GetOrCreateChannel HTTP 400 code 4" in failed["last_error"]
+    assert "channel data is invalid" in failed["last_error"]
+    assert rows["user"]["status"] == "done"
+    assert pipeline.emu.request_counts()["by_status"]["GetOrCreateChannel 400"] == 1  # no retry
+
+
+def test_a_rate_limited_call_waits_for_the_reset(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    pipeline.emu.set_window(1.0)
+    pipeline.emu.set_rate_limit("GetOrCreateChannel", 1)
+    conversations = []
+    for n in range(3):
+        with app_session() as session, session.begin():
+            user = User(email=f"solo{n}@example.com")
+            other = User(email=f"other{n}@example.com")
+            conversation = Conversation()
+            session.add_all([user, other, conversation])
+            session.flush()
+            session.add_all(
+                [
+                    ConversationParticipant(conversation_id=conversation.id, user_id=user.id),
+                    ConversationParticipant(conversation_id=conversation.id, user_id=other.id),
+                ]
+            )
+            conversations.append(str(conversation.id))
+    pipeline.drain(timeout=30)
+    by_status = pipeline.emu.request_counts()["by_status"]
+    assert by_status.get("GetOrCreateChannel 429", 0) >= 1
+    assert by_status["GetOrCreateChannel 200"] == 3
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+    channels = pipeline.emu.state()["channels"]
+    assert sum(1 for cid in channels if cid.startswith("messaging:dm_")) == 3
+
+
+def test_a_lost_job_is_dispatched_again_after_the_visibility_timeout(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    for worker in pipeline.workers:
+        worker.stop(timeout=5000)
+    pipeline.workers.clear()
+    with app_session() as session, session.begin():
+        made = invite(session)
+    assert pipeline.relay.drain() == 3
+    # The jobs vanish (Redis restarted without persistence)
+    pipeline.broker.flush_all()
+    assert {row["status"] for row in pipeline.rows()} == {"dispatched"}
+    pipeline.relay.visibility_timeout = 0.2
+    assert pipeline.relay.sweep() == 0  # not yet stale
+    time.sleep(0.3)
+    assert pipeline.relay.sweep() == 3
+    pipeline.start_worker()
+    pipeline.drain()
+    assert f"messaging:invitation_{made['invitation'].id}" in pipeline.emu.state()["channels"]
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+    assert all(row["attempts"] == 2 for row in pipeline.rows())
+
+
+def test_two_workers_never_reconcile_one_target_at_once(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    pipeline.start_worker(threads=4)  # eight threads in two workers
+    pipeline.emu.set_latency(30, endpoint="GetOrCreateChannel")
+    with app_session() as session, session.begin():
+        made = invite(session)
+    pipeline.drain()
+    conversation_id = str(made["conversation"].id)
+    for _ in range(8):
+        pipeline.actor.send("conversation", [conversation_id], [], {})
+    pipeline.broker.join(pipeline.settings.queue_name, timeout=30_000)
+    log = pipeline.emu.request_log("GetOrCreateChannel")
+    spans = sorted((entry["received"], entry["answered"]) for entry in log)
+    assert len(spans) >= 9
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+def test_members_stream_lost_are_upserted_again(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    with app_session() as session, session.begin():
+        made = invite(session)
+    pipeline.drain()
+    # Given Stream lost the users (deleted by hand) while the worker still thinks they exist
+    pipeline.emu.reset()
+    with app_session() as session, session.begin():
+        event = session.get(Event, made["event"].id)
+        assert event is not None
+        event.title = "Relaunch"
+    pipeline.drain()
+    state = pipeline.emu.state()
+    assert str(made["guest"].id) in state["users"]
+    channel = state["channels"][f"messaging:invitation_{made['invitation'].id}"]
+    assert channel["data"]["name"] == "Relaunch"
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
