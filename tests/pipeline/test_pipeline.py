@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from collections.abc import Callable
 from typing import Any
 
@@ -244,7 +245,7 @@ def test_two_workers_never_reconcile_one_target_at_once(
     log = pipeline.emu.request_log("GetOrCreateChannel")
     spans = sorted((entry["received"], entry["answered"]) for entry in log)
     assert len(spans) >= 9
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    assert all(later[0] >= earlier[1] for earlier, later in pairwise(spans))
 
 
 def test_members_stream_lost_are_upserted_again(
