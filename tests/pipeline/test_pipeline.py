@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from itertools import pairwise
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy.orm import Session
