@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from redis import Redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app_hooks import install
 from app_hooks.outbox import metadata as outbox_metadata
 from app_hooks.reference import Base
+from stream_emulator import Emulator
 from worker.migrate import upgrade
 from worker.settings import normalize_database_url
 
@@ -27,6 +29,42 @@ SERVER_URL = normalize_database_url(
     os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 )
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+API_KEY = "test-key"
+API_SECRET = "test-secret-that-is-at-least-32-bytes-long"
+TEST_REDIS_DB = 13
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis database of the tests' own (flushed before each test)."""
+    base = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") > 2 else REDIS_URL
+    url = f"{base}/{TEST_REDIS_DB}"
+    client = Redis.from_url(url)
+    try:
+        client.ping()
+    except Exception as exc:
+        pytest.exit(
+            f"Redis does not answer at {base} ({type(exc).__name__}); start it "
+            "(redis-server --daemonize yes) or set REDIS_URL",
+            returncode=3,
+        )
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(api_key=API_KEY, api_secret=API_SECRET) as emu:
+        yield emu
+
+
+@pytest.fixture()
+def emu(emulator: Emulator) -> Emulator:
+    emulator.reset()
+    return emulator
 
 
 def _admin_engine() -> Engine:

@@ -15,47 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import install, outbox
 from stream_emulator import Emulator
-from tests.conftest import REDIS_URL
+from tests.conftest import API_KEY, API_SECRET
 from worker import runtime
 from worker.broker import build_broker, declare_actors
 from worker.relay import Relay
 from worker.repository import OutboxRepository
 from worker.settings import Settings
-
-API_KEY = "pipeline-key"
-API_SECRET = "pipeline-secret-that-is-at-least-32-bytes"
-TEST_REDIS_DB = 13
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """A Redis database of the tests' own (flushed before each test)."""
-    base = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") > 2 else REDIS_URL
-    url = f"{base}/{TEST_REDIS_DB}"
-    client = Redis.from_url(url)
-    try:
-        client.ping()
-    except Exception as exc:
-        pytest.exit(
-            f"Redis does not answer at {base} ({type(exc).__name__}); start it "
-            "(redis-server --daemonize yes) or set REDIS_URL",
-            returncode=3,
-        )
-    finally:
-        client.close()
-    return url
-
-
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
-    with Emulator(api_key=API_KEY, api_secret=API_SECRET) as emu:
-        yield emu
-
-
-@pytest.fixture()
-def emu(emulator: Emulator) -> Emulator:
-    emulator.reset()
-    return emulator
 
 
 @pytest.fixture()
