@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 ANY_ENDPOINT = "*"
 UNLIMITED = 1_000_000_000
 
-# Names the brief or other tools may use for an endpoint, mapped to Stream's own name.
+# Other names people and tools use for an endpoint, mapped to Stream's own name.
 ALIASES = {
     "UpsertUsers": "UpdateUsers",
     "UpsertUser": "UpdateUsers",
