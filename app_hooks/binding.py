@@ -143,6 +143,19 @@ class Binding:
         )
         return {str(value) for value in conn.scalars(query) if value is not None}
 
+    def ids_after(
+        self, conn: Connection, kind: str, after: str | None, limit: int
+    ) -> list[str]:
+        """Up to ``limit`` ids of users or conversations after ``after``, in id order.
+
+        Keyset pages for resync and backfill: a crash resumes from the last id done.
+        """
+        model = self.user if kind == "user" else self.conversation
+        query = select(model.id).order_by(model.id).limit(limit)
+        if after is not None:
+            query = query.where(model.id > self._ids(model.id, [after])[0])
+        return [str(value) for value in conn.scalars(query)]
+
     def desired_users(self, conn: Connection, user_ids: Collection[str]) -> dict[str, DesiredUser]:
         """Stream users for the given ids; ids with no user are absent."""
         user, profile = self.user, self.profile

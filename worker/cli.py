@@ -22,6 +22,12 @@ app = typer.Typer(
 )
 
 
+def _add_admin() -> None:
+    from worker.admin_cli import app as admin_app
+
+    app.add_typer(admin_app, name="admin")
+
+
 @app.callback()
 def _root() -> None:
     """Keep GetStream Chat in step with your PostgreSQL database through an outbox."""
@@ -74,6 +80,23 @@ def emulator(
     from stream_emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET, run_cli
 
     run_cli(port, api_key or DEFAULT_API_KEY, api_secret or DEFAULT_API_SECRET)
+
+
+_add_admin()
+
+
+@app.command()
+def demo(
+    postgres: bool | None = typer.Option(
+        None,
+        "--postgres/--sqlite",
+        help="PostgreSQL (DATABASE_URL) or SQLite; default: PostgreSQL when it answers.",
+    ),
+) -> None:
+    """Play a story through the reference app and show Stream (an emulator) keeping in step."""
+    from worker.demo import run_demo
+
+    raise typer.Exit(0 if run_demo(postgres) else 1)
 
 
 def main() -> None:

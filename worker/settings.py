@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     hard_delete_channels: bool = Field(False, validation_alias="OUTBOX_HARD_DELETE_CHANNELS")
     mirror_messages: bool = Field(True, validation_alias="OUTBOX_MIRROR_MESSAGES")
     queue_name: str = Field("stream_outbox", validation_alias="OUTBOX_QUEUE")
+    retention: str = Field("7d", validation_alias="OUTBOX_RETENTION")
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="OUTBOX_METRICS_PORT")
 
     @field_validator("database_url")

@@ -1,0 +1,424 @@
+"""Admin operations on the outbox: inspect, replay, purge, resync (for the CLI and dashboard).
+
+Every operation that changes rows writes an audit row (who, when, what, how many)
+in the same transaction. Bad input raises :class:`AdminError` before anything changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from app_hooks.binding import Binding
+from app_hooks.capture import write_changes
+from app_hooks.changes import Change, Target
+from app_hooks.outbox import Status, TargetKind, audit, channel_map, outbox
+from worker.errors import StreamOutboxError
+
+__all__ = [
+    "AdminError",
+    "Filters",
+    "RowView",
+    "audit_of",
+    "count_rows",
+    "get_row",
+    "list_rows",
+    "parse_duration",
+    "parse_time",
+    "purge",
+    "replay",
+    "resync",
+    "stats",
+]
+
+_AUDIT_IDS_MAX = 1000
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class AdminError(StreamOutboxError):
+    """The admin request is invalid."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"7d"``, ``"1w"`` (or ``"1h30m"``) as a timedelta."""
+    cleaned = text.strip().lower()
+    parts = _DURATION.findall(cleaned)
+    if not cleaned or "".join(n + u for n, u in parts) != cleaned.replace(" ", ""):
+        raise AdminError(f"{text!r} is not a duration like 30m, 2h or 7d")
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+
+
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time (UTC when no zone is given) or a duration ago (``"2h"``)."""
+    now = now or datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        try:
+            return now - parse_duration(text)
+        except AdminError:
+            raise AdminError(
+                f"{text!r} is not a time: use ISO 8601 (2026-11-25T10:00) or an age (2h)"
+            ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which outbox rows: by status, target kind and id, error text and creation time."""
+
+    status: str | None = None
+    kind: str | None = None
+    target_id: str | None = None
+    error: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def parse(cls, **raw: str | None) -> Filters:
+        """Validate filters given as text (CLI options, query parameters)."""
+        status, kind = raw.get("status") or None, raw.get("kind") or None
+        if status is not None and status not in set(Status):
+            raise AdminError(f"unknown status {status!r}: use one of {', '.join(Status)}")
+        if kind is not None and kind not in set(TargetKind):
+            raise AdminError(f"unknown target kind {kind!r}: use one of {', '.join(TargetKind)}")
+        since_text, until_text = raw.get("since"), raw.get("until")
+        since = parse_time(since_text) if since_text else None
+        until = parse_time(until_text) if until_text else None
+        if since and until and since > until:
+            raise AdminError("--since is later than --until")
+        return cls(
+            status, kind, raw.get("target_id") or None, raw.get("error") or None, since, until
+        )
+
+    def where(self) -> list[ColumnElement[bool]]:
+        """The filters as SQL conditions (bound parameters: no text reaches the SQL)."""
+        c = outbox.c
+        conditions: list[ColumnElement[bool]] = []
+        if self.status:
+            conditions.append(c.status == self.status)
+        if self.kind:
+            conditions.append(c.target_kind == self.kind)
+        if self.target_id:
+            conditions.append(c.target_id == self.target_id)
+        if self.error:
+            conditions.append(c.last_error.ilike(f"%{_escape_like(self.error)}%", escape="\\"))
+        if self.since:
+            conditions.append(c.created_at >= self.since)
+        if self.until:
+            conditions.append(c.created_at <= self.until)
+        return conditions
+
+    def as_dict(self) -> dict[str, Any]:
+        """The filters that are set, JSON-ready (for audit rows)."""
+        return {k: str(v) for k, v in asdict(self).items() if v is not None}
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class RowView:
+    """An outbox row as admins see it."""
+
+    id: int
+    target_kind: str
+    target_id: str
+    event: str
+    status: str
+    attempts: int
+    last_error: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    available_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        data = asdict(self)
+        for key in ("created_at", "updated_at", "available_at"):
+            data[key] = data[key].isoformat()
+        return data
+
+
+_COLUMNS = [
+    outbox.c.id,
+    outbox.c.target_kind,
+    outbox.c.target_id,
+    outbox.c.event,
+    outbox.c.status,
+    outbox.c.attempts,
+    outbox.c.last_error,
+    outbox.c.payload,
+    outbox.c.created_at,
+    outbox.c.updated_at,
+    outbox.c.available_at,
+]
+
+
+def _view(row: Any) -> RowView:
+    return RowView(**{**row._mapping, "payload": dict(row.payload or {})})
+
+
+def list_rows(engine: Engine, filters: Filters, limit: int = 50, offset: int = 0) -> list[RowView]:
+    """Rows matching ``filters``, newest first, one page."""
+    if limit < 1 or offset < 0:
+        raise AdminError("--limit must be at least 1 and --offset at least 0")
+    query = (
+        select(*_COLUMNS)
+        .where(*filters.where())
+        .order_by(outbox.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    with engine.connect() as conn:
+        return [_view(row) for row in conn.execute(query)]
+
+
+def count_rows(engine: Engine, filters: Filters) -> int:
+    """How many rows match ``filters``."""
+    with engine.connect() as conn:
+        return int(
+            conn.scalar(select(func.count()).select_from(outbox).where(*filters.where())) or 0
+        )
+
+
+def get_row(engine: Engine, row_id: int) -> RowView:
+    """One row, or :class:`AdminError` for an unknown id."""
+    with engine.connect() as conn:
+        row = conn.execute(select(*_COLUMNS).where(outbox.c.id == row_id)).first()
+    if row is None:
+        raise AdminError(f"no outbox row with id {row_id}")
+    return _view(row)
+
+
+def audit_of(engine: Engine, row_id: int) -> list[dict[str, Any]]:
+    """Audit entries that name this row (newest first)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit).order_by(audit.c.id.desc()).limit(500)).all()
+    return [
+        {**row._mapping, "at": row.at.isoformat()}
+        for row in rows
+        if row_id in (row.detail or {}).get("ids", [])
+    ]
+
+
+def mapped_conversations(engine: Engine) -> list[str]:
+    """Every conversation that has a channel in the map (deleted ones included)."""
+    with engine.connect() as conn:
+        return list(conn.scalars(select(channel_map.c.conversation_id)))
+
+
+def stats(engine: Engine) -> dict[str, Any]:
+    """Counts by status and kind, lag, failures in the last hour."""
+    c = outbox.c
+    hour_ago = func.now() - timedelta(hours=1)
+    with engine.connect() as conn:
+        by = conn.execute(
+            select(c.status, c.target_kind, func.count()).group_by(c.status, c.target_kind)
+        ).all()
+        oldest = conn.scalar(select(func.min(c.created_at)).where(c.status == Status.PENDING))
+        recent = conn.scalar(
+            select(func.count()).where(c.status == Status.FAILED, c.updated_at >= hour_ago)
+        )
+        now = conn.scalar(select(func.now()))
+    counts: dict[str, dict[str, int]] = {status.value: {} for status in Status}
+    for status, kind, n in by:
+        counts[status][kind] = n
+    lag = (now - oldest).total_seconds() if oldest is not None and now is not None else 0.0
+    return {
+        "by_status": {status: sum(kinds.values()) for status, kinds in counts.items()},
+        "by_status_and_kind": counts,
+        "oldest_pending_age_seconds": round(max(lag, 0.0), 3),
+        "failed_last_hour": int(recent or 0),
+    }
+
+
+def _audit(conn: Connection, actor: str, action: str, count: int, detail: dict[str, Any]) -> None:
+    conn.execute(insert(audit).values(actor=actor, action=action, row_count=count, detail=detail))
+
+
+def replay(
+    engine: Engine,
+    *,
+    actor: str,
+    ids: Sequence[int] = (),
+    filters: Filters | None = None,
+    dry_run: bool = False,
+    per_second: float = 50.0,
+) -> list[int]:
+    """Send failed rows back to pending, paced at ``per_second``; returns their ids.
+
+    By ids (each must exist and be failed, or nothing changes) or by filters
+    (failed rows only). The relay picks them up as they come due.
+    """
+    if per_second <= 0:
+        raise AdminError("--per-second must be positive")
+    if bool(ids) == (filters is not None):
+        raise AdminError("replay needs row ids or --all-failed with filters, not both")
+    with engine.begin() as conn:
+        if ids:
+            chosen = _failed_ids(conn, ids)
+        else:
+            assert filters is not None
+            if filters.status not in (None, Status.FAILED):
+                raise AdminError("only failed rows can be replayed")
+            query = (
+                select(outbox.c.id)
+                .where(outbox.c.status == Status.FAILED, *filters.where())
+                .order_by(outbox.c.id)
+            )
+            chosen = list(conn.scalars(query))
+        if dry_run or not chosen:
+            return chosen
+        _pace(conn, chosen, per_second)
+        detail = {"ids": chosen[:_AUDIT_IDS_MAX], "per_second": per_second}
+        if filters is not None:
+            detail["filters"] = filters.as_dict()
+        _audit(conn, actor, "replay", len(chosen), detail)
+    return chosen
+
+
+def _failed_ids(conn: Connection, ids: Sequence[int]) -> list[int]:
+    wanted = sorted(set(ids))
+    found = dict(
+        conn.execute(select(outbox.c.id, outbox.c.status).where(outbox.c.id.in_(wanted))).all()
+    )
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise AdminError(f"no outbox row with id {', '.join(map(str, missing[:10]))}")
+    not_failed = [f"{i} ({found[i]})" for i in wanted if found[i] != Status.FAILED]
+    if not_failed:
+        raise AdminError(f"only failed rows can be replayed: {', '.join(not_failed[:10])}")
+    return wanted
+
+
+def _pace(conn: Connection, ids: list[int], per_second: float) -> None:
+    """Make the rows pending, due one after another at ``per_second`` (one batched statement)."""
+    now = datetime.now(UTC)
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == bindparam("row_id"))
+        .values(
+            status=Status.PENDING,
+            available_at=bindparam("due"),
+            dispatched_at=None,
+            updated_at=func.now(),
+        ),
+        [
+            {"row_id": row_id, "due": now + timedelta(seconds=position / per_second)}
+            for position, row_id in enumerate(ids)
+        ],
+    )
+
+
+def purge(engine: Engine, *, actor: str, older_than: timedelta, batch: int = 5000) -> int:
+    """Delete done rows older than ``older_than`` in batches (short transactions)."""
+    if batch < 1:
+        raise AdminError("--batch must be at least 1")
+    cutoff = datetime.now(UTC) - older_than
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            ids = list(
+                conn.scalars(
+                    select(outbox.c.id)
+                    .where(outbox.c.status == Status.DONE, outbox.c.updated_at < cutoff)
+                    .order_by(outbox.c.id)
+                    .limit(batch)
+                )
+            )
+            if ids:
+                conn.execute(delete(outbox).where(outbox.c.id.in_(ids)))
+            total += len(ids)
+        if len(ids) < batch:
+            break
+    with engine.begin() as conn:
+        _audit(conn, actor, "purge", total, {"older_than": str(older_than)})
+    return total
+
+
+def resync(
+    engine: Engine,
+    binding: Binding,
+    *,
+    actor: str,
+    kinds: Sequence[str] = ("user", "conversation"),
+    event: str = "resync",
+    payload: dict[str, Any] | None = None,
+    batch: int = 1000,
+    resume: bool = True,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
+    """Write an outbox row for every user and conversation, in id order, resumably.
+
+    The position is kept in the audit row of the run: an interrupted run with
+    ``resume`` continues after the last id it wrote.
+    """
+    check_resync_kinds(kinds)
+    run_id, position = _open_run(engine, actor, event, list(kinds), resume)
+    counts = {kind: int(position.get(f"{kind}_count", 0)) for kind in kinds}
+    for kind in kinds:
+        after = position.get(kind)
+        while True:
+            with engine.begin() as conn:
+                ids = binding.ids_after(conn, kind, after, batch)
+                changes = [Change(Target(kind, i), event, payload or {}) for i in ids]
+                write_changes(conn, changes)
+                counts[kind] += len(ids)
+                if ids:
+                    after = position[kind] = ids[-1]
+                position[f"{kind}_count"] = counts[kind]
+                conn.execute(
+                    update(audit)
+                    .where(audit.c.id == run_id)
+                    .values(detail={**position, "finished": False}, row_count=sum(counts.values()))
+                )
+            if progress is not None:
+                progress(kind, len(ids))
+            if len(ids) < batch:
+                break
+    with engine.begin() as conn:
+        conn.execute(
+            update(audit).where(audit.c.id == run_id).values(detail={**position, "finished": True})
+        )
+    return counts
+
+
+def check_resync_kinds(kinds: Sequence[str]) -> None:
+    """Only users and conversations are resynced (messages follow their conversation)."""
+    for kind in kinds:
+        if kind not in ("user", "conversation"):
+            raise AdminError(f"cannot resync {kind!r}: use user or conversation")
+
+
+def _open_run(
+    engine: Engine, actor: str, action: str, kinds: list[str], resume: bool
+) -> tuple[int, dict[str, Any]]:
+    """The unfinished run of ``action`` to resume, or a new audit row for a new run."""
+    with engine.begin() as conn:
+        if resume:
+            last = conn.execute(
+                select(audit.c.id, audit.c.detail)
+                .where(audit.c.action == action)
+                .order_by(audit.c.id.desc())
+                .limit(1)
+            ).first()
+            if last is not None and not (last.detail or {}).get("finished", True):
+                return last.id, dict(last.detail)
+        run_id = conn.execute(
+            insert(audit)
+            .values(
+                actor=actor, action=action, row_count=0, detail={"kinds": kinds, "finished": False}
+            )
+            .returning(audit.c.id)
+        ).scalar_one()
+    return run_id, {"kinds": kinds}
