@@ -34,11 +34,24 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEY = "test-key"
 API_SECRET = "test-secret-that-is-at-least-32-bytes-long"
 TEST_REDIS_DB = 13
+# Every Redis key of this run carries this prefix: runs sharing a Redis never meet.
+REDIS_PREFIX = f"stream_outbox_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+def clear_redis(url: str, prefix: str = REDIS_PREFIX) -> None:
+    """Delete this run's keys."""
+    client = Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """A Redis database of the tests' own (flushed before each test)."""
+    """The tests' Redis database (keys are prefixed per run, see REDIS_PREFIX)."""
     base = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") > 2 else REDIS_URL
     url = f"{base}/{TEST_REDIS_DB}"
     client = Redis.from_url(url)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 def build_broker(settings: Settings, **options: Any) -> RedisBroker:
     """A Redis broker with our retry policy and the current-message middleware."""
+    options.setdefault("namespace", f"{settings.redis_prefix}:dramatiq")
     broker = RedisBroker(url=settings.redis_url, **options)  # type: ignore[no-untyped-call]
     configure_middleware(broker, settings)
     return broker

@@ -19,6 +19,18 @@ from worker.errors import TransientStreamError
 __all__ = ["RedisRateBudget"]
 
 
+_BUCKET_S = 1.0
+
+
+def _limiter(backend: RedisBackend, key: str, per_minute: float) -> BucketRateLimiter:
+    """Calls per one-second bucket; budgets under 60 a minute get one call per longer bucket."""
+    per_second = per_minute / 60
+    if per_second >= 1:
+        return BucketRateLimiter(backend, key, limit=math.floor(per_second), bucket=1000)  # type: ignore[no-untyped-call]
+    bucket_ms = math.ceil(60_000 / max(per_minute, 1e-9))
+    return BucketRateLimiter(backend, key, limit=1, bucket=bucket_ms)  # type: ignore[no-untyped-call]
+
+
 class RedisRateBudget:
     """Per-endpoint budgets (calls per minute) shared through Redis."""
 
@@ -34,12 +46,7 @@ class RedisRateBudget:
         backend = RedisBackend(client=redis)
         self.max_wait = max_wait
         self.limiters = {
-            endpoint: BucketRateLimiter(  # type: ignore[no-untyped-call]
-                backend,
-                f"{prefix}:{endpoint}",
-                limit=max(1, math.floor(per_minute * headroom / 60)),
-                bucket=1000,
-            )
+            endpoint: _limiter(backend, f"{prefix}:{endpoint}", per_minute * headroom)
             for endpoint, per_minute in limits.items()
         }
 
@@ -53,8 +60,9 @@ class RedisRateBudget:
             with limiter.acquire(raise_on_failure=False) as acquired:
                 if acquired:
                     return
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise TransientStreamError(
                     "local rate budget exhausted", endpoint=endpoint, retry_after=1.0
                 )
-            time.sleep(1.0 - time.time() % 1.0 + 0.001)
+            time.sleep(min(remaining, _BUCKET_S - time.time() % _BUCKET_S + 0.001))

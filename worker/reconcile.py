@@ -18,14 +18,16 @@ from app_hooks.channel_ids import (
     validate_user_id,
 )
 from worker.errors import PermanentStreamError
+from worker.history import SYSTEM_USER, author_of, import_history, message_body
 from worker.plan import OWNED_CHANNEL_FIELDS, plan_channel
 from worker.repository import ChannelRef
 from worker.runtime import Runtime
 
 __all__ = ["SYSTEM_USER", "Result", "reconcile"]
 
-SYSTEM_USER = {"id": "stream-outbox-system", "name": "System"}
-_KNOWN_USERS = "stream_outbox:known_users"
+
+def _known_users(rt: Runtime) -> str:
+    return f"{rt.settings.redis_prefix}:known_users"
 
 
 @dataclass
@@ -95,12 +97,12 @@ def _retire_users(rt: Runtime, user_ids: list[str]) -> None:
         rt.gateway.deactivate_users(user_ids)
     elif policy == "delete":
         rt.gateway.delete_users(user_ids)
-    rt.redis.srem(_KNOWN_USERS, *user_ids)
+    rt.redis.srem(_known_users(rt), *user_ids)
 
 
 def _remember_users(rt: Runtime, user_ids: list[str]) -> None:
     if user_ids:
-        rt.redis.sadd(_KNOWN_USERS, *user_ids)
+        rt.redis.sadd(_known_users(rt), *user_ids)
 
 
 def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -> None:
@@ -110,7 +112,7 @@ def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -
     if force:
         missing = list(user_ids)
     else:
-        known = rt.redis.smismember(_KNOWN_USERS, list(user_ids))
+        known = rt.redis.smismember(_known_users(rt), list(user_ids))
         missing = [uid for uid, is_known in zip(user_ids, known, strict=True) if not is_known]
     if not missing:
         return
@@ -131,9 +133,11 @@ def reconcile_conversation(rt: Runtime, cid: str, payload: dict[str, Any]) -> Re
     channel = desired.get(cid)
     if channel is None:
         return _delete_channel(rt, cid, payload)
-    ref = channel_of(rt, channel)
     if channel.created_by is None:
+        # No members yet: assign no id either, so an invitation that comes later still
+        # gives the channel its invitation_ id when it is first synced.
         return Result("waiting for members")
+    ref = channel_of(rt, channel)
     for member in channel.members:
         _valid_user(member)
     owned = {k: v for k, v in channel.data.items() if k in OWNED_CHANNEL_FIELDS}
@@ -161,6 +165,8 @@ def reconcile_conversation(rt: Runtime, cid: str, payload: dict[str, Any]) -> Re
     if plan.remove:
         rt.gateway.remove_members(ref.channel_type, ref.channel_id, plan.remove)
     changes = f"+{len(plan.add)} -{len(plan.remove)} members"
+    if payload.get("history") and rt.settings.mirror_messages:
+        changes += f", history +{import_history(rt, cid, ref)}"
     return Result(f"{ref.channel_type}:{ref.channel_id} in step ({changes})")
 
 
@@ -246,12 +252,8 @@ def mirror_message(rt: Runtime, message_id: str) -> Result:
         ref = channel_of(rt, channel)
     if message.sender_id is None:
         rt.gateway.upsert_users([SYSTEM_USER])
-        author = SYSTEM_USER["id"]
     else:
-        author = message.sender_id
-        ensure_users(rt, [author])
-    body: dict[str, Any] = {"id": message.stream_id, "text": message.text}
-    if message.sender_id is None:
-        body["system"] = True
-    sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
+        ensure_users(rt, [message.sender_id])
+    body = message_body(message, silent=False)
+    sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
     return Result("sent" if sent else "already there")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, select, update
@@ -122,7 +122,7 @@ class OutboxRepository:
 
     def mark_retrying(self, ids: Sequence[int], error: str, delay: float) -> None:
         """Record a transient error; the visibility timeout restarts after the retry's delay."""
-        later = func.now() + timedelta(seconds=delay)
+        later = datetime.now(UTC) + timedelta(seconds=delay)
         self._set(ids, last_error=error[:_ERROR_MAX], dispatched_at=later)
 
     def _set(self, ids: Sequence[int], **values: Any) -> None:
@@ -174,6 +174,27 @@ class OutboxRepository:
             raise LookupError(f"no free channel id for conversation {conversation_id}")
         return existing
 
+    def history_cursor(self, conversation_id: str) -> tuple[datetime, str] | None:
+        """The last message copied into the conversation's channel, as ``(created_at, id)``."""
+        query = select(channel_map.c.history_until, channel_map.c.history_message_id).where(
+            channel_map.c.conversation_id == conversation_id
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row.history_until is None or row.history_message_id is None:
+            return None
+        return row.history_until, row.history_message_id
+
+    def set_history_cursor(self, conversation_id: str, until: datetime, message_id: str) -> None:
+        """Record the last message copied (the import resumes after it)."""
+        statement = (
+            update(channel_map)
+            .where(channel_map.c.conversation_id == conversation_id)
+            .values(history_until=until, history_message_id=message_id)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
     # -- figures -----------------------------------------------------------------------
 
     def stats(self) -> OutboxStats:
@@ -200,6 +221,4 @@ class OutboxRepository:
 
 
 def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
-
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -39,7 +39,8 @@ class Runtime:
         api_key, api_secret = settings.stream_credentials()
         engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
         redis = Redis.from_url(settings.redis_url)
-        budget = RedisRateBudget(redis, settings.rate_limit_table())
+        prefix = settings.redis_prefix
+        budget = RedisRateBudget(redis, settings.rate_limit_table(), prefix=f"{prefix}:rate")
         gateway = StreamGateway(
             api_key,
             api_secret,
@@ -53,7 +54,7 @@ class Runtime:
             repo=OutboxRepository(engine),
             gateway=gateway,
             redis=redis,
-            locks=TargetLocks(redis),
+            locks=TargetLocks(redis, prefix=f"{prefix}:lock"),
             binding=binding,
         )
 

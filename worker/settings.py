@@ -28,7 +28,7 @@ def normalize_database_url(url: str) -> str:
     ``postgres://`` and ``postgresql://`` become ``postgresql+psycopg://``.
     """
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in _DB_SCHEMES or not rest:
+    if not sep or scheme not in _DB_SCHEMES or (not rest and scheme != "sqlite"):
         raise ValueError("must be a postgres://, postgresql:// or sqlite:// URL")
     return f"{_DB_SCHEMES[scheme]}://{rest}"
 
@@ -74,8 +74,16 @@ class Settings(BaseSettings):
     hard_delete_channels: bool = Field(False, validation_alias="OUTBOX_HARD_DELETE_CHANNELS")
     mirror_messages: bool = Field(True, validation_alias="OUTBOX_MIRROR_MESSAGES")
     queue_name: str = Field("stream_outbox", validation_alias="OUTBOX_QUEUE")
+    # Prefix of every Redis key (Dramatiq's queues, locks, rate budget, known users):
+    # several deployments (or test runs) can share one Redis database.
+    redis_prefix: str = Field("stream_outbox", min_length=1, validation_alias="OUTBOX_REDIS_PREFIX")
     retention: str = Field("7d", validation_alias="OUTBOX_RETENTION")
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="OUTBOX_METRICS_PORT")
+    # The admin dashboard (stream-outbox dashboard): HTTP Basic (user and password)
+    # and/or a token (bearer header or login form); it refuses to start with neither.
+    dashboard_user: str | None = Field(None, validation_alias="OUTBOX_DASHBOARD_USER")
+    dashboard_password: SecretStr | None = Field(None, validation_alias="OUTBOX_DASHBOARD_PASSWORD")
+    dashboard_token: SecretStr | None = Field(None, validation_alias="OUTBOX_DASHBOARD_TOKEN")
 
     @field_validator("database_url")
     @classmethod

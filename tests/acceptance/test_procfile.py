@@ -17,14 +17,13 @@ from pathlib import Path
 
 import dramatiq
 import pytest
-from redis import Redis
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import install, outbox
 from app_hooks.reference import Conversation, ConversationParticipant, User
 from stream_emulator import Emulator
-from tests.conftest import API_KEY, API_SECRET
+from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, clear_redis
 from worker import runtime
 from worker.broker import build_broker, declare_actors
 from worker.settings import Settings
@@ -37,7 +36,7 @@ REDIS_DB = 12
 @pytest.fixture()
 def env(database_url: str, redis_url: str, emu: Emulator) -> dict[str, str]:
     redis = redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    Redis.from_url(redis).flushdb()
+    clear_redis(redis, REDIS_PREFIX)
     return {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -48,6 +47,7 @@ def env(database_url: str, redis_url: str, emu: Emulator) -> dict[str, str]:
         "STREAM_CHAT_URL": emu.base_url,
         "OUTBOX_WORKER_THREADS": "2",
         "OUTBOX_VISIBILITY_TIMEOUT": "600",
+        "OUTBOX_REDIS_PREFIX": REDIS_PREFIX,
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -151,6 +151,7 @@ def test_stopping_a_busy_honcho_strands_nothing(
         getstream_api_key=API_KEY,
         getstream_api_secret=API_SECRET,
         stream_chat_url=emu.base_url,
+        redis_prefix=REDIS_PREFIX,
     )
     emu.set_latency(0, endpoint="GetOrCreateChannel")
     broker = build_broker(settings)

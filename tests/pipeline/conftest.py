@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import install, outbox
 from stream_emulator import Emulator
-from tests.conftest import API_KEY, API_SECRET
+from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, clear_redis
 from worker import runtime
 from worker.broker import build_broker, declare_actors
 from worker.relay import Relay
@@ -36,6 +36,7 @@ def settings(database_url: str, redis_url: str, emu: Emulator) -> Settings:
         min_backoff_ms=20,
         max_backoff_ms=200,
         visibility_timeout=60,
+        redis_prefix=REDIS_PREFIX,
     )
 
 
@@ -68,7 +69,14 @@ class Pipeline:
             if stats.pending == 0 and stats.dispatched == 0:
                 return
             time.sleep(0.02)
-        raise AssertionError(f"outbox did not drain in {timeout}s: {self.repo.stats()}")
+        stuck = [r for r in self.rows() if r["status"] in ("pending", "dispatched")][:3]
+        redis = Redis.from_url(self.settings.redis_url)
+        queues = {k.decode(): redis.type(k).decode() for k in redis.keys(f"{REDIS_PREFIX}:*")}
+        redis.close()
+        raise AssertionError(
+            f"outbox did not drain in {timeout}s: {self.repo.stats()}; stuck: {stuck}; "
+            f"redis: {queues}"
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -81,8 +89,7 @@ class Pipeline:
 
 @pytest.fixture()
 def pipeline(settings: Settings, clean_db: Engine, emu: Emulator) -> Iterator[Pipeline]:
-    redis = Redis.from_url(settings.redis_url)
-    redis.flushdb()
+    clear_redis(settings.redis_url)
     broker = build_broker(settings)
     dramatiq.set_broker(broker)
     actor = declare_actors(broker, settings)
@@ -101,8 +108,7 @@ def pipeline(settings: Settings, clean_db: Engine, emu: Emulator) -> Iterator[Pi
         runtime.reset()
         rt.engine.dispose()
         rt.redis.close()
-        redis.flushdb()
-        redis.close()
+        clear_redis(settings.redis_url)
 
 
 @pytest.fixture()

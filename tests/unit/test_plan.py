@@ -1,0 +1,281 @@
+"""Pure decisions of the worker: what a channel needs, and how claimed rows become jobs."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app_hooks.binding import DesiredChannel
+from app_hooks.channel_ids import ChannelFacts
+from worker.plan import OWNED_CHANNEL_FIELDS, ChannelPlan, Job, plan_channel, plan_jobs
+from worker.repository import OutboxRow
+
+
+def desired(members: tuple[str, ...] = (), **data: Any) -> DesiredChannel:
+    """A desired channel of conversation ``c1`` with these members and data."""
+    return DesiredChannel(
+        conversation_id="c1",
+        facts=ChannelFacts("c1", member_ids=members),
+        members=members,
+        data=data,
+        created_by=members[0] if members else None,
+    )
+
+
+def row(row_id: int, kind: str, target: str, payload: dict[str, Any] | None = None) -> OutboxRow:
+    return OutboxRow(row_id, kind, target, "upsert", payload or {})
+
+
+# -- plan_channel ---------------------------------------------------------------------
+
+
+def test_members_to_add_and_remove_are_sorted() -> None:
+    # Given a channel that should hold d, b, a while Stream holds c, a, e
+    channel = desired(("d", "b", "a"))
+
+    # When planning
+    plan = plan_channel(channel, ["e", "a", "c"], {})
+
+    # Then the missing members are added and the extra ones removed, both sorted
+    assert plan.add == ("b", "d")
+    assert plan.remove == ("c", "e")
+    assert not plan.empty
+
+
+def test_owned_fields_that_differ_are_set() -> None:
+    # Given a renamed event: the desired name differs, the conversation id does not
+    channel = desired(("a",), conversation_id="c1", name="New title", event_id="e1")
+    remote = {"conversation_id": "c1", "name": "Old title", "event_id": "e1"}
+
+    # When planning
+    plan = plan_channel(channel, ["a"], remote)
+
+    # Then only the changed owned field is set
+    assert plan.set_data == {"name": "New title"}
+    assert plan.unset_data == ()
+    assert (plan.add, plan.remove) == ((), ())
+
+
+def test_owned_fields_missing_remotely_are_set() -> None:
+    # Given a channel Stream holds without any of our fields
+    channel = desired(("a",), conversation_id="c1", name="Launch", event_id="e1")
+
+    # When planning against bare data
+    plan = plan_channel(channel, ["a"], {})
+
+    # Then every owned field is set
+    assert plan.set_data == {"conversation_id": "c1", "name": "Launch", "event_id": "e1"}
+
+
+def test_owned_fields_present_remotely_but_not_desired_are_unset() -> None:
+    # Given a conversation that lost its invitation: no name or event any more
+    channel = desired(("a",), conversation_id="c1")
+    remote = {"conversation_id": "c1", "name": "Launch", "event_id": "e1"}
+
+    # When planning
+    plan = plan_channel(channel, ["a"], remote)
+
+    # Then the stale owned fields are unset, in the order of OWNED_CHANNEL_FIELDS
+    assert plan.unset_data == ("name", "event_id")
+    assert plan.set_data == {}
+    assert set(plan.unset_data) <= set(OWNED_CHANNEL_FIELDS)
+
+
+def test_fields_we_do_not_own_are_left_alone() -> None:
+    # Given desired data with a field we do not own, and remote fields set by others
+    channel = desired(("a",), conversation_id="c1", color="red")
+    remote = {
+        "conversation_id": "c1",
+        "color": "blue",
+        "frozen": True,
+        "created_by": {"id": "a"},
+        "member_count": 1,
+    }
+
+    # When planning
+    plan = plan_channel(channel, ["a"], remote)
+
+    # Then nothing is set nor unset
+    assert plan.set_data == {}
+    assert plan.unset_data == ()
+    assert plan.empty
+
+
+def test_a_channel_in_step_needs_an_empty_plan() -> None:
+    # Given a channel Stream already holds exactly as desired
+    channel = desired(("a", "b"), conversation_id="c1", name="Launch", event_id="e1")
+    remote = {"conversation_id": "c1", "name": "Launch", "event_id": "e1", "type": "messaging"}
+
+    # When planning (members in any order)
+    plan = plan_channel(channel, iter(["b", "a"]), remote)
+
+    # Then there is nothing to do
+    assert plan == ChannelPlan()
+    assert plan.empty
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        ChannelPlan(set_data={"name": "x"}),
+        ChannelPlan(unset_data=("name",)),
+        ChannelPlan(add=("a",)),
+        ChannelPlan(remove=("a",)),
+    ],
+)
+def test_any_single_change_makes_a_plan_non_empty(plan: ChannelPlan) -> None:
+    assert not plan.empty
+
+
+# -- plan_jobs ------------------------------------------------------------------------
+
+
+def test_no_rows_make_no_jobs() -> None:
+    assert plan_jobs([]) == []
+
+
+def test_a_burst_to_one_conversation_makes_one_job_with_merged_payload() -> None:
+    # Given several rows for one conversation, the later one naming its channel
+    rows = [
+        row(1, "conversation", "c1"),
+        row(2, "conversation", "c1", {"legacy": True, "channel_type": "old"}),
+        row(3, "conversation", "c1", {"channel_type": "messaging", "channel_id": "invitation_9"}),
+    ]
+
+    # When planning jobs
+    jobs = plan_jobs(rows)
+
+    # Then one job carries every row, and later payload keys win
+    assert jobs == [
+        Job(
+            "conversation",
+            ("c1",),
+            (1, 2, 3),
+            {"legacy": True, "channel_type": "messaging", "channel_id": "invitation_9"},
+        )
+    ]
+
+
+def test_a_row_without_payload_counts_as_an_empty_payload() -> None:
+    # Given rows as the database may hand them (a NULL payload)
+    rows = [
+        SimpleNamespace(id=1, target_kind="conversation", target_id="c1", payload=None),
+        SimpleNamespace(id=2, target_kind="conversation", target_id="c1", payload={"a": 1}),
+    ]
+
+    # When planning, Then the payloads merge around the missing one
+    assert plan_jobs(rows) == [Job("conversation", ("c1",), (1, 2), {"a": 1})]
+
+
+def test_users_are_batched_with_a_map_of_their_rows() -> None:
+    # Given five users, the first with two rows, and batches of two
+    rows = [
+        row(1, "user", "u1"),
+        row(2, "user", "u2"),
+        row(3, "user", "u3"),
+        row(4, "user", "u1"),
+        row(5, "user", "u4"),
+        row(6, "user", "u5"),
+    ]
+
+    # When planning jobs
+    jobs = plan_jobs(rows, users_per_job=2)
+
+    # Then users come in batches of at most two, in order of first appearance
+    assert [job.kind for job in jobs] == ["user", "user", "user"]
+    assert [job.target_ids for job in jobs] == [("u1", "u2"), ("u3", "u4"), ("u5",)]
+    # And each batch carries its rows and which user each row belongs to
+    assert jobs[0].row_ids == (1, 4, 2)
+    assert jobs[0].payload == {"rows": {"u1": [1, 4], "u2": [2]}}
+    assert jobs[1].payload == {"rows": {"u3": [3], "u4": [5]}}
+    assert jobs[2] == Job("user", ("u5",), (6,), {"rows": {"u5": [6]}})
+
+
+def test_users_fit_in_one_job_by_default() -> None:
+    # Given 100 users (the default batch size)
+    rows = [row(i, "user", f"u{i}") for i in range(1, 101)]
+
+    # When planning, Then one job takes them all and a 101st user starts another
+    assert len(plan_jobs(rows)) == 1
+    assert len(plan_jobs([*rows, row(101, "user", "u101")])) == 2
+
+
+def test_messages_make_one_job_each() -> None:
+    # Given two messages, one of them changed twice
+    rows = [
+        row(1, "message", "m1", {"conversation_id": "c1"}),
+        row(2, "message", "m2", {"conversation_id": "c1"}),
+        row(3, "message", "m1", {"conversation_id": "c2"}),
+    ]
+
+    # When planning jobs
+    jobs = plan_jobs(rows)
+
+    # Then each message gets a job of its own with all its rows
+    assert jobs == [
+        Job("message", ("m1",), (1, 3), {"conversation_id": "c2"}),
+        Job("message", ("m2",), (2,), {"conversation_id": "c1"}),
+    ]
+
+
+def test_a_mixed_batch_groups_by_target_and_kind() -> None:
+    # Given rows of every kind, interleaved; "x" is both a user id and a conversation id
+    rows = [
+        row(1, "user", "x"),
+        row(2, "conversation", "x"),
+        row(3, "message", "m1"),
+        row(4, "user", "u2"),
+        row(5, "conversation", "c2"),
+        row(6, "conversation", "x", {"channel_id": "invitation_1"}),
+        row(7, "user", "x"),
+    ]
+
+    # When planning jobs
+    jobs = plan_jobs(rows)
+
+    # Then conversations and messages come first, one per target, and users last
+    assert jobs == [
+        Job("conversation", ("x",), (2, 6), {"channel_id": "invitation_1"}),
+        Job("message", ("m1",), (3,), {}),
+        Job("conversation", ("c2",), (5,), {}),
+        Job("user", ("x", "u2"), (1, 7, 4), {"rows": {"x": [1, 7], "u2": [4]}}),
+    ]
+
+
+KINDS = st.sampled_from(["user", "conversation", "message"])
+TARGETS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
+
+
+@given(
+    targets=st.lists(st.tuples(KINDS, TARGETS), max_size=40),
+    users_per_job=st.integers(min_value=1, max_value=4),
+)
+def test_every_row_lands_in_exactly_one_job(
+    targets: list[tuple[str, str]], users_per_job: int
+) -> None:
+    # Given any claimed rows
+    rows = [row(i, kind, target) for i, (kind, target) in enumerate(targets, start=1)]
+
+    # When planning jobs
+    jobs = plan_jobs(rows, users_per_job)
+
+    # Then every row is in exactly one job, with a job of its own kind and target
+    placed = [row_id for job in jobs for row_id in job.row_ids]
+    assert sorted(placed) == [r.id for r in rows]
+    by_id = {r.id: r for r in rows}
+    for job in jobs:
+        assert len(set(job.target_ids)) == len(job.target_ids)
+        for row_id in job.row_ids:
+            assert by_id[row_id].target_kind == job.kind
+            assert by_id[row_id].target_id in job.target_ids
+        if job.kind == "user":
+            assert 1 <= len(job.target_ids) <= users_per_job
+            assert sorted(r for ids in job.payload["rows"].values() for r in ids) == sorted(
+                job.row_ids
+            )
+        else:
+            assert len(job.target_ids) == 1

@@ -1,0 +1,179 @@
+"""The shared rate budget on a fake Redis: per-second slices of per-minute budgets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+
+from worker.errors import TransientStreamError
+from worker.rate_budget import RedisRateBudget
+
+
+class FakeClock:
+    """Wall and monotonic time that move only when someone sleeps."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+        self.mono = 1000.0
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        self.mono += seconds
+
+
+@pytest.fixture()
+def redis() -> Iterator[fakeredis.FakeRedis]:
+    client = fakeredis.FakeRedis()
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """A quarter past a whole second, for the budget and for Dramatiq's bucket limiter."""
+    fake = FakeClock(float(int(time.time())) + 0.25)
+    monkeypatch.setattr("worker.rate_budget.time", fake)
+    monkeypatch.setattr("dramatiq.rate_limits.bucket.time", fake)
+    return fake
+
+
+def calls_let_through(budget: RedisRateBudget, endpoint: str, attempts: int) -> int:
+    """How many of ``attempts`` calls get a slot before the first refusal."""
+    for done in range(attempts):
+        try:
+            budget.acquire(endpoint)
+        except TransientStreamError:
+            return done
+    return attempts
+
+
+def test_an_unlisted_endpoint_never_waits(redis: fakeredis.FakeRedis, clock: FakeClock) -> None:
+    # Given a budget for UpdateUsers only
+    budget = RedisRateBudget(redis, {"UpdateUsers": 60}, max_wait=0)
+
+    # When another endpoint is called many times
+    for _ in range(500):
+        budget.acquire("QueryChannels")
+
+    # Then it never waited nor touched Redis
+    assert clock.sleeps == []
+    assert redis.keys("*") == []
+
+
+@pytest.mark.parametrize(
+    ("per_minute", "per_second"),
+    [(600, 9), (6000, 90), (1200, 18), (100, 1), (60, 1)],
+)
+def test_a_minute_budget_is_spread_over_seconds_with_headroom(
+    redis: fakeredis.FakeRedis, clock: FakeClock, per_minute: int, per_second: int
+) -> None:
+    # Given a budget of N calls a minute, and no patience
+    budget = RedisRateBudget(redis, {"UpdateUsers": per_minute}, max_wait=0)
+
+    # When calling within one second
+    through = calls_let_through(budget, "UpdateUsers", per_second + 5)
+
+    # Then floor(N * 0.9 / 60) calls (at least one) get through
+    assert through == per_second
+
+
+def test_no_slot_within_max_wait_is_a_transient_error(
+    redis: fakeredis.FakeRedis, clock: FakeClock
+) -> None:
+    # Given a budget of 600 a minute (9 a second) already spent in this second
+    budget = RedisRateBudget(redis, {"UpdateUsers": 600}, max_wait=0)
+    for _ in range(9):
+        budget.acquire("UpdateUsers")
+
+    # When one more call comes with no patience
+    with pytest.raises(TransientStreamError) as raised:
+        budget.acquire("UpdateUsers")
+
+    # Then it is told to retry in a second, naming the endpoint
+    error = raised.value
+    assert error.retry_after == 1.0
+    assert error.endpoint == "UpdateUsers"
+    assert error.describe() == "UpdateUsers: local rate budget exhausted"
+    # And it gave up at once, without sleeping
+    assert clock.sleeps == []
+
+
+def test_a_spent_second_waits_for_the_next_one(
+    redis: fakeredis.FakeRedis, clock: FakeClock
+) -> None:
+    # Given 9 calls a second, all spent at a quarter past the second
+    budget = RedisRateBudget(redis, {"UpdateUsers": 600}, max_wait=5)
+    started = clock.now
+    for _ in range(9):
+        budget.acquire("UpdateUsers")
+    assert clock.sleeps == []
+
+    # When the tenth call comes
+    budget.acquire("UpdateUsers")
+
+    # Then it slept to just past the next whole second, once, and got a slot there
+    assert clock.sleeps == [pytest.approx(0.751)]
+    assert int(clock.now) == int(started) + 1
+    # And that second has its own 9 calls: 8 more pass without waiting
+    for _ in range(8):
+        budget.acquire("UpdateUsers")
+    assert len(clock.sleeps) == 1
+
+
+def test_endpoints_have_separate_budgets(redis: fakeredis.FakeRedis, clock: FakeClock) -> None:
+    # Given one call a second for two endpoints
+    budget = RedisRateBudget(redis, {"UpdateUsers": 60, "UpdateChannel": 60}, max_wait=0)
+
+    # When UpdateUsers spends its call
+    budget.acquire("UpdateUsers")
+    with pytest.raises(TransientStreamError):
+        budget.acquire("UpdateUsers")
+
+    # Then UpdateChannel still has its own
+    budget.acquire("UpdateChannel")
+    keys = {key.decode() for key in redis.keys("*")}
+    assert {key.split("@")[0] for key in keys} == {
+        "stream_outbox:rate:UpdateUsers",
+        "stream_outbox:rate:UpdateChannel",
+    }
+
+
+def test_workers_on_one_redis_share_a_budget(redis: fakeredis.FakeRedis, clock: FakeClock) -> None:
+    # Given two workers' budgets on the same Redis, one call a second each
+    first = RedisRateBudget(redis, {"UpdateUsers": 60}, max_wait=0)
+    second = RedisRateBudget(redis, {"UpdateUsers": 60}, max_wait=0)
+
+    # When the first worker spends the second's slot
+    first.acquire("UpdateUsers")
+
+    # Then the second worker has none left
+    with pytest.raises(TransientStreamError):
+        second.acquire("UpdateUsers")
+    # But a budget under another prefix is counted apart
+    RedisRateBudget(redis, {"UpdateUsers": 60}, max_wait=0, prefix="other").acquire("UpdateUsers")
+
+
+def test_waiting_on_the_real_clock(redis: fakeredis.FakeRedis) -> None:
+    # Given one call a second (60 a minute, minus headroom, at least one)
+    budget = RedisRateBudget(redis, {"DeleteUser": 60}, max_wait=5)
+
+    # When calling twice in a row on the real clock
+    budget.acquire("DeleteUser")
+    first_second = int(time.time())
+    started = time.monotonic()
+    budget.acquire("DeleteUser")
+
+    # Then the second call got its slot in a later second, in at most about a second
+    assert int(time.time()) > first_second
+    assert time.monotonic() - started < 2.5
