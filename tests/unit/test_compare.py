@@ -1,0 +1,258 @@
+"""The pure comparison of the database's state with Stream's, and the emulator's document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.compare import (
+    ChannelView,
+    Difference,
+    State,
+    UserView,
+    compare,
+    held_from_snapshot,
+    held_from_stream,
+)
+from worker.reconcile import SYSTEM_USER
+from worker.stream_gateway import RemoteChannel
+
+CID = "messaging:invitation_1"
+OLGA = UserView("Olga Organizer", "https://example.com/olga.png")
+GUS = UserView("gus@example.com")
+
+
+def channel(*members: str, name: str | None = "Launch", messages: int | None = 2) -> ChannelView:
+    data: dict[str, Any] = {"conversation_id": "c1"}
+    if name is not None:
+        data["name"] = name
+    return ChannelView(members, data, messages=messages)
+
+
+def state(users: dict[str, UserView] | None = None, **channels: ChannelView) -> State:
+    return State(users or {}, {cid.replace("__", ":"): view for cid, view in channels.items()})
+
+
+def one(differences: list[Difference]) -> Difference:
+    assert len(differences) == 1, differences
+    return differences[0]
+
+
+# -- users -------------------------------------------------------------------------------
+
+
+def test_equal_sides_have_no_differences() -> None:
+    # Given both sides holding the same users and channel (members in another order)
+    desired = state({"o": OLGA, "g": GUS}, messaging__invitation_1=channel("o", "g"))
+    held = state({"g": GUS, "o": OLGA}, messaging__invitation_1=channel("g", "o"))
+
+    # Then nothing differs
+    assert compare(desired, held) == []
+
+
+def test_a_user_missing_in_stream() -> None:
+    difference = one(compare(state({"o": OLGA}), state()))
+    assert (difference.kind, difference.id, difference.what) == ("user", "o", "presence")
+    assert (difference.database, difference.stream) == ("present", "missing")
+
+
+def test_a_user_only_in_stream() -> None:
+    difference = one(compare(state(), state({"x": GUS})))
+    assert (difference.what, difference.database, difference.stream) == (
+        "presence",
+        "missing",
+        "present",
+    )
+
+
+def test_a_renamed_user_and_a_changed_image_are_two_differences() -> None:
+    # Given Stream still holding the old name and picture
+    held = state({"o": UserView("Olga", "https://example.com/old.png")})
+
+    # When comparing
+    differences = compare(state({"o": OLGA}), held)
+
+    # Then name and image differ, each shown as the values on both sides
+    assert [(d.what, d.database, d.stream) for d in differences] == [
+        ("name", "'Olga Organizer'", "'Olga'"),
+        ("image", "'https://example.com/olga.png'", "'https://example.com/old.png'"),
+    ]
+
+
+def test_an_image_removed_in_the_database() -> None:
+    difference = one(compare(state({"o": UserView(OLGA.name)}), state({"o": OLGA})))
+    assert (difference.what, difference.database) == ("image", "-")
+
+
+# -- channels ----------------------------------------------------------------------------
+
+
+def test_members_that_differ_are_listed_sorted() -> None:
+    desired = state(messaging__invitation_1=channel("o", "g"))
+    held = state(messaging__invitation_1=channel("x", "o", "g"))
+    difference = one(compare(desired, held))
+    assert (difference.kind, difference.id, difference.what) == ("channel", CID, "members")
+    assert (difference.database, difference.stream) == ("[g, o]", "[g, o, x]")
+
+
+def test_a_channel_name_that_differs() -> None:
+    desired = state(messaging__invitation_1=channel("o", name="Launch (Friday)"))
+    held = state(messaging__invitation_1=channel("o", name="Launch"))
+    difference = one(compare(desired, held))
+    assert (difference.what, difference.database, difference.stream) == (
+        "name",
+        "'Launch (Friday)'",
+        "'Launch'",
+    )
+
+
+def test_a_name_stream_keeps_after_the_database_dropped_it() -> None:
+    desired = state(messaging__invitation_1=channel("o", name=None))
+    held = state(messaging__invitation_1=channel("o", name="Launch"))
+    assert one(compare(desired, held)).database == "-"
+
+
+def test_custom_fields_this_product_does_not_own_are_ignored() -> None:
+    data = {"conversation_id": "c1", "name": "Launch", "color": "red"}
+    held_view = ChannelView(("o",), data, messages=2)
+    assert compare(state(messaging__c=channel("o")), state(messaging__c=held_view)) == []
+
+
+def test_a_channel_missing_in_stream_and_one_only_in_stream() -> None:
+    differences = compare(state(messaging__a=channel("o")), state(messaging__b=channel("o")))
+    assert [(d.id, d.what, d.database, d.stream) for d in differences] == [
+        ("messaging:a", "presence", "present", "missing"),
+        ("messaging:b", "presence", "missing", "present"),
+    ]
+
+
+def test_a_channel_deleted_in_the_database_but_live_in_stream() -> None:
+    desired = state(messaging__a=ChannelView(deleted=True))
+    difference = one(compare(desired, state(messaging__a=channel("o"))))
+    assert (difference.what, difference.database, difference.stream) == (
+        "deleted",
+        "deleted",
+        "live",
+    )
+
+
+def test_a_live_channel_that_stream_deleted() -> None:
+    held = state(messaging__a=ChannelView(("o",), deleted=True))
+    difference = one(compare(state(messaging__a=channel("o")), held))
+    assert (difference.what, difference.database, difference.stream) == (
+        "deleted",
+        "live",
+        "deleted",
+    )
+
+
+def test_a_deleted_channel_is_in_step_when_stream_deleted_it_or_never_had_it() -> None:
+    desired = state(messaging__a=ChannelView(deleted=True), messaging__b=ChannelView(deleted=True))
+    held = state(messaging__a=ChannelView(("o",), deleted=True))
+    assert compare(desired, held) == []
+    # and a channel deleted in Stream that the database no longer names is in step too
+    assert compare(state(), held) == []
+
+
+def test_message_counts_are_compared_when_both_sides_counted() -> None:
+    desired = state(messaging__a=channel("o", messages=3))
+    difference = one(compare(desired, state(messaging__a=channel("o", messages=2))))
+    assert (difference.what, difference.database, difference.stream) == ("messages", "3", "2")
+    assert compare(desired, state(messaging__a=channel("o", messages=None))) == []
+    assert compare(state(messaging__a=channel("o", messages=None)), desired) == []
+
+
+def test_users_come_first_then_channels_each_sorted_by_id() -> None:
+    desired = state({"b": OLGA, "a": OLGA}, messaging__z=channel("o"), messaging__y=channel("o"))
+    differences = compare(desired, state())
+    assert [(d.kind, d.id) for d in differences] == [
+        ("user", "a"),
+        ("user", "b"),
+        ("channel", "messaging:y"),
+        ("channel", "messaging:z"),
+    ]
+
+
+def test_a_difference_reads_as_one_sentence() -> None:
+    difference = Difference("user", "o", "name", "'Olga'", "'O'")
+    assert str(difference) == "user o: name is 'Olga' in the database, 'O' in Stream"
+
+
+# -- Stream's side -----------------------------------------------------------------------
+
+
+def test_the_emulator_document_becomes_streams_side() -> None:
+    # Given the emulator's state: a deactivated user, the system user, a deleted channel,
+    # a live one with a deleted message
+    snapshot = {
+        "users": {
+            "o": {"id": "o", "name": "Olga Organizer", "image": "https://example.com/olga.png"},
+            "g": {"id": "g", "name": "gus@example.com"},
+            "gone": {"id": "gone", "name": "Gone", "deactivated_at": "2026-01-01T00:00:00Z"},
+            SYSTEM_USER["id"]: dict(SYSTEM_USER),
+        },
+        "channels": {
+            CID: {
+                "type": "messaging",
+                "id": "invitation_1",
+                "data": {"name": "Launch", "conversation_id": "c1"},
+                "members": ["o", "g"],
+                "deleted_at": None,
+            },
+            "messaging:old": {"data": {}, "members": ["o"], "deleted_at": "2026-01-01T00:00:00Z"},
+        },
+        "messages": {CID: [{"id": "m1"}, {"id": "m2", "deleted_at": "2026-01-02T00:00:00Z"}]},
+    }
+
+    # When read
+    held = held_from_snapshot(snapshot)
+
+    # Then only the active users of the app are there, and each channel as Stream has it
+    assert held.users == {"o": OLGA, "g": GUS}
+    assert held.channels[CID] == ChannelView(
+        ("g", "o"), {"name": "Launch", "conversation_id": "c1"}, deleted=False, messages=1
+    )
+    assert held.channels["messaging:old"].deleted
+    assert held.channels["messaging:old"].messages == 0
+
+
+class FakeGateway:
+    """Answers like the gateway: users found among those asked, channel state or None."""
+
+    def __init__(self, users: dict[str, dict[str, Any]], channels: dict[str, RemoteChannel]):
+        self.users, self.channels = users, channels
+        self.asked: list[str] = []
+
+    def query_users(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {uid: self.users[uid] for uid in user_ids if uid in self.users}
+
+    def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
+        self.asked.append(f"{channel_type}:{channel_id}")
+        return self.channels.get(f"{channel_type}:{channel_id}")
+
+
+def test_stream_is_asked_about_what_the_database_names() -> None:
+    # Given a database naming two users and two channels, one of them deleted
+    desired = state(
+        {"o": OLGA, "g": GUS},
+        messaging__invitation_1=channel("o", "g"),
+        messaging__old=ChannelView(deleted=True),
+    )
+    remote = RemoteChannel("messaging", "invitation_1", frozenset({"o"}), {"name": "Launch"})
+    gateway = FakeGateway(
+        {"o": {"id": "o", "name": "Olga Organizer", "image": "https://example.com/olga.png"}},
+        {CID: remote},
+    )
+
+    # When Stream's side is read through the gateway
+    held = held_from_stream(gateway, desired)  # type: ignore[arg-type]
+
+    # Then it holds what Stream answered, messages uncounted
+    assert held.users == {"o": OLGA}
+    assert held.channels == {CID: ChannelView(("o",), {"name": "Launch"})}
+    assert sorted(gateway.asked) == [CID, "messaging:old"]
+    # and the comparison finds the missing user and member, the deleted channel in step
+    assert [(d.id, d.what) for d in compare(desired, held)] == [
+        ("g", "presence"),
+        (CID, "members"),
+        (CID, "conversation_id"),
+    ]

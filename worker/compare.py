@@ -1,0 +1,275 @@
+"""Does Stream hold what the database says? The pure comparison, and the reads that feed it.
+
+:func:`compare` takes two :class:`State` values, what the database wants and what
+Stream holds, and lists every :class:`Difference`: users (name, image), channels
+(members, the custom fields this product owns, deleted or not) and, when both
+sides counted them, mirrored messages per channel. It does no I/O.
+
+The I/O sits apart, at the bottom: :func:`read_desired` reads the database's side
+(through the binding and the channel map), :func:`held_from_snapshot` turns the
+emulator's state document into Stream's side, :func:`held_from_stream` asks Stream
+itself through the gateway, and :func:`gather` reads both (the demo, a verify).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from app_hooks.binding import Binding, DesiredChannel
+from app_hooks.channel_ids import InvalidStreamId, choose_channel_id
+from worker.plan import OWNED_CHANNEL_FIELDS
+from worker.reconcile import SYSTEM_USER
+from worker.repository import OutboxRepository
+from worker.stream_gateway import StreamGateway
+
+__all__ = [
+    "ChannelView",
+    "Difference",
+    "State",
+    "UserView",
+    "compare",
+    "gather",
+    "held_from_snapshot",
+    "held_from_stream",
+    "read_desired",
+]
+
+ABSENT = "-"
+
+
+@dataclass(frozen=True)
+class UserView:
+    """A user as one side sees it."""
+
+    name: str
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    """A channel as one side sees it; ``messages`` None when that side did not count them."""
+
+    members: tuple[str, ...] = ()
+    data: Mapping[str, Any] = field(default_factory=dict)
+    deleted: bool = False
+    messages: int | None = None
+
+
+@dataclass(frozen=True)
+class State:
+    """Users by id and channels by cid (``type:id``), as one side sees them."""
+
+    users: Mapping[str, UserView] = field(default_factory=dict)
+    channels: Mapping[str, ChannelView] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One thing Stream holds otherwise than the database says."""
+
+    kind: str  # "user" or "channel"
+    id: str
+    what: str  # "presence", "deleted", "name", "image", "members", a data field, "messages"
+    database: str
+    stream: str
+
+    def __str__(self) -> str:
+        where = f"{self.kind} {self.id}: {self.what}"
+        return f"{where} is {self.database} in the database, {self.stream} in Stream"
+
+
+# -- the pure comparison -----------------------------------------------------------------
+
+
+def compare(desired: State, held: State) -> list[Difference]:
+    """Every difference between the database's state and Stream's, users first, sorted by id."""
+    differences: list[Difference] = []
+    for user_id in sorted({*desired.users, *held.users}):
+        differences += _compare_user(user_id, desired.users.get(user_id), held.users.get(user_id))
+    for cid in sorted({*desired.channels, *held.channels}):
+        differences += _compare_channel(cid, desired.channels.get(cid), held.channels.get(cid))
+    return differences
+
+
+def _compare_user(user_id: str, want: UserView | None, have: UserView | None) -> list[Difference]:
+    if want is None or have is None:
+        return [Difference("user", user_id, "presence", _there(want), _there(have))]
+    return [
+        Difference("user", user_id, what, _text(wanted), _text(held))
+        for what, wanted, held in (
+            ("name", want.name, have.name),
+            ("image", want.image, have.image),
+        )
+        if wanted != held
+    ]
+
+
+def _compare_channel(
+    cid: str, want: ChannelView | None, have: ChannelView | None
+) -> list[Difference]:
+    live_want = want is not None and not want.deleted
+    live_have = have is not None and not have.deleted
+    if not live_want and not live_have:
+        return []  # deleted or never there, on both sides
+    if want is None or have is None:
+        return [Difference("channel", cid, "presence", _there(want), _there(have))]
+    if live_want != live_have:
+        return [Difference("channel", cid, "deleted", _yes(want.deleted), _yes(have.deleted))]
+    found: list[Difference] = []
+    if set(want.members) != set(have.members):
+        found.append(
+            Difference("channel", cid, "members", _list(want.members), _list(have.members))
+        )
+    for key in OWNED_CHANNEL_FIELDS:
+        if want.data.get(key) != have.data.get(key):
+            found.append(
+                Difference(
+                    "channel", cid, key, _text(want.data.get(key)), _text(have.data.get(key))
+                )
+            )
+    if want.messages is not None and have.messages is not None and want.messages != have.messages:
+        found.append(Difference("channel", cid, "messages", str(want.messages), str(have.messages)))
+    return found
+
+
+def _there(view: object | None) -> str:
+    return "missing" if view is None else "present"
+
+
+def _yes(deleted: bool) -> str:
+    return "deleted" if deleted else "live"
+
+
+def _text(value: object) -> str:
+    return ABSENT if value is None else repr(value)
+
+
+def _list(ids: Iterable[str]) -> str:
+    return "[" + ", ".join(sorted(ids)) + "]"
+
+
+def held_from_snapshot(
+    snapshot: Mapping[str, Any], ignore_users: Iterable[str] = (SYSTEM_USER["id"],)
+) -> State:
+    """Stream's side from the emulator's state document (``Emulator.state()``).
+
+    Deactivated and deleted users count as absent; soft-deleted channels as deleted;
+    messages are counted per channel, deleted ones left out. ``ignore_users`` are
+    Stream's own users that no database row stands for (the system messages' author).
+    """
+    ignored = set(ignore_users)
+    users = {
+        user_id: UserView(str(user.get("name") or ""), user.get("image") or None)
+        for user_id, user in snapshot.get("users", {}).items()
+        if user_id not in ignored and not user.get("deactivated_at") and not user.get("deleted_at")
+    }
+    messages = snapshot.get("messages", {})
+    channels = {
+        cid: ChannelView(
+            members=tuple(sorted(channel.get("members", ()))),
+            data=dict(channel.get("data", {})),
+            deleted=channel.get("deleted_at") is not None,
+            messages=sum(1 for m in messages.get(cid, ()) if not m.get("deleted_at")),
+        )
+        for cid, channel in snapshot.get("channels", {}).items()
+    }
+    return State(users, channels)
+
+
+# -- the reads (I/O) ---------------------------------------------------------------------
+
+
+def read_desired(
+    engine: Engine,
+    binding: Binding,
+    repo: OutboxRepository,
+    *,
+    gone: Iterable[str] = (),
+    messages: bool = True,
+) -> State:
+    """The database's side: every user and conversation of the app, channels from the map.
+
+    A conversation never synced is keyed by the channel the naming rules predict.
+    ``gone`` names conversations that may have been deleted (the repository does not
+    list the channel map): those with a channel in the map are wanted deleted.
+    ``messages`` counts each channel's messages (for apps that mirror them).
+    """
+    with engine.connect() as conn:
+        user_ids = [str(value) for value in conn.scalars(select(binding.user.id))]
+        users = {
+            uid: UserView(user.name, user.image)
+            for uid, user in binding.desired_users(conn, user_ids).items()
+        }
+        conversation_ids = [str(value) for value in conn.scalars(select(binding.conversation.id))]
+        desired = binding.desired_channels(conn, conversation_ids)
+        counts: Counter[str] = Counter()
+        if messages:
+            message_ids = [str(value) for value in conn.scalars(select(binding.message.id))]
+            found = binding.desired_messages(conn, message_ids).values()
+            counts.update(message.conversation_id for message in found)
+    channels: dict[str, ChannelView] = {}
+    for channel in desired.values():
+        cid = _cid(repo, channel)
+        if cid is not None:
+            count = counts[channel.conversation_id] if messages else None
+            channels[cid] = ChannelView(channel.members, dict(channel.data), False, count)
+    for conversation_id in set(gone) - set(desired):
+        ref = repo.channel_for(conversation_id)
+        if ref is not None:
+            channels[f"{ref.channel_type}:{ref.channel_id}"] = ChannelView(deleted=True)
+    return State(users, channels)
+
+
+def _cid(repo: OutboxRepository, channel: DesiredChannel) -> str | None:
+    ref = repo.channel_for(channel.conversation_id)
+    if ref is not None:
+        return f"{ref.channel_type}:{ref.channel_id}"
+    if channel.created_by is None:
+        return None  # no members: the product creates no channel
+    try:
+        return f"{channel.channel_type}:{choose_channel_id(channel.facts)}"
+    except InvalidStreamId:
+        return f"{channel.channel_type}:?{channel.conversation_id}"
+
+
+def held_from_stream(gateway: StreamGateway, desired: State) -> State:
+    """Stream's side as Stream answers for the desired users and channels (no messages).
+
+    Stream is asked about what the database names only: users or channels Stream
+    holds beyond those are not seen, and deleted channels read as absent.
+    """
+    users = {
+        user_id: UserView(str(user.get("name") or ""), user.get("image") or None)
+        for user_id, user in gateway.query_users(sorted(desired.users)).items()
+        if not user.get("deactivated_at") and not user.get("deleted_at")
+    }
+    channels: dict[str, ChannelView] = {}
+    for cid in sorted(desired.channels):
+        channel_type, _, channel_id = cid.partition(":")
+        remote = gateway.channel_state(channel_type, channel_id)
+        if remote is not None:
+            channels[cid] = ChannelView(tuple(sorted(remote.members)), dict(remote.data))
+    return State(users, channels)
+
+
+def gather(
+    engine: Engine,
+    binding: Binding,
+    repo: OutboxRepository,
+    stream: Callable[[State], State],
+    *,
+    gone: Iterable[str] = (),
+    messages: bool = True,
+) -> tuple[State, State]:
+    """Both sides: the database's (:func:`read_desired`), then ``stream(desired)``.
+
+    ``stream`` is ``lambda _: held_from_snapshot(emulator.state())`` against the
+    emulator, or ``lambda desired: held_from_stream(gateway, desired)`` against Stream.
+    """
+    desired = read_desired(engine, binding, repo, gone=gone, messages=messages)
+    return desired, stream(desired)
