@@ -1,0 +1,198 @@
+"""The dashboard in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+The dashboard runs under uvicorn in a thread on a free port against the test
+database. Chromium is Debian's ``/usr/bin/chromium`` (``apt-get install chromium``),
+never a download: a missing browser fails the run with one line saying what to
+install, it is not skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+from sqlalchemy import Engine, insert, select
+
+from app_hooks.outbox import audit, outbox
+from worker.dashboard import create_app
+from worker.settings import Settings
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+USER = "admin"
+PASSWORD = "browser-pw-Never-Shown-41d2"
+TOKEN = "browser-token-Never-Shown-9e07"
+FAILURE = "UpdateUsers HTTP 400 code 4: name is too long"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Debian's Chromium, headless, with its background networking off."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's Chromium "
+            "(apt-get update && apt-get install -y chromium)",
+            pytrace=False,
+        )
+    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture()
+def dashboard(database_url: str, clean_db: Engine) -> Iterator[str]:
+    """The dashboard under uvicorn in a thread; its base URL."""
+    settings = Settings(
+        database_url=database_url,
+        dashboard_user=USER,
+        dashboard_password=PASSWORD,
+        dashboard_token=TOKEN,
+    )
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(settings, engine=clean_db), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _failed_row(engine: Engine) -> int:
+    values = {
+        "target_kind": "user",
+        "target_id": str(uuid.uuid4()),
+        "event": "updated",
+        "status": "failed",
+        "attempts": 3,
+        "last_error": FAILURE,
+    }
+    with engine.begin() as conn:
+        return int(conn.execute(insert(outbox).values(values).returning(outbox.c.id)).scalar_one())
+
+
+def _settled_content(page: Page) -> str:
+    """The page's HTML once a cancelled navigation has settled."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return page.content()
+        except PlaywrightError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_without_credentials_the_browser_gets_401_and_no_data(
+    browser: Browser, dashboard: str, clean_db: Engine
+) -> None:
+    """No credentials: the Basic challenge is cancelled and the page stays empty.
+
+    Headless Chromium under Playwright answers a Basic challenge it has no
+    credentials for by cancelling it (``ERR_INVALID_AUTH_CREDENTIALS``): the
+    401 arrives and nothing is shown. Wrong credentials show our 401 page.
+    """
+    row_id = _failed_row(clean_db)
+    paths = ("/", "/rows?status=failed", f"/rows/{row_id}")
+    anonymous = browser.new_context()
+    page = anonymous.new_page()
+    statuses: list[int] = []
+    page.on("response", lambda response: statuses.append(response.status))
+    for path in paths:
+        with pytest.raises(PlaywrightError, match="ERR_INVALID_AUTH_CREDENTIALS"):
+            page.goto(dashboard + path)
+        shown = _settled_content(page)
+        assert FAILURE not in shown and str(row_id) not in shown
+    assert statuses == [401] * len(paths)
+    anonymous.close()
+    wrong = browser.new_context(http_credentials={"username": USER, "password": "wrong"})
+    page = wrong.new_page()
+    for path in paths:
+        response = page.goto(dashboard + path)
+        assert response is not None and response.status == 401, path
+        expect(page.locator("#error")).to_have_text("authentication required")
+        assert FAILURE not in page.content() and f"row-{row_id}" not in page.content()
+    wrong.close()
+
+
+def test_replay_a_failed_row_with_basic_auth(
+    browser: Browser, dashboard: str, clean_db: Engine
+) -> None:
+    row_id = _failed_row(clean_db)
+    context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD})
+    page = context.new_page()
+    page.goto(dashboard + "/")
+    expect(page.locator("#total-failed")).to_have_text("1")
+    page.get_by_role("link", name="Failed", exact=True).click()
+    row = page.locator(f"#row-{row_id}")
+    expect(row).to_contain_text("failed")
+    expect(row).to_contain_text(FAILURE[:40])
+    row.get_by_role("link", name=str(row_id)).click()
+    expect(page).to_have_url(re.compile(rf"/rows/{row_id}$"))
+    expect(page.locator("#status")).to_have_text("failed")
+    expect(page.locator("#last-error")).to_have_text(FAILURE)
+    page.locator("#replay").click()
+    expect(page.locator("#status")).to_have_text("pending")
+    expect(page.locator("#notice")).to_contain_text("Replayed")
+    expect(page.locator("#audit")).to_contain_text("dashboard:admin")
+    with clean_db.connect() as conn:
+        assert conn.scalar(select(outbox.c.status).where(outbox.c.id == row_id)) == "pending"
+        assert conn.scalar(select(audit.c.actor)) == "dashboard:admin"
+    assert PASSWORD not in page.content()
+    context.close()
+
+
+def test_token_login_and_bulk_replay(browser: Browser, dashboard: str, clean_db: Engine) -> None:
+    ids = [_failed_row(clean_db) for _ in range(2)]
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(dashboard + "/login")
+    page.locator("input[name=token]").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("header")).to_contain_text("signed in as token")
+    page.goto(dashboard + "/rows?status=failed")
+    page.locator("#bulk-replay").click()
+    expect(page.locator("#count")).to_contain_text("2 failed rows would go back to pending")
+    page.locator("#confirm").click()
+    expect(page.locator("#replayed")).to_contain_text("Replayed 2 rows")
+    with clean_db.connect() as conn:
+        statuses = conn.scalars(select(outbox.c.status).where(outbox.c.id.in_(ids))).all()
+    assert list(statuses) == ["pending", "pending"]
+    assert all(TOKEN not in cookie.get("value", "") for cookie in context.cookies())
+    context.close()
