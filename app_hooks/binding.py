@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, select, union
+from sqlalchemy import Connection, literal, select, tuple_, union
 
 from app_hooks.changes import EVENT_KIND, Rule
 from app_hooks.channel_ids import CHANNEL_TYPE, ChannelFacts
@@ -144,16 +144,31 @@ class Binding:
         return {str(value) for value in conn.scalars(query) if value is not None}
 
     def ids_after(
-        self, conn: Connection, kind: str, after: str | None, limit: int
+        self,
+        conn: Connection,
+        kind: str,
+        after: str | None,
+        limit: int,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        only: Collection[str] | None = None,
     ) -> list[str]:
         """Up to ``limit`` ids of users or conversations after ``after``, in id order.
 
         Keyset pages for resync and backfill: a crash resumes from the last id done.
+        Conversations can be narrowed to a creation-time range or to given ids.
         """
         model = self.user if kind == "user" else self.conversation
         query = select(model.id).order_by(model.id).limit(limit)
         if after is not None:
             query = query.where(model.id > self._ids(model.id, [after])[0])
+        if since is not None:
+            query = query.where(model.created_at >= since)
+        if until is not None:
+            query = query.where(model.created_at <= until)
+        if only is not None:
+            query = query.where(model.id.in_(self._ids(model.id, only)))
         return [str(value) for value in conn.scalars(query)]
 
     def desired_users(self, conn: Connection, user_ids: Collection[str]) -> dict[str, DesiredUser]:
@@ -217,6 +232,35 @@ class Binding:
             )
             for mid, cid, sender, content, created in conn.execute(query)
         }
+
+    def messages_after(
+        self,
+        conn: Connection,
+        conversation_id: str,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[DesiredMessage]:
+        """A conversation's messages after ``(created_at, id)``, oldest first (history import)."""
+        msg = self.message
+        cid = self._ids(msg.conversation_id, [conversation_id])[0]
+        query = (
+            select(msg.id, msg.conversation_id, msg.sender_id, msg.content, msg.created_at)
+            .where(msg.conversation_id == cid)
+            .order_by(msg.created_at, msg.id)
+            .limit(limit)
+        )
+        if after is not None:
+            moment, message_id = after
+            mid = self._ids(msg.id, [message_id])[0]
+            query = query.where(
+                tuple_(msg.created_at, msg.id) > tuple_(literal(moment), literal(mid))
+            )
+        return [
+            DesiredMessage(
+                str(mid), str(cid_), None if sender is None else str(sender), content or "", created
+            )
+            for mid, cid_, sender, content, created in conn.execute(query)
+        ]
 
     def _members(self, conn: Connection, ids: list[Any]) -> dict[str, tuple[str, ...]]:
         part = self.participant

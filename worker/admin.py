@@ -357,6 +357,7 @@ def resync(
     batch: int = 1000,
     resume: bool = True,
     progress: Callable[[str, int], None] | None = None,
+    select_ids: Callable[[Connection, str, str | None, int], list[str]] | None = None,
 ) -> dict[str, int]:
     """Write an outbox row for every user and conversation, in id order, resumably.
 
@@ -370,7 +371,7 @@ def resync(
         after = position.get(kind)
         while True:
             with engine.begin() as conn:
-                ids = binding.ids_after(conn, kind, after, batch)
+                ids = (select_ids or binding.ids_after)(conn, kind, after, batch)
                 changes = [Change(Target(kind, i), event, payload or {}) for i in ids]
                 write_changes(conn, changes)
                 counts[kind] += len(ids)

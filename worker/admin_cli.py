@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Connection, Engine, create_engine, func, select
 
 from app_hooks.binding import Binding
 from worker import admin
@@ -251,13 +251,19 @@ def run_with_progress(
     actor: str,
     resume: bool,
     quiet: bool,
+    *,
+    select_ids: Callable[[Connection, str, str | None, int], list[str]] | None = None,
+    totals: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Run :func:`admin.resync` with a Rich progress bar per kind (rate and ETA)."""
     admin.check_resync_kinds(kinds)
     binding = _binding()
-    models = {"user": binding.user, "conversation": binding.conversation}
-    with engine.connect() as conn:
-        totals = {k: conn.scalar(select(func.count()).select_from(models[k])) or 0 for k in kinds}
+    if totals is None:
+        models = {"user": binding.user, "conversation": binding.conversation}
+        with engine.connect() as conn:
+            totals = {
+                k: conn.scalar(select(func.count()).select_from(models[k])) or 0 for k in kinds
+            }
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -281,6 +287,7 @@ def run_with_progress(
             payload=payload,
             resume=resume,
             progress=advance,
+            select_ids=select_ids,
         )
 
 

@@ -22,6 +22,53 @@ app = typer.Typer(
 )
 
 
+@app.command()
+def backfill(
+    since: str = typer.Option(
+        None, help="Only conversations created at or after (ISO 8601 or 2h)."
+    ),
+    until: str = typer.Option(None, help="Only conversations created at or before."),
+    conversation: list[str] = typer.Option(None, help="Only these conversation ids (repeat)."),
+    history: bool = typer.Option(True, help="Import each conversation's messages too."),
+    restart: bool = typer.Option(False, "--restart", help="Start over instead of resuming."),
+    actor: str = typer.Option(None, help="Who runs it, for the audit (default: OS user)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Enqueue every existing user and conversation (legacy channels, history); resumable."""
+    import getpass
+    import json
+
+    from sqlalchemy import create_engine
+
+    from app_hooks.reference import REFERENCE_BINDING
+    from worker.admin import parse_time
+    from worker.admin_cli import run_with_progress
+    from worker.backfill import Scope
+
+    scope = Scope(
+        REFERENCE_BINDING,
+        since=parse_time(since) if since else None,
+        until=parse_time(until) if until else None,
+        only=conversation or None,
+    )
+    engine = create_engine(load_settings().database_url)
+    try:
+        counts = run_with_progress(
+            engine,
+            scope.kinds(),
+            "backfill",
+            {"legacy": True, "history": history},
+            actor or getpass.getuser(),
+            not restart,
+            as_json,
+            select_ids=scope.selector(),
+            totals=scope.totals(engine),
+        )
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps({"enqueued": counts}) if as_json else f"enqueued {counts}")
+
+
 def _add_admin() -> None:
     from worker.admin_cli import app as admin_app
 
@@ -80,6 +127,17 @@ def emulator(
     from stream_emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET, run_cli
 
     run_cli(port, api_key or DEFAULT_API_KEY, api_secret or DEFAULT_API_SECRET)
+
+
+@app.command()
+def dashboard(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8700, help="Port to listen on."),
+) -> None:
+    """Serve the admin web dashboard (needs OUTBOX_DASHBOARD_USER/_PASSWORD or _TOKEN)."""
+    from worker.dashboard import serve
+
+    serve(load_settings(), host=host, port=port)
 
 
 _add_admin()

@@ -1,0 +1,81 @@
+"""History import: copy a conversation's messages into its channel, in order, resumably.
+
+Messages go in ``(created_at, id)`` order, a batch at a time, each under the
+deterministic id ``msg-{message id}``: a re-run, retry or replay finds the ones
+already there (Stream rejects a duplicate id) and never duplicates one. After
+each batch the cursor on the channel map moves on, so an interrupted import
+resumes after the last message it copied. A long history is split over several
+jobs (a continuation row in the outbox) so that one conversation never holds a
+worker for long.
+
+Stream's server-side send sets ``created_at`` itself (its documentation allows
+client timestamps only in the dashboard's import file format), so the original
+time travels in the custom field ``original_created_at``; imported messages are
+sent ``silent`` (no notifications, no unread counts for old messages).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app_hooks.binding import DesiredMessage
+from app_hooks.capture import write_changes
+from app_hooks.changes import Change, Target
+from worker.repository import ChannelRef
+from worker.runtime import Runtime
+
+__all__ = ["BATCH", "PER_JOB", "SYSTEM_USER", "import_history", "message_body"]
+
+BATCH = 100
+PER_JOB = 1000
+SYSTEM_USER = {"id": "stream-outbox-system", "name": "System"}
+
+
+def message_body(message: DesiredMessage, *, silent: bool) -> dict[str, Any]:
+    """The Stream message for a database message (system messages flagged ``system``)."""
+    body: dict[str, Any] = {"id": message.stream_id, "text": message.text}
+    if message.created_at is not None:
+        body["original_created_at"] = message.created_at.isoformat()
+    if message.sender_id is None:
+        body["system"] = True
+    if silent:
+        body["silent"] = True
+    return body
+
+
+def author_of(message: DesiredMessage) -> str:
+    """The Stream user a message is sent as (the system user when it has no sender)."""
+    return message.sender_id or str(SYSTEM_USER["id"])
+
+
+def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
+    """Copy the next messages of a conversation into ``ref``; returns how many were sent.
+
+    Writes a continuation row when more remain after :data:`PER_JOB` messages.
+    """
+    from worker.reconcile import ensure_users
+
+    done = 0
+    system_ready = False
+    while done < PER_JOB:
+        cursor = rt.repo.history_cursor(conversation_id)
+        with rt.engine.connect() as conn:
+            batch = rt.binding.messages_after(conn, conversation_id, cursor, BATCH)
+        if not batch:
+            return done
+        senders = sorted({m.sender_id for m in batch if m.sender_id is not None})
+        ensure_users(rt, senders)
+        if not system_ready and any(m.sender_id is None for m in batch):
+            rt.gateway.upsert_users([SYSTEM_USER])
+            system_ready = True
+        for message in batch:
+            body = message_body(message, silent=True)
+            rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
+            last = message
+        if last.created_at is not None:
+            rt.repo.set_history_cursor(conversation_id, last.created_at, last.id)
+        done += len(batch)
+    with rt.engine.begin() as conn:
+        target = Target("conversation", conversation_id)
+        write_changes(conn, [Change(target, "history", {"history": True})])
+    return done
