@@ -1,0 +1,131 @@
+"""Dual mode and the frontend's lookups: mirrored messages, channel lookup, token endpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jwt
+import pytest
+from fastapi import FastAPI, Header
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from app_hooks.chat_router import chat_router
+from app_hooks.lookup import channel_for_conversation
+from app_hooks.reference import Message, User
+from tests.conftest import API_KEY, API_SECRET
+from tests.pipeline.conftest import Pipeline
+from tests.pipeline.test_pipeline import invite
+from worker import runtime
+
+
+def test_messages_written_by_the_old_chat_reach_the_channel(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    with app_session() as session, session.begin():
+        made = invite(session)
+        session.add(
+            Message(
+                conversation_id=made["conversation"].id, sender_id=made["guest"].id, content="hi"
+            )
+        )
+        session.add(
+            Message(conversation_id=made["conversation"].id, sender_id=None, content="joined")
+        )
+    pipeline.drain()
+    cid = f"messaging:invitation_{made['invitation'].id}"
+    messages = pipeline.emu.state()["messages"][cid]
+    assert sorted(m["text"] for m in messages) == ["hi", "joined"]
+    assert all(m["id"].startswith("msg-") for m in messages)
+    system = next(m for m in messages if m["text"] == "joined")
+    assert system["system"] is True and system["user_id"] == "stream-outbox-system"
+    # a replay of the same rows sends nothing twice
+    for row in pipeline.rows():
+        if row["target_kind"] == "message":
+            pipeline.actor.send("message", [row["target_id"]], [row["id"]], {})
+    pipeline.drain()
+    assert len(pipeline.emu.state()["messages"][cid]) == 2
+
+
+def test_mirroring_can_be_turned_off_after_the_cut_over(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    rt = runtime.current()
+    rt.settings = rt.settings.model_copy(update={"mirror_messages": False})
+    with app_session() as session, session.begin():
+        made = invite(session)
+        session.add(Message(conversation_id=made["conversation"].id, sender_id=None, content="x"))
+    pipeline.drain()
+    assert pipeline.emu.state()["messages"] == {}
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def test_channel_lookup_predicts_then_confirms(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    with app_session() as session, session.begin():
+        made = invite(session)
+    conversation_id = str(made["conversation"].id)
+    with pipeline.engine.connect() as conn:
+        before = channel_for_conversation(conn, conversation_id)
+    assert before is not None and not before.synced
+    assert before.channel_id == f"invitation_{made['invitation'].id}"
+    pipeline.drain()
+    with pipeline.engine.connect() as conn:
+        after = channel_for_conversation(conn, conversation_id)
+        missing = channel_for_conversation(conn, str(uuid.uuid4()))
+    assert after == dataclasses.replace(before, synced=True)
+    assert missing is None
+
+
+@pytest.fixture()
+def frontend(pipeline: Pipeline) -> Iterator[TestClient]:
+    def connection() -> Iterator[Connection]:
+        with pipeline.engine.connect() as conn:
+            yield conn
+
+    def current_user_id(x_user_id: str = Header()) -> str:  # the app's own auth, simplified
+        return x_user_id
+
+    app = FastAPI()
+    app.include_router(
+        chat_router(
+            connection=connection,
+            current_user_id=current_user_id,
+            api_key=API_KEY,
+            api_secret=API_SECRET,
+            app_id="1460405",
+        )
+    )
+    with TestClient(app) as client:
+        yield client
+
+
+def test_token_endpoint_signs_a_user_token_locally(frontend: TestClient) -> None:
+    answer: dict[str, Any] = frontend.get("/chat/token", headers={"x-user-id": "u-1"}).json()
+    assert (answer["user_id"], answer["api_key"], answer["app_id"]) == ("u-1", API_KEY, "1460405")
+    claims = jwt.decode(answer["token"], API_SECRET, algorithms=["HS256"])
+    assert claims["user_id"] == "u-1" and claims["exp"] - claims["iat"] == 3600
+
+
+def test_channel_endpoint_answers_participants_only(
+    frontend: TestClient, app_session: Callable[[], Session]
+) -> None:
+    with app_session() as session, session.begin():
+        made = invite(session)
+        stranger = User(email="stranger@example.com")
+        session.add(stranger)
+    url = f"/chat/conversations/{made['conversation'].id}/channel"
+    ok = frontend.get(url, headers={"x-user-id": str(made["guest"].id)})
+    assert ok.status_code == 200
+    assert ok.json()["cid"] == f"messaging:invitation_{made['invitation'].id}"
+    assert ok.json()["synced"] is False
+    assert frontend.get(url, headers={"x-user-id": str(stranger.id)}).status_code == 403
+    unknown = f"/chat/conversations/{uuid.uuid4()}/channel"
+    assert frontend.get(unknown, headers={"x-user-id": "u"}).status_code == 404
+    garbage = "/chat/conversations/not-a-uuid/channel"
+    assert frontend.get(garbage, headers={"x-user-id": "u"}).status_code == 404
