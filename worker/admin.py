@@ -242,6 +242,32 @@ def stats(engine: Engine) -> dict[str, Any]:
     }
 
 
+def stream_call_figures(urls: Sequence[str], timeout: float = 2.0) -> dict[str, Any]:
+    """Stream calls and 429s summed over the workers' Prometheus endpoints.
+
+    Metrics live in the worker processes; an endpoint that does not answer is listed
+    under ``unreachable`` rather than failing the stats.
+    """
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    calls, limited, unreachable = 0.0, 0.0, []
+    for url in urls:
+        try:
+            text = requests.get(url, timeout=timeout).text
+        except requests.RequestException:
+            unreachable.append(url)
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name != "stream_outbox_stream_calls":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    calls += sample.value
+                    limited += sample.value if sample.labels.get("status") == "429" else 0
+    return {"calls": int(calls), "rate_limited": int(limited), "unreachable": unreachable}
+
+
 def _audit(conn: Connection, actor: str, action: str, count: int, detail: dict[str, Any]) -> None:
     conn.execute(insert(audit).values(actor=actor, action=action, row_count=count, detail=detail))
 

@@ -69,10 +69,19 @@ def _filters(**raw: str | None) -> admin.Filters:
 
 
 @app.command()
-def stats(as_json: bool = JSON) -> None:
-    """Counts by status and target kind, lag, failures in the last hour."""
-    with _engine(load_settings()) as engine:
+def stats(
+    metrics_url: list[str] = typer.Option(
+        None,
+        help="A worker's metrics URL for Stream call counts (repeat; env OUTBOX_METRICS_URLS).",
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Counts by status and target kind, lag, failures in the last hour, Stream calls and 429s."""
+    settings = load_settings()
+    with _engine(settings) as engine:
         figures = admin.stats(engine)
+    urls = metrics_url or [u.strip() for u in settings.metrics_urls.split(",") if u.strip()]
+    figures["stream"] = admin.stream_call_figures(urls) if urls else None
     if as_json:
         _emit(figures)
         return
@@ -83,6 +92,13 @@ def stats(as_json: bool = JSON) -> None:
     console.print(table)
     console.print(f"oldest pending: {figures['oldest_pending_age_seconds']} s")
     console.print(f"failed in the last hour: {figures['failed_last_hour']}")
+    stream = figures["stream"]
+    if stream is None:
+        console.print("Stream calls: unknown (give --metrics-url or OUTBOX_METRICS_URLS)")
+    else:
+        console.print(f"Stream calls: {stream['calls']}, of which 429: {stream['rate_limited']}")
+        for url in stream["unreachable"]:
+            console.print(f"[yellow]metrics unreachable: {url}[/yellow]")
 
 
 @app.command("list")

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # several deployments (or test runs) can share one Redis database.
     redis_prefix: str = Field("stream_outbox", min_length=1, validation_alias="OUTBOX_REDIS_PREFIX")
     retention: str = Field("7d", validation_alias="OUTBOX_RETENTION")
+    # Workers' metrics endpoints that `admin stats` reads Stream call counts from.
+    metrics_urls: str = Field("", validation_alias="OUTBOX_METRICS_URLS")
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="OUTBOX_METRICS_PORT")
     # The admin dashboard (stream-outbox dashboard): HTTP Basic (user and password)
     # and/or a token (bearer header or login form); it refuses to start with neither.

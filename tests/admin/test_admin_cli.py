@@ -277,3 +277,34 @@ def test_an_interrupted_resync_resumes_after_the_last_id_written(clean_db: Engin
     with clean_db.connect() as conn:
         written = list(conn.scalars(select(outbox.c.target_id)))
     assert len(written) == len(set(written)) == 7  # nothing twice, nothing missed
+
+
+def test_stats_sums_stream_calls_and_429s_from_workers_metrics(
+    cli: Cli, seeded: dict[str, int]
+) -> None:
+    import socket
+
+    from prometheus_client import start_http_server
+
+    from worker import metrics
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server, thread = start_http_server(port, addr="127.0.0.1")
+    try:
+        metrics.STREAM_CALLS.labels("UpdateUsers", "429").inc(2)
+        metrics.STREAM_CALLS.labels("UpdateUsers", "200").inc(5)
+        url = f"http://127.0.0.1:{port}/metrics"
+        dead = "http://127.0.0.1:9/metrics"
+        figures = as_json(
+            cli("admin", "stats", "--json", "--metrics-url", url, "--metrics-url", dead)
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert figures["stream"]["rate_limited"] >= 2
+    assert figures["stream"]["calls"] >= 7
+    assert figures["stream"]["unreachable"] == [dead]
+    assert "Stream calls: unknown" in cli("admin", "stats").stdout
