@@ -13,12 +13,12 @@ from app_hooks.reference import (
     Conversation,
     ConversationParticipant,
     Event,
-    EventParticipant,
     EventProposal,
     Message,
     Profile,
     User,
 )
+from tests.story import invite
 
 
 def rows(engine: Engine) -> list[tuple[str, str, str]]:
@@ -39,37 +39,6 @@ def payloads(engine: Engine, kind: str, target_id: str) -> list[dict[str, Any]]:
             outbox.c.target_kind == kind, outbox.c.target_id == target_id
         )
         return list(conn.scalars(query))
-
-
-def invite(session: Session) -> dict[str, Any]:
-    """Given an organizer who invites a guest: event, conversation, two members, invitation."""
-    organizer = User(email="org@example.com", profile=Profile(full_name="Org"))
-    guest = User(email="guest@example.com")
-    event = Event(organizer_id=None, title="Launch")
-    session.add_all([organizer, guest])
-    session.flush()
-    event.organizer_id = organizer.id
-    conversation = Conversation()
-    session.add_all([event, conversation])
-    session.flush()
-    session.add_all(
-        [
-            ConversationParticipant(conversation_id=conversation.id, user_id=organizer.id),
-            ConversationParticipant(conversation_id=conversation.id, user_id=guest.id),
-        ]
-    )
-    invitation = EventParticipant(
-        event_id=event.id, user_id=guest.id, conversation_id=conversation.id
-    )
-    session.add(invitation)
-    session.flush()
-    return {
-        "organizer": organizer,
-        "guest": guest,
-        "event": event,
-        "conversation": conversation,
-        "invitation": invitation,
-    }
 
 
 def test_commit_writes_rows_for_every_target(session_factory: sessionmaker[Session]) -> None:

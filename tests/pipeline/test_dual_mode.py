@@ -19,7 +19,7 @@ from app_hooks.lookup import channel_for_conversation
 from app_hooks.reference import Message, User
 from tests.conftest import API_KEY, API_SECRET
 from tests.pipeline.conftest import Pipeline
-from tests.pipeline.test_pipeline import invite
+from tests.story import invite
 from worker import runtime
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import API_SECRET
 from tests.pipeline.conftest import Pipeline
-from tests.pipeline.test_pipeline import invite
+from tests.story import invite
 
 
 def sample(name: str, **labels: str) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -13,40 +12,11 @@ from app_hooks.reference import (
     Conversation,
     ConversationParticipant,
     Event,
-    EventParticipant,
     Profile,
     User,
 )
 from tests.pipeline.conftest import Pipeline
-
-
-def invite(session: Session, title: str = "Launch") -> dict[str, Any]:
-    organizer = User(email="org@example.com", profile=Profile(full_name="Olga Organizer"))
-    guest = User(email="guest@example.com")
-    session.add_all([organizer, guest])
-    session.flush()
-    event = Event(organizer_id=organizer.id, title=title)
-    conversation = Conversation()
-    session.add_all([event, conversation])
-    session.flush()
-    session.add_all(
-        [
-            ConversationParticipant(conversation_id=conversation.id, user_id=organizer.id),
-            ConversationParticipant(conversation_id=conversation.id, user_id=guest.id),
-        ]
-    )
-    invitation = EventParticipant(
-        event_id=event.id, user_id=guest.id, conversation_id=conversation.id
-    )
-    session.add(invitation)
-    session.flush()
-    return {
-        "organizer": organizer,
-        "guest": guest,
-        "event": event,
-        "conversation": conversation,
-        "invitation": invitation,
-    }
+from tests.story import invite
 
 
 def test_an_invitation_reaches_stream(
