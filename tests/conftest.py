@@ -23,6 +23,7 @@ from app_hooks.outbox import metadata as outbox_metadata
 from app_hooks.reference import Base
 from stream_emulator import Emulator
 from worker.migrate import upgrade
+from worker.scratch_db import scratch_database
 from worker.settings import normalize_database_url
 
 SERVER_URL = normalize_database_url(
@@ -98,21 +99,14 @@ def _admin_engine() -> Engine:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database of this test run's own, with the outbox schema and the reference app."""
-    admin = _admin_engine()
-    name = f"stream_outbox_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    _admin_engine().dispose()  # stops the run with one line when the server does not answer
+    name = f"stream_outbox_test_{os.getpid()}"
+    with scratch_database(SERVER_URL, name) as url:
         upgrade(url)
         engine = create_engine(url)
         Base.metadata.create_all(engine)
         engine.dispose()
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -42,11 +42,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
-from sqlalchemy.pool import NullPool
 
 from app_hooks import install
 from app_hooks.reference import REFERENCE_BINDING, Base
@@ -62,6 +61,7 @@ from worker.migrate import upgrade
 from worker.rate_budget import RedisRateBudget
 from worker.relay import Relay
 from worker.repository import OutboxRepository
+from worker.scratch_db import scratch_database
 from worker.settings import Settings, load_settings
 from worker.stream_gateway import StreamGateway
 
@@ -106,24 +106,8 @@ def _database(stack: ExitStack, configured: str | None, want_pg: bool | None) ->
 
 
 def _postgres_database(stack: ExitStack, server_url: str) -> tuple[str, str]:
-    admin = create_engine(
-        server_url,
-        isolation_level="AUTOCOMMIT",
-        poolclass=NullPool,
-        connect_args={"connect_timeout": 2},
-    )
-    stack.callback(admin.dispose)
-    name = f"stream_outbox_demo_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-        force = " WITH (FORCE)" if (conn.dialect.server_version_info or (0,)) >= (13,) else ""
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"{force}'))
-
-    stack.callback(drop)
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = stack.enter_context(scratch_database(server_url, "stream_outbox_demo", connect_timeout=2))
+    name = make_url(url).database
     return url, f"database  PostgreSQL {_server(server_url)}, a database of its own: {name}"
 
 
