@@ -236,3 +236,34 @@ def test_members_stream_lost_are_upserted_again(
     channel = state["channels"][f"messaging:invitation_{made['invitation'].id}"]
     assert channel["data"]["name"] == "Relaunch"
     assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def test_relays_running_at_once_claim_each_row_once(pipeline: Pipeline) -> None:
+    import threading
+
+    from sqlalchemy import insert
+
+    from app_hooks import outbox
+
+    with pipeline.engine.begin() as conn:
+        conn.execute(
+            insert(outbox),
+            [
+                {"target_kind": "user", "target_id": f"u{n}", "event": "insert", "payload": {}}
+                for n in range(600)
+            ],
+        )
+    claimed: list[list[int]] = [[], [], []]
+
+    def claim(into: list[int]) -> None:
+        while rows := pipeline.repo.claim(25):
+            into += [row.id for row in rows]
+
+    threads = [threading.Thread(target=claim, args=(box,)) for box in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [row_id for box in claimed for row_id in box]
+    assert len(every) == len(set(every)) == 600
+    assert sum(1 for box in claimed if box) >= 2  # they really shared the work
