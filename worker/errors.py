@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AdminError",
     "ConfigurationError",
     "PermanentStreamError",
     "StreamError",
@@ -20,6 +21,10 @@ class StreamOutboxError(Exception):
 
 class ConfigurationError(StreamOutboxError):
     """A setting is missing or malformed."""
+
+
+class AdminError(StreamOutboxError):
+    """The admin request is invalid."""
 
 
 class StreamError(StreamOutboxError):
