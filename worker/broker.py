@@ -99,6 +99,8 @@ def _reconcile_and_settle(
     payload: dict[str, Any],
 ) -> tuple[str, str]:
     with rt.locks.hold(kind, target_ids):
+        if kind == "conversation" and row_ids and not rt.repo.unsettled(row_ids):
+            return "done", "already in step (settled by an earlier reconcile)"
         result = reconcile(rt, kind, target_ids, payload)
     rows_by_target: dict[str, list[int]] = payload.get("rows", {})
     failed_rows: set[int] = set()
@@ -106,7 +108,8 @@ def _reconcile_and_settle(
         rows = rows_by_target.get(target_id, [])
         rt.repo.mark_failed(rows, error)
         failed_rows.update(rows)
-    rt.repo.mark_done([row for row in row_ids if row not in failed_rows])
+    done = [row for row in row_ids if row not in failed_rows]
+    rt.repo.mark_done(done + [row for row in result.settles if row not in set(done)])
     return ("partial" if result.failed else "done"), result.outcome
 
 

@@ -45,8 +45,8 @@ def _serve_metrics(settings: Settings, default_port: int) -> None:
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
 
 
-def run_relay(settings: Settings, *, metrics_port: int = 0) -> None:
-    """Run the relay until SIGTERM/SIGINT."""
+def run_relay(settings: Settings, *, metrics_port: int = 0, listen: bool = True) -> None:
+    """Run the relay until SIGTERM/SIGINT (``listen=False``: poll only)."""
     from sqlalchemy import create_engine
 
     broker = build_broker(settings)
@@ -58,6 +58,7 @@ def run_relay(settings: Settings, *, metrics_port: int = 0) -> None:
         batch_size=settings.relay_batch_size,
         poll_interval=settings.relay_poll_interval,
         visibility_timeout=settings.visibility_timeout,
+        listen=listen,
     )
     stop = threading.Event()
     _on_signals(stop)
@@ -85,7 +86,9 @@ def run_worker(settings: Settings, *, threads: int | None = None, metrics_port: 
     _on_signals(stop)
     _serve_metrics(settings, metrics_port)
     worker = dramatiq.Worker(
-        broker, worker_threads=threads or settings.worker_threads, worker_timeout=100
+        broker,
+        worker_threads=threads or settings.worker_threads,
+        worker_timeout=settings.worker_timeout_ms,
     )
     worker.start()
     log.info("worker started: %d threads on queue %s", worker.worker_threads, settings.queue_name)

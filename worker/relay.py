@@ -41,6 +41,7 @@ class Relay:
         poll_interval: float = 1.0,
         visibility_timeout: float = 300.0,
         users_per_job: int = 100,
+        listen: bool = True,
     ) -> None:
         self.repo = repo
         self.actor = actor
@@ -48,6 +49,7 @@ class Relay:
         self.poll_interval = poll_interval
         self.visibility_timeout = visibility_timeout
         self.users_per_job = users_per_job
+        self.listen = listen  # False: poll only (benchmarks compare the two)
         self._stop = threading.Event()
         self._last_sweep = 0.0
 
@@ -98,7 +100,7 @@ class Relay:
 
     def run(self) -> None:
         """Loop until stopped: drain, sweep now and then, wait for a NOTIFY or the poll interval."""
-        listener = _Listener(self.repo)
+        listener = _Listener(self.repo, enabled=self.listen)
         log.info("relay started (listen=%s)", listener.enabled)
         try:
             while not self._stop.is_set():
@@ -120,9 +122,9 @@ class Relay:
 class _Listener:
     """LISTEN on the outbox channel through a dedicated psycopg connection (PostgreSQL only)."""
 
-    def __init__(self, repo: OutboxRepository) -> None:
+    def __init__(self, repo: OutboxRepository, *, enabled: bool = True) -> None:
         url = repo.engine.url
-        self.enabled = url.get_backend_name() == "postgresql"
+        self.enabled = enabled and url.get_backend_name() == "postgresql"
         self._conninfo = _conninfo(url.render_as_string(hide_password=False))
         self._conn: psycopg.Connection[Any] | None = None
         self.reconnect()
@@ -151,8 +153,10 @@ class _Listener:
                 if remaining <= 0:
                     return
                 ready, _, _ = select.select([conn.fileno()], [], [], min(remaining, 0.25))
-                if ready and any(True for _ in conn.notifies(timeout=0)):
-                    return
+                if ready:
+                    notified = [n.channel for n in conn.notifies(timeout=0)]  # all: one wake-up
+                    if notified:
+                        return
         except (psycopg.Error, OSError, ValueError):
             self.reconnect()
 

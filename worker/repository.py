@@ -7,14 +7,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    and_,
+    any_,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from app_hooks.outbox import Status, channel_map, outbox
 
 __all__ = ["ChannelRef", "OutboxRepository", "OutboxRow", "OutboxStats"]
 
 _ERROR_MAX = 2000
+_JSON_TYPES = {str: "string", list: "array", int: "number", float: "number", bool: "boolean"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,15 @@ class OutboxRepository:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+
+    def _ids_in(self, ids: Sequence[int]) -> ColumnElement[bool]:
+        """``id IN ids``; on PostgreSQL ``id = ANY(:array)``, one statement text for any
+        number of ids, which the driver prepares once (an IN list is a new text per length).
+        """
+        if self._postgres:
+            return outbox.c.id == any_(literal(list(ids), ARRAY(BigInteger)))
+        return outbox.c.id.in_(list(ids))
 
     # -- relay -------------------------------------------------------------------------
 
@@ -66,34 +89,57 @@ class OutboxRepository:
             .order_by(outbox.c.available_at, outbox.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        statement = (
-            update(outbox)
-            .where(outbox.c.id.in_(due))
-            .values(
-                status=Status.DISPATCHED,
-                dispatched_at=func.now(),
-                updated_at=func.now(),
-                attempts=outbox.c.attempts + 1,
-            )
-            .returning(
-                outbox.c.id,
-                outbox.c.target_kind,
-                outbox.c.target_id,
-                outbox.c.event,
-                outbox.c.payload,
-            )
         )
         with self.engine.begin() as conn:
+            # Lock first, update only when there is something: an UPDATE of no rows would
+            # still fire the statement trigger, and its NOTIFY would wake the relay again.
+            ids = list(conn.scalars(due))
+            if not ids:
+                return []
+            statement = (
+                update(outbox)
+                .where(self._ids_in(ids))
+                .values(
+                    status=Status.DISPATCHED,
+                    dispatched_at=func.now(),
+                    updated_at=func.now(),
+                    attempts=outbox.c.attempts + 1,
+                )
+                .returning(
+                    outbox.c.id,
+                    outbox.c.target_kind,
+                    outbox.c.target_id,
+                    outbox.c.event,
+                    outbox.c.payload,
+                )
+            )
             rows = conn.execute(statement).all()
+            bad = {r.id: r.payload for r in rows if not isinstance(r.payload, dict | None)}
+            if bad:
+                self._fail_bad_payloads(conn, bad)
         return sorted(
             (
                 OutboxRow(r.id, r.target_kind, r.target_id, r.event, dict(r.payload or {}))
                 for r in rows
+                if r.id not in bad
             ),
             key=lambda row: row.id,
         )
+
+    @staticmethod
+    def _fail_bad_payloads(conn: Connection, bad: dict[int, Any]) -> None:
+        """Rows whose payload is not a JSON object (edited by hand) fail, each alone."""
+        for row_id, payload in bad.items():
+            kind = _JSON_TYPES.get(type(payload), type(payload).__name__)
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row_id)
+                .values(
+                    status=Status.FAILED,
+                    last_error=f"payload is not a JSON object but a {kind}: fix it, then replay",
+                    updated_at=func.now(),
+                )
+            )
 
     def release(self, ids: Sequence[int]) -> None:
         """Put claimed rows back to pending (their enqueue failed)."""
@@ -111,6 +157,28 @@ class OutboxRepository:
             return conn.execute(statement).rowcount
 
     # -- outcomes ----------------------------------------------------------------------
+
+    def open_rows(self, conn: Connection, kind: str, target_id: str) -> list[int]:
+        """The target's rows still pending or dispatched, as committed now.
+
+        Read before the target's state, on the same connection: a reconcile that
+        brings Stream in step with the state it reads after this settles these rows too.
+        Rows asking for a history import ask for more than the state: they are left out.
+        """
+        query = select(outbox.c.id, outbox.c.payload).where(
+            outbox.c.target_kind == kind,
+            outbox.c.target_id == target_id,
+            outbox.c.status.in_((Status.PENDING, Status.DISPATCHED)),
+        )
+        return [row.id for row in conn.execute(query) if not (row.payload or {}).get("history")]
+
+    def unsettled(self, ids: Sequence[int]) -> list[int]:
+        """Those of ``ids`` not done yet (a reconcile of their target may have settled them)."""
+        if not ids:
+            return []
+        query = select(outbox.c.id).where(self._ids_in(ids), outbox.c.status != Status.DONE)
+        with self.engine.connect() as conn:
+            return list(conn.scalars(query))
 
     def mark_done(self, ids: Sequence[int]) -> None:
         """The rows' targets are in step with the database."""
@@ -130,7 +198,7 @@ class OutboxRepository:
             return
         statement = (
             update(outbox)
-            .where(outbox.c.id.in_(list(ids)), outbox.c.status != Status.DONE)
+            .where(self._ids_in(ids), outbox.c.status != Status.DONE)
             .values(updated_at=func.now(), **values)
         )
         with self.engine.begin() as conn:
@@ -138,14 +206,29 @@ class OutboxRepository:
 
     # -- channel map -------------------------------------------------------------------
 
-    def channel_for(self, conversation_id: str) -> ChannelRef | None:
-        """The channel assigned to a conversation, if any."""
+    def channel_for(
+        self, conversation_id: str, conn: Connection | None = None
+    ) -> ChannelRef | None:
+        """The channel assigned to a conversation, if any (on ``conn`` when given)."""
         query = select(channel_map.c.channel_type, channel_map.c.channel_id).where(
             channel_map.c.conversation_id == conversation_id
         )
-        with self.engine.connect() as conn:
+        if conn is not None:
             row = conn.execute(query).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
         return None if row is None else ChannelRef(row.channel_type, row.channel_id)
+
+    def conversation_of_channel(self, ref: ChannelRef) -> str | None:
+        """The conversation a channel is assigned to, if any."""
+        query = select(channel_map.c.conversation_id).where(
+            channel_map.c.channel_type == ref.channel_type,
+            channel_map.c.channel_id == ref.channel_id,
+        )
+        with self.engine.connect() as conn:
+            owner: str | None = conn.scalar(query)
+        return owner
 
     def assign_channel(self, conversation_id: str, candidates: Sequence[ChannelRef]) -> ChannelRef:
         """Assign the first free candidate to the conversation, once; returns the assignment.
@@ -154,10 +237,7 @@ class OutboxRepository:
         to another conversation is skipped.
         """
         for candidate in candidates:
-            existing = self.channel_for(conversation_id)
-            if existing is not None:
-                return existing
-            try:
+            try:  # insert first: the common case (a new channel) costs one round trip
                 with self.engine.begin() as conn:
                     conn.execute(
                         insert(channel_map).values(
@@ -168,7 +248,9 @@ class OutboxRepository:
                     )
                 return candidate
             except IntegrityError:
-                continue
+                existing = self.channel_for(conversation_id)
+                if existing is not None:  # assigned already (by another worker, or before)
+                    return existing
         existing = self.channel_for(conversation_id)
         if existing is None:
             raise LookupError(f"no free channel id for conversation {conversation_id}")

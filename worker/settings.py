@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(500, ge=1, validation_alias="OUTBOX_RELAY_BATCH_SIZE")
     relay_poll_interval: float = Field(1.0, gt=0, validation_alias="OUTBOX_RELAY_POLL_INTERVAL")
     worker_threads: int = Field(8, ge=1, validation_alias="OUTBOX_WORKER_THREADS")
+    # How long an idle worker waits between polls of Redis at most (Dramatiq's
+    # worker_timeout): the bound on a new job's pickup delay.
+    worker_timeout_ms: int = Field(100, ge=1, validation_alias="OUTBOX_WORKER_TIMEOUT_MS")
+    # Seconds a per-target lock outlives a worker killed while holding it (SIGKILL, a
+    # lost machine): that target waits this long. Longer than any one reconcile.
+    lock_lease: float = Field(120.0, gt=0, validation_alias="OUTBOX_LOCK_LEASE")
     deleted_user_policy: Literal["deactivate", "delete", "keep"] = Field(
         "deactivate", validation_alias="OUTBOX_DELETED_USER_POLICY"
     )

@@ -1,0 +1,96 @@
+"""Run every benchmark against real PostgreSQL, real Redis and the emulator; print a table.
+
+    uv run python -m benchmarks [--quick] [--latency-ms 0,50] [--only write,e2e,drain,rate]
+
+Writes the figures to ``benchmarks/results/latest.json`` (``--json`` for another path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import drain, e2e_latency, rate_limited, report, write_path
+
+RESULTS = Path(__file__).parent / "results" / "latest.json"
+SECTIONS = ("write", "e2e", "drain", "rate")
+FULL: dict[str, Any] = {
+    "tx0": 1500,
+    "tx": 200,
+    "e2e_s": 20.0,
+    "rows": 20_000,
+    "naive": 3_000,
+    "conv": 150,
+}
+QUICK: dict[str, Any] = {
+    "tx0": 300,
+    "tx": 40,
+    "e2e_s": 5.0,
+    "rows": 4_000,
+    "naive": 1_000,
+    "conv": 30,
+}
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "model": model, "python": platform.python_version()}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Each chosen section in turn; the figures by section."""
+    size = QUICK if args.quick else FULL
+    latencies = [float(x) for x in args.latency_ms.split(",")]
+    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    out: dict[str, Any] = {"machine": _machine(), "quick": args.quick, "latencies_ms": latencies}
+    out["date"] = time.strftime("%Y-%m-%d %H:%M")
+    if "write" in only:
+        out["write_path"] = [
+            write_path.measure(size["tx0"] if lat == 0 else size["tx"], lat) for lat in latencies
+        ]
+    if "e2e" in only:
+        out["e2e"] = []
+        for n, lat in enumerate(latencies):
+            modes: list[tuple[bool, dict[str, str]]] = [(True, {})]
+            if n == 0:
+                modes += [(True, {"OUTBOX_WORKER_TIMEOUT_MS": "100"}), (False, {})]
+            out["e2e"] += e2e_latency.measure(lat, 20.0, size["e2e_s"], modes)
+    if "drain" in only:
+        out["drain"] = drain.measure(args.rows or size["rows"], [1, 2], size["naive"])
+    if "rate" in only:
+        out["rate_limited"] = rate_limited.measure(size["conv"], 8)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (about 2 minutes)")
+    parser.add_argument("--latency-ms", default="0,50", help="emulator latencies, comma-separated")
+    parser.add_argument("--only", default="", help=f"sections: {','.join(SECTIONS)}")
+    parser.add_argument("--rows", type=int, default=0, help="drain backlog rows (default 20,000)")
+    parser.add_argument("--json", dest="json_path", default=str(RESULTS))
+    args = parser.parse_args()
+    started = time.monotonic()
+    results = run(args)
+    results["seconds"] = time.monotonic() - started
+    print(report.table(results))
+    path = Path(args.json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nfigures written to {path} ({results['seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
