@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, literal, select, tuple_, union
+from sqlalchemy import Connection, literal, or_, select, tuple_, union
 
 from app_hooks.changes import EVENT_KIND, Rule
 from app_hooks.channel_ids import CHANNEL_TYPE, ChannelFacts
@@ -132,6 +132,29 @@ class Binding:
         )
         return {str(value) for value in conn.scalars(query)}
 
+    def conversations_of_deleted_users(
+        self, conn: Connection, user_ids: Collection[str]
+    ) -> set[str]:
+        """Conversations whose channel the users' deletion changes.
+
+        Those they take part in, and those of what the deletion cascades to in the
+        database: their invitations and proposals, and the invitations and proposals
+        of the events they organize (the channel's name and event go with them).
+        """
+        part, inv, prop, event = self.participant, self.invitation, self.proposal, self.event
+        ids = self._ids(part.user_id, user_ids)
+        organized = select(event.id).where(event.organizer_id.in_(ids))
+        query = union(
+            select(part.conversation_id).where(part.user_id.in_(ids)),
+            select(inv.conversation_id).where(
+                or_(inv.user_id.in_(ids), inv.event_id.in_(organized))
+            ),
+            select(prop.conversation_id).where(
+                or_(prop.proposer_id.in_(ids), prop.event_id.in_(organized))
+            ),
+        )
+        return {str(value) for value in conn.scalars(query) if value is not None}
+
     def conversations_of_events(self, conn: Connection, event_ids: Collection[str]) -> set[str]:
         """Conversations opened by the given events' invitations and proposals."""
         inv, prop = self.invitation, self.proposal
@@ -177,7 +200,7 @@ class Binding:
         query = (
             select(user.id, user.email, profile.full_name, profile.avatar_url)
             .outerjoin(profile, profile.user_id == user.id)
-            .where(user.id.in_(self._ids(user.id, user_ids)))
+            .where(user.id.in_(self._row_ids(user.id, user_ids)))
         )
         return {
             str(uid): DesiredUser(str(uid), full_name or email, avatar_url)
@@ -189,7 +212,7 @@ class Binding:
     ) -> dict[str, DesiredChannel]:
         """Desired channels for the given conversations; ids with no conversation are absent."""
         conv = self.conversation
-        ids = self._ids(conv.id, conversation_ids)
+        ids = self._row_ids(conv.id, conversation_ids)
         found = {str(value) for value in conn.scalars(select(conv.id).where(conv.id.in_(ids)))}
         members = self._members(conn, ids)
         inv, prop, event = self.invitation, self.proposal, self.event
@@ -225,7 +248,7 @@ class Binding:
         msg = self.message
         query = select(
             msg.id, msg.conversation_id, msg.sender_id, msg.content, msg.created_at
-        ).where(msg.id.in_(self._ids(msg.id, message_ids)))
+        ).where(msg.id.in_(self._row_ids(msg.id, message_ids)))
         return {
             str(mid): DesiredMessage(
                 str(mid), str(cid), None if sender is None else str(sender), content or "", created
@@ -275,6 +298,19 @@ class Binding:
         """Turn target ids (strings) back into the column's Python type."""
         python_type = column.type.python_type
         return [python_type(value) for value in values]
+
+    @staticmethod
+    def _row_ids(column: Any, values: Iterable[str]) -> list[Any]:
+        """Like :meth:`_ids`, leaving out values no row can have (``"x"`` for a UUID column):
+        a target id edited by hand names nothing, rather than failing the whole batch."""
+        python_type = column.type.python_type
+        ids = []
+        for value in values:
+            try:
+                ids.append(python_type(value))
+            except (TypeError, ValueError):
+                continue
+        return ids
 
 
 def _desired_channel(

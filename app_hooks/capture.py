@@ -240,8 +240,9 @@ class _Capture:
             if kind == EVENT_KIND:
                 continue
             if change.event == "delete" and kind == TargetKind.USER:
-                # Participants go with the user (ON DELETE CASCADE): their channels change.
-                cids = self.binding.conversations_of_users(conn, [change.target.id])
+                # Participants, invitations, proposals and organized events go with the
+                # user (ON DELETE CASCADE): their conversations' channels change.
+                cids = self.binding.conversations_of_deleted_users(conn, [change.target.id])
                 result += [_conversation_change(cid, "update") for cid in sorted(cids)]
             if change.event == "delete" and kind == TargetKind.CONVERSATION:
                 payload = {**change.payload, **self.channel_of(conn, change.target.id)}

@@ -36,6 +36,8 @@ class Result:
 
     outcome: str
     failed: dict[str, str] = field(default_factory=dict)
+    # Other open rows of the target that this reconcile brought in step (see settles)
+    settles: list[int] = field(default_factory=list)
 
 
 def reconcile(rt: Runtime, kind: str, ids: Sequence[str], payload: dict[str, Any]) -> Result:
@@ -65,11 +67,13 @@ def reconcile_users(rt: Runtime, ids: Sequence[str]) -> Result:
             failed[user_id] = str(exc)
             continue
         users.append(user.as_stream())
-    failed.update(_upsert_isolating(rt, users))
+    refused = _upsert_isolating(rt, users)
     gone = [user_id for user_id in ids if user_id not in desired]
-    if gone:
-        _retire_users(rt, gone)
-    return Result(f"upserted {len(users) - len(failed)}, retired {len(gone)}", failed)
+    kept = _retire_users(rt, gone)
+    failed.update(refused)
+    failed.update(kept)
+    outcome = f"upserted {len(users) - len(refused)}, retired {len(gone) - len(kept)}"
+    return Result(outcome, failed)
 
 
 def _upsert_isolating(rt: Runtime, users: list[dict[str, Any]]) -> dict[str, str]:
@@ -91,13 +95,24 @@ def _upsert_isolating(rt: Runtime, users: list[dict[str, Any]]) -> dict[str, str
     return {}
 
 
-def _retire_users(rt: Runtime, user_ids: list[str]) -> None:
+def _retire_users(rt: Runtime, user_ids: list[str]) -> dict[str, str]:
+    """Apply the deleted-user policy; returns the users Stream refused, each with its error."""
+    failed: dict[str, str] = {}
     policy = rt.settings.deleted_user_policy
-    if policy == "deactivate":
-        rt.gateway.deactivate_users(user_ids)
-    elif policy == "delete":
-        rt.gateway.delete_users(user_ids)
-    rt.redis.srem(_known_users(rt), *user_ids)
+    for user_id in user_ids:
+        try:
+            validate_user_id(user_id)  # an id Stream cannot name: it never held that user
+            if policy == "deactivate":
+                rt.gateway.deactivate_users([user_id])
+            elif policy == "delete":
+                rt.gateway.delete_users([user_id])
+        except InvalidStreamId as exc:
+            failed[user_id] = str(exc)
+        except PermanentStreamError as exc:
+            failed[user_id] = exc.describe()
+    if user_ids:
+        rt.redis.srem(_known_users(rt), *user_ids)
+    return failed
 
 
 def _remember_users(rt: Runtime, user_ids: list[str]) -> None:
@@ -106,7 +121,11 @@ def _remember_users(rt: Runtime, user_ids: list[str]) -> None:
 
 
 def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -> None:
-    """Make sure these users exist in Stream: upsert those not known to be there."""
+    """Make sure these users exist in Stream: upsert those not known to be there.
+
+    Under the users' locks, like a user job: otherwise a user job could rename one of
+    them between this read and this upsert, and the older name would land last.
+    """
     if not user_ids:
         return
     if force:
@@ -116,39 +135,62 @@ def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -
         missing = [uid for uid, is_known in zip(user_ids, known, strict=True) if not is_known]
     if not missing:
         return
-    with rt.engine.connect() as conn:
-        desired = rt.binding.desired_users(conn, missing)
-    users = [desired[uid].as_stream() for uid in missing if uid in desired]
-    rt.gateway.upsert_users(users)
-    _remember_users(rt, [user["id"] for user in users])
+    with rt.locks.hold("user", missing):
+        with rt.engine.connect() as conn:
+            desired = rt.binding.desired_users(conn, missing)
+        users = [desired[uid].as_stream() for uid in missing if uid in desired]
+        rt.gateway.upsert_users(users)
+        _remember_users(rt, [user["id"] for user in users])
 
 
 # -- conversations -----------------------------------------------------------------------
 
 
-def reconcile_conversation(rt: Runtime, cid: str, payload: dict[str, Any]) -> Result:
-    """Create, update or delete the conversation's channel to match the database."""
+def reconcile_conversation(
+    rt: Runtime, cid: str, payload: dict[str, Any], *, need_channel: bool = False
+) -> Result:
+    """Create, update or delete the conversation's channel to match the database.
+
+    A conversation with no members (and no event) gets no channel until it has some,
+    unless ``need_channel`` (a message must go somewhere); once it has a channel, the
+    channel follows it, emptied when everyone has left.
+
+    The conversation's open rows committed before its state is read are brought in
+    step too: the job settles them, and their own jobs find nothing left to do.
+    """
     with rt.engine.connect() as conn:
+        settles = rt.repo.open_rows(conn, "conversation", cid)
         desired = rt.binding.desired_channels(conn, [cid], legacy=bool(payload.get("legacy")))
-    channel = desired.get(cid)
+        channel = desired.get(cid)
+        known = None if channel is None else rt.repo.channel_for(cid, conn)
     if channel is None:
         return _delete_channel(rt, cid, payload)
-    if channel.created_by is None:
-        # No members yet: assign no id either, so an invitation that comes later still
-        # gives the channel its invitation_ id when it is first synced.
-        return Result("waiting for members")
-    ref = channel_of(rt, channel)
-    for member in channel.members:
+    creator = channel.created_by
+    if creator is None:
+        if known is None and not need_channel:
+            # No members yet: assign no id either, so an invitation that comes later still
+            # gives the channel its invitation_ id when it is first synced.
+            return Result("waiting for members")
+        # Everyone left (or a message needs the channel): the channel stays, emptied;
+        # should it have to be created, the system user creates it.
+        rt.gateway.upsert_users([SYSTEM_USER])
+        creator = str(SYSTEM_USER["id"])
+    ref = known or channel_of(rt, channel)
+    # The creator (an event's organizer, a proposer) need not be a member: it must exist too.
+    needed = list(channel.members)
+    if creator not in needed and creator != SYSTEM_USER["id"]:
+        needed.append(creator)
+    for member in needed:
         _valid_user(member)
     owned = {k: v for k, v in channel.data.items() if k in OWNED_CHANNEL_FIELDS}
-    ensure_users(rt, channel.members)
+    ensure_users(rt, needed)
     remote = _with_users(
         rt,
-        channel.members,
+        needed,
         lambda: rt.gateway.get_or_create_channel(
             ref.channel_type,
             ref.channel_id,
-            created_by=channel.created_by or "",
+            created_by=creator,
             members=channel.members,
             data=owned,
         ),
@@ -167,7 +209,7 @@ def reconcile_conversation(rt: Runtime, cid: str, payload: dict[str, Any]) -> Re
     changes = f"+{len(plan.add)} -{len(plan.remove)} members"
     if payload.get("history") and rt.settings.mirror_messages:
         changes += f", history +{import_history(rt, cid, ref)}"
-    return Result(f"{ref.channel_type}:{ref.channel_id} in step ({changes})")
+    return Result(f"{ref.channel_type}:{ref.channel_id} in step ({changes})", settles=settles)
 
 
 def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
@@ -179,11 +221,17 @@ def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
         preferred = choose_channel_id(channel.facts)
     except InvalidStreamId as exc:
         raise PermanentStreamError(str(exc), endpoint="channel-id") from None
-    candidates = [
-        ChannelRef(channel.channel_type, preferred),
-        ChannelRef(channel.channel_type, fallback_channel_id(channel.conversation_id)),
-    ]
-    return rt.repo.assign_channel(channel.conversation_id, candidates)
+    candidates = [ChannelRef(channel.channel_type, preferred)]
+    try:
+        fallback = fallback_channel_id(channel.conversation_id)
+    except InvalidStreamId:
+        pass  # a conversation id Stream cannot take: the preferred id or nothing
+    else:
+        candidates.append(ChannelRef(channel.channel_type, fallback))
+    try:
+        return rt.repo.assign_channel(channel.conversation_id, candidates)
+    except LookupError as exc:
+        raise PermanentStreamError(str(exc), endpoint="channel-id") from None
 
 
 def _delete_channel(rt: Runtime, cid: str, payload: dict[str, Any]) -> Result:
@@ -194,6 +242,11 @@ def _delete_channel(rt: Runtime, cid: str, payload: dict[str, Any]) -> Result:
         )
     if ref is None:
         return Result("conversation gone, never synced")
+    owner = rt.repo.conversation_of_channel(ref)
+    if owner not in (None, cid):
+        # The id the naming rules predicted went to another conversation (a second
+        # conversation of the same two people): that channel is not this one's to delete.
+        return Result(f"conversation gone, never synced ({ref.channel_id} is {owner}'s)")
     rt.gateway.delete_channel(
         ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
     )
@@ -234,26 +287,47 @@ def _valid_user(user_id: str) -> None:
 
 
 def mirror_message(rt: Runtime, message_id: str) -> Result:
-    """Copy a message of the database into its channel, under its deterministic id."""
+    """Copy a message of the database into its channel, under its deterministic id.
+
+    Under the conversation's lock: the channel is never reconciled or deleted by
+    another job between this job's read of the database and its send.
+    """
     if not rt.settings.mirror_messages:
         return Result("mirroring off")
     with rt.engine.connect() as conn:
         message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+    if message is None:
+        return Result("message gone")
+    with rt.locks.hold("conversation", [message.conversation_id]):
+        return _mirror_locked(rt, message_id)
+
+
+def _mirror_locked(rt: Runtime, message_id: str) -> Result:
+    with rt.engine.connect() as conn:
+        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
         if message is None:
             return Result("message gone")
-        channel = rt.binding.desired_channels(conn, [message.conversation_id]).get(
-            message.conversation_id
-        )
-    if channel is None:
-        return Result("conversation gone")
-    ref = rt.repo.channel_for(message.conversation_id)
+        ref = rt.repo.channel_for(message.conversation_id, conn)
     if ref is None:
-        reconcile_conversation(rt, message.conversation_id, {})
-        ref = channel_of(rt, channel)
+        reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
+        ref = rt.repo.channel_for(message.conversation_id)
+        if ref is None:
+            return Result("conversation gone")
     if message.sender_id is None:
         rt.gateway.upsert_users([SYSTEM_USER])
     else:
         ensure_users(rt, [message.sender_id])
     body = message_body(message, silent=False)
-    sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
+    try:
+        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
+    except PermanentStreamError as exc:
+        if exc.status != 404:
+            raise
+        # The map names a channel Stream does not hold: its creation failed, or is still
+        # being retried by the conversation's job. Bring it in step, then send again.
+        reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
+        with rt.engine.connect() as conn:
+            if not rt.binding.desired_messages(conn, [message_id]):
+                return Result("message gone")
+        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
     return Result("sent" if sent else "already there")

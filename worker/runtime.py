@@ -54,7 +54,7 @@ class Runtime:
             repo=OutboxRepository(engine),
             gateway=gateway,
             redis=redis,
-            locks=TargetLocks(redis, prefix=f"{prefix}:lock"),
+            locks=TargetLocks(redis, prefix=f"{prefix}:lock", lease=settings.lock_lease),
             binding=binding,
         )
 

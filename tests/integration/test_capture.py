@@ -264,6 +264,42 @@ def test_orm_delete_of_user_marks_conversations_cascaded_in_the_database(
     }
 
 
+@pytest.mark.parametrize("who", ["organizer", "proposer"])
+def test_deleting_a_user_marks_conversations_of_what_cascades_with_them(
+    session_factory: sessionmaker[Session], who: str
+) -> None:
+    # Given an invitation conversation and a proposal conversation, neither with the
+    # organizer or the proposer as a participant
+    engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        made = invite(session)
+        proposer = User(email="pro@example.com")
+        elsewhere = Conversation()
+        session.add_all([proposer, elsewhere])
+        session.flush()
+        session.add(
+            EventProposal(
+                event_id=made["event"].id, proposer_id=proposer.id, conversation_id=elsewhere.id
+            )
+        )
+        session.execute(
+            delete(ConversationParticipant).where(
+                ConversationParticipant.user_id == made["organizer"].id
+            )
+        )
+    count = len(rows(engine))
+    # When the user is deleted (the database cascades to their events and proposals)
+    gone = made["organizer"].id if who == "organizer" else proposer.id
+    with session_factory() as session, session.begin():
+        session.delete(session.get(User, gone))
+    # Then the conversations whose channels lose their event are marked
+    marked = {target for target in rows(engine)[count:] if target[0] == "conversation"}
+    expected = {str(elsewhere.id)}
+    if who == "organizer":  # the event goes, and the invitation with it
+        expected.add(str(made["conversation"].id))
+    assert marked == {("conversation", cid, "update") for cid in expected}
+
+
 def test_sessions_of_other_factories_write_nothing(clean_db: Engine) -> None:
     plain = sessionmaker(clean_db)
     with plain() as session, session.begin():

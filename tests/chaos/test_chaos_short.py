@@ -1,0 +1,53 @@
+"""The chaos run in its short form: 15 seconds of load and faults, then convergence.
+
+Every kind of fault happens at least once (``kill -9`` of a worker and of the relay, a
+Redis restart, the pipeline's PostgreSQL backends terminated, Stream answering 503,
+hanging, dropping connections and rate limiting); the run must converge with no row
+lost and the secret in no process's log. The long form is
+``python -m tests.chaos.chaos --seconds 300``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.chaos import FAULTS
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = os.environ.get("CHAOS_SEED", "20261125")
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_a_short_chaos_run_converges_and_loses_nothing() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.chaos.chaos",
+            "--seconds",
+            "15",
+            "--seed",
+            SEED,
+            "--converge-timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=140,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "rows lost: 0" in out, out
+    faults = re.search(r"faults injected: (\d+) \((.*)\)", out)
+    assert faults is not None, out
+    assert all(name in faults.group(2) for name in FAULTS), out
+    print(out)  # the summary, in the test's output with -s or on failure

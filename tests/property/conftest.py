@@ -1,0 +1,37 @@
+"""The pipeline fixtures of tests/pipeline, with settings for fault injection.
+
+A short Stream timeout (a hung call times out quickly), a large retry budget with
+tiny backoffs (transient faults never exhaust it: a row fails only for a permanent
+error), and a one-second visibility timeout (a lost job comes back quickly).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stream_emulator import Emulator
+from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX
+from tests.pipeline.conftest import app_session, pipeline
+from worker.settings import Settings
+
+__all__ = ["STREAM_TIMEOUT", "VISIBILITY_TIMEOUT", "app_session", "pipeline", "settings"]
+
+STREAM_TIMEOUT = 0.4
+VISIBILITY_TIMEOUT = 1.0
+
+
+@pytest.fixture()
+def settings(database_url: str, redis_url: str, emu: Emulator) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        getstream_api_key=API_KEY,
+        getstream_api_secret=API_SECRET,
+        stream_chat_url=emu.base_url,
+        stream_timeout=STREAM_TIMEOUT,
+        max_retries=200,
+        min_backoff_ms=10,
+        max_backoff_ms=80,
+        visibility_timeout=VISIBILITY_TIMEOUT,
+        redis_prefix=REDIS_PREFIX,
+    )
