@@ -25,6 +25,7 @@ import requests
 from redis import Redis
 
 from stream_emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET
+from worker.runtime import delete_prefixed_keys
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 BIN = Path(sys.executable).parent
@@ -158,9 +159,7 @@ def clear_redis(prefix: str, url: str = REDIS_URL) -> None:
     """Delete every key of a run."""
     client = Redis.from_url(url)
     try:
-        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
+        delete_prefixed_keys(client, prefix)
     finally:
         client.close()
 

@@ -23,6 +23,7 @@ from app_hooks.outbox import metadata as outbox_metadata
 from app_hooks.reference import Base
 from stream_emulator import Emulator
 from worker.migrate import upgrade
+from worker.runtime import delete_prefixed_keys
 from worker.scratch_db import scratch_database
 from worker.settings import normalize_database_url
 
@@ -43,9 +44,7 @@ def clear_redis(url: str, prefix: str = REDIS_PREFIX) -> None:
     """Delete this run's keys."""
     client = Redis.from_url(url)
     try:
-        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
+        delete_prefixed_keys(client, prefix)
     finally:
         client.close()
 

@@ -61,6 +61,7 @@ from worker.migrate import upgrade
 from worker.rate_budget import RedisRateBudget
 from worker.relay import Relay
 from worker.repository import OutboxRepository
+from worker.runtime import delete_prefixed_keys
 from worker.scratch_db import scratch_database
 from worker.settings import Settings, load_settings
 from worker.stream_gateway import StreamGateway
@@ -150,9 +151,7 @@ def _redis(stack: ExitStack, settings: Settings) -> tuple[Any, Redis, str]:
     broker = build_broker(settings)  # under the prefix, as the locks, budget and known users
 
     def clean() -> None:
-        keys = list(client.scan_iter(match=f"{settings.redis_prefix}:*", count=500))
-        if keys:
-            client.delete(*keys)
+        delete_prefixed_keys(client, settings.redis_prefix)
         client.close()
 
     stack.callback(clean)

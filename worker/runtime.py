@@ -14,7 +14,7 @@ from worker.repository import OutboxRepository
 from worker.settings import Settings
 from worker.stream_gateway import StreamGateway
 
-__all__ = ["Runtime", "current", "install", "reset"]
+__all__ = ["Runtime", "current", "delete_prefixed_keys", "install", "reset"]
 
 
 @dataclass
@@ -82,3 +82,11 @@ def current() -> Runtime:
 
         _current = Runtime.from_settings(load_settings())
     return _current
+
+
+def delete_prefixed_keys(redis: Redis, prefix: str) -> int:
+    """Delete every Redis key under ``prefix:`` (a deployment's, a demo's or a test run's)."""
+    keys = list(redis.scan_iter(match=f"{prefix}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        redis.delete(*keys[start : start + 500])
+    return len(keys)
