@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import statistics
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine
 
 from app_hooks.reference import Base
 from worker.migrate import upgrade
+from worker.scratch_db import scratch_database as worker_scratch_database
 from worker.settings import normalize_database_url
 
 SERVER_URL = normalize_database_url(
@@ -23,21 +22,12 @@ SERVER_URL = normalize_database_url(
 @contextmanager
 def scratch_database(prefix: str = "stream_outbox_bench") -> Iterator[str]:
     """A new database with the outbox schema and the reference app; dropped afterwards."""
-    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with worker_scratch_database(SERVER_URL, prefix) as url:
         upgrade(url)
         engine = create_engine(url)
         Base.metadata.create_all(engine)
         engine.dispose()
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:
