@@ -13,7 +13,8 @@ from dramatiq.middleware import CurrentMessage, Retries
 
 from worker import metrics, runtime
 from worker.errors import PermanentStreamError, StreamError
-from worker.reconcile import reconcile
+from worker.plan import job_targets
+from worker.reconcile import Result, reconcile
 from worker.settings import Settings
 
 __all__ = ["ACTOR_NAME", "build_broker", "declare_actors", "run_job"]
@@ -98,18 +99,76 @@ def _reconcile_and_settle(
     row_ids: list[int],
     payload: dict[str, Any],
 ) -> tuple[str, str]:
+    if kind == "conversation":
+        return _conversations(rt, job_targets(target_ids, row_ids, payload), row_ids)
     with rt.locks.hold(kind, target_ids):
-        if kind == "conversation" and row_ids and not rt.repo.unsettled(row_ids):
-            return "done", "already in step (settled by an earlier reconcile)"
-        result = reconcile(rt, kind, target_ids, payload)
+        result = reconcile(rt, kind, {target_id: payload for target_id in target_ids})
     rows_by_target: dict[str, list[int]] = payload.get("rows", {})
+    return _settle(rt, row_ids, rows_by_target, result)
+
+
+def _conversations(
+    rt: runtime.Runtime, targets: dict[str, tuple[list[int], dict[str, Any]]], row_ids: list[int]
+) -> tuple[str, str]:
+    """Reconcile the conversations whose rows are still open: those free now as one batch,
+    then each busy one on its own once its lock is free (it may be settled by then)."""
+    rows_by_target = {target_id: rows for target_id, (rows, _) in targets.items()}
+    todo = _still_open(rt, targets)
+    if not todo:
+        return "done", "already in step (settled by an earlier reconcile)"
+    with rt.locks.hold_free("conversation", list(todo)) as held:
+        result = reconcile(rt, "conversation", {cid: todo[cid] for cid in held})
+    outcomes = [_settle(rt, row_ids, rows_by_target, result, only=held)] if held else []
+    for cid in (cid for cid in todo if cid not in set(held)):
+        with rt.locks.hold("conversation", [cid]):
+            if not _still_open(rt, {cid: targets[cid]}):
+                continue
+            result = reconcile(rt, "conversation", {cid: todo[cid]})
+        outcomes.append(_settle(rt, row_ids, rows_by_target, result, only=[cid]))
+    if not outcomes:
+        return "done", "already in step (settled by an earlier reconcile)"
+    status = "partial" if any(status == "partial" for status, _ in outcomes) else "done"
+    return status, "; ".join(detail for _, detail in outcomes)
+
+
+def _still_open(
+    rt: runtime.Runtime, targets: dict[str, tuple[list[int], dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """The targets (with their payloads) with open rows, or with no rows at all."""
+    open_rows = set(rt.repo.open_of([row for rows, _ in targets.values() for row in rows]))
+    return {
+        target_id: target_payload
+        for target_id, (rows, target_payload) in targets.items()
+        if not rows or open_rows.intersection(rows)
+    }
+
+
+def _settle(
+    rt: runtime.Runtime,
+    row_ids: list[int],
+    rows_by_target: dict[str, list[int]],
+    result: Result,
+    only: list[str] | None = None,
+) -> tuple[str, str]:
+    """Record the outcome of ``result``'s targets (``only`` these, when given) on their rows.
+
+    Rows of failed targets fail; rows of targets a transient error left unreached stay
+    open and the error is raised (the job retries them); the others, and the other
+    open rows the reconcile brought in step, are done.
+    """
     failed_rows: set[int] = set()
     for target_id, error in result.failed.items():
         rows = rows_by_target.get(target_id, [])
         rt.repo.mark_failed(rows, error)
         failed_rows.update(rows)
-    done = [row for row in row_ids if row not in failed_rows]
+    if only is not None:
+        mine = {row for target_id in only for row in rows_by_target.get(target_id, [])}
+        row_ids = [row for row in row_ids if row in mine]
+    left = {row for target_id in result.unreached for row in rows_by_target.get(target_id, [])}
+    done = [row for row in row_ids if row not in failed_rows and row not in left]
     rt.repo.mark_done(done + [row for row in result.settles if row not in set(done)])
+    if result.error is not None:
+        raise result.error
     return ("partial" if result.failed else "done"), result.outcome
 
 

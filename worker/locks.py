@@ -53,6 +53,21 @@ class TargetLocks:
         finally:
             self._release(keys=keys, args=[token])
 
+    @contextmanager
+    def hold_free(self, kind: str, ids: Sequence[str]) -> Iterator[list[str]]:
+        """Hold the locks of those targets that are free now, without waiting; yields their ids."""
+        keys = {f"{self.prefix}:{kind}:{target_id}": target_id for target_id in ids}
+        token = uuid.uuid4().hex
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, token, nx=True, px=self.lease_ms)
+        held = [key for key, ok in zip(keys, pipe.execute(), strict=True) if ok]
+        try:
+            yield [keys[key] for key in held]
+        finally:
+            if held:
+                self._release(keys=held, args=[token])
+
     def _try(self, keys: list[str], token: str) -> bool:
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:

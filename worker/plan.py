@@ -8,7 +8,14 @@ from typing import Any
 
 from app_hooks.binding import DesiredChannel
 
-__all__ = ["OWNED_CHANNEL_FIELDS", "ChannelPlan", "Job", "plan_channel", "plan_jobs"]
+__all__ = [
+    "OWNED_CHANNEL_FIELDS",
+    "ChannelPlan",
+    "Job",
+    "job_targets",
+    "plan_channel",
+    "plan_jobs",
+]
 
 # Custom channel fields this product writes; anything else on the channel is left alone.
 OWNED_CHANNEL_FIELDS = ("name", "conversation_id", "event_id")
@@ -54,35 +61,77 @@ class Job:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_jobs(rows: Sequence[Any], users_per_job: int = 100) -> list[Job]:
-    """Coalesce claimed rows: one job per conversation or message, users in batches.
+def plan_jobs(
+    rows: Sequence[Any], users_per_job: int = 100, conversations_per_job: int = 25
+) -> list[Job]:
+    """Coalesce claimed rows: many rows of one target make one job, targets go in batches.
 
-    ``rows`` have ``id``, ``target_kind``, ``target_id`` and ``payload``. Many rows
-    of one target make one job; the payloads merge (a conversation's delete keeps
-    the channel it names).
+    ``rows`` have ``id``, ``target_kind``, ``target_id`` and ``payload``. A target's
+    payloads merge (a conversation's delete keeps the channel it names). Users go
+    ``users_per_job`` to a job and conversations ``conversations_per_job``, each job
+    with a map of which rows belong to which target, so one target's failure fails
+    its own rows only; a conversation asking for a history import (a long job) and
+    each message get a job of their own.
     """
     grouped: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         grouped.setdefault((row.target_kind, row.target_id), []).append(row)
     jobs: list[Job] = []
-    users: list[tuple[str, list[Any]]] = []
+    users: list[tuple[str, list[Any], dict[str, Any]]] = []
+    conversations: list[tuple[str, list[Any], dict[str, Any]]] = []
     for (kind, target_id), group in grouped.items():
-        if kind == "user":
-            users.append((target_id, group))
-            continue
         payload: dict[str, Any] = {}
         for row in group:
             payload.update(row.payload or {})
-        jobs.append(Job(kind, (target_id,), tuple(row.id for row in group), payload))
-    for start in range(0, len(users), users_per_job):
-        batch = users[start : start + users_per_job]
+        if kind == "user":
+            users.append((target_id, group, {}))
+        elif kind == "conversation" and not payload.get("history"):
+            conversations.append((target_id, group, payload))
+        elif kind == "conversation":
+            jobs += _batches("conversation", [(target_id, group, payload)], 1)
+        else:
+            jobs.append(Job(kind, (target_id,), tuple(row.id for row in group), payload))
+    jobs += _batches("conversation", conversations, conversations_per_job)
+    jobs += _batches("user", users, users_per_job)
+    return jobs
+
+
+def _batches(
+    kind: str, targets: list[tuple[str, list[Any], dict[str, Any]]], size: int
+) -> list[Job]:
+    jobs = []
+    for start in range(0, len(targets), size):
+        batch = targets[start : start + size]
+        payload: dict[str, Any] = {
+            "rows": {target_id: [row.id for row in group] for target_id, group, _ in batch}
+        }
+        if kind == "conversation":
+            payload["payloads"] = {target_id: p for target_id, _, p in batch if p}
         jobs.append(
             Job(
-                "user",
-                tuple(target_id for target_id, _ in batch),
-                tuple(row.id for _, group in batch for row in group),
-                # which rows belong to which user: a user Stream rejects fails its rows only
-                {"rows": {target_id: [row.id for row in group] for target_id, group in batch}},
+                kind,
+                tuple(target_id for target_id, _, _ in batch),
+                tuple(row.id for _, group, _ in batch for row in group),
+                payload,
             )
         )
     return jobs
+
+
+def job_targets(
+    target_ids: Sequence[str], row_ids: Sequence[int], payload: dict[str, Any]
+) -> dict[str, tuple[list[int], dict[str, Any]]]:
+    """A conversation job's targets, each with its rows and its payload.
+
+    Reads both message shapes: batches (``rows`` and ``payloads`` maps) and one
+    conversation whose payload is the job's payload (messages queued by older
+    releases, and jobs sent by hand).
+    """
+    if "payloads" not in payload:
+        return {target_id: (list(row_ids), dict(payload)) for target_id in target_ids[:1]}
+    rows: dict[str, list[int]] = payload.get("rows", {})
+    payloads: dict[str, dict[str, Any]] = payload["payloads"]
+    return {
+        target_id: (list(rows.get(target_id, [])), dict(payloads.get(target_id, {})))
+        for target_id in target_ids
+    }

@@ -58,6 +58,7 @@ def run_relay(settings: Settings, *, metrics_port: int = 0, listen: bool = True)
         batch_size=settings.relay_batch_size,
         poll_interval=settings.relay_poll_interval,
         visibility_timeout=settings.visibility_timeout,
+        conversations_per_job=settings.conversations_per_job,
         listen=listen,
     )
     stop = threading.Event()

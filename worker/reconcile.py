@@ -7,6 +7,7 @@ with Stream, and sends only what differs. Safe to run any number of times.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,18 +37,21 @@ class Result:
 
     outcome: str
     failed: dict[str, str] = field(default_factory=dict)
-    # Other open rows of the target that this reconcile brought in step (see settles)
+    # Other open rows of the targets that this reconcile brought in step (see settles)
     settles: list[int] = field(default_factory=list)
+    # Targets not reached: ``error`` (transient) stopped the batch before them
+    unreached: list[str] = field(default_factory=list)
+    error: Exception | None = None
 
 
-def reconcile(rt: Runtime, kind: str, ids: Sequence[str], payload: dict[str, Any]) -> Result:
-    """Reconcile targets of one kind (many users, or one conversation or message)."""
+def reconcile(rt: Runtime, kind: str, targets: dict[str, dict[str, Any]]) -> Result:
+    """Reconcile targets of one kind (users or conversations in batches, one message)."""
     if kind == "user":
-        return reconcile_users(rt, ids)
+        return reconcile_users(rt, list(targets))
     if kind == "conversation":
-        return reconcile_conversation(rt, ids[0], payload)
+        return reconcile_conversations(rt, targets)
     if kind == "message":
-        return mirror_message(rt, ids[0])
+        return mirror_message(rt, next(iter(targets)))
     raise PermanentStreamError(f"unknown target kind {kind!r}")
 
 
@@ -146,31 +150,124 @@ def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -
 # -- conversations -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """A conversation as read from the database: its open rows, desired channel, map entry."""
+
+    settles: list[int]
+    channel: DesiredChannel | None
+    known: ChannelRef | None
+
+
+def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> Result:
+    """Reconcile a batch of conversations (``targets``: each with its payload).
+
+    One database read serves the whole batch, and members not known to exist in
+    Stream are upserted together; then each channel is brought in step on its own.
+    A permanent error fails its conversation only; a transient one stops the batch
+    (``Result.error``, the rest ``unreached``) so the job retries what is left.
+    """
+    snapshots = _read_conversations(rt, targets)
+    _ensure_members(rt, [s.channel for s in snapshots.values() if s.channel is not None])
+    result = Result("")
+    outcomes: list[str] = []
+    order = list(targets)
+    for n, cid in enumerate(order):
+        try:
+            outcome, in_step = _converge(rt, cid, snapshots[cid], targets[cid])
+        except PermanentStreamError as exc:
+            result.failed[cid] = exc.describe()
+            continue
+        except Exception as exc:  # transient: the job retries the targets not done
+            result.error = exc
+            result.unreached = order[n:]
+            break
+        if in_step:  # a deletion settles nothing else: a later row may name the channel
+            result.settles += snapshots[cid].settles
+        outcomes.append(outcome)
+    result.outcome = outcomes[0] if len(order) == 1 and outcomes else _summary(outcomes, result)
+    return result
+
+
+def _summary(outcomes: list[str], result: Result) -> str:
+    return (
+        f"{len(outcomes)} conversations in step, {len(result.failed)} failed, "
+        f"{len(result.unreached)} left"
+    )
+
+
 def reconcile_conversation(
     rt: Runtime, cid: str, payload: dict[str, Any], *, need_channel: bool = False
-) -> Result:
-    """Create, update or delete the conversation's channel to match the database.
+) -> str:
+    """Create, update or delete one conversation's channel to match the database."""
+    snapshot = _read_conversations(rt, {cid: payload})[cid]
+    return _converge(rt, cid, snapshot, payload, need_channel=need_channel)[0]
+
+
+def _read_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> dict[str, _Snapshot]:
+    """Read the conversations' open rows first, then their desired channels and map entries.
+
+    The open rows committed before the state is read are brought in step with it:
+    the job settles them, and their own jobs find nothing left to do.
+    """
+    legacy = [cid for cid, payload in targets.items() if payload.get("legacy")]
+    plain = [cid for cid in targets if cid not in set(legacy)]
+    with rt.engine.connect() as conn:
+        settles = rt.repo.open_rows_of(conn, "conversation", list(targets))
+        desired: dict[str, DesiredChannel] = {}
+        for ids, is_legacy in ((plain, False), (legacy, True)):
+            if ids:
+                desired.update(rt.binding.desired_channels(conn, ids, legacy=is_legacy))
+        known = rt.repo.channels_for(list(desired), conn)
+    return {
+        cid: _Snapshot(settles.get(cid, []), desired.get(cid), known.get(cid)) for cid in targets
+    }
+
+
+def _ensure_members(rt: Runtime, channels: list[DesiredChannel]) -> None:
+    """Upsert the members (and creators) of a batch of channels not known to Stream yet.
+
+    Best effort for the batch: ids Stream cannot take are left to their own
+    conversation's reconcile, which fails that conversation alone.
+    """
+    needed: dict[str, None] = {}
+    for channel in channels:
+        for user_id in (*channel.members, channel.created_by):
+            if user_id is not None and _is_valid_user(user_id):
+                needed[user_id] = None
+    if len(channels) < 2 or not needed:
+        return  # one channel: its own reconcile does this
+    # A user Stream refuses: each conversation ensures its own members, and fails alone.
+    with suppress(PermanentStreamError):
+        ensure_users(rt, list(needed))
+
+
+def _converge(
+    rt: Runtime,
+    cid: str,
+    snapshot: _Snapshot,
+    payload: dict[str, Any],
+    *,
+    need_channel: bool = False,
+) -> tuple[str, bool]:
+    """Bring one conversation's channel in step with its snapshot.
+
+    Returns the outcome and whether the channel now matches the snapshot (only
+    then are the conversation's other open rows settled with this job's).
 
     A conversation with no members (and no event) gets no channel until it has some,
     unless ``need_channel`` (a message must go somewhere); once it has a channel, the
     channel follows it, emptied when everyone has left.
-
-    The conversation's open rows committed before its state is read are brought in
-    step too: the job settles them, and their own jobs find nothing left to do.
     """
-    with rt.engine.connect() as conn:
-        settles = rt.repo.open_rows(conn, "conversation", cid)
-        desired = rt.binding.desired_channels(conn, [cid], legacy=bool(payload.get("legacy")))
-        channel = desired.get(cid)
-        known = None if channel is None else rt.repo.channel_for(cid, conn)
+    channel, known = snapshot.channel, snapshot.known
     if channel is None:
-        return _delete_channel(rt, cid, payload)
+        return _delete_channel(rt, cid, payload), False
     creator = channel.created_by
     if creator is None:
         if known is None and not need_channel:
             # No members yet: assign no id either, so an invitation that comes later still
             # gives the channel its invitation_ id when it is first synced.
-            return Result("waiting for members")
+            return "waiting for members", False
         # Everyone left (or a message needs the channel): the channel stays, emptied;
         # should it have to be created, the system user creates it.
         rt.gateway.upsert_users([SYSTEM_USER])
@@ -209,14 +306,11 @@ def reconcile_conversation(
     changes = f"+{len(plan.add)} -{len(plan.remove)} members"
     if payload.get("history") and rt.settings.mirror_messages:
         changes += f", history +{import_history(rt, cid, ref)}"
-    return Result(f"{ref.channel_type}:{ref.channel_id} in step ({changes})", settles=settles)
+    return f"{ref.channel_type}:{ref.channel_id} in step ({changes})", True
 
 
 def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
-    """The conversation's channel from the map, assigning one by the naming rules if none."""
-    ref = rt.repo.channel_for(channel.conversation_id)
-    if ref is not None:
-        return ref
+    """Assign the conversation a channel by the naming rules (its map entry if it has one)."""
     try:
         preferred = choose_channel_id(channel.facts)
     except InvalidStreamId as exc:
@@ -234,23 +328,29 @@ def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
         raise PermanentStreamError(str(exc), endpoint="channel-id") from None
 
 
-def _delete_channel(rt: Runtime, cid: str, payload: dict[str, Any]) -> Result:
+def _delete_channel(rt: Runtime, cid: str, payload: dict[str, Any]) -> str:
+    """Delete the channel of a conversation the database no longer holds.
+
+    With no map entry, nothing was ever created for the conversation (creation follows
+    the assignment, and this job holds the conversation's lock), so an id the naming
+    rules merely predicted is left alone: it may be another conversation's.
+    """
     ref = rt.repo.channel_for(cid)
-    if ref is None and payload.get("channel_id"):
+    if ref is None and payload.get("channel_id") and not payload.get("predicted"):
         ref = ChannelRef(
             str(payload.get("channel_type") or "messaging"), str(payload["channel_id"])
         )
     if ref is None:
-        return Result("conversation gone, never synced")
+        return "conversation gone, never synced"
     owner = rt.repo.conversation_of_channel(ref)
     if owner not in (None, cid):
         # The id the naming rules predicted went to another conversation (a second
         # conversation of the same two people): that channel is not this one's to delete.
-        return Result(f"conversation gone, never synced ({ref.channel_id} is {owner}'s)")
+        return f"conversation gone, never synced ({ref.channel_id} is {owner}'s)"
     rt.gateway.delete_channel(
         ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
     )
-    return Result(f"{ref.channel_type}:{ref.channel_id} deleted")
+    return f"{ref.channel_type}:{ref.channel_id} deleted"
 
 
 def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:
@@ -274,6 +374,14 @@ def _names_missing_users(exc: PermanentStreamError) -> bool:
     # create, "could not find user X from add_members" on add.
     text = str(exc).lower()
     return "don't exist" in text or "could not find user" in text
+
+
+def _is_valid_user(user_id: str) -> bool:
+    try:
+        validate_user_id(user_id)
+    except InvalidStreamId:
+        return False
+    return True
 
 
 def _valid_user(user_id: str) -> None:

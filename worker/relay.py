@@ -41,6 +41,7 @@ class Relay:
         poll_interval: float = 1.0,
         visibility_timeout: float = 300.0,
         users_per_job: int = 100,
+        conversations_per_job: int = 25,
         listen: bool = True,
     ) -> None:
         self.repo = repo
@@ -49,6 +50,7 @@ class Relay:
         self.poll_interval = poll_interval
         self.visibility_timeout = visibility_timeout
         self.users_per_job = users_per_job
+        self.conversations_per_job = conversations_per_job
         self.listen = listen  # False: poll only (benchmarks compare the two)
         self._stop = threading.Event()
         self._last_sweep = 0.0
@@ -62,7 +64,7 @@ class Relay:
         rows = self.repo.claim(self.batch_size)
         if not rows:
             return 0
-        jobs = plan_jobs(rows, self.users_per_job)
+        jobs = plan_jobs(rows, self.users_per_job, self.conversations_per_job)
         sent: list[int] = []
         try:
             for job in jobs:

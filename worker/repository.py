@@ -158,19 +158,37 @@ class OutboxRepository:
 
     # -- outcomes ----------------------------------------------------------------------
 
-    def open_rows(self, conn: Connection, kind: str, target_id: str) -> list[int]:
-        """The target's rows still pending or dispatched, as committed now.
+    def open_rows_of(
+        self, conn: Connection, kind: str, target_ids: Sequence[str]
+    ) -> dict[str, list[int]]:
+        """The targets' rows still pending or dispatched, as committed now, by target.
 
-        Read before the target's state, on the same connection: a reconcile that
+        Read before the targets' state, on the same connection: a reconcile that
         brings Stream in step with the state it reads after this settles these rows too.
         Rows asking for a history import ask for more than the state: they are left out.
         """
-        query = select(outbox.c.id, outbox.c.payload).where(
+        if not target_ids:
+            return {}
+        query = select(outbox.c.id, outbox.c.target_id, outbox.c.payload).where(
             outbox.c.target_kind == kind,
-            outbox.c.target_id == target_id,
+            outbox.c.target_id.in_(list(target_ids)),
             outbox.c.status.in_((Status.PENDING, Status.DISPATCHED)),
         )
-        return [row.id for row in conn.execute(query) if not (row.payload or {}).get("history")]
+        rows: dict[str, list[int]] = {}
+        for row in conn.execute(query):
+            if not (row.payload or {}).get("history"):
+                rows.setdefault(row.target_id, []).append(row.id)
+        return rows
+
+    def open_of(self, ids: Sequence[int]) -> list[int]:
+        """Those of ``ids`` still pending or dispatched (not settled by anyone yet)."""
+        if not ids:
+            return []
+        query = select(outbox.c.id).where(
+            self._ids_in(ids), outbox.c.status.in_((Status.PENDING, Status.DISPATCHED))
+        )
+        with self.engine.connect() as conn:
+            return list(conn.scalars(query))
 
     def unsettled(self, ids: Sequence[int]) -> list[int]:
         """Those of ``ids`` not done yet (a reconcile of their target may have settled them)."""
@@ -219,6 +237,20 @@ class OutboxRepository:
             with self.engine.connect() as own:
                 row = own.execute(query).first()
         return None if row is None else ChannelRef(row.channel_type, row.channel_id)
+
+    def channels_for(
+        self, conversation_ids: Sequence[str], conn: Connection
+    ) -> dict[str, ChannelRef]:
+        """The channels assigned to these conversations (those with none are absent)."""
+        if not conversation_ids:
+            return {}
+        query = select(
+            channel_map.c.conversation_id, channel_map.c.channel_type, channel_map.c.channel_id
+        ).where(channel_map.c.conversation_id.in_(list(conversation_ids)))
+        return {
+            row.conversation_id: ChannelRef(row.channel_type, row.channel_id)
+            for row in conn.execute(query)
+        }
 
     def conversation_of_channel(self, ref: ChannelRef) -> str | None:
         """The conversation a channel is assigned to, if any."""

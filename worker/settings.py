@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     visibility_timeout: float = Field(300.0, gt=0, validation_alias="OUTBOX_VISIBILITY_TIMEOUT")
     relay_batch_size: int = Field(500, ge=1, validation_alias="OUTBOX_RELAY_BATCH_SIZE")
     relay_poll_interval: float = Field(1.0, gt=0, validation_alias="OUTBOX_RELAY_POLL_INTERVAL")
+    # Conversations reconciled by one job (one database read and one member upsert for all)
+    conversations_per_job: int = Field(
+        25, ge=1, le=500, validation_alias="OUTBOX_CONVERSATIONS_PER_JOB"
+    )
     worker_threads: int = Field(8, ge=1, validation_alias="OUTBOX_WORKER_THREADS")
     # How long an idle worker waits between polls of Redis at most (Dramatiq's
     # worker_timeout): the bound on a new job's pickup delay.

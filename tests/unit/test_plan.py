@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from app_hooks.binding import DesiredChannel
 from app_hooks.channel_ids import ChannelFacts
-from worker.plan import OWNED_CHANNEL_FIELDS, ChannelPlan, Job, plan_channel, plan_jobs
+from worker.plan import (
+    OWNED_CHANNEL_FIELDS,
+    ChannelPlan,
+    Job,
+    job_targets,
+    plan_channel,
+    plan_jobs,
+)
 from worker.repository import OutboxRow
 
 
@@ -150,12 +157,13 @@ def test_a_burst_to_one_conversation_makes_one_job_with_merged_payload() -> None
     jobs = plan_jobs(rows)
 
     # Then one job carries every row, and later payload keys win
+    merged = {"legacy": True, "channel_type": "messaging", "channel_id": "invitation_9"}
     assert jobs == [
         Job(
             "conversation",
             ("c1",),
             (1, 2, 3),
-            {"legacy": True, "channel_type": "messaging", "channel_id": "invitation_9"},
+            {"rows": {"c1": [1, 2, 3]}, "payloads": {"c1": merged}},
         )
     ]
 
@@ -168,7 +176,9 @@ def test_a_row_without_payload_counts_as_an_empty_payload() -> None:
     ]
 
     # When planning, Then the payloads merge around the missing one
-    assert plan_jobs(rows) == [Job("conversation", ("c1",), (1, 2), {"a": 1})]
+    assert plan_jobs(rows) == [
+        Job("conversation", ("c1",), (1, 2), {"rows": {"c1": [1, 2]}, "payloads": {"c1": {"a": 1}}})
+    ]
 
 
 def test_users_are_batched_with_a_map_of_their_rows() -> None:
@@ -237,13 +247,51 @@ def test_a_mixed_batch_groups_by_target_and_kind() -> None:
     # When planning jobs
     jobs = plan_jobs(rows)
 
-    # Then conversations and messages come first, one per target, and users last
+    # Then messages come first, one per target, then conversations, then users, in batches
     assert jobs == [
-        Job("conversation", ("x",), (2, 6), {"channel_id": "invitation_1"}),
         Job("message", ("m1",), (3,), {}),
-        Job("conversation", ("c2",), (5,), {}),
+        Job(
+            "conversation",
+            ("x", "c2"),
+            (2, 6, 5),
+            {"rows": {"x": [2, 6], "c2": [5]}, "payloads": {"x": {"channel_id": "invitation_1"}}},
+        ),
         Job("user", ("x", "u2"), (1, 7, 4), {"rows": {"x": [1, 7], "u2": [4]}}),
     ]
+
+
+def test_conversations_are_batched_but_a_history_import_runs_alone() -> None:
+    # Given three conversations, the second asking for its history, and batches of two
+    rows = [
+        row(1, "conversation", "c1"),
+        row(2, "conversation", "c2", {"history": True}),
+        row(3, "conversation", "c3"),
+        row(4, "conversation", "c4"),
+        row(5, "conversation", "c2"),
+    ]
+
+    # When planning jobs
+    jobs = plan_jobs(rows, conversations_per_job=2)
+
+    # Then the history import is a job of its own (a long one), the others come in twos
+    assert [job.target_ids for job in jobs] == [("c2",), ("c1", "c3"), ("c4",)]
+    assert jobs[0].payload == {"rows": {"c2": [2, 5]}, "payloads": {"c2": {"history": True}}}
+    assert jobs[1].payload == {"rows": {"c1": [1], "c3": [3]}, "payloads": {}}
+
+
+def test_job_targets_reads_batches_and_single_conversation_jobs() -> None:
+    # Given a batch job, and a job in the one-conversation shape (older releases, by hand)
+    batch = {"rows": {"c1": [1, 2], "c2": [3]}, "payloads": {"c2": {"legacy": True}}}
+    single = {"channel_id": "dm_x"}
+
+    # When reading their targets
+    # Then each target has its rows and payload
+    assert job_targets(["c1", "c2"], [1, 2, 3], batch) == {
+        "c1": ([1, 2], {}),
+        "c2": ([3], {"legacy": True}),
+    }
+    assert job_targets(["c1"], [7, 8], single) == {"c1": ([7, 8], {"channel_id": "dm_x"})}
+    assert job_targets([], [], {}) == {}
 
 
 KINDS = st.sampled_from(["user", "conversation", "message"])
@@ -253,15 +301,16 @@ TARGETS = st.sampled_from(["a", "b", "c", "d", "e", "f"])
 @given(
     targets=st.lists(st.tuples(KINDS, TARGETS), max_size=40),
     users_per_job=st.integers(min_value=1, max_value=4),
+    conversations_per_job=st.integers(min_value=1, max_value=4),
 )
 def test_every_row_lands_in_exactly_one_job(
-    targets: list[tuple[str, str]], users_per_job: int
+    targets: list[tuple[str, str]], users_per_job: int, conversations_per_job: int
 ) -> None:
     # Given any claimed rows
     rows = [row(i, kind, target) for i, (kind, target) in enumerate(targets, start=1)]
 
     # When planning jobs
-    jobs = plan_jobs(rows, users_per_job)
+    jobs = plan_jobs(rows, users_per_job, conversations_per_job)
 
     # Then every row is in exactly one job, with a job of its own kind and target
     placed = [row_id for job in jobs for row_id in job.row_ids]
@@ -272,8 +321,9 @@ def test_every_row_lands_in_exactly_one_job(
         for row_id in job.row_ids:
             assert by_id[row_id].target_kind == job.kind
             assert by_id[row_id].target_id in job.target_ids
-        if job.kind == "user":
-            assert 1 <= len(job.target_ids) <= users_per_job
+        batch = {"user": users_per_job, "conversation": conversations_per_job}.get(job.kind)
+        if batch is not None:
+            assert 1 <= len(job.target_ids) <= batch
             assert sorted(r for ids in job.payload["rows"].values() for r in ids) == sorted(
                 job.row_ids
             )
