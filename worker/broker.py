@@ -16,6 +16,7 @@ from worker.errors import PermanentStreamError, StreamError
 from worker.plan import job_targets
 from worker.reconcile import Result, reconcile
 from worker.settings import Settings
+from worker.wakeup import WakingRedisBroker
 
 __all__ = ["ACTOR_NAME", "build_broker", "declare_actors", "run_job"]
 
@@ -24,9 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def build_broker(settings: Settings, **options: Any) -> RedisBroker:
-    """A Redis broker with our retry policy and the current-message middleware."""
+    """A Redis broker (idle workers woken at each enqueue, see :mod:`worker.wakeup`) with
+    our retry policy and the current-message middleware."""
     options.setdefault("namespace", f"{settings.redis_prefix}:dramatiq")
-    broker = RedisBroker(url=settings.redis_url, **options)  # type: ignore[no-untyped-call]
+    options.setdefault("wake_channel", f"{settings.redis_prefix}:dramatiq:wake")
+    broker = WakingRedisBroker(url=settings.redis_url, **options)
     configure_middleware(broker, settings)
     return broker
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app_hooks.binding import DesiredChannel
@@ -124,27 +124,30 @@ def _remember_users(rt: Runtime, user_ids: list[str]) -> None:
         rt.redis.sadd(_known_users(rt), *user_ids)
 
 
-def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -> None:
+def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -> set[str]:
     """Make sure these users exist in Stream: upsert those not known to be there.
 
     Under the users' locks, like a user job: otherwise a user job could rename one of
     them between this read and this upsert, and the older name would land last.
+    Returns the ids now known to be in Stream (not those the database lacks).
     """
     if not user_ids:
-        return
+        return set()
     if force:
         missing = list(user_ids)
     else:
         known = rt.redis.smismember(_known_users(rt), list(user_ids))
         missing = [uid for uid, is_known in zip(user_ids, known, strict=True) if not is_known]
     if not missing:
-        return
+        return set(user_ids)
     with rt.locks.hold("user", missing):
         with rt.engine.connect() as conn:
             desired = rt.binding.desired_users(conn, missing)
         users = [desired[uid].as_stream() for uid in missing if uid in desired]
         rt.gateway.upsert_users(users)
         _remember_users(rt, [user["id"] for user in users])
+    lacking = set(missing) - set(desired)  # not in the database: not in Stream either
+    return {uid for uid in user_ids if uid not in lacking}
 
 
 # -- conversations -----------------------------------------------------------------------
@@ -167,14 +170,14 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
     A permanent error fails its conversation only; a transient one stops the batch
     (``Result.error``, the rest ``unreached``) so the job retries what is left.
     """
-    snapshots = _read_conversations(rt, targets)
-    _ensure_members(rt, [s.channel for s in snapshots.values() if s.channel is not None])
+    snapshots = _assign_channels(rt, _read_conversations(rt, targets))
+    ready = _ensure_members(rt, [s.channel for s in snapshots.values() if s.channel is not None])
     result = Result("")
     outcomes: list[str] = []
     order = list(targets)
     for n, cid in enumerate(order):
         try:
-            outcome, in_step = _converge(rt, cid, snapshots[cid], targets[cid])
+            outcome, in_step = _converge(rt, cid, snapshots[cid], targets[cid], ready=ready)
         except PermanentStreamError as exc:
             result.failed[cid] = exc.describe()
             continue
@@ -224,7 +227,7 @@ def _read_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> dict
     }
 
 
-def _ensure_members(rt: Runtime, channels: list[DesiredChannel]) -> None:
+def _ensure_members(rt: Runtime, channels: list[DesiredChannel]) -> set[str]:
     """Upsert the members (and creators) of a batch of channels not known to Stream yet.
 
     Best effort for the batch: ids Stream cannot take are left to their own
@@ -236,10 +239,11 @@ def _ensure_members(rt: Runtime, channels: list[DesiredChannel]) -> None:
             if user_id is not None and _is_valid_user(user_id):
                 needed[user_id] = None
     if len(channels) < 2 or not needed:
-        return  # one channel: its own reconcile does this
+        return set()  # one channel: its own reconcile does this
     # A user Stream refuses: each conversation ensures its own members, and fails alone.
     with suppress(PermanentStreamError):
-        ensure_users(rt, list(needed))
+        return ensure_users(rt, list(needed))
+    return set()
 
 
 def _converge(
@@ -249,6 +253,7 @@ def _converge(
     payload: dict[str, Any],
     *,
     need_channel: bool = False,
+    ready: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[str, bool]:
     """Bring one conversation's channel in step with its snapshot.
 
@@ -280,7 +285,7 @@ def _converge(
     for member in needed:
         _valid_user(member)
     owned = {k: v for k, v in channel.data.items() if k in OWNED_CHANNEL_FIELDS}
-    ensure_users(rt, needed)
+    ensure_users(rt, [user_id for user_id in needed if user_id not in ready])
     remote = _with_users(
         rt,
         needed,
@@ -312,6 +317,14 @@ def _converge(
 def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
     """Assign the conversation a channel by the naming rules (its map entry if it has one)."""
     try:
+        return rt.repo.assign_channel(channel.conversation_id, _candidates(channel))
+    except LookupError as exc:
+        raise PermanentStreamError(str(exc), endpoint="channel-id") from None
+
+
+def _candidates(channel: DesiredChannel) -> list[ChannelRef]:
+    """The ids the naming rules allow a new channel, preferred first."""
+    try:
         preferred = choose_channel_id(channel.facts)
     except InvalidStreamId as exc:
         raise PermanentStreamError(str(exc), endpoint="channel-id") from None
@@ -322,10 +335,28 @@ def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
         pass  # a conversation id Stream cannot take: the preferred id or nothing
     else:
         candidates.append(ChannelRef(channel.channel_type, fallback))
-    try:
-        return rt.repo.assign_channel(channel.conversation_id, candidates)
-    except LookupError as exc:
-        raise PermanentStreamError(str(exc), endpoint="channel-id") from None
+    return candidates
+
+
+def _assign_channels(rt: Runtime, snapshots: dict[str, _Snapshot]) -> dict[str, _Snapshot]:
+    """Assign the batch's new channels their ids in one statement (a commit each is slow).
+
+    Only channels about to be created (they have a creator); any this leaves without
+    an id try again on their own, and fail alone.
+    """
+    wanted: dict[str, list[ChannelRef]] = {}
+    for cid, snapshot in snapshots.items():
+        channel = snapshot.channel
+        if channel is not None and snapshot.known is None and channel.created_by is not None:
+            with suppress(PermanentStreamError):  # an id Stream cannot take: fails alone
+                wanted[cid] = _candidates(channel)
+    if len(wanted) < 2:
+        return snapshots
+    assigned = rt.repo.assign_channels(wanted)
+    return {
+        cid: replace(snapshot, known=assigned.get(cid, snapshot.known))
+        for cid, snapshot in snapshots.items()
+    }
 
 
 def _delete_channel(rt: Runtime, cid: str, payload: dict[str, Any]) -> str:

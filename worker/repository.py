@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -287,6 +289,51 @@ class OutboxRepository:
         if existing is None:
             raise LookupError(f"no free channel id for conversation {conversation_id}")
         return existing
+
+    def assign_channels(
+        self, candidates: Mapping[str, Sequence[ChannelRef]]
+    ) -> dict[str, ChannelRef]:
+        """:meth:`assign_channel` for many conversations, in one transaction on PostgreSQL.
+
+        Conversations whose candidates are all taken by others are absent.
+        """
+        if not self._postgres:
+            assigned = {}
+            for cid, refs in candidates.items():
+                with suppress(LookupError):
+                    assigned[cid] = self.assign_channel(cid, refs)
+            return assigned
+        left = {cid: list(refs) for cid, refs in candidates.items() if refs}
+        assigned = {}
+        with self.engine.begin() as conn:
+            while left:
+                rows = [
+                    {
+                        "conversation_id": cid,
+                        "channel_type": refs[0].channel_type,
+                        "channel_id": refs[0].channel_id,
+                    }
+                    for cid, refs in left.items()
+                ]
+                # In channel id order: concurrent batches lock the unique index alike
+                rows.sort(key=lambda row: (row["channel_type"], row["channel_id"]))
+                statement = (
+                    pg_insert(channel_map)
+                    .values(rows)
+                    .on_conflict_do_nothing()
+                    .returning(channel_map.c.conversation_id)
+                )
+                won = set(conn.scalars(statement))
+                existing = self.channels_for([cid for cid in left if cid not in won], conn)
+                for cid, refs in list(left.items()):
+                    if cid in won or cid in existing:
+                        assigned[cid] = refs[0] if cid in won else existing[cid]
+                        del left[cid]
+                    elif len(refs) > 1:
+                        refs.pop(0)  # taken by another conversation: the next candidate
+                    else:
+                        del left[cid]
+        return assigned
 
     def history_cursor(self, conversation_id: str) -> tuple[datetime, str] | None:
         """The last message copied into the conversation's channel, as ``(created_at, id)``."""

@@ -1,0 +1,185 @@
+"""The waking Redis broker against real Redis: fast idle pickup, the poll as fallback."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest import mock
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from tests.conftest import REDIS_PREFIX
+from worker.runtime import delete_prefixed_keys
+from worker.wakeup import WakingRedisBroker
+
+QUEUE = "wakeup_test"
+
+
+class Recorder:
+    """An actor that notes when (time.monotonic) each call ran."""
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self.ran: dict[str, float] = {}
+        self.done = threading.Condition()
+        self.actor: Any = dramatiq.Actor(
+            self.record,
+            actor_name="record",
+            queue_name=QUEUE,
+            broker=broker,
+            priority=0,
+            options={},
+        )
+
+    def record(self, key: str) -> None:
+        with self.done:
+            self.ran[key] = time.monotonic()
+            self.done.notify_all()
+
+    def wait(self, key: str, timeout: float = 5.0) -> float:
+        with self.done:
+            assert self.done.wait_for(lambda: key in self.ran, timeout), f"{key} never ran"
+            return self.ran[key]
+
+
+@pytest.fixture()
+def make_broker(redis_url: str) -> Iterator[Callable[[], WakingRedisBroker]]:
+    """Brokers on a namespace of this test's own; its keys are deleted afterwards."""
+    prefix = f"{REDIS_PREFIX}:wakeup_{uuid.uuid4().hex[:8]}"
+    brokers: list[WakingRedisBroker] = []
+
+    def make() -> WakingRedisBroker:
+        broker = WakingRedisBroker(
+            url=redis_url, namespace=f"{prefix}:dramatiq", wake_channel=f"{prefix}:dramatiq:wake"
+        )
+        brokers.append(broker)
+        return broker
+
+    yield make
+    client = redis.Redis.from_url(redis_url)
+    try:
+        delete_prefixed_keys(client, prefix)
+    finally:
+        client.close()
+    for broker in brokers:
+        broker.close()
+        broker.client.connection_pool.disconnect()
+
+
+@pytest.fixture()
+def run_worker() -> Iterator[Callable[[dramatiq.Broker, int], dramatiq.Worker]]:
+    workers: list[dramatiq.Worker] = []
+
+    def start(broker: dramatiq.Broker, timeout_ms: int) -> dramatiq.Worker:
+        worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=timeout_ms)
+        worker.start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop(timeout=10_000)
+
+
+def test_idle_worker_picks_up_at_once(
+    make_broker: Callable[[], WakingRedisBroker],
+    run_worker: Callable[[dramatiq.Broker, int], dramatiq.Worker],
+) -> None:
+    # Plain polling (2 s timeout, idle 0.3 s) is mid-backoff: it picks up ~0.15 s late,
+    # rarely under 50 ms. A wake-up takes a millisecond or two.
+    broker = make_broker()
+    recorder = Recorder(broker)
+    run_worker(broker, 2000)
+    pickups = []
+    for run in range(5):
+        time.sleep(0.3)
+        sent = time.monotonic()
+        recorder.actor.send(f"run-{run}")
+        pickups.append(recorder.wait(f"run-{run}") - sent)
+    assert max(pickups) < 0.5, pickups
+    assert sorted(pickups)[3] < 0.05, pickups  # four of five
+
+
+def test_message_without_wakeup_is_still_polled(
+    make_broker: Callable[[], WakingRedisBroker],
+    run_worker: Callable[[dramatiq.Broker, int], dramatiq.Worker],
+) -> None:
+    broker = make_broker()
+    recorder = Recorder(broker)
+    run_worker(broker, 300)
+    time.sleep(0.2)
+    sent = time.monotonic()
+    for n in range(3):
+        RedisBroker.enqueue(broker, recorder.actor.message(f"silent-{n}"))  # no publish
+    for n in range(3):
+        assert recorder.wait(f"silent-{n}") - sent < 0.3 + 1.0
+
+
+def test_delayed_message_still_runs(
+    make_broker: Callable[[], WakingRedisBroker],
+    run_worker: Callable[[dramatiq.Broker, int], dramatiq.Worker],
+) -> None:
+    broker = make_broker()
+    recorder = Recorder(broker)
+    run_worker(broker, 300)
+    sent = time.monotonic()
+    recorder.actor.send_with_options(args=("later",), delay=200)
+    ran = recorder.wait("later")
+    assert 0.2 <= ran - sent < 0.2 + 0.3 + 1.0
+
+
+def test_enqueue_publishes_the_queue_name_only_without_delay(
+    make_broker: Callable[[], WakingRedisBroker],
+) -> None:
+    broker = make_broker()
+    actor = Recorder(broker).actor
+    pubsub = broker.client.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(broker.wake_channel)
+        pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+        actor.send_with_options(args=("later",), delay=60_000)
+        actor.send("now")
+        wake = pubsub.get_message(timeout=1.0)
+        assert wake is not None and wake["data"] == QUEUE.encode()
+        assert pubsub.get_message(timeout=0.1) is None
+    finally:
+        pubsub.close()
+
+
+def test_failed_publish_does_not_fail_enqueue(
+    make_broker: Callable[[], WakingRedisBroker],
+) -> None:
+    broker = make_broker()
+    actor = Recorder(broker).actor
+    down = redis.ConnectionError("wake channel down")
+    with mock.patch.object(broker.client, "publish", side_effect=down) as publish:
+        actor.send("stored")
+    publish.assert_called_once_with(broker.wake_channel, QUEUE)
+    assert broker.do_qsize(QUEUE) == 1
+
+
+def test_consumer_turns_pubsub_errors_into_connection_closed(
+    make_broker: Callable[[], WakingRedisBroker],
+) -> None:
+    broker = make_broker()
+    Recorder(broker)
+    consumer = broker.consume(QUEUE, prefetch=1, timeout=50)
+    delay_consumer = broker.consume(f"{QUEUE}.DQ", prefetch=1, timeout=50)
+    try:
+        assert type(delay_consumer).__name__ == "_RedisConsumer"
+        pubsub = consumer._pubsub  # type: ignore[attr-defined]
+        down = redis.ConnectionError("gone")
+        with (
+            mock.patch.object(pubsub, "get_message", side_effect=down),
+            pytest.raises(dramatiq.ConnectionClosed),
+        ):
+            next(consumer)
+    finally:
+        consumer.close()
+        delay_consumer.close()
+    assert pubsub.connection is None
