@@ -6,6 +6,7 @@ with Stream, and sends only what differs. Safe to run any number of times.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from app_hooks.channel_ids import (
     fallback_channel_id,
     validate_user_id,
 )
-from worker.errors import PermanentStreamError
+from worker.errors import PermanentStreamError, TransientStreamError
 from worker.history import SYSTEM_USER, author_of, import_history, message_body
 from worker.plan import OWNED_CHANNEL_FIELDS, plan_channel
 from worker.repository import ChannelRef
@@ -175,7 +176,14 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
     result = Result("")
     outcomes: list[str] = []
     order = list(targets)
+    # The locks' lease is not renewed: a batch slowed down by Stream stops in time and
+    # retries the rest, rather than outlive the locks of the conversations it holds.
+    deadline = time.monotonic() + rt.settings.lock_lease / 2
     for n, cid in enumerate(order):
+        if n and time.monotonic() > deadline:
+            result.error = TransientStreamError("batch ran past half the lock lease: retrying")
+            result.unreached = order[n:]
+            break
         try:
             outcome, in_step = _converge(rt, cid, snapshots[cid], targets[cid], ready=ready)
         except PermanentStreamError as exc:

@@ -20,6 +20,7 @@ from stream_chat.base.exceptions import StreamAPIException
 
 from worker import metrics
 from worker.errors import PermanentStreamError, StreamError, TransientStreamError
+from worker.http_session import PooledSession, StreamTransportError
 
 __all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
 
@@ -183,21 +184,28 @@ class StreamGateway:
         client: StreamChat | None = getattr(self._local, "client", None)
         if client is None:
             client = StreamChat(self._key, self._secret, **self._options)
-            session = requests.Session()
             # Proxies from the environment are read once here: with trust_env on,
-            # requests scans every environment variable on each call (a third of a
-            # call's CPU time), and the worker makes thousands of calls.
-            session.proxies.update(requests.utils.get_environ_proxies(client.base_url))
-            session.trust_env = False
-            adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_maxsize=4)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.hooks["response"].append(self._remember)
-            client.set_http_session(session)
+            # requests scans every environment variable on each call.
+            proxies = requests.utils.get_environ_proxies(client.base_url)
+            if proxies:
+                session = requests.Session()
+                session.proxies.update(proxies)
+                session.trust_env = False
+                adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_maxsize=4)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                session.hooks["response"].append(self._remember)
+                client.set_http_session(session)
+            else:
+                # The SDK only calls the verbs and reads status, text and headers.
+                pooled = PooledSession(
+                    client.base_url, timeout=client.timeout, on_response=self._remember
+                )
+                client.set_http_session(pooled)  # type: ignore[arg-type]
             self._local.client = client
         return client
 
-    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    def _remember(self, response: Any, *args: Any, **kwargs: Any) -> None:
         self._local.last_headers = response.headers
 
     def _call(
@@ -220,6 +228,11 @@ class StreamGateway:
             if missing_ok and error.code == _NOT_FOUND:
                 return None
             raise error from None
+        except StreamTransportError as exc:
+            reason = "timeout" if exc.timed_out else "connection"
+            metrics.STREAM_CALLS.labels(endpoint, reason).inc()
+            what = "timed out" if exc.timed_out else "connection failed"
+            raise TransientStreamError(f"{what}: {exc}", endpoint=endpoint) from None
         except requests.Timeout as exc:
             metrics.STREAM_CALLS.labels(endpoint, "timeout").inc()
             raise TransientStreamError(

@@ -260,6 +260,6 @@ def test_a_refused_connection_is_transient(gateway: StreamGateway) -> None:
     assert isinstance(error, StreamError)
     assert error.endpoint == "UpdateUsers"
     assert error.status is None
-    assert error.describe() == "UpdateUsers: connection failed: ConnectionError"
+    assert error.describe() == "UpdateUsers: connection failed: NewConnectionError"
     assert API_SECRET not in error.describe()
     assert gateway.calls == 1

@@ -1,0 +1,332 @@
+"""Conversations reconciled in batches: one job, one read, one id assignment for many.
+
+The relay groups up to ``conversations_per_job`` conversations into one job; the job
+reconciles them together, fails a conversation Stream refuses on its own, and when a
+transient error stops it, settles what it did and retries only the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app_hooks import channel_map
+from app_hooks.channel_ids import direct_message_id
+from app_hooks.reference import REFERENCE_BINDING, Conversation, ConversationParticipant, User
+from tests.pipeline.conftest import Pipeline
+from tests.story import invite
+from worker import runtime
+from worker.broker import run_job
+from worker.compare import compare, held_from_snapshot, read_desired
+from worker.plan import plan_jobs
+from worker.repository import ChannelRef, OutboxRepository
+
+
+def converse(session: Session, count: int, tag: str) -> dict[str, list[str]]:
+    """``count`` two-person conversations, each between two new users: members by id."""
+    made: dict[str, list[str]] = {}
+    for n in range(count):
+        first, second = User(email=f"{tag}{n}a@example.com"), User(email=f"{tag}{n}b@example.com")
+        conversation = Conversation()
+        session.add_all([first, second, conversation])
+        session.flush()
+        session.add_all(
+            [
+                ConversationParticipant(conversation_id=conversation.id, user_id=first.id),
+                ConversationParticipant(conversation_id=conversation.id, user_id=second.id),
+            ]
+        )
+        made[str(conversation.id)] = sorted([str(first.id), str(second.id)])
+    session.flush()
+    return made
+
+
+def channels_of(engine: Engine, conversation_ids: list[str]) -> dict[str, str]:
+    """The channel map's cid (``type:id``) of each of these conversations that has one."""
+    query = select(
+        channel_map.c.conversation_id, channel_map.c.channel_type, channel_map.c.channel_id
+    ).where(channel_map.c.conversation_id.in_(conversation_ids))
+    with engine.connect() as conn:
+        return {row[0]: f"{row[1]}:{row[2]}" for row in conn.execute(query)}
+
+
+def conversation_rows(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:
+    """Each conversation's outbox rows, conversations in the order their first row came."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in pipeline.rows():  # by id
+        if row["target_kind"] == "conversation":
+            found.setdefault(row["target_id"], []).append(row)
+    return found
+
+
+def statuses(rows: list[dict[str, Any]]) -> set[str]:
+    return {row["status"] for row in rows}
+
+
+def test_many_conversations_converge_in_few_jobs(
+    pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker.broker")
+    # Given thirty conversations committed together (more than one job's worth)
+    with app_session() as session, session.begin():
+        made = converse(session, 30, "many")
+    # When the relay dispatches them and the workers run
+    pipeline.drain()
+    # Then every channel is in Stream with its two members, and every row is done
+    channels = pipeline.emu.state()["channels"]
+    cids = channels_of(pipeline.engine, list(made))
+    assert set(cids) == set(made)
+    for conversation_id, members in made.items():
+        assert sorted(channels[cids[conversation_id]]["members"]) == members
+    assert statuses(pipeline.rows()) == {"done"}
+    # And thirty conversations took a couple of jobs, not thirty
+    jobs = [
+        record
+        for record in caplog.records
+        if getattr(record, "action", None) == "reconcile"
+        and getattr(record, "kind", None) == "conversation"
+    ]
+    assert len(jobs) == math.ceil(30 / pipeline.relay.conversations_per_job) == 2
+    assert {getattr(record, "outcome", None) for record in jobs} == {"done"}
+    counts = pipeline.counts()
+    assert counts["GetOrCreateChannel"] == 30  # one create per conversation, no repeat
+    # the users' job, and at most one member upsert per conversation job
+    assert counts.get("UpdateUsers", 0) <= 1 + len(jobs) < 30
+
+
+def test_a_conversation_stream_refuses_fails_alone_in_its_batch(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given Stream refuses the first channel it is asked to create, and five
+    # conversations committed together (one job: the first of them is refused)
+    pipeline.emu.inject_failure(
+        "GetOrCreateChannel", status=400, times=1, code=4, message="channel data is invalid"
+    )
+    with app_session() as session, session.begin():
+        made = converse(session, 5, "refused")
+    # When the job runs
+    pipeline.drain()
+    # Then the refused conversation's rows fail with Stream's error, at once
+    rows = conversation_rows(pipeline)
+    assert set(rows) == set(made)
+    refused, *others = rows  # the job's first target: the first reconciled
+    assert statuses(rows[refused]) == {"failed"}
+    for row in rows[refused]:
+        assert "GetOrCreateChannel HTTP 400 code 4" in row["last_error"]
+        assert "channel data is invalid" in row["last_error"]
+    by_status = pipeline.emu.request_counts()["by_status"]
+    assert by_status["GetOrCreateChannel 400"] == 1  # no retry
+    # And the other four, after it in the same job, are done with their channels
+    assert by_status["GetOrCreateChannel 200"] == 4
+    channels = pipeline.emu.state()["channels"]
+    cids = channels_of(pipeline.engine, list(made))
+    for conversation_id in others:
+        assert statuses(rows[conversation_id]) == {"done"}
+        assert rows[conversation_id][0]["last_error"] is None
+        assert sorted(channels[cids[conversation_id]]["members"]) == made[conversation_id]
+    assert cids.get(refused) not in channels
+    assert {row["status"] for row in pipeline.rows() if row["target_kind"] == "user"} == {"done"}
+
+
+def test_a_transient_error_mid_batch_settles_what_was_done_and_retries_the_rest(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given five conversations claimed as one job, and Stream allowing two creates
+    # before it answers 429 (a window long enough that it does not reset meanwhile)
+    with app_session() as session, session.begin():
+        made = converse(session, 5, "limited")
+    jobs = plan_jobs(pipeline.repo.claim(100))
+    batch = next(job for job in jobs if job.kind == "conversation")
+    assert len(batch.target_ids) == 5
+    for job in jobs:
+        if job is not batch:
+            pipeline.actor.send(job.kind, list(job.target_ids), list(job.row_ids), job.payload)
+    pipeline.broker.join(pipeline.settings.queue_name, timeout=10_000)
+    pipeline.emu.set_window(3600)
+    pipeline.emu.set_rate_limit("GetOrCreateChannel", 2)
+    # When the job runs once
+    with pytest.raises(dramatiq.Retry):
+        run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    # Then the two conversations reconciled before the 429 are done already
+    rows = conversation_rows(pipeline)
+    reached, unreached = list(batch.target_ids[:2]), list(batch.target_ids[2:])
+    for conversation_id in reached:
+        assert statuses(rows[conversation_id]) == {"done"}
+    # and the others stay open with the error, for the retry
+    for conversation_id in unreached:
+        assert statuses(rows[conversation_id]) == {"dispatched"}
+        assert all("HTTP 429" in row["last_error"] for row in rows[conversation_id])
+    channels = pipeline.emu.state()["channels"]
+    cids = channels_of(pipeline.engine, list(made))
+    assert {cid for cid in made if cids.get(cid) in channels} == set(reached)
+    # When Stream's limit lifts and the job is delivered again (Dramatiq's retry)
+    pipeline.emu.set_rate_limit("GetOrCreateChannel", None)
+    pipeline.actor.send(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    pipeline.drain()
+    # Then every conversation is in step, and the retry created only the three left
+    assert statuses(pipeline.rows()) == {"done"}
+    channels = pipeline.emu.state()["channels"]
+    for conversation_id, members in made.items():
+        assert sorted(channels[cids[conversation_id]]["members"]) == members
+    by_status = pipeline.emu.request_counts()["by_status"]
+    assert by_status["GetOrCreateChannel 429"] == 1
+    assert by_status["GetOrCreateChannel 200"] == 5  # 2 + 3: none of the first two again
+
+
+def test_twin_conversations_in_one_batch_get_distinct_channels(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given two conversations of the same two people, committed together
+    with app_session() as session, session.begin():
+        ann, bob = User(email="ann@example.com"), User(email="bob@example.com")
+        first, second = Conversation(), Conversation()
+        session.add_all([ann, bob, first, second])
+        session.flush()
+        session.add_all(
+            ConversationParticipant(conversation_id=conversation.id, user_id=user.id)
+            for conversation in (first, second)
+            for user in (ann, bob)
+        )
+        members = sorted([str(ann.id), str(bob.id)])
+        twins = [str(first.id), str(second.id)]
+    # When one job reconciles both
+    pipeline.drain()
+    # Then one has the direct-message id, the other its fallback, both with both members
+    cids = channels_of(pipeline.engine, twins)
+    dm = f"messaging:{direct_message_id(members)}"
+    assert sorted(cids.values()) == sorted([dm, f"messaging:conversation_{_other(cids, dm)}"])
+    channels = pipeline.emu.state()["channels"]
+    for cid in cids.values():
+        assert sorted(channels[cid]["members"]) == members
+    assert statuses(pipeline.rows()) == {"done"}
+    # And Stream holds what the database says
+    desired = read_desired(pipeline.engine, REFERENCE_BINDING, pipeline.repo)
+    assert [str(d) for d in compare(desired, held_from_snapshot(pipeline.emu.state()))] == []
+
+
+def _other(cids: dict[str, str], taken: str) -> str:
+    """The conversation whose channel is not ``taken``."""
+    (conversation_id,) = [cid for cid, channel in cids.items() if channel != taken]
+    return conversation_id
+
+
+def test_assign_channels_takes_the_first_free_candidate(clean_db: Engine) -> None:
+    repo = OutboxRepository(clean_db)
+
+    def ref(channel_id: str) -> ChannelRef:
+        return ChannelRef("messaging", channel_id)
+
+    # Given "taken" belongs to another conversation, and "kept" has its channel already
+    assert repo.assign_channel("owner", [ref("taken")]) == ref("taken")
+    assert repo.assign_channel("kept", [ref("old")]) == ref("old")
+    # When a batch asks for channels
+    assigned = repo.assign_channels(
+        {
+            "second": [ref("taken"), ref("second_fallback")],
+            "first": [ref("first_choice"), ref("first_fallback")],
+            "kept": [ref("new")],
+            "stuck": [ref("taken")],
+            "twin_a": [ref("dm"), ref("twin_a_fallback")],
+            "twin_b": [ref("dm"), ref("twin_b_fallback")],
+        }
+    )
+    # Then each gets its first free candidate; the assigned keeps its channel; the one
+    # whose only candidate is taken gets nothing; of twins, one wins the shared id
+    twin_ids = sorted(assigned.pop(twin).channel_id for twin in ("twin_a", "twin_b"))
+    assert twin_ids in (["dm", "twin_b_fallback"], ["dm", "twin_a_fallback"])
+    assert assigned == {
+        "second": ref("second_fallback"),
+        "first": ref("first_choice"),
+        "kept": ref("old"),
+    }
+    with clean_db.connect() as conn:
+        stored = {
+            row[0]: row[1]
+            for row in conn.execute(select(channel_map.c.conversation_id, channel_map.c.channel_id))
+        }
+    assert stored == {
+        "owner": "taken",
+        "kept": "old",
+        "second": "second_fallback",
+        "first": "first_choice",
+        "twin_a": stored["twin_a"],
+        "twin_b": stored["twin_b"],
+    }
+    assert sorted([stored["twin_a"], stored["twin_b"]]) == twin_ids
+
+
+def test_jobs_of_the_single_conversation_shape_still_work(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given a conversation's job in the older shape (its payload is the conversation's)
+    with app_session() as session, session.begin():
+        made = invite(session)
+    conversation_id = str(made["conversation"].id)
+    claimed = pipeline.repo.claim(100)
+    user_rows = [row for row in claimed if row.target_kind == "user"]
+    conv_rows = [row.id for row in claimed if row.target_kind == "conversation"]
+    pipeline.actor.send(
+        "user",
+        [row.target_id for row in user_rows],
+        [row.id for row in user_rows],
+        {"rows": {row.target_id: [row.id] for row in user_rows}},
+    )
+    pipeline.actor.send("conversation", [conversation_id], conv_rows, {})
+    # When it runs
+    pipeline.drain()
+    # Then the channel is made and the rows are done
+    channel = pipeline.emu.state()["channels"][f"messaging:invitation_{made['invitation'].id}"]
+    assert sorted(channel["members"]) == sorted([str(made["organizer"].id), str(made["guest"].id)])
+    assert statuses(pipeline.rows()) == {"done"}
+    # Given a channel no map entry names (an older release's), and an old-shape job of
+    # a conversation that is gone, its payload naming that channel
+    client = pipeline.emu.client()
+    client.upsert_users([{"id": "legacy-owner"}])
+    client.channel("messaging", "legacy_gone").create("legacy-owner")
+    payload = {"channel_type": "messaging", "channel_id": "legacy_gone"}
+    pipeline.actor.send("conversation", ["gone-conversation"], [], payload)
+    # When it runs
+    pipeline.drain()
+    # Then the payload was read: the channel is deleted
+    assert pipeline.emu.state()["channels"]["messaging:legacy_gone"]["deleted_at"] is not None
+
+
+def test_a_slow_batch_stops_before_its_locks_lease_runs_out(
+    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given four conversations claimed as one job, a lock lease of 0.2 s, and Stream
+    # taking 150 ms per call: the whole batch would outlive its locks
+    with app_session() as session, session.begin():
+        made = converse(session, 4, "slow")
+    jobs = plan_jobs(pipeline.repo.claim(100))
+    batch = next(job for job in jobs if job.kind == "conversation")
+    for job in jobs:
+        if job is not batch:
+            pipeline.actor.send(job.kind, list(job.target_ids), list(job.row_ids), job.payload)
+    pipeline.broker.join(pipeline.settings.queue_name, timeout=10_000)
+    monkeypatch.setattr(runtime.current().settings, "lock_lease", 0.2)
+    pipeline.emu.set_latency(150)
+    # When the job runs once
+    with pytest.raises(dramatiq.Retry):
+        run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    # Then it stopped after the first conversation and left the rest for its retry
+    rows = conversation_rows(pipeline)
+    first, rest = batch.target_ids[0], batch.target_ids[1:]
+    assert statuses(rows[first]) == {"done"}
+    for conversation_id in rest:
+        assert statuses(rows[conversation_id]) == {"dispatched"}
+        assert all("lock lease" in row["last_error"] for row in rows[conversation_id])
+    # And the retry finishes them
+    pipeline.emu.set_latency(0)
+    monkeypatch.undo()
+    pipeline.actor.send(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    pipeline.drain()
+    assert statuses(pipeline.rows()) == {"done"}
+    assert set(channels_of(pipeline.engine, list(made))) == set(made)
