@@ -62,7 +62,7 @@ class Job:
 
 
 def plan_jobs(
-    rows: Sequence[Any], users_per_job: int = 100, conversations_per_job: int = 25
+    rows: Sequence[Any], users_per_job: int = 100, conversations_per_job: int = 50
 ) -> list[Job]:
     """Coalesce claimed rows: many rows of one target make one job, targets go in batches.
 

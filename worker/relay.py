@@ -41,7 +41,7 @@ class Relay:
         poll_interval: float = 1.0,
         visibility_timeout: float = 300.0,
         users_per_job: int = 100,
-        conversations_per_job: int = 25,
+        conversations_per_job: int = 50,
         listen: bool = True,
     ) -> None:
         self.repo = repo

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     relay_poll_interval: float = Field(1.0, gt=0, validation_alias="OUTBOX_RELAY_POLL_INTERVAL")
     # Conversations reconciled by one job (one database read and one member upsert for all)
     conversations_per_job: int = Field(
-        25, ge=1, le=500, validation_alias="OUTBOX_CONVERSATIONS_PER_JOB"
+        50, ge=1, le=500, validation_alias="OUTBOX_CONVERSATIONS_PER_JOB"
     )
     worker_threads: int = Field(8, ge=1, validation_alias="OUTBOX_WORKER_THREADS")
     # How long an idle worker waits between polls of Redis at most (Dramatiq's

@@ -74,7 +74,8 @@ def test_many_conversations_converge_in_few_jobs(
     pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="worker.broker")
-    # Given thirty conversations committed together (more than one job's worth)
+    # Given thirty conversations committed together, and jobs of twenty conversations
+    pipeline.relay.conversations_per_job = 20
     with app_session() as session, session.begin():
         made = converse(session, 30, "many")
     # When the relay dispatches them and the workers run
