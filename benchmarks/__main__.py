@@ -24,7 +24,7 @@ FULL: dict[str, Any] = {
     "tx0": 1500,
     "tx": 200,
     "e2e_s": 20.0,
-    "rows": 20_000,
+    "rows": 100_000,
     "naive": 3_000,
     "conv": 150,
 }
@@ -32,7 +32,7 @@ QUICK: dict[str, Any] = {
     "tx0": 300,
     "tx": 40,
     "e2e_s": 5.0,
-    "rows": 4_000,
+    "rows": 10_000,
     "naive": 1_000,
     "conv": 30,
 }
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for n, lat in enumerate(latencies):
             modes: list[tuple[bool, dict[str, str]]] = [(True, {})]
             if n == 0:
-                modes += [(True, {"OUTBOX_WORKER_TIMEOUT_MS": "100"}), (False, {})]
+                modes.append((False, {}))  # polling only
             out["e2e"] += e2e_latency.measure(lat, 20.0, size["e2e_s"], modes)
     if "drain" in only:
         out["drain"] = drain.measure(args.rows or size["rows"], [1, 2], size["naive"])
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (about 2 minutes)")
     parser.add_argument("--latency-ms", default="0,50", help="emulator latencies, comma-separated")
     parser.add_argument("--only", default="", help=f"sections: {','.join(SECTIONS)}")
-    parser.add_argument("--rows", type=int, default=0, help="drain backlog rows (default 20,000)")
+    parser.add_argument("--rows", type=int, default=0, help="drain backlog rows (default 100,000)")
     parser.add_argument("--json", dest="json_path", default=str(RESULTS))
     args = parser.parse_args()
     started = time.monotonic()

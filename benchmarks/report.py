@@ -36,7 +36,7 @@ def _e2e_rows(results: list[dict[str, Any]]) -> list[Row]:
     rows: list[Row] = []
     for r in results:
         how = "LISTEN/NOTIFY" if r["listen"] else "polling 1 s"
-        timeout = r["env"].get("OUTBOX_WORKER_TIMEOUT_MS", "10 (default)")
+        timeout = r["env"].get("OUTBOX_WORKER_TIMEOUT_MS", "100 (default)")
         rows.append(
             (
                 f"commit->Stream: {how}, worker timeout {timeout} ms, "
