@@ -120,6 +120,12 @@ def _retire_users(rt: Runtime, user_ids: list[str]) -> dict[str, str]:
     return failed
 
 
+def _unknown(rt: Runtime, user_ids: Sequence[str]) -> list[str]:
+    """Those of ``user_ids`` not known to be in Stream."""
+    known = rt.redis.smismember(_known_users(rt), list(user_ids))
+    return [uid for uid, is_known in zip(user_ids, known, strict=True) if not is_known]
+
+
 def _remember_users(rt: Runtime, user_ids: list[str]) -> None:
     if user_ids:
         rt.redis.sadd(_known_users(rt), *user_ids)
@@ -134,14 +140,14 @@ def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -
     """
     if not user_ids:
         return set()
-    if force:
-        missing = list(user_ids)
-    else:
-        known = rt.redis.smismember(_known_users(rt), list(user_ids))
-        missing = [uid for uid, is_known in zip(user_ids, known, strict=True) if not is_known]
+    missing = list(user_ids) if force else _unknown(rt, user_ids)
     if not missing:
         return set(user_ids)
     with rt.locks.hold("user", missing):
+        if not force:  # the users' own job may have upserted them while we waited
+            missing = _unknown(rt, missing)
+            if not missing:
+                return set(user_ids)
         with rt.engine.connect() as conn:
             desired = rt.binding.desired_users(conn, missing)
         users = [desired[uid].as_stream() for uid in missing if uid in desired]
