@@ -23,6 +23,22 @@ return released
 """
 
 
+# Take every free lock of KEYS (value ARGV[1], lease ARGV[2] ms); returns 1-based
+# positions of the keys taken. ARGV[3] = "all": all or nothing (none kept if one is held).
+_TAKE = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('set', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+        taken[#taken + 1] = i
+    elseif ARGV[3] == 'all' then
+        for _, j in ipairs(taken) do redis.call('del', KEYS[j]) end
+        return {}
+    end
+end
+return taken
+"""
+
+
 class TargetBusy(Exception):
     """Another worker holds one of the targets."""
 
@@ -35,11 +51,12 @@ class TargetLocks:
         self.prefix = prefix
         self.lease_ms = int(lease * 1000)
         self._release = redis.register_script(_RELEASE)
+        self._take = redis.register_script(_TAKE)
 
     @contextmanager
     def hold(self, kind: str, ids: Sequence[str], wait: float = 10.0) -> Iterator[None]:
         """Hold every ``kind:id`` lock for the block; :class:`TargetBusy` after ``wait`` seconds."""
-        keys = sorted(f"{self.prefix}:{kind}:{target_id}" for target_id in ids)
+        keys = sorted({f"{self.prefix}:{kind}:{target_id}" for target_id in ids})
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait
         delay = 0.005
@@ -56,26 +73,18 @@ class TargetLocks:
     @contextmanager
     def hold_free(self, kind: str, ids: Sequence[str]) -> Iterator[list[str]]:
         """Hold the locks of those targets that are free now, without waiting; yields their ids."""
-        keys = {f"{self.prefix}:{kind}:{target_id}": target_id for target_id in ids}
+        keys = [f"{self.prefix}:{kind}:{target_id}" for target_id in ids]
         token = uuid.uuid4().hex
-        pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.set(key, token, nx=True, px=self.lease_ms)
-        held = [key for key, ok in zip(keys, pipe.execute(), strict=True) if ok]
+        taken = self._take(keys=keys, args=[token, self.lease_ms, "free"]) if keys else []
+        held = [keys[int(n) - 1] for n in taken]
         try:
-            yield [keys[key] for key in held]
+            yield [ids[int(n) - 1] for n in taken]
         finally:
             if held:
                 self._release(keys=held, args=[token])
 
     def _try(self, keys: list[str], token: str) -> bool:
-        pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.set(key, token, nx=True, px=self.lease_ms)
-        taken = pipe.execute()
-        if all(taken):
+        """Take every lock of ``keys`` or none, in one atomic script call."""
+        if not keys:
             return True
-        got = [key for key, ok in zip(keys, taken, strict=True) if ok]
-        if got:
-            self._release(keys=got, args=[token])
-        return False
+        return bool(self._take(keys=keys, args=[token, self.lease_ms, "all"]))

@@ -194,3 +194,26 @@ def test_contending_threads_never_overlap(redis: fakeredis.FakeRedis) -> None:
     assert entries == 30
     assert most_inside == 1
     assert held_keys(redis) == set()
+
+
+def test_holding_nothing_or_a_repeated_target_does_not_wait(locks: TargetLocks) -> None:
+    # Given no target, and one target named twice
+    # When holding them, Then both are taken at once (no TargetBusy after the wait)
+    with locks.hold("user", [], wait=0.0):
+        pass
+    with locks.hold("user", ["u1", "u1"], wait=0.0):
+        pass
+
+
+def test_hold_free_takes_the_free_locks_and_skips_the_held_ones(
+    locks: TargetLocks, redis: fakeredis.FakeRedis
+) -> None:
+    # Given one of three conversations held by another job
+    with locks.hold("conversation", ["c2"]):
+        # When holding whichever of the three are free
+        with locks.hold_free("conversation", ["c1", "c2", "c3"]) as held:
+            # Then the two free ones are held, in the order asked
+            assert held == ["c1", "c3"]
+            assert held_keys(redis) == {f"{PREFIX}:conversation:{c}" for c in ("c1", "c2", "c3")}
+        # And only those two are released after the block
+        assert held_keys(redis) == {f"{PREFIX}:conversation:c2"}
