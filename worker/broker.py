@@ -13,7 +13,8 @@ from dramatiq.middleware import CurrentMessage, Retries
 
 from worker import metrics, runtime
 from worker.errors import PermanentStreamError, StreamError
-from worker.plan import job_targets
+from worker.locks import TargetBusy
+from worker.plan import conversation_job, job_targets
 from worker.reconcile import Result, reconcile
 from worker.settings import Settings
 from worker.wakeup import WakingRedisBroker
@@ -72,6 +73,8 @@ def run_job(kind: str, target_ids: list[str], row_ids: list[int], payload: dict[
     retry: dramatiq.Retry | None = None
     try:
         outcome, detail = _reconcile_and_settle(rt, kind, target_ids, row_ids, payload)
+    except _Leftover as stop:  # a conversation batch stopped before some of its targets
+        outcome, detail, retry = _continue_or_retry(rt, stop)
     except PermanentStreamError as exc:
         outcome, detail = "failed", exc.describe()
         rt.repo.mark_failed(row_ids, detail)
@@ -107,27 +110,67 @@ def _reconcile_and_settle(
     with rt.locks.hold(kind, target_ids):
         result = reconcile(rt, kind, {target_id: payload for target_id in target_ids})
     rows_by_target: dict[str, list[int]] = payload.get("rows", {})
-    return _settle(rt, row_ids, rows_by_target, result)
+    outcome = _settle(rt, row_ids, rows_by_target, result)
+    if result.error is not None:
+        raise result.error
+    return outcome
+
+
+# How long a conversation batch waits, in all, for conversations another job holds
+_BUSY_WAIT = 2.0
+
+
+class _Leftover(Exception):
+    """A conversation batch stopped by ``error`` before the targets in ``left``."""
+
+    def __init__(
+        self,
+        error: Exception,
+        left: dict[str, tuple[list[int], dict[str, Any]]],
+        progressed: bool,
+    ) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.left = left
+        self.progressed = progressed  # some other target of the job got its outcome
 
 
 def _conversations(
     rt: runtime.Runtime, targets: dict[str, tuple[list[int], dict[str, Any]]], row_ids: list[int]
 ) -> tuple[str, str]:
     """Reconcile the conversations whose rows are still open: those free now as one batch,
-    then each busy one on its own once its lock is free (it may be settled by then)."""
+    then each busy one on its own once its lock is free (it may be settled by then).
+
+    Targets a transient error or a lock held too long leaves undone raise :class:`_Leftover`.
+    """
     rows_by_target = {target_id: rows for target_id, (rows, _) in targets.items()}
     todo = _still_open(rt, targets)
     if not todo:
         return "done", "already in step (settled by an earlier reconcile)"
+    outcomes: list[tuple[str, str]] = []
     with rt.locks.hold_free("conversation", list(todo)) as held:
-        result = reconcile(rt, "conversation", {cid: todo[cid] for cid in held})
-    outcomes = [_settle(rt, row_ids, rows_by_target, result, only=held)] if held else []
-    for cid in (cid for cid in todo if cid not in set(held)):
-        with rt.locks.hold("conversation", [cid]):
-            if not _still_open(rt, {cid: targets[cid]}):
-                continue
-            result = reconcile(rt, "conversation", {cid: todo[cid]})
+        if held:
+            result = reconcile(rt, "conversation", {cid: todo[cid] for cid in held})
+            outcomes.append(_settle(rt, row_ids, rows_by_target, result, only=held))
+    error, left = (result.error, list(result.unreached)) if held else (None, [])
+    busy = [cid for cid in todo if cid not in set(held)]
+    deadline = time.monotonic() + _BUSY_WAIT
+    for n, cid in enumerate(busy):
+        if error is not None:
+            left += busy[n:]
+            break
+        try:
+            with rt.locks.hold("conversation", [cid], wait=max(0.0, deadline - time.monotonic())):
+                if not _still_open(rt, {cid: targets[cid]}):
+                    continue
+                result = reconcile(rt, "conversation", {cid: todo[cid]})
+        except TargetBusy as exc:
+            error, left = exc, left + busy[n:]
+            break
         outcomes.append(_settle(rt, row_ids, rows_by_target, result, only=[cid]))
+        error, left = result.error, left + result.unreached
+    if error is not None:
+        raise _Leftover(error, {cid: targets[cid] for cid in left}, len(left) < len(todo))
     if not outcomes:
         return "done", "already in step (settled by an earlier reconcile)"
     status = "partial" if any(status == "partial" for status, _ in outcomes) else "done"
@@ -156,8 +199,8 @@ def _settle(
     """Record the outcome of ``result``'s targets (``only`` these, when given) on their rows.
 
     Rows of failed targets fail; rows of targets a transient error left unreached stay
-    open and the error is raised (the job retries them); the others, and the other
-    open rows the reconcile brought in step, are done.
+    open (the caller retries them); the others, and the other open rows the reconcile
+    brought in step, are done.
     """
     failed_rows: set[int] = set()
     for target_id, error in result.failed.items():
@@ -169,30 +212,58 @@ def _settle(
         row_ids = [row for row in row_ids if row in mine]
     left = {row for target_id in result.unreached for row in rows_by_target.get(target_id, [])}
     done = [row for row in row_ids if row not in failed_rows and row not in left]
-    rt.repo.mark_done(done + [row for row in result.settles if row not in set(done)])
-    if result.error is not None:
-        raise result.error
+    done_set = set(done)
+    rt.repo.mark_done(done + [row for row in result.settles if row not in done_set])
     return ("partial" if result.failed else "done"), result.outcome
+
+
+def _continue_or_retry(
+    rt: runtime.Runtime, stop: _Leftover
+) -> tuple[str, str, dramatiq.Retry | None]:
+    """The targets a batch left undone: a new job with a fresh retry budget when the batch
+    got somewhere (a busy Stream should not spend the budget of targets it never tried),
+    else a retry of this job like any transient error."""
+    rows = [row for rows, _ in stop.left.values() for row in rows]
+    if not stop.progressed:
+        return _retry_or_fail(rt, rows, stop.error)
+    detail = _describe(stop.error)
+    delay_ms = _delay_ms(rt, stop.error, retries=0)
+    rt.repo.mark_retrying(rows, detail, delay_ms / 1000)
+    job = conversation_job(stop.left)
+    actor = dramatiq.get_broker().get_actor(ACTOR_NAME)
+    actor.send_with_options(
+        args=(job.kind, list(job.target_ids), list(job.row_ids), job.payload), delay=delay_ms
+    )
+    return "continued", f"{detail}; {len(stop.left)} left to a new job", None
 
 
 def _retry_or_fail(
     rt: runtime.Runtime, row_ids: list[int], exc: Exception
 ) -> tuple[str, str, dramatiq.Retry | None]:
-    detail = exc.describe() if isinstance(exc, StreamError) else f"{type(exc).__name__}: {exc}"
+    detail = _describe(exc)
     message = CurrentMessage.get_current_message()
     retries = int(message.options.get("retries", 0)) if message is not None else 0
     if retries >= rt.settings.max_retries:
         rt.repo.mark_failed(row_ids, f"after {retries + 1} attempts: {detail}")
         return "failed", detail, None
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        delay_ms = int(retry_after * 1000) + 50
-    else:
-        _, delay_ms = compute_backoff(
-            retries, factor=rt.settings.min_backoff_ms, max_backoff=rt.settings.max_backoff_ms
-        )
+    delay_ms = _delay_ms(rt, exc, retries)
     rt.repo.mark_retrying(row_ids, detail, delay_ms / 1000)
     return "retry", detail, dramatiq.Retry(detail, delay=delay_ms)
+
+
+def _describe(exc: Exception) -> str:
+    return exc.describe() if isinstance(exc, StreamError) else f"{type(exc).__name__}: {exc}"
+
+
+def _delay_ms(rt: runtime.Runtime, exc: Exception, retries: int) -> int:
+    """Stream's reset time for a 429, else exponential backoff with jitter."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        return int(retry_after * 1000) + 50
+    _, delay_ms = compute_backoff(
+        retries, factor=rt.settings.min_backoff_ms, max_backoff=rt.settings.max_backoff_ms
+    )
+    return int(delay_ms)
 
 
 def _short(ids: list[str]) -> str:

@@ -12,6 +12,7 @@ __all__ = [
     "OWNED_CHANNEL_FIELDS",
     "ChannelPlan",
     "Job",
+    "conversation_job",
     "job_targets",
     "plan_channel",
     "plan_jobs",
@@ -116,6 +117,21 @@ def _batches(
             )
         )
     return jobs
+
+
+def conversation_job(targets: dict[str, tuple[list[int], dict[str, Any]]]) -> Job:
+    """A conversation job for these targets, each with its rows and payload."""
+    return Job(
+        "conversation",
+        tuple(targets),
+        tuple(row for rows, _ in targets.values() for row in rows),
+        {
+            "rows": {target_id: rows for target_id, (rows, _) in targets.items()},
+            "payloads": {
+                target_id: payload for target_id, (_, payload) in targets.items() if payload
+            },
+        },
+    )
 
 
 def job_targets(

@@ -82,8 +82,9 @@ def run_worker(settings: Settings, *, threads: int | None = None, metrics_port: 
     broker = build_broker(settings)
     dramatiq.set_broker(broker)
     declare_actors(broker, settings)
-    runtime.install(runtime.Runtime.from_settings(settings))
-    stop = threading.Event()
+    rt = runtime.Runtime.from_settings(settings)
+    runtime.install(rt)
+    stop = rt.stopping  # in-flight batches see it too, and hand their rest to a new job
     _on_signals(stop)
     _serve_metrics(settings, metrics_port)
     worker = dramatiq.Worker(

@@ -21,6 +21,7 @@ from app_hooks.channel_ids import (
 )
 from worker.errors import PermanentStreamError, TransientStreamError
 from worker.history import SYSTEM_USER, author_of, import_history, message_body
+from worker.locks import TargetBusy
 from worker.plan import OWNED_CHANNEL_FIELDS, plan_channel
 from worker.repository import ChannelRef
 from worker.runtime import Runtime
@@ -131,7 +132,9 @@ def _remember_users(rt: Runtime, user_ids: list[str]) -> None:
         rt.redis.sadd(_known_users(rt), *user_ids)
 
 
-def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -> set[str]:
+def ensure_users(
+    rt: Runtime, user_ids: Sequence[str], *, force: bool = False, wait: float = 10.0
+) -> set[str]:
     """Make sure these users exist in Stream: upsert those not known to be there.
 
     Under the users' locks, like a user job: otherwise a user job could rename one of
@@ -143,7 +146,7 @@ def ensure_users(rt: Runtime, user_ids: Sequence[str], *, force: bool = False) -
     missing = list(user_ids) if force else _unknown(rt, user_ids)
     if not missing:
         return set(user_ids)
-    with rt.locks.hold("user", missing):
+    with rt.locks.hold("user", missing, wait=wait):
         if not force:  # the users' own job may have upserted them while we waited
             missing = _unknown(rt, missing)
             if not missing:
@@ -177,17 +180,21 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
     A permanent error fails its conversation only; a transient one stops the batch
     (``Result.error``, the rest ``unreached``) so the job retries what is left.
     """
+    # The locks' lease is not renewed: a batch slowed down by Stream stops in time and
+    # retries the rest, rather than outlive the locks of the conversations it holds; a
+    # batch in a worker that is shutting down stops too, so the shutdown stays short.
+    deadline = time.monotonic() + rt.settings.lock_lease / 2
     snapshots = _assign_channels(rt, _read_conversations(rt, targets))
     ready = _ensure_members(rt, [s.channel for s in snapshots.values() if s.channel is not None])
     result = Result("")
     outcomes: list[str] = []
     order = list(targets)
-    # The locks' lease is not renewed: a batch slowed down by Stream stops in time and
-    # retries the rest, rather than outlive the locks of the conversations it holds.
-    deadline = time.monotonic() + rt.settings.lock_lease / 2
     for n, cid in enumerate(order):
-        if n and time.monotonic() > deadline:
-            result.error = TransientStreamError("batch ran past half the lock lease: retrying")
+        if n and (time.monotonic() > deadline or rt.stopping.is_set()):
+            why = (
+                "worker stopping" if rt.stopping.is_set() else "batch ran past half the lock lease"
+            )
+            result.error = TransientStreamError(f"{why}: the rest goes to a new job")
             result.unreached = order[n:]
             break
         try:
@@ -254,9 +261,10 @@ def _ensure_members(rt: Runtime, channels: list[DesiredChannel]) -> set[str]:
                 needed[user_id] = None
     if len(channels) < 2 or not needed:
         return set()  # one channel: its own reconcile does this
-    # A user Stream refuses: each conversation ensures its own members, and fails alone.
-    with suppress(PermanentStreamError):
-        return ensure_users(rt, list(needed))
+    # A user Stream refuses, or users whose own job holds them: each conversation then
+    # ensures its own members (and fails, or waits, alone).
+    with suppress(PermanentStreamError, TargetBusy):
+        return ensure_users(rt, list(needed), wait=1.0)
     return set()
 
 

@@ -205,21 +205,29 @@ class OutboxRepository:
         self._set(ids, status=Status.DONE, last_error=None)
 
     def mark_failed(self, ids: Sequence[int], error: str) -> None:
-        """The rows failed for good (a permanent error, or retries ran out)."""
-        self._set(ids, status=Status.FAILED, last_error=error[:_ERROR_MAX])
+        """The rows still open failed for good (a permanent error, or retries ran out).
+
+        Rows already failed keep their own error.
+        """
+        self._set(ids, open_only=True, status=Status.FAILED, last_error=error[:_ERROR_MAX])
 
     def mark_retrying(self, ids: Sequence[int], error: str, delay: float) -> None:
-        """Record a transient error; the visibility timeout restarts after the retry's delay."""
+        """Record a transient error on the rows still open; the visibility timeout
+        restarts after the retry's delay."""
         later = datetime.now(UTC) + timedelta(seconds=delay)
-        self._set(ids, last_error=error[:_ERROR_MAX], dispatched_at=later)
+        self._set(ids, open_only=True, last_error=error[:_ERROR_MAX], dispatched_at=later)
 
-    def _set(self, ids: Sequence[int], **values: Any) -> None:
+    def _set(self, ids: Sequence[int], *, open_only: bool = False, **values: Any) -> None:
+        """Update the rows not done yet (``open_only``: only those pending or dispatched)."""
         if not ids:
             return
+        settled = (
+            outbox.c.status.in_((Status.PENDING, Status.DISPATCHED))
+            if open_only
+            else outbox.c.status != Status.DONE
+        )
         statement = (
-            update(outbox)
-            .where(self._ids_in(ids), outbox.c.status != Status.DONE)
-            .values(updated_at=func.now(), **values)
+            update(outbox).where(self._ids_in(ids), settled).values(updated_at=func.now(), **values)
         )
         with self.engine.begin() as conn:
             conn.execute(statement)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from redis import Redis
 from sqlalchemy import Engine, create_engine
@@ -28,6 +29,8 @@ class Runtime:
     redis: Redis
     locks: TargetLocks
     binding: Binding
+    # Set when the process is shutting down: long jobs stop early and leave the rest
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def from_settings(cls, settings: Settings, binding: Binding | None = None) -> Runtime:

@@ -22,10 +22,10 @@ from app_hooks.channel_ids import direct_message_id
 from app_hooks.reference import REFERENCE_BINDING, Conversation, ConversationParticipant, User
 from tests.pipeline.conftest import Pipeline
 from tests.story import invite
-from worker import runtime
+from worker import broker, runtime
 from worker.broker import run_job
 from worker.compare import compare, held_from_snapshot, read_desired
-from worker.plan import plan_jobs
+from worker.plan import Job, plan_jobs
 from worker.repository import ChannelRef, OutboxRepository
 
 
@@ -68,6 +68,18 @@ def conversation_rows(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:
 
 def statuses(rows: list[dict[str, Any]]) -> set[str]:
     return {row["status"] for row in rows}
+
+
+def one_batch(pipeline: Pipeline) -> Job:
+    """Claim the outbox as the relay would, run every job but the conversation batch, and
+    return that batch (the test runs it by hand)."""
+    jobs = plan_jobs(pipeline.repo.claim(100))
+    batch = next(job for job in jobs if job.kind == "conversation")
+    for job in jobs:
+        if job is not batch:
+            pipeline.actor.send(job.kind, list(job.target_ids), list(job.row_ids), job.payload)
+    pipeline.broker.join(pipeline.settings.queue_name, timeout=10_000)
+    return batch
 
 
 def test_many_conversations_converge_in_few_jobs(
@@ -136,25 +148,21 @@ def test_a_conversation_stream_refuses_fails_alone_in_its_batch(
     assert {row["status"] for row in pipeline.rows() if row["target_kind"] == "user"} == {"done"}
 
 
-def test_a_transient_error_mid_batch_settles_what_was_done_and_retries_the_rest(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+def test_a_transient_error_mid_batch_settles_what_was_done_and_continues_the_rest(
+    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given five conversations claimed as one job, and Stream allowing two creates
     # before it answers 429 (a window long enough that it does not reset meanwhile)
     with app_session() as session, session.begin():
         made = converse(session, 5, "limited")
-    jobs = plan_jobs(pipeline.repo.claim(100))
-    batch = next(job for job in jobs if job.kind == "conversation")
+    batch = one_batch(pipeline)
     assert len(batch.target_ids) == 5
-    for job in jobs:
-        if job is not batch:
-            pipeline.actor.send(job.kind, list(job.target_ids), list(job.row_ids), job.payload)
-    pipeline.broker.join(pipeline.settings.queue_name, timeout=10_000)
     pipeline.emu.set_window(3600)
     pipeline.emu.set_rate_limit("GetOrCreateChannel", 2)
+    # (the rest's new job waits a second, not until the hour's window resets)
+    monkeypatch.setattr(broker, "_delay_ms", lambda *_, **__: 1000)
     # When the job runs once
-    with pytest.raises(dramatiq.Retry):
-        run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
     # Then the two conversations reconciled before the 429 are done already
     rows = conversation_rows(pipeline)
     reached, unreached = list(batch.target_ids[:2]), list(batch.target_ids[2:])
@@ -167,11 +175,10 @@ def test_a_transient_error_mid_batch_settles_what_was_done_and_retries_the_rest(
     channels = pipeline.emu.state()["channels"]
     cids = channels_of(pipeline.engine, list(made))
     assert {cid for cid in made if cids.get(cid) in channels} == set(reached)
-    # When Stream's limit lifts and the job is delivered again (Dramatiq's retry)
+    # When Stream's limit lifts and the new job for the rest runs (its own retry budget)
     pipeline.emu.set_rate_limit("GetOrCreateChannel", None)
-    pipeline.actor.send(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
     pipeline.drain()
-    # Then every conversation is in step, and the retry created only the three left
+    # Then every conversation is in step, and the new job created only the three left
     assert statuses(pipeline.rows()) == {"done"}
     channels = pipeline.emu.state()["channels"]
     for conversation_id, members in made.items():
@@ -306,28 +313,92 @@ def test_a_slow_batch_stops_before_its_locks_lease_runs_out(
     # taking 150 ms per call: the whole batch would outlive its locks
     with app_session() as session, session.begin():
         made = converse(session, 4, "slow")
-    jobs = plan_jobs(pipeline.repo.claim(100))
-    batch = next(job for job in jobs if job.kind == "conversation")
-    for job in jobs:
-        if job is not batch:
-            pipeline.actor.send(job.kind, list(job.target_ids), list(job.row_ids), job.payload)
-    pipeline.broker.join(pipeline.settings.queue_name, timeout=10_000)
+    batch = one_batch(pipeline)
     monkeypatch.setattr(runtime.current().settings, "lock_lease", 0.2)
+    monkeypatch.setattr(broker, "_delay_ms", lambda *_, **__: 1000)
     pipeline.emu.set_latency(150)
     # When the job runs once
-    with pytest.raises(dramatiq.Retry):
-        run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
-    # Then it stopped after the first conversation and left the rest for its retry
+    run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    # Then it stopped after the first conversation and left the rest to a new job
     rows = conversation_rows(pipeline)
     first, rest = batch.target_ids[0], batch.target_ids[1:]
     assert statuses(rows[first]) == {"done"}
     for conversation_id in rest:
         assert statuses(rows[conversation_id]) == {"dispatched"}
         assert all("lock lease" in row["last_error"] for row in rows[conversation_id])
-    # And the retry finishes them
+    # And that job finishes them
     pipeline.emu.set_latency(0)
     monkeypatch.undo()
-    pipeline.actor.send(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    pipeline.drain()
+    assert statuses(pipeline.rows()) == {"done"}
+    assert set(channels_of(pipeline.engine, list(made))) == set(made)
+
+
+def test_a_failed_conversation_keeps_its_error_when_the_rest_of_its_batch_retries(
+    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three conversations as one job; Stream refuses the first (400) and is
+    # unavailable for the second (503)
+    with app_session() as session, session.begin():
+        made = converse(session, 3, "kept")
+    batch = one_batch(pipeline)
+    pipeline.emu.inject_failure("GetOrCreateChannel", 400, code=4, message="refused")
+    pipeline.emu.inject_failure("GetOrCreateChannel", 503)
+    monkeypatch.setattr(broker, "_delay_ms", lambda *_, **__: 300)
+    # When the job runs, and then the new job for what it left
+    run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    pipeline.drain()
+    # Then the refused conversation failed with Stream's own error, not the 503 that
+    # stopped its batch later, and the other two are in step
+    rows = conversation_rows(pipeline)
+    refused, *others = batch.target_ids
+    assert statuses(rows[refused]) == {"failed"}
+    assert all("refused" in row["last_error"] for row in rows[refused])
+    for conversation_id in others:
+        assert statuses(rows[conversation_id]) == {"done"}
+    assert set(channels_of(pipeline.engine, list(made))) == set(made)
+
+
+def test_a_batch_that_gets_nowhere_is_retried_by_dramatiq(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given two conversations as one job, and Stream unavailable for the first call
+    with app_session() as session, session.begin():
+        converse(session, 2, "nowhere")
+    batch = one_batch(pipeline)
+    pipeline.emu.inject_failure("GetOrCreateChannel", 503)
+    # When the job runs once, Then it asks Dramatiq for a retry (it spends its budget)
+    with pytest.raises(dramatiq.Retry):
+        run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    rows = conversation_rows(pipeline)
+    for conversation_id in batch.target_ids:
+        assert statuses(rows[conversation_id]) == {"dispatched"}
+        assert all("HTTP 503" in row["last_error"] for row in rows[conversation_id])
+
+
+def test_a_batch_in_a_stopping_worker_hands_the_rest_to_a_new_job(
+    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three conversations as one job, in a worker asked to shut down
+    with app_session() as session, session.begin():
+        made = converse(session, 3, "stopping")
+    batch = one_batch(pipeline)
+    monkeypatch.setattr(broker, "_delay_ms", lambda *_, **__: 300)
+    stopping = runtime.current().stopping
+    stopping.set()
+    try:
+        # When the job runs
+        run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    finally:
+        stopping.clear()
+    # Then it did one conversation and left the others open, for a new job
+    rows = conversation_rows(pipeline)
+    first, *rest = batch.target_ids
+    assert statuses(rows[first]) == {"done"}
+    for conversation_id in rest:
+        assert statuses(rows[conversation_id]) == {"dispatched"}
+        assert all("worker stopping" in row["last_error"] for row in rows[conversation_id])
+    # And that job (run by a worker that is not stopping) finishes them
     pipeline.drain()
     assert statuses(pipeline.rows()) == {"done"}
     assert set(channels_of(pipeline.engine, list(made))) == set(made)
