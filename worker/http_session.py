@@ -106,7 +106,7 @@ class PooledSession:
                 target,
                 body=body,
                 headers=dict(headers or {}),
-                timeout=urllib3.Timeout(total=timeout) if timeout else self._pool.timeout,
+                timeout=self._pool.timeout if timeout is None else urllib3.Timeout(total=timeout),
                 preload_content=True,
             )
         except MaxRetryError as exc:
