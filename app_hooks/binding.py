@@ -19,7 +19,13 @@ from app_hooks.changes import EVENT_KIND, Rule
 from app_hooks.channel_ids import CHANNEL_TYPE, ChannelFacts
 from app_hooks.outbox import TargetKind
 
-__all__ = ["Binding", "DesiredChannel", "DesiredMessage", "DesiredUser"]
+__all__ = [
+    "Binding",
+    "DesiredChannel",
+    "DesiredMessage",
+    "DesiredUser",
+    "stream_message_id",
+]
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,12 @@ class DesiredMessage:
     @property
     def stream_id(self) -> str:
         """The deterministic Stream message id: re-runs and replays never duplicate."""
-        return f"msg-{self.id}"
+        return stream_message_id(self.id)
+
+
+def stream_message_id(message_id: str) -> str:
+    """The Stream id of the application's message ``message_id``."""
+    return f"msg-{message_id}"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Message endpoints: send, get many, get one."""
+"""Message endpoints: send, get many, get one, partial update, delete."""
 
 from __future__ import annotations
 
@@ -87,13 +87,58 @@ def get_many_messages(call: Call) -> dict[str, Any]:
     return {"messages": found}
 
 
+def _stored(store: Store, message_id: str) -> dict[str, Any]:
+    """The stored record of a message; 404 (code 16) when Stream has none."""
+    cid = store.message_cids.get(message_id)
+    for message in store.messages.get(cid or "", []):
+        if message["id"] == message_id:
+            return message
+    raise not_found(f"message with id {message_id} not found")
+
+
 def get_message(call: Call) -> dict[str, Any]:
     """``GET /messages/{id}`` (GetMessage)."""
-    message_id = call.params[0]
-    cid = call.store.message_cids.get(message_id)
-    if cid is None:
-        raise not_found(f"message with id {message_id} not found")
-    for message in call.store.messages.get(cid, []):
-        if message["id"] == message_id:
-            return {"message": call.store.message_view(message)}
-    raise not_found(f"message with id {message_id} not found")
+    return {"message": call.store.message_view(_stored(call.store, call.params[0]))}
+
+
+def update_message_partial(call: Call) -> dict[str, Any]:
+    """``PUT /messages/{id}`` (UpdateMessagePartial): ``set`` and ``unset`` fields.
+
+    The id, channel, author, type and timestamps are the server's; a deleted message
+    cannot be edited.
+    """
+    record = _stored(call.store, call.params[0])
+    set_ = call.body.get("set") or {}
+    unset = call.body.get("unset") or []
+    if not isinstance(set_, dict) or not isinstance(unset, list):
+        raise input_error("set must be an object and unset a list")
+    touched = set(set_) | set(unset)
+    server = sorted(touched & (MESSAGE_SERVER_FIELDS | {"id"}))
+    if server:
+        raise input_error(f"{server[0]} cannot be updated")
+    if record.get("deleted_at"):
+        raise input_error("a deleted message cannot be updated")
+    text = set_.get("text", record["text"])
+    if not isinstance(text, str):
+        raise input_error("message.text must be a string")
+    if len(text) > MAX_MESSAGE_LENGTH:
+        raise StreamError(
+            400, MESSAGE_TOO_LONG, f"message is too long, max length is {MAX_MESSAGE_LENGTH}"
+        )
+    for key in unset:
+        record.pop(key, None)
+    record.update(set_)
+    record["updated_at"] = call.now
+    return {"message": call.store.message_view(record)}
+
+
+def delete_message(call: Call) -> dict[str, Any]:
+    """``DELETE /messages/{id}`` (DeleteMessage): soft by default; ``hard=true`` removes it."""
+    record = _stored(call.store, call.params[0])
+    if call.query.get("hard") in ("true", "1"):
+        call.store.messages[record["cid"]].remove(record)
+        del call.store.message_cids[record["id"]]
+        return {"message": call.store.message_view(record)}
+    if not record.get("deleted_at"):
+        record.update({"type": "deleted", "deleted_at": call.now, "updated_at": call.now})
+    return {"message": call.store.message_view(record)}

@@ -86,6 +86,8 @@ _TABLE: list[tuple[str, str, str, Handler]] = [
     ("DELETE", "channels/*/*", "DeleteChannel", channels.delete_channel),
     ("GET", "members", "QueryMembers", channels.query_members),
     ("GET", "messages/*", "GetMessage", messages.get_message),
+    ("PUT", "messages/*", "UpdateMessagePartial", messages.update_message_partial),
+    ("DELETE", "messages/*", "DeleteMessage", messages.delete_message),
     ("GET", "app", "GetApp", get_app),
     ("GET", "rate_limits", "GetRateLimits", get_rate_limits),
     ("GET", "tasks/*", "GetTask", get_task),

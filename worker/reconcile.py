@@ -12,7 +12,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app_hooks.binding import DesiredChannel
+from app_hooks.binding import DesiredChannel, stream_message_id
 from app_hooks.channel_ids import (
     InvalidStreamId,
     choose_channel_id,
@@ -53,7 +53,8 @@ def reconcile(rt: Runtime, kind: str, targets: dict[str, dict[str, Any]]) -> Res
     if kind == "conversation":
         return reconcile_conversations(rt, targets)
     if kind == "message":
-        return mirror_message(rt, next(iter(targets)))
+        message_id, payload = next(iter(targets.items()))
+        return mirror_message(rt, message_id, payload)
     raise PermanentStreamError(f"unknown target kind {kind!r}")
 
 
@@ -447,27 +448,35 @@ def _valid_user(user_id: str) -> None:
 # -- messages ----------------------------------------------------------------------------
 
 
-def mirror_message(rt: Runtime, message_id: str) -> Result:
-    """Copy a message of the database into its channel, under its deterministic id.
+def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None = None) -> Result:
+    """Make Stream hold a message of the database as it is now, under its deterministic id.
 
-    Under the conversation's lock: the channel is never reconciled or deleted by
-    another job between this job's read of the database and its send.
+    A new message is sent; one Stream holds already gets its current text (an edit); one
+    the database no longer holds is deleted in Stream. Under the conversation's lock (the
+    payload names the conversation of a message gone): the channel is never reconciled
+    or deleted by another job between this job's read of the database and its call.
     """
     if not rt.settings.mirror_messages:
         return Result("mirroring off")
     with rt.engine.connect() as conn:
         message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
-    if message is None:
-        return Result("message gone")
-    with rt.locks.hold("conversation", [message.conversation_id]):
+    conversation_id = message.conversation_id if message else (payload or {}).get("conversation_id")
+    if conversation_id is None:  # gone, and its row does not say where it was
+        return _unmirror(rt, message_id)
+    with rt.locks.hold("conversation", [str(conversation_id)]):
         return _mirror_locked(rt, message_id)
+
+
+def _unmirror(rt: Runtime, message_id: str) -> Result:
+    rt.gateway.delete_message(stream_message_id(message_id))
+    return Result("message gone: deleted in Stream")
 
 
 def _mirror_locked(rt: Runtime, message_id: str) -> Result:
     with rt.engine.connect() as conn:
         message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
         if message is None:
-            return Result("message gone")
+            return _unmirror(rt, message_id)
         ref = rt.repo.channel_for(message.conversation_id, conn)
     if ref is None:
         reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
@@ -491,4 +500,9 @@ def _mirror_locked(rt: Runtime, message_id: str) -> Result:
             if not rt.binding.desired_messages(conn, [message_id]):
                 return Result("message gone")
         sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
-    return Result("sent" if sent else "already there")
+    if sent:
+        return Result("sent")
+    # Stream holds it already: a repeat, or an edit in the database. Level-triggered,
+    # the text is set either way (the id, channel and author never change).
+    rt.gateway.update_message_text(message.stream_id, message.text, author_of(message))
+    return Result("already there, text set")

@@ -178,6 +178,20 @@ class StreamGateway:
             raise
         return True
 
+    def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
+        """Set a message's text (a partial update: its other fields stay)."""
+        self._call(
+            "UpdateMessagePartial",
+            StreamChat.update_message_partial,
+            message_id,
+            {"set": {"text": text}},
+            user_id,
+        )
+
+    def delete_message(self, message_id: str) -> None:
+        """Delete a message (soft); one Stream does not know counts as deleted."""
+        self._call("DeleteMessage", StreamChat.delete_message, message_id, missing_ok=True)
+
     # -- plumbing ----------------------------------------------------------------------
 
     def _client(self) -> StreamChat:

@@ -86,3 +86,46 @@ def test_update_with_system_message(emu: Emulator, channel: Any):
     response = channel.add_members(["carol"], message)
     assert response["message"]["id"] == "sys-1"
     assert emu.state()["messages"]["messaging:general"][0]["text"] == "Carol joined"
+
+
+def test_partial_update_sets_and_unsets_fields_but_not_the_servers(
+    emu: Emulator, client: StreamChat, channel: Any
+):
+    channel.send_message({"id": "m-edit", "text": "before", "priority": 2}, "alice")
+
+    updated = client.update_message_partial(
+        "m-edit", {"set": {"text": "after"}, "unset": ["priority"]}, "alice"
+    )["message"]
+
+    assert (updated["text"], updated["user"]["id"], updated["cid"]) == (
+        "after",
+        "alice",
+        "messaging:general",
+    )
+    assert "priority" not in updated
+    assert updated["updated_at"] >= updated["created_at"]
+    with pytest.raises(StreamAPIException) as caught:
+        client.update_message_partial("m-edit", {"set": {"user_id": "bob"}}, "alice")
+    assert (caught.value.status_code, caught.value.error_code) == (400, 4)
+    with pytest.raises(StreamAPIException) as missing:
+        client.update_message_partial("nope", {"set": {"text": "x"}}, "alice")
+    assert (missing.value.status_code, missing.value.error_code) == (404, 16)
+    assert [m["text"] for m in emu.state()["messages"]["messaging:general"]] == ["after"]
+
+
+def test_delete_message_is_soft_unless_hard(emu: Emulator, client: StreamChat, channel: Any):
+    channel.send_message({"id": "m-soft", "text": "a"}, "alice")
+    channel.send_message({"id": "m-hard", "text": "b"}, "alice")
+
+    soft = client.delete_message("m-soft")["message"]
+    client.delete_message("m-hard", hard=True)
+
+    assert (soft["type"], bool(soft["deleted_at"])) == ("deleted", True)
+    stored = emu.state()["messages"]["messaging:general"]
+    assert [(m["id"], m["type"]) for m in stored] == [("m-soft", "deleted")]
+    with pytest.raises(StreamAPIException) as edit:
+        client.update_message_partial("m-soft", {"set": {"text": "c"}}, "alice")
+    assert edit.value.status_code == 400
+    with pytest.raises(StreamAPIException) as gone:
+        client.delete_message("m-hard")
+    assert (gone.value.status_code, gone.value.error_code) == (404, 16)

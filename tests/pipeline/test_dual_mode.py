@@ -51,6 +51,46 @@ def test_messages_written_by_the_old_chat_reach_the_channel(
     assert len(pipeline.emu.state()["messages"][cid]) == 2
 
 
+def test_edits_and_deletions_by_the_old_chat_reach_the_channel(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given two mirrored messages
+    with app_session() as session, session.begin():
+        made = invite(session)
+        kept = Message(
+            conversation_id=made["conversation"].id, sender_id=made["guest"].id, content="helo"
+        )
+        dropped = Message(
+            conversation_id=made["conversation"].id, sender_id=made["guest"].id, content="oops"
+        )
+        session.add_all([kept, dropped])
+    pipeline.drain()
+    cid = f"messaging:invitation_{made['invitation'].id}"
+    # When the old chat edits one and deletes the other
+    with app_session() as session, session.begin():
+        edited = session.get(Message, kept.id)
+        assert edited is not None
+        edited.content = "hello"
+        gone = session.get(Message, dropped.id)
+        session.delete(gone)
+    pipeline.drain()
+    # Then Stream holds the new text, and the deleted message is deleted there too
+    by_id = {m["id"]: m for m in pipeline.emu.state()["messages"][cid]}
+    assert by_id[f"msg-{kept.id}"]["text"] == "hello"
+    assert by_id[f"msg-{dropped.id}"]["type"] == "deleted"
+    assert by_id[f"msg-{kept.id}"]["user_id"] == str(made["guest"].id)
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+    # And a replay of every message row changes nothing and fails nothing
+    for row in pipeline.rows():
+        if row["target_kind"] == "message":
+            pipeline.actor.send("message", [row["target_id"]], [row["id"]], row["payload"])
+    pipeline.drain()
+    again = {m["id"]: m for m in pipeline.emu.state()["messages"][cid]}
+    assert again[f"msg-{kept.id}"]["text"] == "hello"
+    assert again[f"msg-{dropped.id}"]["type"] == "deleted"
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
 def test_mirroring_can_be_turned_off_after_the_cut_over(
     pipeline: Pipeline, app_session: Callable[[], Session]
 ) -> None:
