@@ -75,6 +75,8 @@ OPERATIONS: dict[str, int] = {
     "uninvite": 1,  # invitation
     "withdraw": 1,  # proposal
     "message": 3,  # conversation, sender (negative: system), text
+    "edit_message": 2,  # message, text
+    "delete_message": 1,  # message
 }
 
 
@@ -341,6 +343,24 @@ class AppModel:
                 )
             )
         )
+        return True
+
+    def _message_at(self, session: Session, index: int) -> Message | None:
+        message_id = self._pick(session, Message.id, index)
+        return None if message_id is None else session.get(Message, message_id)
+
+    def _edit_message(self, session: Session, message: int, text: int) -> bool:
+        found = self._message_at(session, message)
+        if found is None:
+            return False
+        found.content = TEXTS[text % len(TEXTS)] + "*"  # differs from every text sent
+        return True
+
+    def _delete_message(self, session: Session, message: int) -> bool:
+        found = self._message_at(session, message)
+        if found is None:
+            return False
+        session.delete(found)
         return True
 
 

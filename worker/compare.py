@@ -52,12 +52,14 @@ class UserView:
 
 @dataclass(frozen=True)
 class ChannelView:
-    """A channel as one side sees it; ``messages`` None when that side did not count them."""
+    """A channel as one side sees it; ``messages`` None when that side did not count them,
+    ``texts`` (message id -> text of the messages not deleted) None when it did not read them."""
 
     members: tuple[str, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
     deleted: bool = False
     messages: int | None = None
+    texts: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,18 @@ def _compare_channel(
             )
     if want.messages is not None and have.messages is not None and want.messages != have.messages:
         found.append(Difference("channel", cid, "messages", str(want.messages), str(have.messages)))
+    if want.texts is not None and have.texts is not None:
+        for message_id in sorted(set(want.texts) & set(have.texts)):
+            if want.texts[message_id] != have.texts[message_id]:
+                found.append(
+                    Difference(
+                        "channel",
+                        cid,
+                        f"text of {message_id}",
+                        _text(want.texts[message_id]),
+                        _text(have.texts[message_id]),
+                    )
+                )
     return found
 
 
@@ -175,6 +189,9 @@ def held_from_snapshot(
             data=dict(channel.get("data", {})),
             deleted=channel.get("deleted_at") is not None,
             messages=sum(1 for m in messages.get(cid, ()) if not m.get("deleted_at")),
+            texts={
+                m["id"]: m.get("text", "") for m in messages.get(cid, ()) if not m.get("deleted_at")
+            },
         )
         for cid, channel in snapshot.get("channels", {}).items()
     }
@@ -208,16 +225,20 @@ def read_desired(
         conversation_ids = [str(value) for value in conn.scalars(select(binding.conversation.id))]
         desired = binding.desired_channels(conn, conversation_ids)
         counts: Counter[str] = Counter()
+        texts: dict[str, dict[str, str]] = {}
         if messages:
             message_ids = [str(value) for value in conn.scalars(select(binding.message.id))]
             found = binding.desired_messages(conn, message_ids).values()
             counts.update(message.conversation_id for message in found)
+            for message in found:
+                texts.setdefault(message.conversation_id, {})[message.stream_id] = message.text
     channels: dict[str, ChannelView] = {}
     for channel in desired.values():
         cid = _cid(repo, channel)
         if cid is not None:
             count = counts[channel.conversation_id] if messages else None
-            channels[cid] = ChannelView(channel.members, dict(channel.data), False, count)
+            text = texts.get(channel.conversation_id, {}) if messages else None
+            channels[cid] = ChannelView(channel.members, dict(channel.data), False, count, text)
     for conversation_id in set(gone) - set(desired):
         ref = repo.channel_for(conversation_id)
         if ref is not None:

@@ -161,6 +161,24 @@ def test_message_counts_are_compared_when_both_sides_counted() -> None:
     assert compare(state(messaging__a=channel("o", messages=None)), desired) == []
 
 
+def test_message_texts_are_compared_when_both_sides_read_them() -> None:
+    # Given a message edited in the database, and one Stream holds but the database lacks
+    def texts(**by_id: str) -> ChannelView:
+        return ChannelView(("o",), {"conversation_id": "c1"}, messages=len(by_id), texts=by_id)
+
+    desired = state(messaging__a=texts(m1="hello", m2="same"))
+    held = state(messaging__a=texts(m1="helo", m2="same"))
+    # When comparing, Then the edit is the one difference, named by the message
+    difference = one(compare(desired, held))
+    assert (difference.what, difference.database, difference.stream) == (
+        "text of m1",
+        "'hello'",
+        "'helo'",
+    )
+    # And a side that did not read texts compares none
+    assert compare(desired, state(messaging__a=channel("o", name=None, messages=2))) == []
+
+
 def test_users_come_first_then_channels_each_sorted_by_id() -> None:
     desired = state({"b": OLGA, "a": OLGA}, messaging__z=channel("o"), messaging__y=channel("o"))
     differences = compare(desired, state())
@@ -200,7 +218,9 @@ def test_the_emulator_document_becomes_streams_side() -> None:
             },
             "messaging:old": {"data": {}, "members": ["o"], "deleted_at": "2026-01-01T00:00:00Z"},
         },
-        "messages": {CID: [{"id": "m1"}, {"id": "m2", "deleted_at": "2026-01-02T00:00:00Z"}]},
+        "messages": {
+            CID: [{"id": "m1", "text": "hi"}, {"id": "m2", "deleted_at": "2026-01-02T00:00:00Z"}]
+        },
     }
 
     # When read
@@ -209,7 +229,11 @@ def test_the_emulator_document_becomes_streams_side() -> None:
     # Then only the active users of the app are there, and each channel as Stream has it
     assert held.users == {"o": OLGA, "g": GUS}
     assert held.channels[CID] == ChannelView(
-        ("g", "o"), {"name": "Launch", "conversation_id": "c1"}, deleted=False, messages=1
+        ("g", "o"),
+        {"name": "Launch", "conversation_id": "c1"},
+        deleted=False,
+        messages=1,
+        texts={"m1": "hi"},
     )
     assert held.channels["messaging:old"].deleted
     assert held.channels["messaging:old"].messages == 0
