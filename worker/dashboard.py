@@ -24,7 +24,14 @@ from starlette.templating import Jinja2Templates
 
 from app_hooks.binding import Binding
 from worker import admin
-from worker.dashboard_auth import IDENTITY_KEY, SESSION_COOKIE, Credentials, DashboardGuard
+from worker.dashboard_auth import (
+    IDENTITY_KEY,
+    SESSION_COOKIE,
+    Credentials,
+    DashboardGuard,
+    LoginThrottle,
+    client_address,
+)
 from worker.dashboard_pages import (
     PER_PAGE,
     PageError,
@@ -48,12 +55,18 @@ class Dashboard:
     """The views, over one engine, binding and set of credentials."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, binding: Binding, credentials: Credentials
+        self,
+        settings: Settings,
+        engine: Engine,
+        binding: Binding,
+        credentials: Credentials,
+        throttle: LoginThrottle,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.binding = binding
         self.credentials = credentials
+        self.throttle = throttle
         self.templates = Jinja2Templates(env=environment())
 
     # -- rendering -----------------------------------------------------------------
@@ -219,8 +232,17 @@ class Dashboard:
         """POST: a right token sets the session cookie; a wrong one gets 401."""
         if self.credentials.token is None:
             raise PageError(404, "token login is off: OUTBOX_DASHBOARD_TOKEN is not set")
+        client = client_address(request)
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            response = self.render(
+                request, "login.html", {"error": "too many failed sign-ins: try later"}, 429
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
         form = await read_form(request)
         if not self.credentials.token_matches(form.get("token", "")):
+            self.throttle.failed(client)
             return self.render(request, "login.html", {"error": "wrong token"}, 401)
         response = RedirectResponse(request.url_for("stats").path, status_code=303)
         response.set_cookie(
@@ -267,7 +289,8 @@ def create_app(
         from app_hooks.reference import REFERENCE_BINDING
 
         binding = REFERENCE_BINDING
-    views = Dashboard(settings, engine, binding, credentials)
+    throttle = LoginThrottle(settings.dashboard_lockout)
+    views = Dashboard(settings, engine, binding, credentials, throttle)
     routes = [
         Route("/", views.stats, name="stats"),
         Route("/rows", views.rows, name="rows"),
@@ -282,7 +305,11 @@ def create_app(
     handled: list[Any] = [admin.AdminError, PageError, HTTPException, OperationalError]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(DashboardGuard, credentials=credentials, refuse=views.refuse)],
+        middleware=[
+            Middleware(
+                DashboardGuard, credentials=credentials, refuse=views.refuse, throttle=throttle
+            )
+        ],
         exception_handlers={kind: views.on_error for kind in handled},
     )
     app.state.sign_in = " and ".join(credentials.methods)

@@ -17,11 +17,15 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import limits
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from pydantic import SecretStr
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
@@ -37,6 +41,8 @@ __all__ = [
     "TOKEN_IDENTITY",
     "Credentials",
     "DashboardGuard",
+    "LoginThrottle",
+    "client_address",
     "route_path",
     "same_origin",
 ]
@@ -149,6 +155,32 @@ class Credentials:
         return given is not None and _equal(given, self.csrf_token(identity))
 
 
+class LoginThrottle:
+    """Failed sign-ins per client address in a moving window (the ``limits`` library, in
+    this process's memory). Past the limit a client is refused with 429, right credentials
+    or not, until the window moves on. Behind a proxy every client shares its address."""
+
+    def __init__(self, rate: str) -> None:
+        self._rate = limits.parse(rate)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until ``client`` may try again, or None when it may now."""
+        if self._limiter.test(self._rate, client):
+            return None
+        stats = self._limiter.get_window_stats(self._rate, client)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    def failed(self, client: str) -> None:
+        """Count one failed sign-in of ``client``."""
+        self._limiter.hit(self._rate, client)
+
+
+def client_address(request: Request) -> str:
+    """The peer address a request came from (the throttle's key)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 def same_origin(headers: Headers) -> bool:
     """Whether a request's ``Origin`` (or ``Referer`` without one) names its own host."""
     source = headers.get("origin") or headers.get("referer")
@@ -174,13 +206,17 @@ class DashboardGuard:
     """ASGI middleware: authenticate every request, check POST origins, add safety headers.
 
     Unauthenticated requests (other than the login form) get 401 and see nothing; a
-    POST from another origin gets 403. The identity is left in the scope for the views.
+    client past its failed sign-ins gets 429; a POST from another origin gets 403. The
+    identity is left in the scope for the views.
     """
 
-    def __init__(self, app: ASGIApp, credentials: Credentials, refuse: Refusal) -> None:
+    def __init__(
+        self, app: ASGIApp, credentials: Credentials, refuse: Refusal, throttle: LoginThrottle
+    ) -> None:
         self.app = app
         self.credentials = credentials
         self.refuse = refuse
+        self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Let the request through, or answer 401/403 without touching the views."""
@@ -207,8 +243,17 @@ class DashboardGuard:
             return await self.refuse(request, 403, "refused: the form was not sent from this site")
         if route_path(request.scope) in PUBLIC_PATHS:
             return None
+        client = client_address(request)
+        presented = "authorization" in request.headers or SESSION_COOKIE in request.cookies
+        wait = self.throttle.retry_after(client) if presented else None
+        if wait is not None:
+            response = await self.refuse(request, 429, "too many failed sign-ins: try later")
+            response.headers["Retry-After"] = str(wait)
+            return response
         identity = self.credentials.identify(request.headers, request.cookies)
         if identity is None:
+            if presented:
+                self.throttle.failed(client)
             response = await self.refuse(request, 401, "authentication required")
             if self.credentials.user is not None:
                 response.headers["WWW-Authenticate"] = (

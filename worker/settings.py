@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     dashboard_user: str | None = Field(None, validation_alias="OUTBOX_DASHBOARD_USER")
     dashboard_password: SecretStr | None = Field(None, validation_alias="OUTBOX_DASHBOARD_PASSWORD")
     dashboard_token: SecretStr | None = Field(None, validation_alias="OUTBOX_DASHBOARD_TOKEN")
+    # Failed sign-ins allowed per client address in a moving window; past it the client
+    # gets 429 until the window moves on, right credentials or not.
+    dashboard_lockout: str = Field("10 per 5 minutes", validation_alias="OUTBOX_DASHBOARD_LOCKOUT")
 
     @field_validator("database_url")
     @classmethod
@@ -121,6 +124,17 @@ class Settings(BaseSettings):
     @classmethod
     def _rate_limits(cls, value: str) -> str:
         parse_rate_limits(value)
+        return value
+
+    @field_validator("dashboard_lockout")
+    @classmethod
+    def _dashboard_lockout(cls, value: str) -> str:
+        import limits
+
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError("must be a rate like '10 per 5 minutes'") from None
         return value
 
     def rate_limit_table(self) -> dict[str, int]:

@@ -169,6 +169,40 @@ def test_bearer_token_and_token_login(client: TestClient) -> None:
     assert client.get("/").status_code == 401
 
 
+def test_failed_sign_ins_lock_the_client_out_for_a_while(
+    clean_db: Engine, settings: Settings
+) -> None:
+    # Given a dashboard that allows three failed sign-ins a minute
+    strict = settings.model_copy(update={"dashboard_lockout": "3 per 1 minute"})
+    with TestClient(create_app(strict, engine=clean_db), base_url=ORIGIN) as client:
+        # When a client fails three times (a wrong password, a wrong token, a wrong form)
+        assert client.get("/", auth=(USER, "wrong")).status_code == 401
+        assert client.get("/", headers={"Authorization": "Bearer nope"}).status_code == 401
+        form = client.post("/login", data={"token": "nope"}, headers={"Origin": ORIGIN})
+        assert form.status_code == 401
+        # Then even the right credentials get 429 with the wait, and learn nothing else
+        locked = client.get("/", auth=AUTH)
+        assert locked.status_code == 429
+        assert 0 < int(locked.headers["Retry-After"]) <= 60
+        assert "total-failed" not in locked.text
+        assert error_of(locked) == "too many failed sign-ins: try later"
+        login = client.post("/login", data={"token": TOKEN}, headers={"Origin": ORIGIN})
+        assert login.status_code == 429
+        # And a request without credentials is still just asked for them
+        assert client.get("/").status_code == 401
+
+
+def test_right_credentials_do_not_count_against_the_lockout(
+    clean_db: Engine, settings: Settings
+) -> None:
+    strict = settings.model_copy(update={"dashboard_lockout": "2 per 1 minute"})
+    with TestClient(create_app(strict, engine=clean_db), base_url=ORIGIN) as client:
+        for _ in range(5):
+            assert client.get("/", auth=AUTH).status_code == 200
+        assert client.get("/", auth=(USER, "wrong")).status_code == 401
+        assert client.get("/", auth=AUTH).status_code == 200
+
+
 def test_create_app_refuses_without_credentials(database_url: str) -> None:
     def settings(**dashboard: str | None) -> Settings:
         unset = dict.fromkeys(("dashboard_user", "dashboard_password", "dashboard_token"))

@@ -221,6 +221,15 @@ def test_malformed_stream_chat_url_is_named(env: pytest.MonkeyPatch, stream_url:
     assert message == "STREAM_CHAT_URL must be an http:// or https:// URL"
 
 
+@pytest.mark.parametrize("rate", ["ten per minute", "10", "10 per fortnight", ""])
+def test_malformed_dashboard_lockout_is_named(env: pytest.MonkeyPatch, rate: str) -> None:
+    env.setenv("DATABASE_URL", DB)
+    env.setenv("OUTBOX_DASHBOARD_LOCKOUT", rate)
+    message = configuration_error()
+    assert message.startswith("OUTBOX_DASHBOARD_LOCKOUT "), message
+    assert "10 per 5 minutes" in message
+
+
 def test_malformed_stream_chat_url_override_is_named(env: pytest.MonkeyPatch) -> None:
     message = configuration_error(database_url=DB, stream_chat_url="ftp://chat")
     assert message.startswith("STREAM_CHAT_URL ")
