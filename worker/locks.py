@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from redis import Redis
 
-__all__ = ["TargetBusy", "TargetLocks"]
+__all__ = ["LockLost", "TargetBusy", "TargetLocks"]
 
 _RELEASE = """
 local released = 0
@@ -43,6 +43,11 @@ class TargetBusy(Exception):
     """Another worker holds one of the targets."""
 
 
+class LockLost(Exception):
+    """A lock expired or vanished while held: another reconcile may have overlapped this
+    one, so its targets are reconciled again (level-triggered, the later read wins)."""
+
+
 class TargetLocks:
     """All-or-nothing locks on a set of targets, with a lease so a dead worker's expire."""
 
@@ -67,8 +72,10 @@ class TargetLocks:
             delay = min(delay * 2, 0.2)
         try:
             yield
-        finally:
+        except BaseException:
             self._release(keys=keys, args=[token])
+            raise
+        self._released_all(kind, keys, token)
 
     @contextmanager
     def hold_free(self, kind: str, ids: Sequence[str]) -> Iterator[list[str]]:
@@ -79,9 +86,21 @@ class TargetLocks:
         held = [keys[int(n) - 1] for n in taken]
         try:
             yield [ids[int(n) - 1] for n in taken]
-        finally:
+        except BaseException:
             if held:
                 self._release(keys=held, args=[token])
+            raise
+        if held:
+            self._released_all(kind, held, token)
+
+    def _released_all(self, kind: str, keys: list[str], token: str) -> None:
+        """Release our locks; :class:`LockLost` when some were no longer ours to release."""
+        released = int(self._release(keys=keys, args=[token]))
+        if released < len(keys):
+            raise LockLost(
+                f"{len(keys) - released} of {len(keys)} {kind} locks were lost while held "
+                "(lease ran out, or Redis restarted): reconciling again"
+            )
 
     def _try(self, keys: list[str], token: str) -> bool:
         """Take every lock of ``keys`` or none, in one atomic script call."""

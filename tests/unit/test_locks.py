@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 
-from worker.locks import TargetBusy, TargetLocks
+from worker.locks import LockLost, TargetBusy, TargetLocks
 
 PREFIX = "stream_outbox:lock"
 
@@ -84,10 +85,10 @@ def test_kinds_do_not_share_locks(locks: TargetLocks) -> None:
 def test_release_removes_only_our_own_token(locks: TargetLocks, redis: fakeredis.FakeRedis) -> None:
     # Given a lock we hold whose lease ran out and was taken by another worker meanwhile
     key = f"{PREFIX}:user:u1"
-    with locks.hold("user", ["u1"]):
+    with pytest.raises(LockLost), locks.hold("user", ["u1"]):
         redis.set(key, "someone-else", px=60_000)
 
-    # Then leaving our block does not free the other worker's lock
+    # Then leaving our block does not free the other worker's lock (and says ours was lost)
     assert redis.get(key) == b"someone-else"
 
 
@@ -145,13 +146,16 @@ def test_an_expired_lease_lets_another_holder_in(redis: fakeredis.FakeRedis) -> 
         time.sleep(0.1)
         with alive.hold("user", ["u1"], wait=0):
             token = redis.get(f"{PREFIX}:user:u1")
-            # And the stalled worker finishing late does not free the new holder's lock
-            stalled.__exit__(None, None, None)
+            # And the stalled worker finishing late does not free the new holder's lock;
+            # it learns that it lost its own (its job then reconciles again)
             finished = True
+            with pytest.raises(LockLost):
+                stalled.__exit__(None, None, None)
             assert redis.get(f"{PREFIX}:user:u1") == token
     finally:
         if not finished:
-            stalled.__exit__(None, None, None)
+            with contextlib.suppress(LockLost):
+                stalled.__exit__(None, None, None)
 
 
 def test_contending_threads_never_overlap(redis: fakeredis.FakeRedis) -> None:
@@ -217,3 +221,29 @@ def test_hold_free_takes_the_free_locks_and_skips_the_held_ones(
             assert held_keys(redis) == {f"{PREFIX}:conversation:{c}" for c in ("c1", "c2", "c3")}
         # And only those two are released after the block
         assert held_keys(redis) == {f"{PREFIX}:conversation:c2"}
+
+
+def test_a_lock_lost_while_held_is_reported_on_release(
+    locks: TargetLocks, redis: fakeredis.FakeRedis
+) -> None:
+    # Given a lock that vanishes while held (a Redis restart without persistence)
+    # When the block ends, Then LockLost says so (the job reconciles again)
+    with (
+        pytest.raises(LockLost, match="1 of 2 user locks were lost"),
+        locks.hold("user", ["u1", "u2"]),
+    ):
+        redis.delete(f"{PREFIX}:user:u1")
+    assert held_keys(redis) == set()
+    # And a lock another worker took over after the lease ran out counts as lost too
+    with pytest.raises(LockLost), locks.hold_free("conversation", ["c1"]) as held:
+        assert held == ["c1"]
+        redis.set(f"{PREFIX}:conversation:c1", "someone-else")
+    assert held_keys(redis) == {f"{PREFIX}:conversation:c1"}  # not ours: left alone
+
+
+def test_an_error_in_the_block_is_not_hidden_by_a_lost_lock(
+    locks: TargetLocks, redis: fakeredis.FakeRedis
+) -> None:
+    with pytest.raises(ValueError, match="reconcile failed"), locks.hold("user", ["u1"]):
+        redis.delete(f"{PREFIX}:user:u1")
+        raise ValueError("reconcile failed")
