@@ -148,11 +148,13 @@ def _conversations(
     if not todo:
         return "done", "already in step (settled by an earlier reconcile)"
     outcomes: list[tuple[str, str]] = []
+    error: Exception | None = None
+    left: list[str] = []
     with rt.locks.hold_free("conversation", list(todo)) as held:
-        if held:
-            result = reconcile(rt, "conversation", {cid: todo[cid] for cid in held})
-            outcomes.append(_settle(rt, row_ids, rows_by_target, result, only=held))
-    error, left = (result.error, list(result.unreached)) if held else (None, [])
+        result = reconcile(rt, "conversation", {cid: todo[cid] for cid in held}) if held else None
+    if result is not None:  # settled once the locks are released (and were still ours)
+        outcomes.append(_settle(rt, row_ids, rows_by_target, result, only=held))
+        error, left = result.error, list(result.unreached)
     busy = [cid for cid in todo if cid not in set(held)]
     deadline = time.monotonic() + _BUSY_WAIT
     for n, cid in enumerate(busy):

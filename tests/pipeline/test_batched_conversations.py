@@ -402,3 +402,37 @@ def test_a_batch_in_a_stopping_worker_hands_the_rest_to_a_new_job(
     pipeline.drain()
     assert statuses(pipeline.rows()) == {"done"}
     assert set(channels_of(pipeline.engine, list(made))) == set(made)
+
+
+def test_a_batch_whose_locks_vanished_settles_nothing_and_runs_again(
+    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two conversations as one job, and Redis losing the job's locks while it works
+    # (a restart without persistence): another job may have overlapped it
+    with app_session() as session, session.begin():
+        made = converse(session, 2, "vanished")
+    batch = one_batch(pipeline)
+    real_reconcile = broker.reconcile
+    redis = runtime.current().redis
+
+    def reconcile_then_lose_locks(*args: Any, **kwargs: Any) -> Any:
+        result = real_reconcile(*args, **kwargs)
+        prefix = f"{pipeline.settings.redis_prefix}:lock:conversation:"
+        for key in redis.scan_iter(match=f"{prefix}*"):
+            redis.delete(key)
+        return result
+
+    monkeypatch.setattr(broker, "reconcile", reconcile_then_lose_locks)
+    # When the job runs, Then it settles nothing and asks for a retry
+    with pytest.raises(dramatiq.Retry):
+        run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    rows = conversation_rows(pipeline)
+    for conversation_id in batch.target_ids:
+        assert statuses(rows[conversation_id]) == {"dispatched"}
+        assert all("locks were lost" in row["last_error"] for row in rows[conversation_id])
+    # And the retry (locks kept this time) brings both in step
+    monkeypatch.undo()
+    pipeline.actor.send(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
+    pipeline.drain()
+    assert statuses(pipeline.rows()) == {"done"}
+    assert set(channels_of(pipeline.engine, list(made))) == set(made)
