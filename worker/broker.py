@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import compute_backoff
-from dramatiq.middleware import CurrentMessage, Retries
+from dramatiq.middleware import CurrentMessage, Middleware, Retries
 
 from worker import metrics, runtime
 from worker.errors import PermanentStreamError, StreamError
@@ -19,7 +20,7 @@ from worker.reconcile import Result, reconcile
 from worker.settings import Settings
 from worker.wakeup import WakingRedisBroker
 
-__all__ = ["ACTOR_NAME", "build_broker", "declare_actors", "run_job"]
+__all__ = ["ACTOR_NAME", "CurrentBroker", "build_broker", "declare_actors", "run_job"]
 
 ACTOR_NAME = "reconcile"
 log = logging.getLogger(__name__)
@@ -35,8 +36,33 @@ def build_broker(settings: Settings, **options: Any) -> RedisBroker:
     return broker
 
 
+class CurrentBroker(Middleware):
+    """Remembers, per worker thread, the broker of the message being processed (a batch
+    hands its rest to a new job on that broker, not on Dramatiq's global one)."""
+
+    _local = threading.local()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        """Remember ``broker`` for this thread."""
+        self._local.broker = broker
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        """Forget it."""
+        self._local.broker = None
+
+    after_skip_message = after_process_message
+
+    @classmethod
+    def get(cls) -> dramatiq.Broker | None:
+        """The broker of this thread's message, if one is being processed."""
+        broker: dramatiq.Broker | None = getattr(cls._local, "broker", None)
+        return broker
+
+
 def configure_middleware(broker: dramatiq.Broker, settings: Settings) -> None:
-    """Set retry limits and backoffs from the settings; add CurrentMessage."""
+    """Set retry limits and backoffs from the settings; add CurrentMessage and CurrentBroker."""
     for middleware in broker.middleware:
         if isinstance(middleware, Retries):
             middleware.max_retries = settings.max_retries
@@ -44,6 +70,8 @@ def configure_middleware(broker: dramatiq.Broker, settings: Settings) -> None:
             middleware.max_backoff = settings.max_backoff_ms
     if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
         broker.add_middleware(CurrentMessage())
+    if not any(isinstance(m, CurrentBroker) for m in broker.middleware):
+        broker.add_middleware(CurrentBroker())
 
 
 def declare_actors(broker: dramatiq.Broker, settings: Settings) -> dramatiq.Actor[Any, Any]:
@@ -232,7 +260,7 @@ def _continue_or_retry(
     delay_ms = _delay_ms(rt, stop.error, retries=0)
     rt.repo.mark_retrying(rows, detail, delay_ms / 1000)
     job = conversation_job(stop.left)
-    actor = dramatiq.get_broker().get_actor(ACTOR_NAME)
+    actor = (CurrentBroker.get() or dramatiq.get_broker()).get_actor(ACTOR_NAME)
     actor.send_with_options(
         args=(job.kind, list(job.target_ids), list(job.row_ids), job.payload), delay=delay_ms
     )

@@ -8,6 +8,7 @@ gateway stands in for Stream. Nothing leaves the process.
 from __future__ import annotations
 
 import copy
+import logging
 import sqlite3
 import time
 import uuid
@@ -870,3 +871,42 @@ def test_mirroring_off_sends_nothing(harness: Harness) -> None:
     harness.dispatch_and_work()
     assert harness.gateway.calls == 0
     assert harness.status(rows) == {Status.DONE}
+
+
+def test_a_batch_stopped_midway_hands_the_rest_to_a_new_job_on_its_own_broker(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker.broker")
+    # Given two conversations in one job; Stream refuses the first channel (400) and is
+    # unavailable for the second's first try
+    conversations = []
+    for n in range(2):
+        first, second = harness.add_user(f"a{n}@example.com"), harness.add_user(f"b{n}@example.com")
+        conversation = uuid.uuid4()
+        with Session(harness.engine) as session, session.begin():
+            session.add(Conversation(id=conversation))
+            session.flush()
+            session.add_all(
+                ConversationParticipant(conversation_id=conversation, user_id=uuid.UUID(user))
+                for user in (first, second)
+            )
+        conversations.append(str(conversation))
+    refused, retried = (harness.add_rows("conversation", cid) for cid in conversations)
+    harness.gateway.fail(
+        "get_or_create_channel",
+        PermanentStreamError("bad channel", endpoint="GetOrCreateChannel", status=400, code=4),
+    )
+    harness.gateway.fail("get_or_create_channel", unavailable())
+
+    # When the job runs (and what it hands on, on the harness's own broker)
+    harness.dispatch_and_work()
+    harness.work()
+
+    # Then the refused conversation failed alone, and the other one got its channel
+    assert harness.rows()[refused[0]][0] == Status.FAILED
+    assert "bad channel" in (harness.rows()[refused[0]][1] or "")
+    assert harness.status(retried) == {Status.DONE}
+    assert harness.gateway.count("get_or_create_channel") == 3
+    # And the rest went on as a new job (not as a retry of the whole one)
+    outcomes = [getattr(record, "outcome", None) for record in caplog.records]
+    assert outcomes.count("continued") == 1 and "retry" not in outcomes
