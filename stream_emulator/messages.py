@@ -26,14 +26,18 @@ def _checked(store: Store, message: Any) -> tuple[dict[str, Any], str, str, str]
         raise input_error(f"message.id must be a string of at most {MAX_MESSAGE_ID_LENGTH}")
     if message_id in store.message_cids:
         raise input_error(f"a message with ID {message_id} already exists")
-    text = message.get("text", "")
+    return message, message_id, user_id, _checked_text(message.get("text", ""))
+
+
+def _checked_text(text: Any) -> str:
+    """A message text Stream accepts: a string of at most the maximum length."""
     if not isinstance(text, str):
         raise input_error("message.text must be a string")
     if len(text) > MAX_MESSAGE_LENGTH:
         raise StreamError(
             400, MESSAGE_TOO_LONG, f"message is too long, max length is {MAX_MESSAGE_LENGTH}"
         )
-    return message, message_id, user_id, text
+    return text
 
 
 def create_message(store: Store, channel: ChannelRecord, message: Any, now: str) -> dict[str, Any]:
@@ -118,13 +122,7 @@ def update_message_partial(call: Call) -> dict[str, Any]:
         raise input_error(f"{server[0]} cannot be updated")
     if record.get("deleted_at"):
         raise input_error("a deleted message cannot be updated")
-    text = set_.get("text", record["text"])
-    if not isinstance(text, str):
-        raise input_error("message.text must be a string")
-    if len(text) > MAX_MESSAGE_LENGTH:
-        raise StreamError(
-            400, MESSAGE_TOO_LONG, f"message is too long, max length is {MAX_MESSAGE_LENGTH}"
-        )
+    _checked_text(set_.get("text", record["text"]))
     for key in unset:
         record.pop(key, None)
     record.update(set_)

@@ -144,6 +144,7 @@ def _reconcile_and_settle(
     return outcome
 
 
+_ALREADY_SETTLED = "already in step (settled by an earlier reconcile)"
 # How long a conversation batch waits, in all, for conversations another job holds
 _BUSY_WAIT = 2.0
 
@@ -174,7 +175,7 @@ def _conversations(
     rows_by_target = {target_id: rows for target_id, (rows, _) in targets.items()}
     todo = _still_open(rt, targets)
     if not todo:
-        return "done", "already in step (settled by an earlier reconcile)"
+        return "done", _ALREADY_SETTLED
     outcomes: list[tuple[str, str]] = []
     error: Exception | None = None
     left: list[str] = []
@@ -202,7 +203,7 @@ def _conversations(
     if error is not None:
         raise _Leftover(error, {cid: targets[cid] for cid in left}, len(left) < len(todo))
     if not outcomes:
-        return "done", "already in step (settled by an earlier reconcile)"
+        return "done", _ALREADY_SETTLED
     status = "partial" if any(status == "partial" for status, _ in outcomes) else "done"
     return status, "; ".join(detail for _, detail in outcomes)
 

@@ -243,7 +243,7 @@ def _read_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> dict
         for ids, is_legacy in ((plain, False), (legacy, True)):
             if ids:
                 desired.update(rt.binding.desired_channels(conn, ids, legacy=is_legacy))
-        known = rt.repo.channels_for(list(desired), conn)
+        known = rt.repo.channels_for(list(targets), conn)
     return {
         cid: _Snapshot(settles.get(cid, []), desired.get(cid), known.get(cid)) for cid in targets
     }
@@ -289,7 +289,7 @@ def _converge(
     """
     channel, known = snapshot.channel, snapshot.known
     if channel is None:
-        return _delete_channel(rt, cid, payload), False
+        return _delete_channel(rt, cid, payload, known), False
     creator = channel.created_by
     if creator is None:
         if known is None and not need_channel:
@@ -382,14 +382,17 @@ def _assign_channels(rt: Runtime, snapshots: dict[str, _Snapshot]) -> dict[str, 
     }
 
 
-def _delete_channel(rt: Runtime, cid: str, payload: dict[str, Any]) -> str:
+def _delete_channel(
+    rt: Runtime, cid: str, payload: dict[str, Any], known: ChannelRef | None
+) -> str:
     """Delete the channel of a conversation the database no longer holds.
 
     With no map entry, nothing was ever created for the conversation (creation follows
     the assignment, and this job holds the conversation's lock), so an id the naming
-    rules merely predicted is left alone: it may be another conversation's.
+    rules merely predicted is left alone: it may be another conversation's. ``known`` is
+    the map entry read under that lock.
     """
-    ref = rt.repo.channel_for(cid)
+    ref = known
     if ref is None and payload.get("channel_id") and not payload.get("predicted"):
         ref = ChannelRef(
             str(payload.get("channel_type") or "messaging"), str(payload["channel_id"])

@@ -192,14 +192,6 @@ class OutboxRepository:
         with self.engine.connect() as conn:
             return list(conn.scalars(query))
 
-    def unsettled(self, ids: Sequence[int]) -> list[int]:
-        """Those of ``ids`` not done yet (a reconcile of their target may have settled them)."""
-        if not ids:
-            return []
-        query = select(outbox.c.id).where(self._ids_in(ids), outbox.c.status != Status.DONE)
-        with self.engine.connect() as conn:
-            return list(conn.scalars(query))
-
     def mark_done(self, ids: Sequence[int]) -> None:
         """The rows' targets are in step with the database."""
         self._set(ids, status=Status.DONE, last_error=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, clear_redis
 from worker import runtime
 from worker.broker import build_broker, declare_actors
 from worker.relay import Relay
-from worker.repository import OutboxRepository
+from worker.repository import OutboxRepository, OutboxRow
 from worker.settings import Settings
 
 
@@ -58,6 +58,16 @@ class Pipeline:
         worker.start()
         self.workers.append(worker)
         return worker
+
+    def send_user_job(self, claimed: Sequence[OutboxRow]) -> None:
+        """Send the user rows among ``claimed`` as one job, shaped as the relay plans it."""
+        users = [row for row in claimed if row.target_kind == "user"]
+        self.actor.send(
+            "user",
+            [row.target_id for row in users],
+            [row.id for row in users],
+            {"rows": {row.target_id: [row.id] for row in users}},
+        )
 
     def drain(self, timeout: float = 30.0) -> None:
         """Dispatch and work until no row is pending or dispatched."""

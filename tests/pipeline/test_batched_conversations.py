@@ -278,14 +278,8 @@ def test_jobs_of_the_single_conversation_shape_still_work(
         made = invite(session)
     conversation_id = str(made["conversation"].id)
     claimed = pipeline.repo.claim(100)
-    user_rows = [row for row in claimed if row.target_kind == "user"]
     conv_rows = [row.id for row in claimed if row.target_kind == "conversation"]
-    pipeline.actor.send(
-        "user",
-        [row.target_id for row in user_rows],
-        [row.id for row in user_rows],
-        {"rows": {row.target_id: [row.id] for row in user_rows}},
-    )
+    pipeline.send_user_job(claimed)
     pipeline.actor.send("conversation", [conversation_id], conv_rows, {})
     # When it runs
     pipeline.drain()

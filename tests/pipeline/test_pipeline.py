@@ -98,17 +98,11 @@ def test_out_of_order_and_duplicated_jobs_converge(
         made = invite(session)
     conversation_id = str(made["conversation"].id)
     claimed = pipeline.repo.claim(100)  # the relay's claim, jobs sent by hand below
-    user_rows = [row for row in claimed if row.target_kind == "user"]
     conv_rows = [row.id for row in claimed if row.target_kind == "conversation"]
     # Given the conversation's job three times, before its users' job, then a stale duplicate
     for _ in range(3):
         pipeline.actor.send("conversation", [conversation_id], conv_rows, {})
-    pipeline.actor.send(
-        "user",
-        [row.target_id for row in user_rows],
-        [row.id for row in user_rows],
-        {"rows": {row.target_id: [row.id] for row in user_rows}},
-    )
+    pipeline.send_user_job(claimed)
     pipeline.actor.send("conversation", [conversation_id], conv_rows, {})
     pipeline.drain()
     channel = pipeline.emu.state()["channels"][f"messaging:invitation_{made['invitation'].id}"]
