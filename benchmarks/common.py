@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from sqlalchemy import create_engine
 
 from app_hooks.reference import Base
-from worker.migrate import upgrade
-from worker.scratch_db import scratch_database as worker_scratch_database
+from worker.admin.migrate import upgrade
+from worker.demo.scratch_db import scratch_database as worker_scratch_database
 from worker.settings import normalize_database_url
 
 SERVER_URL = normalize_database_url(

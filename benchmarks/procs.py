@@ -21,10 +21,10 @@ import dramatiq
 from sqlalchemy import create_engine
 
 from worker import runtime
-from worker.broker import ACTOR_NAME, build_broker
-from worker.processes import run_relay
-from worker.repository import OutboxRepository
+from worker.pipeline.broker import ACTOR_NAME, build_broker
+from worker.pipeline.processes import run_relay
 from worker.settings import Settings, load_settings
+from worker.store.repository import OutboxRepository
 
 NAIVE_ACTOR = "naive_sync"
 log = logging.getLogger("benchmarks.procs")

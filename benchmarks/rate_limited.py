@@ -28,8 +28,8 @@ from benchmarks import backlog
 from benchmarks.common import scratch_database
 from benchmarks.drain import _settle, _started_at
 from benchmarks.services import Processes, clear_redis, new_prefix, pipeline_env, remote_emulator
-from worker.admin import resync
-from worker.backfill import Scope
+from worker.admin.backfill import Scope
+from worker.admin.operations import resync
 
 # Stream's self-serve limits per minute (its "Rate Limits by Endpoint" table).
 STREAM_LIMITS = {

@@ -22,9 +22,9 @@ from app_hooks import install
 from app_hooks.outbox import metadata as outbox_metadata
 from app_hooks.reference import Base
 from stream_emulator import Emulator
-from worker.migrate import upgrade
+from worker.admin.migrate import upgrade
+from worker.demo.scratch_db import scratch_database
 from worker.runtime import delete_prefixed_keys
-from worker.scratch_db import scratch_database
 from worker.settings import normalize_database_url
 
 SERVER_URL = normalize_database_url(

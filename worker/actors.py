@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dramatiq
 
-from worker.broker import build_broker, declare_actors
+from worker.pipeline.broker import build_broker, declare_actors
 from worker.settings import load_settings
 
 __all__ = ["broker", "reconcile"]

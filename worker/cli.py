@@ -41,9 +41,9 @@ def backfill(
     from sqlalchemy import create_engine
 
     from app_hooks.reference import REFERENCE_BINDING
-    from worker.admin import parse_time
-    from worker.admin_cli import run_with_progress
-    from worker.backfill import Scope
+    from worker.admin.backfill import Scope
+    from worker.admin.cli import run_with_progress
+    from worker.admin.operations import parse_time
 
     scope = Scope(
         REFERENCE_BINDING,
@@ -70,7 +70,7 @@ def backfill(
 
 
 def _add_admin() -> None:
-    from worker.admin_cli import app as admin_app
+    from worker.admin.cli import app as admin_app
 
     app.add_typer(admin_app, name="admin")
 
@@ -83,7 +83,7 @@ def _root() -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the outbox tables (Alembic, to head) in DATABASE_URL."""
-    from worker.migrate import upgrade
+    from worker.admin.migrate import upgrade
 
     settings = load_settings()
     upgrade(settings.database_url)
@@ -97,7 +97,7 @@ def relay(
     ),
 ) -> None:
     """Drain the outbox into Dramatiq (LISTEN/NOTIFY with polling) until SIGTERM/SIGINT."""
-    from worker.processes import run_relay
+    from worker.pipeline.processes import run_relay
 
     run_relay(load_settings(), metrics_port=metrics_port)
 
@@ -110,7 +110,7 @@ def worker(
     ),
 ) -> None:
     """Run the reconcile actors (one process) until SIGTERM/SIGINT, then drain cleanly."""
-    from worker.processes import run_worker
+    from worker.pipeline.processes import run_worker
 
     run_worker(load_settings(), threads=threads or None, metrics_port=metrics_port)
 

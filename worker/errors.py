@@ -1,11 +1,21 @@
-"""The exception hierarchy of stream-outbox; each docstring is the default message."""
+"""The exception hierarchy of stream-outbox; each docstring is the default message.
+
+Everything the worker raises on purpose derives from :class:`StreamOutboxError`.
+Where callers decide between retrying and giving up, the error says which:
+:class:`RetryableError` (Stream unavailable, a target busy, a lock lost) may
+succeed later; :class:`PermanentError` (Stream refused the request, a source row
+Stream cannot take) fails its outbox rows at once, for an admin to replay.
+"""
 
 from __future__ import annotations
 
 __all__ = [
     "AdminError",
+    "BadSourceData",
     "ConfigurationError",
+    "PermanentError",
     "PermanentStreamError",
+    "RetryableError",
     "StreamError",
     "StreamOutboxError",
     "TransientStreamError",
@@ -16,7 +26,19 @@ class StreamOutboxError(Exception):
     """stream-outbox failed."""
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
+        super().__init__(message or (self.__doc__ or "").strip().splitlines()[0])
+
+    def describe(self) -> str:
+        """One line for an outbox row's ``last_error``."""
+        return str(self)
+
+
+class RetryableError(StreamOutboxError):
+    """This failed for now; retrying later may succeed."""
+
+
+class PermanentError(StreamOutboxError):
+    """This cannot succeed as it is; retrying cannot help until the input changes."""
 
 
 class ConfigurationError(StreamOutboxError):
@@ -25,6 +47,10 @@ class ConfigurationError(StreamOutboxError):
 
 class AdminError(StreamOutboxError):
     """The admin request is invalid."""
+
+
+class BadSourceData(PermanentError):
+    """A row of the application's database cannot be sent to Stream as it is."""
 
 
 class StreamError(StreamOutboxError):
@@ -53,7 +79,7 @@ class StreamError(StreamOutboxError):
         return f"{' '.join(parts)}: {self}"
 
 
-class TransientStreamError(StreamError):
+class TransientStreamError(StreamError, RetryableError):
     """Stream is unavailable for now (timeout, connection error, 5xx or 429); retry later."""
 
     def __init__(
@@ -69,5 +95,5 @@ class TransientStreamError(StreamError):
         self.retry_after = retry_after
 
 
-class PermanentStreamError(StreamError):
+class PermanentStreamError(StreamError, PermanentError):
     """Stream rejected the request (validation); retrying cannot help."""

@@ -9,11 +9,12 @@ from redis import Redis
 from sqlalchemy import Engine, create_engine
 
 from app_hooks.binding import Binding
-from worker.locks import TargetLocks
-from worker.rate_budget import RedisRateBudget
-from worker.repository import OutboxRepository
 from worker.settings import Settings
-from worker.stream_gateway import StreamGateway
+from worker.store.locks import TargetLocks
+from worker.store.rate_budget import RedisRateBudget
+from worker.store.repository import OutboxRepository
+from worker.stream.gateway import StreamGateway
+from worker.stream.protocol import Gateway
 
 __all__ = ["Runtime", "current", "delete_prefixed_keys", "install", "reset"]
 
@@ -25,7 +26,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     repo: OutboxRepository
-    gateway: StreamGateway
+    gateway: Gateway
     redis: Redis
     locks: TargetLocks
     binding: Binding
@@ -63,6 +64,7 @@ class Runtime:
 
 
 _current: Runtime | None = None
+_building = threading.Lock()  # worker threads may ask for it at once: one is built
 
 
 def install(runtime: Runtime) -> None:
@@ -80,11 +82,15 @@ def reset() -> None:
 def current() -> Runtime:
     """The installed runtime, built from the environment on first use."""
     global _current
-    if _current is None:
-        from worker.settings import load_settings
+    runtime = _current
+    if runtime is not None:
+        return runtime
+    with _building:
+        if _current is None:
+            from worker.settings import load_settings
 
-        _current = Runtime.from_settings(load_settings())
-    return _current
+            _current = Runtime.from_settings(load_settings())
+        return _current
 
 
 def delete_prefixed_keys(redis: Redis, prefix: str) -> int:

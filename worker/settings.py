@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     )
     worker_threads: int = Field(8, ge=1, validation_alias="OUTBOX_WORKER_THREADS")
     # How long an idle worker waits between polls of Redis at most (Dramatiq's
-    # worker_timeout). Enqueues wake idle workers at once (worker.wakeup): this only
+    # worker_timeout). Enqueues wake idle workers at once (worker.pipeline.wakeup): this only
     # bounds the pickup of a job whose wake-up was lost.
     worker_timeout_ms: int = Field(100, ge=1, validation_alias="OUTBOX_WORKER_TIMEOUT_MS")
     # Seconds a per-target lock outlives a worker killed while holding it (SIGKILL, a

@@ -25,7 +25,7 @@ from app_hooks.reference import Conversation, ConversationParticipant, User
 from stream_emulator import Emulator
 from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, clear_redis
 from worker import runtime
-from worker.broker import build_broker, declare_actors
+from worker.pipeline.broker import build_broker, declare_actors
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

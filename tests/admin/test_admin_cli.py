@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import outbox
 from tests.admin.conftest import add_row, as_json, audits, statuses
-from worker.admin import AdminError
+from worker.admin.operations import AdminError
 
 Cli = Callable[..., Result]
 
@@ -252,7 +252,7 @@ def test_admin_errors_are_one_line_with_exit_status_2(database_url: str, clean_d
 
 def test_an_interrupted_resync_resumes_after_the_last_id_written(clean_db: Engine) -> None:
     from app_hooks.reference import REFERENCE_BINDING, User
-    from worker import admin
+    from worker.admin import operations as admin
 
     with sessionmaker(clean_db)() as session, session.begin():
         session.add_all([User(email=f"i{n}@example.com") for n in range(7)])

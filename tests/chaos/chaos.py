@@ -19,7 +19,7 @@ moments one of these happens:
   limit answers 429.
 
 Then the writer stops, the faults clear, and the run waits until the outbox has
-drained and the emulator holds what the database says (``worker.compare``). It prints
+drained and the emulator holds what the database says (``worker.admin.compare``). It prints
 a summary: changes written, faults injected, time to converge, rows failed (replayed,
 then converged) and rows lost, which must be 0. Exit status 0 when converged.
 """
@@ -48,9 +48,9 @@ from app_hooks.reference import REFERENCE_BINDING
 from stream_emulator import Emulator
 from tests.app_model import AppModel, random_transaction
 from tests.chaos.services import PIPELINE_APP, PrivateRedis, Process, ScratchDatabase
-from worker import admin
-from worker.compare import compare, held_from_snapshot, read_desired
-from worker.repository import OutboxRepository
+from worker.admin import operations as admin
+from worker.admin.compare import compare, held_from_snapshot, read_desired
+from worker.store.repository import OutboxRepository
 
 __all__ = ["Summary", "main", "run"]
 

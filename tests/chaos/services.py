@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from app_hooks.reference import Base
-from worker.migrate import upgrade
+from worker.admin.migrate import upgrade
 from worker.settings import normalize_database_url
 
 __all__ = ["PIPELINE_APP", "PrivateRedis", "Process", "ScratchDatabase", "free_port"]

@@ -29,7 +29,7 @@ from starlette.testclient import TestClient
 
 from app_hooks.outbox import audit, outbox
 from stream_emulator import Emulator
-from worker import admin
+from worker.admin import operations as admin
 from worker.dashboard import create_app
 from worker.errors import ConfigurationError
 from worker.settings import Settings

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from app_hooks.outbox import NOTIFY_CHANNEL, metadata
-from worker.migrate import alembic_config, upgrade
+from worker.admin.migrate import alembic_config, upgrade
 from worker.settings import normalize_database_url
 
 SERVER_URL = normalize_database_url(

@@ -15,8 +15,8 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from tests.conftest import REDIS_PREFIX
+from worker.pipeline.wakeup import WakingRedisBroker
 from worker.runtime import delete_prefixed_keys
-from worker.wakeup import WakingRedisBroker
 
 QUEUE = "wakeup_test"
 

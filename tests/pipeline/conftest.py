@@ -17,10 +17,10 @@ from app_hooks import install, outbox
 from stream_emulator import Emulator
 from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, clear_redis
 from worker import runtime
-from worker.broker import build_broker, declare_actors
-from worker.relay import Relay
-from worker.repository import OutboxRepository, OutboxRow
+from worker.pipeline.broker import build_broker, declare_actors
+from worker.pipeline.relay import Relay
 from worker.settings import Settings
+from worker.store.repository import OutboxRepository, OutboxRow
 
 
 @pytest.fixture()

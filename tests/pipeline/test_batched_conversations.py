@@ -22,11 +22,12 @@ from app_hooks.channel_ids import direct_message_id
 from app_hooks.reference import REFERENCE_BINDING, Conversation, ConversationParticipant, User
 from tests.pipeline.conftest import Pipeline
 from tests.story import invite
-from worker import broker, runtime
-from worker.broker import run_job
-from worker.compare import compare, held_from_snapshot, read_desired
-from worker.plan import Job, plan_jobs
-from worker.repository import ChannelRef, OutboxRepository
+from worker import runtime
+from worker.admin.compare import compare, held_from_snapshot, read_desired
+from worker.pipeline import actor
+from worker.pipeline.actor import run_job
+from worker.pipeline.jobs import Job, plan_jobs
+from worker.store.repository import ChannelRef, OutboxRepository
 
 
 def converse(session: Session, count: int, tag: str) -> dict[str, list[str]]:
@@ -85,7 +86,7 @@ def one_batch(pipeline: Pipeline) -> Job:
 def test_many_conversations_converge_in_few_jobs(
     pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="worker.broker")
+    caplog.set_level(logging.INFO, logger="worker.pipeline.actor")
     # Given thirty conversations committed together, and jobs of twenty conversations
     pipeline.relay.conversations_per_job = 20
     with app_session() as session, session.begin():
@@ -160,7 +161,7 @@ def test_a_transient_error_mid_batch_settles_what_was_done_and_continues_the_res
     pipeline.emu.set_window(3600)
     pipeline.emu.set_rate_limit("GetOrCreateChannel", 2)
     # (the rest's new job waits a second, not until the hour's window resets)
-    monkeypatch.setattr(broker, "_delay_ms", lambda *_, **__: 1000)
+    monkeypatch.setattr(actor, "_delay_ms", lambda *_, **__: 1000)
     # When the job runs once
     run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
     # Then the two conversations reconciled before the 429 are done already
@@ -309,7 +310,7 @@ def test_a_slow_batch_stops_before_its_locks_lease_runs_out(
         made = converse(session, 4, "slow")
     batch = one_batch(pipeline)
     monkeypatch.setattr(runtime.current().settings, "lock_lease", 0.2)
-    monkeypatch.setattr(broker, "_delay_ms", lambda *_, **__: 1000)
+    monkeypatch.setattr(actor, "_delay_ms", lambda *_, **__: 1000)
     pipeline.emu.set_latency(150)
     # When the job runs once
     run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
@@ -338,7 +339,7 @@ def test_a_failed_conversation_keeps_its_error_when_the_rest_of_its_batch_retrie
     batch = one_batch(pipeline)
     pipeline.emu.inject_failure("GetOrCreateChannel", 400, code=4, message="refused")
     pipeline.emu.inject_failure("GetOrCreateChannel", 503)
-    monkeypatch.setattr(broker, "_delay_ms", lambda *_, **__: 300)
+    monkeypatch.setattr(actor, "_delay_ms", lambda *_, **__: 300)
     # When the job runs, and then the new job for what it left
     run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
     pipeline.drain()
@@ -377,7 +378,7 @@ def test_a_batch_in_a_stopping_worker_hands_the_rest_to_a_new_job(
     with app_session() as session, session.begin():
         made = converse(session, 3, "stopping")
     batch = one_batch(pipeline)
-    monkeypatch.setattr(broker, "_delay_ms", lambda *_, **__: 300)
+    monkeypatch.setattr(actor, "_delay_ms", lambda *_, **__: 300)
     stopping = runtime.current().stopping
     stopping.set()
     try:
@@ -406,7 +407,7 @@ def test_a_batch_whose_locks_vanished_settles_nothing_and_runs_again(
     with app_session() as session, session.begin():
         made = converse(session, 2, "vanished")
     batch = one_batch(pipeline)
-    real_reconcile = broker.reconcile
+    real_reconcile = actor.reconcile
     redis = runtime.current().redis
 
     def reconcile_then_lose_locks(*args: Any, **kwargs: Any) -> Any:
@@ -416,7 +417,7 @@ def test_a_batch_whose_locks_vanished_settles_nothing_and_runs_again(
             redis.delete(key)
         return result
 
-    monkeypatch.setattr(broker, "reconcile", reconcile_then_lose_locks)
+    monkeypatch.setattr(actor, "reconcile", reconcile_then_lose_locks)
     # When the job runs, Then it settles nothing and asks for a retry
     with pytest.raises(dramatiq.Retry):
         run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)

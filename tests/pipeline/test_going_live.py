@@ -19,9 +19,9 @@ from app_hooks.reference import (
     User,
 )
 from tests.pipeline.conftest import Pipeline
-from worker import admin
-from worker.backfill import Scope
-from worker.compare import compare, held_from_snapshot, read_desired
+from worker.admin import operations as admin
+from worker.admin.backfill import Scope
+from worker.admin.compare import compare, held_from_snapshot, read_desired
 
 CONVERSATIONS = int(__import__("os").environ.get("GL_CONV", "2000"))
 MESSAGES_PER_CONVERSATION = 10

@@ -58,7 +58,7 @@ from tests.pipeline.string_id_app import (
 )
 from tests.story import invite
 from worker import runtime
-from worker.compare import compare, held_from_snapshot, read_desired
+from worker.admin.compare import compare, held_from_snapshot, read_desired
 
 LONG = "ü" * 10_000
 

@@ -35,10 +35,11 @@ from stream_emulator import Emulator
 from tests.conftest import API_SECRET
 from tests.pipeline.conftest import Pipeline
 from tests.story import invite
-from worker import admin, runtime
+from worker import runtime
+from worker.admin import operations as admin
 from worker.cli import app as cli_app
 from worker.dashboard import create_app
-from worker.dashboard_pages import FILTER_FIELDS
+from worker.dashboard.pages import FILTER_FIELDS
 from worker.errors import StreamError
 from worker.settings import Settings
 

@@ -15,7 +15,7 @@ when everything drains.
 
 Then the outbox drains, and: no row is left pending or dispatched; a row failed only
 for a permanent error (a 400 the step injected); after the faults clear, a replay of
-the failed rows (``worker.admin.replay``) converges them; every row is done; and the
+the failed rows (``worker.admin.operations.replay``) converges them; every row is done; and the
 emulator's state equals the desired state computed from the database for every user
 and channel (``compare(read_desired(...), held_from_snapshot(emu.state()))`` is empty,
 deleted conversations' channels included).
@@ -49,10 +49,10 @@ from tests.app_model import OPERATIONS, AppModel, Op
 from tests.conftest import REDIS_PREFIX
 from tests.pipeline.conftest import Pipeline
 from tests.property.conftest import STREAM_TIMEOUT, VISIBILITY_TIMEOUT
-from worker import admin
-from worker.compare import compare, held_from_snapshot, read_desired
-from worker.plan import plan_jobs
-from worker.repository import OutboxRow
+from worker.admin import operations as admin
+from worker.admin.compare import compare, held_from_snapshot, read_desired
+from worker.pipeline.jobs import plan_jobs
+from worker.store.repository import OutboxRow
 
 EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "12"))
 SEED = os.environ.get("CONVERGENCE_SEED")

@@ -39,13 +39,13 @@ from app_hooks.reference import (
     User,
 )
 from worker import runtime
-from worker.broker import configure_middleware, declare_actors
 from worker.errors import PermanentStreamError, TransientStreamError
-from worker.locks import TargetLocks
-from worker.relay import Relay
-from worker.repository import ChannelRef, OutboxRepository
+from worker.pipeline.broker import configure_middleware, declare_actors
+from worker.pipeline.relay import Relay
 from worker.settings import Settings
-from worker.stream_gateway import RemoteChannel
+from worker.store.locks import TargetLocks
+from worker.store.repository import ChannelRef, OutboxRepository
+from worker.stream.protocol import RemoteChannel
 
 MAX_RETRIES = 2  # three attempts in all
 
@@ -81,6 +81,9 @@ class FakeGateway:
 
     def count(self, method: str) -> int:
         return sum(1 for name, _ in self.log if name == method)
+
+    def thread_calls(self) -> int:
+        return self.calls  # the tests' jobs run one at a time
 
     def _enter(self, method: str, *args: Any) -> None:
         self.calls += 1
@@ -173,6 +176,12 @@ class FakeGateway:
     ) -> bool:
         self._enter("send_message", channel_type, channel_id, dict(message), user_id)
         return True
+
+    def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
+        self._enter("update_message_text", message_id, text, user_id)
+
+    def delete_message(self, message_id: str) -> None:
+        self._enter("delete_message", message_id)
 
 
 @dataclass
@@ -347,7 +356,7 @@ def harness(dramatiq_world: Dramatiq) -> Iterator[Harness]:
         settings=unit_settings(),
         engine=engine,
         repo=OutboxRepository(engine),
-        gateway=gateway,  # type: ignore[arg-type]
+        gateway=gateway,
         redis=redis,
         locks=TargetLocks(redis),
         binding=REFERENCE_BINDING,
@@ -876,7 +885,7 @@ def test_mirroring_off_sends_nothing(harness: Harness) -> None:
 def test_a_batch_stopped_midway_hands_the_rest_to_a_new_job_on_its_own_broker(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="worker.broker")
+    caplog.set_level(logging.INFO, logger="worker.pipeline.actor")
     # Given two conversations in one job; Stream refuses the first channel (400) and is
     # unavailable for the second's first try
     conversations = []

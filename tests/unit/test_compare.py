@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from worker.compare import (
+from worker.admin.compare import (
     ChannelView,
     Difference,
     State,
@@ -13,8 +14,8 @@ from worker.compare import (
     held_from_snapshot,
     held_from_stream,
 )
-from worker.reconcile import SYSTEM_USER
-from worker.stream_gateway import RemoteChannel
+from worker.stream.protocol import RemoteChannel
+from worker.sync.bodies import SYSTEM_USER
 
 CID = "messaging:invitation_1"
 OLGA = UserView("Olga Organizer", "https://example.com/olga.png")
@@ -246,7 +247,7 @@ class FakeGateway:
         self.users, self.channels = users, channels
         self.asked: list[str] = []
 
-    def query_users(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def query_users(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {uid: self.users[uid] for uid in user_ids if uid in self.users}
 
     def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
@@ -268,7 +269,7 @@ def test_stream_is_asked_about_what_the_database_names() -> None:
     )
 
     # When Stream's side is read through the gateway
-    held = held_from_stream(gateway, desired)  # type: ignore[arg-type]
+    held = held_from_stream(gateway, desired)
 
     # Then it holds what Stream answered, messages uncounted
     assert held.users == {"o": OLGA}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,7 @@ from requests.structures import CaseInsensitiveDict
 from stream_chat.base.exceptions import StreamAPIException
 
 from worker.errors import PermanentStreamError, StreamError, TransientStreamError
-from worker.stream_gateway import StreamGateway
+from worker.stream.gateway import StreamGateway
 
 API_KEY = "unit-key"
 API_SECRET = "unit-secret-" + "s" * 32
@@ -172,7 +173,7 @@ def test_call_raises_the_classified_error_and_counts_it(gateway: StreamGateway) 
     assert raised.value.describe() == "UpdateUsers HTTP 400 code 4: bad user"
     assert raised.value.__cause__ is None
     assert raised.value.__suppress_context__
-    assert gateway.calls == 1
+    assert gateway.thread_calls() == 1
 
 
 def test_call_reads_the_reset_of_the_failed_response(gateway: StreamGateway) -> None:
@@ -224,7 +225,7 @@ def test_a_successful_call_returns_the_result(gateway: StreamGateway) -> None:
     result = gateway._call("QueryUsers", lambda client, q: {"users": [], "q": q}, "x")
 
     assert result == {"users": [], "q": "x"}
-    assert gateway.calls == 1
+    assert gateway.thread_calls() == 1
 
 
 @pytest.mark.parametrize(
@@ -262,4 +263,19 @@ def test_a_refused_connection_is_transient(gateway: StreamGateway) -> None:
     assert error.status is None
     assert error.describe() == "UpdateUsers: connection failed: NewConnectionError"
     assert API_SECRET not in error.describe()
-    assert gateway.calls == 1
+    assert gateway.thread_calls() == 1
+
+
+def test_calls_are_counted_per_thread(gateway: StreamGateway) -> None:
+    # Given a call made on another thread (another job of the same worker)
+    other = threading.Thread(target=lambda: gateway._call("QueryUsers", lambda client: {}))
+    other.start()
+    other.join()
+
+    # When this thread makes two calls
+    before = gateway.thread_calls()
+    gateway._call("QueryUsers", lambda client: {})
+    gateway._call("QueryUsers", lambda client: {})
+
+    # Then this thread's count grows by its own two only
+    assert (before, gateway.thread_calls()) == (0, 2)

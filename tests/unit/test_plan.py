@@ -11,15 +11,9 @@ from hypothesis import strategies as st
 
 from app_hooks.binding import DesiredChannel
 from app_hooks.channel_ids import ChannelFacts
-from worker.plan import (
-    OWNED_CHANNEL_FIELDS,
-    ChannelPlan,
-    Job,
-    job_targets,
-    plan_channel,
-    plan_jobs,
-)
-from worker.repository import OutboxRow
+from worker.pipeline.jobs import Job, job_targets, plan_jobs
+from worker.store.repository import OutboxRow
+from worker.sync.plan import OWNED_CHANNEL_FIELDS, ChannelPlan, plan_channel
 
 
 def desired(members: tuple[str, ...] = (), **data: Any) -> DesiredChannel:

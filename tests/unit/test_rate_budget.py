@@ -9,7 +9,7 @@ import fakeredis
 import pytest
 
 from worker.errors import TransientStreamError
-from worker.rate_budget import RedisRateBudget
+from worker.store.rate_budget import RedisRateBudget
 
 
 class FakeClock:
@@ -43,7 +43,7 @@ def redis() -> Iterator[fakeredis.FakeRedis]:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """A quarter past a whole second, for the budget and for Dramatiq's bucket limiter."""
     fake = FakeClock(float(int(time.time())) + 0.25)
-    monkeypatch.setattr("worker.rate_budget.time", fake)
+    monkeypatch.setattr("worker.store.rate_budget.time", fake)
     monkeypatch.setattr("dramatiq.rate_limits.bucket.time", fake)
     return fake
 

@@ -8,9 +8,10 @@ from sqlalchemy import Engine
 
 from app_hooks.binding import Binding
 from worker.errors import ConfigurationError, StreamError
-from worker.repository import OutboxRepository
 from worker.settings import Settings
-from worker.stream_gateway import StreamGateway
+from worker.store.repository import OutboxRepository
+from worker.stream.gateway import StreamGateway
+from worker.stream.protocol import StreamReader
 
 __all__ = ["describe"]
 
@@ -55,9 +56,7 @@ def _desired(
         return {"id": message.stream_id, "conversation": message.conversation_id}, None
 
 
-def _held(
-    gateway: StreamGateway, kind: str, target_id: str, channel: tuple[str, str] | None
-) -> Any:
+def _held(gateway: StreamReader, kind: str, target_id: str, channel: tuple[str, str] | None) -> Any:
     if kind == "user":
         return gateway.query_users([target_id]).get(target_id) or "absent"
     if kind == "conversation":

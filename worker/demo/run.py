@@ -1,10 +1,10 @@
 """``stream-outbox demo``: the whole pipeline on one machine, on embedded defaults.
 
 The Stream emulator runs in this process; the reference app plays a story
-(:mod:`worker.demo_story`) through sessions with capture installed; the real relay
+(:mod:`worker.demo.story`) through sessions with capture installed; the real relay
 and a Dramatiq worker in this process drain the outbox into the emulator after each
 chapter; then what Stream holds is set beside what the database says
-(:mod:`worker.compare`), ending with a verdict. Nothing outside the demo is touched:
+(:mod:`worker.admin.compare`), ending with a verdict. Nothing outside the demo is touched:
 
 * **PostgreSQL**, when ``DATABASE_URL`` names one that answers within 2 s: the demo
   creates a database of its own on that server (``stream_outbox_demo_<hex>``),
@@ -51,20 +51,20 @@ from app_hooks import install
 from app_hooks.reference import REFERENCE_BINDING, Base
 from stream_emulator import Emulator
 from worker import runtime
-from worker.broker import build_broker, configure_middleware, declare_actors
-from worker.compare import ChannelView, Difference, State, UserView, compare, gather
-from worker.compare import held_from_snapshot as from_snapshot
-from worker.demo_story import CONVERSATIONS, STORY, Cast
+from worker.admin.compare import ChannelView, Difference, State, UserView, compare, gather
+from worker.admin.compare import held_from_snapshot as from_snapshot
+from worker.admin.migrate import upgrade
+from worker.demo.scratch_db import scratch_database
+from worker.demo.story import CONVERSATIONS, STORY, Cast
 from worker.errors import ConfigurationError, StreamOutboxError
-from worker.locks import TargetLocks
-from worker.migrate import upgrade
-from worker.rate_budget import RedisRateBudget
-from worker.relay import Relay
-from worker.repository import OutboxRepository
+from worker.pipeline.broker import build_broker, configure_middleware, declare_actors
+from worker.pipeline.relay import Relay
 from worker.runtime import delete_prefixed_keys
-from worker.scratch_db import scratch_database
 from worker.settings import Settings, load_settings
-from worker.stream_gateway import StreamGateway
+from worker.store.locks import TargetLocks
+from worker.store.rate_budget import RedisRateBudget
+from worker.store.repository import OutboxRepository
+from worker.stream.gateway import StreamGateway
 
 __all__ = ["run_demo"]
 

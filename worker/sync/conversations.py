@@ -1,7 +1,8 @@
-"""Reconciles: make Stream hold what the database says for one target (the I/O half).
+"""Conversations: make each conversation's channel hold what the database says.
 
-Each reads the target's current desired state from the database, compares it
-with Stream, and sends only what differs. Safe to run any number of times.
+Each reconcile reads the conversation's desired channel, compares it with Stream
+and sends only what differs: create the channel, set its data, add and remove
+members, delete it when the conversation is gone. Safe to run any number of times.
 """
 
 from __future__ import annotations
@@ -9,159 +10,23 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from app_hooks.binding import DesiredChannel, stream_message_id
-from app_hooks.channel_ids import (
-    InvalidStreamId,
-    choose_channel_id,
-    fallback_channel_id,
-    validate_user_id,
-)
-from worker.errors import PermanentStreamError, TransientStreamError
-from worker.history import SYSTEM_USER, author_of, import_history, message_body
-from worker.locks import TargetBusy
-from worker.plan import OWNED_CHANNEL_FIELDS, plan_channel
-from worker.repository import ChannelRef
+from app_hooks.binding import DesiredChannel
+from app_hooks.channel_ids import InvalidStreamId, choose_channel_id, fallback_channel_id
+from worker.errors import PermanentError, PermanentStreamError, TransientStreamError
 from worker.runtime import Runtime
+from worker.store.locks import TargetBusy
+from worker.store.repository import ChannelRef
+from worker.stream.answers import names_missing_users
+from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
+from worker.sync.history import import_history
+from worker.sync.outcome import Result
+from worker.sync.plan import OWNED_CHANNEL_FIELDS, plan_channel
+from worker.sync.users import ensure_users, is_valid_user, require_valid_user
 
-__all__ = ["SYSTEM_USER", "Result", "reconcile"]
-
-
-def _known_users(rt: Runtime) -> str:
-    return f"{rt.settings.redis_prefix}:known_users"
-
-
-@dataclass
-class Result:
-    """What a reconcile did: a word for the log, and targets that failed on their own."""
-
-    outcome: str
-    failed: dict[str, str] = field(default_factory=dict)
-    # Other open rows of the targets that this reconcile brought in step (see settles)
-    settles: list[int] = field(default_factory=list)
-    # Targets not reached: ``error`` (transient) stopped the batch before them
-    unreached: list[str] = field(default_factory=list)
-    error: Exception | None = None
-
-
-def reconcile(rt: Runtime, kind: str, targets: dict[str, dict[str, Any]]) -> Result:
-    """Reconcile targets of one kind (users or conversations in batches, one message)."""
-    if kind == "user":
-        return reconcile_users(rt, list(targets))
-    if kind == "conversation":
-        return reconcile_conversations(rt, targets)
-    if kind == "message":
-        message_id, payload = next(iter(targets.items()))
-        return mirror_message(rt, message_id, payload)
-    raise PermanentStreamError(f"unknown target kind {kind!r}")
-
-
-# -- users -------------------------------------------------------------------------------
-
-
-def reconcile_users(rt: Runtime, ids: Sequence[str]) -> Result:
-    """Upsert users that exist; apply the deleted-user policy to those that do not."""
-    failed: dict[str, str] = {}
-    with rt.engine.connect() as conn:
-        desired = rt.binding.desired_users(conn, ids)
-    users = []
-    for user_id, user in desired.items():
-        try:
-            validate_user_id(user_id)
-        except InvalidStreamId as exc:
-            failed[user_id] = str(exc)
-            continue
-        users.append(user.as_stream())
-    refused = _upsert_isolating(rt, users)
-    gone = [user_id for user_id in ids if user_id not in desired]
-    kept = _retire_users(rt, gone)
-    failed.update(refused)
-    failed.update(kept)
-    outcome = f"upserted {len(users) - len(refused)}, retired {len(gone) - len(kept)}"
-    return Result(outcome, failed)
-
-
-def _upsert_isolating(rt: Runtime, users: list[dict[str, Any]]) -> dict[str, str]:
-    """Upsert in batches; a batch Stream rejects is retried user by user to isolate the culprit."""
-    if not users:
-        return {}
-    try:
-        rt.gateway.upsert_users(users)
-    except PermanentStreamError as exc:
-        if len(users) == 1:
-            return {users[0]["id"]: exc.describe()}
-        failed: dict[str, str] = {}
-        for user in users:
-            failed.update(_upsert_isolating(rt, [user]))
-        ok = [user["id"] for user in users if user["id"] not in failed]
-        _remember_users(rt, ok)
-        return failed
-    _remember_users(rt, [user["id"] for user in users])
-    return {}
-
-
-def _retire_users(rt: Runtime, user_ids: list[str]) -> dict[str, str]:
-    """Apply the deleted-user policy; returns the users Stream refused, each with its error."""
-    failed: dict[str, str] = {}
-    policy = rt.settings.deleted_user_policy
-    for user_id in user_ids:
-        try:
-            validate_user_id(user_id)  # an id Stream cannot name: it never held that user
-            if policy == "deactivate":
-                rt.gateway.deactivate_users([user_id])
-            elif policy == "delete":
-                rt.gateway.delete_users([user_id])
-        except InvalidStreamId as exc:
-            failed[user_id] = str(exc)
-        except PermanentStreamError as exc:
-            failed[user_id] = exc.describe()
-    if user_ids:
-        rt.redis.srem(_known_users(rt), *user_ids)
-    return failed
-
-
-def _unknown(rt: Runtime, user_ids: Sequence[str]) -> list[str]:
-    """Those of ``user_ids`` not known to be in Stream."""
-    known = rt.redis.smismember(_known_users(rt), list(user_ids))
-    return [uid for uid, is_known in zip(user_ids, known, strict=True) if not is_known]
-
-
-def _remember_users(rt: Runtime, user_ids: list[str]) -> None:
-    if user_ids:
-        rt.redis.sadd(_known_users(rt), *user_ids)
-
-
-def ensure_users(
-    rt: Runtime, user_ids: Sequence[str], *, force: bool = False, wait: float = 10.0
-) -> set[str]:
-    """Make sure these users exist in Stream: upsert those not known to be there.
-
-    Under the users' locks, like a user job: otherwise a user job could rename one of
-    them between this read and this upsert, and the older name would land last.
-    Returns the ids now known to be in Stream (not those the database lacks).
-    """
-    if not user_ids:
-        return set()
-    missing = list(user_ids) if force else _unknown(rt, user_ids)
-    if not missing:
-        return set(user_ids)
-    with rt.locks.hold("user", missing, wait=wait):
-        if not force:  # the users' own job may have upserted them while we waited
-            missing = _unknown(rt, missing)
-            if not missing:
-                return set(user_ids)
-        with rt.engine.connect() as conn:
-            desired = rt.binding.desired_users(conn, missing)
-        users = [desired[uid].as_stream() for uid in missing if uid in desired]
-        rt.gateway.upsert_users(users)
-        _remember_users(rt, [user["id"] for user in users])
-    lacking = set(missing) - set(desired)  # not in the database: not in Stream either
-    return {uid for uid in user_ids if uid not in lacking}
-
-
-# -- conversations -----------------------------------------------------------------------
+__all__ = ["channel_of", "reconcile_conversation", "reconcile_conversations"]
 
 
 @dataclass(frozen=True)
@@ -200,7 +65,7 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
             break
         try:
             outcome, in_step = _converge(rt, cid, snapshots[cid], targets[cid], ready=ready)
-        except PermanentStreamError as exc:
+        except PermanentError as exc:  # Stream refused it, or its data cannot go as it is
             result.failed[cid] = exc.describe()
             continue
         except Exception as exc:  # transient: the job retries the targets not done
@@ -258,7 +123,7 @@ def _ensure_members(rt: Runtime, channels: list[DesiredChannel]) -> set[str]:
     needed: dict[str, None] = {}
     for channel in channels:
         for user_id in (*channel.members, channel.created_by):
-            if user_id is not None and _is_valid_user(user_id):
+            if user_id is not None and is_valid_user(user_id):
                 needed[user_id] = None
     if len(channels) < 2 or not needed:
         return set()  # one channel: its own reconcile does this
@@ -299,14 +164,14 @@ def _converge(
         # Everyone left (or a message needs the channel): the channel stays, emptied;
         # should it have to be created, the system user creates it.
         rt.gateway.upsert_users([SYSTEM_USER])
-        creator = str(SYSTEM_USER["id"])
+        creator = SYSTEM_USER_ID
     ref = known or channel_of(rt, channel)
     # The creator (an event's organizer, a proposer) need not be a member: it must exist too.
     needed = list(channel.members)
-    if creator not in needed and creator != SYSTEM_USER["id"]:
+    if creator not in needed and creator != SYSTEM_USER_ID:
         needed.append(creator)
     for member in needed:
-        _valid_user(member)
+        require_valid_user(member)
     owned = {k: v for k, v in channel.data.items() if k in OWNED_CHANNEL_FIELDS}
     ensure_users(rt, [user_id for user_id in needed if user_id not in ready])
     remote = _with_users(
@@ -420,92 +285,7 @@ def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:
     try:
         return call()
     except PermanentStreamError as exc:
-        if not _names_missing_users(exc):
+        if not names_missing_users(exc):
             raise
         ensure_users(rt, user_ids, force=True)
         return call()
-
-
-def _names_missing_users(exc: PermanentStreamError) -> bool:
-    # Stream's wording: "... specified in channel.members but don't exist: [...]" on
-    # create, "could not find user X from add_members" on add.
-    text = str(exc).lower()
-    return "don't exist" in text or "could not find user" in text
-
-
-def _is_valid_user(user_id: str) -> bool:
-    try:
-        validate_user_id(user_id)
-    except InvalidStreamId:
-        return False
-    return True
-
-
-def _valid_user(user_id: str) -> None:
-    try:
-        validate_user_id(user_id)
-    except InvalidStreamId as exc:
-        raise PermanentStreamError(str(exc), endpoint="user-id") from None
-
-
-# -- messages ----------------------------------------------------------------------------
-
-
-def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None = None) -> Result:
-    """Make Stream hold a message of the database as it is now, under its deterministic id.
-
-    A new message is sent; one Stream holds already gets its current text (an edit); one
-    the database no longer holds is deleted in Stream. Under the conversation's lock (the
-    payload names the conversation of a message gone): the channel is never reconciled
-    or deleted by another job between this job's read of the database and its call.
-    """
-    if not rt.settings.mirror_messages:
-        return Result("mirroring off")
-    with rt.engine.connect() as conn:
-        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
-    conversation_id = message.conversation_id if message else (payload or {}).get("conversation_id")
-    if conversation_id is None:  # gone, and its row does not say where it was
-        return _unmirror(rt, message_id)
-    with rt.locks.hold("conversation", [str(conversation_id)]):
-        return _mirror_locked(rt, message_id)
-
-
-def _unmirror(rt: Runtime, message_id: str) -> Result:
-    rt.gateway.delete_message(stream_message_id(message_id))
-    return Result("message gone: deleted in Stream")
-
-
-def _mirror_locked(rt: Runtime, message_id: str) -> Result:
-    with rt.engine.connect() as conn:
-        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
-        if message is None:
-            return _unmirror(rt, message_id)
-        ref = rt.repo.channel_for(message.conversation_id, conn)
-    if ref is None:
-        reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
-        ref = rt.repo.channel_for(message.conversation_id)
-        if ref is None:
-            return Result("conversation gone")
-    if message.sender_id is None:
-        rt.gateway.upsert_users([SYSTEM_USER])
-    else:
-        ensure_users(rt, [message.sender_id])
-    body = message_body(message, silent=False)
-    try:
-        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
-    except PermanentStreamError as exc:
-        if exc.status != 404:
-            raise
-        # The map names a channel Stream does not hold: its creation failed, or is still
-        # being retried by the conversation's job. Bring it in step, then send again.
-        reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
-        with rt.engine.connect() as conn:
-            if not rt.binding.desired_messages(conn, [message_id]):
-                return Result("message gone")
-        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
-    if sent:
-        return Result("sent")
-    # Stream holds it already: a repeat, or an edit in the database. Level-triggered,
-    # the text is set either way (the id, channel and author never change).
-    rt.gateway.update_message_text(message.stream_id, message.text, author_of(message))
-    return Result("already there, text set")

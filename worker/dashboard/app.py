@@ -2,8 +2,8 @@
 
 ``create_app(settings)`` returns a Starlette app: serve it with ``stream-outbox
 dashboard`` or mount it in a FastAPI app, ``app.mount("/outbox", create_app(settings))``.
-It goes through :mod:`worker.admin` like the CLI; replays are audited as
-``dashboard:<user>``. Authentication and CSRF: :mod:`worker.dashboard_auth`.
+It goes through :mod:`worker.admin.operations` like the CLI; replays are audited as
+``dashboard:<user>``. Authentication and CSRF: :mod:`worker.dashboard.auth`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from app_hooks.binding import Binding
-from worker import admin
-from worker.dashboard_auth import (
+from worker.admin import operations as admin
+from worker.dashboard.auth import (
     IDENTITY_KEY,
     SESSION_COOKIE,
     Credentials,
@@ -32,7 +32,7 @@ from worker.dashboard_auth import (
     LoginThrottle,
     client_address,
 )
-from worker.dashboard_pages import (
+from worker.dashboard.pages import (
     PER_PAGE,
     PageError,
     environment,
@@ -163,7 +163,7 @@ class Dashboard:
 
     def _target_state(self, row: admin.RowView) -> dict[str, Any]:
         """What the database wants next to what Stream holds; a line if it cannot be read."""
-        from worker.target_state import describe
+        from worker.admin.target_state import describe
 
         try:
             kind, target_id = row.target_kind, row.target_id

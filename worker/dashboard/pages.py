@@ -11,7 +11,8 @@ from urllib.parse import parse_qsl, urlencode
 import jinja2
 from starlette.requests import Request
 
-from worker import admin
+from worker.admin import operations as admin
+from worker.errors import StreamOutboxError
 
 __all__ = [
     "FILTER_FIELDS",
@@ -31,7 +32,7 @@ MAX_PER_PAGE = 500
 MAX_FORM_BYTES = 16_384
 
 
-class PageError(Exception):
+class PageError(StreamOutboxError):
     """A request the dashboard answers with an error page: HTTP status and one line."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -72,9 +73,9 @@ def path_for(context: Mapping[str, Any], name: str, /, **params: Any) -> str:
 
 
 def environment() -> jinja2.Environment:
-    """The templates in ``worker/templates``, autoescaped, strict about unknown names."""
+    """The templates in ``worker/dashboard/templates``, autoescaped, strict about unknown names."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("worker", "templates"),
+        loader=jinja2.PackageLoader("worker.dashboard", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

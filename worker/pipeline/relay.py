@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 
 from app_hooks.outbox import NOTIFY_CHANNEL
 from worker import metrics
-from worker.plan import plan_jobs
-from worker.repository import OutboxRepository
+from worker.pipeline.jobs import plan_jobs
+from worker.store.repository import OutboxRepository
 
 __all__ = ["Relay"]
 

@@ -16,36 +16,19 @@ sent ``silent`` (no notifications, no unread counts for old messages).
 
 from __future__ import annotations
 
-from typing import Any
-
 from app_hooks.binding import DesiredMessage
 from app_hooks.capture import write_changes
 from app_hooks.changes import Change, Target
-from worker.repository import ChannelRef
+from worker.errors import BadSourceData
 from worker.runtime import Runtime
+from worker.store.repository import ChannelRef
+from worker.sync.bodies import SYSTEM_USER, author_of, message_body
+from worker.sync.users import ensure_users
 
-__all__ = ["BATCH", "PER_JOB", "SYSTEM_USER", "import_history", "message_body"]
+__all__ = ["BATCH", "PER_JOB", "import_history"]
 
 BATCH = 100
 PER_JOB = 1000
-SYSTEM_USER = {"id": "stream-outbox-system", "name": "System"}
-
-
-def message_body(message: DesiredMessage, *, silent: bool) -> dict[str, Any]:
-    """The Stream message for a database message (system messages flagged ``system``)."""
-    body: dict[str, Any] = {"id": message.stream_id, "text": message.text}
-    if message.created_at is not None:
-        body["original_created_at"] = message.created_at.isoformat()
-    if message.sender_id is None:
-        body["system"] = True
-    if silent:
-        body["silent"] = True
-    return body
-
-
-def author_of(message: DesiredMessage) -> str:
-    """The Stream user a message is sent as (the system user when it has no sender)."""
-    return message.sender_id or str(SYSTEM_USER["id"])
 
 
 def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
@@ -53,8 +36,6 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
 
     Writes a continuation row when more remain after :data:`PER_JOB` messages.
     """
-    from worker.reconcile import ensure_users
-
     done = 0
     system_ready = False
     while done < PER_JOB:
@@ -63,6 +44,7 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
             batch = rt.binding.messages_after(conn, conversation_id, cursor, BATCH)
         if not batch:
             return done
+        _require_times(conversation_id, batch)
         senders = sorted({m.sender_id for m in batch if m.sender_id is not None})
         ensure_users(rt, senders)
         if not system_ready and any(m.sender_id is None for m in batch):
@@ -72,10 +54,22 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
             body = message_body(message, silent=True)
             rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
             last = message
-        if last.created_at is not None:
+        if last.created_at is not None:  # always, see _require_times
             rt.repo.set_history_cursor(conversation_id, last.created_at, last.id)
         done += len(batch)
     with rt.engine.begin() as conn:
         target = Target("conversation", conversation_id)
         write_changes(conn, [Change(target, "history", {"history": True})])
     return done
+
+
+def _require_times(conversation_id: str, batch: list[DesiredMessage]) -> None:
+    """Refuse a batch with a message that has no ``created_at``: the cursor is
+    ``(created_at, id)``, so such a message would never move it (nothing of the
+    batch is sent; the conversation's row fails with this error until the time is set)."""
+    for message in batch:
+        if message.created_at is None:
+            raise BadSourceData(
+                f"message {message.id} of conversation {conversation_id} has no created_at: "
+                "the history import orders messages by it; set it, then replay the row"
+            )

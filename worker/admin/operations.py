@@ -16,8 +16,8 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 from sqlalchemy.sql.elements import ColumnElement
 
 from app_hooks.outbox import Status, TargetKind, audit, channel_map, outbox
+from worker.admin.resync import check_resync_kinds, resync
 from worker.errors import AdminError
-from worker.resync import check_resync_kinds, resync
 
 __all__ = [
     "AdminError",

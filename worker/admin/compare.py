@@ -22,10 +22,10 @@ from sqlalchemy import Engine, select
 
 from app_hooks.binding import Binding, DesiredChannel
 from app_hooks.channel_ids import InvalidStreamId, choose_channel_id
-from worker.plan import OWNED_CHANNEL_FIELDS
-from worker.reconcile import SYSTEM_USER
-from worker.repository import OutboxRepository
-from worker.stream_gateway import StreamGateway
+from worker.store.repository import OutboxRepository
+from worker.stream.protocol import StreamReader
+from worker.sync.bodies import SYSTEM_USER
+from worker.sync.plan import OWNED_CHANNEL_FIELDS
 
 __all__ = [
     "ChannelView",
@@ -258,7 +258,7 @@ def _cid(repo: OutboxRepository, channel: DesiredChannel) -> str | None:
         return f"{channel.channel_type}:?{channel.conversation_id}"
 
 
-def held_from_stream(gateway: StreamGateway, desired: State) -> State:
+def held_from_stream(gateway: StreamReader, desired: State) -> State:
     """Stream's side as Stream answers for the desired users and channels (no messages).
 
     Stream is asked about what the database names only: users or channels Stream

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 from redis import Redis
 
+from worker.errors import RetryableError
+
 __all__ = ["LockLost", "TargetBusy", "TargetLocks"]
 
 _RELEASE = """
@@ -39,11 +41,11 @@ return taken
 """
 
 
-class TargetBusy(Exception):
+class TargetBusy(RetryableError):
     """Another worker holds one of the targets."""
 
 
-class LockLost(Exception):
+class LockLost(RetryableError):
     """A lock expired or vanished while held: another reconcile may have overlapped this
     one, so its targets are reconciled again (level-triggered, the later read wins)."""
 

@@ -1,7 +1,7 @@
 """The demo's story: what people do in the reference app, chapter by chapter.
 
 Each chapter is one transaction of the app, made through sessions with capture
-installed; :mod:`worker.demo` drains the outbox after each. Together they cover
+installed; :mod:`worker.demo.run` drains the outbox after each. Together they cover
 what the product keeps in step: users with and without profiles, an event with
 invitations and a proposal, a direct two-person conversation and a group, messages
 (one from the system), renames, a participant leaving and a conversation deleted.

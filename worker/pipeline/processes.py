@@ -17,10 +17,10 @@ import dramatiq
 from prometheus_client import start_http_server
 
 from worker import runtime
-from worker.broker import build_broker, declare_actors
-from worker.relay import Relay
-from worker.repository import OutboxRepository
+from worker.pipeline.broker import build_broker, declare_actors
+from worker.pipeline.relay import Relay
 from worker.settings import Settings
+from worker.store.repository import OutboxRepository
 
 __all__ = ["run_relay", "run_worker"]
 

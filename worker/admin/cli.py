@@ -29,7 +29,7 @@ from rich.text import Text
 from sqlalchemy import Connection, Engine, create_engine, func, select
 
 from app_hooks.binding import Binding
-from worker import admin
+from worker.admin import operations as admin
 from worker.settings import Settings, load_settings
 
 __all__ = ["app"]
@@ -161,7 +161,7 @@ def show(row_id: int = typer.Argument(..., help="Outbox row id."), as_json: bool
 
 def _target_state(engine: Engine, settings: Settings, row: admin.RowView) -> dict[str, Any]:
     """The target's desired state next to Stream's (Stream: when credentials are set)."""
-    from worker.target_state import describe
+    from worker.admin.target_state import describe
 
     return describe(engine, settings, _binding(), row.target_kind, row.target_id)
 
@@ -317,9 +317,9 @@ def verify(
 
     Prints the differences and exits with status 1 when there are any.
     """
-    from worker.compare import compare, held_from_stream, read_desired
-    from worker.repository import OutboxRepository
-    from worker.stream_gateway import StreamGateway
+    from worker.admin.compare import compare, held_from_stream, read_desired
+    from worker.store.repository import OutboxRepository
+    from worker.stream.gateway import StreamGateway
 
     if kind not in (None, "user", "channel"):
         raise admin.AdminError(f"unknown kind {kind!r}: use user or channel")

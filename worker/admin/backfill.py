@@ -2,7 +2,7 @@
 
 Conversations get ``legacy_{id}`` channels unless the naming rules give them an
 invitation or proposal id, and their messages are imported (see
-:mod:`worker.history`). The run is resumable: its position is kept in its audit
+:mod:`worker.sync.history`). The run is resumable: its position is kept in its audit
 row, so a crash or Ctrl-C continues after the last id written, and running it
 twice only writes rows whose reconciles find Stream already in step.
 """

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 __all__ = ["alembic_config", "upgrade"]
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def alembic_config(database_url: str, connection: Connection | None = None) -> Config:

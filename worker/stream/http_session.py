@@ -19,10 +19,12 @@ import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from worker.errors import RetryableError
+
 __all__ = ["PooledSession", "StreamResponseLike", "StreamTransportError"]
 
 
-class StreamTransportError(Exception):
+class StreamTransportError(RetryableError):
     """The call did not get an answer: a timeout, or the connection failed."""
 
     def __init__(self, message: str, *, timed_out: bool) -> None:

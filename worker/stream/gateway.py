@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import requests
 from stream_chat import StreamChat
@@ -20,36 +20,21 @@ from stream_chat.base.exceptions import StreamAPIException
 
 from worker import metrics
 from worker.errors import PermanentStreamError, StreamError, TransientStreamError
-from worker.http_session import PooledSession, StreamTransportError
+from worker.stream.answers import is_duplicate_message, is_not_found
+from worker.stream.http_session import PooledSession, StreamTransportError
+from worker.stream.protocol import RateBudget, RemoteChannel
 
 __all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
 
 MAX_USERS_PER_CALL = 100  # Stream: at most 100 users per upsert
 MAX_MEMBERS_PER_CALL = 100  # Stream: at most 100 members added or removed per call
-_NOT_FOUND = 16  # Stream's DoesNotExist error code
 
 T = TypeVar("T")
 
 
-class RateBudget(Protocol):
-    """Waits for a slot of an endpoint's shared budget (see :mod:`worker.rate_budget`)."""
-
-    def acquire(self, endpoint: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class RemoteChannel:
-    """What Stream holds for a channel."""
-
-    channel_type: str
-    channel_id: str
-    members: frozenset[str]
-    data: dict[str, Any]
-    created_by: str | None = None
-
-
 class StreamGateway:
-    """Stream operations the actors need, one SDK client per thread."""
+    """The :class:`~worker.stream.protocol.Gateway` over the ``stream-chat`` SDK, one
+    SDK client per thread."""
 
     def __init__(
         self,
@@ -66,10 +51,14 @@ class StreamGateway:
         self._key, self._secret = api_key, api_secret
         self._budget = budget
         self._local = threading.local()
-        self.calls = 0  # Stream calls made through this gateway (all threads)
 
     def __repr__(self) -> str:
         return f"StreamGateway(api_key={self._key!r}, base_url={self._options.get('base_url')!r})"
+
+    def thread_calls(self) -> int:
+        """Stream calls made so far by the calling thread (a job's: it runs on one thread)."""
+        calls: int = getattr(self._local, "calls", 0)
+        return calls
 
     # -- users -------------------------------------------------------------------------
 
@@ -173,7 +162,7 @@ class StreamGateway:
         try:
             self._call("SendMessage", _send_message, channel_type, channel_id, message, user_id)
         except PermanentStreamError as exc:
-            if _is_duplicate_message(exc):
+            if is_duplicate_message(exc):
                 return False
             raise
         return True
@@ -233,13 +222,13 @@ class StreamGateway:
         if self._budget is not None:
             self._budget.acquire(endpoint)
         self._local.last_headers = {}
-        self.calls += 1
+        self._local.calls = self.thread_calls() + 1
         try:
             result = call(self._client(), *args, **kwargs)
         except StreamAPIException as exc:
             error = self._api_error(endpoint, exc)
             metrics.STREAM_CALLS.labels(endpoint, str(exc.status_code)).inc()
-            if missing_ok and error.code == _NOT_FOUND:
+            if missing_ok and is_not_found(error):
                 return None
             raise error from None
         except StreamTransportError as exc:
@@ -315,10 +304,6 @@ def _remote_channel(channel_type: str, channel_id: str, response: dict[str, Any]
     created_by = (channel.get("created_by") or {}).get("id")
     members = frozenset(m["user_id"] for m in response.get("members", []) if "user_id" in m)
     return RemoteChannel(channel_type, channel_id, members, channel, created_by)
-
-
-def _is_duplicate_message(exc: PermanentStreamError) -> bool:
-    return "already exists" in str(exc)
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:

@@ -1,91 +1,30 @@
-"""The Dramatiq broker and the reconcile actor, declared on a broker handed in."""
+"""The reconcile actor: reconcile a job's targets under their locks, then settle their rows.
+
+Declared on a broker by :func:`worker.pipeline.broker.declare_actors`; the retry
+decision it applies is :mod:`worker.pipeline.retry`.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import compute_backoff
-from dramatiq.middleware import CurrentMessage, Middleware, Retries
+from dramatiq.middleware import CurrentMessage
 
 from worker import metrics, runtime
-from worker.errors import PermanentStreamError, StreamError
-from worker.locks import TargetBusy
-from worker.plan import conversation_job, job_targets
-from worker.reconcile import Result, reconcile
-from worker.settings import Settings
-from worker.wakeup import WakingRedisBroker
+from worker.errors import PermanentError, RetryableError
+from worker.pipeline.jobs import conversation_job, job_targets
+from worker.pipeline.middleware import CurrentBroker
+from worker.pipeline.retry import describe, retry_delay_ms
+from worker.store.locks import TargetBusy
+from worker.sync import Result, reconcile
 
-__all__ = ["ACTOR_NAME", "CurrentBroker", "build_broker", "declare_actors", "run_job"]
+__all__ = ["ACTOR_NAME", "run_job"]
 
 ACTOR_NAME = "reconcile"
 log = logging.getLogger(__name__)
-
-
-def build_broker(settings: Settings, **options: Any) -> RedisBroker:
-    """A Redis broker (idle workers woken at each enqueue, see :mod:`worker.wakeup`) with
-    our retry policy and the current-message middleware."""
-    options.setdefault("namespace", f"{settings.redis_prefix}:dramatiq")
-    options.setdefault("wake_channel", f"{settings.redis_prefix}:dramatiq:wake")
-    broker = WakingRedisBroker(url=settings.redis_url, **options)
-    configure_middleware(broker, settings)
-    return broker
-
-
-class CurrentBroker(Middleware):
-    """Remembers, per worker thread, the broker of the message being processed (a batch
-    hands its rest to a new job on that broker, not on Dramatiq's global one)."""
-
-    _local = threading.local()
-
-    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        """Remember ``broker`` for this thread."""
-        self._local.broker = broker
-
-    def after_process_message(
-        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: Any = None
-    ) -> None:
-        """Forget it."""
-        self._local.broker = None
-
-    after_skip_message = after_process_message
-
-    @classmethod
-    def get(cls) -> dramatiq.Broker | None:
-        """The broker of this thread's message, if one is being processed."""
-        broker: dramatiq.Broker | None = getattr(cls._local, "broker", None)
-        return broker
-
-
-def configure_middleware(broker: dramatiq.Broker, settings: Settings) -> None:
-    """Set retry limits and backoffs from the settings; add CurrentMessage and CurrentBroker."""
-    for middleware in broker.middleware:
-        if isinstance(middleware, Retries):
-            middleware.max_retries = settings.max_retries
-            middleware.min_backoff = settings.min_backoff_ms
-            middleware.max_backoff = settings.max_backoff_ms
-    if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
-        broker.add_middleware(CurrentMessage())
-    if not any(isinstance(m, CurrentBroker) for m in broker.middleware):
-        broker.add_middleware(CurrentBroker())
-
-
-def declare_actors(broker: dramatiq.Broker, settings: Settings) -> dramatiq.Actor[Any, Any]:
-    """Declare the reconcile actor on ``broker`` (idempotent per broker)."""
-    if ACTOR_NAME in broker.actors:
-        return broker.get_actor(ACTOR_NAME)
-    return dramatiq.Actor(
-        run_job,
-        actor_name=ACTOR_NAME,
-        queue_name=settings.queue_name,
-        broker=broker,
-        priority=0,
-        options={"max_retries": settings.max_retries},
-    )
 
 
 def run_job(kind: str, target_ids: list[str], row_ids: list[int], payload: dict[str, Any]) -> None:
@@ -97,13 +36,13 @@ def run_job(kind: str, target_ids: list[str], row_ids: list[int], payload: dict[
     """
     rt = runtime.current()
     started = time.perf_counter()
-    calls_before = rt.gateway.calls
+    calls_before = rt.gateway.thread_calls()  # this job's own: it runs on this thread
     retry: dramatiq.Retry | None = None
     try:
         outcome, detail = _reconcile_and_settle(rt, kind, target_ids, row_ids, payload)
     except _Leftover as stop:  # a conversation batch stopped before some of its targets
         outcome, detail, retry = _continue_or_retry(rt, stop)
-    except PermanentStreamError as exc:
+    except PermanentError as exc:
         outcome, detail = "failed", exc.describe()
         rt.repo.mark_failed(row_ids, detail)
     except Exception as exc:  # transient Stream errors, busy targets, database hiccups
@@ -118,7 +57,7 @@ def run_job(kind: str, target_ids: list[str], row_ids: list[int], payload: dict[
         outcome,
         detail,
         len(row_ids),
-        rt.gateway.calls - calls_before,
+        rt.gateway.thread_calls() - calls_before,
         elapsed * 1000,
         extra={"action": "reconcile", "kind": kind, "rows": len(row_ids), "outcome": outcome},
     )
@@ -149,7 +88,7 @@ _ALREADY_SETTLED = "already in step (settled by an earlier reconcile)"
 _BUSY_WAIT = 2.0
 
 
-class _Leftover(Exception):
+class _Leftover(RetryableError):
     """A conversation batch stopped by ``error`` before the targets in ``left``."""
 
     def __init__(
@@ -257,7 +196,7 @@ def _continue_or_retry(
     rows = [row for rows, _ in stop.left.values() for row in rows]
     if not stop.progressed:
         return _retry_or_fail(rt, rows, stop.error)
-    detail = _describe(stop.error)
+    detail = describe(stop.error)
     delay_ms = _delay_ms(rt, stop.error, retries=0)
     rt.repo.mark_retrying(rows, detail, delay_ms / 1000)
     job = conversation_job(stop.left)
@@ -271,7 +210,7 @@ def _continue_or_retry(
 def _retry_or_fail(
     rt: runtime.Runtime, row_ids: list[int], exc: Exception
 ) -> tuple[str, str, dramatiq.Retry | None]:
-    detail = _describe(exc)
+    detail = describe(exc)
     message = CurrentMessage.get_current_message()
     retries = int(message.options.get("retries", 0)) if message is not None else 0
     if retries >= rt.settings.max_retries:
@@ -282,19 +221,13 @@ def _retry_or_fail(
     return "retry", detail, dramatiq.Retry(detail, delay=delay_ms)
 
 
-def _describe(exc: Exception) -> str:
-    return exc.describe() if isinstance(exc, StreamError) else f"{type(exc).__name__}: {exc}"
-
-
 def _delay_ms(rt: runtime.Runtime, exc: Exception, retries: int) -> int:
-    """Stream's reset time for a 429, else exponential backoff with jitter."""
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        return int(retry_after * 1000) + 50
-    _, delay_ms = compute_backoff(
-        retries, factor=rt.settings.min_backoff_ms, max_backoff=rt.settings.max_backoff_ms
+    return retry_delay_ms(
+        exc,
+        retries,
+        min_backoff_ms=rt.settings.min_backoff_ms,
+        max_backoff_ms=rt.settings.max_backoff_ms,
     )
-    return int(delay_ms)
 
 
 def _short(ids: list[str]) -> str:

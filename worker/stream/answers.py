@@ -1,0 +1,54 @@
+"""What Stream's error answers mean: its codes where it gives one, its text where it does not.
+
+Stream answers an error with an HTTP status, a numeric ``code`` and a message. Where
+the code alone decides, the decision reads the code. Some answers share code 4
+(InputError) and differ only in their English text; the text matches live here, each
+with the report that shows Stream's wording, so a change of wording is one edit.
+"""
+
+from __future__ import annotations
+
+from worker.errors import StreamError
+
+__all__ = [
+    "INPUT_ERROR",
+    "NOT_FOUND",
+    "is_duplicate_message",
+    "is_not_found",
+    "names_missing_users",
+]
+
+INPUT_ERROR = 4  # Stream's InputError: the request is invalid
+NOT_FOUND = 16  # Stream's DoesNotExist: no such user, channel or message
+
+
+def is_not_found(error: StreamError) -> bool:
+    """Stream holds no such resource (code 16)."""
+    return error.code == NOT_FOUND
+
+
+def is_duplicate_message(error: StreamError) -> bool:
+    """A send refused because a message with that id exists already.
+
+    Code 4, ``SendMessage failed with error: "a message with ID x already exists"``
+    (GetStream/stream-chat-js#759; GetStream/stream-chat-android#6587 detects it the
+    same way: code 4 and "already exists").
+    """
+    return _code_is(error, INPUT_ERROR) and "already exists" in str(error)
+
+
+def names_missing_users(error: StreamError) -> bool:
+    """A channel call refused because some of the users it names do not exist in Stream.
+
+    Code 4 with, on create, ``The following users are involved in channel create
+    operation, but don't exist: [...]`` (GetStream/stream-chat-react#1125) or ``... are
+    specified in channel.members but don't exist``, and on add, ``could not find user X
+    from add_members`` (GetStream/stream-chat-php#21).
+    """
+    text = str(error).lower()
+    return _code_is(error, INPUT_ERROR) and ("don't exist" in text or "could not find user" in text)
+
+
+def _code_is(error: StreamError, code: int) -> bool:
+    # A missing code (an answer without a body) is not taken to be another code.
+    return error.code is None or str(error.code) == str(code)

@@ -1,0 +1,31 @@
+"""Reconciling: make Stream hold what the application's database says, one target kind a module.
+
+``users`` upserts and retires users, ``conversations`` creates, updates and deletes
+channels and their members, ``messages`` mirrors live messages and ``history``
+imports a conversation's older ones; ``plan`` is the pure comparison they act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.errors import PermanentStreamError
+from worker.runtime import Runtime
+from worker.sync.conversations import reconcile_conversations
+from worker.sync.messages import mirror_message
+from worker.sync.outcome import Result
+from worker.sync.users import reconcile_users
+
+__all__ = ["Result", "reconcile"]
+
+
+def reconcile(rt: Runtime, kind: str, targets: dict[str, dict[str, Any]]) -> Result:
+    """Reconcile targets of one kind (users or conversations in batches, one message)."""
+    if kind == "user":
+        return reconcile_users(rt, list(targets))
+    if kind == "conversation":
+        return reconcile_conversations(rt, targets)
+    if kind == "message":
+        message_id, payload = next(iter(targets.items()))
+        return mirror_message(rt, message_id, payload)
+    raise PermanentStreamError(f"unknown target kind {kind!r}")

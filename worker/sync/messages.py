@@ -1,0 +1,79 @@
+"""Messages: mirror one database message into Stream (sent, edited or deleted).
+
+Live messages only; older ones arrive by the history import. The id is derived
+from the database id, so a repeat finds the message there and sets its text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app_hooks.binding import stream_message_id
+from worker.errors import PermanentStreamError
+from worker.runtime import Runtime
+from worker.sync.bodies import SYSTEM_USER, author_of, message_body
+from worker.sync.conversations import reconcile_conversation
+from worker.sync.outcome import Result
+from worker.sync.users import ensure_users
+
+__all__ = ["mirror_message"]
+
+
+def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None = None) -> Result:
+    """Make Stream hold a message of the database as it is now, under its deterministic id.
+
+    A new message is sent; one Stream holds already gets its current text (an edit); one
+    the database no longer holds is deleted in Stream. Under the conversation's lock (the
+    payload names the conversation of a message gone): the channel is never reconciled
+    or deleted by another job between this job's read of the database and its call.
+    """
+    if not rt.settings.mirror_messages:
+        return Result("mirroring off")
+    with rt.engine.connect() as conn:
+        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+    conversation_id = message.conversation_id if message else (payload or {}).get("conversation_id")
+    if conversation_id is None:  # gone, and its row does not say where it was
+        return _unmirror(rt, message_id)
+    with rt.locks.hold("conversation", [str(conversation_id)]):
+        return _mirror_locked(rt, message_id)
+
+
+def _unmirror(rt: Runtime, message_id: str) -> Result:
+    rt.gateway.delete_message(stream_message_id(message_id))
+    return Result("message gone: deleted in Stream")
+
+
+def _mirror_locked(rt: Runtime, message_id: str) -> Result:
+    with rt.engine.connect() as conn:
+        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+        if message is None:
+            return _unmirror(rt, message_id)
+        ref = rt.repo.channel_for(message.conversation_id, conn)
+    if ref is None:
+        reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
+        ref = rt.repo.channel_for(message.conversation_id)
+        if ref is None:
+            return Result("conversation gone")
+    if message.sender_id is None:
+        rt.gateway.upsert_users([SYSTEM_USER])
+    else:
+        ensure_users(rt, [message.sender_id])
+    body = message_body(message, silent=False)
+    try:
+        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
+    except PermanentStreamError as exc:
+        if exc.status != 404:
+            raise
+        # The map names a channel Stream does not hold: its creation failed, or is still
+        # being retried by the conversation's job. Bring it in step, then send again.
+        reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
+        with rt.engine.connect() as conn:
+            if not rt.binding.desired_messages(conn, [message_id]):
+                return Result("message gone")
+        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
+    if sent:
+        return Result("sent")
+    # Stream holds it already: a repeat, or an edit in the database. Level-triggered,
+    # the text is set either way (the id, channel and author never change).
+    rt.gateway.update_message_text(message.stream_id, message.text, author_of(message))
+    return Result("already there, text set")

@@ -1,0 +1,44 @@
+"""Pure decision: the calls that bring a channel Stream holds in step with the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app_hooks.binding import DesiredChannel
+
+__all__ = ["OWNED_CHANNEL_FIELDS", "ChannelPlan", "plan_channel"]
+
+# Custom channel fields this product writes; anything else on the channel is left alone.
+OWNED_CHANNEL_FIELDS = ("name", "conversation_id", "event_id")
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """The calls that bring a channel in step: data to set/unset, members to add/remove."""
+
+    set_data: dict[str, Any] = field(default_factory=dict)
+    unset_data: tuple[str, ...] = ()
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to do."""
+        return not (self.set_data or self.unset_data or self.add or self.remove)
+
+
+def plan_channel(
+    desired: DesiredChannel, members: Iterable[str], data: dict[str, Any]
+) -> ChannelPlan:
+    """Compare a desired channel with what Stream holds (``members``, ``data``)."""
+    held = set(members)
+    want = set(desired.members)
+    set_data = {
+        key: value
+        for key, value in desired.data.items()
+        if key in OWNED_CHANNEL_FIELDS and data.get(key) != value
+    }
+    unset = tuple(key for key in OWNED_CHANNEL_FIELDS if key in data and key not in desired.data)
+    return ChannelPlan(set_data, unset, tuple(sorted(want - held)), tuple(sorted(held - want)))
