@@ -1,6 +1,10 @@
 """Application-side hooks of stream-outbox: outbox tables, capture listeners and the binding.
 
-Imported by the application; depends on SQLAlchemy and the standard library only.
+Imported by the application. The package itself (tables, listeners, binding, channel ids)
+needs SQLAlchemy and the standard library only; two optional modules need more:
+``app_hooks.tokens`` (Stream user tokens) imports PyJWT, and ``app_hooks.chat_router``
+(a FastAPI router for the app's frontend) imports FastAPI. Neither is imported here.
+Nothing in it imports the worker, Dramatiq, Redis or the Stream SDK.
 """
 
 from app_hooks.binding import Binding, DesiredChannel, DesiredUser

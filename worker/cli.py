@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import typer
 from sqlalchemy.exc import OperationalError
 
 from worker.errors import StreamOutboxError
-from worker.settings import load_settings
+from worker.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
 
@@ -90,29 +91,35 @@ def migrate() -> None:
     typer.echo("outbox schema is up to date")
 
 
+def settings_with(**flags: Any) -> Settings:
+    """The settings, each flag given on the command line winning over its variable."""
+    return load_settings(**{name: value for name, value in flags.items() if value is not None})
+
+
+_METRICS_PORT = typer.Option(
+    None, help="Serve Prometheus metrics on this port, 0 off (default: env OUTBOX_METRICS_PORT)."
+)
+
+
 @app.command()
-def relay(
-    metrics_port: int = typer.Option(
-        0, help="Serve Prometheus metrics on this port (0: off; env OUTBOX_METRICS_PORT)."
-    ),
-) -> None:
+def relay(metrics_port: int | None = _METRICS_PORT) -> None:
     """Drain the outbox into Dramatiq (LISTEN/NOTIFY with polling) until SIGTERM/SIGINT."""
     from worker.pipeline.processes import run_relay
 
-    run_relay(load_settings(), metrics_port=metrics_port)
+    run_relay(settings_with(metrics_port=metrics_port))
 
 
 @app.command()
 def worker(
-    threads: int = typer.Option(0, help="Worker threads (0: env OUTBOX_WORKER_THREADS, 8)."),
-    metrics_port: int = typer.Option(
-        0, help="Serve Prometheus metrics on this port (0: off; env OUTBOX_METRICS_PORT)."
+    threads: int | None = typer.Option(
+        None, help="Worker threads (default: env OUTBOX_WORKER_THREADS, else 8)."
     ),
+    metrics_port: int | None = _METRICS_PORT,
 ) -> None:
     """Run the reconcile actors (one process) until SIGTERM/SIGINT, then drain cleanly."""
     from worker.pipeline.processes import run_worker
 
-    run_worker(load_settings(), threads=threads or None, metrics_port=metrics_port)
+    run_worker(settings_with(worker_threads=threads, metrics_port=metrics_port))
 
 
 @app.command()

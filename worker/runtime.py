@@ -44,12 +44,12 @@ class Runtime:
         engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
         redis = Redis.from_url(settings.redis_url)
         prefix = settings.redis_prefix
-        budget = RedisRateBudget(redis, settings.rate_limit_table(), prefix=f"{prefix}:rate")
+        budget = RedisRateBudget(redis, settings.rate_limits, prefix=f"{prefix}:rate")
         gateway = StreamGateway(
             api_key,
             api_secret,
             base_url=settings.stream_chat_url,
-            timeout=settings.stream_timeout,
+            timeout=settings.stream_timeout.total_seconds(),
             budget=budget,
         )
         return cls(
@@ -58,7 +58,9 @@ class Runtime:
             repo=OutboxRepository(engine),
             gateway=gateway,
             redis=redis,
-            locks=TargetLocks(redis, prefix=f"{prefix}:lock", lease=settings.lock_lease),
+            locks=TargetLocks(
+                redis, prefix=f"{prefix}:lock", lease=settings.lock_lease.total_seconds()
+            ),
             binding=binding,
         )
 

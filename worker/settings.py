@@ -5,14 +5,26 @@ Built once at an entry point and passed in; nothing reads the environment at imp
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import json
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.errors import ConfigurationError
 
-__all__ = ["Settings", "load_settings", "normalize_database_url", "parse_rate_limits"]
+__all__ = ["Settings", "load_settings", "normalize_database_url", "parse_duration"]
 
 _DB_SCHEMES = {
     "postgres": "postgresql+psycopg",
@@ -33,15 +45,70 @@ def normalize_database_url(url: str) -> str:
     return f"{_DB_SCHEMES[scheme]}://{rest}"
 
 
-def parse_rate_limits(text: str) -> dict[str, int]:
-    """Parse ``"UpdateUsers=600, UpdateChannel=300"`` into calls per minute by endpoint."""
-    limits: dict[str, int] = {}
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"7d"``, ``"1w"`` (or ``"1h30m"``) as a timedelta."""
+    cleaned = text.strip().lower()
+    parts = _DURATION.findall(cleaned)
+    if not cleaned or "".join(n + u for n, u in parts) != cleaned.replace(" ", ""):
+        raise ValueError(f"{text!r} is not a duration like 30m, 2h or 7d")
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+
+
+def _duration_text(value: object) -> object:
+    """Seconds (``"300"``, ``"0.5"``) or ``"5m"``-style text to a timedelta; anything else
+    (a number, ISO 8601 ``"PT5M"``, a timedelta) is left to pydantic."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return timedelta(seconds=float(text))
+    except ValueError:
+        pass
+    if _DURATION.match(text.lower()):
+        return parse_duration(text)
+    return text
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be above 0")
+    return value
+
+
+def _endpoint_pairs(value: object) -> object:
+    """``"UpdateUsers=600, UpdateChannel=300"`` (or a JSON object) to a mapping; pydantic
+    then checks that each number is a whole number above 0."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError("is not a JSON object of Endpoint: calls_per_minute") from None
+    pairs: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, number = item.partition("=")
-        if not sep or not name.strip() or not number.strip().isdigit() or int(number) < 1:
+        if not sep or not name.strip():
             raise ValueError(f"{item!r} is not Endpoint=calls_per_minute")
-        limits[name.strip()] = int(number)
-    return limits
+        pairs[name.strip()] = number.strip()
+    return pairs
+
+
+def _comma_list(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+# A duration: seconds, "5m"/"2h"/"7d", or ISO 8601 ("PT5M"); above zero.
+Duration = Annotated[timedelta, BeforeValidator(_duration_text), AfterValidator(_positive)]
+# Calls per minute by Stream endpoint.
+RateLimits = Annotated[dict[str, PositiveInt], NoDecode, BeforeValidator(_endpoint_pairs)]
 
 
 class Settings(BaseSettings):
@@ -57,16 +124,20 @@ class Settings(BaseSettings):
     stream_chat_url: str | None = Field(
         None, validation_alias=AliasChoices("STREAM_CHAT_URL", "stream_chat_url")
     )
-    stream_timeout: float = Field(6.0, gt=0, validation_alias="STREAM_CHAT_TIMEOUT")
+    stream_timeout: Duration = Field(timedelta(seconds=6), validation_alias="STREAM_CHAT_TIMEOUT")
     # Stream's per-endpoint budgets, calls per minute, shared by all workers:
     # "UpdateUsers=600,GetOrCreateChannel=600". Unlisted endpoints are not limited.
-    rate_limits: str = Field("", validation_alias="OUTBOX_RATE_LIMITS")
+    rate_limits: RateLimits = Field(default_factory=dict, validation_alias="OUTBOX_RATE_LIMITS")
     max_retries: int = Field(10, ge=0, validation_alias="OUTBOX_MAX_RETRIES")
     min_backoff_ms: int = Field(500, ge=1, validation_alias="OUTBOX_MIN_BACKOFF_MS")
     max_backoff_ms: int = Field(60_000, ge=1, validation_alias="OUTBOX_MAX_BACKOFF_MS")
-    visibility_timeout: float = Field(300.0, gt=0, validation_alias="OUTBOX_VISIBILITY_TIMEOUT")
+    visibility_timeout: Duration = Field(
+        timedelta(minutes=5), validation_alias="OUTBOX_VISIBILITY_TIMEOUT"
+    )
     relay_batch_size: int = Field(500, ge=1, validation_alias="OUTBOX_RELAY_BATCH_SIZE")
-    relay_poll_interval: float = Field(1.0, gt=0, validation_alias="OUTBOX_RELAY_POLL_INTERVAL")
+    relay_poll_interval: Duration = Field(
+        timedelta(seconds=1), validation_alias="OUTBOX_RELAY_POLL_INTERVAL"
+    )
     # Conversations reconciled by one job (one database read and one member upsert for all)
     conversations_per_job: int = Field(
         50, ge=1, le=500, validation_alias="OUTBOX_CONVERSATIONS_PER_JOB"
@@ -78,7 +149,7 @@ class Settings(BaseSettings):
     worker_timeout_ms: int = Field(100, ge=1, validation_alias="OUTBOX_WORKER_TIMEOUT_MS")
     # Seconds a per-target lock outlives a worker killed while holding it (SIGKILL, a
     # lost machine): that target waits this long. Longer than any one reconcile.
-    lock_lease: float = Field(120.0, gt=0, validation_alias="OUTBOX_LOCK_LEASE")
+    lock_lease: Duration = Field(timedelta(minutes=2), validation_alias="OUTBOX_LOCK_LEASE")
     deleted_user_policy: Literal["deactivate", "delete", "keep"] = Field(
         "deactivate", validation_alias="OUTBOX_DELETED_USER_POLICY"
     )
@@ -88,9 +159,12 @@ class Settings(BaseSettings):
     # Prefix of every Redis key (Dramatiq's queues, locks, rate budget, known users):
     # several deployments (or test runs) can share one Redis database.
     redis_prefix: str = Field("stream_outbox", min_length=1, validation_alias="OUTBOX_REDIS_PREFIX")
-    retention: str = Field("7d", validation_alias="OUTBOX_RETENTION")
+    # How old done rows must be before `admin purge` deletes them
+    retention: Duration = Field(timedelta(days=7), validation_alias="OUTBOX_RETENTION")
     # Workers' metrics endpoints that `admin stats` reads Stream call counts from.
-    metrics_urls: str = Field("", validation_alias="OUTBOX_METRICS_URLS")
+    metrics_urls: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(
+        default_factory=list, validation_alias="OUTBOX_METRICS_URLS"
+    )
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="OUTBOX_METRICS_PORT")
     # The admin dashboard (stream-outbox dashboard): HTTP Basic (user and password)
     # and/or a token (bearer header or login form); it refuses to start with neither.
@@ -120,12 +194,6 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
-    @field_validator("rate_limits")
-    @classmethod
-    def _rate_limits(cls, value: str) -> str:
-        parse_rate_limits(value)
-        return value
-
     @field_validator("dashboard_lockout")
     @classmethod
     def _dashboard_lockout(cls, value: str) -> str:
@@ -136,10 +204,6 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("must be a rate like '10 per 5 minutes'") from None
         return value
-
-    def rate_limit_table(self) -> dict[str, int]:
-        """``OUTBOX_RATE_LIMITS`` as endpoint -> calls per minute."""
-        return parse_rate_limits(self.rate_limits)
 
     def stream_credentials(self) -> tuple[str, str]:
         """The Stream API key and secret; a :class:`ConfigurationError` names what is missing."""
@@ -166,4 +230,5 @@ def load_settings(**overrides: Any) -> Settings:
         variable = _VARIABLES.get(field, field.upper())
         reason = "is not set" if error["type"] == "missing" else str(error["msg"])
         reason = reason.removeprefix("Value error, ")
-        raise ConfigurationError(f"{variable} {reason}") from None
+        where = "".join(f" {part}:" for part in error["loc"][1:])  # a mapping's key
+        raise ConfigurationError(f"{variable}{where} {reason}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
@@ -309,7 +310,7 @@ def test_a_slow_batch_stops_before_its_locks_lease_runs_out(
     with app_session() as session, session.begin():
         made = converse(session, 4, "slow")
     batch = one_batch(pipeline)
-    monkeypatch.setattr(runtime.current().settings, "lock_lease", 0.2)
+    monkeypatch.setattr(runtime.current().settings, "lock_lease", timedelta(seconds=0.2))
     monkeypatch.setattr(actor, "_delay_ms", lambda *_, **__: 1000)
     pipeline.emu.set_latency(150)
     # When the job runs once

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from worker.cli import settings_with
 from worker.errors import ConfigurationError, StreamOutboxError
 from worker.settings import Settings, load_settings, normalize_database_url
 
@@ -16,6 +18,15 @@ VARIABLES = (
     "GETSTREAM_API_SECRET",
     "GETSTREAM_APP_ID",
     "STREAM_CHAT_URL",
+    "STREAM_CHAT_TIMEOUT",
+    "OUTBOX_RATE_LIMITS",
+    "OUTBOX_VISIBILITY_TIMEOUT",
+    "OUTBOX_RELAY_POLL_INTERVAL",
+    "OUTBOX_LOCK_LEASE",
+    "OUTBOX_RETENTION",
+    "OUTBOX_METRICS_URLS",
+    "OUTBOX_METRICS_PORT",
+    "OUTBOX_WORKER_THREADS",
 )
 SECRET = "s3cr3t-Do-Not-Print-9f2c"
 DB = "postgresql://app@db.example:5432/app"
@@ -238,6 +249,103 @@ def test_malformed_stream_chat_url_override_is_named(env: pytest.MonkeyPatch) ->
 def test_malformed_value_is_not_echoed(env: pytest.MonkeyPatch) -> None:
     env.setenv("DATABASE_URL", "mysql://root:hunter2@db/app")
     assert "hunter2" not in configuration_error()
+
+
+# -- typed values ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("300", 300), ("0.5", 0.5), ("5m", 300), ("2h", 7200), ("1h30m", 5400), ("PT5M", 300)],
+)
+def test_durations_take_seconds_units_or_iso(
+    env: pytest.MonkeyPatch, text: str, seconds: float
+) -> None:
+    env.setenv("DATABASE_URL", DB)
+    env.setenv("OUTBOX_VISIBILITY_TIMEOUT", text)
+    assert load_settings().visibility_timeout == timedelta(seconds=seconds)
+
+
+def test_duration_defaults(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", DB)
+    settings = load_settings()
+    assert settings.retention == timedelta(days=7)
+    assert settings.lock_lease == timedelta(minutes=2)
+    assert settings.stream_timeout == timedelta(seconds=6)
+
+
+@pytest.mark.parametrize(
+    ("variable", "text"),
+    [
+        ("OUTBOX_LOCK_LEASE", "0"),
+        ("OUTBOX_RETENTION", "-5"),
+        ("OUTBOX_RETENTION", "a week"),
+        ("OUTBOX_RELAY_POLL_INTERVAL", "7x"),
+        ("STREAM_CHAT_TIMEOUT", ""),
+    ],
+)
+def test_malformed_durations_are_named(env: pytest.MonkeyPatch, variable: str, text: str) -> None:
+    env.setenv("DATABASE_URL", DB)
+    env.setenv(variable, text)
+    assert configuration_error().startswith(f"{variable} ")
+
+
+def test_rate_limits_are_a_table_of_whole_numbers(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", DB)
+    env.setenv("OUTBOX_RATE_LIMITS", " UpdateUsers=600, GetOrCreateChannel = 10000 ,")
+    assert load_settings().rate_limits == {"UpdateUsers": 600, "GetOrCreateChannel": 10_000}
+
+
+def test_rate_limits_as_json(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", DB)
+    env.setenv("OUTBOX_RATE_LIMITS", '{"SendMessage": 1000}')
+    assert load_settings().rate_limits == {"SendMessage": 1000}
+
+
+def test_no_rate_limits_by_default(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", DB)
+    assert load_settings().rate_limits == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("UpdateUsers", "OUTBOX_RATE_LIMITS 'UpdateUsers' is not Endpoint=calls_per_minute"),
+        ("=5", "OUTBOX_RATE_LIMITS '=5' is not Endpoint=calls_per_minute"),
+        ("UpdateUsers=0", "OUTBOX_RATE_LIMITS UpdateUsers: Input should be greater than 0"),
+        ("UpdateUsers=many", "OUTBOX_RATE_LIMITS UpdateUsers: Input should be a valid integer"),
+        ("{not json", "OUTBOX_RATE_LIMITS is not a JSON object of Endpoint: calls_per_minute"),
+    ],
+)
+def test_malformed_rate_limits_are_named(env: pytest.MonkeyPatch, text: str, expected: str) -> None:
+    env.setenv("DATABASE_URL", DB)
+    env.setenv("OUTBOX_RATE_LIMITS", text)
+    assert configuration_error().startswith(expected)
+
+
+def test_metrics_urls_are_a_comma_separated_list(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", DB)
+    env.setenv("OUTBOX_METRICS_URLS", "http://w1:9191/metrics, http://w2:9191/metrics,")
+    assert load_settings().metrics_urls == ["http://w1:9191/metrics", "http://w2:9191/metrics"]
+
+
+# -- flags over variables -------------------------------------------------------------
+
+
+def test_a_command_line_flag_wins_over_its_variable(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", DB)
+    env.setenv("OUTBOX_METRICS_PORT", "9100")
+    env.setenv("OUTBOX_WORKER_THREADS", "3")
+    flagged = settings_with(metrics_port=0, worker_threads=12)
+    assert (flagged.metrics_port, flagged.worker_threads) == (0, 12)
+    unflagged = settings_with(metrics_port=None, worker_threads=None)
+    assert (unflagged.metrics_port, unflagged.worker_threads) == (9100, 3)
+
+
+def test_a_malformed_flag_is_named_like_its_variable(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", DB)
+    with pytest.raises(ConfigurationError, match=r"^OUTBOX_WORKER_THREADS "):
+        settings_with(worker_threads=0)
 
 
 # -- secrecy --------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def stats(
     settings = load_settings()
     with _engine(settings) as engine:
         figures = admin.stats(engine)
-    urls = metrics_url or [u.strip() for u in settings.metrics_urls.split(",") if u.strip()]
+    urls = metrics_url or settings.metrics_urls
     figures["stream"] = admin.stream_call_figures(urls) if urls else None
     if as_json:
         _emit(figures)
@@ -222,7 +222,7 @@ def purge(
 ) -> None:
     """Delete done rows older than the retention, in batches."""
     settings = load_settings()
-    age = admin.parse_duration(older_than or settings.retention)
+    age = admin.parse_duration(older_than) if older_than else settings.retention
     with _engine(settings) as engine:
         count = admin.purge(engine, actor=_actor(actor), older_than=age, batch=batch)
     if as_json:

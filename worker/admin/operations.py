@@ -6,7 +6,6 @@ in the same transaction. Bad input raises :class:`AdminError` before anything ch
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 from sqlalchemy.sql.elements import ColumnElement
 
 from app_hooks.outbox import Status, TargetKind, audit, channel_map, outbox
+from worker import settings
 from worker.admin.resync import check_resync_kinds, resync
 from worker.errors import AdminError
 
@@ -37,17 +37,14 @@ __all__ = [
 ]
 
 _AUDIT_IDS_MAX = 1000
-_DURATION = re.compile(r"(\d+)\s*([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str) -> timedelta:
     """``"90s"``, ``"15m"``, ``"2h"``, ``"7d"``, ``"1w"`` (or ``"1h30m"``) as a timedelta."""
-    cleaned = text.strip().lower()
-    parts = _DURATION.findall(cleaned)
-    if not cleaned or "".join(n + u for n, u in parts) != cleaned.replace(" ", ""):
-        raise AdminError(f"{text!r} is not a duration like 30m, 2h or 7d")
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+    try:
+        return settings.parse_duration(text)
+    except ValueError as exc:
+        raise AdminError(str(exc)) from None
 
 
 def parse_time(text: str, now: datetime | None = None) -> datetime:

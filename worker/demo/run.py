@@ -211,13 +211,13 @@ def _workers(
     dramatiq.set_broker(broker)
     actor = declare_actors(broker, settings)
     prefix = settings.redis_prefix
-    budget = RedisRateBudget(redis, settings.rate_limit_table(), prefix=f"{prefix}:rate")
+    budget = RedisRateBudget(redis, settings.rate_limits, prefix=f"{prefix}:rate")
     key, secret = settings.stream_credentials()
     gateway = StreamGateway(
         key,
         secret,
         base_url=settings.stream_chat_url,
-        timeout=settings.stream_timeout,
+        timeout=settings.stream_timeout.total_seconds(),
         budget=budget,
     )
     repo = OutboxRepository(engine)

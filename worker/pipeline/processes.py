@@ -38,14 +38,14 @@ def _on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _serve_metrics(settings: Settings, default_port: int) -> None:
-    port = settings.metrics_port if settings.metrics_port is not None else default_port
+def _serve_metrics(settings: Settings) -> None:
+    port = settings.metrics_port
     if port:
         start_http_server(port, addr="127.0.0.1")
         log.info("metrics on http://127.0.0.1:%d/metrics", port)
 
 
-def run_relay(settings: Settings, *, metrics_port: int = 0, listen: bool = True) -> None:
+def run_relay(settings: Settings, *, listen: bool = True) -> None:
     """Run the relay until SIGTERM/SIGINT (``listen=False``: poll only)."""
     from sqlalchemy import create_engine
 
@@ -56,14 +56,14 @@ def run_relay(settings: Settings, *, metrics_port: int = 0, listen: bool = True)
         OutboxRepository(engine),
         actor,
         batch_size=settings.relay_batch_size,
-        poll_interval=settings.relay_poll_interval,
-        visibility_timeout=settings.visibility_timeout,
+        poll_interval=settings.relay_poll_interval.total_seconds(),
+        visibility_timeout=settings.visibility_timeout.total_seconds(),
         conversations_per_job=settings.conversations_per_job,
         listen=listen,
     )
     stop = threading.Event()
     _on_signals(stop)
-    _serve_metrics(settings, metrics_port)
+    _serve_metrics(settings)
 
     def stop_relay_on_signal() -> None:
         stop.wait()
@@ -77,7 +77,7 @@ def run_relay(settings: Settings, *, metrics_port: int = 0, listen: bool = True)
         broker.close()
 
 
-def run_worker(settings: Settings, *, threads: int | None = None, metrics_port: int = 0) -> None:
+def run_worker(settings: Settings) -> None:
     """Run one worker process (Dramatiq threads) until SIGTERM/SIGINT, then drain cleanly."""
     broker = build_broker(settings)
     dramatiq.set_broker(broker)
@@ -86,10 +86,10 @@ def run_worker(settings: Settings, *, threads: int | None = None, metrics_port: 
     runtime.install(rt)
     stop = rt.stopping  # in-flight batches see it too, and hand their rest to a new job
     _on_signals(stop)
-    _serve_metrics(settings, metrics_port)
+    _serve_metrics(settings)
     worker = dramatiq.Worker(
         broker,
-        worker_threads=threads or settings.worker_threads,
+        worker_threads=settings.worker_threads,
         worker_timeout=settings.worker_timeout_ms,
     )
     worker.start()

@@ -49,7 +49,7 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
     # The locks' lease is not renewed: a batch slowed down by Stream stops in time and
     # retries the rest, rather than outlive the locks of the conversations it holds; a
     # batch in a worker that is shutting down stops too, so the shutdown stays short.
-    deadline = time.monotonic() + rt.settings.lock_lease / 2
+    deadline = time.monotonic() + rt.settings.lock_lease.total_seconds() / 2
     snapshots = _assign_channels(rt, _read_conversations(rt, targets))
     ready = _ensure_members(rt, [s.channel for s in snapshots.values() if s.channel is not None])
     result = Result("")
