@@ -296,6 +296,20 @@ class Binding:
             for mid, cid_, sender, content, created in conn.execute(query)
         ]
 
+    def undated_message(self, conn: Connection, conversation_id: str) -> str | None:
+        """A message of the conversation without ``created_at``, if it has one (the history
+        import orders by it and cannot place such a message)."""
+        msg = self.message
+        cid = self._ids(msg.conversation_id, [conversation_id])[0]
+        query = (
+            select(msg.id)
+            .where(msg.conversation_id == cid, msg.created_at.is_(None))
+            .order_by(msg.id)
+            .limit(1)
+        )
+        found = conn.execute(query).scalar()
+        return None if found is None else str(found)
+
     def _members(self, conn: Connection, ids: list[Any]) -> dict[str, tuple[str, ...]]:
         part = self.participant
         members: dict[str, list[str]] = {}

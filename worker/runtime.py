@@ -34,15 +34,25 @@ class Runtime:
     stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def from_settings(cls, settings: Settings, binding: Binding | None = None) -> Runtime:
-        """Connect everything the settings name (lazily: nothing is dialled yet)."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        binding: Binding | None = None,
+        *,
+        engine: Engine | None = None,
+        redis: Redis | None = None,
+    ) -> Runtime:
+        """Connect everything the settings name (lazily: nothing is dialled yet), or use
+        the ``engine`` and ``redis`` client given."""
         if binding is None:
             from app_hooks.reference import REFERENCE_BINDING
 
             binding = REFERENCE_BINDING
         api_key, api_secret = settings.stream_credentials()
-        engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
-        redis = Redis.from_url(settings.redis_url)
+        if engine is None:
+            engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
+        if redis is None:
+            redis = Redis.from_url(settings.redis_url)
         prefix = settings.redis_prefix
         budget = RedisRateBudget(redis, settings.rate_limits, prefix=f"{prefix}:rate")
         gateway = StreamGateway(

@@ -61,10 +61,7 @@ from worker.pipeline.broker import build_broker, configure_middleware, declare_a
 from worker.pipeline.relay import Relay
 from worker.runtime import delete_prefixed_keys
 from worker.settings import Settings, load_settings
-from worker.store.locks import TargetLocks
-from worker.store.rate_budget import RedisRateBudget
 from worker.store.repository import OutboxRepository
-from worker.stream.gateway import StreamGateway
 
 __all__ = ["run_demo"]
 
@@ -210,27 +207,14 @@ def _workers(
 ) -> tuple[OutboxRepository, Relay]:
     dramatiq.set_broker(broker)
     actor = declare_actors(broker, settings)
-    prefix = settings.redis_prefix
-    budget = RedisRateBudget(redis, settings.rate_limits, prefix=f"{prefix}:rate")
-    key, secret = settings.stream_credentials()
-    gateway = StreamGateway(
-        key,
-        secret,
-        base_url=settings.stream_chat_url,
-        timeout=settings.stream_timeout.total_seconds(),
-        budget=budget,
-    )
-    repo = OutboxRepository(engine)
-    locks = TargetLocks(redis, prefix=f"{prefix}:lock")
-    runtime.install(
-        runtime.Runtime(settings, engine, repo, gateway, redis, locks, REFERENCE_BINDING)
-    )
+    rt = runtime.Runtime.from_settings(settings, REFERENCE_BINDING, engine=engine, redis=redis)
+    runtime.install(rt)
     stack.callback(runtime.reset)
     threads = 2 if engine.dialect.name == "sqlite" else 4
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=20)
     worker.start()
     stack.callback(worker.stop, 5000)
-    return repo, Relay(repo, actor, poll_interval=0.05, visibility_timeout=60)
+    return rt.repo, Relay(rt.repo, actor, poll_interval=0.05, visibility_timeout=60)
 
 
 def _drain(pipe: _Pipeline, progress: Progress, task: Any, total: int) -> bool:

@@ -16,7 +16,6 @@ sent ``silent`` (no notifications, no unread counts for old messages).
 
 from __future__ import annotations
 
-from app_hooks.binding import DesiredMessage
 from app_hooks.capture import write_changes
 from app_hooks.changes import Change, Target
 from worker.errors import BadSourceData
@@ -36,6 +35,7 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
 
     Writes a continuation row when more remain after :data:`PER_JOB` messages.
     """
+    _refuse_undated(rt, conversation_id)
     done = 0
     system_ready = False
     while done < PER_JOB:
@@ -44,7 +44,6 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
             batch = rt.binding.messages_after(conn, conversation_id, cursor, BATCH)
         if not batch:
             return done
-        _require_times(conversation_id, batch)
         senders = sorted({m.sender_id for m in batch if m.sender_id is not None})
         ensure_users(rt, senders)
         if not system_ready and any(m.sender_id is None for m in batch):
@@ -54,7 +53,7 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
             body = message_body(message, silent=True)
             rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
             last = message
-        if last.created_at is not None:  # always, see _require_times
+        if last.created_at is not None:  # always: undated messages are refused up front
             rt.repo.set_history_cursor(conversation_id, last.created_at, last.id)
         done += len(batch)
     with rt.engine.begin() as conn:
@@ -63,13 +62,17 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
     return done
 
 
-def _require_times(conversation_id: str, batch: list[DesiredMessage]) -> None:
-    """Refuse a batch with a message that has no ``created_at``: the cursor is
-    ``(created_at, id)``, so such a message would never move it (nothing of the
-    batch is sent; the conversation's row fails with this error until the time is set)."""
-    for message in batch:
-        if message.created_at is None:
-            raise BadSourceData(
-                f"message {message.id} of conversation {conversation_id} has no created_at: "
-                "the history import orders messages by it; set it, then replay the row"
-            )
+def _refuse_undated(rt: Runtime, conversation_id: str) -> None:
+    """Refuse, before anything is sent, a history holding a message without ``created_at``.
+
+    The cursor is ``(created_at, id)``: such a message sorts after every dated one and
+    no cursor comparison ever returns it, so it would be skipped without a word. The
+    conversation's row fails with this error until the message has a time.
+    """
+    with rt.engine.connect() as conn:
+        undated = rt.binding.undated_message(conn, conversation_id)
+    if undated is not None:
+        raise BadSourceData(
+            f"message {undated} of conversation {conversation_id} has no created_at: "
+            "the history import orders messages by it; set it, then replay the row"
+        )
