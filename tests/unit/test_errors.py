@@ -218,6 +218,7 @@ def test_names_missing_users(error: PermanentStreamError, expected: bool) -> Non
     ("error", "expected"),
     [
         pytest.param(refusal("channel messaging:x not found", 16, 404), True, id="code 16"),
+        pytest.param(refusal("channel messaging:x not found", "16", 404), True, id="code as text"),
         pytest.param(refusal("user u1 does not exist", 16, 400), True, id="code 16, status 400"),
         pytest.param(refusal("Can't find channel", 4, 404), False, id="404 with code 4"),
         pytest.param(refusal("HTTP 404", None, 404), False, id="404 without a body"),

@@ -24,7 +24,7 @@ NOT_FOUND = 16  # Stream's DoesNotExist: no such user, channel or message
 
 def is_not_found(error: StreamError) -> bool:
     """Stream holds no such resource (code 16)."""
-    return error.code == NOT_FOUND
+    return error.code is not None and str(error.code) == str(NOT_FOUND)
 
 
 def is_duplicate_message(error: StreamError) -> bool:
