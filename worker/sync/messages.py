@@ -11,6 +11,7 @@ from typing import Any
 from app_hooks.binding import stream_message_id
 from worker.errors import PermanentStreamError
 from worker.runtime import Runtime
+from worker.stream.answers import is_not_found
 from worker.sync.bodies import SYSTEM_USER, author_of, message_body
 from worker.sync.conversations import reconcile_conversation
 from worker.sync.outcome import Result
@@ -62,7 +63,7 @@ def _mirror_locked(rt: Runtime, message_id: str) -> Result:
     try:
         sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
     except PermanentStreamError as exc:
-        if exc.status != 404:
+        if not is_not_found(exc):  # Stream's DoesNotExist: no such channel
             raise
         # The map names a channel Stream does not hold: its creation failed, or is still
         # being retried by the conversation's job. Bring it in step, then send again.
