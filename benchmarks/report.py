@@ -1,4 +1,4 @@
-"""The one table the benchmark run prints (and the README holds), from the results."""
+"""The one table the benchmark run prints (and docs/benchmarks.md holds), from the results."""
 
 from __future__ import annotations
 

@@ -214,9 +214,17 @@ class Settings(BaseSettings):
         return self.getstream_api_key, self.getstream_api_secret.get_secret_value()
 
 
+def _variable(name: str, alias: object) -> str:
+    """The environment variable a field reads (the first of several choices)."""
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return name.upper()
+
+
 _VARIABLES = {
-    name: str(field.validation_alias if isinstance(field.validation_alias, str) else name.upper())
-    for name, field in Settings.model_fields.items()
+    name: _variable(name, field.validation_alias) for name, field in Settings.model_fields.items()
 }
 
 

@@ -466,7 +466,7 @@ def test_an_unknown_kind_fails_at_once(harness: Harness) -> None:
     harness.work()
 
     # Then its rows failed, naming the kind, and Stream was never called
-    assert harness.rows()[row] == (Status.FAILED, "stream: unknown target kind 'bogus'")
+    assert harness.rows()[row] == (Status.FAILED, "unknown target kind 'bogus'")
     assert harness.gateway.calls == 0
 
 

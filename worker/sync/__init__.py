@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.errors import PermanentStreamError
+from worker.errors import PermanentError
 from worker.runtime import Runtime
 from worker.sync.conversations import reconcile_conversations
 from worker.sync.messages import mirror_message
@@ -28,4 +28,4 @@ def reconcile(rt: Runtime, kind: str, targets: dict[str, dict[str, Any]]) -> Res
     if kind == "message":
         message_id, payload = next(iter(targets.items()))
         return mirror_message(rt, message_id, payload)
-    raise PermanentStreamError(f"unknown target kind {kind!r}")
+    raise PermanentError(f"unknown target kind {kind!r}")
