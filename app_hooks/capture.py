@@ -221,6 +221,7 @@ class _Capture:
             if not any(attrs[name].history.has_changes() for name in rule.watched):
                 return
             versions = [_old_values(target, rule.names), _values(target, rule.names)]
+            event_name = rule.update_event(*versions)
         else:
             versions = [_values(target, rule.names)]
         changes = rule.changes(event_name, *versions)
@@ -308,7 +309,7 @@ class _BulkStatement:
         for old in before:
             new = after.get(self._key(old), old)
             if any(old[name] != new[name] for name in self.rule.watched):
-                changes += self.rule.changes("update", old, new)
+                changes += self.rule.changes(self.rule.update_event(old, new), old, new)
         return changes
 
     def _key(self, row: Mapping[str, Any]) -> tuple[Any, ...]:

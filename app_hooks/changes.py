@@ -36,18 +36,27 @@ class Rule:
 
     ``key`` names the attribute that holds the target's id; ``watched`` names the
     attributes whose change matters to Stream (inserts and deletes always matter);
-    ``payload`` names attributes copied into the row's payload.
+    ``payload`` names attributes copied into the row's payload; ``deleted`` names the
+    soft-delete mark: an update that sets it is a deletion.
     """
 
     kind: str
     key: str
     watched: frozenset[str]
     payload: tuple[str, ...] = ()
+    deleted: str | None = None
+
+    def update_event(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+        """``delete`` for an update that sets the soft-delete mark, else ``update``."""
+        mark = self.deleted
+        if mark is not None and old.get(mark) is None and new.get(mark) is not None:
+            return "delete"
+        return "update"
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The attributes a change needs: the key and the payload's."""
-        return (self.key, *self.payload)
+        """The attributes a change needs: the key, the payload's and the soft-delete mark."""
+        return (self.key, *self.payload, *((self.deleted,) if self.deleted else ()))
 
     def targets(self, values: Mapping[str, Any]) -> list[Target]:
         """Targets named by one version (old or new) of a row's values."""

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from app_hooks.binding import Binding
 from app_hooks.lookup import channel_for_conversation
@@ -85,13 +85,4 @@ def _lookup(conn: Connection, binding: Binding, conversation_id: str) -> Any:
         return None  # not an id of the conversation column's type
     if lookup is None:
         return None
-    part = binding.participant
-    members = {
-        str(uid)
-        for uid in conn.scalars(
-            select(part.user_id).where(
-                part.conversation_id == binding._ids(part.conversation_id, [conversation_id])[0]
-            )
-        )
-    }
-    return lookup, members
+    return lookup, binding.members_of(conn, conversation_id)

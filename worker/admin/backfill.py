@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func
 
 from app_hooks.binding import Binding
+from app_hooks.reads import live_query
 
 __all__ = ["Scope"]
 
@@ -56,17 +57,17 @@ class Scope:
 
     def totals(self, engine: Engine) -> dict[str, int]:
         """How many ids each kind has in scope (for the progress bars)."""
-        conv = self.binding.conversation
-        query = select(func.count()).select_from(conv)
+        b = self.binding
+        key, created = b.column("conversation", "id"), b.column("conversation", "created_at")
+        query = live_query(b, "conversation", func.count())
         if self.since is not None:
-            query = query.where(conv.created_at >= self.since)
+            query = query.where(created >= self.since)
         if self.until is not None:
-            query = query.where(conv.created_at <= self.until)
+            query = query.where(created <= self.until)
         if self.only is not None:
-            query = query.where(conv.id.in_(self.binding._ids(conv.id, self.only)))
+            query = query.where(key.in_(b.typed_ids(key, self.only)))
         with engine.connect() as conn:
             totals = {"conversation": int(conn.scalar(query) or 0)}
             if self.everything:
-                users = select(func.count()).select_from(self.binding.user)
-                totals["user"] = int(conn.scalar(users) or 0)
+                totals["user"] = b.count(conn, "user")
         return totals

@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Connection, Engine, create_engine, func, select
+from sqlalchemy import Connection, Engine, create_engine
 
 from app_hooks.binding import Binding
 from worker.admin import operations as admin
@@ -275,11 +275,8 @@ def run_with_progress(
     admin.check_resync_kinds(kinds)
     binding = _binding()
     if totals is None:
-        models = {"user": binding.user, "conversation": binding.conversation}
         with engine.connect() as conn:
-            totals = {
-                k: conn.scalar(select(func.count()).select_from(models[k])) or 0 for k in kinds
-            }
+            totals = {kind: binding.count(conn, kind) for kind in kinds}
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),

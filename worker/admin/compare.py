@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from app_hooks.binding import Binding, DesiredChannel
 from app_hooks.channel_ids import InvalidStreamId, choose_channel_id
@@ -217,17 +217,17 @@ def read_desired(
     ``messages`` counts each channel's messages (for apps that mirror them).
     """
     with engine.connect() as conn:
-        user_ids = [str(value) for value in conn.scalars(select(binding.user.id))]
+        user_ids = binding.live_ids(conn, "user")
         users = {
             uid: UserView(user.name, user.image)
             for uid, user in binding.desired_users(conn, user_ids).items()
         }
-        conversation_ids = [str(value) for value in conn.scalars(select(binding.conversation.id))]
+        conversation_ids = binding.live_ids(conn, "conversation")
         desired = binding.desired_channels(conn, conversation_ids)
         counts: Counter[str] = Counter()
         texts: dict[str, dict[str, str]] = {}
         if messages:
-            message_ids = [str(value) for value in conn.scalars(select(binding.message.id))]
+            message_ids = binding.live_ids(conn, "message")
             found = binding.desired_messages(conn, message_ids).values()
             counts.update(message.conversation_id for message in found)
             for message in found:
