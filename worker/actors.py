@@ -10,13 +10,20 @@ second SIGTERM.
 from __future__ import annotations
 
 import dramatiq
+from sqlalchemy import create_engine
 
+from worker.app_binding import resolve_binding
 from worker.pipeline.broker import build_broker, declare_actors
 from worker.settings import load_settings
 
 __all__ = ["broker", "reconcile"]
 
 _settings = load_settings()
+# The app's binding (OUTBOX_BINDING), refused now if it does not fit the database; the
+# runtime the first job builds loads the same one.
+_engine = create_engine(_settings.database_url)
+resolve_binding(_engine, _settings.binding)
+_engine.dispose()
 broker = build_broker(_settings)
 dramatiq.set_broker(broker)
 reconcile = declare_actors(broker, _settings)

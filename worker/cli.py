@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -41,21 +42,24 @@ def backfill(
 
     from sqlalchemy import create_engine
 
-    from app_hooks.reference import REFERENCE_BINDING
     from worker.admin.backfill import Scope
     from worker.admin.cli import run_with_progress
     from worker.admin.operations import parse_time
+    from worker.app_binding import resolve_binding
 
-    scope = Scope(
-        REFERENCE_BINDING,
-        since=parse_time(since) if since else None,
-        until=parse_time(until) if until else None,
-        only=conversation or None,
-    )
-    engine = create_engine(load_settings().database_url)
+    start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
+    settings = load_settings()
+    engine = create_engine(settings.database_url)
     try:
+        scope = Scope(
+            resolve_binding(engine, settings.binding),
+            since=start,
+            until=end,
+            only=conversation or None,
+        )
         counts = run_with_progress(
             engine,
+            scope.binding,
             scope.kinds(),
             "backfill",
             {"legacy": True, "history": history},
@@ -77,8 +81,18 @@ def _add_admin() -> None:
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    binding: str | None = typer.Option(
+        None,
+        "--binding",
+        help="Your app's binding, module:attribute (default: env OUTBOX_BINDING, else the "
+        "reference app's).",
+    ),
+) -> None:
     """Keep GetStream Chat in step with your PostgreSQL database through an outbox."""
+    if binding is not None:
+        # The flag wins over the variable, for this process and the settings it loads.
+        os.environ["OUTBOX_BINDING"] = binding
 
 
 @app.command()

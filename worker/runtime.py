@@ -9,6 +9,7 @@ from redis import Redis
 from sqlalchemy import Engine, create_engine
 
 from app_hooks.binding import Binding
+from worker.app_binding import load_binding
 from worker.settings import Settings
 from worker.store.locks import TargetLocks
 from worker.store.rate_budget import RedisRateBudget
@@ -45,9 +46,7 @@ class Runtime:
         """Connect everything the settings name (lazily: nothing is dialled yet), or use
         the ``engine`` and ``redis`` client given."""
         if binding is None:
-            from app_hooks.reference import REFERENCE_BINDING
-
-            binding = REFERENCE_BINDING
+            binding = load_binding(settings.binding)
         api_key, api_secret = settings.stream_credentials()
         if engine is None:
             engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)

@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     database_url: str = Field(validation_alias="DATABASE_URL", repr=False)
+    # The application's binding, module:attribute (a Binding or a function returning one);
+    # unset: the reference application's
+    binding: str | None = Field(None, validation_alias="OUTBOX_BINDING")
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     getstream_api_key: str | None = Field(None, validation_alias="GETSTREAM_API_KEY")
     getstream_api_secret: SecretStr | None = Field(None, validation_alias="GETSTREAM_API_SECRET")

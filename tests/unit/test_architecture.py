@@ -199,7 +199,7 @@ def test_the_reader_finds_every_package_and_the_imports_it_knows_of() -> None:
         assert known[name].is_package, name
     assert "worker.errors" in graph["worker.stream.answers"]
     assert "worker.sync.history" in graph["worker.sync.conversations"]
-    assert "app_hooks.reference" in graph["worker.runtime"]  # an import inside a function
+    assert "app_hooks.reference" in graph["worker.app_binding"]  # an import inside a function
     assert "worker.dashboard.app" in graph["worker.dashboard"]  # a package's __init__
     assert "worker.admin.operations" in graph["worker.admin.cli"]  # from package import module
     assert "worker.settings" in graph["worker.admin.operations"]  # from worker import settings

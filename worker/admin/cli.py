@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, create_engine
 
 from app_hooks.binding import Binding
 from worker.admin import operations as admin
+from worker.app_binding import resolve_binding
 from worker.settings import Settings, load_settings
 
 __all__ = ["app"]
@@ -50,10 +51,9 @@ def _engine(settings: Settings) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _binding() -> Binding:
-    from app_hooks.reference import REFERENCE_BINDING
-
-    return REFERENCE_BINDING
+def _binding(engine: Engine, settings: Settings) -> Binding:
+    """The application's binding (``OUTBOX_BINDING``), checked against the database."""
+    return resolve_binding(engine, settings.binding)
 
 
 def _actor(actor: str | None) -> str:
@@ -163,7 +163,7 @@ def _target_state(engine: Engine, settings: Settings, row: admin.RowView) -> dic
     """The target's desired state next to Stream's (Stream: when credentials are set)."""
     from worker.admin.target_state import describe
 
-    return describe(engine, settings, _binding(), row.target_kind, row.target_id)
+    return describe(engine, settings, _binding(engine, settings), row.target_kind, row.target_id)
 
 
 @app.command()
@@ -242,8 +242,12 @@ def resync(
 ) -> None:
     """Write a reconcile row for every user and conversation (resumable, with progress)."""
     kinds = kind or ["user", "conversation"]
-    with _engine(load_settings()) as engine:
-        counts = run_with_progress(engine, kinds, "resync", {}, _actor(actor), not restart, as_json)
+    settings = load_settings()
+    with _engine(settings) as engine:
+        binding = _binding(engine, settings)
+        counts = run_with_progress(
+            engine, binding, kinds, "resync", {}, _actor(actor), not restart, as_json
+        )
     if as_json:
         _emit({"enqueued": counts})
     else:
@@ -261,6 +265,7 @@ class RateColumn(ProgressColumn):
 
 def run_with_progress(
     engine: Engine,
+    binding: Binding,
     kinds: list[str],
     event: str,
     payload: dict[str, Any],
@@ -273,7 +278,6 @@ def run_with_progress(
 ) -> dict[str, int]:
     """Run :func:`admin.resync` with a Rich progress bar per kind (rate and ETA)."""
     admin.check_resync_kinds(kinds)
-    binding = _binding()
     if totals is None:
         with engine.connect() as conn:
             totals = {kind: binding.count(conn, kind) for kind in kinds}
@@ -326,7 +330,7 @@ def verify(
     with _engine(settings) as engine:
         repo = OutboxRepository(engine)
         gone = admin.mapped_conversations(engine)
-        desired = read_desired(engine, _binding(), repo, gone=gone, messages=False)
+        desired = read_desired(engine, _binding(engine, settings), repo, gone=gone, messages=False)
         held = held_from_stream(gateway, desired)
     differences = [
         d

@@ -24,6 +24,7 @@ from starlette.templating import Jinja2Templates
 
 from app_hooks.binding import Binding
 from worker.admin import operations as admin
+from worker.app_binding import load_binding, resolve_binding
 from worker.dashboard.auth import (
     IDENTITY_KEY,
     SESSION_COOKIE,
@@ -286,9 +287,7 @@ def create_app(
     if engine is None:
         engine = create_engine(settings.database_url, pool_pre_ping=True)
     if binding is None:
-        from app_hooks.reference import REFERENCE_BINDING
-
-        binding = REFERENCE_BINDING
+        binding = load_binding(settings.binding)
     throttle = LoginThrottle(settings.dashboard_lockout)
     views = Dashboard(settings, engine, binding, credentials, throttle)
     routes = [
@@ -320,6 +319,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8700) -> None
     """Run the dashboard with uvicorn until SIGINT/SIGTERM (refuses without credentials)."""
     import uvicorn
 
-    app = create_app(settings)
+    engine = create_engine(settings.database_url, pool_pre_ping=True)
+    app = create_app(settings, engine, resolve_binding(engine, settings.binding))
     log.info("dashboard on http://%s:%d/ (sign-in: %s)", host, port, app.state.sign_in)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -17,6 +17,7 @@ import dramatiq
 from prometheus_client import start_http_server
 
 from worker import runtime
+from worker.app_binding import check_tables, resolve_binding
 from worker.pipeline.broker import build_broker, declare_actors
 from worker.pipeline.relay import Relay
 from worker.settings import Settings
@@ -49,9 +50,10 @@ def run_relay(settings: Settings, *, listen: bool = True) -> None:
     """Run the relay until SIGTERM/SIGINT (``listen=False``: poll only)."""
     from sqlalchemy import create_engine
 
+    engine = create_engine(settings.database_url, pool_pre_ping=True)
+    resolve_binding(engine, settings.binding)  # refuse a wrong binding now, not in a worker
     broker = build_broker(settings)
     actor = declare_actors(broker, settings)
-    engine = create_engine(settings.database_url, pool_pre_ping=True)
     relay = Relay(
         OutboxRepository(engine),
         actor,
@@ -79,10 +81,11 @@ def run_relay(settings: Settings, *, listen: bool = True) -> None:
 
 def run_worker(settings: Settings) -> None:
     """Run one worker process (Dramatiq threads) until SIGTERM/SIGINT, then drain cleanly."""
+    rt = runtime.Runtime.from_settings(settings)
+    check_tables(rt.engine, rt.binding, path=settings.binding)
     broker = build_broker(settings)
     dramatiq.set_broker(broker)
     declare_actors(broker, settings)
-    rt = runtime.Runtime.from_settings(settings)
     runtime.install(rt)
     stop = rt.stopping  # in-flight batches see it too, and hand their rest to a new job
     _on_signals(stop)
