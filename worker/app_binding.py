@@ -82,8 +82,8 @@ def check_tables(engine: Engine, binding: Binding, *, path: str | None) -> None:
             for attribute, column in used:
                 if column not in columns:
                     raise ConfigurationError(
-                        f"column {table.name}.{column} ({model.__name__}.{attribute}, "
-                        f"the {role}'s) is missing from DATABASE_URL"
+                        f"column {table.name}.{column} (read as {model.__name__}.{attribute} "
+                        f"for the {role}) is missing from DATABASE_URL"
                     )
 
 

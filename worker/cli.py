@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 import typer
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from worker.errors import StreamOutboxError
 from worker.settings import Settings, load_settings
@@ -191,3 +191,9 @@ def main() -> None:
         reason = str(exc.orig or exc).strip().splitlines()[0]
         typer.echo(f"error: the database (DATABASE_URL) is unreachable: {reason}", err=True)
         sys.exit(3)
+    except ProgrammingError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        if "stream_outbox" in reason:  # e.g. relation "stream_outbox_channel" does not exist
+            reason += ": run stream-outbox migrate"
+        typer.echo(f"error: DATABASE_URL: {reason}", err=True)
+        sys.exit(2)

@@ -325,12 +325,13 @@ def verify(
     if kind not in (None, "user", "channel"):
         raise admin.AdminError(f"unknown kind {kind!r}: use user or channel")
     settings = load_settings()
-    key, secret = settings.stream_credentials()
-    gateway = StreamGateway(key, secret, base_url=settings.stream_chat_url)
     with _engine(settings) as engine:
+        binding = _binding(engine, settings)
+        key, secret = settings.stream_credentials()
+        gateway = StreamGateway(key, secret, base_url=settings.stream_chat_url)
         repo = OutboxRepository(engine)
         gone = admin.mapped_conversations(engine)
-        desired = read_desired(engine, _binding(engine, settings), repo, gone=gone, messages=False)
+        desired = read_desired(engine, binding, repo, gone=gone, messages=False)
         held = held_from_stream(gateway, desired)
     differences = [
         d
