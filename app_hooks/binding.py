@@ -95,11 +95,15 @@ class Binding(BoundModels):
             frozenset(present | ({mark} if mark else set())),
             tuple(str(names[name]) for name in payload),
             deleted=mark,
+            payload_keys=payload,
         )
 
     def _user_watched(self) -> tuple[str, ...]:
         """The user row's fields, and its columns the name and image expressions read."""
-        watched = ["id", "email", *(_PROFILE_FIELDS if self.profile is None else ())]
+        computed = {"full_name": self.user_name, "avatar_url": self.user_image}
+        watched = ["id", "email"]
+        if self.profile is None:  # the name and image on the user row, unless computed
+            watched += [name for name in _PROFILE_FIELDS if computed[name] is None]
         mapper = inspect(self.user)
         for make in (self.user_name, self.user_image):
             if make is None:

@@ -36,8 +36,9 @@ class Rule:
 
     ``key`` names the attribute that holds the target's id; ``watched`` names the
     attributes whose change matters to Stream (inserts and deletes always matter);
-    ``payload`` names attributes copied into the row's payload; ``deleted`` names the
-    soft-delete mark: an update that sets it is a deletion.
+    ``payload`` names attributes copied into the row's payload, each under its name in
+    ``payload_keys`` (default: its own); ``deleted`` names the soft-delete mark: an
+    update that sets it is a deletion.
     """
 
     kind: str
@@ -45,6 +46,11 @@ class Rule:
     watched: frozenset[str]
     payload: tuple[str, ...] = ()
     deleted: str | None = None
+    payload_keys: tuple[str, ...] = ()
+
+    @property
+    def _payload_items(self) -> zip[tuple[str, str]]:
+        return zip(self.payload_keys or self.payload, self.payload, strict=True)
 
     def update_event(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
         """``delete`` for an update that sets the soft-delete mark, else ``update``."""
@@ -68,14 +74,14 @@ class Rule:
         value = getattr(target, self.key)
         if value is None:
             return None
-        payload = {name: _json(getattr(target, name)) for name in self.payload}
+        payload = {key: _json(getattr(target, name)) for key, name in self._payload_items}
         return Change(Target(self.kind, str(value)), event, payload)
 
     def changes(self, event: str, *versions: Mapping[str, Any]) -> list[Change]:
         """Changes for a row event, given the row's old and/or new values."""
         found: dict[Target, Change] = {}
         for values in versions:
-            payload = {name: _json(values.get(name)) for name in self.payload}
+            payload = {key: _json(values.get(name)) for key, name in self._payload_items}
             for target in self.targets(values):
                 found.setdefault(target, Change(target, event, payload))
         return list(found.values())
