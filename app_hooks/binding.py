@@ -75,7 +75,7 @@ class Binding(BoundModels):
             )
         for model, key in self.user_sources.items():
             watched = frozenset(prop.key for prop in inspect(model).column_attrs)
-            rules[model] = Rule(user, key, watched)
+            rules[model] = Rule(user, key, watched, owns_target=False)
         return rules
 
     def _rule(

@@ -224,6 +224,7 @@ class _Capture:
             event_name = rule.update_event(*versions)
         else:
             versions = [_values(target, rule.names)]
+            event_name = rule.delete_event()
         changes = rule.changes(event_name, *versions)
         self._of(session).flushing += self.expand(conn, changes)
 
@@ -240,9 +241,10 @@ class _Capture:
             kind = change.target.kind
             if kind == EVENT_KIND:
                 continue
-            if change.event == "delete" and kind == TargetKind.USER:
+            if change.event in ("delete", "restore") and kind == TargetKind.USER:
                 # Participants, invitations, proposals and organized events go with the
-                # user (ON DELETE CASCADE): their conversations' channels change.
+                # user (ON DELETE CASCADE, or a soft delete that hides them, or its undoing):
+                # their conversations' channels change.
                 cids = self.binding.conversations_of_deleted_users(conn, [change.target.id])
                 result += [_conversation_change(cid, "update") for cid in sorted(cids)]
             if change.event == "delete" and kind == TargetKind.CONVERSATION:
@@ -294,7 +296,8 @@ class _BulkStatement:
         before = self._select(conn, statement.whereclause, lock=True)
         if self.state.is_delete:
             # Expand before the rows (and what cascades from them) are gone.
-            deleted = [c for row in before for c in self.rule.changes("delete", row)]
+            event = self.rule.delete_event()
+            deleted = [c for row in before for c in self.rule.changes(event, row)]
             changes = self.capture.expand(conn, deleted)
             result = self.state.invoke_statement()
         else:

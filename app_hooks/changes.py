@@ -38,7 +38,8 @@ class Rule:
     attributes whose change matters to Stream (inserts and deletes always matter);
     ``payload`` names attributes copied into the row's payload, each under its name in
     ``payload_keys`` (default: its own); ``deleted`` names the soft-delete mark: an
-    update that sets it is a deletion.
+    update that sets it is a deletion, one that clears it a restore. ``owns_target`` is
+    false for rows that only feed a target (a user's photo): their deletion updates it.
     """
 
     kind: str
@@ -47,17 +48,24 @@ class Rule:
     payload: tuple[str, ...] = ()
     deleted: str | None = None
     payload_keys: tuple[str, ...] = ()
+    owns_target: bool = True
 
     @property
     def _payload_items(self) -> zip[tuple[str, str]]:
         return zip(self.payload_keys or self.payload, self.payload, strict=True)
 
     def update_event(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-        """``delete`` for an update that sets the soft-delete mark, else ``update``."""
+        """``delete`` for an update that sets the soft-delete mark, ``restore`` for one that
+        clears it, else ``update``."""
         mark = self.deleted
-        if mark is not None and old.get(mark) is None and new.get(mark) is not None:
-            return "delete"
+        if mark is not None and (old.get(mark) is None) != (new.get(mark) is None):
+            return "delete" if old.get(mark) is None else "restore"
         return "update"
+
+    def delete_event(self) -> str:
+        """The event of a row's deletion: ``delete``, or ``update`` for a row that only
+        feeds its target."""
+        return "delete" if self.owns_target else "update"
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -391,22 +391,10 @@ def test_the_dashboard_and_the_chat_router_read_the_apps_own_tables(
         stop(process)
 
 
-# -- known bugs (strict xfail: they pass once the product is fixed) ---------------------
+# -- soft deletes undone, and a known gap ------------------------------------------------
 
-REACTIVATION = (
-    "bug: clearing an account's soft-delete mark is captured as a plain user update, and "
-    "the worker upserts the user but never reactivates it (worker/sync/users.py has no "
-    "reactivate call): Stream keeps it deactivated, admin verify reports it missing, and "
-    "admin resync does not repair it"
-)
-RESTORED_MEMBERSHIP = (
-    "bug: clearing an account's soft-delete mark enqueues only the user: unlike a deletion "
-    "(app_hooks/capture.py _Capture.expand fans a user delete out to its conversations), "
-    "the restore does not reconcile the account's threads, so it is not added back to "
-    "their channels until an admin resync"
-)
 RESTORED_THREAD = (
-    "bug: clearing a thread's soft-delete mark re-creates its (soft-deleted) channel empty: "
+    "known gap: clearing a thread's soft-delete mark re-creates its (soft-deleted) channel empty: "
     "the thread's live posts are never sent again (no history import on re-creation), and "
     "admin verify, which does not count messages, reports the channel in step"
 )
@@ -449,7 +437,6 @@ def restore(live: sessionmaker[Session], engine: Engine, model: type[Any], key: 
     wait_for(settled(engine), 30, "the restore")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=REACTIVATION)
 def test_an_account_restored_from_its_soft_delete_is_active_in_stream(
     existing: Existing,
     app_engine: Engine,
@@ -468,7 +455,6 @@ def test_an_account_restored_from_its_soft_delete_is_active_in_stream(
     assert cli("admin", "verify", "--kind", "user").returncode == 0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=RESTORED_MEMBERSHIP)
 def test_an_account_restored_from_its_soft_delete_is_back_in_its_channels(
     existing: Existing,
     app_engine: Engine,
@@ -559,17 +545,6 @@ def test_an_orm_bulk_rename_of_accounts_is_captured(capture_engine: Engine) -> N
     assert user_rows(capture_engine, account.id) == 2
 
 
-PHOTO_DELETE = (
-    "bug: deleting a row of a user_sources table (a photo) writes a user row with event "
-    "'delete' (Rule.changes('delete') in app_hooks/changes.py, the source's rule having no "
-    "notion of its own deletion), which _Capture.expand (app_hooks/capture.py) takes for the "
-    "account's deletion: it also enqueues every thread of the account; the worker, "
-    "level-triggered, ends right, but the outbox names a deletion that did not happen and "
-    "an account in many threads costs a reconcile of each"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=PHOTO_DELETE)
 def test_deleting_a_photo_reconciles_its_account_only(capture_engine: Engine) -> None:
     # Given an account with a photo, in a thread
     factory = installed_sessions(capture_engine)

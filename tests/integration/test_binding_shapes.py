@@ -271,6 +271,11 @@ def test_columns_the_name_is_computed_from_and_the_other_table_are_captured(
     with app.begin() as session:
         session.add(Photo(account_id=ada.id, url="https://a/1"))
     assert [r[:3] for r in rows(engine)] == [("user", str(ada.id), "insert")]
+    clear_outbox(engine)
+    # When the photo is deleted, Then the account is updated (not deleted)
+    with app.begin() as session:
+        session.delete(session.scalars(select(Photo)).one())
+    assert [r[:3] for r in rows(engine)] == [("user", str(ada.id), "update")]
 
 
 def test_setting_a_soft_delete_mark_is_captured_as_a_deletion(app: sessionmaker[Session]) -> None:
@@ -307,6 +312,14 @@ def test_setting_a_soft_delete_mark_is_captured_as_a_deletion(app: sessionmaker[
         "delete",
         {"channel_type": "messaging", "channel_id": "legacy_x"},
     )
+    clear_outbox(engine)
+    # When the account comes back, Then it is a restore, and its threads change too
+    with app.begin() as session:
+        session.get(Account, bob.id).deleted_at = None  # type: ignore[union-attr]
+    assert [r[:3] for r in rows(engine)] == [
+        ("conversation", str(thread.id), "update"),
+        ("user", str(bob.id), "restore"),
+    ]
     clear_outbox(engine)
     # When a member leaves (left_at), Then the thread is reconciled
     with app.begin() as session:

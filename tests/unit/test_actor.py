@@ -94,15 +94,19 @@ class FakeGateway:
 
     # -- users ---------------------------------------------------------------------
 
-    def upsert_users(self, users: Sequence[dict[str, Any]]) -> None:
+    def upsert_users(self, users: Sequence[dict[str, Any]]) -> set[str]:
         if not users:
-            return  # like the real gateway: no chunk, no call
+            return set()  # like the real gateway: no chunk, no call
         self._enter("upsert_users", [dict(u) for u in users])
         self.upserts.append([user["id"] for user in users])
         for user in users:
             if user["id"] in self.rejected_users:
                 raise copy.copy(self.rejected_users[user["id"]])
         self.users.update({user["id"]: dict(user) for user in users})
+        return set()
+
+    def reactivate_users(self, user_ids: Sequence[str]) -> None:
+        self._enter("reactivate_users", list(user_ids))
 
     def deactivate_users(self, user_ids: Sequence[str]) -> None:
         self._enter("deactivate_users", list(user_ids))

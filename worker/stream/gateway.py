@@ -62,10 +62,20 @@ class StreamGateway:
 
     # -- users -------------------------------------------------------------------------
 
-    def upsert_users(self, users: Sequence[dict[str, Any]]) -> None:
-        """Create or update users, in calls of at most 100."""
+    def upsert_users(self, users: Sequence[dict[str, Any]]) -> set[str]:
+        """Create or update users, in calls of at most 100; returns those Stream holds
+        deactivated (an upsert leaves a deactivated user deactivated)."""
+        deactivated: set[str] = set()
         for chunk in _chunks(users, MAX_USERS_PER_CALL):
-            self._call("UpdateUsers", StreamChat.upsert_users, list(chunk))
+            response = self._call("UpdateUsers", StreamChat.upsert_users, list(chunk))
+            held = (response or {}).get("users") or {}
+            deactivated.update(uid for uid, user in held.items() if user.get("deactivated_at"))
+        return deactivated
+
+    def reactivate_users(self, user_ids: Sequence[str]) -> None:
+        """Reactivate deactivated users; users Stream does not know are skipped."""
+        for user_id in user_ids:
+            self._call("ReactivateUser", StreamChat.reactivate_user, user_id, missing_ok=True)
 
     def deactivate_users(self, user_ids: Sequence[str]) -> None:
         """Deactivate users; users Stream does not know are skipped."""

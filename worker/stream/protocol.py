@@ -54,8 +54,12 @@ class Gateway(StreamReader, Protocol):
         """Stream calls made so far by the calling thread (a job's: it runs on one thread)."""
         ...
 
-    def upsert_users(self, users: Sequence[dict[str, Any]]) -> None:
-        """Create or update users."""
+    def upsert_users(self, users: Sequence[dict[str, Any]]) -> set[str]:
+        """Create or update users; returns those Stream holds deactivated."""
+        ...
+
+    def reactivate_users(self, user_ids: Sequence[str]) -> None:
+        """Reactivate deactivated users; users Stream does not know are skipped."""
         ...
 
     def deactivate_users(self, user_ids: Sequence[str]) -> None:

@@ -49,7 +49,7 @@ def _upsert_isolating(rt: Runtime, users: list[dict[str, Any]]) -> dict[str, str
     if not users:
         return {}
     try:
-        rt.gateway.upsert_users(users)
+        _upsert(rt, users)
     except PermanentStreamError as exc:
         if len(users) == 1:
             return {users[0]["id"]: exc.describe()}
@@ -61,6 +61,14 @@ def _upsert_isolating(rt: Runtime, users: list[dict[str, Any]]) -> dict[str, str
         return failed
     _remember_users(rt, [user["id"] for user in users])
     return {}
+
+
+def _upsert(rt: Runtime, users: list[dict[str, Any]]) -> None:
+    """Upsert users the database holds, reactivating those Stream holds deactivated (a user
+    deleted in the app, under the deactivate policy, then restored there)."""
+    deactivated = rt.gateway.upsert_users(users)
+    if deactivated:
+        rt.gateway.reactivate_users(sorted(deactivated))
 
 
 def _retire_users(rt: Runtime, user_ids: list[str]) -> dict[str, str]:
@@ -116,7 +124,7 @@ def ensure_users(
         with rt.engine.connect() as conn:
             desired = rt.binding.desired_users(conn, missing)
         users = [desired[uid].as_stream() for uid in missing if uid in desired]
-        rt.gateway.upsert_users(users)
+        _upsert(rt, users)
         _remember_users(rt, [user["id"] for user in users])
     lacking = set(missing) - set(desired)  # not in the database: not in Stream either
     return {uid for uid in user_ids if uid not in lacking}
