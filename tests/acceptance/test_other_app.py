@@ -168,9 +168,15 @@ def spawn(env: dict[str, str], workdir: Path) -> Iterator[Callable[..., subproce
 
     yield start
     for process in started:
+        # SIGTERM first: honcho starts its processes in sessions of their own, and only it
+        # can stop them; a SIGKILL would leave them running, orphaned.
         if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+            process.communicate()
 
 
 # -- the story ----------------------------------------------------------------------------
