@@ -177,6 +177,8 @@ def pipeline_env(
         "STREAM_CHAT_URL": emu.base_url,
         "OUTBOX_MIN_BACKOFF_MS": "100",
         "OUTBOX_MAX_BACKOFF_MS": "2000",
+        # Unpaced unless a run sets limits: a drain measures the pipeline, not Stream's table
+        "OUTBOX_STREAM_LIMITS": "false",
     }
     env.update(extra)
     return env

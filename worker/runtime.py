@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -15,6 +16,7 @@ from worker.store.locks import TargetLocks
 from worker.store.rate_budget import RedisRateBudget
 from worker.store.repository import OutboxRepository
 from worker.stream.gateway import StreamGateway
+from worker.stream.limits import PUBLISHED_LIMITS
 from worker.stream.protocol import Gateway
 
 __all__ = ["Runtime", "current", "delete_prefixed_keys", "install", "reset"]
@@ -53,7 +55,7 @@ class Runtime:
         if redis is None:
             redis = Redis.from_url(settings.redis_url)
         prefix = settings.redis_prefix
-        budget = RedisRateBudget(redis, settings.rate_limits, prefix=f"{prefix}:rate")
+        budget = _budget(settings, redis, lambda: gateway.rate_limits())
         gateway = StreamGateway(
             api_key,
             api_secret,
@@ -72,6 +74,22 @@ class Runtime:
             ),
             binding=binding,
         )
+
+
+def _budget(
+    settings: Settings, redis: Redis, ask: Callable[[], Mapping[str, int]]
+) -> RedisRateBudget:
+    """The shared budget: Stream's limits (asked now and then, the published table until
+    Stream answers) under ``OUTBOX_RATE_LIMITS``; only the latter without stream limits."""
+    overrides = settings.rate_limits
+    prefix = f"{settings.redis_prefix}:rate"
+    if not settings.stream_limits:
+        return RedisRateBudget(redis, overrides, prefix=prefix)
+
+    def refresh() -> dict[str, int]:
+        return {**PUBLISHED_LIMITS, **ask(), **overrides}
+
+    return RedisRateBudget(redis, {**PUBLISHED_LIMITS, **overrides}, prefix=prefix, refresh=refresh)
 
 
 _current: Runtime | None = None

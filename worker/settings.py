@@ -128,8 +128,10 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("STREAM_CHAT_URL", "stream_chat_url")
     )
     stream_timeout: Duration = Field(timedelta(seconds=6), validation_alias="STREAM_CHAT_TIMEOUT")
-    # Stream's per-endpoint budgets, calls per minute, shared by all workers:
-    # "UpdateUsers=600,GetOrCreateChannel=600". Unlisted endpoints are not limited.
+    # Pace every worker together under Stream's per-endpoint limits: read from Stream at
+    # start-up and every ten minutes, Stream's published table until then.
+    stream_limits: bool = Field(True, validation_alias="OUTBOX_STREAM_LIMITS")
+    # Per-endpoint budgets, calls per minute, over Stream's: "UpdateUsers=600,...".
     rate_limits: RateLimits = Field(default_factory=dict, validation_alias="OUTBOX_RATE_LIMITS")
     max_retries: int = Field(10, ge=0, validation_alias="OUTBOX_MAX_RETRIES")
     min_backoff_ms: int = Field(500, ge=1, validation_alias="OUTBOX_MIN_BACKOFF_MS")

@@ -37,6 +37,7 @@ def settings(database_url: str, redis_url: str, emu: Emulator) -> Settings:
         max_backoff_ms=200,
         visibility_timeout=60,
         redis_prefix=REDIS_PREFIX,
+        stream_limits=False,  # no pacing here: the budget has tests of its own
     )
 
 

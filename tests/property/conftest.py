@@ -34,4 +34,5 @@ def settings(database_url: str, redis_url: str, emu: Emulator) -> Settings:
         max_backoff_ms=80,
         visibility_timeout=VISIBILITY_TIMEOUT,
         redis_prefix=REDIS_PREFIX,
+        stream_limits=False,  # no pacing here: the budget has tests of its own
     )

@@ -108,6 +108,9 @@ class FakeGateway:
     def reactivate_users(self, user_ids: Sequence[str]) -> None:
         self._enter("reactivate_users", list(user_ids))
 
+    def restore_users(self, user_ids: Sequence[str]) -> None:
+        self._enter("restore_users", list(user_ids))
+
     def deactivate_users(self, user_ids: Sequence[str]) -> None:
         self._enter("deactivate_users", list(user_ids))
         self.deactivated += user_ids

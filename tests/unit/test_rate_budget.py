@@ -177,3 +177,51 @@ def test_waiting_on_the_real_clock(redis: fakeredis.FakeRedis) -> None:
     # Then the second call got its slot in a later second, in at most about a second
     assert int(time.time()) > first_second
     assert time.monotonic() - started < 2.5
+
+
+# -- limits that change ------------------------------------------------------------------
+
+
+def test_limits_are_asked_for_at_the_first_call_and_again_after_the_interval(
+    redis: fakeredis.FakeRedis, clock: FakeClock
+) -> None:
+    # Given a budget that starts from a table and asks Stream every 600 s
+    answers = [{"SendMessage": 60}, {"SendMessage": 120}]
+    asked: list[float] = []
+
+    def ask() -> dict[str, int]:
+        asked.append(clock.mono)
+        return answers[min(len(asked) - 1, 1)]
+
+    budget = RedisRateBudget(redis, {"SendMessage": 6000}, refresh=ask, refresh_every=600)
+    # When the first call is made, Then Stream is asked, and its limit applies at once
+    budget.acquire("SendMessage")
+    assert (len(asked), budget.limits) == (1, {"SendMessage": 60})
+    # When calls go on within the interval, Then Stream is not asked again
+    clock.sleep(599)
+    budget.acquire("SendMessage")
+    assert len(asked) == 1
+    # When the interval has passed, Then the next call asks again and takes the new limit
+    clock.sleep(2)
+    budget.acquire("SendMessage")
+    assert (len(asked), budget.limits) == (2, {"SendMessage": 120})
+
+
+def test_a_failed_refresh_keeps_the_limits_and_tries_again_later(
+    redis: fakeredis.FakeRedis, clock: FakeClock
+) -> None:
+    # Given Stream failing to answer
+    def ask() -> dict[str, int]:
+        raise TransientStreamError("timed out", endpoint="GetRateLimits")
+
+    budget = RedisRateBudget(redis, {"UpdateUsers": 300}, refresh=ask, refresh_every=600)
+    # When a call needs a slot, Then it gets one under the limits it had
+    budget.acquire("UpdateUsers")
+    assert budget.limits == {"UpdateUsers": 300}
+
+
+def test_without_a_refresh_the_limits_stay(redis: fakeredis.FakeRedis, clock: FakeClock) -> None:
+    budget = RedisRateBudget(redis, {"UpdateUsers": 300})
+    clock.sleep(10_000)
+    budget.acquire("UpdateUsers")
+    assert budget.limits == {"UpdateUsers": 300}

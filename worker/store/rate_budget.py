@@ -1,14 +1,21 @@
 """The shared rate budget: all workers together stay under Stream's per-endpoint rates.
 
-Stream counts calls per endpoint over one minute. Each endpoint's budget is
-spread over one-second buckets in Redis (Dramatiq's ``BucketRateLimiter``), so
-workers neither burst at the start of a minute nor, together, exceed it.
+Stream counts calls per endpoint over one minute, and per second (the minute's
+limit over 30). Each endpoint's budget is spread over one-second buckets in Redis
+(Dramatiq's ``BucketRateLimiter``) at 90% of the minute's average, so workers
+neither burst at the start of a minute nor, together, exceed either limit.
+
+The limits can be refreshed (``refresh``, every ``refresh_every`` seconds): Stream
+tells an app its real limits, which its plan or its load may change.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
+from collections.abc import Callable, Mapping
 
 from dramatiq.rate_limits import BucketRateLimiter
 from dramatiq.rate_limits.backends import RedisBackend
@@ -17,6 +24,8 @@ from redis import Redis
 from worker.errors import TransientStreamError
 
 __all__ = ["RedisRateBudget"]
+
+log = logging.getLogger(__name__)
 
 
 _BUCKET_S = 1.0
@@ -37,21 +46,51 @@ class RedisRateBudget:
     def __init__(
         self,
         redis: Redis,
-        limits: dict[str, int],
+        limits: Mapping[str, int],
         *,
         headroom: float = 0.9,
         max_wait: float = 5.0,
         prefix: str = "stream_outbox:rate",
+        refresh: Callable[[], Mapping[str, int]] | None = None,
+        refresh_every: float = 600.0,
     ) -> None:
-        backend = RedisBackend(client=redis)
+        self._backend = RedisBackend(client=redis)
+        self._prefix, self._headroom = prefix, headroom
         self.max_wait = max_wait
+        self.limits: dict[str, int] = {}
+        self.limiters: dict[str, BucketRateLimiter] = {}
+        self.set_limits(limits)
+        self._refresh, self._refresh_every = refresh, refresh_every
+        self._refreshing = threading.Lock()
+        self._next_refresh = 0.0 if refresh is not None else math.inf
+
+    def set_limits(self, limits: Mapping[str, int]) -> None:
+        """Use these per-minute limits from now on (endpoints not named are not limited)."""
         self.limiters = {
-            endpoint: _limiter(backend, f"{prefix}:{endpoint}", per_minute * headroom)
-            for endpoint, per_minute in limits.items()
+            endpoint: _limiter(
+                self._backend, f"{self._prefix}:{endpoint}", per_min * self._headroom
+            )
+            for endpoint, per_min in limits.items()
         }
+        self.limits = dict(limits)
+
+    def refresh_now(self) -> None:
+        """Ask for the limits now (a failure keeps the current ones, and is logged)."""
+        if self._refresh is None or not self._refreshing.acquire(blocking=False):
+            return  # another thread is at it, or this is its own call for the limits
+        try:
+            self._next_refresh = time.monotonic() + self._refresh_every
+            self.set_limits(self._refresh())
+            log.info("rate limits: %s", self.limits)
+        except Exception as exc:
+            log.warning("rate limits not refreshed (%s): keeping %s", exc, self.limits)
+        finally:
+            self._refreshing.release()
 
     def acquire(self, endpoint: str) -> None:
         """Wait for a slot of ``endpoint``; a transient error when none comes in ``max_wait``."""
+        if time.monotonic() >= self._next_refresh:
+            self.refresh_now()
         limiter = self.limiters.get(endpoint)
         if limiter is None:
             return

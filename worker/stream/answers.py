@@ -13,6 +13,7 @@ from worker.errors import StreamError
 __all__ = [
     "INPUT_ERROR",
     "NOT_FOUND",
+    "is_deleted_user",
     "is_duplicate_message",
     "is_not_found",
     "names_missing_users",
@@ -25,6 +26,15 @@ NOT_FOUND = 16  # Stream's DoesNotExist: no such user, channel or message
 def is_not_found(error: StreamError) -> bool:
     """Stream holds no such resource (code 16)."""
     return error.code is not None and str(error.code) == str(NOT_FOUND)
+
+
+def is_deleted_user(error: StreamError) -> bool:
+    """An upsert refused because the user was deleted in Stream (until ``restore_users``).
+
+    Code 16, ``"... the user X was deleted"`` (GetStream/stream-chat-flutter#850; a
+    deleted id cannot be reused: GetStream/stream-chat-js#924).
+    """
+    return is_not_found(error) and "was deleted" in str(error)
 
 
 def is_duplicate_message(error: StreamError) -> bool:

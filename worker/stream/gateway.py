@@ -22,6 +22,7 @@ from worker import metrics
 from worker.errors import PermanentStreamError, StreamError, TransientStreamError
 from worker.stream.answers import is_duplicate_message, is_not_found
 from worker.stream.http_session import PooledSession, StreamTransportError
+from worker.stream.limits import limits_from_answer
 from worker.stream.protocol import RateBudget, RemoteChannel
 
 __all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
@@ -78,14 +79,66 @@ class StreamGateway:
             self._call("ReactivateUser", StreamChat.reactivate_user, user_id, missing_ok=True)
 
     def deactivate_users(self, user_ids: Sequence[str]) -> None:
-        """Deactivate users; users Stream does not know are skipped."""
-        for user_id in user_ids:
-            self._call("DeactivateUser", StreamChat.deactivate_user, user_id, missing_ok=True)
+        """Deactivate users, 100 a call; users Stream does not know are skipped."""
+        batch = ("DeactivateUsers", StreamChat.deactivate_users, ())
+        self._retire(user_ids, batch, ("DeactivateUser", StreamChat.deactivate_user))
 
     def delete_users(self, user_ids: Sequence[str]) -> None:
-        """Delete users (soft); users Stream does not know are skipped."""
-        for user_id in user_ids:
-            self._call("DeleteUser", StreamChat.delete_user, user_id, missing_ok=True)
+        """Delete users (soft), 100 a call, following Stream's task to its end; users
+        Stream does not know are skipped."""
+        batch = ("DeleteUsers", StreamChat.delete_users, ("soft",))
+        self._retire(user_ids, batch, ("DeleteUser", StreamChat.delete_user))
+
+    def restore_users(self, user_ids: Sequence[str]) -> None:
+        """Undo the soft delete of users (their memberships are not restored)."""
+        for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
+            self._call("RestoreUsers", StreamChat.restore_users, list(chunk))
+
+    def _retire(
+        self,
+        user_ids: Sequence[str],
+        batch: tuple[str, Callable[..., Any], tuple[Any, ...]],
+        single: tuple[str, Callable[..., Any]],
+    ) -> None:
+        """A batch endpoint's calls of 100 ids, each task followed to its end. A batch that
+        names a user Stream does not know fails whole: its users go one by one instead."""
+        endpoint, call, args = batch
+        for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
+            try:
+                answer = self._call(endpoint, call, list(chunk), *args)
+            except PermanentStreamError as exc:
+                if not is_not_found(exc):
+                    raise
+                for user_id in chunk:
+                    self._call(single[0], single[1], user_id, missing_ok=True)
+                continue
+            if answer and answer.get("task_id"):
+                self.follow_task(str(answer["task_id"]), endpoint)
+
+    def follow_task(self, task_id: str, endpoint: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait for one of Stream's async tasks to end; its result, or the error it ended with."""
+        deadline, delay = time.monotonic() + timeout, 0.05
+        while True:
+            task = self._call("GetTask", StreamChat.get_task, task_id) or {}
+            status = task.get("status")
+            if status == "completed":
+                return dict(task.get("result") or {})
+            if status == "failed":
+                raise PermanentStreamError(
+                    f"task {task_id} failed: {task.get('result') or task.get('error')}",
+                    endpoint=endpoint,
+                )
+            if time.monotonic() >= deadline:
+                raise TransientStreamError(
+                    f"task {task_id} still {status} after {timeout:.0f} s", endpoint=endpoint
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def rate_limits(self) -> dict[str, int]:
+        """The app's server-side limits per endpoint, calls per minute, as Stream tells them."""
+        answer = self._call("GetRateLimits", StreamChat.get_rate_limits, server_side=True)
+        return limits_from_answer(answer or {})
 
     def query_users(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The users Stream holds among ``user_ids``."""
@@ -259,19 +312,35 @@ class StreamGateway:
         metrics.STREAM_CALLS.labels(endpoint, "200").inc()
         return result
 
+    def _retry_after(self) -> float | None:
+        """How long a 429 asks to wait: ``Retry-After`` (the API budget's), else until
+        ``X-RateLimit-Reset`` (the rate limit's window); None when neither is sent."""
+        headers = self._local.last_headers
+        wait = _seconds(headers.get("Retry-After"))
+        if wait is not None:
+            return max(0.0, wait)
+        reset = _seconds(headers.get("X-RateLimit-Reset"))
+        return None if reset is None else max(0.0, reset - time.time())
+
     def _api_error(self, endpoint: str, exc: StreamAPIException) -> StreamError:
         status = exc.status_code
         code = getattr(exc, "error_code", None)
         message = str(getattr(exc, "error_message", "") or f"HTTP {status}")
         if status == 429:
-            reset = self._local.last_headers.get("X-RateLimit-Reset")
-            retry_after = max(0.0, float(reset) - time.time()) if reset else None
+            retry_after = self._retry_after()
             return TransientStreamError(
                 message, endpoint=endpoint, status=status, code=code, retry_after=retry_after
             )
         if status >= 500 or status == 408:
             return TransientStreamError(message, endpoint=endpoint, status=status, code=code)
         return PermanentStreamError(message, endpoint=endpoint, status=status, code=code)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
 
 
 def _create_channel(

@@ -70,6 +70,10 @@ class Gateway(StreamReader, Protocol):
         """Delete users (soft); users Stream does not know are skipped."""
         ...
 
+    def restore_users(self, user_ids: Sequence[str]) -> None:
+        """Undo the soft delete of users."""
+        ...
+
     def get_or_create_channel(
         self,
         channel_type: str,

@@ -13,6 +13,7 @@ from typing import Any
 from app_hooks.channel_ids import InvalidStreamId, validate_user_id
 from worker.errors import PermanentStreamError
 from worker.runtime import Runtime
+from worker.stream.answers import is_deleted_user
 from worker.sync.outcome import Result
 
 __all__ = ["ensure_users", "is_valid_user", "reconcile_users", "require_valid_user"]
@@ -64,28 +65,53 @@ def _upsert_isolating(rt: Runtime, users: list[dict[str, Any]]) -> dict[str, str
 
 
 def _upsert(rt: Runtime, users: list[dict[str, Any]]) -> None:
-    """Upsert users the database holds, reactivating those Stream holds deactivated (a user
-    deleted in the app, under the deactivate policy, then restored there)."""
-    deactivated = rt.gateway.upsert_users(users)
+    """Upsert users the database holds, bringing back those Stream holds retired: a user
+    deleted in the app (or by hand in Stream) and there again is restored if Stream deleted
+    it, and reactivated if Stream deactivated it."""
+    try:
+        deactivated = rt.gateway.upsert_users(users)
+    except PermanentStreamError as exc:
+        if not is_deleted_user(exc):
+            raise
+        deactivated = set()
+        for user in users:  # Stream names one deleted user at a time: find them all
+            deactivated |= _upsert_restoring(rt, user)
     if deactivated:
         rt.gateway.reactivate_users(sorted(deactivated))
+
+
+def _upsert_restoring(rt: Runtime, user: dict[str, Any]) -> set[str]:
+    try:
+        return rt.gateway.upsert_users([user])
+    except PermanentStreamError as exc:
+        if not is_deleted_user(exc):
+            raise
+    rt.gateway.restore_users([user["id"]])
+    return rt.gateway.upsert_users([user])
 
 
 def _retire_users(rt: Runtime, user_ids: list[str]) -> dict[str, str]:
     """Apply the deleted-user policy; returns the users Stream refused, each with its error."""
     failed: dict[str, str] = {}
-    policy = rt.settings.deleted_user_policy
+    valid = []
     for user_id in user_ids:
         try:
             validate_user_id(user_id)  # an id Stream cannot name: it never held that user
-            if policy == "deactivate":
-                rt.gateway.deactivate_users([user_id])
-            elif policy == "delete":
-                rt.gateway.delete_users([user_id])
         except InvalidStreamId as exc:
             failed[user_id] = str(exc)
-        except PermanentStreamError as exc:
-            failed[user_id] = exc.describe()
+        else:
+            valid.append(user_id)
+    policy = rt.settings.deleted_user_policy
+    retire = {"deactivate": rt.gateway.deactivate_users, "delete": rt.gateway.delete_users}
+    if valid and policy in retire:
+        try:
+            retire[policy](valid)  # batches of 100
+        except PermanentStreamError:
+            for user_id in valid:  # isolate the user Stream refuses
+                try:
+                    retire[policy]([user_id])
+                except PermanentStreamError as exc:
+                    failed[user_id] = exc.describe()
     if user_ids:
         rt.redis.srem(_known_users(rt), *user_ids)
     return failed

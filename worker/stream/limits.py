@@ -1,0 +1,52 @@
+"""Stream's per-endpoint rate limits: the published defaults, and Stream's own answer.
+
+Stream limits each endpoint per minute (and per second: the minute's limit over 30)
+for server-side calls (``docs/debugging_and_cli/rate_limits.md``, "Rate Limits by
+Endpoint", self-serve defaults). An app's real limits can differ (plans, dynamic
+limits): ``GET /rate_limits`` (the SDK's ``get_rate_limits``) tells them, and the
+worker reads it at start-up and now and then, falling back to this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["PUBLISHED_LIMITS", "limits_from_answer"]
+
+# The endpoints the worker calls, by the names the gateway gives them, with Stream's
+# published per-minute defaults ("Edit Users" and "Update Users" are UpdateUsers,
+# "Activate User" is ReactivateUser; the batch endpoints count as their single forms).
+PUBLISHED_LIMITS: dict[str, int] = {
+    "GetOrCreateChannel": 10_000,
+    "QueryChannels": 10_000,
+    "SendMessage": 1_000,
+    "UpdateMessagePartial": 1_000,
+    "DeleteMessage": 1_000,
+    "QueryUsers": 1_000,
+    "UpdateUsers": 300,
+    "UpdateChannel": 300,
+    "UpdateChannelPartial": 300,
+    "QueryMembers": 300,
+    "DeactivateUser": 60,
+    "DeactivateUsers": 60,
+    "ReactivateUser": 60,
+    "DeleteUser": 60,
+    "DeleteUsers": 60,
+    "RestoreUsers": 60,
+    "DeleteChannel": 60,
+}
+
+
+def limits_from_answer(answer: Mapping[str, Any]) -> dict[str, int]:
+    """Per-minute limits by endpoint from ``get_rate_limits(server_side=True)``'s answer
+    (``{"server_side": {"SendMessage": {"limit": 1000, "remaining": ..., "reset": ...}}}``).
+
+    Endpoints without a whole, positive ``limit`` are left out (the caller keeps its own).
+    """
+    found: dict[str, int] = {}
+    for endpoint, entry in (answer.get("server_side") or {}).items():
+        limit = entry.get("limit") if isinstance(entry, Mapping) else None
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            found[str(endpoint)] = limit
+    return found
