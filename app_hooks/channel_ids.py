@@ -21,12 +21,14 @@ __all__ = [
     "direct_message_id",
     "fallback_channel_id",
     "validate_channel_id",
+    "validate_message_id",
     "validate_user_id",
 ]
 
 CHANNEL_TYPE = "messaging"
 CHANNEL_ID_MAX_LENGTH = 64
 USER_ID_MAX_LENGTH = 255
+MESSAGE_ID_MAX_LENGTH = 255
 _CHANNEL_ID = re.compile(r"[a-zA-Z0-9_-]+")  # '!' is reserved by Stream
 _USER_ID = re.compile(r"[a-zA-Z0-9@_-]+")
 
@@ -94,6 +96,18 @@ def validate_channel_id(channel_id: str) -> str:
             f"channel id {channel_id[:80]!r} may only contain letters, digits, '_' and '-'"
         )
     return channel_id
+
+
+def validate_message_id(message_id: str) -> str:
+    """Return ``message_id`` if Stream accepts it (at most 255 characters, no ``,`` or
+    ``%``), else raise :class:`InvalidStreamId`."""
+    if not message_id or len(message_id) > MESSAGE_ID_MAX_LENGTH:
+        raise InvalidStreamId(
+            f"message id {message_id[:80]!r} must be 1 to {MESSAGE_ID_MAX_LENGTH} characters"
+        )
+    if "," in message_id or "%" in message_id:
+        raise InvalidStreamId(f"message id {message_id[:80]!r} may not contain ',' or '%'")
+    return message_id
 
 
 def validate_user_id(user_id: str) -> str:

@@ -44,7 +44,9 @@ STREAM_LIMITS = {
     "QueryMembers": 300,
     "DeleteChannel": 60,
     "DeactivateUser": 60,
+    "DeactivateUsers": 60,
     "DeleteUser": 60,
+    "DeleteUsers": 60,
 }
 
 

@@ -59,7 +59,7 @@ def failed_run(
     emu.inject_failure("UpdateUsers", status=503, times=2)
     emu.inject_failure("GetOrCreateChannel", status=400, times=5, code=4, message="bad data")
     emu.drop_connections("SendMessage", times=1)
-    emu.inject_failure("DeactivateUser", status=500, times=50)
+    emu.inject_failure("DeactivateUsers", status=500, times=50)
     with app_session() as session, session.begin():
         made = invite(session)
         session.add(Message(conversation_id=made["conversation"].id, content="hello"))

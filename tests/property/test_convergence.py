@@ -61,7 +61,7 @@ SETTLE_SECONDS = 45.0
 
 ENDPOINTS = (
     "UpdateUsers",
-    "DeactivateUser",
+    "DeactivateUsers",
     "GetOrCreateChannel",
     "QueryMembers",
     "UpdateChannel",

@@ -21,7 +21,7 @@ from app_hooks.changes import Change, Target
 from worker.errors import BadSourceData
 from worker.runtime import Runtime
 from worker.store.repository import ChannelRef
-from worker.sync.bodies import SYSTEM_USER, author_of, message_body
+from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
 from worker.sync.users import ensure_users
 
 __all__ = ["BATCH", "PER_JOB", "import_history"]
@@ -45,14 +45,16 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
         if not batch:
             return done
         senders = sorted({m.sender_id for m in batch if m.sender_id is not None})
-        ensure_users(rt, senders)
-        if not system_ready and any(m.sender_id is None for m in batch):
+        present = ensure_users(rt, senders)  # not those the database no longer holds
+        # Every body first: an id Stream cannot take fails the batch before any is sent
+        bodies = [message_body(m, silent=True, present=present) for m in batch]
+        authors = [author_of(m, present) for m in batch]
+        if not system_ready and SYSTEM_USER_ID in authors:
             rt.gateway.upsert_users([SYSTEM_USER])
             system_ready = True
-        for message in batch:
-            body = message_body(message, silent=True)
-            rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
-            last = message
+        for body, author in zip(bodies, authors, strict=True):
+            rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
+        last = batch[-1]
         if last.created_at is not None:  # always: undated messages are refused up front
             rt.repo.set_history_cursor(conversation_id, last.created_at, last.id)
         done += len(batch)

@@ -12,7 +12,7 @@ from app_hooks.binding import stream_message_id
 from worker.errors import PermanentStreamError
 from worker.runtime import Runtime
 from worker.stream.answers import is_not_found
-from worker.sync.bodies import SYSTEM_USER, author_of, message_body
+from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
 from worker.sync.conversations import reconcile_conversation
 from worker.sync.outcome import Result
 from worker.sync.users import ensure_users
@@ -55,13 +55,13 @@ def _mirror_locked(rt: Runtime, message_id: str) -> Result:
         ref = rt.repo.channel_for(message.conversation_id)
         if ref is None:
             return Result("conversation gone")
-    if message.sender_id is None:
+    present = ensure_users(rt, [message.sender_id]) if message.sender_id else set()
+    author = author_of(message, present)
+    if author == SYSTEM_USER_ID:  # no sender, or one Stream cannot hold (deleted)
         rt.gateway.upsert_users([SYSTEM_USER])
-    else:
-        ensure_users(rt, [message.sender_id])
-    body = message_body(message, silent=False)
+    body = message_body(message, silent=False, present=present)
     try:
-        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
+        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
     except PermanentStreamError as exc:
         if not is_not_found(exc):  # Stream's DoesNotExist: no such channel
             raise
@@ -71,10 +71,10 @@ def _mirror_locked(rt: Runtime, message_id: str) -> Result:
         with rt.engine.connect() as conn:
             if not rt.binding.desired_messages(conn, [message_id]):
                 return Result("message gone")
-        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author_of(message))
+        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
     if sent:
         return Result("sent")
     # Stream holds it already: a repeat, or an edit in the database. Level-triggered,
     # the text is set either way (the id, channel and author never change).
-    rt.gateway.update_message_text(message.stream_id, message.text, author_of(message))
+    rt.gateway.update_message_text(message.stream_id, message.text, author)
     return Result("already there, text set")
