@@ -416,3 +416,26 @@ def test_concurrent_transactions_on_one_conversation_converge(
     with pipeline.engine.connect() as conn:
         invitation = conn.scalar(select(EventParticipant.id))
     assert f"messaging:invitation_{invitation}" == cid
+
+
+def test_a_message_id_stream_refuses_fails_its_own_row(
+    pipeline: Pipeline, string_id_app: sessionmaker[Session]
+) -> None:
+    # Given a conversation with two messages, one under an id Stream refuses (a ',')
+    with string_id_app() as session, session.begin():
+        session.add_all([SUser(id=u, email=f"{u}@example.com") for u in ("ann", "bob")])
+        session.flush()
+        _conversation(session, "talk", "ann", "bob")
+        session.add(SMessage(id="m,1", conversation_id="talk", sender_id="ann", content="x"))
+        session.add(SMessage(id="m-2", conversation_id="talk", sender_id="bob", content="y"))
+    pipeline.drain()
+    # Then the refused message's row fails at once, naming the id and the rule
+    rows = by_target(pipeline)
+    refused = rows.pop(("message", "m,1"))
+    assert [(r["status"], r["attempts"]) for r in refused] == [("failed", 1)]
+    assert "message id 'msg-m,1' may not contain ',' or '%'" in refused[0]["last_error"]
+    # and every other row is done, the other message in Stream
+    assert all(statuses(found) == {"done"} for found in rows.values())
+    state = pipeline.emu.state()
+    [cid] = state["channels"]
+    assert [m["id"] for m in state["messages"][cid]] == ["msg-m-2"]

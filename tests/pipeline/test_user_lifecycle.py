@@ -1,0 +1,164 @@
+"""Users leaving and coming back, as Stream treats them (the emulator applies its rules).
+
+Deleted users are retired in batches; a user Stream deleted but the database holds is
+restored; a deactivated user who comes back is reactivated; messages of a user Stream
+cannot hold are sent by the system user, their sender kept; ids Stream refuses fail
+their own row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app_hooks import install
+from app_hooks.reference import Profile, User
+from tests.pipeline.conftest import Pipeline
+from tests.shapes_app import BINDING, Account, Base, Member, Post, Thread
+from tests.story import invite
+from worker import runtime
+from worker.admin.operations import resync
+from worker.sync.bodies import SYSTEM_USER_ID
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def users(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = pipeline.emu.state()["users"]
+    return found
+
+
+def policy(pipeline: Pipeline, name: str) -> None:
+    rt = runtime.current()
+    rt.settings = rt.settings.model_copy(update={"deleted_user_policy": name})
+
+
+def test_deleted_users_are_deactivated_in_one_batch_call(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given three synced users
+    with app_session() as session, session.begin():
+        people = [User(email=f"u{n}@example.com") for n in range(3)]
+        session.add_all(people)
+    pipeline.drain()
+    pipeline.emu.reset_request_counts()
+    # When all three are deleted in the app
+    with app_session() as session, session.begin():
+        for person in people:
+            session.delete(session.get(User, person.id))
+    pipeline.drain()
+    # Then one batch call deactivated them all
+    counts = pipeline.counts()
+    assert (counts.get("DeactivateUsers"), counts.get("DeactivateUser")) == (1, None)
+    held = users(pipeline)
+    assert all(held[str(p.id)].get("deactivated_at") for p in people)
+    assert {r["status"] for r in pipeline.rows()} == {"done"}
+
+
+def test_a_user_stream_deleted_but_the_database_holds_is_restored(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given a synced user, deleted in Stream (by hand, or by an earlier delete policy)
+    with app_session() as session, session.begin():
+        ada = User(email="ada@example.com")
+        session.add(ada)
+    pipeline.drain()
+    pipeline.emu.client().delete_user(str(ada.id))
+    assert users(pipeline)[str(ada.id)].get("deleted_at")
+    # When the app changes the user (the database still holds it)
+    with app_session() as session, session.begin():
+        session.add(Profile(user_id=ada.id, full_name="Ada Lovelace"))
+    pipeline.drain()
+    # Then Stream restored it and holds its new name: no row failed
+    held = users(pipeline)[str(ada.id)]
+    assert held.get("deleted_at") is None
+    assert held["name"] == "Ada Lovelace"
+    assert {r["status"] for r in pipeline.rows()} == {"done"}
+
+
+def test_under_the_delete_policy_a_user_back_in_the_database_is_back_in_stream(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given the delete policy and an invitation's two users, synced
+    policy(pipeline, "delete")
+    with app_session() as session, session.begin():
+        made = invite(session)
+    pipeline.drain()
+    guest = str(made["guest"].id)
+    # When the guest is deleted in Stream (by the policy, on a user deleted by hand in
+    # Stream here) and the app then touches it and resyncs
+    pipeline.emu.client().delete_users([guest], "soft")
+    resync(pipeline.engine, runtime.current().binding, actor="test", kinds=["user", "conversation"])
+    pipeline.drain()
+    # Then it is restored and back in its channel
+    held = users(pipeline)
+    assert held[guest].get("deleted_at") is None
+    [channel] = pipeline.emu.state()["channels"].values()
+    assert guest in channel["members"]
+    assert {r["status"] for r in pipeline.rows()} == {"done"}
+
+
+# -- a soft-deleting app: messages of senders Stream cannot hold --------------------------
+
+
+@pytest.fixture()
+def shapes(pipeline: Pipeline, clean_db: Engine) -> Iterator[sessionmaker[Session]]:
+    """The shapes app's tables, captured, and the worker's runtime on its binding."""
+    Base.metadata.create_all(clean_db)
+    old = runtime.current()
+    own = runtime.Runtime.from_settings(pipeline.settings, binding=BINDING)
+    runtime.install(own)
+    factory = sessionmaker(clean_db, expire_on_commit=False)
+    install(factory, BINDING)
+    try:
+        yield factory
+    finally:
+        runtime.install(old)
+        own.engine.dispose()
+        own.redis.close()
+        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        with clean_db.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {names} CASCADE"))
+
+
+def test_messages_of_a_deleted_sender_are_sent_by_the_system_user(
+    pipeline: Pipeline, shapes: sessionmaker[Session]
+) -> None:
+    # Given a thread whose history has posts by an account deleted (soft) since
+    with shapes.begin() as session:
+        ada, bob = Account(email_address="ada@e.com"), Account(email_address="bob@e.com")
+        session.add_all([ada, bob])
+        session.flush()
+        thread = Thread()
+        session.add(thread)
+        session.flush()
+        session.add_all(Member(thread_id=thread.id, account_id=a.id) for a in (ada, bob))
+        session.add(Post(key="p-1", thread_id=thread.id, author_id=bob.id, body="from bob"))
+        session.add(Post(key="p-2", thread_id=thread.id, author_id=ada.id, body="from ada"))
+        session.flush()
+        bob.deleted_at = NOW
+    pipeline.drain()
+    # When the thread is backfilled with its history
+    resync(
+        pipeline.engine,
+        BINDING,
+        actor="test",
+        kinds=["conversation"],
+        event="backfill",
+        payload={"legacy": True, "history": True},
+    )
+    pipeline.drain()
+    # Then both posts are in Stream: the deleted sender's by the system user, its sender kept
+    state = pipeline.emu.state()
+    [cid] = state["channels"]
+    by_id = {m["id"]: m for m in state["messages"][cid]}
+    assert by_id["msg-p-1"]["user_id"] == SYSTEM_USER_ID
+    assert by_id["msg-p-1"]["original_user_id"] == str(bob.id)
+    assert by_id["msg-p-2"]["user_id"] == str(ada.id)
+    assert "original_user_id" not in by_id["msg-p-2"]
+    assert {r["status"] for r in pipeline.rows()} == {"done"}
