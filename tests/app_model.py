@@ -61,6 +61,7 @@ OPERATIONS: dict[str, int] = {
     "avatar": 2,  # user, set or clear
     "drop_profile": 1,  # user
     "delete_user": 1,  # user
+    "restore_user": 1,  # deleted user (back from a backup: same id and email)
     "conversation": 3,  # up to three members (negative: none)
     "join": 2,  # conversation, user
     "leave": 2,  # conversation, member
@@ -87,6 +88,7 @@ class AppModel:
     factory: Callable[[], Session]
     serial: dict[uuid.UUID, int] = field(default_factory=dict)
     conversations: list[uuid.UUID] = field(default_factory=list)  # every one ever created
+    deleted_users: list[tuple[uuid.UUID, str]] = field(default_factory=list)  # id, email
     applied: int = 0
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -179,7 +181,19 @@ class AppModel:
         user_id = self._user(session, user)
         if user_id is None:
             return False
-        session.delete(session.get(User, user_id))
+        user = session.get(User, user_id)
+        self.deleted_users.append((user_id, user.email))  # type: ignore[union-attr]
+        session.delete(user)
+        return True
+
+    def _restore_user(self, session: Session, index: int) -> bool:
+        """A deleted user back under its old id (Stream holds it deactivated or deleted)."""
+        if not self.deleted_users:
+            return False
+        user_id, email = self.deleted_users.pop(index % len(self.deleted_users))
+        if session.get(User, user_id) is not None:
+            return False
+        session.add(User(id=user_id, email=email))
         return True
 
     # -- conversations ------------------------------------------------------------------
@@ -375,6 +389,7 @@ WEIGHTS = {
     "rename": 3,
     "rename_event": 2,
     "delete_user": 1,
+    "restore_user": 0.7,
     "delete_conversation": 1,
     "everyone_leaves": 0.3,
     "bulk_rename_events": 0.2,
