@@ -61,6 +61,7 @@ from worker import runtime
 from worker.admin.compare import compare, held_from_snapshot, read_desired
 
 LONG = "ü" * 10_000
+LONG_NAME = "ü" * 2_000  # 4,000 bytes: long, within Stream's 5 KB of user data
 
 
 def by_target(pipeline: Pipeline) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -219,7 +220,7 @@ def test_ids_that_break_streams_rules_fail_their_own_rows_only(
             ]
         )
         session.flush()
-        session.add(SProfile(user_id="ann", full_name=LONG))  # no limit in this app
+        session.add(SProfile(user_id="ann", full_name=LONG_NAME))  # no limit in this app
         _conversation(session, "group-1", "ann", "bob", "cy")
         _conversation(session, long_id, "ann", "bob", "cy")
         _conversation(session, "with-john", "ann", "bob", "john smith")
@@ -245,7 +246,7 @@ def test_ids_that_break_streams_rules_fail_their_own_rows_only(
         if r["status"] != "done"
     ]
     state = pipeline.emu.state()
-    assert state["users"]["ann"]["name"] == LONG
+    assert state["users"]["ann"]["name"] == LONG_NAME
     assert set(state["users"]) == {"ann", "bob", "cy"}
     assert state["channels"]["messaging:conversation_group-1"]["members"] == ["ann", "bob", "cy"]
     assert sum(1 for cid in state["channels"] if cid.startswith("messaging:dm_")) == 1
@@ -439,3 +440,29 @@ def test_a_message_id_stream_refuses_fails_its_own_row(
     state = pipeline.emu.state()
     [cid] = state["channels"]
     assert [m["id"] for m in state["messages"][cid]] == ["msg-m-2"]
+
+
+def test_a_user_over_stream_s_5_kb_fails_alone_with_its_size(
+    pipeline: Pipeline, string_id_app: sessionmaker[Session]
+) -> None:
+    # Given a user whose name (no limit in this app) is 20,000 bytes, in one of two
+    # conversations
+    with string_id_app() as session, session.begin():
+        session.add_all([SUser(id=u, email=f"{u}@example.com") for u in ("ann", "bob", "cy")])
+        session.flush()
+        session.add(SProfile(user_id="ann", full_name=LONG))
+        _conversation(session, "with-ann", "ann", "bob")
+        _conversation(session, "without-ann", "bob", "cy")
+    pipeline.drain()
+    # Then the user's row fails at once, before any call, naming its size
+    rows = by_target(pipeline)
+    ann = rows.pop(("user", "ann"))
+    assert [(r["status"], r["attempts"]) for r in ann] == [("failed", 1)]
+    assert "user ann: 20" in ann[0]["last_error"]
+    assert "Stream takes at most 5120 (5 KB)" in ann[0]["last_error"]
+    # and so does the conversation it would be a member of; nothing else does
+    with_ann = rows.pop(("conversation", "with-ann"))
+    assert statuses(with_ann) == {"failed"}
+    assert "user ann:" in with_ann[0]["last_error"]
+    assert all(statuses(group) == {"done"} for group in rows.values())
+    assert set(pipeline.emu.state()["users"]) == {"bob", "cy"}

@@ -9,10 +9,14 @@ worker reads it at start-up and now and then, falling back to this table.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["PUBLISHED_LIMITS", "limits_from_answer"]
+__all__ = ["MAX_DATA_BYTES", "PUBLISHED_LIMITS", "data_too_large", "limits_from_answer"]
+
+# Stream takes at most 5 KB of custom data on a user, a channel or a message.
+MAX_DATA_BYTES = 5 * 1024
 
 # The endpoints the worker calls, by the names the gateway gives them, with Stream's
 # published per-minute defaults ("Edit Users" and "Update Users" are UpdateUsers,
@@ -36,6 +40,14 @@ PUBLISHED_LIMITS: dict[str, int] = {
     "RestoreUsers": 60,
     "DeleteChannel": 60,
 }
+
+
+def data_too_large(kind: str, name: str, data: Mapping[str, Any]) -> str | None:
+    """Why Stream would refuse ``data`` (over :data:`MAX_DATA_BYTES` as JSON), or None."""
+    size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+    if size <= MAX_DATA_BYTES:
+        return None
+    return f"{kind} {name}: {size} bytes of data, Stream takes at most {MAX_DATA_BYTES} (5 KB)"
 
 
 def limits_from_answer(answer: Mapping[str, Any]) -> dict[str, int]:

@@ -14,6 +14,7 @@ from app_hooks.channel_ids import InvalidStreamId, validate_user_id
 from worker.errors import PermanentStreamError
 from worker.runtime import Runtime
 from worker.stream.answers import is_deleted_user
+from worker.stream.limits import data_too_large
 from worker.sync.outcome import Result
 
 __all__ = ["ensure_users", "is_valid_user", "reconcile_users", "require_valid_user"]
@@ -30,10 +31,9 @@ def reconcile_users(rt: Runtime, ids: Sequence[str]) -> Result:
         desired = rt.binding.desired_users(conn, ids)
     users = []
     for user_id, user in desired.items():
-        try:
-            validate_user_id(user_id)
-        except InvalidStreamId as exc:
-            failed[user_id] = str(exc)
+        refusal = _refusal(user_id, user.as_stream())
+        if refusal is not None:
+            failed[user_id] = refusal
             continue
         users.append(user.as_stream())
     refused = _upsert_isolating(rt, users)
@@ -150,10 +150,23 @@ def ensure_users(
         with rt.engine.connect() as conn:
             desired = rt.binding.desired_users(conn, missing)
         users = [desired[uid].as_stream() for uid in missing if uid in desired]
+        for user in users:
+            refused = _refusal(user["id"], user)
+            if refused is not None:
+                raise PermanentStreamError(refused, endpoint="UpdateUsers")
         _upsert(rt, users)
         _remember_users(rt, [user["id"] for user in users])
     lacking = set(missing) - set(desired)  # not in the database: not in Stream either
     return {uid for uid in user_ids if uid not in lacking}
+
+
+def _refusal(user_id: str, user: dict[str, Any]) -> str | None:
+    """Why Stream would refuse this user (its id, or data over 5 KB), before it is sent."""
+    try:
+        validate_user_id(user_id)
+    except InvalidStreamId as exc:
+        return str(exc)
+    return data_too_large("user", user_id, user)
 
 
 def is_valid_user(user_id: str) -> bool:
