@@ -100,14 +100,23 @@ def _backfill(url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def measure(conversations: int, messages: int, workers: int = 1) -> dict[str, Any]:
-    """Backfill and drain under the limits; figures from the outbox and the emulator."""
+def measure(
+    conversations: int, messages: int, workers: int = 1, *, defaults: bool = False
+) -> dict[str, Any]:
+    """Backfill and drain under the limits; figures from the outbox and the emulator.
+
+    ``defaults``: the emulator applies Stream's own limits (per minute and per second)
+    and the workers run with no limit set: they ask the emulator for its limits
+    (``get_rate_limits``) as they would ask Stream. Otherwise both get this module's table.
+    """
     limits = ",".join(f"{k}={v}" for k, v in STREAM_LIMITS.items())
-    with scratch_database() as url, remote_emulator(rate_limits=STREAM_LIMITS) as emu:
+    emulator = {"stream_limits": True} if defaults else {"rate_limits": STREAM_LIMITS}
+    with scratch_database() as url, remote_emulator(**emulator) as emu:
         app = legacy_app(url, conversations, messages)
         enqueued = _backfill(url)
         prefix = new_prefix("ratelimit")
-        env = pipeline_env(url, emu, prefix, OUTBOX_RATE_LIMITS=limits)
+        paced = {"OUTBOX_STREAM_LIMITS": "true"} if defaults else {"OUTBOX_RATE_LIMITS": limits}
+        env = pipeline_env(url, emu, prefix, **paced)
         try:
             with Processes(env) as procs:
                 for n in range(workers):
@@ -144,8 +153,13 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=150)
     parser.add_argument("--messages", type=int, default=8, help="messages per conversation")
     parser.add_argument("--json", dest="json_path")
+    parser.add_argument(
+        "--stream-defaults",
+        action="store_true",
+        help="Stream's own limits in the emulator, none set in the workers (they ask)",
+    )
     args = parser.parse_args()
-    result = measure(args.conversations, args.messages)
+    result = measure(args.conversations, args.messages, defaults=args.stream_defaults)
     json.dump(result, sys.stdout, indent=2)
     print()
     if args.json_path:

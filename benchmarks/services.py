@@ -82,6 +82,7 @@ class RemoteEmulator:
         latency_ms: float = 0.0,
         rate_limits: Mapping[str, int] | None = None,
         window_seconds: float = 60.0,
+        stream_limits: bool = False,
     ) -> None:
         self.api_key, self.api_secret = DEFAULT_API_KEY, DEFAULT_API_SECRET
         self.log = Path(tempfile.mkstemp(prefix="bench-emulator-", suffix=".log")[1])
@@ -95,6 +96,7 @@ class RemoteEmulator:
             str(window_seconds),
             "--rate-limits",
             json.dumps(dict(rate_limits or {})),
+            *(["--stream-limits"] if stream_limits else []),
         ]
         self.proc = spawn(args, {}, self.log)
         wait_for_line(self.log, "listening on ", self.proc, 30)
