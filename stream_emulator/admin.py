@@ -99,20 +99,47 @@ def clear_faults(core: EmulatorCore) -> None:
 
 
 def set_rate_limit(core: EmulatorCore, endpoint: str, limit: int | None) -> None:
-    """Allow ``limit`` calls of ``endpoint`` per window (``None`` removes the limit)."""
+    """Allow ``limit`` calls of ``endpoint`` per window (``None`` drops the override:
+    Stream's default applies with stream limits on, no limit otherwise)."""
     if limit is not None and int(limit) < 0:
         raise AdminError("limit must not be negative")
     with core.lock:
-        core.control.set_rate_limit(endpoint, limit)
+        core.limits.set_limit(endpoint, limit)
 
 
 def set_window(core: EmulatorCore, seconds: float) -> None:
-    """Change the rate-limit window length and forget current usage."""
+    """Change the rate-limit (and budget) window length and forget current usage."""
     if float(seconds) <= 0:
         raise AdminError("window_seconds must be positive")
     with core.lock:
-        core.control.window_seconds = float(seconds)
-        core.control.usage.clear()
+        core.limits.set_window(float(seconds))
+        core.budget.window_seconds = float(seconds)
+        core.budget.spent.clear()
+
+
+def set_stream_limits(core: EmulatorCore, on: bool) -> None:
+    """Switch Stream's default per-endpoint limits and per-second limits on or off."""
+    with core.lock:
+        core.limits.stream_limits = bool(on)
+        core.limits.clear_usage()
+
+
+def set_api_budget(core: EmulatorCore, limit_ms: float | None, cost_ms: float | None) -> None:
+    """QueryChannels' time budget per window (``None``: off) and the cost of one call."""
+    if limit_ms is not None and float(limit_ms) < 0:
+        raise AdminError("api_budget_ms must not be negative")
+    if cost_ms is not None and float(cost_ms) < 0:
+        raise AdminError("api_budget_cost_ms must not be negative")
+    with core.lock:
+        core.budget.configure(limit_ms, cost_ms)
+
+
+def set_task_seconds(core: EmulatorCore, seconds: float) -> None:
+    """How long new async tasks stay pending/running before they report completed."""
+    if float(seconds) < 0:
+        raise AdminError("task_seconds must not be negative")
+    with core.lock:
+        core.task_seconds = float(seconds)
 
 
 def _positive(times: int) -> int:
@@ -124,12 +151,21 @@ def _positive(times: int) -> int:
 def _rate_limits(core: EmulatorCore, body: dict[str, Any]) -> dict[str, Any]:
     if "window_seconds" in body:
         set_window(core, body["window_seconds"])
+    if "stream_limits" in body:
+        set_stream_limits(core, body["stream_limits"])
     if "endpoint" in body:
         set_rate_limit(core, body["endpoint"], body.get("limit"))
+    if "api_budget_ms" in body:
+        set_api_budget(core, body["api_budget_ms"], body.get("api_budget_cost_ms"))
     with core.lock:
+        limits, budget = core.limits, core.budget
         return {
-            "window_seconds": core.control.window_seconds,
-            "limits": dict(core.control.rate_limits),
+            "window_seconds": limits.window_seconds,
+            "stream_limits": limits.stream_limits,
+            "limits": dict(limits.overrides),
+            "in_force": limits.configured(),
+            "api_budget_ms": budget.limit_ms,
+            "api_budget_cost_ms": budget.cost_ms,
         }
 
 
@@ -160,6 +196,7 @@ _OPS: dict[tuple[str, str], _Op] = {
     ),
     ("GET", "/rate_limits"): lambda core, _: _rate_limits(core, {}),
     ("POST", "/rate_limits"): _rate_limits,
+    ("POST", "/tasks"): lambda core, b: set_task_seconds(core, b["task_seconds"]),
     ("GET", "/health"): lambda core, _: {"ok": True, "api_key": core.config.api_key},
 }
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from stream_emulator.control import Control
 from stream_emulator.errors import input_error
+from stream_emulator.limits import RateLimits
 from stream_emulator.store import Store
 
 
@@ -22,7 +22,9 @@ class Call:
     params: tuple[str, ...]
     now: str
     channel_types: frozenset[str]
-    control: Control
+    limits: RateLimits
+    clock: float = 0.0  # wall-clock seconds of the call (``now`` as a number)
+    task_seconds: float = 0.0
 
     def payload(self) -> dict[str, Any]:
         """Decode the ``payload`` query parameter GET endpoints use for their options."""

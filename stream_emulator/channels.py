@@ -7,12 +7,13 @@ from functools import partial
 from typing import Any
 
 from stream_emulator.call import Call
-from stream_emulator.errors import input_error, not_found
+from stream_emulator.errors import input_error, not_found, user_deleted
 from stream_emulator.filters import MISSING, matches, normalize_sort, sort_items
 from stream_emulator.messages import create_message
 from stream_emulator.store import CHANNEL_RESERVED_FIELDS, ChannelRecord, Store
 from stream_emulator.validation import (
     MAX_CHANNELS_PER_DELETE,
+    MAX_MEMBERS_ON_CREATE,
     MAX_MEMBERS_PER_CALL,
     QUERY_CHANNELS_DEFAULT_LIMIT,
     QUERY_CHANNELS_MAX_LIMIT,
@@ -21,6 +22,7 @@ from stream_emulator.validation import (
     as_bool,
     check_batch,
     check_channel_id,
+    check_custom_size,
     check_user_id,
     clamp_limit,
     read_offset,
@@ -67,7 +69,23 @@ def _add_members(
 
 
 def _custom(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k not in CHANNEL_RESERVED_FIELDS}
+    """A channel's custom data (at most 5 KB)."""
+    custom = {k: v for k, v in data.items() if k not in CHANNEL_RESERVED_FIELDS}
+    check_custom_size("channel", custom)
+    return custom
+
+
+def _refuse_deleted(store: Store, user_ids: list[str]) -> None:
+    """A deleted user cannot be a member or creator: 404 code 16, ``the user X was deleted``."""
+    for user_id in user_ids:
+        if store.was_deleted(user_id):
+            raise user_deleted(user_id)
+
+
+def _create_members(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``data.members`` of a channel being created: at most 100 (one call adds up to 100)."""
+    members = check_batch(data.get("members"), "data.members", MAX_MEMBERS_ON_CREATE)
+    return _member_entries(members, "members")
 
 
 def _creator(data: dict[str, Any]) -> str:
@@ -100,20 +118,25 @@ def _distinct_id(entries: list[tuple[str, dict[str, Any]]]) -> str:
 def _create(call: Call, channel_type: str, channel_id: str, data: dict[str, Any]) -> ChannelRecord:
     store = call.store
     creator = _creator(data)
-    entries = _member_entries(check_batch(data.get("members"), "data.members", 10_000), "members")
-    missing = [uid for uid, _ in entries if uid not in store.users]
+    entries = _create_members(data)
+    missing = [
+        uid for uid, _ in entries if uid not in store.users and uid not in store.deleted_user_ids
+    ]
     if missing:
         raise input_error(
             f"The following users are specified in channel.members but don't exist: "
             f"[{' '.join(missing)}], please create the user objects before setting up the channel"
         )
-    if creator not in store.users:
+    if creator not in store.users and creator not in store.deleted_user_ids:
         raise input_error(
             f"The following users are involved in channel create operation, but don't exist: "
             f"[{creator}]. Please create the user objects before setting up the channel."
         )
+    _refuse_deleted(store, [creator, *(uid for uid, _ in entries)])
+    custom = _custom(data)
     cid = f"{channel_type}:{channel_id}"
-    store.drop_channel(cid)  # a soft-deleted channel is re-created from scratch
+    # A soft-deleted channel is re-created empty; its old messages' ids stay taken.
+    store.drop_channel(cid, keep_message_ids=True)
     channel = ChannelRecord(
         type=channel_type,
         id=channel_id,
@@ -121,7 +144,7 @@ def _create(call: Call, channel_type: str, channel_id: str, data: dict[str, Any]
         created_at=call.now,
         updated_at=call.now,
         seq=store.next_seq(),
-        data=_custom(data),
+        data=custom,
     )
     _add_members(channel, entries, call.now)
     store.channels[cid] = channel
@@ -147,8 +170,7 @@ def get_or_create_channel(call: Call) -> dict[str, Any]:
     if len(call.params) > 1:
         channel_id = check_channel_id(call.params[1])
     else:
-        members = check_batch(data.get("members"), "data.members", 10_000)
-        channel_id = _distinct_id(_member_entries(members, "members"))
+        channel_id = _distinct_id(_create_members(data))
     existing = call.store.channels.get(f"{channel_type}:{channel_id}")
     if existing is None or existing.deleted_at is not None:
         existing = _create(call, channel_type, channel_id, data)
@@ -173,8 +195,9 @@ def _member_ops(call: Call, channel: ChannelRecord) -> None:
         call.body.get("demote_moderators"), "demote_moderators", MAX_MEMBERS_PER_CALL
     )
     for user_id, _ in add + [(m, {}) for m in moderators]:
-        if user_id not in store.users:
+        if user_id not in store.users and user_id not in store.deleted_user_ids:
             raise input_error(f"could not find user {user_id} from add_members")
+    _refuse_deleted(store, [uid for uid, _ in add] + [str(m) for m in moderators])
     _add_members(channel, add, call.now)
     promoted = [(m, {"channel_role": "channel_moderator"}) for m in moderators]
     _add_members(channel, promoted, call.now)
@@ -192,9 +215,10 @@ def update_channel(call: Call) -> dict[str, Any]:
     data = call.body.get("data")
     if data is not None and not isinstance(data, dict):
         raise input_error("data must be an object")
+    custom = _custom(data) if data is not None else None
     _member_ops(call, channel)
-    if data is not None:
-        channel.data = _custom(data)
+    if custom is not None:
+        channel.data = custom
     message = call.body.get("message")
     created = create_message(call.store, channel, message, call.now) if message else None
     channel.updated_at = call.now
@@ -211,12 +235,13 @@ def update_channel_partial(call: Call) -> dict[str, Any]:
     to_unset = call.body.get("unset") or []
     if not isinstance(to_set, dict) or not isinstance(to_unset, list):
         raise input_error("set must be an object and unset a list")
-    for name, value in to_set.items():
+    for name in to_set:
         if name in CHANNEL_RESERVED_FIELDS:
             raise input_error(f"field {name} cannot be set with a partial update")
-        channel.data[name] = value
+    updated = {**channel.data, **to_set}
     for name in to_unset:
-        channel.data.pop(name, None)
+        updated.pop(name, None)
+    channel.data = _custom(updated)
     channel.updated_at = call.now
     state = call.store.channel_state(channel, message_limit=0)
     return {"channel": state["channel"], "members": state["members"]}
@@ -255,7 +280,7 @@ def delete_channels(call: Call) -> dict[str, Any]:
             continue
         _delete(call.store, channel, hard, call.now)
         result[cid] = {"status": "ok"}
-    return {"task_id": call.store.add_task(result, call.now)}
+    return {"task_id": call.store.add_task(result, call.now, call.clock, call.task_seconds)}
 
 
 def truncate_channel(call: Call) -> dict[str, Any]:

@@ -17,9 +17,14 @@ DEFAULT_HOST = "127.0.0.1"
 class EmulatorConfig:
     """How an emulator instance behaves.
 
-    ``rate_limits`` maps Stream endpoint names (``UpdateUsers``, ``SendMessage``...,
-    or ``"*"`` for every endpoint) to calls allowed per ``window_seconds``; no entry
-    means unlimited. ``latency_ms`` is added to every API call.
+    ``stream_limits`` applies Stream's published per-minute limits of each endpoint
+    and its per-second limit (the minute's over 30); ``rate_limits`` maps Stream
+    endpoint names (``UpdateUsers``, ``SendMessage``..., or ``"*"`` for every
+    endpoint) to calls allowed per ``window_seconds``, over Stream's defaults. Without
+    ``stream_limits`` an endpoint not in ``rate_limits`` is unlimited.
+    ``api_budget_ms`` (None: off) is QueryChannels' time budget per window, each call
+    costing ``api_budget_cost_ms``. Async tasks (batch deletes and deactivations) stay
+    ``pending``/``running`` for ``task_seconds``. ``latency_ms`` is added to every call.
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -27,6 +32,10 @@ class EmulatorConfig:
     host: str = DEFAULT_HOST
     port: int = 0
     rate_limits: dict[str, int] = field(default_factory=dict)
+    stream_limits: bool = True
     window_seconds: float = 60.0
+    api_budget_ms: float | None = None
+    api_budget_cost_ms: float = 100.0
+    task_seconds: float = 0.0
     latency_ms: float = 0.0
     channel_types: tuple[str, ...] = DEFAULT_CHANNEL_TYPES

@@ -1,18 +1,16 @@
-"""Fault injection, per-endpoint rate limits and the request log.
+"""Fault injection, endpoint names and the request log (rate limits: ``limits.py``).
 
 Not thread-safe by itself: ``EmulatorCore`` calls it under its lock.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 ANY_ENDPOINT = "*"
-UNLIMITED = 1_000_000_000
 
 # Other names people and tools use for an endpoint, mapped to Stream's own name.
 ALIASES = {
@@ -33,11 +31,6 @@ def canonical(endpoint: str | None) -> str:
     if endpoint is None or endpoint == "":
         return ANY_ENDPOINT
     return ALIASES.get(endpoint, endpoint)
-
-
-def canonical_limits(limits: dict[str, int]) -> dict[str, int]:
-    """Rate limits keyed by Stream endpoint names (aliases resolved)."""
-    return {canonical(name): int(limit) for name, limit in limits.items()}
 
 
 @dataclass
@@ -70,15 +63,12 @@ class Decision:
 
 @dataclass
 class Control:
-    """Faults, rate limits and counters."""
+    """Faults and counters."""
 
-    window_seconds: float = 60.0
-    rate_limits: dict[str, int] = field(default_factory=dict)
     latency_ms: float = 0.0
     endpoint_latency_ms: dict[str, float] = field(default_factory=dict)
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     interruptions: dict[str, list[Interruption]] = field(default_factory=dict)
-    usage: dict[str, tuple[float, int]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     by_status: Counter[str] = field(default_factory=Counter)
     # Answered calls with wall-clock times, newest last (bounded): when each call landed.
@@ -132,48 +122,6 @@ class Control:
             "interruptions": {k: [vars(i) for i in v] for k, v in self.interruptions.items() if v},
         }
 
-    # ---- rate limits -------------------------------------------------------
-
-    def set_rate_limit(self, endpoint: str, limit: int | None) -> None:
-        """Limit ``endpoint`` to ``limit`` calls per window; ``None`` removes the limit."""
-        name = canonical(endpoint)
-        if limit is None:
-            self.rate_limits.pop(name, None)
-        else:
-            self.rate_limits[name] = int(limit)
-
-    def limit_for(self, endpoint: str) -> int:
-        """The configured limit of ``endpoint`` (a huge number when unlimited)."""
-        return self.rate_limits.get(endpoint, self.rate_limits.get(ANY_ENDPOINT, UNLIMITED))
-
-    def window(self, now: float) -> tuple[float, float]:
-        """Start and end (unix seconds) of the fixed window containing ``now``."""
-        start = math.floor(now / self.window_seconds) * self.window_seconds
-        return start, start + self.window_seconds
-
-    def used(self, endpoint: str, now: float) -> int:
-        """Calls to ``endpoint`` counted in the current window."""
-        start, _ = self.window(now)
-        window_start, count = self.usage.get(endpoint, (start, 0))
-        return count if window_start == start else 0
-
-    def consume(self, endpoint: str, now: float) -> tuple[bool, int, int, int]:
-        """Count a call; return ``(allowed, limit, remaining, reset)``."""
-        start, end = self.window(now)
-        limit = self.limit_for(endpoint)
-        used = self.used(endpoint, now)
-        allowed = used < limit
-        if allowed:
-            used += 1
-            self.usage[endpoint] = (start, used)
-        return allowed, limit, max(limit - used, 0), math.ceil(end)
-
-    def peek(self, endpoint: str, now: float) -> tuple[int, int, int]:
-        """``(limit, remaining, reset)`` without counting a call."""
-        _, end = self.window(now)
-        limit = self.limit_for(endpoint)
-        return limit, max(limit - self.used(endpoint, now), 0), math.ceil(end)
-
     # ---- request log -------------------------------------------------------
 
     def record(self, endpoint: str, outcome: int | str, received: float | None = None) -> None:
@@ -212,10 +160,9 @@ class Control:
         self.timeline.clear()
 
     def reset(self) -> None:
-        """Clear faults, counters and rate-limit usage (configured limits stay)."""
+        """Clear faults and counters."""
         self.clear_faults()
         self.reset_requests()
-        self.usage.clear()
 
 
 _Fault = TypeVar("_Fault", Failure, Interruption)
@@ -230,5 +177,5 @@ def _take(pending: list[_Fault]) -> _Fault:
 
 
 def unix_now() -> float:
-    """Wall-clock seconds, used for rate-limit windows."""
+    """Wall-clock seconds, used for rate-limit windows and budgets."""
     return time.time()

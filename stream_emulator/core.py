@@ -12,7 +12,7 @@ from typing import Any
 from stream_emulator.auth import Authenticator
 from stream_emulator.call import Call
 from stream_emulator.config import EmulatorConfig
-from stream_emulator.control import Control, Decision, Failure, canonical_limits, unix_now
+from stream_emulator.control import Control, Decision, Failure, unix_now
 from stream_emulator.errors import (
     INPUT_ERROR,
     INTERNAL_ERROR,
@@ -22,6 +22,13 @@ from stream_emulator.errors import (
     error_body,
     not_found,
 )
+from stream_emulator.limits import (
+    BUDGETED_ENDPOINT,
+    ApiBudget,
+    RateLimits,
+    Verdict,
+    canonical_limits,
+)
 from stream_emulator.routes import Route, match
 from stream_emulator.store import Store, now_iso
 
@@ -30,6 +37,8 @@ log = logging.getLogger("stream_emulator")
 ADMIN_PREFIX = "/_emulator"
 UNKNOWN_ENDPOINT = "Unknown"
 JSON_TYPE = "application/json;charset=utf-8"
+# Stream's OpenAPI documents 201 for every POST and PUT operation, 200 for the others.
+CREATED_METHODS = frozenset({"POST", "PUT"})
 
 
 @dataclass
@@ -83,11 +92,8 @@ class EmulatorCore:
         self.config = config
         self.lock = threading.Lock()
         self.store = Store()
-        self.control = Control(
-            window_seconds=config.window_seconds,
-            rate_limits=canonical_limits(config.rate_limits),
-            latency_ms=config.latency_ms,
-        )
+        self.control = Control(latency_ms=config.latency_ms)
+        self.limits, self.budget, self.task_seconds = _configured(config)
         self.auth = Authenticator(config.api_key, config.api_secret)
         self.channel_types = frozenset(config.channel_types)
 
@@ -105,9 +111,10 @@ class EmulatorCore:
         with self.lock:
             try:
                 payload, limits = self._run(plan, request, now)
-                status = 200
+                status = 201 if request.method in CREATED_METHODS else 200
             except StreamError as err:
-                status, limits = err.status, self._peek(plan.endpoint, now)
+                status = err.status
+                limits = err.headers or self._peek(plan.endpoint, now)
                 payload = error_body(plan.endpoint, err, duration_since(request.started))
             except Exception as exc:  # a bug in the emulator must not kill the connection
                 log.exception("emulator handler failed for %s %s", request.method, request.path)
@@ -115,7 +122,7 @@ class EmulatorCore:
                 status, limits = 500, self._peek(plan.endpoint, now)
                 payload = error_body(plan.endpoint, internal, duration_since(request.started))
             self.control.record(plan.endpoint, status, request.received)
-        if status == 200:
+        if status < 300:
             payload["duration"] = duration_since(request.started)
         return json_response(status, payload, limits)
 
@@ -125,12 +132,7 @@ class EmulatorCore:
         if plan.route is None:
             raise not_found(f"{request.method} {request.path} is not an emulated endpoint")
         self.auth.check(request.query, request.headers)
-        allowed, limit, remaining, reset = self.control.consume(plan.endpoint, now)
-        limits = _limit_headers(limit, remaining, reset)
-        if not allowed:
-            raise StreamError(
-                429, RATE_LIMIT, "Too many requests, check response headers for more information."
-            )
+        limits = self._admit(plan.endpoint, now)
         call = Call(
             store=self.store,
             body=_parse_body(request.body),
@@ -138,12 +140,42 @@ class EmulatorCore:
             params=plan.route.params,
             now=now_iso(),
             channel_types=self.channel_types,
-            control=self.control,
+            limits=self.limits,
+            clock=now,
+            task_seconds=self.task_seconds,
         )
-        return plan.route.handler(call), limits
+        try:
+            return plan.route.handler(call), limits
+        except StreamError as err:
+            err.headers = err.headers or limits  # the counted call's X-RateLimit-* values
+            raise
+
+    def _admit(self, endpoint: str, now: float) -> list[tuple[str, str]]:
+        """Count the call against its rate limits and budget; 429 when either is spent."""
+        verdict = self.limits.consume(endpoint, now)
+        headers = _limit_headers(verdict)
+        if not verdict.allowed:
+            raise StreamError(
+                429,
+                RATE_LIMIT,
+                "Too many requests, check response headers for more information.",
+                headers=headers,
+            )
+        budget = self.budget.charge(now) if endpoint == BUDGETED_ENDPOINT else None
+        if budget is None:
+            return headers
+        if not budget.allowed:
+            self.limits.refund(endpoint, now)  # a refused call does not count
+            raise StreamError(
+                429,
+                RATE_LIMIT,
+                "API budget exceeded, check the X-Budget-* response headers for more information.",
+                headers=self._peek(endpoint, now) + budget.headers(),
+            )
+        return headers + budget.headers()
 
     def _peek(self, endpoint: str, now: float) -> list[tuple[str, str]]:
-        return _limit_headers(*self.control.peek(endpoint, now))
+        return _limit_headers(self.limits.peek(endpoint, now))
 
     def injected_failure(self, plan: Plan, failure: Failure, request: Request) -> Response:
         """Answer with an injected error (Stream-shaped body)."""
@@ -162,20 +194,30 @@ class EmulatorCore:
             self.control.record(endpoint, outcome)
 
     def reset(self) -> None:
-        """Empty state, faults and counters; rate limits go back to the configured ones."""
+        """Empty state, faults and counters; limits, budget and tasks go back to the config."""
         with self.lock:
             self.store = Store()
             self.control.reset()
-            self.control.rate_limits = canonical_limits(self.config.rate_limits)
-            self.control.window_seconds = self.config.window_seconds
             self.control.latency_ms = self.config.latency_ms
+            self.limits, self.budget, self.task_seconds = _configured(self.config)
 
 
-def _limit_headers(limit: int, remaining: int, reset: int) -> list[tuple[str, str]]:
+def _configured(config: EmulatorConfig) -> tuple[RateLimits, ApiBudget, float]:
+    """Rate limits, API budget and task duration as configured (fresh usage)."""
+    limits = RateLimits(
+        window_seconds=config.window_seconds,
+        overrides=canonical_limits(config.rate_limits),
+        stream_limits=config.stream_limits,
+    )
+    budget = ApiBudget(config.api_budget_ms, config.api_budget_cost_ms, config.window_seconds)
+    return limits, budget, config.task_seconds
+
+
+def _limit_headers(verdict: Verdict) -> list[tuple[str, str]]:
     return [
-        ("x-ratelimit-limit", str(limit)),
-        ("x-ratelimit-remaining", str(remaining)),
-        ("x-ratelimit-reset", str(reset)),
+        ("x-ratelimit-limit", str(verdict.limit)),
+        ("x-ratelimit-remaining", str(verdict.remaining)),
+        ("x-ratelimit-reset", str(verdict.reset)),
     ]
 
 

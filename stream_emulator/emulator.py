@@ -40,6 +40,10 @@ class Emulator:
         latency_ms: float = 0.0,
         channel_types: Sequence[str] = DEFAULT_CHANNEL_TYPES,
         *,
+        stream_limits: bool = True,
+        api_budget_ms: float | None = None,
+        api_budget_cost_ms: float = 100.0,
+        task_seconds: float = 0.0,
         config: EmulatorConfig | None = None,
     ) -> None:
         self.config = config or EmulatorConfig(
@@ -48,7 +52,11 @@ class Emulator:
             host=host,
             port=port,
             rate_limits=dict(rate_limits or {}),
+            stream_limits=stream_limits,
             window_seconds=window_seconds,
+            api_budget_ms=api_budget_ms,
+            api_budget_cost_ms=api_budget_cost_ms,
+            task_seconds=task_seconds,
             latency_ms=latency_ms,
             channel_types=tuple(channel_types),
         )
@@ -177,7 +185,7 @@ class Emulator:
         return admin.state(self.core)
 
     def reset(self) -> None:
-        """Empty state, faults and counters; restore the configured rate limits."""
+        """Empty state, faults and counters; restore the configured limits and budget."""
         self.core.reset()
 
     def request_counts(self) -> dict[str, Any]:
@@ -222,12 +230,24 @@ class Emulator:
         admin.clear_faults(self.core)
 
     def set_rate_limit(self, endpoint: str, limit: int | None) -> None:
-        """Allow ``limit`` calls of ``endpoint`` per window; ``None`` removes the limit."""
+        """Allow ``limit`` calls of ``endpoint`` per window; ``None`` drops the override."""
         admin.set_rate_limit(self.core, endpoint, limit)
 
     def set_window(self, seconds: float) -> None:
         """Change the rate-limit window (Stream's is 60 s)."""
         admin.set_window(self.core, seconds)
+
+    def set_stream_limits(self, on: bool) -> None:
+        """Switch Stream's default limits (per minute and per second) on or off."""
+        admin.set_stream_limits(self.core, on)
+
+    def set_api_budget(self, limit_ms: float | None, cost_ms: float | None = None) -> None:
+        """QueryChannels' time budget per window (``None``: off) and one call's cost."""
+        admin.set_api_budget(self.core, limit_ms, cost_ms)
+
+    def set_task_seconds(self, seconds: float) -> None:
+        """How long new async tasks report pending/running before completed."""
+        admin.set_task_seconds(self.core, seconds)
 
 
 def serve(

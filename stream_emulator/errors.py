@@ -49,12 +49,21 @@ def default_code_for_status(status: int) -> int:
 class StreamError(Exception):
     """An error the emulator answers with a Stream-shaped body."""
 
-    def __init__(self, status: int, code: int, detail: str, *, prefixed: bool = True) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        detail: str,
+        *,
+        prefixed: bool = True,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
         self.prefixed = prefixed
+        self.headers = headers
 
     def message_for(self, endpoint: str) -> str:
         """Render the message as Stream does: ``<Endpoint> failed with error: "<detail>"``."""
@@ -71,6 +80,18 @@ def input_error(detail: str) -> StreamError:
 def not_found(detail: str) -> StreamError:
     """404 / code 16."""
     return StreamError(404, DOES_NOT_EXIST, detail)
+
+
+def user_deleted(user_id: str) -> StreamError:
+    """404 / code 16 ``the user X was deleted``: Stream's answer when a deleted user's id is
+    upserted or used (wording from GetStream/stream-chat-flutter#850)."""
+    return StreamError(404, DOES_NOT_EXIST, f"the user {user_id} was deleted")
+
+
+def user_deactivated(user_id: str) -> StreamError:
+    """403 / code 17 for a deactivated user acting (inferred: Stream documents that a
+    deactivated user cannot send messages, not the error it answers)."""
+    return StreamError(403, NOT_ALLOWED, f"the user {user_id} is deactivated")
 
 
 def error_body(endpoint: str, err: StreamError, duration: str) -> dict[str, Any]:

@@ -6,26 +6,66 @@ import uuid
 from typing import Any
 
 from stream_emulator.call import Call
-from stream_emulator.errors import MESSAGE_TOO_LONG, StreamError, input_error, not_found
+from stream_emulator.errors import (
+    MESSAGE_TOO_LONG,
+    StreamError,
+    input_error,
+    not_found,
+    user_deactivated,
+    user_deleted,
+)
 from stream_emulator.store import MESSAGE_SERVER_FIELDS, ChannelRecord, Store
-from stream_emulator.validation import MAX_MESSAGE_ID_LENGTH, MAX_MESSAGE_LENGTH
+from stream_emulator.validation import MAX_MESSAGE_LENGTH, check_custom_size, check_message_id
+
+# A message's own fields; the rest is custom data (at most 5 KB).
+MESSAGE_BUILTIN_FIELDS = MESSAGE_SERVER_FIELDS | {
+    "id",
+    "text",
+    "html",
+    "attachments",
+    "mentioned_users",
+    "parent_id",
+    "show_in_channel",
+    "quoted_message_id",
+    "silent",
+    "pinned",
+    "pin_expires",
+    "skip_push",
+    "restricted_visibility",
+    "latest_reactions",
+    "own_reactions",
+    "reaction_counts",
+    "reaction_scores",
+    "reply_count",
+}
+
+
+def _author(store: Store, message: dict[str, Any]) -> str:
+    """The author's id: an existing user, neither deleted nor deactivated."""
+    user = message.get("user")
+    user_id = message.get("user_id") or (user.get("id") if isinstance(user, dict) else None)
+    if not isinstance(user_id, str) or not user_id:
+        raise input_error("message.user or message.user_id is a required field")
+    if store.was_deleted(user_id):
+        raise user_deleted(user_id)
+    author = store.users.get(user_id)
+    if author is None:
+        raise input_error(f'user "{user_id}" does not exist')
+    if author.get("deactivated_at"):
+        raise user_deactivated(user_id)
+    return user_id
 
 
 def _checked(store: Store, message: Any) -> tuple[dict[str, Any], str, str, str]:
     """Validate a message payload; return it with its ``id``, ``user_id`` and ``text``."""
     if not isinstance(message, dict):
         raise input_error("message is a required field")
-    user = message.get("user")
-    user_id = message.get("user_id") or (user.get("id") if isinstance(user, dict) else None)
-    if not isinstance(user_id, str) or not user_id:
-        raise input_error("message.user or message.user_id is a required field")
-    if user_id not in store.users:
-        raise input_error(f'user "{user_id}" does not exist')
-    message_id = message.get("id") or str(uuid.uuid4())
-    if not isinstance(message_id, str) or len(message_id) > MAX_MESSAGE_ID_LENGTH:
-        raise input_error(f"message.id must be a string of at most {MAX_MESSAGE_ID_LENGTH}")
-    if message_id in store.message_cids:
+    user_id = _author(store, message)
+    given = message.get("id")
+    message_id = str(uuid.uuid4()) if given in (None, "") else check_message_id(given)
+    if store.message_id_taken(message_id):
         raise input_error(f"a message with ID {message_id} already exists")
+    check_custom_size("message", message, MESSAGE_BUILTIN_FIELDS)
     return message, message_id, user_id, _checked_text(message.get("text", ""))
 
 
@@ -123,6 +163,9 @@ def update_message_partial(call: Call) -> dict[str, Any]:
     if record.get("deleted_at"):
         raise input_error("a deleted message cannot be updated")
     _checked_text(set_.get("text", record["text"]))
+    updated = {k: v for k, v in record.items() if k not in unset}
+    updated.update(set_)
+    check_custom_size("message", updated, MESSAGE_BUILTIN_FIELDS)
     for key in unset:
         record.pop(key, None)
     record.update(set_)

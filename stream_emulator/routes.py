@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from stream_emulator import channels, messages, users
+from stream_emulator import channels, messages, user_lifecycle, users
 from stream_emulator.call import Call, Handler
-from stream_emulator.control import unix_now
 from stream_emulator.errors import not_found
 
 
@@ -34,25 +33,25 @@ def get_rate_limits(call: Call) -> dict[str, Any]:
     wanted = [e for e in call.query.get("endpoints", "").split(",") if e]
     names = wanted or sorted(ENDPOINT_NAMES)
     platforms = [p for p in ("server_side", "android", "ios", "web") if call.query.get(p) == "true"]
-    now = unix_now()
     result: dict[str, Any] = {}
     for platform in platforms or ["server_side", "android", "ios", "web"]:
         limits: dict[str, Any] = {}
         for name in names:
-            limit, remaining, reset = call.control.peek(name, now)
-            if platform != "server_side":
-                remaining = limit  # the emulator only sees server-side traffic
-            limits[name] = {"limit": limit, "remaining": remaining, "reset": reset}
+            verdict = call.limits.peek(name, call.clock)
+            # the emulator only sees server-side traffic: other platforms are untouched
+            remaining = verdict.remaining if platform == "server_side" else verdict.limit
+            limits[name] = {"limit": verdict.limit, "remaining": remaining, "reset": verdict.reset}
         result[platform] = limits
     return result
 
 
 def get_task(call: Call) -> dict[str, Any]:
-    """``GET /tasks/{id}`` (GetTask): tasks complete synchronously in the emulator."""
+    """``GET /tasks/{id}`` (GetTask): ``pending``, ``running``, then ``completed`` once the
+    emulator's ``task_seconds`` have passed (the work itself is done at once)."""
     task = call.store.tasks.get(call.params[0])
     if task is None:
         raise not_found(f"task {call.params[0]} not found")
-    return dict(task)
+    return task.view(call.clock)
 
 
 @dataclass(frozen=True)
@@ -68,12 +67,12 @@ _TABLE: list[tuple[str, str, str, Handler]] = [
     ("POST", "users", "UpdateUsers", users.update_users),
     ("PATCH", "users", "UpdateUsersPartial", users.update_users_partial),
     ("GET", "users", "QueryUsers", users.query_users),
-    ("POST", "users/delete", "DeleteUsers", users.delete_users),
-    ("POST", "users/deactivate", "DeactivateUsers", users.deactivate_users),
-    ("POST", "users/restore", "RestoreUsers", users.restore_users),
-    ("DELETE", "users/*", "DeleteUser", users.delete_user),
-    ("POST", "users/*/deactivate", "DeactivateUser", users.deactivate_user),
-    ("POST", "users/*/reactivate", "ReactivateUser", users.reactivate_user),
+    ("POST", "users/delete", "DeleteUsers", user_lifecycle.delete_users),
+    ("POST", "users/deactivate", "DeactivateUsers", user_lifecycle.deactivate_users),
+    ("POST", "users/restore", "RestoreUsers", user_lifecycle.restore_users),
+    ("DELETE", "users/*", "DeleteUser", user_lifecycle.delete_user),
+    ("POST", "users/*/deactivate", "DeactivateUser", user_lifecycle.deactivate_user),
+    ("POST", "users/*/reactivate", "ReactivateUser", user_lifecycle.reactivate_user),
     ("POST", "channels", "QueryChannels", channels.query_channels),
     ("POST", "channels/delete", "DeleteChannels", channels.delete_channels),
     ("POST", "channels/*/query", "GetOrCreateChannel", channels.get_or_create_channel),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_emulator.errors import not_found
+from stream_emulator.errors import not_found, user_deleted
 
 # Fields Stream manages itself; a payload cannot set them.
 USER_SERVER_FIELDS = frozenset(
@@ -66,15 +66,51 @@ class ChannelRecord:
 
 
 @dataclass
+class TaskRecord:
+    """An async task: its work is done when created, its status follows the clock."""
+
+    id: str
+    result: dict[str, Any]
+    created_at: str
+    started: float
+    seconds: float
+
+    def view(self, now: float) -> dict[str, Any]:
+        """``GET /tasks/{id}``: ``pending``, ``running``, then ``completed`` with the result."""
+        age = now - self.started
+        status = "completed"
+        if age < self.seconds / 2:
+            status = "pending"
+        elif age < self.seconds:
+            status = "running"
+        view: dict[str, Any] = {
+            "task_id": self.id,
+            "status": status,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+        }
+        if status == "completed":
+            view["result"] = self.result
+        return view
+
+
+@dataclass
 class Store:
-    """All emulated Stream state."""
+    """All emulated Stream state.
+
+    ``users`` keeps soft-deleted users (``deleted_at`` set); ``deleted_user_ids`` the
+    ids of hard-deleted ones, which stay taken. ``retired_message_ids`` are ids of
+    messages of a soft-deleted channel that was re-created: hidden, but still taken.
+    """
 
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     user_seq: dict[str, int] = field(default_factory=dict)
+    deleted_user_ids: dict[str, str] = field(default_factory=dict)
     channels: dict[str, ChannelRecord] = field(default_factory=dict)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     message_cids: dict[str, str] = field(default_factory=dict)
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retired_message_ids: set[str] = field(default_factory=set)
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     def next_seq(self) -> int:
@@ -87,15 +123,34 @@ class Store:
         """The user object embedded in responses (a minimal stub if the user is gone)."""
         user = self.users.get(user_id)
         if user is None:
-            return {"id": user_id, "role": "user", "deleted_at": None}
+            return {"id": user_id, "role": "user", "deleted_at": self.deleted_user_ids.get(user_id)}
         return dict(user)
 
     def require_user(self, user_id: str) -> dict[str, Any]:
-        """Return a stored user or raise Stream's does-not-exist error."""
+        """Return a stored user (soft-deleted ones too) or raise does-not-exist (404)."""
         user = self.users.get(user_id)
         if user is None:
+            if user_id in self.deleted_user_ids:
+                raise user_deleted(user_id)
             raise not_found(f'user "{user_id}" does not exist')
         return user
+
+    def was_deleted(self, user_id: str) -> bool:
+        """A soft- or hard-deleted user: its id cannot be used until a restore (soft)."""
+        if user_id in self.deleted_user_ids:
+            return True
+        user = self.users.get(user_id)
+        return user is not None and user.get("deleted_at") is not None
+
+    def require_live_user(self, user_id: str) -> dict[str, Any]:
+        """A user that exists and is not deleted; 404 code 16 otherwise."""
+        if self.was_deleted(user_id):
+            raise user_deleted(user_id)
+        return self.require_user(user_id)
+
+    def message_id_taken(self, message_id: str) -> bool:
+        """Whether a message (even a hidden one of a re-created channel) holds this id."""
+        return message_id in self.message_cids or message_id in self.retired_message_ids
 
     def put_user(self, payload: dict[str, Any], now: str) -> dict[str, Any]:
         """Create or fully replace a user, keeping ``created_at`` of an existing one."""
@@ -164,11 +219,19 @@ class Store:
             "watcher_count": 0,
         }
 
-    def drop_channel(self, cid: str) -> None:
-        """Remove a channel and its messages entirely (hard delete)."""
+    def drop_channel(self, cid: str, *, keep_message_ids: bool = False) -> None:
+        """Remove a channel and its messages (hard delete); ``keep_message_ids`` keeps
+        the messages' ids taken (a soft-deleted channel being re-created)."""
         self.channels.pop(cid, None)
         for message in self.messages.pop(cid, []):
             self.message_cids.pop(message["id"], None)
+            if keep_message_ids:
+                self.retired_message_ids.add(message["id"])
+
+    def remove_memberships(self, user_id: str) -> None:
+        """Take a user out of every channel (member counts drop)."""
+        for channel in self.channels.values():
+            channel.members.pop(user_id, None)
 
     # ---- messages ----------------------------------------------------------
 
@@ -180,16 +243,10 @@ class Store:
 
     # ---- tasks -------------------------------------------------------------
 
-    def add_task(self, result: dict[str, Any], now: str) -> str:
-        """Record an async task that has already completed; return its id."""
+    def add_task(self, result: dict[str, Any], now: str, started: float, seconds: float) -> str:
+        """Record an async task whose work is done, reported done after ``seconds``."""
         task_id = str(uuid.uuid4())
-        self.tasks[task_id] = {
-            "task_id": task_id,
-            "status": "completed",
-            "result": result,
-            "created_at": now,
-            "updated_at": now,
-        }
+        self.tasks[task_id] = TaskRecord(task_id, result, now, started, seconds)
         return task_id
 
     # ---- inspection --------------------------------------------------------

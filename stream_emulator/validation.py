@@ -5,7 +5,9 @@ See stream_emulator/README.md for the source of each rule.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from stream_emulator.errors import input_error
@@ -13,6 +15,10 @@ from stream_emulator.errors import input_error
 MAX_USERS_PER_UPSERT = 100
 MAX_MEMBERS_PER_CALL = 100
 MAX_USERS_PER_DELETE = 100
+MAX_USERS_PER_DEACTIVATE = 100
+MAX_USERS_PER_RESTORE = 100
+MAX_MEMBERS_ON_CREATE = 100
+MAX_CUSTOM_DATA_BYTES = 5 * 1024
 MAX_CHANNELS_PER_DELETE = 100
 MAX_MESSAGE_LENGTH = 5000
 MAX_USER_ID_LENGTH = 255
@@ -29,6 +35,7 @@ DEFAULT_CHANNEL_TYPES = ("messaging", "livestream", "team", "gaming", "commerce"
 
 _USER_ID_RE = re.compile(r"[A-Za-z0-9@_\-]+")
 _CHANNEL_ID_RE = re.compile(r"[A-Za-z0-9_\-]+")
+_MESSAGE_ID_FORBIDDEN = (",", "%")
 
 
 def check_user_id(user_id: Any, where: str = "user.id") -> str:
@@ -64,6 +71,32 @@ def check_channel_id(channel_id: str) -> str:
             f"channel id {channel_id!r} is not valid, a-z, A-Z, 0-9, _ and - are allowed"
         )
     return channel_id
+
+
+def check_message_id(message_id: Any) -> str:
+    """A client-chosen message id: a string of at most 255 characters, without ``,`` or ``%``."""
+    if not isinstance(message_id, str) or not message_id:
+        raise input_error("message.id must be a non-empty string")
+    if len(message_id) > MAX_MESSAGE_ID_LENGTH:
+        raise input_error(
+            f"message.id {message_id[:32]}... is too long, "
+            f"maximum length is {MAX_MESSAGE_ID_LENGTH}"
+        )
+    if any(char in message_id for char in _MESSAGE_ID_FORBIDDEN):
+        raise input_error(f"message.id {message_id!r} cannot contain ',' or '%'")
+    return message_id
+
+
+def check_custom_size(what: str, data: dict[str, Any], reserved: Iterable[str] = ()) -> None:
+    """Refuse custom data (fields other than ``reserved``) over 5 KB, as JSON."""
+    skip = frozenset(reserved)
+    custom = {k: v for k, v in data.items() if k not in skip}
+    size = len(json.dumps(custom, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    if size > MAX_CUSTOM_DATA_BYTES:
+        raise input_error(
+            f"{what} custom data is too large: {size} bytes, "
+            f"the maximum is {MAX_CUSTOM_DATA_BYTES} (5KB)"
+        )
 
 
 def check_batch(items: Any, field: str, maximum: int) -> list[Any]:

@@ -21,7 +21,7 @@ def test_fail_next_n_calls(emu: Emulator, client: StreamChat):
         assert (caught.value.status_code, caught.value.error_code) == (500, -1)
     client.upsert_user({"id": "u1"})
 
-    assert emu.request_counts()["by_status"] == {"UpdateUsers 500": 2, "UpdateUsers 200": 1}
+    assert emu.request_counts()["by_status"] == {"UpdateUsers 500": 2, "UpdateUsers 201": 1}
     assert list(emu.state()["users"]) == ["u1"]
 
 
@@ -55,7 +55,7 @@ def test_drop_connection_raises_connection_error(emu: Emulator, client: StreamCh
         client.upsert_user({"id": "u1"})
     assert emu.state()["users"] == {}
     client.upsert_user({"id": "u1"})
-    assert emu.request_counts()["by_status"] == {"UpdateUsers dropped": 1, "UpdateUsers 200": 1}
+    assert emu.request_counts()["by_status"] == {"UpdateUsers dropped": 1, "UpdateUsers 201": 1}
 
 
 def test_drop_after_applying_loses_only_the_response(emu: Emulator, client: StreamChat):
@@ -135,12 +135,20 @@ def test_faults_over_admin_http(emu: Emulator, client: StreamChat, http: request
 def test_rate_limits_over_admin_http(emu: Emulator, client: StreamChat, http: requests.Session):
     base = f"{emu.base_url}/_emulator"
     body = {"endpoint": "GetApp", "limit": 1, "window_seconds": 30}
-    assert http.post(f"{base}/rate_limits", json=body).json() == {
-        "window_seconds": 30.0,
-        "limits": {"GetApp": 1},
-    }
+    answer = http.post(f"{base}/rate_limits", json=body).json()
+    assert answer["window_seconds"] == 30.0
+    assert answer["limits"] == {"GetApp": 1}
+    assert (answer["stream_limits"], answer["api_budget_ms"]) == (True, None)
+    assert answer["in_force"]["GetApp"] == 1
+    assert answer["in_force"]["SendMessage"] == 1000  # Stream's default
     client.get_app_settings()
     with pytest.raises(StreamAPIException):
         client.get_app_settings()
     http.post(f"{base}/rate_limits", json={"endpoint": "GetApp", "limit": None})
     client.get_app_settings()
+
+    off = http.post(f"{base}/rate_limits", json={"stream_limits": False}).json()
+    assert (off["stream_limits"], off["in_force"]) == (False, {})
+    budget = {"api_budget_ms": 500, "api_budget_cost_ms": 50}
+    on = http.post(f"{base}/rate_limits", json=budget).json()
+    assert (on["api_budget_ms"], on["api_budget_cost_ms"]) == (500.0, 50.0)

@@ -23,18 +23,23 @@ def _get_app(emu: Emulator, http: requests.Session) -> requests.Response:
     )
 
 
-def test_headers_present_and_large_when_unlimited(client: StreamChat):
-    response = client.get_app_settings()
-    info = response.rate_limit()
+def test_headers_present_and_large_when_unlimited(emu: Emulator, client: StreamChat):
+    info = client.get_app_settings().rate_limit()
     assert info is not None
-    assert info.limit >= 1_000_000
+    assert info.limit == 10_000  # Stream's published default for GetApp
     assert info.remaining == info.limit - 1
     assert info.reset.timestamp() > time.time()
+
+    emu.set_stream_limits(False)
+    info = client.get_app_settings().rate_limit()
+    assert info.limit >= 1_000_000
+    assert info.remaining == info.limit - 1
 
 
 def test_limit_gives_429_code_9_with_headers(
     emu: Emulator, client: StreamChat, http: requests.Session
 ):
+    emu.set_stream_limits(False)  # the minute's limit alone, without Stream's per-second one
     emu.set_window(3600)  # the calls below must not straddle a window boundary
     emu.set_rate_limit("UpsertUsers", 2)  # alias of Stream's UpdateUsers
     first = client.upsert_user({"id": "a"})
@@ -56,6 +61,7 @@ def test_limit_gives_429_code_9_with_headers(
     assert limited.headers["X-RateLimit-Remaining"] == "0"
     assert int(limited.headers["X-RateLimit-Reset"]) >= int(time.time())
     assert emu.request_counts()["by_status"]["UpdateUsers 429"] == 1
+    assert emu.request_counts()["by_status"]["UpdateUsers 201"] == 2
 
 
 def _start_of_next_window(seconds: float) -> None:

@@ -125,7 +125,7 @@ def test_delete_users_batch_and_restore(emu: Emulator, client: StreamChat, users
     client.restore_users(["carol"])
     assert "deleted_at" not in emu.state()["users"]["carol"]
 
-    client.delete_users(["erin"], "hard", messages="hard")
+    client.delete_users(["erin"], "hard", messages="hard", conversations="hard")
     assert "erin" not in emu.state()["users"]
 
 
