@@ -25,6 +25,10 @@ from worker.store.repository import OutboxRepository, OutboxRow
 
 @pytest.fixture()
 def settings(database_url: str, redis_url: str, emu: Emulator) -> Settings:
+    # The worker does not pace itself here (stream_limits=False below): the emulator
+    # does not apply Stream's limits either, or bursts would be 429s retried until
+    # max_retries runs out. A test sets the limits it is about (reset() restores them).
+    emu.set_stream_limits(False)
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
