@@ -139,7 +139,7 @@ def test_a_conversation_stream_refuses_fails_alone_in_its_batch(
     by_status = pipeline.emu.request_counts()["by_status"]
     assert by_status["GetOrCreateChannel 400"] == 1  # no retry
     # And the other four, after it in the same job, are done with their channels
-    assert by_status["GetOrCreateChannel 200"] == 4
+    assert by_status["GetOrCreateChannel 201"] == 4
     channels = pipeline.emu.state()["channels"]
     cids = channels_of(pipeline.engine, list(made))
     for conversation_id in others:
@@ -187,7 +187,7 @@ def test_a_transient_error_mid_batch_settles_what_was_done_and_continues_the_res
         assert sorted(channels[cids[conversation_id]]["members"]) == members
     by_status = pipeline.emu.request_counts()["by_status"]
     assert by_status["GetOrCreateChannel 429"] == 1
-    assert by_status["GetOrCreateChannel 200"] == 5  # 2 + 3: none of the first two again
+    assert by_status["GetOrCreateChannel 201"] == 5  # 2 + 3: none of the first two again
 
 
 def test_twin_conversations_in_one_batch_get_distinct_channels(

@@ -349,8 +349,8 @@ def test_a_channel_of_2500_members_is_made_100_at_a_time(
         )
     pipeline.drain(timeout=60)
     counts = pipeline.emu.request_counts()["by_status"]
-    assert counts["GetOrCreateChannel 200"] == 1
-    assert counts["UpdateChannel 200"] == 24  # 2,400 added after the first 100
+    assert counts["GetOrCreateChannel 201"] == 1
+    assert counts["UpdateChannel 201"] == 24  # 2,400 added after the first 100
     cid = f"messaging:conversation_{conversation.id}"
     assert len(pipeline.emu.state()["channels"][cid]["members"]) == 2500
     with app_session() as session, session.begin():
@@ -359,7 +359,7 @@ def test_a_channel_of_2500_members_is_made_100_at_a_time(
         session.execute(delete(part).where(part.user_id.in_(leaving)))
     pipeline.emu.reset_request_counts()
     pipeline.drain(timeout=60)
-    assert pipeline.emu.request_counts()["by_status"]["UpdateChannel 200"] == 3  # 100+100+50
+    assert pipeline.emu.request_counts()["by_status"]["UpdateChannel 201"] == 3  # 100+100+50
     assert len(pipeline.emu.state()["channels"][cid]["members"]) == 2250
     assert statuses(pipeline.rows()) == {"done"}
     assert in_step(pipeline) == []

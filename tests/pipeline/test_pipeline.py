@@ -165,7 +165,7 @@ def test_a_rate_limited_call_waits_for_the_reset(
     pipeline.drain(timeout=30)
     by_status = pipeline.emu.request_counts()["by_status"]
     assert by_status.get("GetOrCreateChannel 429", 0) >= 1
-    assert by_status["GetOrCreateChannel 200"] == 3
+    assert by_status["GetOrCreateChannel 201"] == 3
     assert {row["status"] for row in pipeline.rows()} == {"done"}
     channels = pipeline.emu.state()["channels"]
     assert sum(1 for cid in channels if cid.startswith("messaging:dm_")) == 3

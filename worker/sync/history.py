@@ -16,6 +16,7 @@ sent ``silent`` (no notifications, no unread counts for old messages).
 
 from __future__ import annotations
 
+from app_hooks.binding import DesiredMessage
 from app_hooks.capture import write_changes
 from app_hooks.changes import Change, Target
 from worker.errors import BadSourceData
@@ -52,16 +53,26 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
         if not system_ready and SYSTEM_USER_ID in authors:
             rt.gateway.upsert_users([SYSTEM_USER])
             system_ready = True
-        for body, author in zip(bodies, authors, strict=True):
-            rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
-        last = batch[-1]
-        if last.created_at is not None:  # always: undated messages are refused up front
-            rt.repo.set_history_cursor(conversation_id, last.created_at, last.id)
+        sent = 0
+        try:
+            for body, author in zip(bodies, authors, strict=True):
+                rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
+                sent += 1
+        finally:
+            # Stopped part-way (a 429, a timeout): the retry resumes after the last one sent,
+            # instead of sending the batch's first messages again (each a call Stream counts).
+            _move_cursor(rt, conversation_id, batch[:sent])
         done += len(batch)
     with rt.engine.begin() as conn:
         target = Target("conversation", conversation_id)
         write_changes(conn, [Change(target, "history", {"history": True})])
     return done
+
+
+def _move_cursor(rt: Runtime, conversation_id: str, sent: list[DesiredMessage]) -> None:
+    last = sent[-1] if sent else None
+    if last is not None and last.created_at is not None:  # undated ones are refused up front
+        rt.repo.set_history_cursor(conversation_id, last.created_at, last.id)
 
 
 def _refuse_undated(rt: Runtime, conversation_id: str) -> None:
