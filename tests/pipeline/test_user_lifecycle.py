@@ -9,15 +9,15 @@ their own row.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import install
-from app_hooks.reference import Profile, User
+from app_hooks.reference import Message, Profile, User
 from tests.pipeline.conftest import Pipeline
 from tests.shapes_app import BINDING, Account, Base, Member, Post, Thread
 from tests.story import invite
@@ -161,4 +161,50 @@ def test_messages_of_a_deleted_sender_are_sent_by_the_system_user(
     assert by_id["msg-p-1"]["original_user_id"] == str(bob.id)
     assert by_id["msg-p-2"]["user_id"] == str(ada.id)
     assert "original_user_id" not in by_id["msg-p-2"]
+    assert {r["status"] for r in pipeline.rows()} == {"done"}
+
+
+# -- Stream's per-second limit -----------------------------------------------------------
+
+
+def test_a_history_over_stream_s_per_second_limit_resumes_where_a_429_stopped_it(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given Stream's own limits in force (SendMessage: 1,000 a minute, 33 a second) and a
+    # worker that does not pace itself, and a conversation of 80 messages
+    pipeline.emu.set_stream_limits(True)
+    with app_session() as session, session.begin():
+        made = invite(session)
+    pipeline.drain()
+    conversation = made["conversation"].id
+    with pipeline.engine.begin() as conn:
+        conn.execute(
+            insert(Message),
+            [
+                {
+                    "conversation_id": conversation,
+                    "content": f"old {n}",
+                    "created_at": datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=n),
+                }
+                for n in range(80)
+            ],
+        )
+    pipeline.emu.reset_request_counts()
+    # When its history is imported
+    resync(
+        pipeline.engine,
+        runtime.current().binding,
+        actor="test",
+        kinds=["conversation"],
+        event="backfill",
+        payload={"history": True},
+    )
+    pipeline.drain(timeout=60)
+    # Then every message is in Stream once, and none was sent twice: each 429 resumed the
+    # import after the last message sent
+    by_status = pipeline.emu.request_counts()["by_status"]
+    assert by_status.get("SendMessage 429", 0) >= 1  # the limit was met
+    assert by_status.get("SendMessage 400", 0) == 0  # no "already exists"
+    cid = f"messaging:invitation_{made['invitation'].id}"
+    assert len(pipeline.emu.state()["messages"][cid]) == 80
     assert {r["status"] for r in pipeline.rows()} == {"done"}
