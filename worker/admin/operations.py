@@ -31,6 +31,7 @@ __all__ = [
     "parse_duration",
     "parse_time",
     "purge",
+    "record",
     "replay",
     "resync",
     "stats",
@@ -262,6 +263,12 @@ def stream_call_figures(urls: Sequence[str], timeout: float = 2.0) -> dict[str, 
 
 def _audit(conn: Connection, actor: str, action: str, count: int, detail: dict[str, Any]) -> None:
     conn.execute(insert(audit).values(actor=actor, action=action, row_count=count, detail=detail))
+
+
+def record(engine: Engine, *, actor: str, action: str, count: int, detail: dict[str, Any]) -> None:
+    """Write one audit row (who, what, how many) for an operation outside the outbox."""
+    with engine.begin() as conn:
+        _audit(conn, actor, action, count, detail)
 
 
 def replay(

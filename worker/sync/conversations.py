@@ -26,7 +26,12 @@ from worker.sync.outcome import Result
 from worker.sync.plan import OWNED_CHANNEL_FIELDS, plan_channel
 from worker.sync.users import ensure_users, is_valid_user, require_valid_user
 
-__all__ = ["channel_of", "reconcile_conversation", "reconcile_conversations"]
+__all__ = [
+    "channel_candidates",
+    "channel_of",
+    "reconcile_conversation",
+    "reconcile_conversations",
+]
 
 
 @dataclass(frozen=True)
@@ -205,12 +210,12 @@ def _converge(
 def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
     """Assign the conversation a channel by the naming rules (its map entry if it has one)."""
     try:
-        return rt.repo.assign_channel(channel.conversation_id, _candidates(channel))
+        return rt.repo.assign_channel(channel.conversation_id, channel_candidates(channel))
     except LookupError as exc:
         raise PermanentStreamError(str(exc), endpoint="channel-id") from None
 
 
-def _candidates(channel: DesiredChannel) -> list[ChannelRef]:
+def channel_candidates(channel: DesiredChannel) -> list[ChannelRef]:
     """The ids the naming rules allow a new channel, preferred first."""
     try:
         preferred = choose_channel_id(channel.facts)
@@ -237,7 +242,7 @@ def _assign_channels(rt: Runtime, snapshots: dict[str, _Snapshot]) -> dict[str, 
         channel = snapshot.channel
         if channel is not None and snapshot.known is None and channel.created_by is not None:
             with suppress(PermanentStreamError):  # an id Stream cannot take: fails alone
-                wanted[cid] = _candidates(channel)
+                wanted[cid] = channel_candidates(channel)
     if len(wanted) < 2:
         return snapshots
     assigned = rt.repo.assign_channels(wanted)
