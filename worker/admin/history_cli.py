@@ -12,9 +12,12 @@ from sqlalchemy import create_engine
 
 from worker.admin import operations as admin
 from worker.admin.history_export import export_history, rfc3339
+from worker.admin.history_import import import_files
 from worker.app_binding import resolve_binding
 from worker.settings import load_settings
 from worker.store.repository import OutboxRepository
+from worker.stream.gateway import StreamGateway
+from worker.stream.imports import ImportAPI
 
 __all__ = ["app"]
 
@@ -67,3 +70,47 @@ def export(
         typer.echo(json.dumps(detail))
     else:
         typer.echo(f"wrote {len(result.files)} files up to {detail['watermark']}: {result.counts}")
+
+
+@app.command("import")
+def import_(
+    folder: Path = typer.Argument(..., help="The export's folder (its history-*.jsonl files)."),
+    mode: str = typer.Option("upsert", help="upsert (overwrite) or insert (skip existing)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be imported."),
+    poll: float = typer.Option(5.0, min=0.0, help="Seconds between looks at a running import."),
+    actor: str = typer.Option(None, help="Who runs it, for the audit (default: OS user)."),
+) -> None:
+    """Upload each file through Stream's import API, in order, and follow each import to
+    its end; files imported before are skipped, one still running is followed."""
+    files = sorted(folder.glob("history-*.jsonl"))
+    if not files:
+        raise admin.AdminError(f"{folder} holds no history-*.jsonl files (run history export)")
+    settings = load_settings()
+    key, secret = settings.stream_credentials()
+    gateway = StreamGateway(
+        key,
+        secret,
+        base_url=settings.stream_chat_url,
+        timeout=settings.stream_timeout.total_seconds(),
+    )
+    engine = create_engine(settings.database_url, pool_pre_ping=True)
+    try:
+        outcomes = import_files(
+            ImportAPI(gateway),
+            engine,
+            files,
+            mode=mode,
+            actor=actor or getpass.getuser(),
+            dry_run=dry_run,
+            poll=poll,
+            report=lambda o: typer.echo(
+                f"{o.file}: {o.state}" + (f" ({o.errors})" if o.errors else "")
+            ),
+        )
+    finally:
+        engine.dispose()
+    if any(
+        o.state not in ("completed", "would import") and not o.state.startswith("skip")
+        for o in outcomes
+    ):
+        raise typer.Exit(1)

@@ -222,6 +222,7 @@ def _messages(
                 "channel_id": ref.channel_id,
                 "user": author,
                 "text": message.text,
+                "type": "regular",  # a system message too: flagged `system`, as the live path
                 "created_at": rfc3339(message.created_at),
             }
             if message.sender_id is None:

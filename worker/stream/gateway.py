@@ -20,6 +20,7 @@ from stream_chat.base.exceptions import StreamAPIException
 
 from worker import metrics
 from worker.errors import PermanentStreamError, StreamError, TransientStreamError
+from worker.stream import channel_calls as sdk
 from worker.stream.answers import is_duplicate_message, is_not_found
 from worker.stream.http_session import PooledSession, StreamTransportError
 from worker.stream.limits import limits_from_answer
@@ -163,7 +164,12 @@ class StreamGateway:
         """Get the channel, creating it with ``members`` (first 100) and ``data`` if missing."""
         payload = {**data, "members": list(members[:MAX_MEMBERS_PER_CALL])}
         response = self._call(
-            "GetOrCreateChannel", _create_channel, channel_type, channel_id, payload, created_by
+            "GetOrCreateChannel",
+            sdk.create_channel,
+            channel_type,
+            channel_id,
+            payload,
+            created_by,
         )
         remote = _remote_channel(channel_type, channel_id, response)
         if response.get("channel", {}).get("member_count", 0) > len(remote.members):
@@ -176,7 +182,7 @@ class StreamGateway:
         members: list[str] = []
         while True:
             page = self._call(
-                "QueryMembers", _query_members, channel_type, channel_id, len(members)
+                "QueryMembers", sdk.query_members, channel_type, channel_id, len(members)
             )
             members += [member["user_id"] for member in page]
             if len(page) < MAX_MEMBERS_PER_CALL:
@@ -197,23 +203,33 @@ class StreamGateway:
     ) -> None:
         """Set and unset custom fields of a channel (partial update)."""
         self._call(
-            "UpdateChannelPartial", _update_partial, channel_type, channel_id, set_, list(unset)
+            "UpdateChannelPartial",
+            sdk.update_partial,
+            channel_type,
+            channel_id,
+            set_,
+            list(unset),
         )
 
     def add_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
         """Add members, in calls of at most 100."""
         for chunk in _chunks(user_ids, MAX_MEMBERS_PER_CALL):
-            self._call("UpdateChannel", _add_members, channel_type, channel_id, list(chunk))
+            self._call("UpdateChannel", sdk.add_members, channel_type, channel_id, list(chunk))
 
     def remove_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
         """Remove members, in calls of at most 100."""
         for chunk in _chunks(user_ids, MAX_MEMBERS_PER_CALL):
-            self._call("UpdateChannel", _remove_members, channel_type, channel_id, list(chunk))
+            self._call("UpdateChannel", sdk.remove_members, channel_type, channel_id, list(chunk))
 
     def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
         """Delete a channel; one Stream does not know counts as deleted."""
         self._call(
-            "DeleteChannel", _delete_channel, channel_type, channel_id, hard, missing_ok=True
+            "DeleteChannel",
+            sdk.delete_channel,
+            channel_type,
+            channel_id,
+            hard,
+            missing_ok=True,
         )
 
     # -- messages ----------------------------------------------------------------------
@@ -223,7 +239,14 @@ class StreamGateway:
     ) -> bool:
         """Send a message with a client-chosen id; False when that id already exists."""
         try:
-            self._call("SendMessage", _send_message, channel_type, channel_id, message, user_id)
+            self._call(
+                "SendMessage",
+                sdk.send_message,
+                channel_type,
+                channel_id,
+                message,
+                user_id,
+            )
         except PermanentStreamError as exc:
             if is_duplicate_message(exc):
                 return False
@@ -341,41 +364,6 @@ def _seconds(value: str | None) -> float | None:
         return None if value is None else float(value)
     except ValueError:
         return None
-
-
-def _create_channel(
-    client: StreamChat, ctype: str, cid: str, data: dict[str, Any], created_by: str
-) -> Any:
-    return client.channel(ctype, cid, data).create(created_by)
-
-
-def _query_members(client: StreamChat, ctype: str, cid: str, offset: int) -> Any:
-    channel = client.channel(ctype, cid)
-    return channel.query_members({}, limit=MAX_MEMBERS_PER_CALL, offset=offset)
-
-
-def _update_partial(
-    client: StreamChat, ctype: str, cid: str, set_: dict[str, Any], unset: list[str]
-) -> Any:
-    return client.channel(ctype, cid).update_partial(set_, unset)
-
-
-def _add_members(client: StreamChat, ctype: str, cid: str, user_ids: list[str]) -> Any:
-    return client.channel(ctype, cid).add_members(user_ids)
-
-
-def _remove_members(client: StreamChat, ctype: str, cid: str, user_ids: list[str]) -> Any:
-    return client.channel(ctype, cid).remove_members(user_ids)
-
-
-def _delete_channel(client: StreamChat, ctype: str, cid: str, hard: bool) -> Any:
-    return client.channel(ctype, cid).delete(hard=hard)
-
-
-def _send_message(
-    client: StreamChat, ctype: str, cid: str, message: dict[str, Any], user_id: str
-) -> Any:
-    return client.channel(ctype, cid).send_message(message, user_id)
 
 
 def _remote_channel(channel_type: str, channel_id: str, response: dict[str, Any]) -> RemoteChannel:

@@ -1,0 +1,137 @@
+"""History import: upload export files through Stream's import API and follow each to its end.
+
+Per file (``docs/migrating/import.md``): ``create_import_url`` → PUT the file to the
+URL → ``create_import(path, mode)`` → poll ``get_import`` until ``completed``, or
+``analyze_failed``/``failed`` with Stream's errors. Each file's task and final state go
+to the audit table (``history_import``, keyed by the file's SHA-256), so a re-run skips
+what completed, follows what is still running, and never imports a file twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from app_hooks.outbox import audit
+from worker.admin import operations as admin
+from worker.stream.imports import ImportAPI
+
+__all__ = ["DONE", "FileOutcome", "import_files"]
+
+DONE = "completed"
+_FINAL = frozenset({DONE, "analyze_failed", "failed"})
+ACTION = "history_import"
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What became of one file: Stream's final state, its task, and its errors (one line)."""
+
+    file: str
+    state: str
+    task_id: str | None
+    errors: str = ""
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _recorded(engine: Engine) -> dict[str, dict[str, Any]]:
+    """The newest audit entry of each file imported before, by SHA-256."""
+    query = select(audit.c.detail).where(audit.c.action == ACTION).order_by(audit.c.id)
+    with engine.connect() as conn:
+        return {detail["sha256"]: detail for detail in conn.scalars(query)}
+
+
+def import_files(
+    gateway: ImportAPI,
+    engine: Engine,
+    files: list[Path],
+    *,
+    mode: str = "upsert",
+    actor: str,
+    dry_run: bool = False,
+    poll: float = 1.0,
+    timeout: float = 24 * 3600,
+    report: Callable[[FileOutcome], None] = lambda outcome: None,
+) -> list[FileOutcome]:
+    """Import ``files`` in order (each may reference the ones before), stopping at the
+    first that does not complete; returns each file's outcome."""
+    if mode not in ("upsert", "insert"):
+        raise admin.AdminError(f"mode must be upsert or insert, not {mode!r}")
+    seen = _recorded(engine)
+    outcomes: list[FileOutcome] = []
+    for path in files:
+        sha = _digest(path)
+        before = seen.get(sha)
+        if before is not None and before["state"] == DONE:
+            outcome = FileOutcome(path.name, "skipped: imported before", before["task_id"])
+        elif dry_run:
+            outcome = FileOutcome(path.name, "would import", None)
+        else:
+            task_id = before["task_id"] if before and before["state"] not in _FINAL else None
+            if task_id is None:
+                task_id = _start(gateway, path, mode)
+                _audit(engine, actor, path, sha, task_id, "uploaded")
+            outcome = _follow(gateway, path, task_id, poll, timeout)
+            _audit(engine, actor, path, sha, task_id, outcome.state, outcome.errors)
+        report(outcome)
+        outcomes.append(outcome)
+        if outcome.state not in (DONE, "would import") and not outcome.state.startswith("skip"):
+            break
+    return outcomes
+
+
+def _start(gateway: ImportAPI, path: Path, mode: str) -> str:
+    upload_url, stream_path = gateway.create_import_url(path.name)
+    gateway.upload_file(upload_url, path)
+    task = gateway.create_import(stream_path, mode)
+    return str(task["id"])
+
+
+def _follow(
+    gateway: ImportAPI, path: Path, task_id: str, poll: float, timeout: float
+) -> FileOutcome:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = gateway.get_import(task_id)
+        state = str(task.get("state"))
+        if state in _FINAL:
+            return FileOutcome(path.name, state, task_id, _errors(task) if state != DONE else "")
+        if time.monotonic() >= deadline:
+            return FileOutcome(path.name, f"still {state}", task_id, "gave up waiting")
+        time.sleep(poll)
+
+
+def _errors(task: dict[str, Any]) -> str:
+    """Stream's errors of a task, in one line."""
+    errors = (task.get("result") or {}).get("errors") or []
+    parts = []
+    for error in errors[:5]:
+        if isinstance(error, dict):
+            where = f"line {error['line']}: " if "line" in error else ""
+            parts.append(where + str(error.get("error") or error.get("message") or error))
+        else:
+            parts.append(str(error))
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts).replace("\n", " ") + more
+
+
+def _audit(
+    engine: Engine, actor: str, path: Path, sha: str, task_id: str, state: str, errors: str = ""
+) -> None:
+    detail = {"file": path.name, "sha256": sha, "task_id": task_id, "state": state}
+    if errors:
+        detail["errors"] = errors
+    admin.record(engine, actor=actor, action=ACTION, count=1, detail=detail)
