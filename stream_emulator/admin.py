@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from stream_emulator.control import Failure, Interruption, canonical
+from stream_emulator import imports
+from stream_emulator.control import Failure, Interruption, canonical, unix_now
 from stream_emulator.core import ADMIN_PREFIX, EmulatorCore, Request, Response, json_response
 
 
@@ -15,9 +16,45 @@ class AdminError(ValueError):
 
 
 def state(core: EmulatorCore) -> dict[str, Any]:
-    """Users, channels and messages as ``GET /_emulator/state`` returns them."""
+    """Users, channels and messages as ``GET /_emulator/state`` returns them (import
+    tasks whose time has come move on first)."""
     with core.lock:
+        core.imports.advance(core.store, unix_now())
         return core.store.snapshot()
+
+
+def import_tasks(core: EmulatorCore) -> list[dict[str, Any]]:
+    """Import tasks newest first, as ``GET /imports`` shows them (not counted)."""
+    with core.lock:
+        core.imports.advance(core.store, unix_now())
+        return [task.view() for task in core.imports.listed()]
+
+
+def fail_next_import(core: EmulatorCore, errors: list[dict[str, Any]] | None = None) -> None:
+    """Make the next import task created end ``failed`` (after analysis) with ``errors``;
+    nothing of its file is applied."""
+    if errors is not None and not isinstance(errors, list):
+        raise AdminError("errors must be a list")
+    default = [{"error": "injected import failure"}]
+    with core.lock:
+        core.imports.failures.append(list(errors) if errors else default)
+
+
+def set_import_options(
+    core: EmulatorCore, state_seconds: float | None = None, max_bytes: int | None = None
+) -> dict[str, Any]:
+    """Seconds each import state lasts (0: a task finishes on its first read) and the
+    largest file accepted."""
+    if state_seconds is not None and float(state_seconds) < 0:
+        raise AdminError("state_seconds must not be negative")
+    if max_bytes is not None and int(max_bytes) < 0:
+        raise AdminError("max_bytes must not be negative")
+    with core.lock:
+        if state_seconds is not None:
+            core.imports.state_seconds = float(state_seconds)
+        if max_bytes is not None:
+            core.imports.max_bytes = int(max_bytes)
+        return {"state_seconds": core.imports.state_seconds, "max_bytes": core.imports.max_bytes}
 
 
 def request_counts(core: EmulatorCore) -> dict[str, Any]:
@@ -198,12 +235,22 @@ _OPS: dict[tuple[str, str], _Op] = {
     ("POST", "/rate_limits"): _rate_limits,
     ("POST", "/tasks"): lambda core, b: set_task_seconds(core, b["task_seconds"]),
     ("GET", "/health"): lambda core, _: {"ok": True, "api_key": core.config.api_key},
+    ("GET", "/imports"): lambda core, _: {"import_tasks": import_tasks(core)},
+    ("POST", "/imports/fail"): lambda core, b: fail_next_import(core, b.get("errors")),
+    ("POST", "/imports"): lambda core, b: set_import_options(
+        core, b.get("state_seconds"), b.get("max_bytes")
+    ),
 }
 
 
 def handle(core: EmulatorCore, request: Request) -> Response:
     """Serve one ``/_emulator/...`` request (no authentication, not counted)."""
-    op = _OPS.get((request.method, request.path[len(ADMIN_PREFIX) :].rstrip("/") or "/"))
+    path = request.path[len(ADMIN_PREFIX) :]
+    if path.startswith(imports.UPLOADS_PREFIX):  # an upload URL (Stream's presigned PUT)
+        with core.lock:
+            status, answer = imports.upload(core.imports, request.method, path, request.body)
+        return json_response(status, answer)
+    op = _OPS.get((request.method, path.rstrip("/") or "/"))
     if op is None:
         return json_response(404, {"error": f"no admin operation {request.method} {request.path}"})
     try:

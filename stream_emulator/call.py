@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stream_emulator.errors import input_error
+from stream_emulator.import_tasks import ImportBook
 from stream_emulator.limits import RateLimits
 from stream_emulator.store import Store
 
@@ -25,6 +26,8 @@ class Call:
     limits: RateLimits
     clock: float = 0.0  # wall-clock seconds of the call (``now`` as a number)
     task_seconds: float = 0.0
+    imports: ImportBook = field(default_factory=ImportBook)
+    host: str = ""  # the Host header, for URLs the emulator hands out
 
     def payload(self) -> dict[str, Any]:
         """Decode the ``payload`` query parameter GET endpoints use for their options."""

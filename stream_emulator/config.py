@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from stream_emulator.import_file import MAX_FILE_BYTES
+from stream_emulator.import_tasks import DEFAULT_STATE_SECONDS
 from stream_emulator.validation import DEFAULT_CHANNEL_TYPES
 
 DEFAULT_API_KEY = "emulator-key"
@@ -25,6 +27,8 @@ class EmulatorConfig:
     ``api_budget_ms`` (None: off) is QueryChannels' time budget per window, each call
     costing ``api_budget_cost_ms``. Async tasks (batch deletes and deactivations) stay
     ``pending``/``running`` for ``task_seconds``. ``latency_ms`` is added to every call.
+    Import tasks spend ``import_state_seconds`` in each state; files over
+    ``import_max_bytes`` (Stream: 300 MB) fail analysis.
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -39,3 +43,5 @@ class EmulatorConfig:
     task_seconds: float = 0.0
     latency_ms: float = 0.0
     channel_types: tuple[str, ...] = DEFAULT_CHANNEL_TYPES
+    import_state_seconds: float = DEFAULT_STATE_SECONDS
+    import_max_bytes: int = MAX_FILE_BYTES

@@ -22,6 +22,7 @@ from stream_emulator.errors import (
     error_body,
     not_found,
 )
+from stream_emulator.import_tasks import ImportBook
 from stream_emulator.limits import (
     BUDGETED_ENDPOINT,
     ApiBudget,
@@ -96,6 +97,7 @@ class EmulatorCore:
         self.limits, self.budget, self.task_seconds = _configured(config)
         self.auth = Authenticator(config.api_key, config.api_secret)
         self.channel_types = frozenset(config.channel_types)
+        self.imports = _import_book(config)
 
     def plan(self, request: Request) -> Plan:
         """Route an API request and take its pending fault, if any."""
@@ -143,6 +145,8 @@ class EmulatorCore:
             limits=self.limits,
             clock=now,
             task_seconds=self.task_seconds,
+            imports=self.imports,
+            host=request.headers.get("host", ""),
         )
         try:
             return plan.route.handler(call), limits
@@ -200,6 +204,12 @@ class EmulatorCore:
             self.control.reset()
             self.control.latency_ms = self.config.latency_ms
             self.limits, self.budget, self.task_seconds = _configured(self.config)
+            self.imports = _import_book(self.config)
+
+
+def _import_book(config: EmulatorConfig) -> ImportBook:
+    """No uploads or import tasks; state delay and file size limit as configured."""
+    return ImportBook(config.import_state_seconds, config.import_max_bytes)
 
 
 def _configured(config: EmulatorConfig) -> tuple[RateLimits, ApiBudget, float]:

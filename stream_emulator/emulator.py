@@ -249,6 +249,20 @@ class Emulator:
         """How long new async tasks report pending/running before completed."""
         admin.set_task_seconds(self.core, seconds)
 
+    def import_tasks(self) -> list[dict[str, Any]]:
+        """Import tasks, newest first (moved on to the state their time has come to)."""
+        return admin.import_tasks(self.core)
+
+    def set_import_options(
+        self, state_seconds: float | None = None, max_bytes: int | None = None
+    ) -> dict[str, Any]:
+        """Seconds each import task state lasts, and the largest import file accepted."""
+        return admin.set_import_options(self.core, state_seconds, max_bytes)
+
+    def fail_next_import(self, errors: list[dict[str, Any]] | None = None) -> None:
+        """Make the next import task created end ``failed``, applying nothing."""
+        admin.fail_next_import(self.core, errors)
+
 
 def serve(
     host: str = DEFAULT_HOST,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from stream_emulator import channels, messages, user_lifecycle, users
+from stream_emulator import channels, imports, messages, user_lifecycle, users
 from stream_emulator.call import Call, Handler
 from stream_emulator.errors import not_found
 
@@ -90,6 +90,10 @@ _TABLE: list[tuple[str, str, str, Handler]] = [
     ("GET", "app", "GetApp", get_app),
     ("GET", "rate_limits", "GetRateLimits", get_rate_limits),
     ("GET", "tasks/*", "GetTask", get_task),
+    ("POST", "import_urls", "CreateImportURL", imports.create_import_url),
+    ("POST", "imports", "CreateImport", imports.create_import),
+    ("GET", "imports", "ListImports", imports.list_imports),
+    ("GET", "imports/*", "GetImport", imports.get_import),
 ]
 
 ENDPOINT_NAMES = frozenset(name for _, _, name, _ in _TABLE)

@@ -259,6 +259,8 @@ class Store:
                 "id": ch.id,
                 "data": dict(ch.data),
                 "members": sorted(ch.members),
+                # each member's record: channel_role, created_at, an imported last_read...
+                "member_records": {uid: dict(m) for uid, m in ch.members.items()},
                 "created_by": ch.created_by,
                 "deleted_at": ch.deleted_at,
             }

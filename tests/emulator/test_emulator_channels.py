@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from stream_chat import StreamChat
@@ -50,6 +51,19 @@ def test_state_endpoint_shape(emu: Emulator, channel: Any):
             "id": "general",
             "data": {"name": "General"},
             "members": ["alice", "bob"],
+            "member_records": {
+                uid: {
+                    "user_id": uid,
+                    "role": "owner" if uid == "alice" else "member",
+                    "channel_role": "channel_member",
+                    "banned": False,
+                    "shadow_banned": False,
+                    "notifications_muted": False,
+                    "created_at": ANY,
+                    "updated_at": ANY,
+                }
+                for uid in ("alice", "bob")
+            },
             "created_by": "alice",
             "deleted_at": None,
         }
