@@ -21,6 +21,8 @@ from app_hooks.reference import (
     Message,
     User,
 )
+from stream_emulator import Emulator
+from tests.conftest import API_KEY, API_SECRET
 from tests.story import invite
 from worker.admin.history_export import export_history
 from worker.store.repository import OutboxRepository
@@ -175,3 +177,71 @@ def test_the_command_writes_the_files_and_records_the_watermark(
     with engine.connect() as conn:
         row = conn.execute(select(audit).where(audit.c.action == "history_export")).one()
     assert (row.actor, row.row_count, row.detail["watermark"]) == ("ops", 3, detail["watermark"])
+
+
+# -- the import, through Stream's import API (the emulator's) ------------------------------
+
+
+def run_history(database_url: str, emu: Emulator, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "GETSTREAM_API_KEY": API_KEY,
+        "GETSTREAM_API_SECRET": API_SECRET,
+        "STREAM_CHAT_URL": emu.base_url,
+    }
+    command = [str(Path(sys.executable).parent / "stream-outbox"), "history", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+
+def test_the_files_import_into_stream_with_their_times_once(
+    session_factory: sessionmaker[Session], tmp_path: Path, database_url: str, emu: Emulator
+) -> None:
+    engine: Engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        made = history(session)
+    export_history(
+        engine,
+        REFERENCE_BINDING,
+        OutboxRepository(engine),
+        tmp_path,
+        watermark=START + timedelta(days=1),
+        max_bytes=800,
+    )
+    # When the files are imported
+    first = run_history(database_url, emu, "import", str(tmp_path), "--poll", "0.05")
+    # Then each completed, and Stream holds the messages with their ids and original times
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert all(line.endswith(": completed") for line in first.stdout.splitlines())
+    state = emu.state()
+    dm = state["messages"][f"messaging:legacy_{made['dm'].id}"]
+    assert {(m["text"], m["created_at"][:19]) for m in dm} == {
+        ("hi", "2024-01-01T00:00:00"),
+        ("joined", "2024-01-01T00:00:00"),
+    }
+    invitation = state["channels"][f"messaging:invitation_{made['invitation'].id}"]
+    assert sorted(invitation["members"]) == sorted(
+        [str(made["organizer"].id), str(made["guest"].id)]
+    )
+    # When it runs again, Then nothing is imported twice
+    again = run_history(database_url, emu, "import", str(tmp_path), "--poll", "0.05")
+    assert again.returncode == 0, again.stderr
+    assert all("skipped: imported before" in line for line in again.stdout.splitlines())
+
+
+def test_a_file_stream_refuses_stops_the_import_in_one_line(
+    tmp_path: Path, database_url: str, emu: Emulator
+) -> None:
+    # Given a file whose channel id is over Stream's 64 characters
+    long_id = "c" * 70
+    lines = [
+        {"type": "user", "data": {"id": "u1"}},
+        {"type": "channel", "data": {"id": long_id, "type": "messaging", "created_by": "u1"}},
+    ]
+    (tmp_path / "history-0001.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    # When it is imported, Then the command says which line and why, and exits 1
+    out = run_history(database_url, emu, "import", str(tmp_path), "--poll", "0.05")
+    assert out.returncode == 1
+    [line] = out.stdout.splitlines()
+    assert line.startswith("history-0001.jsonl: analyze_failed (line 2: ")
+    assert "max channelID length exceeded (64)" in line
