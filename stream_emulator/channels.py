@@ -10,7 +10,7 @@ from stream_emulator.call import Call
 from stream_emulator.errors import input_error, not_found, user_deleted
 from stream_emulator.filters import MISSING, matches, normalize_sort, sort_items
 from stream_emulator.messages import create_message
-from stream_emulator.store import CHANNEL_RESERVED_FIELDS, ChannelRecord, Store
+from stream_emulator.store import CHANNEL_RESERVED_FIELDS, ChannelRecord, Store, new_member
 from stream_emulator.validation import (
     MAX_CHANNELS_PER_DELETE,
     MAX_MEMBERS_ON_CREATE,
@@ -54,16 +54,7 @@ def _add_members(
         if user_id in channel.members:
             channel.members[user_id].update(extra)
             continue
-        member: dict[str, Any] = {
-            "user_id": user_id,
-            "role": "owner" if user_id == channel.created_by else "member",
-            "channel_role": "channel_member",
-            "banned": False,
-            "shadow_banned": False,
-            "notifications_muted": False,
-            "created_at": now,
-            "updated_at": now,
-        }
+        member = {**new_member(user_id, channel.created_by, now), "updated_at": now}
         member.update(extra)
         channel.members[user_id] = member
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from stream_emulator.import_file import Item
-from stream_emulator.store import ChannelRecord, Store
+from stream_emulator.store import ChannelRecord, Store, new_member, new_message
 
 # Fields of a member item the emulator keeps next to Stream's own member fields.
 _MEMBER_ID_FIELDS = frozenset({"channel_type", "channel_id", "channel_member_ids"})
@@ -78,15 +78,7 @@ def _member(data: dict[str, Any], store: Store, insert: bool, now: str, _: set[s
     existing = channel.members.get(user_id)
     if existing is not None and insert:
         return False
-    member: dict[str, Any] = {
-        "user_id": user_id,
-        "role": "owner" if user_id == channel.created_by else "member",
-        "channel_role": "channel_member",
-        "banned": False,
-        "shadow_banned": False,
-        "notifications_muted": False,
-        "created_at": now,
-    }
+    member = new_member(user_id, channel.created_by, now)
     kept = {}
     if existing is not None:  # last_read and hide_channel are not upserted
         kept = {k: existing[k] for k in _NOT_UPSERTED["member"] if k in existing}
@@ -107,17 +99,7 @@ def _message(data: dict[str, Any], store: Store, insert: bool, now: str, touched
     index = next((i for i, m in enumerate(messages) if m["id"] == message_id), None)
     if index is not None and insert:
         return False
-    record: dict[str, Any] = {
-        "attachments": [],
-        "mentioned_users": [],
-        "latest_reactions": [],
-        "own_reactions": [],
-        "reaction_counts": {},
-        "reaction_scores": {},
-        "reply_count": 0,
-        "silent": False,
-        "text": "",
-    }
+    record = new_message(text="")
     record.update({k: v for k, v in data.items() if k not in _MESSAGE_ID_FIELDS})
     record.update({"user_id": data["user"], "cid": cid})
     record["created_at"] = data.get("created_at") or now

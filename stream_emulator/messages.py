@@ -14,7 +14,7 @@ from stream_emulator.errors import (
     user_deactivated,
     user_deleted,
 )
-from stream_emulator.store import MESSAGE_SERVER_FIELDS, ChannelRecord, Store
+from stream_emulator.store import MESSAGE_SERVER_FIELDS, ChannelRecord, Store, new_message
 from stream_emulator.validation import MAX_MESSAGE_LENGTH, check_custom_size, check_message_id
 
 # A message's own fields; the rest is custom data (at most 5 KB).
@@ -87,16 +87,7 @@ def create_message(store: Store, channel: ChannelRecord, message: Any, now: str)
     its dashboard import format, not for the send-message endpoint.
     """
     payload, message_id, user_id, text = _checked(store, message)
-    record: dict[str, Any] = {
-        "attachments": [],
-        "mentioned_users": [],
-        "latest_reactions": [],
-        "own_reactions": [],
-        "reaction_counts": {},
-        "reaction_scores": {},
-        "reply_count": 0,
-        "silent": False,
-    }
+    record = new_message()
     record.update({k: v for k, v in payload.items() if k not in MESSAGE_SERVER_FIELDS})
     record.update(
         {

@@ -40,6 +40,35 @@ MESSAGE_SERVER_FIELDS = frozenset(
 )
 
 
+def new_message(**fields: Any) -> dict[str, Any]:
+    """A message record with Stream's empty defaults, then ``fields``."""
+    record: dict[str, Any] = {
+        "attachments": [],
+        "mentioned_users": [],
+        "latest_reactions": [],
+        "own_reactions": [],
+        "reaction_counts": {},
+        "reaction_scores": {},
+        "reply_count": 0,
+        "silent": False,
+    }
+    record.update(fields)
+    return record
+
+
+def new_member(user_id: str, created_by: str | None, now: str) -> dict[str, Any]:
+    """A member record as Stream answers it (the creator is the owner)."""
+    return {
+        "user_id": user_id,
+        "role": "owner" if user_id == created_by else "member",
+        "channel_role": "channel_member",
+        "banned": False,
+        "shadow_banned": False,
+        "notifications_muted": False,
+        "created_at": now,
+    }
+
+
 def now_iso() -> str:
     """Current UTC time in Stream's RFC 3339 format with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
