@@ -186,6 +186,13 @@ class Binding(BoundModels):
         """A message of the conversation without ``created_at``, if it has one."""
         return reads.undated_message(self, conn, conversation_id)
 
+    def read_states(
+        self, conn: Connection, conversation_ids: Collection[str]
+    ) -> dict[str, dict[str, datetime]]:
+        """Members' last-read times by conversation (empty when the app keeps none)."""
+        key = self.column("participant", "conversation_id")
+        return reads.read_states(self, conn, self.typed_ids(key, conversation_ids))
+
     def live_ids(self, conn: Connection, role: str) -> list[str]:
         """Every live row's id of a role (user, conversation or message)."""
         return reads.live_ids(self, conn, role)

@@ -38,6 +38,8 @@ ROLES: dict[str, tuple[str, ...]] = {
     "proposal": ("id", "event_id", "proposer_id", "conversation_id"),
 }
 _PROFILE_FIELDS = ("full_name", "avatar_url")  # on the user row when there is no profile
+# Fields an app may keep or not: read when its model has them (or ``fields`` names them).
+OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {"participant": ("last_read_at",)}
 _OPTIONAL = frozenset({("profile", "full_name"), ("profile", "avatar_url"), ("user", "email")})
 
 
@@ -65,7 +67,9 @@ class BoundModels:
 
     def __post_init__(self) -> None:
         for role, names in self.fields.items():
-            known = self._fields_of(role) if role in ROLES else ()
+            known = (
+                (*self._fields_of(role), *OPTIONAL_FIELDS.get(role, ())) if role in ROLES else ()
+            )
             if role not in ROLES or (set(names) - set(known)):
                 unknown = role if role not in ROLES else sorted(set(names) - set(known))[0]
                 raise BindingError(f"Binding fields: {unknown!r} is not a field of {role!r}")
@@ -74,6 +78,9 @@ class BoundModels:
                 continue
             for name in self._fields_of(role):
                 self._attribute(role, name)
+        read = self.fields.get("participant", {}).get("last_read_at")
+        if read is not None:
+            self._require(self.participant, read, "the participant's last_read_at")
         for role, name in self.soft_delete.items():
             if role not in ROLES or role == "profile":
                 raise BindingError(f"Binding soft_delete: {role!r} is not a role that is deleted")
@@ -99,6 +106,14 @@ class BoundModels:
         profile); ``None`` when the app has no such field."""
         attribute = self.attribute_name(role, name)
         return None if attribute is None else getattr(self.model_for(role), attribute)
+
+    def last_read_column(self) -> Any:
+        """The participant's last-read time (Stream's read state), or ``None`` when the app
+        keeps none."""
+        name = self.attribute_name("participant", "last_read_at")
+        if name is None or not hasattr(self.participant, name):
+            return None
+        return getattr(self.participant, name)
 
     def live(self, role: str) -> Any:
         """The condition a role's row is not soft-deleted (``None``: rows are deleted)."""

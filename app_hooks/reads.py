@@ -27,6 +27,7 @@ __all__ = [
     "live_query",
     "members",
     "messages_after",
+    "read_states",
     "undated_message",
 ]
 
@@ -215,6 +216,23 @@ def members(b: BoundModels, conn: Connection, ids: list[Any]) -> dict[str, tuple
     for cid, uid in conn.execute(_where_live(b, query, "participant", "user")):
         found.setdefault(str(cid), []).append(str(uid))
     return {cid: tuple(sorted(uids)) for cid, uids in found.items()}
+
+
+def read_states(b: BoundModels, conn: Connection, ids: list[Any]) -> dict[str, dict[str, datetime]]:
+    """Each member's last-read time, by conversation (``ids`` of the conversation column's
+    type); empty when the app keeps no read state."""
+    last_read = b.last_read_column()
+    if last_read is None:
+        return {}
+    conversation = b.column("participant", "conversation_id")
+    user = b.column("participant", "user_id")
+    query = select(conversation, user, last_read).where(
+        conversation.in_(ids), last_read.is_not(None)
+    )
+    found: dict[str, dict[str, datetime]] = {}
+    for cid, uid, moment in conn.execute(query):
+        found.setdefault(str(cid), {})[str(uid)] = moment
+    return found
 
 
 def _message_columns(b: BoundModels) -> list[Any]:

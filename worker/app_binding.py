@@ -109,6 +109,9 @@ def _tables_used(binding: Binding) -> list[tuple[type[Any], str, list[tuple[str,
         for attribute in attributes:
             if attribute is not None and hasattr(model, attribute):
                 used.update(_columns(model, attribute))
+    last_read = binding.last_read_column()
+    if last_read is not None:
+        tables[binding.participant][1].update(_columns(binding.participant, last_read.key))
     for model, key in binding.user_sources.items():
         tables.setdefault(model, ("user's source", set()))[1].update(_columns(model, key))
     return [(model, role, sorted(used)) for model, (role, used) in tables.items()]

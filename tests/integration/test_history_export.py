@@ -245,3 +245,28 @@ def test_a_file_stream_refuses_stops_the_import_in_one_line(
     [line] = out.stdout.splitlines()
     assert line.startswith("history-0001.jsonl: analyze_failed (line 2: ")
     assert "max channelID length exceeded (64)" in line
+
+
+def test_members_read_state_goes_with_them(
+    session_factory: sessionmaker[Session], tmp_path: Path, database_url: str, emu: Emulator
+) -> None:
+    # Given a chat in which one member read up to the first message, the other never read
+    engine: Engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        made = history(session)
+        part = session.get(ConversationParticipant, (made["dm"].id, made["ann"].id))
+        part.last_read_at = START  # type: ignore[union-attr]
+    export_history(engine, REFERENCE_BINDING, OutboxRepository(engine), tmp_path, watermark=START)
+    # Then the member item carries it (RFC 3339), the other has none (all read, for Stream)
+    members = {
+        i["data"]["user_id"]: i["data"]
+        for i in items(sorted(tmp_path.glob("*.jsonl")))
+        if i["type"] == "member" and i["data"]["channel_id"] == f"legacy_{made['dm'].id}"
+    }
+    assert members[str(made["ann"].id)]["last_read"] == "2024-01-01T00:00:00Z"
+    assert "last_read" not in members[str(made["bob"].id)]
+    # and the import keeps it
+    out = run_history(database_url, emu, "import", str(tmp_path), "--poll", "0.05")
+    assert out.returncode == 0, out.stdout + out.stderr
+    channel = emu.state()["channels"][f"messaging:legacy_{made['dm'].id}"]
+    assert channel["member_records"][str(made["ann"].id)]["last_read"] == "2024-01-01T00:00:00Z"

@@ -117,12 +117,14 @@ def export_history(
     try:
         _users(engine, binding, writer)
         channels = list(_channels(engine, binding, repo, writer))
-        for channel, ref in channels:
+        for channel, ref, read in channels:
             for member in channel.members:
                 _require(member in writer.users, f"member {member} of {ref.channel_id}: no user")
                 data = {"channel_type": ref.channel_type, "channel_id": ref.channel_id}
+                if member in read:  # else Stream takes every imported message as read
+                    data["last_read"] = rfc3339(read[member])
                 writer.write("member", {**data, "user_id": member})
-        for channel, ref in channels:
+        for channel, ref, _ in channels:
             _messages(engine, binding, writer, channel.conversation_id, ref, watermark)
     finally:
         writer.close()
@@ -165,14 +167,15 @@ def _users(engine: Engine, binding: Binding, writer: _Writer) -> None:
 
 def _channels(
     engine: Engine, binding: Binding, repo: OutboxRepository, writer: _Writer
-) -> Iterator[tuple[DesiredChannel, ChannelRef]]:
+) -> Iterator[tuple[DesiredChannel, ChannelRef, dict[str, datetime]]]:
     """The conversations the live path would give a channel (members, or an event), each
-    with the channel id the live path uses."""
+    with the channel id the live path uses and its members' last-read times."""
     after: str | None = None
     while True:
         with engine.connect() as conn:
             ids = binding.ids_after(conn, "conversation", after, _PAGE)
             desired = binding.desired_channels(conn, ids, legacy=True)
+            reads = binding.read_states(conn, list(desired))
         if not ids:
             return
         wanted = {
@@ -192,7 +195,7 @@ def _channels(
             _require(refused is None, str(refused))
             writer.write("channel", {**data, "created_by": channel.created_by})
             writer.channels.add(f"{ref.channel_type}:{ref.channel_id}")
-            yield channel, ref
+            yield channel, ref, reads.get(cid, {})
         after = ids[-1]
 
 
