@@ -19,7 +19,7 @@ from sqlalchemy.sql import visitors
 from app_hooks import reads
 from app_hooks.changes import EVENT_KIND, Rule
 from app_hooks.desired import DesiredChannel, DesiredMessage, DesiredUser, stream_message_id
-from app_hooks.fields import ROLES, BindingError, BoundModels
+from app_hooks.fields import PROFILE_FIELDS, ROLES, BindingError, BoundModels
 from app_hooks.outbox import TargetKind
 
 __all__ = [
@@ -31,8 +31,6 @@ __all__ = [
     "DesiredUser",
     "stream_message_id",
 ]
-
-_PROFILE_FIELDS = ("full_name", "avatar_url")
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,7 +101,7 @@ class Binding(BoundModels):
         computed = {"full_name": self.user_name, "avatar_url": self.user_image}
         watched = ["id", "email"]
         if self.profile is None:  # the name and image on the user row, unless computed
-            watched += [name for name in _PROFILE_FIELDS if computed[name] is None]
+            watched += [name for name in PROFILE_FIELDS if computed[name] is None]
         mapper = inspect(self.user)
         for make in (self.user_name, self.user_image):
             if make is None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ROLES", "BindingError", "BoundModels"]
+__all__ = ["PROFILE_FIELDS", "ROLES", "BindingError", "BoundModels"]
 
 # The fields each role's model provides (by the reference app's attribute names).
 ROLES: dict[str, tuple[str, ...]] = {
@@ -37,7 +37,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "invitation": ("id", "event_id", "user_id", "conversation_id"),
     "proposal": ("id", "event_id", "proposer_id", "conversation_id"),
 }
-_PROFILE_FIELDS = ("full_name", "avatar_url")  # on the user row when there is no profile
+PROFILE_FIELDS = ("full_name", "avatar_url")  # on the user row when there is no profile
 # Fields an app may keep or not: read when its model has them (or ``fields`` names them).
 OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {"participant": ("last_read_at",)}
 _OPTIONAL = frozenset({("profile", "full_name"), ("profile", "avatar_url"), ("user", "email")})
@@ -127,7 +127,7 @@ class BoundModels:
 
     def _fields_of(self, role: str) -> tuple[str, ...]:
         if role == "user" and self.profile is None:
-            return (*ROLES["user"], *_PROFILE_FIELDS)
+            return (*ROLES["user"], *PROFILE_FIELDS)
         return ROLES[role]
 
     def _attribute(self, role: str, name: str) -> None:
@@ -136,7 +136,7 @@ class BoundModels:
             return  # the function says where it comes from
         attribute = self.attribute_name(role, name)
         if attribute is None:
-            if (role, name) not in _OPTIONAL and name not in _PROFILE_FIELDS:
+            if (role, name) not in _OPTIONAL and name not in PROFILE_FIELDS:
                 raise BindingError(f"Binding fields: the {role}'s {name} cannot be None")
             return
         self._require(self.model_for(role), attribute, f"the {role}'s {name}")

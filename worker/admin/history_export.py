@@ -29,13 +29,13 @@ from app_hooks.channel_ids import (
     InvalidStreamId,
     validate_channel_id,
     validate_message_id,
-    validate_user_id,
 )
 from worker.errors import BadSourceData, StreamOutboxError
 from worker.store.repository import ChannelRef, OutboxRepository
 from worker.stream.limits import data_too_large
 from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of
 from worker.sync.conversations import channel_candidates
+from worker.sync.users import user_refusal
 
 __all__ = ["MAX_FILE_BYTES", "ExportResult", "export_history", "rfc3339"]
 
@@ -157,8 +157,7 @@ def _users(engine: Engine, binding: Binding, writer: _Writer) -> None:
             if user_id not in desired:
                 continue
             data = desired[user_id].as_stream()
-            _checked(validate_user_id, user_id, f"user {user_id}")
-            refused = data_too_large("user", user_id, data)
+            refused = user_refusal(user_id, data)
             _require(refused is None, str(refused))
             writer.write("user", data)
             writer.users.add(user_id)

@@ -7,6 +7,8 @@ from typing import Any
 
 from stream_chat import StreamChat
 
+from worker.stream.limits import MAX_MEMBERS_PER_CALL
+
 __all__ = [
     "add_members",
     "create_channel",
@@ -17,8 +19,6 @@ __all__ = [
     "update_partial",
 ]
 
-QUERY_MEMBERS_PAGE = 100  # Stream: at most 100 members a page
-
 
 def create_channel(
     client: StreamChat, ctype: str, cid: str, data: dict[str, Any], created_by: str
@@ -28,7 +28,7 @@ def create_channel(
 
 def query_members(client: StreamChat, ctype: str, cid: str, offset: int) -> Any:
     channel = client.channel(ctype, cid)
-    return channel.query_members({}, limit=QUERY_MEMBERS_PAGE, offset=offset)
+    return channel.query_members({}, limit=MAX_MEMBERS_PER_CALL, offset=offset)
 
 
 def update_partial(

@@ -23,13 +23,11 @@ from worker.errors import PermanentStreamError, StreamError, TransientStreamErro
 from worker.stream import channel_calls as sdk
 from worker.stream.answers import is_duplicate_message, is_not_found
 from worker.stream.http_session import PooledSession, StreamTransportError
-from worker.stream.limits import limits_from_answer
+from worker.stream.limits import MAX_MEMBERS_PER_CALL, MAX_USERS_PER_CALL, limits_from_answer
 from worker.stream.protocol import RateBudget, RemoteChannel
 
 __all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
 
-MAX_USERS_PER_CALL = 100  # Stream: at most 100 users per upsert
-MAX_MEMBERS_PER_CALL = 100  # Stream: at most 100 members added or removed per call
 
 T = TypeVar("T")
 

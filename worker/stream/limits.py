@@ -13,8 +13,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MAX_DATA_BYTES", "PUBLISHED_LIMITS", "data_too_large", "limits_from_answer"]
+__all__ = [
+    "MAX_DATA_BYTES",
+    "MAX_MEMBERS_PER_CALL",
+    "MAX_USERS_PER_CALL",
+    "PUBLISHED_LIMITS",
+    "data_too_large",
+    "limits_from_answer",
+]
 
+MAX_USERS_PER_CALL = 100  # Stream: at most 100 users per upsert (and per batch delete)
+MAX_MEMBERS_PER_CALL = 100  # Stream: at most 100 members added, removed or listed per call
 # Stream takes at most 5 KB of custom data on a user, a channel or a message.
 MAX_DATA_BYTES = 5 * 1024
 

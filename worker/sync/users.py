@@ -17,7 +17,7 @@ from worker.stream.answers import is_deleted_user
 from worker.stream.limits import data_too_large
 from worker.sync.outcome import Result
 
-__all__ = ["ensure_users", "is_valid_user", "reconcile_users", "require_valid_user"]
+__all__ = ["ensure_users", "is_valid_user", "reconcile_users", "require_valid_user", "user_refusal"]
 
 
 def _known_users(rt: Runtime) -> str:
@@ -31,7 +31,7 @@ def reconcile_users(rt: Runtime, ids: Sequence[str]) -> Result:
         desired = rt.binding.desired_users(conn, ids)
     users = []
     for user_id, user in desired.items():
-        refusal = _refusal(user_id, user.as_stream())
+        refusal = user_refusal(user_id, user.as_stream())
         if refusal is not None:
             failed[user_id] = refusal
             continue
@@ -151,7 +151,7 @@ def ensure_users(
             desired = rt.binding.desired_users(conn, missing)
         users = [desired[uid].as_stream() for uid in missing if uid in desired]
         for user in users:
-            refused = _refusal(user["id"], user)
+            refused = user_refusal(user["id"], user)
             if refused is not None:
                 raise PermanentStreamError(refused, endpoint="UpdateUsers")
         _upsert(rt, users)
@@ -160,7 +160,7 @@ def ensure_users(
     return {uid for uid in user_ids if uid not in lacking}
 
 
-def _refusal(user_id: str, user: dict[str, Any]) -> str | None:
+def user_refusal(user_id: str, user: dict[str, Any]) -> str | None:
     """Why Stream would refuse this user (its id, or data over 5 KB), before it is sent."""
     try:
         validate_user_id(user_id)
