@@ -49,20 +49,14 @@ class Runtime:
         the ``engine`` and ``redis`` client given."""
         if binding is None:
             binding = load_binding(settings.binding)
-        api_key, api_secret = settings.stream_credentials()
+        settings.stream_credentials()  # a missing credential is named before anything is built
         if engine is None:
             engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=10)
         if redis is None:
             redis = Redis.from_url(settings.redis_url)
         prefix = settings.redis_prefix
         budget = _budget(settings, redis, lambda: gateway.rate_limits())
-        gateway = StreamGateway(
-            api_key,
-            api_secret,
-            base_url=settings.stream_chat_url,
-            timeout=settings.stream_timeout.total_seconds(),
-            budget=budget,
-        )
+        gateway = StreamGateway.from_settings(settings, budget)
         return cls(
             settings=settings,
             engine=engine,

@@ -327,8 +327,7 @@ def verify(
     settings = load_settings()
     with _engine(settings) as engine:
         binding = _binding(engine, settings)
-        key, secret = settings.stream_credentials()
-        gateway = StreamGateway(key, secret, base_url=settings.stream_chat_url)
+        gateway = StreamGateway.from_settings(settings)
         repo = OutboxRepository(engine)
         gone = admin.mapped_conversations(engine)
         desired = read_desired(engine, binding, repo, gone=gone, messages=False)

@@ -86,13 +86,7 @@ def import_(
     if not files:
         raise admin.AdminError(f"{folder} holds no history-*.jsonl files (run history export)")
     settings = load_settings()
-    key, secret = settings.stream_credentials()
-    gateway = StreamGateway(
-        key,
-        secret,
-        base_url=settings.stream_chat_url,
-        timeout=settings.stream_timeout.total_seconds(),
-    )
+    gateway = StreamGateway.from_settings(settings)
     engine = create_engine(settings.database_url, pool_pre_ping=True)
     try:
         outcomes = import_files(

@@ -20,6 +20,7 @@ from stream_chat.base.exceptions import StreamAPIException
 
 from worker import metrics
 from worker.errors import PermanentStreamError, StreamError, TransientStreamError
+from worker.settings import Settings
 from worker.stream import channel_calls as sdk
 from worker.stream.answers import is_duplicate_message, is_not_found
 from worker.stream.http_session import PooledSession, StreamTransportError
@@ -51,6 +52,14 @@ class StreamGateway:
         self._key, self._secret = api_key, api_secret
         self._budget = budget
         self._local = threading.local()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, budget: RateBudget | None = None) -> StreamGateway:
+        """The gateway the settings name (credentials, URL, timeout); a
+        :class:`ConfigurationError` names a missing credential."""
+        key, secret = settings.stream_credentials()
+        timeout = settings.stream_timeout.total_seconds()
+        return cls(key, secret, base_url=settings.stream_chat_url, timeout=timeout, budget=budget)
 
     def __repr__(self) -> str:
         return f"StreamGateway(api_key={self._key!r}, base_url={self._options.get('base_url')!r})"
