@@ -10,6 +10,7 @@ Nothing in it imports the worker, Dramatiq, Redis or the Stream SDK.
 from app_hooks.binding import Binding, DesiredChannel, DesiredUser
 from app_hooks.capture import install, write_changes
 from app_hooks.changes import Change, Target
+from app_hooks.on_demand import Migration, MigrationState, migration_status, request_migration
 from app_hooks.outbox import Status, TargetKind, audit, channel_map, metadata, outbox
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "Change",
     "DesiredChannel",
     "DesiredUser",
+    "Migration",
+    "MigrationState",
     "Status",
     "Target",
     "TargetKind",
@@ -24,6 +27,8 @@ __all__ = [
     "channel_map",
     "install",
     "metadata",
+    "migration_status",
     "outbox",
+    "request_migration",
     "write_changes",
 ]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -28,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
     "NOTIFY_CHANNEL",
+    "PRIORITY_ON_DEMAND",
     "Status",
     "TargetKind",
     "audit",
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 NOTIFY_CHANNEL = "stream_outbox"
+# The priority of a row an app asked to go first (on-demand migration); the backlog's is 0
+PRIORITY_ON_DEMAND = 1
 
 
 class Status(StrEnum):
@@ -87,6 +91,7 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("priority", SmallInteger, nullable=False, server_default=text("0")),
     CheckConstraint(f"status IN ({_in(Status)})", name="status"),
     CheckConstraint(f"target_kind IN ({_in(TargetKind)})", name="target_kind"),
     # Claims read only pending rows: a partial index stays small however many
@@ -97,6 +102,15 @@ outbox = Table(
         "id",
         postgresql_where=text("status = 'pending'"),
         sqlite_where=text("status = 'pending'"),
+    ),
+    # Rows the app asked to go first: the relay claims them before the backlog. Rows of
+    # priority 0 (every row capture writes) fall outside it, so it costs them nothing.
+    Index(
+        "ix_stream_outbox_priority",
+        "available_at",
+        "id",
+        postgresql_where=text("status = 'pending' AND priority > 0"),
+        sqlite_where=text("status = 'pending' AND priority > 0"),
     ),
     Index(
         "ix_stream_outbox_dispatched",

@@ -13,10 +13,10 @@ import dramatiq
 from sqlalchemy import create_engine
 
 from worker.app_binding import resolve_binding
-from worker.pipeline.broker import build_broker, declare_actors
+from worker.pipeline.broker import PRIORITY_ACTOR_NAME, build_broker, declare_actors
 from worker.settings import load_settings
 
-__all__ = ["broker", "reconcile"]
+__all__ = ["broker", "reconcile", "reconcile_priority"]
 
 _settings = load_settings()
 # The app's binding (OUTBOX_BINDING), refused now if it does not fit the database; the
@@ -26,4 +26,6 @@ resolve_binding(_engine, _settings.binding)
 _engine.dispose()
 broker = build_broker(_settings)
 dramatiq.set_broker(broker)
+# Both queues, the backlog's and the priority one's, are consumed by `dramatiq worker.actors`
 reconcile = declare_actors(broker, _settings)
+reconcile_priority = broker.get_actor(PRIORITY_ACTOR_NAME)

@@ -1,7 +1,8 @@
-"""The reconcile actor: reconcile a job's targets under their locks, then settle their rows.
+"""The reconcile actors: reconcile a job's targets under their locks, then settle their rows.
 
-Declared on a broker by :func:`worker.pipeline.broker.declare_actors`; the retry
-decision it applies is :mod:`worker.pipeline.retry`.
+Declared on a broker by :func:`worker.pipeline.broker.declare_actors`: ``reconcile`` for
+the backlog, ``reconcile_priority`` (a queue of its own, served first) for the rows an
+app asked to go first. The retry decision they apply is :mod:`worker.pipeline.retry`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from dramatiq.middleware import CurrentMessage
 
 from worker import metrics, runtime
 from worker.errors import PermanentError, RetryableError
-from worker.pipeline.jobs import conversation_job, job_targets
+from worker.pipeline.jobs import conversation_job, job_targets, plan_jobs
 from worker.pipeline.middleware import CurrentBroker
 from worker.pipeline.retry import describe, retry_delay_ms
 from worker.store.locks import TargetBusy
 from worker.sync import Result, reconcile
 
-__all__ = ["ACTOR_NAME", "run_job"]
+__all__ = ["ACTOR_NAME", "PRIORITY_ACTOR_NAME", "run_job", "run_priority_job"]
 
 ACTOR_NAME = "reconcile"
+PRIORITY_ACTOR_NAME = "reconcile_priority"
 log = logging.getLogger(__name__)
 
 
@@ -63,6 +65,23 @@ def run_job(kind: str, target_ids: list[str], row_ids: list[int], payload: dict[
     )
     if retry is not None:
         raise retry
+
+
+def run_priority_job(
+    kind: str, target_ids: list[str], row_ids: list[int], payload: dict[str, Any]
+) -> None:
+    """The priority actor: :func:`run_job`, then the rows its targets got meanwhile (a
+    long history's continuation) taken from the backlog into a priority job of their own,
+    so a conversation asked for goes all the way first."""
+    run_job(kind, target_ids, row_ids, payload)
+    if kind != "conversation" or not row_ids:
+        return
+    rt = runtime.current()
+    newer = rt.repo.take_newer(kind, target_ids, after=max(row_ids))
+    if newer:
+        actor = (CurrentBroker.get() or dramatiq.get_broker()).get_actor(PRIORITY_ACTOR_NAME)
+        for job in plan_jobs(newer, conversations_per_job=1):
+            actor.send(job.kind, list(job.target_ids), list(job.row_ids), job.payload)
 
 
 def _reconcile_and_settle(
@@ -200,7 +219,9 @@ def _continue_or_retry(
     delay_ms = _delay_ms(rt, stop.error, retries=0)
     rt.repo.mark_retrying(rows, detail, delay_ms / 1000)
     job = conversation_job(stop.left)
-    actor = (CurrentBroker.get() or dramatiq.get_broker()).get_actor(ACTOR_NAME)
+    message = CurrentMessage.get_current_message()  # the same actor: priority stays priority
+    name = message.actor_name if message is not None else ACTOR_NAME
+    actor = (CurrentBroker.get() or dramatiq.get_broker()).get_actor(name)
     actor.send_with_options(
         args=(job.kind, list(job.target_ids), list(job.row_ids), job.payload), delay=delay_ms
     )

@@ -1,4 +1,4 @@
-"""The Dramatiq broker, its middleware, and the reconcile actor declared on it."""
+"""The Dramatiq broker, its middleware, and the reconcile actors declared on it."""
 
 from __future__ import annotations
 
@@ -8,12 +8,25 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Retries
 
-from worker.pipeline.actor import ACTOR_NAME, run_job
+from worker.pipeline.actor import ACTOR_NAME, PRIORITY_ACTOR_NAME, run_job, run_priority_job
 from worker.pipeline.middleware import CurrentBroker
 from worker.pipeline.wakeup import WakingRedisBroker
 from worker.settings import Settings
 
-__all__ = ["ACTOR_NAME", "build_broker", "configure_middleware", "declare_actors"]
+__all__ = [
+    "ACTOR_NAME",
+    "BACKLOG_PRIORITY",
+    "PRIORITY_ACTOR_NAME",
+    "build_broker",
+    "configure_middleware",
+    "declare_actors",
+    "priority_queue_name",
+]
+
+# Dramatiq runs a worker's prefetched messages lowest actor priority first: the priority
+# actor's before the backlog's.
+BACKLOG_PRIORITY = 10
+_FIRST = 0
 
 
 def build_broker(settings: Settings, **options: Any) -> RedisBroker:
@@ -39,8 +52,29 @@ def configure_middleware(broker: dramatiq.Broker, settings: Settings) -> None:
         broker.add_middleware(CurrentBroker())
 
 
+def priority_queue_name(settings: Settings) -> str:
+    """The queue of the priority actor: the backlog's queue name with ``_priority``."""
+    return f"{settings.queue_name}_priority"
+
+
 def declare_actors(broker: dramatiq.Broker, settings: Settings) -> dramatiq.Actor[Any, Any]:
-    """Declare the reconcile actor on ``broker`` (idempotent per broker)."""
+    """Declare the reconcile actor and the priority actor on ``broker`` (idempotent per
+    broker); returns the reconcile actor (the relay finds the other on its broker).
+
+    Each has its own queue, so a priority message never waits behind the backlog in
+    Redis, and a worker consumes both; among the messages it has fetched, it runs the
+    priority actor's first.
+    """
+    options = {"max_retries": settings.max_retries}
+    if PRIORITY_ACTOR_NAME not in broker.actors:
+        dramatiq.Actor(
+            run_priority_job,
+            actor_name=PRIORITY_ACTOR_NAME,
+            queue_name=priority_queue_name(settings),
+            broker=broker,
+            priority=_FIRST,
+            options=options,
+        )
     if ACTOR_NAME in broker.actors:
         return broker.get_actor(ACTOR_NAME)
     return dramatiq.Actor(
@@ -48,6 +82,6 @@ def declare_actors(broker: dramatiq.Broker, settings: Settings) -> dramatiq.Acto
         actor_name=ACTOR_NAME,
         queue_name=settings.queue_name,
         broker=broker,
-        priority=0,
-        options={"max_retries": settings.max_retries},
+        priority=BACKLOG_PRIORITY,
+        options=options,
     )

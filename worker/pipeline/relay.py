@@ -17,12 +17,14 @@ from typing import Any
 
 import dramatiq
 import psycopg
+from dramatiq.errors import ActorNotFound
 from sqlalchemy.engine import make_url
 
 from app_hooks.outbox import NOTIFY_CHANNEL
 from worker import metrics
-from worker.pipeline.jobs import plan_jobs
-from worker.store.repository import OutboxRepository
+from worker.pipeline.actor import PRIORITY_ACTOR_NAME
+from worker.pipeline.jobs import Job, plan_jobs
+from worker.store.repository import OutboxRepository, OutboxRow
 
 __all__ = ["Relay"]
 
@@ -43,9 +45,12 @@ class Relay:
         users_per_job: int = 100,
         conversations_per_job: int = 50,
         listen: bool = True,
+        priority_actor: dramatiq.Actor[Any, Any] | None = None,
     ) -> None:
         self.repo = repo
         self.actor = actor
+        # The priority actor declared beside ``actor`` (else priority rows go to ``actor``)
+        self.priority_actor = priority_actor or _priority_actor_of(actor)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.visibility_timeout = visibility_timeout
@@ -60,23 +65,32 @@ class Relay:
         self._stop.set()
 
     def run_once(self) -> int:
-        """Claim, enqueue and settle one batch; returns the number of rows dispatched."""
+        """Claim, enqueue and settle one batch, priority rows first; returns the number of
+        rows dispatched."""
+        urgent = self.repo.claim(self.batch_size, priority=True)
+        if urgent:  # one conversation a job: none waits for another's history
+            self._send(urgent, plan_jobs(urgent, self.users_per_job, 1), self.priority_actor)
         rows = self.repo.claim(self.batch_size)
-        if not rows:
-            return 0
-        jobs = plan_jobs(rows, self.users_per_job, self.conversations_per_job)
+        if rows:
+            jobs = plan_jobs(rows, self.users_per_job, self.conversations_per_job)
+            self._send(rows, jobs, self.actor)
+        return len(urgent) + len(rows)
+
+    def _send(
+        self, rows: list[OutboxRow], jobs: list[Job], actor: dramatiq.Actor[Any, Any]
+    ) -> None:
+        """Enqueue the jobs of claimed rows; if an enqueue fails, release the rows not sent."""
         sent: list[int] = []
         try:
             for job in jobs:
-                self.actor.send(job.kind, list(job.target_ids), list(job.row_ids), job.payload)
+                actor.send(job.kind, list(job.target_ids), list(job.row_ids), job.payload)
                 sent += job.row_ids
         except Exception:
             unsent = [row.id for row in rows if row.id not in set(sent)]
             self.repo.release(unsent)
             raise
         metrics.RELAY_DISPATCHED.inc(len(rows))
-        log.debug("dispatched %d rows as %d jobs", len(rows), len(jobs))
-        return len(rows)
+        log.debug("dispatched %d rows as %d jobs to %s", len(rows), len(jobs), actor.actor_name)
 
     def sweep(self) -> int:
         """Send stale dispatched rows back to pending; refresh the outbox gauges."""
@@ -168,6 +182,14 @@ class _Listener:
                 self._conn.close()
             finally:
                 self._conn = None
+
+
+def _priority_actor_of(actor: dramatiq.Actor[Any, Any]) -> dramatiq.Actor[Any, Any]:
+    try:
+        found: dramatiq.Actor[Any, Any] = actor.broker.get_actor(PRIORITY_ACTOR_NAME)
+    except ActorNotFound:
+        return actor
+    return found
 
 
 def _conninfo(sqlalchemy_url: str) -> str:

@@ -1,9 +1,9 @@
-"""The only place outbox rows and the channel map are read or written by the worker."""
+"""The only place outbox rows and the channel map are read or written by the worker
+(the channel map's statements are in :mod:`worker.store.channel_map`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,20 +12,20 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Engine,
+    Select,
     and_,
     any_,
     func,
-    insert,
     literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from app_hooks.outbox import Status, channel_map, outbox
+from app_hooks.outbox import PRIORITY_ON_DEMAND, Status, outbox
+from worker.store.channel_map import ChannelMapStore, ChannelRef
 
 __all__ = ["ChannelRef", "OutboxRepository", "OutboxRow", "OutboxStats"]
 
@@ -45,14 +45,6 @@ class OutboxRow:
 
 
 @dataclass(frozen=True)
-class ChannelRef:
-    """A Stream channel's type and id."""
-
-    channel_type: str
-    channel_id: str
-
-
-@dataclass(frozen=True)
 class OutboxStats:
     """Figures for the metrics and the admin."""
 
@@ -62,7 +54,7 @@ class OutboxStats:
     oldest_pending_age: float
 
 
-class OutboxRepository:
+class OutboxRepository(ChannelMapStore):
     """Outbox claims and outcomes, and the channel map, on one engine."""
 
     def __init__(self, engine: Engine) -> None:
@@ -79,15 +71,18 @@ class OutboxRepository:
 
     # -- relay -------------------------------------------------------------------------
 
-    def claim(self, limit: int) -> list[OutboxRow]:
+    def claim(self, limit: int, *, priority: bool = False) -> list[OutboxRow]:
         """Claim up to ``limit`` due pending rows (SKIP LOCKED) and mark them dispatched.
 
+        The backlog's rows (priority 0), or with ``priority`` the rows an app asked to go
+        first, each with the pending rows of its target (one job reconciles them all).
         Returns the claimed rows; the caller enqueues them. Rows another relay is
         claiming at the same moment are skipped, not waited for.
         """
+        rank = outbox.c.priority > 0 if priority else outbox.c.priority == 0
         due = (
             select(outbox.c.id)
-            .where(outbox.c.status == Status.PENDING, outbox.c.available_at <= func.now())
+            .where(outbox.c.status == Status.PENDING, rank, outbox.c.available_at <= func.now())
             .order_by(outbox.c.available_at, outbox.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -96,29 +91,69 @@ class OutboxRepository:
             # Lock first, update only when there is something: an UPDATE of no rows would
             # still fire the statement trigger, and its NOTIFY would wake the relay again.
             ids = list(conn.scalars(due))
+            if ids and priority:
+                ids += conn.scalars(self._same_targets(ids))
             if not ids:
                 return []
-            statement = (
-                update(outbox)
-                .where(self._ids_in(ids))
-                .values(
-                    status=Status.DISPATCHED,
-                    dispatched_at=func.now(),
-                    updated_at=func.now(),
-                    attempts=outbox.c.attempts + 1,
-                )
-                .returning(
-                    outbox.c.id,
-                    outbox.c.target_kind,
-                    outbox.c.target_id,
-                    outbox.c.event,
-                    outbox.c.payload,
-                )
+            return self._dispatch(conn, ids)
+
+    def _same_targets(self, ids: Sequence[int]) -> Select[tuple[int]]:
+        """The other pending rows of the targets of rows ``ids`` (SKIP LOCKED)."""
+        targets = select(outbox.c.target_kind, outbox.c.target_id).where(self._ids_in(ids))
+        return (
+            select(outbox.c.id)
+            .where(
+                outbox.c.status == Status.PENDING,
+                outbox.c.priority == 0,
+                tuple_(outbox.c.target_kind, outbox.c.target_id).in_(targets),
             )
-            rows = conn.execute(statement).all()
-            bad = {r.id: r.payload for r in rows if not isinstance(r.payload, dict | None)}
-            if bad:
-                self._fail_bad_payloads(conn, bad)
+            .with_for_update(skip_locked=True)
+        )
+
+    def take_newer(self, kind: str, target_ids: Sequence[str], after: int) -> list[OutboxRow]:
+        """Take the open rows of these targets newer than row ``after`` (a history import's
+        continuation): made priority and dispatched to the caller, whoever held them."""
+        newer = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.target_kind == kind,
+                outbox.c.target_id.in_(list(target_ids)),
+                outbox.c.id > after,
+                outbox.c.status.in_((Status.PENDING, Status.DISPATCHED)),
+            )
+            .with_for_update()
+        )
+        with self.engine.begin() as conn:
+            ids = list(conn.scalars(newer))
+            if not ids:
+                return []
+            return self._dispatch(conn, ids, priority=PRIORITY_ON_DEMAND)
+
+    def _dispatch(self, conn: Connection, ids: Sequence[int], **values: Any) -> list[OutboxRow]:
+        """Mark locked rows ``ids`` dispatched; their rows, but those with a bad payload
+        (failed, each alone), in id order."""
+        statement = (
+            update(outbox)
+            .where(self._ids_in(ids))
+            .values(
+                status=Status.DISPATCHED,
+                dispatched_at=func.now(),
+                updated_at=func.now(),
+                attempts=outbox.c.attempts + 1,
+                **values,
+            )
+            .returning(
+                outbox.c.id,
+                outbox.c.target_kind,
+                outbox.c.target_id,
+                outbox.c.event,
+                outbox.c.payload,
+            )
+        )
+        rows = conn.execute(statement).all()
+        bad = {r.id: r.payload for r in rows if not isinstance(r.payload, dict | None)}
+        if bad:
+            self._fail_bad_payloads(conn, bad)
         return sorted(
             (
                 OutboxRow(r.id, r.target_kind, r.target_id, r.event, dict(r.payload or {}))
@@ -220,138 +255,6 @@ class OutboxRepository:
         )
         statement = (
             update(outbox).where(self._ids_in(ids), settled).values(updated_at=func.now(), **values)
-        )
-        with self.engine.begin() as conn:
-            conn.execute(statement)
-
-    # -- channel map -------------------------------------------------------------------
-
-    def channel_for(
-        self, conversation_id: str, conn: Connection | None = None
-    ) -> ChannelRef | None:
-        """The channel assigned to a conversation, if any (on ``conn`` when given)."""
-        query = select(channel_map.c.channel_type, channel_map.c.channel_id).where(
-            channel_map.c.conversation_id == conversation_id
-        )
-        if conn is not None:
-            row = conn.execute(query).first()
-        else:
-            with self.engine.connect() as own:
-                row = own.execute(query).first()
-        return None if row is None else ChannelRef(row.channel_type, row.channel_id)
-
-    def channels_for(
-        self, conversation_ids: Sequence[str], conn: Connection
-    ) -> dict[str, ChannelRef]:
-        """The channels assigned to these conversations (those with none are absent)."""
-        if not conversation_ids:
-            return {}
-        query = select(
-            channel_map.c.conversation_id, channel_map.c.channel_type, channel_map.c.channel_id
-        ).where(channel_map.c.conversation_id.in_(list(conversation_ids)))
-        return {
-            row.conversation_id: ChannelRef(row.channel_type, row.channel_id)
-            for row in conn.execute(query)
-        }
-
-    def conversation_of_channel(self, ref: ChannelRef) -> str | None:
-        """The conversation a channel is assigned to, if any."""
-        query = select(channel_map.c.conversation_id).where(
-            channel_map.c.channel_type == ref.channel_type,
-            channel_map.c.channel_id == ref.channel_id,
-        )
-        with self.engine.connect() as conn:
-            owner: str | None = conn.scalar(query)
-        return owner
-
-    def assign_channel(self, conversation_id: str, candidates: Sequence[ChannelRef]) -> ChannelRef:
-        """Assign the first free candidate to the conversation, once; returns the assignment.
-
-        A conversation that already has a channel keeps it; a candidate that belongs
-        to another conversation is skipped.
-        """
-        for candidate in candidates:
-            try:  # insert first: the common case (a new channel) costs one round trip
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        insert(channel_map).values(
-                            conversation_id=conversation_id,
-                            channel_type=candidate.channel_type,
-                            channel_id=candidate.channel_id,
-                        )
-                    )
-                return candidate
-            except IntegrityError:
-                existing = self.channel_for(conversation_id)
-                if existing is not None:  # assigned already (by another worker, or before)
-                    return existing
-        existing = self.channel_for(conversation_id)
-        if existing is None:
-            raise LookupError(f"no free channel id for conversation {conversation_id}")
-        return existing
-
-    def assign_channels(
-        self, candidates: Mapping[str, Sequence[ChannelRef]]
-    ) -> dict[str, ChannelRef]:
-        """:meth:`assign_channel` for many conversations, in one transaction on PostgreSQL.
-
-        Conversations whose candidates are all taken by others are absent.
-        """
-        if not self._postgres:
-            assigned = {}
-            for cid, refs in candidates.items():
-                with suppress(LookupError):
-                    assigned[cid] = self.assign_channel(cid, refs)
-            return assigned
-        left = {cid: list(refs) for cid, refs in candidates.items() if refs}
-        assigned = {}
-        with self.engine.begin() as conn:
-            while left:
-                rows = [
-                    {
-                        "conversation_id": cid,
-                        "channel_type": refs[0].channel_type,
-                        "channel_id": refs[0].channel_id,
-                    }
-                    for cid, refs in left.items()
-                ]
-                # In channel id order: concurrent batches lock the unique index alike
-                rows.sort(key=lambda row: (row["channel_type"], row["channel_id"]))
-                statement = (
-                    pg_insert(channel_map)
-                    .values(rows)
-                    .on_conflict_do_nothing()
-                    .returning(channel_map.c.conversation_id)
-                )
-                won = set(conn.scalars(statement))
-                existing = self.channels_for([cid for cid in left if cid not in won], conn)
-                for cid, refs in list(left.items()):
-                    if cid in won or cid in existing:
-                        assigned[cid] = refs[0] if cid in won else existing[cid]
-                        del left[cid]
-                    elif len(refs) > 1:
-                        refs.pop(0)  # taken by another conversation: the next candidate
-                    else:
-                        del left[cid]
-        return assigned
-
-    def history_cursor(self, conversation_id: str) -> tuple[datetime, str] | None:
-        """The last message copied into the conversation's channel, as ``(created_at, id)``."""
-        query = select(channel_map.c.history_until, channel_map.c.history_message_id).where(
-            channel_map.c.conversation_id == conversation_id
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None or row.history_until is None or row.history_message_id is None:
-            return None
-        return row.history_until, row.history_message_id
-
-    def set_history_cursor(self, conversation_id: str, until: datetime, message_id: str) -> None:
-        """Record the last message copied (the import resumes after it)."""
-        statement = (
-            update(channel_map)
-            .where(channel_map.c.conversation_id == conversation_id)
-            .values(history_until=until, history_message_id=message_id)
         )
         with self.engine.begin() as conn:
             conn.execute(statement)

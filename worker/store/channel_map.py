@@ -1,0 +1,165 @@
+"""The channel map: which Stream channel each conversation has, and its history cursor.
+
+Part of :class:`worker.store.repository.OutboxRepository` (the worker's only reader and
+writer of these rows), kept in a module of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+
+from app_hooks.outbox import channel_map
+
+__all__ = ["ChannelMapStore", "ChannelRef"]
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    """A Stream channel's type and id."""
+
+    channel_type: str
+    channel_id: str
+
+
+class ChannelMapStore:
+    """Channel map reads and writes on ``engine``."""
+
+    engine: Engine
+    _postgres: bool
+
+    def channel_for(
+        self, conversation_id: str, conn: Connection | None = None
+    ) -> ChannelRef | None:
+        """The channel assigned to a conversation, if any (on ``conn`` when given)."""
+        query = select(channel_map.c.channel_type, channel_map.c.channel_id).where(
+            channel_map.c.conversation_id == conversation_id
+        )
+        if conn is not None:
+            row = conn.execute(query).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
+        return None if row is None else ChannelRef(row.channel_type, row.channel_id)
+
+    def channels_for(
+        self, conversation_ids: Sequence[str], conn: Connection
+    ) -> dict[str, ChannelRef]:
+        """The channels assigned to these conversations (those with none are absent)."""
+        if not conversation_ids:
+            return {}
+        query = select(
+            channel_map.c.conversation_id, channel_map.c.channel_type, channel_map.c.channel_id
+        ).where(channel_map.c.conversation_id.in_(list(conversation_ids)))
+        return {
+            row.conversation_id: ChannelRef(row.channel_type, row.channel_id)
+            for row in conn.execute(query)
+        }
+
+    def conversation_of_channel(self, ref: ChannelRef) -> str | None:
+        """The conversation a channel is assigned to, if any."""
+        query = select(channel_map.c.conversation_id).where(
+            channel_map.c.channel_type == ref.channel_type,
+            channel_map.c.channel_id == ref.channel_id,
+        )
+        with self.engine.connect() as conn:
+            owner: str | None = conn.scalar(query)
+        return owner
+
+    def assign_channel(self, conversation_id: str, candidates: Sequence[ChannelRef]) -> ChannelRef:
+        """Assign the first free candidate to the conversation, once; returns the assignment.
+
+        A conversation that already has a channel keeps it; a candidate that belongs
+        to another conversation is skipped.
+        """
+        for candidate in candidates:
+            try:  # insert first: the common case (a new channel) costs one round trip
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        insert(channel_map).values(
+                            conversation_id=conversation_id,
+                            channel_type=candidate.channel_type,
+                            channel_id=candidate.channel_id,
+                        )
+                    )
+                return candidate
+            except IntegrityError:
+                existing = self.channel_for(conversation_id)
+                if existing is not None:  # assigned already (by another worker, or before)
+                    return existing
+        existing = self.channel_for(conversation_id)
+        if existing is None:
+            raise LookupError(f"no free channel id for conversation {conversation_id}")
+        return existing
+
+    def assign_channels(
+        self, candidates: Mapping[str, Sequence[ChannelRef]]
+    ) -> dict[str, ChannelRef]:
+        """:meth:`assign_channel` for many conversations, in one transaction on PostgreSQL.
+
+        Conversations whose candidates are all taken by others are absent.
+        """
+        if not self._postgres:
+            assigned = {}
+            for cid, refs in candidates.items():
+                with suppress(LookupError):
+                    assigned[cid] = self.assign_channel(cid, refs)
+            return assigned
+        left = {cid: list(refs) for cid, refs in candidates.items() if refs}
+        assigned = {}
+        with self.engine.begin() as conn:
+            while left:
+                rows = [
+                    {
+                        "conversation_id": cid,
+                        "channel_type": refs[0].channel_type,
+                        "channel_id": refs[0].channel_id,
+                    }
+                    for cid, refs in left.items()
+                ]
+                # In channel id order: concurrent batches lock the unique index alike
+                rows.sort(key=lambda row: (row["channel_type"], row["channel_id"]))
+                statement = (
+                    pg_insert(channel_map)
+                    .values(rows)
+                    .on_conflict_do_nothing()
+                    .returning(channel_map.c.conversation_id)
+                )
+                won = set(conn.scalars(statement))
+                existing = self.channels_for([cid for cid in left if cid not in won], conn)
+                for cid, refs in list(left.items()):
+                    if cid in won or cid in existing:
+                        assigned[cid] = refs[0] if cid in won else existing[cid]
+                        del left[cid]
+                    elif len(refs) > 1:
+                        refs.pop(0)  # taken by another conversation: the next candidate
+                    else:
+                        del left[cid]
+        return assigned
+
+    def history_cursor(self, conversation_id: str) -> tuple[datetime, str] | None:
+        """The last message copied into the conversation's channel, as ``(created_at, id)``."""
+        query = select(channel_map.c.history_until, channel_map.c.history_message_id).where(
+            channel_map.c.conversation_id == conversation_id
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row.history_until is None or row.history_message_id is None:
+            return None
+        return row.history_until, row.history_message_id
+
+    def set_history_cursor(self, conversation_id: str, until: datetime, message_id: str) -> None:
+        """Record the last message copied (the import resumes after it)."""
+        statement = (
+            update(channel_map)
+            .where(channel_map.c.conversation_id == conversation_id)
+            .values(history_until=until, history_message_id=message_id)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
