@@ -41,20 +41,31 @@ def fail_next_import(core: EmulatorCore, errors: list[dict[str, Any]] | None = N
 
 
 def set_import_options(
-    core: EmulatorCore, state_seconds: float | None = None, max_bytes: int | None = None
+    core: EmulatorCore,
+    state_seconds: float | None = None,
+    max_bytes: int | None = None,
+    upload_max_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """Seconds each import state lasts (0: a task finishes on its first read) and the
-    largest file accepted."""
+    """Seconds each import state lasts (0: a task finishes on its first read), the
+    largest file analysis accepts and the largest upload taken."""
     if state_seconds is not None and float(state_seconds) < 0:
         raise AdminError("state_seconds must not be negative")
-    if max_bytes is not None and int(max_bytes) < 0:
-        raise AdminError("max_bytes must not be negative")
+    for name, value in (("max_bytes", max_bytes), ("upload_max_bytes", upload_max_bytes)):
+        if value is not None and int(value) < 0:
+            raise AdminError(f"{name} must not be negative")
     with core.lock:
+        book = core.imports
         if state_seconds is not None:
-            core.imports.state_seconds = float(state_seconds)
+            book.state_seconds = float(state_seconds)
         if max_bytes is not None:
-            core.imports.max_bytes = int(max_bytes)
-        return {"state_seconds": core.imports.state_seconds, "max_bytes": core.imports.max_bytes}
+            book.max_bytes = int(max_bytes)
+        if upload_max_bytes is not None:
+            book.upload_max_bytes = int(upload_max_bytes)
+        return {
+            "state_seconds": book.state_seconds,
+            "max_bytes": book.max_bytes,
+            "upload_max_bytes": book.upload_max_bytes,
+        }
 
 
 def request_counts(core: EmulatorCore) -> dict[str, Any]:
@@ -238,7 +249,7 @@ _OPS: dict[tuple[str, str], _Op] = {
     ("GET", "/imports"): lambda core, _: {"import_tasks": import_tasks(core)},
     ("POST", "/imports/fail"): lambda core, b: fail_next_import(core, b.get("errors")),
     ("POST", "/imports"): lambda core, b: set_import_options(
-        core, b.get("state_seconds"), b.get("max_bytes")
+        core, b.get("state_seconds"), b.get("max_bytes"), b.get("upload_max_bytes")
     ),
 }
 
@@ -248,8 +259,8 @@ def handle(core: EmulatorCore, request: Request) -> Response:
     path = request.path[len(ADMIN_PREFIX) :]
     if path.startswith(imports.UPLOADS_PREFIX):  # an upload URL (Stream's presigned PUT)
         with core.lock:
-            status, answer = imports.upload(core.imports, request.method, path, request.body)
-        return json_response(status, answer)
+            status, kind, body = imports.upload(core.imports, request.method, path, request.upload)
+        return Response(status, body, [("content-type", kind)])
     op = _OPS.get((request.method, path.rstrip("/") or "/"))
     if op is None:
         return json_response(404, {"error": f"no admin operation {request.method} {request.path}"})

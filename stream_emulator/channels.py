@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from functools import partial
 from typing import Any
 
@@ -25,6 +24,7 @@ from stream_emulator.validation import (
     check_custom_size,
     check_user_id,
     clamp_limit,
+    distinct_channel_id,
     read_offset,
 )
 
@@ -102,8 +102,7 @@ def _distinct_id(entries: list[tuple[str, dict[str, Any]]]) -> str:
     ids = sorted({uid for uid, _ in entries})
     if len(ids) < 2:
         raise input_error("When using member based IDs specify at least 2 members")
-    digest = hashlib.sha1(",".join(ids).encode()).hexdigest()[:40]
-    return f"!members-{digest}"
+    return distinct_channel_id(ids)
 
 
 def _create(call: Call, channel_type: str, channel_id: str, data: dict[str, Any]) -> ChannelRecord:

@@ -53,6 +53,7 @@ class Request:
     body: bytes
     started: float = field(default_factory=time.perf_counter)
     received: float = field(default_factory=time.time)
+    upload: Any = None  # the streamed body of a PUT to an import upload URL
 
 
 @dataclass
@@ -97,7 +98,7 @@ class EmulatorCore:
         self.limits, self.budget, self.task_seconds = _configured(config)
         self.auth = Authenticator(config.api_key, config.api_secret)
         self.channel_types = frozenset(config.channel_types)
-        self.imports = _import_book(config)
+        self.imports = _import_book(config, self.lock)
 
     def plan(self, request: Request) -> Plan:
         """Route an API request and take its pending fault, if any."""
@@ -204,12 +205,24 @@ class EmulatorCore:
             self.control.reset()
             self.control.latency_ms = self.config.latency_ms
             self.limits, self.budget, self.task_seconds = _configured(self.config)
-            self.imports = _import_book(self.config)
+            self.imports.close()
+            self.imports = _import_book(self.config, self.lock)
+
+    def close(self) -> None:
+        """Stop import work and remove uploaded files (import tasks are forgotten)."""
+        with self.lock:
+            self.imports.close()
+            self.imports = _import_book(self.config, self.lock)
 
 
-def _import_book(config: EmulatorConfig) -> ImportBook:
+def _import_book(config: EmulatorConfig, lock: threading.Lock) -> ImportBook:
     """No uploads or import tasks; state delay and file size limit as configured."""
-    return ImportBook(config.import_state_seconds, config.import_max_bytes)
+    return ImportBook(
+        config.import_state_seconds,
+        config.import_max_bytes,
+        lock=lock,
+        channel_types=frozenset(config.channel_types),
+    )
 
 
 def _configured(config: EmulatorConfig) -> tuple[RateLimits, ApiBudget, float]:

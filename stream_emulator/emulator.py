@@ -98,6 +98,7 @@ class Emulator:
         if loop is not None and stop_event is not None and not loop.is_closed():
             loop.call_soon_threadsafe(stop_event.set)
         thread.join(_START_TIMEOUT)
+        self.core.close()
         self._thread = None
         self._port = None
 
@@ -254,10 +255,14 @@ class Emulator:
         return admin.import_tasks(self.core)
 
     def set_import_options(
-        self, state_seconds: float | None = None, max_bytes: int | None = None
+        self,
+        state_seconds: float | None = None,
+        max_bytes: int | None = None,
+        upload_max_bytes: int | None = None,
     ) -> dict[str, Any]:
-        """Seconds each import task state lasts, and the largest import file accepted."""
-        return admin.set_import_options(self.core, state_seconds, max_bytes)
+        """Seconds each import task state lasts, the largest import file analysis
+        accepts, and the largest upload taken (Stream: 300 MB both)."""
+        return admin.set_import_options(self.core, state_seconds, max_bytes, upload_max_bytes)
 
     def fail_next_import(self, errors: list[dict[str, Any]] | None = None) -> None:
         """Make the next import task created end ``failed``, applying nothing."""

@@ -14,11 +14,12 @@ from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from stream_emulator import admin
+from stream_emulator import admin, imports
 from stream_emulator.core import ADMIN_PREFIX, EmulatorCore, Plan, Request, Response, json_response
 
 MAX_HEAD_BYTES = 64 * 1024
-MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_BODY_BYTES = 32 * 1024 * 1024  # API calls; uploads are streamed to a file
+_UPLOADS = ADMIN_PREFIX + imports.UPLOADS_PREFIX
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
@@ -26,6 +27,28 @@ class _BadRequest(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
+
+
+class _Streamed:
+    """An upload whose body is still arriving."""
+
+    def __init__(self, request: Request, keep_alive: bool, length: int) -> None:
+        self.request, self.keep_alive, self.left = request, keep_alive, length
+        self.sink: imports.UploadSink = request.upload
+
+    @property
+    def done(self) -> bool:
+        """The whole body is in."""
+        return self.left == 0
+
+    def feed(self, data: bytes) -> bytes:
+        """Take the body's part of ``data``; return what follows it."""
+        part = data[: self.left]
+        self.sink.write(part)
+        self.left -= len(part)
+        if self.left == 0:
+            self.sink.close()
+        return data[len(part) :]
 
 
 class Tracker:
@@ -62,6 +85,7 @@ class HttpProtocol(asyncio.Protocol):
         self.pending: deque[tuple[Request, bool]] = deque()
         self.busy = False
         self.closed = False
+        self.upload: _Streamed | None = None
 
     # ---- asyncio callbacks -------------------------------------------------
 
@@ -74,9 +98,18 @@ class HttpProtocol(asyncio.Protocol):
         """Forget the connection (a delayed call still runs to its end)."""
         self.closed = True
         self.tracker.connections.discard(self)
+        if self.upload is not None:
+            self.upload.sink.discard()
+            self.upload = None
 
     def data_received(self, data: bytes) -> None:
         """Parse every complete request in the buffer and answer it."""
+        if self.upload is not None:
+            data = self.upload.feed(data)
+            if not self.upload.done:
+                return
+            streamed, self.upload = self.upload, None
+            self._dispatch(streamed.request, streamed.keep_alive)
         self.buffer += data
         while not self.closed:
             try:
@@ -86,13 +119,16 @@ class HttpProtocol(asyncio.Protocol):
                 return
             if parsed is None:
                 return
-            if self.busy:
-                self.pending.append(parsed)
-                continue
-            plan = self._process(*parsed)
-            if plan is not None:
-                self.busy = True
-                self.tracker.spawn(self._slow(plan, *parsed))
+            self._dispatch(*parsed)
+
+    def _dispatch(self, request: Request, keep_alive: bool) -> None:
+        if self.busy:
+            self.pending.append((request, keep_alive))
+            return
+        plan = self._process(request, keep_alive)
+        if plan is not None:
+            self.busy = True
+            self.tracker.spawn(self._slow(plan, request, keep_alive))
 
     # ---- parsing -----------------------------------------------------------
 
@@ -118,6 +154,12 @@ class HttpProtocol(asyncio.Protocol):
             length = int(headers.get("content-length", "0"))
         except ValueError as exc:
             raise _BadRequest(400, "bad Content-Length") from exc
+        path, _, query_string = target.partition("?")
+        query = dict(parse_qsl(query_string, keep_blank_values=True))
+        connection = headers.get("connection", "").lower()
+        keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+        if method.upper() == "PUT" and path.startswith(_UPLOADS):
+            return self._stream(Request("PUT", path, query, headers, b""), keep_alive, end, length)
         if length > MAX_BODY_BYTES:
             raise _BadRequest(413, "request body too large")
         total = end + 4 + length
@@ -125,11 +167,22 @@ class HttpProtocol(asyncio.Protocol):
             return None
         body = bytes(buf[end + 4 : total])
         del buf[:total]
-        path, _, query_string = target.partition("?")
-        query = dict(parse_qsl(query_string, keep_blank_values=True))
-        connection = headers.get("connection", "").lower()
-        keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
         return Request(method.upper(), path, query, headers, body), keep_alive
+
+    def _stream(
+        self, request: Request, keep_alive: bool, end: int, length: int
+    ) -> tuple[Request, bool] | None:
+        """Send an upload's body to a file as it arrives; the request is answered
+        once the whole body is in."""
+        request.upload = imports.UploadSink(self.core.imports, length)
+        streamed = _Streamed(request, keep_alive, length)
+        rest = streamed.feed(bytes(self.buffer[end + 4 :]))
+        self.buffer.clear()
+        if not streamed.done:
+            self.upload = streamed
+            return None
+        self.buffer += rest
+        return request, keep_alive
 
     # ---- handling ----------------------------------------------------------
 

@@ -5,6 +5,7 @@ See stream_emulator/README.md for the source of each rule.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -85,6 +86,13 @@ def check_message_id(message_id: Any) -> str:
     if any(char in message_id for char in _MESSAGE_ID_FORBIDDEN):
         raise input_error(f"message.id {message_id!r} cannot contain ',' or '%'")
     return message_id
+
+
+def distinct_channel_id(member_ids: Iterable[str]) -> str:
+    """The id of a distinct (member-based) channel: ``!members-`` and a hash of the
+    sorted member ids."""
+    ids = sorted(set(member_ids))
+    return "!members-" + hashlib.sha1(",".join(ids).encode()).hexdigest()
 
 
 def check_custom_size(what: str, data: dict[str, Any], reserved: Iterable[str] = ()) -> None:

@@ -349,7 +349,8 @@ def test_admin_http_api_for_imports(client: StreamChat, fast: Emulator) -> None:
     base = fast.base_url + "/_emulator"
     answer = requests.post(base + "/imports", json={"state_seconds": 0, "max_bytes": 10**6},
                            timeout=5)  # fmt: skip
-    assert answer.json() == {"state_seconds": 0.0, "max_bytes": 10**6}
+    assert answer.json() == {"state_seconds": 0.0, "max_bytes": 10**6,
+                             "upload_max_bytes": 300 * 1000 * 1000}  # fmt: skip
     requests.post(base + "/imports/fail", json={}, timeout=5).raise_for_status()
     assert run_import(client, happy_file())["state"] == "failed"
     listed = requests.get(base + "/imports", timeout=5).json()["import_tasks"]
