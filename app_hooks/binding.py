@@ -176,9 +176,11 @@ class Binding(BoundModels):
         conversation_id: str,
         after: tuple[datetime, str] | None,
         limit: int,
+        since: datetime | None = None,
     ) -> list[DesiredMessage]:
-        """A conversation's messages after ``(created_at, id)``, oldest first (history import)."""
-        return reads.messages_after(self, conn, conversation_id, after, limit)
+        """A conversation's messages after ``(created_at, id)``, oldest first (history import);
+        only those created after ``since``, when given (a history watermark)."""
+        return reads.messages_after(self, conn, conversation_id, after, limit, since)
 
     def undated_message(self, conn: Connection, conversation_id: str) -> str | None:
         """A message of the conversation without ``created_at``, if it has one."""

@@ -264,8 +264,10 @@ def messages_after(
     conversation_id: str,
     after: tuple[datetime, str] | None,
     limit: int,
+    since: datetime | None = None,
 ) -> list[DesiredMessage]:
-    """A conversation's live messages after ``(created_at, id)``, oldest first."""
+    """A conversation's live messages after ``(created_at, id)`` (and created after
+    ``since``, when given), oldest first."""
     key, conversation, _, _, created = _message_columns(b)
     query = (
         select(*_message_columns(b))
@@ -277,6 +279,8 @@ def messages_after(
         moment, message_id = after
         mid = b.typed_ids(key, [message_id])[0]
         query = query.where(tuple_(created, key) > tuple_(literal(moment), literal(mid)))
+    if since is not None:
+        query = query.where(created > since)
     return _messages(b, conn, query)
 
 

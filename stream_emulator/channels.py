@@ -164,10 +164,13 @@ def get_or_create_channel(call: Call) -> dict[str, Any]:
     existing = call.store.channels.get(f"{channel_type}:{channel_id}")
     if existing is None or existing.deleted_at is not None:
         existing = _create(call, channel_type, channel_id, data)
+    pages = call.body.get("messages")
+    before = pages.get("id_lt") if isinstance(pages, dict) else None
     return call.store.channel_state(
         existing,
         message_limit=_limit_option(call.body, "messages", 25),
         member_limit=_limit_option(call.body, "members", 100),
+        before=str(before) if before else None,
     )
 
 

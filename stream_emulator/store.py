@@ -233,18 +233,35 @@ class Store:
         return view
 
     def channel_state(
-        self, channel: ChannelRecord, message_limit: int = 25, member_limit: int = 100
+        self,
+        channel: ChannelRecord,
+        message_limit: int = 25,
+        member_limit: int = 100,
+        before: str | None = None,
     ) -> dict[str, Any]:
-        """``channel`` + ``members`` + ``messages``, as a channel query returns them."""
+        """``channel`` + ``members`` + ``messages`` (the latest ``message_limit``, or those
+        before the message ``before``: Stream's ``id_lt``) + ``read`` (the members'
+        ``last_read``), as a channel query returns them."""
         members = list(channel.members.values())  # insertion order = join order
         messages = self.messages.get(channel.cid, [])
+        if before is not None:
+            at = next((n for n, m in enumerate(messages) if m["id"] == before), len(messages))
+            messages = messages[:at]
         recent = messages[-message_limit:] if message_limit > 0 else []
         return {
             "channel": self.channel_view(channel),
             "members": [self.member_view(m) for m in members[:member_limit]],
             "messages": [self.message_view(m) for m in recent],
             "pinned_messages": [],
-            "read": [],
+            "read": [
+                {
+                    "user": self.user_view(m["user_id"]),
+                    "last_read": m["last_read"],
+                    "unread_messages": 0,
+                }
+                for m in members
+                if m.get("last_read")
+            ],
             "watcher_count": 0,
         }
 

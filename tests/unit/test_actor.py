@@ -45,7 +45,7 @@ from worker.pipeline.relay import Relay
 from worker.settings import Settings
 from worker.store.locks import TargetLocks
 from worker.store.repository import ChannelRef, OutboxRepository
-from worker.stream.protocol import RemoteChannel
+from worker.stream.protocol import ChannelHistory, RemoteChannel
 
 MAX_RETRIES = 2  # three attempts in all
 
@@ -158,6 +158,10 @@ class FakeGateway:
     def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
         self._enter("channel_state", channel_type, channel_id)
         return self.channels.get((channel_type, channel_id))
+
+    def channel_history(self, channel_type: str, channel_id: str) -> ChannelHistory:
+        self._enter("channel_history", channel_type, channel_id)
+        return ChannelHistory()
 
     def update_channel_data(
         self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]

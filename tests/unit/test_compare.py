@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from worker.admin.compare import (
@@ -14,7 +15,7 @@ from worker.admin.compare import (
     held_from_snapshot,
     held_from_stream,
 )
-from worker.stream.protocol import RemoteChannel
+from worker.stream.protocol import ChannelHistory, RemoteChannel
 from worker.sync.bodies import SYSTEM_USER
 
 CID = "messaging:invitation_1"
@@ -243,8 +244,14 @@ def test_the_emulator_document_becomes_streams_side() -> None:
 class FakeGateway:
     """Answers like the gateway: users found among those asked, channel state or None."""
 
-    def __init__(self, users: dict[str, dict[str, Any]], channels: dict[str, RemoteChannel]):
+    def __init__(
+        self,
+        users: dict[str, dict[str, Any]],
+        channels: dict[str, RemoteChannel],
+        histories: dict[str, ChannelHistory] | None = None,
+    ):
         self.users, self.channels = users, channels
+        self.histories = histories or {}
         self.asked: list[str] = []
 
     def query_users(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -253,6 +260,9 @@ class FakeGateway:
     def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
         self.asked.append(f"{channel_type}:{channel_id}")
         return self.channels.get(f"{channel_type}:{channel_id}")
+
+    def channel_history(self, channel_type: str, channel_id: str) -> ChannelHistory:
+        return self.histories.get(f"{channel_type}:{channel_id}", ChannelHistory())
 
 
 def test_stream_is_asked_about_what_the_database_names() -> None:
@@ -281,3 +291,75 @@ def test_stream_is_asked_about_what_the_database_names() -> None:
         (CID, "members"),
         (CID, "conversation_id"),
     ]
+
+
+# -- history: each message once, at its original time, in order; members' reads ----------
+
+T1, T2, T3 = "2024-01-01T10:00:00.000Z", "2024-01-01T11:00:00.000Z", "2024-01-01T12:00:00.000Z"
+
+
+def history(times: dict[str, str | None], reads: dict[str, str | None] | None = None) -> State:
+    return state(messaging__invitation_1=ChannelView(("o",), times=times, reads=reads or {}))
+
+
+def whats(desired: State, held: State) -> list[tuple[str, str, str]]:
+    return [(d.what, d.database, d.stream) for d in compare(desired, held)]
+
+
+def test_the_same_history_on_both_sides_has_no_differences() -> None:
+    # Given the database's times to the microsecond, Stream's to the millisecond and in
+    # another notation, a message sent live (its time not compared) and a read
+    desired = history({"msg-1": "2024-01-01T10:00:00.000Z", "msg-2": T2, "msg-3": None}, {"o": T2})
+    held = history(
+        {"msg-1": "2024-01-01T10:00:00.000400+00:00", "msg-2": T2, "msg-3": T3}, {"o": T2}
+    )
+
+    # Then nothing differs
+    assert compare(desired, held) == []
+
+
+def test_missing_and_extra_messages_are_named() -> None:
+    assert whats(history({"msg-1": T1, "msg-2": T2}), history({"msg-1": T1, "msg-9": T3})) == [
+        ("message msg-2", "present", "missing"),
+        ("message msg-9", "missing", "present"),
+    ]
+
+
+def test_a_message_at_another_time_is_named_with_both_times() -> None:
+    assert whats(history({"msg-1": T1}), history({"msg-1": T3})) == [
+        ("created_at of msg-1", T1, T3)
+    ]
+
+
+def test_messages_out_of_order_in_stream_are_named() -> None:
+    # Given Stream listing msg-2 before msg-1, though the database has msg-1 earlier
+    found = whats(history({"msg-1": T1, "msg-2": T2}), history({"msg-2": T2, "msg-1": T1}))
+
+    # Then the order differs (and no time does)
+    assert found == [("order", "msg-1 before msg-2", "msg-1 after msg-2")]
+
+
+def test_a_read_state_is_compared_unless_stream_moved_it_on() -> None:
+    # A read Stream holds otherwise is named; one Stream moved on (None) is not compared;
+    # one the database does not hold is not either
+    assert whats(history({}, {"o": T1}), history({}, {"o": T2})) == [("last_read of o", T1, T2)]
+    assert whats(history({}, {"o": T1}), history({}, {})) == [("last_read of o", T1, "-")]
+    assert compare(history({}, {"o": T1}), history({}, {"o": None})) == []
+    assert compare(history({}, {"o": None}), history({}, {"o": T3})) == []
+
+
+def test_stream_s_history_is_read_through_the_gateway_with_later_reads_left_out() -> None:
+    # Given Stream holding two messages and two reads, one after the watermark
+    remote = RemoteChannel("messaging", "invitation_1", frozenset({"o", "g"}), {})
+    answer = ChannelHistory((("msg-1", T1), ("msg-2", T2)), {"o": T1, "g": T3})
+    gateway = FakeGateway({}, {CID: remote}, {CID: answer})
+
+    # When Stream's side is read with the history, up to a watermark between them
+    watermark = datetime(2024, 1, 1, 11, tzinfo=UTC)
+    held = held_from_stream(gateway, history({}), history=True, watermark=watermark)
+
+    # Then the messages are there in Stream's order, and the later read is not compared
+    view = held.channels[CID]
+    assert list((view.times or {}).items()) == [("msg-1", T1), ("msg-2", T2)]
+    assert view.reads == {"o": T1, "g": None}
+    assert view.messages == 2

@@ -312,6 +312,12 @@ def run_with_progress(
 def verify(
     kind: str = typer.Option(None, help="Only users or only channels: user or channel."),
     target_id: str = typer.Option(None, help="Only this user id or channel cid (type:id)."),
+    messages: bool = typer.Option(
+        False,
+        "--messages",
+        help="Also each channel's messages (each once, original created_at, in order) "
+        "and members' last_read.",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Compare what the database wants with what Stream holds (read-only).
@@ -319,6 +325,7 @@ def verify(
     Prints the differences and exits with status 1 when there are any.
     """
     from worker.admin.compare import compare, held_from_stream, read_desired
+    from worker.store.cutover import read_cutover
     from worker.store.repository import OutboxRepository
     from worker.stream.gateway import StreamGateway
 
@@ -330,8 +337,13 @@ def verify(
         gateway = StreamGateway.from_settings(settings)
         repo = OutboxRepository(engine)
         gone = admin.mapped_conversations(engine)
-        desired = read_desired(engine, binding, repo, gone=gone, messages=False)
-        held = held_from_stream(gateway, desired)
+        with engine.connect() as conn:
+            cutover = read_cutover(conn) if messages else None
+        desired = read_desired(
+            engine, binding, repo, gone=gone, messages=False, history=messages, cutover=cutover
+        )
+        watermark = cutover.watermark if cutover is not None else None
+        held = held_from_stream(gateway, desired, history=messages, watermark=watermark)
     differences = [
         d
         for d in compare(desired, held)
@@ -345,8 +357,11 @@ def verify(
             table.add_row(d.kind, d.id, d.what, d.database, d.stream)
         console.print(table)
     else:
-        console.print(
-            f"[green]in step[/green]: {len(desired.users)} users, {len(desired.channels)} channels"
-        )
+        counted = f"{len(desired.users)} users, {len(desired.channels)} channels"
+        if messages:
+            times = [t for view in desired.channels.values() for t in (view.times or {}).values()]
+            dated = sum(1 for t in times if t is not None)
+            counted += f", {len(times)} messages ({dated} at their original created_at)"
+        console.print(f"[green]in step[/green]: {counted}")
     if differences:
         raise typer.Exit(1)

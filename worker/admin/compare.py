@@ -3,7 +3,10 @@
 :func:`compare` takes two :class:`State` values, what the database wants and what
 Stream holds, and lists every :class:`Difference`: users (name, image), channels
 (members, the custom fields this product owns, deleted or not) and, when both
-sides counted them, mirrored messages per channel. It does no I/O.
+sides counted them, mirrored messages per channel. When both sides read a channel's
+history, every message must be there exactly once, with its original ``created_at``
+(those the history import carried: at or before the cut-over's watermark), in that
+order, and members' ``last_read`` as the database holds it. It does no I/O.
 
 The I/O sits apart, at the bottom: :func:`read_desired` reads the database's side
 (through the binding and the channel map), :func:`held_from_snapshot` turns the
@@ -15,13 +18,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
 from app_hooks.binding import Binding, DesiredChannel
 from app_hooks.channel_ids import InvalidStreamId, choose_channel_id
+from worker.admin.compare_history import compare_history, compare_reads, held_read, instant
+from worker.store.cutover import Cutover
 from worker.store.repository import OutboxRepository
 from worker.stream.protocol import StreamReader
 from worker.sync.bodies import SYSTEM_USER
@@ -36,6 +42,7 @@ __all__ = [
     "gather",
     "held_from_snapshot",
     "held_from_stream",
+    "instant",
     "read_desired",
 ]
 
@@ -53,13 +60,21 @@ class UserView:
 @dataclass(frozen=True)
 class ChannelView:
     """A channel as one side sees it; ``messages`` None when that side did not count them,
-    ``texts`` (message id -> text of the messages not deleted) None when it did not read them."""
+    ``texts`` (message id -> text of the messages not deleted) None when it did not read them.
+
+    ``times`` (message id -> ``created_at``, in the side's order: Stream's, or the
+    database's) and ``reads`` (member -> ``last_read``) are None when that side did not
+    read the history; a None time or read is one not to compare (a message sent live
+    after the watermark has Stream's time; a read Stream moved on since is Stream's own).
+    """
 
     members: tuple[str, ...] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
     deleted: bool = False
     messages: int | None = None
     texts: Mapping[str, str] | None = None
+    times: Mapping[str, str | None] | None = None
+    reads: Mapping[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,8 +149,12 @@ def _compare_channel(
                     "channel", cid, key, _text(want.data.get(key)), _text(have.data.get(key))
                 )
             )
-    if want.messages is not None and have.messages is not None and want.messages != have.messages:
+    if want.times is not None and have.times is not None:
+        found += [Difference("channel", cid, *f) for f in compare_history(want.times, have.times)]
+    elif want.messages is not None and have.messages is not None and want.messages != have.messages:
         found.append(Difference("channel", cid, "messages", str(want.messages), str(have.messages)))
+    if want.reads is not None and have.reads is not None:
+        found += [Difference("channel", cid, *f) for f in compare_reads(want.reads, have.reads)]
     if want.texts is not None and have.texts is not None:
         for message_id in sorted(set(want.texts) & set(have.texts)):
             if want.texts[message_id] != have.texts[message_id]:
@@ -168,12 +187,18 @@ def _list(ids: Iterable[str]) -> str:
 
 
 def held_from_snapshot(
-    snapshot: Mapping[str, Any], ignore_users: Iterable[str] = (SYSTEM_USER["id"],)
+    snapshot: Mapping[str, Any],
+    ignore_users: Iterable[str] = (SYSTEM_USER["id"],),
+    *,
+    history: bool = False,
+    watermark: datetime | None = None,
 ) -> State:
     """Stream's side from the emulator's state document (``Emulator.state()``).
 
     Deactivated and deleted users count as absent; soft-deleted channels as deleted;
-    messages are counted per channel, deleted ones left out. ``ignore_users`` are
+    messages are counted per channel, deleted ones left out, and listed in Stream's
+    order (by ``created_at``; with ``history``, each with its time, and members' reads:
+    those later than ``watermark`` are Stream's own, not compared). ``ignore_users`` are
     Stream's own users that no database row stands for (the system messages' author).
     """
     ignored = set(ignore_users)
@@ -182,19 +207,26 @@ def held_from_snapshot(
         for user_id, user in snapshot.get("users", {}).items()
         if user_id not in ignored and not user.get("deactivated_at") and not user.get("deleted_at")
     }
-    messages = snapshot.get("messages", {})
-    channels = {
-        cid: ChannelView(
+    channels: dict[str, ChannelView] = {}
+    for cid, channel in snapshot.get("channels", {}).items():
+        held = [m for m in snapshot.get("messages", {}).get(cid, ()) if not m.get("deleted_at")]
+        held.sort(key=lambda m: instant(str(m.get("created_at") or "")))
+        records = channel.get("member_records", {})
+        channels[cid] = ChannelView(
             members=tuple(sorted(channel.get("members", ()))),
             data=dict(channel.get("data", {})),
             deleted=channel.get("deleted_at") is not None,
-            messages=sum(1 for m in messages.get(cid, ()) if not m.get("deleted_at")),
-            texts={
-                m["id"]: m.get("text", "") for m in messages.get(cid, ()) if not m.get("deleted_at")
-            },
+            messages=len(held),
+            texts={m["id"]: m.get("text", "") for m in held},
+            times={m["id"]: str(m.get("created_at") or "") for m in held} if history else None,
+            reads={
+                uid: held_read(record.get("last_read"), watermark)
+                for uid, record in records.items()
+                if record.get("last_read")
+            }
+            if history
+            else None,
         )
-        for cid, channel in snapshot.get("channels", {}).items()
-    }
     return State(users, channels)
 
 
@@ -208,13 +240,17 @@ def read_desired(
     *,
     gone: Iterable[str] = (),
     messages: bool = True,
+    history: bool = False,
+    cutover: Cutover | None = None,
 ) -> State:
     """The database's side: every user and conversation of the app, channels from the map.
 
     A conversation never synced is keyed by the channel the naming rules predict.
     ``gone`` names conversations that may have been deleted (the repository does not
     list the channel map): those with a channel in the map are wanted deleted.
-    ``messages`` counts each channel's messages (for apps that mirror them).
+    ``messages`` counts each channel's messages (for apps that mirror them); ``history``
+    lists them too, each with its ``created_at`` where the ``cutover``'s import carried
+    it, and members' ``last_read`` (those the import carried).
     """
     with engine.connect() as conn:
         user_ids = binding.live_ids(conn, "user")
@@ -226,19 +262,42 @@ def read_desired(
         desired = binding.desired_channels(conn, conversation_ids)
         counts: Counter[str] = Counter()
         texts: dict[str, dict[str, str]] = {}
-        if messages:
+        times: dict[str, dict[str, str | None]] = {}
+        reads: dict[str, dict[str, str | None]] = {}
+        if messages or history:
             message_ids = binding.live_ids(conn, "message")
-            found = binding.desired_messages(conn, message_ids).values()
+            found = sorted(
+                binding.desired_messages(conn, message_ids).values(),
+                key=lambda m: (instant(m.created_at) if m.created_at else "~", m.id),
+            )
             counts.update(message.conversation_id for message in found)
             for message in found:
                 texts.setdefault(message.conversation_id, {})[message.stream_id] = message.text
+                kept = cutover is not None and cutover.covers(message.created_at)
+                when = instant(message.created_at) if kept and message.created_at else None
+                times.setdefault(message.conversation_id, {})[message.stream_id] = when
+        if history and cutover is not None:
+            for conversation_id, members in binding.read_states(conn, list(desired)).items():
+                reads[conversation_id] = {
+                    user_id: (instant(moment) if cutover.covers(moment) else None)
+                    for user_id, moment in members.items()
+                }
     channels: dict[str, ChannelView] = {}
     for channel in desired.values():
         cid = _cid(repo, channel)
         if cid is not None:
-            count = counts[channel.conversation_id] if messages else None
-            text = texts.get(channel.conversation_id, {}) if messages else None
-            channels[cid] = ChannelView(channel.members, dict(channel.data), False, count, text)
+            conversation = channel.conversation_id
+            count = counts[conversation] if messages or history else None
+            text = texts.get(conversation, {}) if messages or history else None
+            channels[cid] = ChannelView(
+                channel.members,
+                dict(channel.data),
+                False,
+                count,
+                text,
+                times=times.get(conversation, {}) if history else None,
+                reads=reads.get(conversation, {}) if history else None,
+            )
     for conversation_id in set(gone) - set(desired):
         ref = repo.channel_for(conversation_id)
         if ref is not None:
@@ -258,8 +317,16 @@ def _cid(repo: OutboxRepository, channel: DesiredChannel) -> str | None:
         return f"{channel.channel_type}:?{channel.conversation_id}"
 
 
-def held_from_stream(gateway: StreamReader, desired: State) -> State:
-    """Stream's side as Stream answers for the desired users and channels (no messages).
+def held_from_stream(
+    gateway: StreamReader,
+    desired: State,
+    *,
+    history: bool = False,
+    watermark: datetime | None = None,
+) -> State:
+    """Stream's side as Stream answers for the desired users and channels (with
+    ``history``, each channel's messages and members' reads; reads Stream moved on after
+    the ``watermark`` are not compared).
 
     Stream is asked about what the database names only: users or channels Stream
     holds beyond those are not seen, and deleted channels read as absent.
@@ -273,8 +340,18 @@ def held_from_stream(gateway: StreamReader, desired: State) -> State:
     for cid in sorted(desired.channels):
         channel_type, _, channel_id = cid.partition(":")
         remote = gateway.channel_state(channel_type, channel_id)
-        if remote is not None:
-            channels[cid] = ChannelView(tuple(sorted(remote.members)), dict(remote.data))
+        if remote is None:
+            continue
+        view = ChannelView(tuple(sorted(remote.members)), dict(remote.data))
+        if history:
+            held = gateway.channel_history(channel_type, channel_id)
+            view = replace(
+                view,
+                messages=len(held.messages),
+                times=dict(held.messages),
+                reads={uid: held_read(last, watermark) for uid, last in held.reads.items() if last},
+            )
+        channels[cid] = view
     return State(users, channels)
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "create_channel",
     "delete_channel",
     "query_members",
+    "query_messages",
     "remove_members",
     "send_message",
     "update_partial",
@@ -29,6 +30,11 @@ def create_channel(
 def query_members(client: StreamChat, ctype: str, cid: str, offset: int) -> Any:
     channel = client.channel(ctype, cid)
     return channel.query_members({}, limit=MAX_MEMBERS_PER_CALL, offset=offset)
+
+
+def query_messages(client: StreamChat, ctype: str, cid: str, messages: dict[str, Any]) -> Any:
+    # The channel query (GetOrCreateChannel): the channel's state with a page of messages
+    return client.channel(ctype, cid).query(messages=messages, members={"limit": 0})
 
 
 def update_partial(

@@ -23,9 +23,10 @@ from worker.errors import PermanentStreamError, StreamError, TransientStreamErro
 from worker.settings import Settings
 from worker.stream import channel_calls as sdk
 from worker.stream.answers import is_duplicate_message, is_not_found
+from worker.stream.history_pages import read_history
 from worker.stream.http_session import PooledSession, StreamTransportError
 from worker.stream.limits import MAX_MEMBERS_PER_CALL, MAX_USERS_PER_CALL, limits_from_answer
-from worker.stream.protocol import RateBudget, RemoteChannel
+from worker.stream.protocol import ChannelHistory, RateBudget, RemoteChannel
 
 __all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
 
@@ -204,6 +205,17 @@ class StreamGateway:
             return None
         remote = _remote_channel(channel_type, channel_id, channels[0])
         return replace(remote, members=frozenset(self.channel_members(channel_type, channel_id)))
+
+    def channel_history(self, channel_type: str, channel_id: str) -> ChannelHistory:
+        """Every message of a channel Stream holds, oldest first, and the members'
+        ``last_read`` (read-only; the channel must exist)."""
+
+        def page(options: dict[str, Any]) -> Any:
+            return self._call(
+                "GetOrCreateChannel", sdk.query_messages, channel_type, channel_id, options
+            )
+
+        return read_history(page)
 
     def update_channel_data(
         self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_DATA_BYTES",
     "MAX_MEMBERS_PER_CALL",
     "MAX_USERS_PER_CALL",
+    "MESSAGES_PER_QUERY",
     "PUBLISHED_LIMITS",
     "data_too_large",
     "limits_from_answer",
@@ -24,6 +25,7 @@ __all__ = [
 
 MAX_USERS_PER_CALL = 100  # Stream: at most 100 users per upsert (and per batch delete)
 MAX_MEMBERS_PER_CALL = 100  # Stream: at most 100 members added, removed or listed per call
+MESSAGES_PER_QUERY = 300  # Stream: at most 300 messages in one channel query's page
 # Stream takes at most 5 KB of custom data on a user, a channel or a message.
 MAX_DATA_BYTES = 5 * 1024
 

@@ -8,10 +8,10 @@ SDK; the tests' fakes implement it in memory. A move to Stream's newer SDK
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Gateway", "RateBudget", "RemoteChannel", "StreamReader"]
+__all__ = ["ChannelHistory", "Gateway", "RateBudget", "RemoteChannel", "StreamReader"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,15 @@ class RemoteChannel:
     members: frozenset[str]
     data: dict[str, Any]
     created_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ChannelHistory:
+    """A channel's messages as Stream holds them, oldest first (``(id, created_at)``, deleted
+    ones left out), and each member's ``last_read`` as Stream answers it."""
+
+    messages: tuple[tuple[str, str], ...] = ()
+    reads: dict[str, str] = field(default_factory=dict)
 
 
 class RateBudget(Protocol):
@@ -40,6 +49,10 @@ class StreamReader(Protocol):
 
     def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
         """What Stream holds for a channel, or None when it has none."""
+        ...
+
+    def channel_history(self, channel_type: str, channel_id: str) -> ChannelHistory:
+        """Every message of a channel Stream holds, oldest first, and members' read state."""
         ...
 
 

@@ -12,6 +12,9 @@ Stream's server-side send sets ``created_at`` itself (its documentation allows
 client timestamps only in the dashboard's import file format), so the original
 time travels in the custom field ``original_created_at``; imported messages are
 sent ``silent`` (no notifications, no unread counts for old messages).
+
+After a history export (:mod:`worker.store.cutover`), the messages up to its watermark
+are in the import files: this path sends only the later ones.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from app_hooks.capture import write_changes
 from app_hooks.changes import Change, Target
 from worker.errors import BadSourceData
 from worker.runtime import Runtime
+from worker.store.cutover import current_cutover
 from worker.store.repository import ChannelRef
 from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
 from worker.sync.users import ensure_users
@@ -39,10 +43,12 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
     _refuse_undated(rt, conversation_id)
     done = 0
     system_ready = False
+    cutover = current_cutover(rt.engine)
+    since = None if cutover is None else cutover.watermark  # earlier ones: the import's
     while done < PER_JOB:
         cursor = rt.repo.history_cursor(conversation_id)
         with rt.engine.connect() as conn:
-            batch = rt.binding.messages_after(conn, conversation_id, cursor, BATCH)
+            batch = rt.binding.messages_after(conn, conversation_id, cursor, BATCH, since)
         if not batch:
             return done
         senders = sorted({m.sender_id for m in batch if m.sender_id is not None})

@@ -2,6 +2,10 @@
 
 Live messages only; older ones arrive by the history import. The id is derived
 from the database id, so a repeat finds the message there and sets its text.
+
+After a history export (:mod:`worker.store.cutover`), messages created at or before its
+watermark belong to the import files: none is sent before the import is complete, and
+their edits and deletions wait for it too (an import applied later would undo them).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 from app_hooks.binding import stream_message_id
 from worker.errors import PermanentStreamError
 from worker.runtime import Runtime
+from worker.store.cutover import RECHECK_AFTER, current_cutover, recheck_later
 from worker.stream.answers import is_not_found
 from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
 from worker.sync.conversations import reconcile_conversation
@@ -32,6 +37,17 @@ def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None 
         return Result("mirroring off")
     with rt.engine.connect() as conn:
         message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+    cutover = current_cutover(rt.engine)
+    if (
+        cutover is not None
+        and not cutover.imported
+        and (message is None or cutover.covers(message.created_at))
+    ):
+        recheck_later(rt.engine, "message", message_id, dict(payload or {}), RECHECK_AFTER)
+        return Result(
+            f"waits for the history import up to {cutover.watermark.isoformat()} "
+            f"(looked at again in {RECHECK_AFTER.seconds} s)"
+        )
     conversation_id = message.conversation_id if message else (payload or {}).get("conversation_id")
     if conversation_id is None:  # gone, and its row does not say where it was
         return _unmirror(rt, message_id)
