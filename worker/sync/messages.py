@@ -38,21 +38,23 @@ def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None 
     with rt.engine.connect() as conn:
         message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
     cutover = current_cutover(rt.engine)
+    importing = cutover is not None and not cutover.imported
     if (
         cutover is not None
-        and not cutover.imported
+        and importing
         and (message is None or cutover.covers(message.created_at))
     ):
-        recheck_later(rt.engine, "message", message_id, dict(payload or {}), RECHECK_AFTER)
-        return Result(
-            f"waits for the history import up to {cutover.watermark.isoformat()} "
-            f"(looked at again in {RECHECK_AFTER.seconds} s)"
-        )
+        return _wait_for_import(rt, message_id, payload)
     conversation_id = message.conversation_id if message else (payload or {}).get("conversation_id")
     if conversation_id is None:  # gone, and its row does not say where it was
         return _unmirror(rt, message_id)
     with rt.locks.hold("conversation", [str(conversation_id)]):
-        return _mirror_locked(rt, message_id)
+        return _mirror_locked(rt, message_id, payload, importing)
+
+
+def _wait_for_import(rt: Runtime, message_id: str, payload: dict[str, Any] | None) -> Result:
+    recheck_later(rt.engine, "message", message_id, dict(payload or {}), RECHECK_AFTER)
+    return Result(f"waits for the history import (looked at again in {RECHECK_AFTER.seconds} s)")
 
 
 def _unmirror(rt: Runtime, message_id: str) -> Result:
@@ -60,7 +62,9 @@ def _unmirror(rt: Runtime, message_id: str) -> Result:
     return Result("message gone: deleted in Stream")
 
 
-def _mirror_locked(rt: Runtime, message_id: str) -> Result:
+def _mirror_locked(
+    rt: Runtime, message_id: str, payload: dict[str, Any] | None, importing: bool
+) -> Result:
     with rt.engine.connect() as conn:
         message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
         if message is None:
@@ -81,6 +85,11 @@ def _mirror_locked(rt: Runtime, message_id: str) -> Result:
     except PermanentStreamError as exc:
         if not is_not_found(exc):  # Stream's DoesNotExist: no such channel
             raise
+        if importing:
+            # The import brings this channel: created now, its members would be Stream's
+            # already, and the import would not set their read state (a member's
+            # last_read is not upserted). The message goes once the import is complete.
+            return _wait_for_import(rt, message_id, payload)
         # The map names a channel Stream does not hold: its creation failed, or is still
         # being retried by the conversation's job. Bring it in step, then send again.
         reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
