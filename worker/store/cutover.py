@@ -30,6 +30,7 @@ __all__ = [
     "EXPORT_ACTION",
     "IMPORT_ACTION",
     "RECHECK_AFTER",
+    "RECHECK_MAX",
     "Cutover",
     "current_cutover",
     "forget_cutover",
@@ -42,6 +43,7 @@ IMPORT_ACTION = "history_import"
 COMPLETED = "completed"
 # How long a message waiting for the history import waits before it is looked at again
 RECHECK_AFTER = timedelta(seconds=30)
+RECHECK_MAX = timedelta(minutes=10)
 _TTL = 5.0
 
 

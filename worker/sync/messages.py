@@ -15,7 +15,7 @@ from typing import Any
 from app_hooks.binding import stream_message_id
 from worker.errors import PermanentStreamError
 from worker.runtime import Runtime
-from worker.store.cutover import RECHECK_AFTER, current_cutover, recheck_later
+from worker.store.cutover import RECHECK_AFTER, RECHECK_MAX, current_cutover, recheck_later
 from worker.stream.answers import is_not_found
 from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
 from worker.sync.conversations import reconcile_conversation
@@ -53,8 +53,14 @@ def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None 
 
 
 def _wait_for_import(rt: Runtime, message_id: str, payload: dict[str, Any] | None) -> Result:
-    recheck_later(rt.engine, "message", message_id, dict(payload or {}), RECHECK_AFTER)
-    return Result(f"waits for the history import (looked at again in {RECHECK_AFTER.seconds} s)")
+    """Settle this row with a new one due later: twice as late each time, up to 10 minutes
+    (an import can take hours; a waiting message costs a database read a look)."""
+    looks = int((payload or {}).get("rechecks", 0))
+    after = min(RECHECK_AFTER * 2**looks, RECHECK_MAX)
+    recheck_later(
+        rt.engine, "message", message_id, {**(payload or {}), "rechecks": looks + 1}, after
+    )
+    return Result(f"waits for the history import (looked at again in {after.seconds} s)")
 
 
 def _unmirror(rt: Runtime, message_id: str) -> Result:
