@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from sqlalchemy import create_engine
 
 from worker.admin import operations as admin
-from worker.admin.history_export import export_history, rfc3339
+from worker.admin.history_export import MAX_FILE_BYTES, export_history, rfc3339
+from worker.admin.history_files import export_files, read_state
 from worker.admin.history_import import import_files
 from worker.app_binding import resolve_binding
 from worker.settings import load_settings
@@ -34,24 +46,31 @@ def export(
         None, help="Watermark: messages created at or before it (ISO 8601 or an age; now)."
     ),
     max_mb: int = typer.Option(300, min=1, max=300, help="Largest file, in MB (Stream: 300)."),
+    max_bytes: int = typer.Option(None, min=1000, max=MAX_FILE_BYTES, hidden=True),
     actor: str = typer.Option(None, help="Who runs it, for the audit (default: OS user)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Write users, channels, members and messages up to the watermark as Stream import
-    files; the watermark is recorded in the audit table."""
-    watermark = admin.parse_time(until) if until else datetime.now(UTC)
+    files; the watermark is recorded in the audit table.
+
+    An interrupted export resumes when run again with the same folder (and watermark:
+    without --until, the folder's); a folder holding another export is refused."""
+    watermark = _watermark(out, until)
     settings = load_settings()
     engine = create_engine(settings.database_url, pool_pre_ping=True)
+    bar = ExportProgress(enabled=not as_json and sys.stderr.isatty())
     try:
         binding = resolve_binding(engine, settings.binding)
-        result = export_history(
-            engine,
-            binding,
-            OutboxRepository(engine),
-            out,
-            watermark=watermark,
-            max_bytes=max_mb * 1000 * 1000,
-        )
+        with bar:
+            result = export_history(
+                engine,
+                binding,
+                OutboxRepository(engine),
+                out,
+                watermark=watermark,
+                max_bytes=max_bytes or max_mb * 1000 * 1000,
+                progress=bar.update,
+            )
         detail = {
             "watermark": rfc3339(watermark),
             "files": [str(path) for path in result.files],
@@ -72,6 +91,44 @@ def export(
         typer.echo(f"wrote {len(result.files)} files up to {detail['watermark']}: {result.counts}")
 
 
+def _watermark(out: Path, until: str | None) -> datetime:
+    """``--until``, else the watermark of the export in ``out`` (to resume it), else now."""
+    if until:
+        return admin.parse_time(until)
+    state = read_state(out) if out.is_dir() else None
+    return datetime.fromisoformat(state.watermark) if state else datetime.now(UTC)
+
+
+class ExportProgress:
+    """The export's progress on stderr, one bar per kind of item (rich); silent when off."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not enabled,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def update(self, kind: str, done: int, total: int | None) -> None:
+        """``done`` items of ``kind`` written (of ``total`` when known)."""
+        task = self._tasks.get(kind)
+        if task is None:
+            task = self._tasks[kind] = self._progress.add_task(f"{kind}s", total=total)
+        self._progress.update(task, completed=done, total=total)
+
+    def __enter__(self) -> ExportProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
 @app.command("import")
 def import_(
     folder: Path = typer.Argument(..., help="The export's folder (its history-*.jsonl files)."),
@@ -82,7 +139,7 @@ def import_(
 ) -> None:
     """Upload each file through Stream's import API, in order, and follow each import to
     its end; files imported before are skipped, one still running is followed."""
-    files = sorted(folder.glob("history-*.jsonl"))
+    files = export_files(read_state(folder), folder) if folder.is_dir() else []
     if not files:
         raise admin.AdminError(f"{folder} holds no history-*.jsonl files (run history export)")
     settings = load_settings()

@@ -7,40 +7,71 @@ most 300 MB a file. The messages keep their original ``created_at`` and the ids 
 live path gives them (``msg-{id}``), so a message is never both imported and sent;
 channels get the ids the live path uses (assigned in the channel map now, if new).
 
-Everything is read in pages (users, conversations, each conversation's messages), so
-memory grows with the number of users and channels (the references checked), not
-with the number of messages. Each item is checked against Stream's rules before it is
-written; the first that breaks one stops the export with a one-line error.
+**Bounded memory.** The whole export reads one snapshot of the database (a
+``REPEATABLE READ`` transaction): users and conversations in keyset pages, then every
+message up to the watermark from one server-side cursor, ordered by conversation,
+``created_at`` and id, fetched in batches. What stays in memory is the ids written
+(users, and each conversation's channel), to check references, never the messages.
+
+**Checks.** Each item is checked against Stream's rules before it is written (id
+patterns and lengths, data under 5 KB, references to items before it, RFC 3339
+times); the first that breaks one stops the export with a one-line error. A message
+of an exported conversation without ``created_at`` stops it too.
+
+**Resumable.** Each file is written under a temporary name, renamed when complete and
+recorded in ``export-state.json`` with the position after it (see
+:mod:`worker.admin.history_files`). Re-running the same export into the same folder
+resumes after the last complete file: users, channels and members are read again (they
+are few) and checked against a digest of those already written, messages continue
+after the last one recorded. The files end the same as an uninterrupted run's. If the
+users, channels or members changed in between, the export starts over in the folder.
+A folder holding another export (another watermark or file limit, or files without a
+state) is refused.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import groupby
+from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, func, literal, null, or_, select, tuple_
 
 from app_hooks.binding import Binding, DesiredChannel
-from app_hooks.channel_ids import (
-    InvalidStreamId,
-    validate_channel_id,
-    validate_message_id,
+from app_hooks.channel_ids import InvalidStreamId, validate_channel_id, validate_message_id
+from app_hooks.desired import stream_message_id
+from worker.admin.history_files import (
+    FILE_GLOB,
+    ExportFiles,
+    ExportState,
+    ReferencesChanged,
+    read_state,
 )
-from worker.errors import BadSourceData, StreamOutboxError
+from worker.errors import AdminError, BadSourceData, StreamOutboxError
 from worker.store.repository import ChannelRef, OutboxRepository
 from worker.stream.limits import data_too_large
-from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of
+from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
 from worker.sync.conversations import channel_candidates
 from worker.sync.users import user_refusal
 
-__all__ = ["MAX_FILE_BYTES", "ExportResult", "export_history", "rfc3339"]
+__all__ = ["MAX_FILE_BYTES", "ExportResult", "Progress", "export_history", "rfc3339"]
+
+log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 300 * 1000 * 1000  # Stream's upload limit
-_PAGE = 500
+_PAGE = 2000  # users or conversations per read
+_BATCH = 10_000  # messages per fetch from the cursor, and per progress report
+
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(kind, done, total)``: items of a kind written so far (total when known)."""
+
+_encode = encode_basestring  # a JSON string, as json.dumps(ensure_ascii=False) writes it
 
 
 def _utc(moment: datetime) -> datetime:
@@ -53,49 +84,17 @@ def rfc3339(moment: datetime) -> str:
     return _utc(moment).isoformat().replace("+00:00", "Z")
 
 
+def _line(kind: str, data: dict[str, Any]) -> bytes:
+    text = json.dumps({"type": kind, "data": data}, ensure_ascii=False, separators=(",", ":"))
+    return (text + "\n").encode()
+
+
 @dataclass
 class ExportResult:
-    """What an export wrote."""
+    """What an export wrote (all its files, also those of an earlier, interrupted run)."""
 
     files: list[Path] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-
-
-class _Writer:
-    """JSON Lines in files of at most ``max_bytes``, in order; checks each item's references."""
-
-    def __init__(self, out_dir: Path, max_bytes: int) -> None:
-        self.out_dir, self.max_bytes = out_dir, max_bytes
-        self.result = ExportResult()
-        self.users: set[str] = set()
-        self.channels: set[str] = set()
-        self._file: TextIO | None = None
-        self._size = 0
-
-    def write(self, kind: str, data: dict[str, Any]) -> None:
-        line = json.dumps({"type": kind, "data": data}, ensure_ascii=False, separators=(",", ":"))
-        size = len(line.encode()) + 1
-        if size > self.max_bytes:
-            raise BadSourceData(f"one {kind} item is {size} bytes, over the file limit")
-        out = self._file
-        if out is None or self._size + size > self.max_bytes:
-            out = self._next_file()
-        out.write(line + "\n")
-        self._size += size
-        self.result.counts[kind] = self.result.counts.get(kind, 0) + 1
-
-    def _next_file(self) -> TextIO:
-        self.close()
-        path = self.out_dir / f"history-{len(self.result.files) + 1:04d}.jsonl"
-        self._file = out = path.open("w", encoding="utf-8")
-        self._size = 0
-        self.result.files.append(path)
-        return out
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
 
 def export_history(
@@ -106,29 +105,46 @@ def export_history(
     *,
     watermark: datetime,
     max_bytes: int = MAX_FILE_BYTES,
+    progress: Progress | None = None,
 ) -> ExportResult:
     """Write the users, channels, members and messages (created at or before
-    ``watermark``) as Stream import files in ``out_dir``; :class:`BadSourceData` names
-    the first item Stream would refuse."""
+    ``watermark``) as Stream import files in ``out_dir``, resuming an interrupted export
+    there; :class:`BadSourceData` names the first item Stream would refuse."""
     if watermark.tzinfo is None:
         raise StreamOutboxError("the watermark needs a time zone (UTC when in doubt)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out_dir, max_bytes)
-    try:
-        _users(engine, binding, writer)
-        channels = list(_channels(engine, binding, repo, writer))
-        for channel, ref, read in channels:
-            for member in channel.members:
-                _require(member in writer.users, f"member {member} of {ref.channel_id}: no user")
-                data = {"channel_type": ref.channel_type, "channel_id": ref.channel_id}
-                if member in read:  # else Stream takes every imported message as read
-                    data["last_read"] = rfc3339(read[member])
-                writer.write("member", {**data, "user_id": member})
-        for channel, ref, _ in channels:
-            _messages(engine, binding, writer, channel.conversation_id, ref, watermark)
-    finally:
-        writer.close()
-    return writer.result
+    state = _state_for(out_dir, rfc3339(watermark), max_bytes)
+    if not state.complete:
+        run = _Run(engine, binding, repo, watermark, progress or (lambda kind, done, total: None))
+        try:
+            run.export(ExportFiles(out_dir, state))
+        except ReferencesChanged:
+            log.warning("users, channels or members changed since the export began: starting over")
+            state = ExportState(state.watermark, max_bytes)
+            run.export(ExportFiles(out_dir, state))
+    return ExportResult([out_dir / entry["name"] for entry in state.files], dict(state.counts))
+
+
+def _state_for(out_dir: Path, watermark: str, max_bytes: int) -> ExportState:
+    """The folder's export to resume, or a new one; another export's folder is refused."""
+    state = read_state(out_dir)
+    if state is None:
+        if any(out_dir.glob(FILE_GLOB)):
+            raise AdminError(
+                f"{out_dir} holds history files of another export: use an empty folder"
+            )
+        return ExportState(watermark, max_bytes)
+    if state.watermark != watermark:
+        raise AdminError(
+            f"{out_dir} holds an export up to {state.watermark}, not {watermark}: "
+            "use another folder, or the same watermark to resume it"
+        )
+    if state.max_bytes != max_bytes:
+        raise AdminError(
+            f"{out_dir} holds an export in files of at most {state.max_bytes} bytes, "
+            f"not {max_bytes}: use another folder, or the same limit to resume it"
+        )
+    return state
 
 
 def _require(ok: bool, why: str) -> None:
@@ -143,95 +159,217 @@ def _checked(check: Any, value: str, what: str) -> str:
         raise BadSourceData(f"{what}: {exc}") from None
 
 
-def _users(engine: Engine, binding: Binding, writer: _Writer) -> None:
-    writer.write("user", dict(SYSTEM_USER))  # the author of system messages
-    writer.users.add(SYSTEM_USER_ID)
-    after: str | None = None
-    while True:
-        with engine.connect() as conn:
-            ids = binding.ids_after(conn, "user", after, _PAGE)
-            desired = binding.desired_users(conn, ids)
-        if not ids:
-            return
-        for user_id in ids:
-            if user_id not in desired:
-                continue
-            data = desired[user_id].as_stream()
-            refused = user_refusal(user_id, data)
-            _require(refused is None, str(refused))
-            writer.write("user", data)
-            writer.users.add(user_id)
-        after = ids[-1]
+class _Run:
+    """One pass over the database's snapshot, writing what the files do not hold yet."""
 
+    def __init__(
+        self,
+        engine: Engine,
+        binding: Binding,
+        repo: OutboxRepository,
+        watermark: datetime,
+        progress: Progress,
+    ) -> None:
+        self.engine, self.binding, self.repo = engine, binding, repo
+        self.watermark, self.progress = watermark, progress
+        self.users: set[str] = set()
+        self.channels: dict[str, ChannelRef] = {}  # by conversation id
 
-def _channels(
-    engine: Engine, binding: Binding, repo: OutboxRepository, writer: _Writer
-) -> Iterator[tuple[DesiredChannel, ChannelRef, dict[str, datetime]]]:
-    """The conversations the live path would give a channel (members, or an event), each
-    with the channel id the live path uses and its members' last-read times."""
-    after: str | None = None
-    while True:
-        with engine.connect() as conn:
-            ids = binding.ids_after(conn, "conversation", after, _PAGE)
-            desired = binding.desired_channels(conn, ids, legacy=True)
-            reads = binding.read_states(conn, list(desired))
-        if not ids:
-            return
+    def export(self, files: ExportFiles) -> None:
+        """Every item in Stream's order; the files complete, or none recorded past the last."""
+        self.users.clear()
+        self.channels.clear()
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                self._users(conn, files)
+                self._channels(conn, files)
+                self._members(conn, files)
+                files.end_of_references()
+                self._messages(conn, files)
+            files.finish()
+        finally:
+            files.abandon()
+
+    def _users(self, conn: Connection, files: ExportFiles) -> None:
+        files.reference("user", _line("user", dict(SYSTEM_USER)))  # author of system messages
+        self.users.add(SYSTEM_USER_ID)
+        for ids in self._pages(conn, "user"):
+            desired = self.binding.desired_users(conn, ids)
+            for user_id in ids:
+                if user_id not in desired:
+                    continue
+                data = desired[user_id].as_stream()
+                refused = user_refusal(user_id, data)
+                _require(refused is None, str(refused))
+                files.reference("user", _line("user", data))
+                self.users.add(user_id)
+            self.progress("user", len(self.users), None)
+
+    def _pages(self, conn: Connection, kind: str) -> Iterator[list[str]]:
+        after: str | None = None
+        while ids := self.binding.ids_after(conn, kind, after, _PAGE):
+            yield ids
+            after = ids[-1]
+
+    def _channels(self, conn: Connection, files: ExportFiles) -> None:
+        """The conversations the live path would give a channel (members, or an event),
+        each with the channel id the live path uses."""
+        for ids in self._pages(conn, "conversation"):
+            desired = self.binding.desired_channels(conn, ids, legacy=True)
+            refs = self._channel_refs(conn, desired)
+            for cid in ids:
+                channel, ref = desired.get(cid), refs.get(cid)
+                if channel is None or ref is None or channel.created_by is None:
+                    continue
+                _checked(validate_channel_id, ref.channel_id, f"conversation {cid}")
+                _require(channel.created_by in self.users, f"creator of {cid}: no user")
+                data = {"id": ref.channel_id, "type": ref.channel_type, **channel.data}
+                refused = data_too_large("channel", ref.channel_id, channel.data)
+                _require(refused is None, str(refused))
+                files.reference(
+                    "channel", _line("channel", {**data, "created_by": channel.created_by})
+                )
+                self.channels[cid] = ref
+            self.progress("channel", len(self.channels), None)
+
+    def _channel_refs(
+        self, conn: Connection, desired: dict[str, DesiredChannel]
+    ) -> dict[str, ChannelRef]:
+        """The channel ids of conversations with a creator: the map's, else assigned now."""
+        refs = self.repo.channels_for(list(desired), conn)
         wanted = {
             cid: channel_candidates(channel)
             for cid, channel in desired.items()
-            if channel.created_by is not None
+            if channel.created_by is not None and cid not in refs
         }
-        refs = repo.assign_channels(wanted)
-        for cid in ids:
-            channel, ref = desired.get(cid), refs.get(cid)
-            if channel is None or ref is None or channel.created_by is None:
+        return {**refs, **self.repo.assign_channels(wanted)} if wanted else refs
+
+    def _members(self, conn: Connection, files: ExportFiles) -> None:
+        """Each channel's members, in the channels' order and by user id, with their
+        last-read times (without one, Stream takes every imported message as read)."""
+        done = reported = 0
+        rows = conn.execution_options(yield_per=_BATCH).execute(self._member_query())
+        for cid, group in groupby(rows, key=lambda row: str(row[0])):
+            ref = self.channels.get(cid)
+            if ref is None:
                 continue
-            _checked(validate_channel_id, ref.channel_id, f"conversation {cid}")
-            _require(channel.created_by in writer.users, f"creator of {cid}: no user")
-            data = {"id": ref.channel_id, "type": ref.channel_type, **channel.data}
-            refused = data_too_large("channel", ref.channel_id, channel.data)
-            _require(refused is None, str(refused))
-            writer.write("channel", {**data, "created_by": channel.created_by})
-            writer.channels.add(f"{ref.channel_type}:{ref.channel_id}")
-            yield channel, ref, reads.get(cid, {})
-        after = ids[-1]
+            for member, last_read in sorted((str(uid), moment) for _, uid, moment in group):
+                _require(member in self.users, f"member {member} of {ref.channel_id}: no user")
+                data = {"channel_type": ref.channel_type, "channel_id": ref.channel_id}
+                if last_read is not None:
+                    data["last_read"] = rfc3339(last_read)
+                files.reference("member", _line("member", {**data, "user_id": member}))
+                done += 1
+            if done >= reported + _BATCH:
+                self.progress("member", reported := done, None)
+        self.progress("member", done, done)
+
+    def _member_query(self) -> Any:
+        """Every live member of a live user (as ``reads.members``), its last-read time
+        (``reads.read_states``; none when the app keeps none), by conversation."""
+        b = self.binding
+        conversation, user = (
+            b.column("participant", "conversation_id"),
+            b.column("participant", "user_id"),
+        )
+        last_read = b.last_read_column()
+        query = select(conversation, user, null() if last_read is None else last_read)
+        if b.live("user") is not None:
+            query = query.join(b.user, b.column("user", "id") == user)
+        for role in ("participant", "user"):
+            live = b.live(role)
+            if live is not None:
+                query = query.where(live)
+        return query.order_by(conversation)
+
+    def _messages(self, conn: Connection, files: ExportFiles) -> None:
+        """Every live message up to the watermark, by conversation, then time, then id."""
+        query, total = self._message_query(files.state.last_message), self._count(conn)
+        done = files.state.counts.get("message", 0)
+        self.progress("message", done, total)
+        rows = conn.execution_options(yield_per=_BATCH).execute(query)
+        users, channels = self.users, self.channels
+        current: Any = None
+        fields: str | None = None
+        for mid, cid, sender, content, created in rows:
+            if cid != current:
+                ref = channels.get(str(cid))
+                current, fields = cid, None if ref is None else _channel_fields(ref)
+            if fields is None:  # a conversation without a channel, as live
+                continue
+            mid = str(mid)
+            if created is None:
+                raise BadSourceData(f"message {mid} of conversation {cid} has no created_at")
+            line = _message_line(mid, fields, sender, users, content, created)
+            files.message(line, (cid, created, mid))
+            done += 1
+            if done % _BATCH == 0:
+                self.progress("message", done, total)
+        self.progress("message", done, max(done, total))
+
+    def _message_query(self, after: list[str] | None) -> Any:
+        b = self.binding
+        columns = [
+            b.column("message", name)
+            for name in ("id", "conversation_id", "sender_id", "content", "created_at")
+        ]
+        key, conversation, _, _, created = columns
+        query = select(*columns).where(
+            or_(created <= self._watermark_for(created), created.is_(None))
+        )
+        live = b.live("message")
+        if live is not None:
+            query = query.where(live)
+        if after is not None:
+            cid, moment, mid = after
+            typed_cid = b.typed_ids(conversation, [cid])[0]
+            position = tuple_(conversation, created, key) > tuple_(
+                literal(typed_cid),
+                literal(datetime.fromisoformat(moment)),
+                literal(b.typed_ids(key, [mid])[0]),
+            )
+            query = query.where(or_(position, (conversation == typed_cid) & created.is_(None)))
+        return query.order_by(conversation, created, key)
+
+    def _watermark_for(self, created: Any) -> datetime:
+        """The watermark as the column holds times (a naive column's times are UTC)."""
+        if getattr(created.type, "timezone", True):
+            return self.watermark
+        return self.watermark.astimezone(UTC).replace(tzinfo=None)
+
+    def _count(self, conn: Connection) -> int:
+        created = self.binding.column("message", "created_at")
+        query = select(func.count()).where(created <= self._watermark_for(created))
+        live = self.binding.live("message")
+        query = query.select_from(self.binding.message)
+        if live is not None:
+            query = query.where(live)
+        return int(conn.scalar(query) or 0)
 
 
-def _messages(
-    engine: Engine,
-    binding: Binding,
-    writer: _Writer,
-    conversation_id: str,
-    ref: ChannelRef,
-    watermark: datetime,
-) -> None:
-    cursor: tuple[datetime, str] | None = None
-    while True:
-        with engine.connect() as conn:
-            page = binding.messages_after(conn, conversation_id, cursor, _PAGE)
-        for message in page:
-            if message.created_at is None:
-                raise BadSourceData(
-                    f"message {message.id} of conversation {conversation_id} has no created_at"
-                )
-            if _utc(message.created_at) > watermark:
-                return
-            author = author_of(message, writer.users)
-            data: dict[str, Any] = {
-                "id": _checked(validate_message_id, message.stream_id, f"message {message.id}"),
-                "channel_type": ref.channel_type,
-                "channel_id": ref.channel_id,
-                "user": author,
-                "text": message.text,
-                "type": "regular",  # a system message too: flagged `system`, as the live path
-                "created_at": rfc3339(message.created_at),
-            }
-            if message.sender_id is None:
-                data["system"] = True
-            elif author == SYSTEM_USER_ID:  # a sender no longer in the database
-                data["original_user_id"] = message.sender_id
-            writer.write("message", data)
-            cursor = (message.created_at, message.id)
-        if len(page) < _PAGE:
-            return
+def _channel_fields(ref: ChannelRef) -> str:
+    """A channel's type and id as they appear in member and message items."""
+    return f'"channel_type":{_encode(ref.channel_type)},"channel_id":{_encode(ref.channel_id)}'
+
+
+def _message_line(
+    mid: str, fields: str, sender: Any, users: set[str], content: str | None, created: datetime
+) -> bytes:
+    """A message item's line, as ``json.dumps`` writes it (see :func:`_line`): its
+    ``msg-`` id, sent as its sender (the system user when it has none or Stream does not
+    hold it, the sender kept in ``original_user_id``), type ``regular``, flagged ``system``
+    when it has no sender, as the live path sends it."""
+    message_id = _checked(validate_message_id, stream_message_id(mid), f"message {mid}")
+    extra = ""
+    if sender is None:
+        author, extra = SYSTEM_USER_ID, ',"system":true'
+    else:
+        author = str(sender)
+        if author not in users:  # a sender no longer in the database
+            author, extra = SYSTEM_USER_ID, f',"original_user_id":{_encode(str(sender))}'
+    return (
+        f'{{"type":"message","data":{{"id":{_encode(message_id)},{fields},'
+        f'"user":{_encode(author)},"text":{_encode(content or "")},"type":"regular",'
+        f'"created_at":"{rfc3339(created)}"{extra}}}}}\n'
+    ).encode()

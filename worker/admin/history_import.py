@@ -5,6 +5,16 @@ URL → ``create_import(path, mode)`` → poll ``get_import`` until ``completed`
 ``analyze_failed``/``failed`` with Stream's errors. Each file's task and final state go
 to the audit table (``history_import``, keyed by the file's SHA-256), so a re-run skips
 what completed, follows what is still running, and never imports a file twice.
+
+Interrupted at any point, a re-run converges:
+
+* before ``create_import`` is sent, the file's entry says ``creating`` with Stream's
+  path of the upload; a re-run that finds it asks ``list_imports`` for a task on that
+  path (the call may have reached Stream though its answer did not come back) and
+  follows it, or starts the file again when there is none;
+* after it, the entry holds the task id (state ``uploaded``): a re-run follows the
+  task to its end, whatever state it is in by then;
+* a task that failed is started again on a re-run; one that completed is skipped.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +38,8 @@ __all__ = ["DONE", "FileOutcome", "import_files"]
 DONE = "completed"
 _FINAL = frozenset({DONE, "analyze_failed", "failed"})
 ACTION = "history_import"
+_CREATING = "creating"  # uploaded; create_import sent or about to be, its answer not recorded
+_LIST_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -80,12 +93,14 @@ def import_files(
         elif dry_run:
             outcome = FileOutcome(path.name, "would import", None)
         else:
-            task_id = before["task_id"] if before and before["state"] not in _FINAL else None
+            audit = partial(_audit, engine, actor, path, sha)
+            task_id = _started_before(gateway, before)
             if task_id is None:
-                task_id = _start(gateway, path, mode)
-                _audit(engine, actor, path, sha, task_id, "uploaded")
+                task_id = _start(gateway, path, mode, audit)
+            elif before and before["state"] == _CREATING:
+                audit("uploaded", task_id=task_id, stream_path=before["stream_path"])
             outcome = _follow(gateway, path, task_id, poll, timeout)
-            _audit(engine, actor, path, sha, task_id, outcome.state, outcome.errors)
+            audit(outcome.state, task_id=task_id, errors=outcome.errors)
         report(outcome)
         outcomes.append(outcome)
         if outcome.state not in (DONE, "would import") and not outcome.state.startswith("skip"):
@@ -93,11 +108,37 @@ def import_files(
     return outcomes
 
 
-def _start(gateway: ImportAPI, path: Path, mode: str) -> str:
+def _started_before(gateway: ImportAPI, before: dict[str, Any] | None) -> str | None:
+    """The task an earlier run started for the file and that has not ended yet, if any."""
+    if before is None or before["state"] in _FINAL:
+        return None
+    if before["state"] == _CREATING:  # create_import may have reached Stream: ask it
+        return _task_on(gateway, before["stream_path"])
+    return str(before["task_id"])
+
+
+def _task_on(gateway: ImportAPI, stream_path: str) -> str | None:
+    """The id of the import task on an uploaded file's path, if Stream has one."""
+    offset = 0
+    while True:
+        tasks = gateway.list_imports(_LIST_PAGE, offset)
+        for task in tasks:
+            if task.get("path") == stream_path:
+                return str(task["id"])
+        if len(tasks) < _LIST_PAGE:
+            return None
+        offset += len(tasks)
+
+
+def _start(gateway: ImportAPI, path: Path, mode: str, audit: Callable[..., None]) -> str:
+    """Upload the file and create its import task; the audit hears of the path before
+    the task is created, and of the task once it is."""
     upload_url, stream_path = gateway.create_import_url(path.name)
     gateway.upload_file(upload_url, path)
-    task = gateway.create_import(stream_path, mode)
-    return str(task["id"])
+    audit(_CREATING, stream_path=stream_path)
+    task_id = str(gateway.create_import(stream_path, mode)["id"])
+    audit("uploaded", task_id=task_id, stream_path=stream_path)
+    return task_id
 
 
 def _follow(
@@ -129,9 +170,17 @@ def _errors(task: dict[str, Any]) -> str:
 
 
 def _audit(
-    engine: Engine, actor: str, path: Path, sha: str, task_id: str, state: str, errors: str = ""
+    engine: Engine,
+    actor: str,
+    path: Path,
+    sha: str,
+    state: str,
+    *,
+    task_id: str | None = None,
+    errors: str = "",
+    **more: Any,
 ) -> None:
-    detail = {"file": path.name, "sha256": sha, "task_id": task_id, "state": state}
+    detail = {"file": path.name, "sha256": sha, "task_id": task_id, "state": state, **more}
     if errors:
         detail["errors"] = errors
     admin.record(engine, actor=actor, action=ACTION, count=1, detail=detail)

@@ -1,7 +1,8 @@
 """Stream's import API (its migration path), over the gateway's calls.
 
 ``create_import_url`` → PUT the file to the URL → ``create_import`` → ``get_import``
-(``docs/migrating/import.md``); each call named, budgeted and counted like the others.
+(``docs/migrating/import.md``), and ``list_imports`` to find a task by its path; each
+call named, budgeted and counted like the others.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ class ImportAPI:
         """Start importing an uploaded file; Stream's ``import_task``."""
         answer = self._gateway._call("CreateImport", StreamChat.create_import, path, mode) or {}
         return dict(answer["import_task"])
+
+    def list_imports(self, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+        """Import tasks, newest first (``limit`` from ``offset``)."""
+        options = {"limit": limit, "offset": offset}
+        answer = self._gateway._call("ListImports", StreamChat.list_imports, options) or {}
+        return [dict(task) for task in answer.get("import_tasks") or []]
 
     def get_import(self, task_id: str) -> dict[str, Any]:
         """An import task as Stream holds it now (``state``, ``result``...)."""

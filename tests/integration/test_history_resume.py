@@ -1,0 +1,263 @@
+"""Interrupting a history export or import halfway and re-running converges to the same
+result as an uninterrupted run (real PostgreSQL; the real SDK over HTTP to the emulator)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, delete, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app_hooks import audit
+from app_hooks.reference import REFERENCE_BINDING
+from stream_emulator import Emulator
+from tests.conftest import API_KEY, API_SECRET
+from tests.integration.test_history_export import START, history, run_history
+from worker.admin.history_export import export_history
+from worker.admin.history_import import ACTION, import_files
+from worker.store.repository import OutboxRepository
+from worker.stream.gateway import StreamGateway
+from worker.stream.imports import ImportAPI
+
+WATERMARK = START + timedelta(days=1)
+UNTIL = "2024-01-02T00:00:00+00:00"
+MAX_BYTES = 5_000
+# Runs the export in a process of its own and SIGKILLs it (no clean-up of any kind)
+# when it is about to write its n-th line.
+KILLED_EXPORT = """
+import os, signal, sys
+from datetime import datetime
+from pathlib import Path
+from sqlalchemy import create_engine
+from app_hooks.reference import REFERENCE_BINDING
+from worker.admin import history_files
+from worker.admin.history_export import export_history
+from worker.store.repository import OutboxRepository
+
+url, folder, until, max_bytes, kill_at = sys.argv[1:]
+written = 0
+write = history_files.ExportFiles._write
+
+def dying_write(self, *args, **kwargs):
+    global written
+    written += 1
+    if written == int(kill_at):
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(self, *args, **kwargs)
+
+history_files.ExportFiles._write = dying_write
+engine = create_engine(url)
+export_history(engine, REFERENCE_BINDING, OutboxRepository(engine), Path(folder),
+               watermark=datetime.fromisoformat(until), max_bytes=int(max_bytes))
+"""
+
+
+SEED = """
+CREATE TEMP TABLE c ON COMMIT DROP AS
+  SELECT n, gen_random_uuid() AS id, gen_random_uuid() AS a, gen_random_uuid() AS b
+  FROM generate_series(0, :conversations - 1) n;
+INSERT INTO users (id, email)
+  SELECT a, 'a' || n || '@example.com' FROM c UNION ALL SELECT b, 'b' || n || '@example.com' FROM c;
+INSERT INTO conversations (id, created_at) SELECT id, '2023-06-01' FROM c;
+INSERT INTO conversation_participants (conversation_id, user_id, last_read_at)
+  SELECT id, a, timestamptz '2023-12-01' FROM c UNION ALL SELECT id, b, NULL FROM c;
+INSERT INTO messages (id, conversation_id, sender_id, content, created_at)
+  SELECT gen_random_uuid(), c.id, CASE WHEN i % 25 = 0 THEN NULL ELSE c.a END,
+         'message ' || i, timestamptz '2023-07-01' + i * interval '1 minute'
+  FROM generate_series(0, :messages - 1) i JOIN c ON c.n = i % :conversations
+"""
+
+
+def many_messages(session: Session, conversations: int = 30, messages: int = 1500) -> None:
+    """Two-person conversations and their messages (one in 25 a system message)."""
+    params = {"conversations": conversations, "messages": messages}
+    for statement in SEED.split(";"):
+        session.execute(text(statement), params)
+
+
+@pytest.fixture()
+def engine_with_history(session_factory: sessionmaker[Session]) -> Engine:
+    with session_factory() as session, session.begin():
+        history(session)
+        many_messages(session)
+    engine: Engine = session_factory.kw["bind"]
+    return engine
+
+
+def export(engine: Engine, folder: Path, max_bytes: int = MAX_BYTES) -> list[Path]:
+    result = export_history(
+        engine,
+        REFERENCE_BINDING,
+        OutboxRepository(engine),
+        folder,
+        watermark=WATERMARK,
+        max_bytes=max_bytes,
+    )
+    return result.files
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.glob("history-*"))}
+
+
+def kill_export(database_url: str, folder: Path, at_line: int) -> None:
+    args = [sys.executable, "-c", KILLED_EXPORT, database_url, str(folder), UNTIL]
+    out = subprocess.run([*args, str(MAX_BYTES), str(at_line)], capture_output=True, check=False)
+    assert out.returncode == -9, out.stderr.decode()[-2000:]
+
+
+@pytest.mark.parametrize(
+    "at_line",
+    [40, 150, 1000],
+    ids=["among the users", "among channels and members", "among the messages"],
+)
+def test_an_export_killed_halfway_resumes_to_the_files_of_an_uninterrupted_run(
+    engine_with_history: Engine, tmp_path: Path, database_url: str, emu: Emulator, at_line: int
+) -> None:
+    # Given the files of an uninterrupted export
+    whole = export(engine_with_history, tmp_path / "whole")
+    assert len(whole) > 5
+    # When an export into another folder is killed as it writes a line
+    folder = tmp_path / "resumed"
+    kill_export(database_url, folder, at_line)
+    # Then it left complete files, a part-written one and its state, no more
+    state = json.loads((folder / "export-state.json").read_text())
+    assert not state["complete"] and state["watermark"] == "2024-01-02T00:00:00Z"
+    recorded = [entry["name"] for entry in state["files"]]
+    assert sorted(p.name for p in folder.glob("history-*.jsonl")) == recorded
+    assert len(list(folder.glob("history-*.jsonl.part"))) == 1
+    # When the same command runs again on the folder (the watermark is the folder's)
+    again = run_history(database_url, emu, "export", str(folder), "--max-mb", "1", "--json")
+    # Then a file limit other than the export's is refused
+    assert again.returncode == 2 and "not 1000000" in again.stderr
+    again = run_history(database_url, emu, "export", str(folder), "--json", *_limit())
+    assert again.returncode == 0, again.stderr
+    # and the files are the uninterrupted run's, byte for byte, and the export complete
+    assert contents(folder) == contents(tmp_path / "whole")
+    assert json.loads((folder / "export-state.json").read_text())["complete"]
+    assert json.loads(again.stdout)["counts"]["message"] > 1500
+
+
+def _limit() -> list[str]:
+    """The command's options for MAX_BYTES, which the CLI takes in MB: a hidden override."""
+    return ["--max-bytes", str(MAX_BYTES)]
+
+
+def test_a_folder_holding_another_export_is_refused_in_one_line(
+    engine_with_history: Engine, tmp_path: Path, database_url: str, emu: Emulator
+) -> None:
+    # Given a complete export up to a day after the start
+    export(engine_with_history, tmp_path)
+    before = contents(tmp_path)
+    # When the export runs into its folder with another watermark
+    out = run_history(database_url, emu, "export", str(tmp_path), "--until", "2024-01-03")
+    # Then it is refused in one line naming both watermarks, and the files are untouched
+    assert out.returncode == 2
+    [line] = out.stderr.splitlines()
+    assert "holds an export up to 2024-01-02T00:00:00Z, not 2024-01-03T00:00:00Z" in line
+    assert contents(tmp_path) == before
+    # and history files without an export's state are refused too
+    (tmp_path / "export-state.json").unlink()
+    out = run_history(database_url, emu, "export", str(tmp_path), "--until", UNTIL)
+    assert out.returncode == 2
+    assert "holds history files of another export" in out.stderr
+    # while the same watermark again has nothing left to write
+    again = export(engine_with_history, tmp_path / "again")
+    assert export(engine_with_history, tmp_path / "again") == again
+
+
+# -- the import ------------------------------------------------------------------------------
+
+
+class Interrupted(BaseException):
+    """Stands for the process dying (SIGKILL, Ctrl-C) at a chosen call."""
+
+
+class DyingAPI(ImportAPI):
+    """The real import API that dies right after Stream answered a chosen call."""
+
+    def __init__(self, gateway: StreamGateway, call: str, file: str) -> None:
+        super().__init__(gateway)
+        self.call, self.file, self.current = call, file, ""
+
+    def create_import_url(self, filename: str) -> tuple[str, str]:
+        self.current = filename
+        return super().create_import_url(filename)
+
+    def create_import(self, path: str, mode: str) -> dict[str, Any]:
+        task = super().create_import(path, mode)
+        if self.call == "create_import" and self.current == self.file:
+            raise Interrupted()  # Stream created the task; its answer is lost
+        return task
+
+    def get_import(self, task_id: str) -> dict[str, Any]:
+        task = super().get_import(task_id)
+        if self.call == "get_import" and self.current == self.file:
+            raise Interrupted()  # the task runs on at Stream's
+        return task
+
+
+def stream_content(emu: Emulator) -> dict[str, Any]:
+    """What the history became in Stream: users, channels with their members' records,
+    messages (less the times of the import itself)."""
+    state = emu.state()
+
+    def kept(record: dict[str, Any], *moments: str) -> dict[str, Any]:
+        return {key: value for key, value in record.items() if key not in moments}
+
+    messages = {
+        cid: [kept(m, "updated_at") for m in found] for cid, found in state["messages"].items()
+    }
+    channels = {
+        cid: {
+            "members": c["members"],
+            "records": {
+                u: kept(r, "created_at", "updated_at") for u, r in c["member_records"].items()
+            },
+            "data": c["data"],
+        }
+        for cid, c in state["channels"].items()
+    }
+    return {"messages": messages, "channels": channels, "users": sorted(state["users"])}
+
+
+def test_an_import_interrupted_at_any_step_imports_each_file_once(
+    engine_with_history: Engine, tmp_path: Path, database_url: str, emu: Emulator
+) -> None:
+    files = export(engine_with_history, tmp_path, max_bytes=60_000)
+    assert len(files) >= 4
+    gateway = StreamGateway(API_KEY, API_SECRET, base_url=emu.base_url)
+
+    def run(api: ImportAPI) -> None:
+        import_files(api, engine_with_history, files, actor="ops", poll=0.02)
+
+    # Given an uninterrupted import's result in Stream
+    run(ImportAPI(gateway))
+    expected = stream_content(emu)
+    assert sum(len(m) for m in expected["messages"].values()) > 1500
+    emu.reset()
+    with engine_with_history.begin() as conn:
+        conn.execute(delete(audit).where(audit.c.action == ACTION))
+    # When an import dies after Stream created the second file's task, before its answer
+    with pytest.raises(Interrupted):
+        run(DyingAPI(gateway, "create_import", files[1].name))
+    # and the next run dies while the third file's task runs
+    with pytest.raises(Interrupted):
+        run(DyingAPI(gateway, "get_import", files[2].name))
+    # and the command runs a third time
+    out = run_history(database_url, emu, "import", str(tmp_path), "--poll", "0.02")
+    # Then every file completed, each imported exactly once
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:2] == [f"{f.name}: skipped: imported before" for f in files[:2]]
+    assert all(line.endswith(": completed") for line in lines[2:])
+    tasks = ImportAPI(gateway).list_imports(100)
+    assert sorted(t["path"].rsplit("/", 1)[-1] for t in tasks) == [f.name for f in files]
+    # and Stream holds what the uninterrupted import left
+    assert stream_content(emu) == expected
