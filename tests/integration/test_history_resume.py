@@ -15,7 +15,7 @@ from sqlalchemy import Engine, delete, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import audit
-from app_hooks.reference import REFERENCE_BINDING
+from app_hooks.reference import REFERENCE_BINDING, User
 from stream_emulator import Emulator
 from tests.conftest import API_KEY, API_SECRET
 from tests.integration.test_history_export import START, history, run_history
@@ -35,7 +35,7 @@ import os, signal, sys
 from datetime import datetime
 from pathlib import Path
 from sqlalchemy import create_engine
-from app_hooks.reference import REFERENCE_BINDING
+from app_hooks.reference import REFERENCE_BINDING, User
 from worker.admin import history_files
 from worker.admin.history_export import export_history
 from worker.store.repository import OutboxRepository
@@ -142,6 +142,25 @@ def test_an_export_killed_halfway_resumes_to_the_files_of_an_uninterrupted_run(
     assert contents(folder) == contents(tmp_path / "whole")
     assert json.loads((folder / "export-state.json").read_text())["complete"]
     assert json.loads(again.stdout)["counts"]["message"] > 1500
+
+
+def test_a_resume_after_the_users_changed_starts_over(
+    engine_with_history: Engine,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    # Given an export killed among the messages
+    folder = tmp_path / "resumed"
+    kill_export(database_url, folder, 1000)
+    # When a user joins before it runs again
+    with session_factory() as session, session.begin():
+        session.add(User(email="late@example.com"))
+    export(engine_with_history, folder)
+    # Then its files are those of an export begun now, the new user among them
+    whole = export(engine_with_history, tmp_path / "whole")
+    assert contents(folder) == contents(tmp_path / "whole")
+    assert b"late@example.com" in b"".join(path.read_bytes() for path in whole)
 
 
 def _limit() -> list[str]:

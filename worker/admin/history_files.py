@@ -98,6 +98,7 @@ class ExportFiles:
     def __init__(self, folder: Path, state: ExportState) -> None:
         self.folder, self.state = folder, state
         self._skip = state.reference_items
+        self._resumed_in_messages = state.last_message is not None
         self._reference = hashlib.sha256()
         self._seen = 0  # reference items met in this run
         self._out: BinaryIO | None = None
@@ -135,8 +136,7 @@ class ExportFiles:
     def end_of_references(self) -> None:
         """After the last reference item: a run resumed among the messages must have met
         exactly the reference items the files before hold."""
-        resumed_in_messages = self.state.last_message is not None
-        if self._seen < self._skip or (resumed_in_messages and self._seen != self._skip):
+        if self._seen < self._skip or (self._resumed_in_messages and self._seen != self._skip):
             raise ReferencesChanged()
 
     def message(self, line: bytes, key: tuple[Any, datetime, str]) -> None:
