@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import drain, e2e_latency, rate_limited, report, write_path
+from benchmarks import drain, e2e_latency, history_export, rate_limited, report, write_path
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
-SECTIONS = ("write", "e2e", "drain", "rate")
+SECTIONS = ("write", "e2e", "drain", "rate", "history")
 FULL: dict[str, Any] = {
     "tx0": 1500,
     "tx": 200,
@@ -27,6 +27,7 @@ FULL: dict[str, Any] = {
     "rows": 100_000,
     "naive": 3_000,
     "conv": 150,
+    "history": [250_000, 1_000_000],
 }
 QUICK: dict[str, Any] = {
     "tx0": 300,
@@ -35,6 +36,7 @@ QUICK: dict[str, Any] = {
     "rows": 10_000,
     "naive": 1_000,
     "conv": 30,
+    "history": [20_000, 80_000],
 }
 
 
@@ -71,6 +73,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["drain"] = drain.measure(args.rows or size["rows"], [1, 2], size["naive"])
     if "rate" in only:
         out["rate_limited"] = rate_limited.measure(size["conv"], 8)
+    if "history" in only:  # 20 messages a conversation; files under the emulator's 32 MiB
+        most = max(size["history"])
+        out["history_export"] = history_export.measure(size["history"], most // 50, most // 20, 30)
     return out
 
 
