@@ -113,12 +113,17 @@ def kill_export(database_url: str, folder: Path, at_line: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "at_line",
-    [40, 150, 1000],
+    ("at_line", "complete"),
+    [(40, 0), (150, 2), (1000, 10)],
     ids=["among the users", "among channels and members", "among the messages"],
 )
 def test_an_export_killed_halfway_resumes_to_the_files_of_an_uninterrupted_run(
-    engine_with_history: Engine, tmp_path: Path, database_url: str, emu: Emulator, at_line: int
+    engine_with_history: Engine,
+    tmp_path: Path,
+    database_url: str,
+    emu: Emulator,
+    at_line: int,
+    complete: int,
 ) -> None:
     # Given the files of an uninterrupted export
     whole = export(engine_with_history, tmp_path / "whole")
@@ -130,8 +135,12 @@ def test_an_export_killed_halfway_resumes_to_the_files_of_an_uninterrupted_run(
     state = json.loads((folder / "export-state.json").read_text())
     assert not state["complete"] and state["watermark"] == "2024-01-02T00:00:00Z"
     recorded = [entry["name"] for entry in state["files"]]
+    assert len(recorded) >= complete
     assert sorted(p.name for p in folder.glob("history-*.jsonl")) == recorded
     assert len(list(folder.glob("history-*.jsonl.part"))) == 1
+    # and the import will not take the folder until the export completes
+    refused = run_history(database_url, emu, "import", str(folder))
+    assert refused.returncode == 2 and "is not complete: run history export again" in refused.stderr
     # When the same command runs again on the folder (the watermark is the folder's)
     again = run_history(database_url, emu, "export", str(folder), "--max-mb", "1", "--json")
     # Then a file limit other than the export's is refused

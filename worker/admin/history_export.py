@@ -194,6 +194,7 @@ class _Run:
     def _users(self, conn: Connection, files: ExportFiles) -> None:
         files.reference("user", _line("user", dict(SYSTEM_USER)))  # author of system messages
         self.users.add(SYSTEM_USER_ID)
+        total = self.binding.count(conn, "user") + 1
         for ids in self._pages(conn, "user"):
             desired = self.binding.desired_users(conn, ids)
             for user_id in ids:
@@ -204,7 +205,8 @@ class _Run:
                 _require(refused is None, str(refused))
                 files.reference("user", _line("user", data))
                 self.users.add(user_id)
-            self.progress("user", len(self.users), None)
+            self.progress("user", len(self.users), total)
+        self.progress("user", len(self.users), len(self.users))
 
     def _pages(self, conn: Connection, kind: str) -> Iterator[list[str]]:
         after: str | None = None
@@ -215,6 +217,7 @@ class _Run:
     def _channels(self, conn: Connection, files: ExportFiles) -> None:
         """The conversations the live path would give a channel (members, or an event),
         each with the channel id the live path uses."""
+        total = self.binding.count(conn, "conversation")  # those without a channel are left out
         for ids in self._pages(conn, "conversation"):
             desired = self.binding.desired_channels(conn, ids, legacy=True)
             refs = self._channel_refs(conn, desired)
@@ -231,7 +234,8 @@ class _Run:
                     "channel", _line("channel", {**data, "created_by": channel.created_by})
                 )
                 self.channels[cid] = ref
-            self.progress("channel", len(self.channels), None)
+            self.progress("channel", len(self.channels), total)
+        self.progress("channel", len(self.channels), len(self.channels))
 
     def _channel_refs(
         self, conn: Connection, desired: dict[str, DesiredChannel]
