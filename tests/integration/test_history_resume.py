@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, text
+from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import audit
@@ -21,6 +21,7 @@ from tests.conftest import API_KEY, API_SECRET
 from tests.integration.test_history_export import START, history, run_history
 from worker.admin.history_export import export_history
 from worker.admin.history_import import ACTION, import_files
+from worker.store.cutover import EXPORT_ACTION, read_cutover
 from worker.store.repository import OutboxRepository
 from worker.stream.gateway import StreamGateway
 from worker.stream.imports import ImportAPI
@@ -38,6 +39,7 @@ from sqlalchemy import create_engine
 from app_hooks.reference import REFERENCE_BINDING, User
 from worker.admin import history_files
 from worker.admin.history_export import export_history
+from worker.store.cutover import EXPORT_ACTION, read_cutover
 from worker.store.repository import OutboxRepository
 
 url, folder, until, max_bytes, kill_at = sys.argv[1:]
@@ -181,7 +183,8 @@ def test_a_folder_holding_another_export_is_refused_in_one_line(
     engine_with_history: Engine, tmp_path: Path, database_url: str, emu: Emulator
 ) -> None:
     # Given a complete export up to a day after the start
-    export(engine_with_history, tmp_path)
+    done = run_history(database_url, emu, "export", str(tmp_path), "--until", UNTIL, "--json")
+    assert done.returncode == 0, done.stderr
     before = contents(tmp_path)
     # When the export runs into its folder with another watermark
     out = run_history(database_url, emu, "export", str(tmp_path), "--until", "2024-01-03")
@@ -190,14 +193,40 @@ def test_a_folder_holding_another_export_is_refused_in_one_line(
     [line] = out.stderr.splitlines()
     assert "holds an export up to 2024-01-02T00:00:00Z, not 2024-01-03T00:00:00Z" in line
     assert contents(tmp_path) == before
+    # When it runs with the same watermark, Then it writes nothing and records no new export
+    again = run_history(database_url, emu, "export", str(tmp_path), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["already_complete"] is True
+    assert contents(tmp_path) == before
+    with engine_with_history.connect() as conn:
+        exports = conn.scalars(select(audit.c.id).where(audit.c.action == EXPORT_ACTION))
+        assert len(exports.all()) == 1
     # and history files without an export's state are refused too
     (tmp_path / "export-state.json").unlink()
     out = run_history(database_url, emu, "export", str(tmp_path), "--until", UNTIL)
     assert out.returncode == 2
     assert "holds history files of another export" in out.stderr
-    # while the same watermark again has nothing left to write
-    again = export(engine_with_history, tmp_path / "again")
-    assert export(engine_with_history, tmp_path / "again") == again
+
+
+def test_files_imported_before_count_for_a_later_export_of_the_same_bytes(
+    engine_with_history: Engine, tmp_path: Path, database_url: str, emu: Emulator
+) -> None:
+    # Given an export imported, and another export of the same history into a new folder
+    for folder in ("first", "second"):
+        out = run_history(database_url, emu, "export", str(tmp_path / folder), "--until", UNTIL)
+        assert out.returncode == 0, out.stderr
+        if folder == "first":
+            out = run_history(database_url, emu, "import", str(tmp_path / folder), "--poll", "0.02")
+            assert out.returncode == 0, out.stdout + out.stderr
+    with engine_with_history.connect() as conn:
+        assert read_cutover(conn).imported is False  # type: ignore[union-attr]
+    # When the second is imported, Then nothing is imported twice, and the cut-over
+    # counts the latest export's files as imported
+    out = run_history(database_url, emu, "import", str(tmp_path / "second"), "--poll", "0.02")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert all(line.endswith("skipped: imported before") for line in out.stdout.splitlines())
+    with engine_with_history.connect() as conn:
+        assert read_cutover(conn).imported is True  # type: ignore[union-attr]
 
 
 # -- the import ------------------------------------------------------------------------------

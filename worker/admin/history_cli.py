@@ -27,6 +27,7 @@ from worker.admin.history_files import export_files, read_state
 from worker.admin.history_import import import_files
 from worker.app_binding import resolve_binding
 from worker.settings import load_settings
+from worker.store.cutover import EXPORT_ACTION
 from worker.store.repository import OutboxRepository
 from worker.stream.gateway import StreamGateway
 from worker.stream.imports import ImportAPI
@@ -76,19 +77,21 @@ def export(
             "files": [str(path) for path in result.files],
             "counts": result.counts,
         }
-        admin.record(
-            engine,
-            actor=actor or getpass.getuser(),
-            action="history_export",
-            count=result.counts.get("message", 0),
-            detail=detail,
-        )
+        if not result.already_complete:  # the cut-over reads the latest export's entry
+            admin.record(
+                engine,
+                actor=actor or getpass.getuser(),
+                action=EXPORT_ACTION,
+                count=result.counts.get("message", 0),
+                detail=detail,
+            )
     finally:
         engine.dispose()
     if as_json:
-        typer.echo(json.dumps(detail))
+        typer.echo(json.dumps({**detail, "already_complete": result.already_complete}))
     else:
-        typer.echo(f"wrote {len(result.files)} files up to {detail['watermark']}: {result.counts}")
+        done = "already complete:" if result.already_complete else "wrote"
+        typer.echo(f"{done} {len(result.files)} files up to {detail['watermark']}: {result.counts}")
 
 
 def _watermark(out: Path, until: str | None) -> datetime:

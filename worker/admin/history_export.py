@@ -91,10 +91,12 @@ def _line(kind: str, data: dict[str, Any]) -> bytes:
 
 @dataclass
 class ExportResult:
-    """What an export wrote (all its files, also those of an earlier, interrupted run)."""
+    """What an export wrote (all its files, also those of an earlier, interrupted run);
+    ``already_complete``: the folder held the complete export, nothing was written."""
 
     files: list[Path] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    already_complete: bool = False
 
 
 def export_history(
@@ -114,7 +116,8 @@ def export_history(
         raise StreamOutboxError("the watermark needs a time zone (UTC when in doubt)")
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _state_for(out_dir, rfc3339(watermark), max_bytes)
-    if not state.complete:
+    already_complete = state.complete
+    if not already_complete:
         run = _Run(engine, binding, repo, watermark, progress or (lambda kind, done, total: None))
         try:
             run.export(ExportFiles(out_dir, state))
@@ -122,7 +125,8 @@ def export_history(
             log.warning("users, channels or members changed since the export began: starting over")
             state = ExportState(state.watermark, max_bytes)
             run.export(ExportFiles(out_dir, state))
-    return ExportResult([out_dir / entry["name"] for entry in state.files], dict(state.counts))
+    files = [out_dir / entry["name"] for entry in state.files]
+    return ExportResult(files, dict(state.counts), already_complete)
 
 
 def _state_for(out_dir: Path, watermark: str, max_bytes: int) -> ExportState:

@@ -14,7 +14,9 @@ Interrupted at any point, a re-run converges:
   follows it, or starts the file again when there is none;
 * after it, the entry holds the task id (state ``uploaded``): a re-run follows the
   task to its end, whatever state it is in by then;
-* a task that failed is started again on a re-run; one that completed is skipped.
+* a task that failed is started again on a re-run; one that completed is skipped (and
+  recorded again as completed when an export was recorded since, whose files the
+  cut-over counts: the same bytes imported once are imported).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from app_hooks.outbox import audit
 from worker.admin import operations as admin
+from worker.store.cutover import EXPORT_ACTION
 from worker.stream.imports import ImportAPI
 
 __all__ = ["DONE", "FileOutcome", "import_files"]
@@ -60,11 +63,14 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def _recorded(engine: Engine) -> dict[str, dict[str, Any]]:
-    """The newest audit entry of each file imported before, by SHA-256."""
-    query = select(audit.c.detail).where(audit.c.action == ACTION).order_by(audit.c.id)
+def _recorded(engine: Engine) -> tuple[dict[str, dict[str, Any]], int]:
+    """The newest audit entry of each file imported before, by SHA-256 (with its audit
+    ``id``), and the id of the latest export's entry (0 if none)."""
+    query = select(audit.c.id, audit.c.detail).where(audit.c.action == ACTION)
+    latest = select(func.max(audit.c.id)).where(audit.c.action == EXPORT_ACTION)
     with engine.connect() as conn:
-        return {detail["sha256"]: detail for detail in conn.scalars(query)}
+        seen = {d["sha256"]: {**d, "id": n} for n, d in conn.execute(query.order_by(audit.c.id))}
+        return seen, int(conn.scalar(latest) or 0)
 
 
 def import_files(
@@ -83,13 +89,15 @@ def import_files(
     first that does not complete; returns each file's outcome."""
     if mode not in ("upsert", "insert"):
         raise admin.AdminError(f"mode must be upsert or insert, not {mode!r}")
-    seen = _recorded(engine)
+    seen, export_id = _recorded(engine)
     outcomes: list[FileOutcome] = []
     for path in files:
         sha = _digest(path)
         before = seen.get(sha)
         if before is not None and before["state"] == DONE:
             outcome = FileOutcome(path.name, "skipped: imported before", before["task_id"])
+            if before["id"] < export_id and not dry_run:  # the cut-over counts it for this export
+                _audit(engine, actor, path, sha, DONE, task_id=before["task_id"], skipped=True)
         elif dry_run:
             outcome = FileOutcome(path.name, "would import", None)
         else:
