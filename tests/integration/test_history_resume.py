@@ -201,6 +201,12 @@ def test_a_folder_holding_another_export_is_refused_in_one_line(
     with engine_with_history.connect() as conn:
         exports = conn.scalars(select(audit.c.id).where(audit.c.action == EXPORT_ACTION))
         assert len(exports.all()) == 1
+    # and a file changed since it was written is refused
+    first = tmp_path / "history-0001.jsonl"
+    first.write_bytes(first.read_bytes()[:-10])
+    out = run_history(database_url, emu, "export", str(tmp_path))
+    assert out.returncode == 2
+    assert "history-0001.jsonl is not the file the export wrote" in out.stderr
     # and history files without an export's state are refused too
     (tmp_path / "export-state.json").unlink()
     out = run_history(database_url, emu, "export", str(tmp_path), "--until", UNTIL)

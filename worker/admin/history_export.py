@@ -148,6 +148,10 @@ def _state_for(out_dir: Path, watermark: str, max_bytes: int) -> ExportState:
             f"{out_dir} holds an export in files of at most {state.max_bytes} bytes, "
             f"not {max_bytes}: use another folder, or the same limit to resume it"
         )
+    for entry in state.files:
+        path = out_dir / entry["name"]
+        if not path.is_file() or path.stat().st_size != entry["bytes"]:
+            raise AdminError(f"{path} is not the file the export wrote: export into another folder")
     return state
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "STATE_FILE",
     "ExportFiles",
     "ExportState",
+    "ReferencesChanged",
     "export_files",
     "read_state",
 ]
