@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from worker.errors import AdminError, BadSourceData
+from worker.errors import AdminError, BadSourceData, StreamOutboxError
 
 __all__ = [
     "FILE_GLOB",
@@ -208,5 +208,5 @@ class ExportFiles:
         temporary.replace(self.folder / STATE_FILE)
 
 
-class ReferencesChanged(Exception):
+class ReferencesChanged(StreamOutboxError):
     """The users, channels or members differ from what the files before hold."""
