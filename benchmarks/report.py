@@ -100,6 +100,10 @@ def table(results: dict[str, Any]) -> str:
         rows += _drain_rows(results["drain"])
     if "rate_limited" in results:
         rows += _rate_rows(results["rate_limited"])
+    if "history_export" in results:
+        from benchmarks import history_export
+
+        rows += history_export.rows(results["history_export"])
     machine = results.get("machine", {})
     lines = [
         f"{machine.get('cpus')} CPUs, {machine.get('model')}, {results.get('date', '')}",

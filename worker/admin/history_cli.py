@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -44,7 +44,7 @@ app = typer.Typer(
 def export(
     out: Path = typer.Argument(..., help="Folder for the files (history-0001.jsonl, ...)."),
     until: str = typer.Option(
-        None, help="Watermark: messages created at or before it (ISO 8601 or an age; now)."
+        None, help="Watermark: messages created at or before it (ISO 8601 or an age; a minute ago)."
     ),
     max_mb: int = typer.Option(300, min=1, max=300, help="Largest file, in MB (Stream: 300)."),
     max_bytes: int = typer.Option(None, min=1000, max=MAX_FILE_BYTES, hidden=True),
@@ -94,12 +94,19 @@ def export(
         typer.echo(f"{done} {len(result.files)} files up to {detail['watermark']}: {result.counts}")
 
 
+# The default watermark lies this far in the past: a transaction that stamped a message
+# before it has committed by the time the export reads (one still open would miss both
+# the files and, with a time at or before the watermark, the live mirror's timeline).
+DEFAULT_LAG = timedelta(minutes=1)
+
+
 def _watermark(out: Path, until: str | None) -> datetime:
-    """``--until``, else the watermark of the export in ``out`` (to resume it), else now."""
+    """``--until``, else the watermark of the export in ``out`` (to resume it), else a
+    minute ago."""
     if until:
         return admin.parse_time(until)
     state = read_state(out) if out.is_dir() else None
-    return datetime.fromisoformat(state.watermark) if state else datetime.now(UTC)
+    return datetime.fromisoformat(state.watermark) if state else datetime.now(UTC) - DEFAULT_LAG
 
 
 class ExportProgress:
