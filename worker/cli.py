@@ -130,12 +130,30 @@ def worker(
     threads: int | None = typer.Option(
         None, help="Worker threads (default: env OUTBOX_WORKER_THREADS, else 8)."
     ),
+    priority_threads: int | None = typer.Option(
+        None,
+        min=0,
+        help="Threads kept for on-demand migrations (default: env OUTBOX_PRIORITY_THREADS, "
+        "else 2; 0: shared).",
+    ),
+    queue: str = typer.Option(
+        "all",
+        help="all (the backlog, and threads kept for on-demand migrations), backlog, or "
+        "priority (a process of its own for on-demand migrations).",
+    ),
     metrics_port: int | None = _METRICS_PORT,
 ) -> None:
     """Run the reconcile actors (one process) until SIGTERM/SIGINT, then drain cleanly."""
-    from worker.pipeline.processes import run_worker
+    from worker.pipeline.processes import QUEUES, run_worker
 
-    run_worker(settings_with(worker_threads=threads, metrics_port=metrics_port))
+    if queue not in QUEUES:
+        raise typer.BadParameter(f"unknown queue {queue!r}: use all, backlog or priority")
+    run_worker(
+        settings_with(
+            worker_threads=threads, priority_threads=priority_threads, metrics_port=metrics_port
+        ),
+        queue,
+    )
 
 
 @app.command()

@@ -148,6 +148,9 @@ class Settings(BaseSettings):
         50, ge=1, le=500, validation_alias="OUTBOX_CONVERSATIONS_PER_JOB"
     )
     worker_threads: int = Field(8, ge=1, validation_alias="OUTBOX_WORKER_THREADS")
+    # Threads of each worker process kept for the priority queue (on-demand migrations),
+    # so a request never waits for a backlog job to end; 0: the worker threads take both.
+    priority_threads: int = Field(2, ge=0, le=64, validation_alias="OUTBOX_PRIORITY_THREADS")
     # How long an idle worker waits between polls of Redis at most (Dramatiq's
     # worker_timeout). Enqueues wake idle workers at once (worker.pipeline.wakeup): this only
     # bounds the pickup of a job whose wake-up was lost.

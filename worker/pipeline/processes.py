@@ -18,12 +18,12 @@ from prometheus_client import start_http_server
 
 from worker import runtime
 from worker.app_binding import check_tables, resolve_binding
-from worker.pipeline.broker import build_broker, declare_actors
+from worker.pipeline.broker import build_broker, declare_actors, priority_queue_name
 from worker.pipeline.relay import Relay
 from worker.settings import Settings
 from worker.store.repository import OutboxRepository
 
-__all__ = ["run_relay", "run_worker"]
+__all__ = ["QUEUES", "build_workers", "run_relay", "run_worker"]
 
 log = logging.getLogger(__name__)
 _SHUTDOWN_TIMEOUT_MS = 30_000
@@ -79,8 +79,17 @@ def run_relay(settings: Settings, *, listen: bool = True) -> None:
         broker.close()
 
 
-def run_worker(settings: Settings) -> None:
-    """Run one worker process (Dramatiq threads) until SIGTERM/SIGINT, then drain cleanly."""
+QUEUES = ("all", "backlog", "priority")
+
+
+def run_worker(settings: Settings, queue: str = "all") -> None:
+    """Run one worker process (Dramatiq threads) until SIGTERM/SIGINT, then drain cleanly.
+
+    ``queue``: ``all`` (the backlog's threads and those kept for the priority queue),
+    ``backlog`` or ``priority`` only (a process of its own for on-demand migrations).
+    """
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}: use all, backlog or priority")
     rt = runtime.Runtime.from_settings(settings)
     check_tables(rt.engine, rt.binding, path=settings.binding)
     broker = build_broker(settings)
@@ -90,15 +99,49 @@ def run_worker(settings: Settings) -> None:
     stop = rt.stopping  # in-flight batches see it too, and hand their rest to a new job
     _on_signals(stop)
     _serve_metrics(settings)
-    worker = dramatiq.Worker(
-        broker,
-        worker_threads=settings.worker_threads,
-        worker_timeout=settings.worker_timeout_ms,
+    workers = build_workers(broker, settings, queue)
+    for worker in workers:
+        worker.start()
+    log.info(
+        "worker started: %s",
+        "; ".join(f"{w.worker_threads} threads on {_queues(w, settings)}" for w in workers),
     )
-    worker.start()
-    log.info("worker started: %d threads on queue %s", worker.worker_threads, settings.queue_name)
     stop.wait()
     log.info("finishing in-flight jobs and returning prefetched messages")
-    worker.stop(timeout=_SHUTDOWN_TIMEOUT_MS)
+    for worker in workers:
+        worker.stop(timeout=_SHUTDOWN_TIMEOUT_MS)
     broker.close()
     log.info("worker stopped")
+
+
+def build_workers(broker: dramatiq.Broker, settings: Settings, queue: str) -> list[dramatiq.Worker]:
+    """The Dramatiq workers of this process: the backlog's threads, and those kept for the
+    priority queue (``priority_threads``; none: the backlog's threads take both queues and
+    run priority jobs first among those they hold).
+
+    A thread kept for the priority queue starts an on-demand migration as soon as it
+    arrives instead of waiting for one of the backlog's jobs to end.
+    """
+    backlog, priority = {settings.queue_name}, {priority_queue_name(settings)}
+    if queue == "priority":
+        return [_worker(broker, settings, settings.priority_threads or 2, priority)]
+    if queue == "backlog" or not settings.priority_threads:
+        queues = backlog if queue == "backlog" else None
+        return [_worker(broker, settings, settings.worker_threads, queues)]
+    return [
+        _worker(broker, settings, settings.worker_threads, backlog),
+        _worker(broker, settings, settings.priority_threads, priority),
+    ]
+
+
+def _worker(
+    broker: dramatiq.Broker, settings: Settings, threads: int, queues: set[str] | None
+) -> dramatiq.Worker:
+    return dramatiq.Worker(
+        broker, worker_threads=threads, worker_timeout=settings.worker_timeout_ms, queues=queues
+    )
+
+
+def _queues(worker: dramatiq.Worker, settings: Settings) -> str:
+    names = worker.consumer_whitelist or {settings.queue_name, priority_queue_name(settings)}
+    return ", ".join(sorted(names))
