@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -35,6 +36,8 @@ class Runtime:
     binding: Binding
     # Set when the process is shutting down: long jobs stop early and leave the rest
     stopping: threading.Event = field(default_factory=threading.Event)
+    # The threads a job's conversations fan out to when Stream is slow (started on use)
+    fanout: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_settings(
@@ -67,6 +70,9 @@ class Runtime:
                 redis, prefix=f"{prefix}:lock", lease=settings.lock_lease.total_seconds()
             ),
             binding=binding,
+            fanout=ThreadPoolExecutor(settings.stream_concurrency, thread_name_prefix="stream")
+            if settings.stream_concurrency > 1
+            else None,
         )
 
 

@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     # Threads of each worker process kept for the priority queue (on-demand migrations),
     # so a request never waits for a backlog job to end; 0: the worker threads take both.
     priority_threads: int = Field(2, ge=0, le=64, validation_alias="OUTBOX_PRIORITY_THREADS")
+    # Stream calls a worker process makes at once for the conversations of its jobs, when
+    # Stream is slow enough for it to pay (calls over 10 ms); 1: one at a time per job.
+    stream_concurrency: int = Field(32, ge=1, le=256, validation_alias="OUTBOX_STREAM_CONCURRENCY")
     # How long an idle worker waits between polls of Redis at most (Dramatiq's
     # worker_timeout). Enqueues wake idle workers at once (worker.pipeline.wakeup): this only
     # bounds the pickup of a job whose wake-up was lost.

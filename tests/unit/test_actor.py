@@ -85,6 +85,9 @@ class FakeGateway:
     def thread_calls(self) -> int:
         return self.calls  # the tests' jobs run one at a time
 
+    def call_latency(self) -> float:
+        return 0.0
+
     def _enter(self, method: str, *args: Any) -> None:
         self.calls += 1
         self.log.append((method, args))

@@ -14,6 +14,7 @@ from requests.structures import CaseInsensitiveDict
 from stream_chat.base.exceptions import StreamAPIException
 
 from worker.errors import PermanentStreamError, StreamError, TransientStreamError
+from worker.stream.answers import error_from
 from worker.stream.gateway import StreamGateway
 
 API_KEY = "unit-key"
@@ -45,7 +46,7 @@ def raising(exc: BaseException) -> Any:
     return call
 
 
-# -- _api_error ---------------------------------------------------------------------
+# -- error_from ---------------------------------------------------------------------
 
 
 def test_429_is_transient_and_waits_for_the_reset(gateway: StreamGateway) -> None:
@@ -53,7 +54,9 @@ def test_429_is_transient_and_waits_for_the_reset(gateway: StreamGateway) -> Non
     gateway._local.last_headers = {"X-RateLimit-Reset": str(int(time.time()) + 30)}
 
     # When classifying a 429
-    error = gateway._api_error("UpdateUsers", api_exception(429, 9, "Too many requests"))
+    error = error_from(
+        "UpdateUsers", api_exception(429, 9, "Too many requests"), gateway._local.last_headers
+    )
 
     # Then it is transient, with the wait until the reset
     assert isinstance(error, TransientStreamError)
@@ -69,7 +72,7 @@ def test_429_reads_the_reset_from_the_response_hook_in_any_case(gateway: StreamG
     gateway._remember(response)
 
     # When classifying a 429
-    error = gateway._api_error("UpdateUsers", api_exception(429, 9))
+    error = error_from("UpdateUsers", api_exception(429, 9), gateway._local.last_headers)
 
     # Then the reset is found
     assert isinstance(error, TransientStreamError)
@@ -80,7 +83,7 @@ def test_429_reads_the_reset_from_the_response_hook_in_any_case(gateway: StreamG
 def test_429_with_a_reset_in_the_past_retries_at_once(gateway: StreamGateway) -> None:
     gateway._local.last_headers = {"X-RateLimit-Reset": str(int(time.time()) - 5)}
 
-    error = gateway._api_error("UpdateUsers", api_exception(429, 9))
+    error = error_from("UpdateUsers", api_exception(429, 9), gateway._local.last_headers)
 
     assert isinstance(error, TransientStreamError)
     assert error.retry_after == 0.0
@@ -89,7 +92,7 @@ def test_429_with_a_reset_in_the_past_retries_at_once(gateway: StreamGateway) ->
 def test_429_without_a_reset_header_has_no_retry_after(gateway: StreamGateway) -> None:
     gateway._local.last_headers = {}
 
-    error = gateway._api_error("UpdateUsers", api_exception(429, 9))
+    error = error_from("UpdateUsers", api_exception(429, 9), gateway._local.last_headers)
 
     assert isinstance(error, TransientStreamError)
     assert error.retry_after is None
@@ -101,8 +104,10 @@ def test_server_errors_and_timeouts_are_transient(gateway: StreamGateway, status
     gateway._local.last_headers = {}
 
     # When classifying, with or without a JSON body
-    with_body = gateway._api_error("GetOrCreateChannel", api_exception(status, -1, "oops"))
-    bare = gateway._api_error("GetOrCreateChannel", api_exception(status))
+    with_body = error_from(
+        "GetOrCreateChannel", api_exception(status, -1, "oops"), gateway._local.last_headers
+    )
+    bare = error_from("GetOrCreateChannel", api_exception(status), gateway._local.last_headers)
 
     # Then both are transient, without a reset time
     for error in (with_body, bare):
@@ -115,7 +120,7 @@ def test_server_errors_and_timeouts_are_transient(gateway: StreamGateway, status
 def test_client_errors_are_permanent(gateway: StreamGateway, status: int) -> None:
     gateway._local.last_headers = {}
 
-    error = gateway._api_error("UpdateChannel", api_exception(status, 4))
+    error = error_from("UpdateChannel", api_exception(status, 4), gateway._local.last_headers)
 
     assert isinstance(error, PermanentStreamError)
     assert not isinstance(error, TransientStreamError)
@@ -127,7 +132,7 @@ def test_a_validation_error_describes_endpoint_status_and_code(gateway: StreamGa
     exc = api_exception(400, 4, 'UpdateUsers failed with error: "user.id is too long"')
 
     # When classifying it
-    error = gateway._api_error("UpdateUsers", exc)
+    error = error_from("UpdateUsers", exc, gateway._local.last_headers)
 
     # Then it is permanent, and its one-line description says where and what
     assert isinstance(error, PermanentStreamError)
@@ -140,7 +145,7 @@ def test_a_validation_error_describes_endpoint_status_and_code(gateway: StreamGa
 def test_a_bare_error_body_is_described_by_its_status(gateway: StreamGateway) -> None:
     gateway._local.last_headers = {}
 
-    error = gateway._api_error("DeleteChannel", api_exception(400))
+    error = error_from("DeleteChannel", api_exception(400), gateway._local.last_headers)
 
     assert isinstance(error, PermanentStreamError)
     assert error.code is None
@@ -153,7 +158,9 @@ def test_descriptions_never_contain_the_secret(
 ) -> None:
     gateway._local.last_headers = {"X-RateLimit-Reset": str(int(time.time()) + 1)}
 
-    error = gateway._api_error("UpdateUsers", api_exception(status, code, "signature invalid"))
+    error = error_from(
+        "UpdateUsers", api_exception(status, code, "signature invalid"), gateway._local.last_headers
+    )
 
     assert API_SECRET not in error.describe()
     assert API_SECRET not in str(error)

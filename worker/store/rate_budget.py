@@ -2,7 +2,7 @@
 
 Stream counts calls per endpoint over one minute, and per second (the minute's
 limit over 30). Each endpoint's budget is spread over one-second buckets in Redis
-(Dramatiq's ``BucketRateLimiter``) at 90% of the minute's average, so workers
+(Dramatiq's ``BucketRateLimiter``) at 95% of the minute's average, so workers
 neither burst at the start of a minute nor, together, exceed either limit.
 
 The limits can be refreshed (``refresh``, every ``refresh_every`` seconds): Stream
@@ -48,7 +48,7 @@ class RedisRateBudget:
         redis: Redis,
         limits: Mapping[str, int],
         *,
-        headroom: float = 0.9,
+        headroom: float = 0.95,
         max_wait: float = 5.0,
         prefix: str = "stream_outbox:rate",
         refresh: Callable[[], Mapping[str, int]] | None = None,

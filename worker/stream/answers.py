@@ -8,15 +8,21 @@ with the report that shows Stream's wording, so a change of wording is one edit.
 
 from __future__ import annotations
 
-from worker.errors import StreamError
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from worker.errors import PermanentStreamError, StreamError, TransientStreamError
 
 __all__ = [
     "INPUT_ERROR",
     "NOT_FOUND",
+    "error_from",
     "is_deleted_user",
     "is_duplicate_message",
     "is_not_found",
     "names_missing_users",
+    "retry_after",
 ]
 
 INPUT_ERROR = 4  # Stream's InputError: the request is invalid
@@ -62,3 +68,35 @@ def names_missing_users(error: StreamError) -> bool:
 def _code_is(error: StreamError, code: int) -> bool:
     # A missing code (an answer without a body) is not taken to be another code.
     return error.code is None or str(error.code) == str(code)
+
+
+def error_from(endpoint: str, exc: Any, headers: Mapping[str, str]) -> StreamError:
+    """The error an SDK exception (``StreamAPIException``) stands for: a 429 (with how long
+    it asks to wait), a 5xx or a 408 is transient; anything else Stream refused."""
+    status = exc.status_code
+    code = getattr(exc, "error_code", None)
+    message = str(getattr(exc, "error_message", "") or f"HTTP {status}")
+    if status == 429:
+        return TransientStreamError(
+            message, endpoint=endpoint, status=status, code=code, retry_after=retry_after(headers)
+        )
+    if status >= 500 or status == 408:
+        return TransientStreamError(message, endpoint=endpoint, status=status, code=code)
+    return PermanentStreamError(message, endpoint=endpoint, status=status, code=code)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """How long a 429 asks to wait: ``Retry-After`` (the API budget's), else until
+    ``X-RateLimit-Reset`` (the rate limit's window); None when neither is sent."""
+    wait = _seconds(headers.get("Retry-After"))
+    if wait is not None:
+        return max(0.0, wait)
+    reset = _seconds(headers.get("X-RateLimit-Reset"))
+    return None if reset is None else max(0.0, reset - time.time())
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None

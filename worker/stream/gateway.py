@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -19,10 +20,10 @@ from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
 from worker import metrics
-from worker.errors import PermanentStreamError, StreamError, TransientStreamError
+from worker.errors import PermanentStreamError, TransientStreamError
 from worker.settings import Settings
 from worker.stream import channel_calls as sdk
-from worker.stream.answers import is_duplicate_message, is_not_found
+from worker.stream.answers import error_from, is_duplicate_message, is_not_found
 from worker.stream.history_pages import read_history
 from worker.stream.http_session import PooledSession, StreamTransportError
 from worker.stream.limits import MAX_MEMBERS_PER_CALL, MAX_USERS_PER_CALL, limits_from_answer
@@ -32,6 +33,8 @@ __all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "Strea
 
 
 T = TypeVar("T")
+# How much each call moves the moving average of call times
+_LATENCY_WEIGHT = 0.1
 
 
 class StreamGateway:
@@ -53,6 +56,10 @@ class StreamGateway:
         self._key, self._secret = api_key, api_secret
         self._budget = budget
         self._local = threading.local()
+        # Calls counted per context: a job's thread, and the tasks it fans out (each run in
+        # a copy of the job's context, so they add to the same tally)
+        self._tally: ContextVar[list[int] | None] = ContextVar(f"calls_{id(self)}", default=None)
+        self._latency = 0.0  # a moving average of a call's time, in seconds
 
     @classmethod
     def from_settings(cls, settings: Settings, budget: RateBudget | None = None) -> StreamGateway:
@@ -66,9 +73,20 @@ class StreamGateway:
         return f"StreamGateway(api_key={self._key!r}, base_url={self._options.get('base_url')!r})"
 
     def thread_calls(self) -> int:
-        """Stream calls made so far by the calling thread (a job's: it runs on one thread)."""
-        calls: int = getattr(self._local, "calls", 0)
-        return calls
+        """Stream calls made so far by the calling thread (a job's: it runs on one thread),
+        with those of the tasks it fanned out in copies of its context."""
+        return self._counter()[0]
+
+    def call_latency(self) -> float:
+        """A moving average of the time a Stream call takes, in seconds (0 before any)."""
+        return self._latency
+
+    def _counter(self) -> list[int]:
+        tally = self._tally.get()
+        if tally is None:
+            tally = [0]
+            self._tally.set(tally)
+        return tally
 
     # -- users -------------------------------------------------------------------------
 
@@ -327,11 +345,12 @@ class StreamGateway:
         if self._budget is not None:
             self._budget.acquire(endpoint)
         self._local.last_headers = {}
-        self._local.calls = self.thread_calls() + 1
+        self._counter()[0] += 1
+        started = time.perf_counter()
         try:
             result = call(self._client(), *args, **kwargs)
         except StreamAPIException as exc:
-            error = self._api_error(endpoint, exc)
+            error = error_from(endpoint, exc, self._local.last_headers)
             metrics.STREAM_CALLS.labels(endpoint, str(exc.status_code)).inc()
             if missing_ok and is_not_found(error):
                 return None
@@ -351,38 +370,10 @@ class StreamGateway:
             raise TransientStreamError(
                 f"connection failed: {type(exc).__name__}", endpoint=endpoint
             ) from None
+        finally:
+            self._latency += (time.perf_counter() - started - self._latency) * _LATENCY_WEIGHT
         metrics.STREAM_CALLS.labels(endpoint, "200").inc()
         return result
-
-    def _retry_after(self) -> float | None:
-        """How long a 429 asks to wait: ``Retry-After`` (the API budget's), else until
-        ``X-RateLimit-Reset`` (the rate limit's window); None when neither is sent."""
-        headers = self._local.last_headers
-        wait = _seconds(headers.get("Retry-After"))
-        if wait is not None:
-            return max(0.0, wait)
-        reset = _seconds(headers.get("X-RateLimit-Reset"))
-        return None if reset is None else max(0.0, reset - time.time())
-
-    def _api_error(self, endpoint: str, exc: StreamAPIException) -> StreamError:
-        status = exc.status_code
-        code = getattr(exc, "error_code", None)
-        message = str(getattr(exc, "error_message", "") or f"HTTP {status}")
-        if status == 429:
-            retry_after = self._retry_after()
-            return TransientStreamError(
-                message, endpoint=endpoint, status=status, code=code, retry_after=retry_after
-            )
-        if status >= 500 or status == 408:
-            return TransientStreamError(message, endpoint=endpoint, status=status, code=code)
-        return PermanentStreamError(message, endpoint=endpoint, status=status, code=code)
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except ValueError:
-        return None
 
 
 def _remote_channel(channel_type: str, channel_id: str, response: dict[str, Any]) -> RemoteChannel:

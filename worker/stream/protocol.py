@@ -67,6 +67,10 @@ class Gateway(StreamReader, Protocol):
         """Stream calls made so far by the calling thread (a job's: it runs on one thread)."""
         ...
 
+    def call_latency(self) -> float:
+        """A moving average of the time a Stream call takes, in seconds."""
+        ...
+
     def upsert_users(self, users: Sequence[dict[str, Any]]) -> set[str]:
         """Create or update users; returns those Stream holds deactivated."""
         ...

@@ -7,15 +7,23 @@ members, delete it when the conversation is gone. Safe to run any number of time
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
 from app_hooks.binding import DesiredChannel
 from app_hooks.channel_ids import InvalidStreamId, choose_channel_id, fallback_channel_id
-from worker.errors import PermanentError, PermanentStreamError, TransientStreamError
+from worker.errors import (
+    PermanentError,
+    PermanentStreamError,
+    RetryableError,
+    TransientStreamError,
+)
 from worker.runtime import Runtime
 from worker.store.locks import TargetBusy
 from worker.store.repository import ChannelRef
@@ -57,31 +65,88 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
     deadline = time.monotonic() + rt.settings.lock_lease.total_seconds() / 2
     snapshots = _assign_channels(rt, _read_conversations(rt, targets))
     ready = _ensure_members(rt, [s.channel for s in snapshots.values() if s.channel is not None])
-    result = Result("")
-    outcomes: list[str] = []
     order = list(targets)
-    for n, cid in enumerate(order):
+
+    def converge(n: int, cid: str) -> tuple[str, bool]:
         if n and (time.monotonic() > deadline or rt.stopping.is_set()):
             why = (
                 "worker stopping" if rt.stopping.is_set() else "batch ran past half the lock lease"
             )
-            result.error = TransientStreamError(f"{why}: the rest goes to a new job")
-            result.unreached = order[n:]
-            break
-        try:
-            outcome, in_step = _converge(rt, cid, snapshots[cid], targets[cid], ready=ready)
-        except PermanentError as exc:  # Stream refused it, or its data cannot go as it is
-            result.failed[cid] = exc.describe()
-            continue
-        except Exception as exc:  # transient: the job retries the targets not done
-            result.error = exc
-            result.unreached = order[n:]
-            break
-        if in_step:  # a deletion settles nothing else: a later row may name the channel
-            result.settles += snapshots[cid].settles
-        outcomes.append(outcome)
+            raise _Stop(f"{why}: the rest goes to a new job")
+        return _converge(rt, cid, snapshots[cid], targets[cid], ready=ready)
+
+    slow = rt.gateway.call_latency() > SLOW_CALL
+    pool = rt.fanout if slow and len(order) > 1 else None
+    steps = _in_turn(order, converge) if pool is None else _at_once(pool, order, converge)
+    result = Result("")
+    outcomes: list[str] = []
+    for cid, step in steps:
+        if isinstance(step, PermanentError):  # Stream refused it, or its data cannot go
+            result.failed[cid] = step.describe()
+        elif isinstance(step, Exception):  # transient: the job retries the targets not done
+            result.error = result.error or (
+                TransientStreamError(str(step)) if isinstance(step, _Stop) else step
+            )
+            result.unreached.append(cid)
+        else:
+            outcome, in_step = step
+            if in_step:  # a deletion settles nothing else: a later row may name the channel
+                result.settles += snapshots[cid].settles
+            outcomes.append(outcome)
     result.outcome = outcomes[0] if len(order) == 1 and outcomes else _summary(outcomes, result)
     return result
+
+
+# Above this average time of a Stream call, a job's conversations go to Stream at once
+# (up to OUTBOX_STREAM_CONCURRENCY calls in a process); below, one after the other costs
+# less than handing them to other threads.
+SLOW_CALL = 0.010
+
+_Step = tuple[str, bool] | Exception
+
+
+class _Stop(RetryableError):
+    """A batch stops before this conversation (its lease half gone, or the worker stopping)."""
+
+
+def _in_turn(
+    order: list[str], converge: Callable[[int, str], tuple[str, bool]]
+) -> list[tuple[str, _Step]]:
+    """One conversation after the other; a transient error leaves the rest undone."""
+    steps: list[tuple[str, _Step]] = []
+    for n, cid in enumerate(order):
+        try:
+            steps.append((cid, converge(n, cid)))
+        except PermanentError as exc:
+            steps.append((cid, exc))
+        except Exception as exc:
+            return steps + [(cid, exc)] + [(rest, _Stop("not reached")) for rest in order[n + 1 :]]
+    return steps
+
+
+def _at_once(
+    pool: Executor, order: list[str], converge: Callable[[int, str], tuple[str, bool]]
+) -> list[tuple[str, _Step]]:
+    """Every conversation at once on the pool (each in a copy of this job's context, so
+    its Stream calls count as the job's); after a transient error, those not started yet
+    are left undone, as in turn."""
+    stopped = threading.Event()
+
+    def step(n: int, cid: str) -> _Step:
+        if stopped.is_set():
+            return _Stop("not reached")
+        try:
+            return converge(n, cid)
+        except PermanentError as exc:
+            return exc
+        except Exception as exc:
+            stopped.set()
+            return exc
+
+    futures = [
+        pool.submit(contextvars.copy_context().run, step, n, cid) for n, cid in enumerate(order)
+    ]
+    return [(cid, future.result()) for cid, future in zip(order, futures, strict=True)]
 
 
 def _summary(outcomes: list[str], result: Result) -> str:
