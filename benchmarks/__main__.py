@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import drain, e2e_latency, history_export, rate_limited, report, write_path
+from benchmarks import ceiling, drain, e2e_latency, history_export, rate_limited, report, write_path
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 SECTIONS = ("write", "e2e", "drain", "rate", "history")
@@ -28,6 +28,7 @@ FULL: dict[str, Any] = {
     "naive": 3_000,
     "conv": 150,
     "history": [250_000, 1_000_000],
+    "ceiling": 10_000,
 }
 QUICK: dict[str, Any] = {
     "tx0": 300,
@@ -37,6 +38,7 @@ QUICK: dict[str, Any] = {
     "naive": 1_000,
     "conv": 30,
     "history": [20_000, 80_000],
+    "ceiling": 2_000,
 }
 
 
@@ -71,6 +73,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["e2e"] += e2e_latency.measure(lat, 20.0, size["e2e_s"], modes)
     if "drain" in only:
         out["drain"] = drain.measure(args.rows or size["rows"], [1, 2], size["naive"])
+        # new conversations at real latencies, Stream's limits off and on
+        out["ceiling"] = ceiling.measure(size["ceiling"], [0.0, 50.0, 150.0])
     if "rate" in only:
         out["rate_limited"] = rate_limited.measure(size["conv"], 8)
     if "history" in only:  # 20 messages a conversation; files under the emulator's 32 MiB

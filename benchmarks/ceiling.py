@@ -186,6 +186,25 @@ def print_run(r: dict[str, Any]) -> None:
     )
 
 
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The benchmark table's lines: one per latency and limits."""
+    out = []
+    for r in results["runs"]:
+        limits = "Stream's limits" if r["limits"] else "no limits"
+        out.append(
+            (
+                f"drain {r['conversations']:,} conversations, {r['latency_ms']:.0f} ms, {limits}",
+                f"**{r['conversations_per_s']:.0f} conv/s**, {r['calls_per_conversation']:.2f} "
+                "calls/conv",
+                f"{BINDING} {r['binding_fraction']:.1%} of {PUBLISHED_LIMITS[BINDING]:,}/min, "
+                f"{r['429s']} x 429",
+                f"worker RSS {r['worker_peak_rss_mb']:.0f} MB, "
+                f"{r['db_connections_max']} db connections",
+            )
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=10_000)

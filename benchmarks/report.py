@@ -100,6 +100,10 @@ def table(results: dict[str, Any]) -> str:
         rows += _drain_rows(results["drain"])
     if "rate_limited" in results:
         rows += _rate_rows(results["rate_limited"])
+    if "ceiling" in results:
+        from benchmarks import ceiling
+
+        rows += ceiling.rows(results["ceiling"])
     if "history_export" in results:
         from benchmarks import history_export
 
