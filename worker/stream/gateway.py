@@ -371,7 +371,12 @@ class StreamGateway:
                 f"connection failed: {type(exc).__name__}", endpoint=endpoint
             ) from None
         finally:
-            self._latency += (time.perf_counter() - started - self._latency) * _LATENCY_WEIGHT
+            took = time.perf_counter() - started
+            self._latency = (
+                took
+                if not self._latency
+                else (self._latency + (took - self._latency) * _LATENCY_WEIGHT)
+            )
         metrics.STREAM_CALLS.labels(endpoint, "200").inc()
         return result
 
