@@ -74,12 +74,23 @@ def stats(
         None,
         help="A worker's metrics URL for Stream call counts (repeat; env OUTBOX_METRICS_URLS).",
     ),
+    series: bool = typer.Option(
+        False,
+        "--series",
+        help="Also rows settled per minute (done, failed) and the oldest pending age, "
+        "for the last hour and the last day.",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Counts by status and target kind, lag, failures in the last hour, Stream calls and 429s."""
+    from worker.admin.series import WINDOWS, read_series
+
     settings = load_settings()
     with _engine(settings) as engine:
         figures = admin.stats(engine)
+        if series:
+            with engine.connect() as conn:
+                figures["series"] = {w: read_series(conn, w).as_json() for w in WINDOWS}
     urls = metrics_url or settings.metrics_urls
     figures["stream"] = admin.stream_call_figures(urls) if urls else None
     if as_json:
@@ -99,6 +110,14 @@ def stats(
         console.print(f"Stream calls: {stream['calls']}, of which 429: {stream['rate_limited']}")
         for url in stream["unreachable"]:
             console.print(f"[yellow]metrics unreachable: {url}[/yellow]")
+    for window, found in (figures.get("series") or {}).items():
+        points = found["points"]
+        done = sum(p["done"] for p in points)
+        failed = sum(p["failed"] for p in points)
+        worst = max((p["oldest_pending_seconds"] for p in points), default=0)
+        console.print(
+            f"last {window}: {done} done, {failed} failed; oldest pending at most {worst:.0f} s"
+        )
 
 
 @app.command("list")
