@@ -31,8 +31,8 @@ def cli(
     monkeypatch.setenv("STREAM_CHAT_URL", emu.base_url)
     runner = CliRunner()
 
-    def run(*args: str) -> Result:
-        return runner.invoke(app, list(args), catch_exceptions=True)
+    def run(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(app, list(args), input=input, catch_exceptions=True)
 
     return run
 

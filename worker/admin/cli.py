@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, create_engine
 
 from app_hooks.binding import Binding
 from worker.admin import operations as admin
+from worker.admin.errors_cli import errors
 from worker.app_binding import resolve_binding
 from worker.settings import Settings, load_settings
 
@@ -228,6 +229,9 @@ def replay(
     console.print(f"{verb} {len(chosen)} rows" + ("" if dry_run else f" over {seconds:.0f} s"))
     if chosen:
         console.print(", ".join(map(str, chosen[:50])) + (" ..." if len(chosen) > 50 else ""))
+
+
+app.command()(errors)
 
 
 @app.command()

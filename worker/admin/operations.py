@@ -16,6 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app_hooks.outbox import Status, TargetKind, audit, channel_map, outbox
 from worker import settings
+from worker.admin.error_groups import ErrorGroup, FailedRow, find_group, group_failures
 from worker.admin.resync import check_resync_kinds, resync
 from worker.errors import AdminError
 
@@ -26,6 +27,8 @@ __all__ = [
     "audit_of",
     "check_resync_kinds",
     "count_rows",
+    "failure_groups",
+    "find_group",
     "get_row",
     "list_rows",
     "parse_duration",
@@ -33,6 +36,7 @@ __all__ = [
     "purge",
     "record",
     "replay",
+    "replay_group",
     "resync",
     "stats",
 ]
@@ -235,6 +239,17 @@ def stats(engine: Engine) -> dict[str, Any]:
     }
 
 
+def failure_groups(engine: Engine, until: datetime | None = None) -> list[ErrorGroup]:
+    """Failed rows (updated by ``until``) grouped by cause, largest first: one indexed read."""
+    c = outbox.c
+    query = select(c.id, c.target_kind, c.target_id, c.last_error, c.updated_at).where(
+        c.status == Status.FAILED, *([c.updated_at <= until] if until else [])
+    )
+    with engine.connect() as conn:
+        rows = conn.execution_options(yield_per=5000).execute(query)
+        return group_failures(FailedRow(*row) for row in rows)
+
+
 def stream_call_figures(urls: Sequence[str], timeout: float = 2.0) -> dict[str, Any]:
     """Stream calls and 429s summed over the workers' Prometheus endpoints.
 
@@ -279,6 +294,7 @@ def replay(
     filters: Filters | None = None,
     dry_run: bool = False,
     per_second: float = 50.0,
+    cause: str | None = None,
 ) -> list[int]:
     """Send failed rows back to pending, paced at ``per_second``; returns their ids.
 
@@ -308,8 +324,19 @@ def replay(
         detail = {"ids": chosen[:_AUDIT_IDS_MAX], "per_second": per_second}
         if filters is not None:
             detail["filters"] = filters.as_dict()
+        if cause is not None:
+            detail["cause"] = cause
         _audit(conn, actor, "replay", len(chosen), detail)
     return chosen
+
+
+def replay_group(
+    engine: Engine, *, actor: str, key: str, until: datetime | None = None, per_second: float = 50
+) -> list[int]:
+    """Replay the failed rows of one cause (updated by ``until``), paced and audited."""
+    group = find_group(failure_groups(engine, until), key)
+    cause = str(group.cause)
+    return replay(engine, actor=actor, ids=group.ids, per_second=per_second, cause=cause)
 
 
 def _failed_ids(conn: Connection, ids: Sequence[int]) -> list[int]:
