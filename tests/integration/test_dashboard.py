@@ -454,6 +454,92 @@ def test_bulk_replay_confirmation_then_replay(client: TestClient, clean_db: Engi
     assert entry["detail"]["filters"]["error"] == "timeout"
 
 
+def test_front_page_leads_with_failures_grouped_by_cause(
+    client: TestClient, clean_db: Engine
+) -> None:
+    too_long = "UpdateUsers HTTP 400 code 4: user {} name is too long"
+    for n in (11, 12, 13):
+        add(clean_db, last_error=too_long.format(n))
+    add(clean_db, target_kind="conversation", last_error="after 5 attempts: GetOrCreateChannel: 42")
+    add(clean_db, "done", last_error=too_long.format(14))
+    page = client.get("/", auth=AUTH).text
+    assert page.index('id="groups"') < page.index('id="stats"')
+    groups = re.findall(
+        r'<tr id="group-([0-9a-f]{12})" class="group">\s*<td class="num">(\d+)</td>\s*'
+        r'<td><code class="cause">([^<]*)</code>',
+        page,
+    )
+    assert [(count, cause) for _, count, cause in groups] == [
+        ("3", "UpdateUsers HTTP 400 code 4: user &lt;n&gt; name is too long"),
+        ("1", "GetOrCreateChannel: &lt;n&gt;"),
+    ]
+    assert f'id="replay-{groups[0][0]}">Replay 3' in page
+    with clean_db.begin() as conn:
+        conn.execute(update(outbox).values(status="done"))
+    assert 'id="no-failures"' in client.get("/", auth=AUTH).text
+
+
+def test_replay_of_a_cause_confirmation_then_replay(client: TestClient, clean_db: Engine) -> None:
+    too_long = [
+        add(clean_db, last_error=f"UpdateUsers HTTP 400 code 4: user {n} too long") for n in (1, 2)
+    ]
+    other = add(clean_db, last_error="SendMessage HTTP 400 code 4: message too large")
+    [key] = [g.key for g in admin.failure_groups(clean_db) if g.count == 2]
+    confirm = client.get(f"/errors/{key}/replay", auth=AUTH)
+    assert confirm.status_code == 200
+    assert "<strong>2</strong> failed rows would go back to pending" in confirm.text
+    assert all(status_of(clean_db, i) == "failed" for i in too_long)
+    assert audit_rows(clean_db) == []
+    form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', confirm.text))
+    assert set(form) == {"csrf", "until"}
+    # a row of the same cause failing after the confirmation is left as it is
+    later = add(
+        clean_db,
+        last_error="UpdateUsers HTTP 400 code 4: user 3 too long",
+        updated_at=datetime.now(UTC) + timedelta(minutes=1),
+    )
+    done_page = client.post(
+        f"/errors/{key}/replay",
+        data={**form, "per_second": "100"},
+        headers={"Origin": ORIGIN},
+        auth=AUTH,
+    )
+    assert done_page.status_code == 200
+    assert "Replayed 2 rows" in done_page.text
+    assert [status_of(clean_db, i) for i in too_long] == ["pending", "pending"]
+    assert (status_of(clean_db, other), status_of(clean_db, later)) == ("failed", "failed")
+    [entry] = audit_rows(clean_db)
+    assert (entry["actor"], entry["row_count"]) == ("dashboard:admin", 2)
+    assert entry["detail"]["cause"] == "UpdateUsers HTTP 400 code 4: user <n> too long"
+    assert entry["detail"]["ids"] == too_long
+
+
+def test_replay_of_a_cause_refusals(client: TestClient, clean_db: Engine) -> None:
+    row_id = add(clean_db, last_error="UpdateUsers HTTP 400 code 4: too long")
+    [group] = admin.failure_groups(clean_db)
+    assert client.get("/errors/nope/replay", auth=AUTH).status_code == 404
+    gone = client.get("/errors/0123456789ab/replay", auth=AUTH)
+    assert gone.status_code == 404 and "no failed rows of cause" in error_of(gone)
+    form = {"until": group.last_seen.isoformat() if group.last_seen else ""}
+    no_csrf = client.post(
+        f"/errors/{group.key}/replay", data=form, headers={"Origin": ORIGIN}, auth=AUTH
+    )
+    assert no_csrf.status_code == 403
+    token = csrf_of(client, f"/errors/{group.key}/replay")
+    cross = client.post(
+        f"/errors/{group.key}/replay",
+        data={**form, "csrf": token},
+        headers={"Origin": "http://evil.test"},
+        auth=AUTH,
+    )
+    assert cross.status_code == 403
+    no_time = client.post(
+        f"/errors/{group.key}/replay", data={"csrf": token}, headers={"Origin": ORIGIN}, auth=AUTH
+    )
+    assert no_time.status_code == 400 and "lacks the time" in error_of(no_time)
+    assert status_of(clean_db, row_id) == "failed" and audit_rows(clean_db) == []
+
+
 def test_bulk_replay_bad_input(client: TestClient, clean_db: Engine) -> None:
     row_id = add(clean_db)
     not_failed = client.get("/replay", params={"status": "done"}, auth=AUTH)

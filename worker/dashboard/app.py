@@ -1,4 +1,4 @@
-"""The admin web dashboard: stats, rows, a row's detail, replay (server-rendered HTML).
+"""The admin web dashboard: failures by cause, stats, rows, replay (server-rendered HTML).
 
 ``create_app(settings)`` returns a Starlette app: serve it with ``stream-outbox
 dashboard`` or mount it in a FastAPI app, ``app.mount("/outbox", create_app(settings))``.
@@ -9,6 +9,7 @@ It goes through :mod:`worker.admin.operations` like the CLI; replays are audited
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from sqlalchemy import Engine, create_engine
@@ -118,9 +119,11 @@ class Dashboard:
     # -- pages ---------------------------------------------------------------------
 
     async def stats(self, request: Request) -> Response:
-        """Counts by status and kind, lag, recent failures."""
+        """Failed rows grouped by cause first, then counts by status and kind, lag."""
+        groups = await run_in_threadpool(admin.failure_groups, self.engine)
         figures = await run_in_threadpool(admin.stats, self.engine)
-        return self.render(request, "stats.html", {"stats": figures, "kinds": KINDS})
+        context = {"groups": groups, "stats": figures, "kinds": KINDS}
+        return self.render(request, "stats.html", context)
 
     async def rows(self, request: Request) -> Response:
         """Rows matching the filters, newest first, a page at a time."""
@@ -221,6 +224,38 @@ class Dashboard:
         context = {"count": len(ids), "ids": ids[:PREVIEW_IDS], "seconds": len(ids) / per_second}
         return self.render(request, "replayed.html", context)
 
+    async def confirm_group(self, request: Request) -> Response:
+        """GET: the failed rows of one cause, as far as now, and a button to replay them."""
+        key = _key_of(request)
+        groups = await run_in_threadpool(admin.failure_groups, self.engine)
+        try:
+            group = admin.find_group(groups, key)
+        except admin.AdminError as exc:
+            raise PageError(404, str(exc)) from None
+        context = {"group": group, "ids": group.ids[:PREVIEW_IDS]}
+        return self.render(request, "confirm_group.html", context)
+
+    async def replay_group(self, request: Request) -> Response:
+        """POST: replay the failed rows of one cause seen by the confirmed time."""
+        identity, form = await self._checked_form(request)
+        key = _key_of(request)
+        if not form.get("until"):
+            raise admin.AdminError("the form lacks the time the cause was seen until: reload it")
+        until = admin.parse_time(form["until"])
+        per_second = _per_second(form.get("per_second", ""))
+        ids = await run_in_threadpool(
+            lambda: admin.replay_group(
+                self.engine,
+                actor=f"dashboard:{identity}",
+                key=key,
+                until=until,
+                per_second=per_second,
+            )
+        )
+        log.info("dashboard: %s replayed %d outbox rows of cause %s", identity, len(ids), key)
+        context = {"count": len(ids), "ids": ids[:PREVIEW_IDS], "seconds": len(ids) / per_second}
+        return self.render(request, "replayed.html", context)
+
     # -- token login ---------------------------------------------------------------
 
     async def login_form(self, request: Request) -> Response:
@@ -275,6 +310,14 @@ def _per_second(text: str) -> float:
     return value
 
 
+def _key_of(request: Request) -> str:
+    """The cause's key in the path; 404 when it cannot be one."""
+    key = str(request.path_params["key"])
+    if not re.fullmatch(r"[0-9a-f]{12}", key):
+        raise PageError(404, f"{key[:40]!r} is not the key of a cause")
+    return key
+
+
 def _cookie_path(request: Request) -> str:
     return str(request.scope.get("root_path") or "/")
 
@@ -297,6 +340,8 @@ def create_app(
         Route("/rows/{row_id}/replay", views.replay_row, methods=["POST"], name="replay_row"),
         Route("/replay", views.confirm_replay, name="confirm_replay"),
         Route("/replay", views.replay_bulk, methods=["POST"], name="replay_bulk"),
+        Route("/errors/{key}/replay", views.confirm_group, name="confirm_group"),
+        Route("/errors/{key}/replay", views.replay_group, methods=["POST"], name="replay_group"),
         Route("/login", views.login_form, name="login"),
         Route("/login", views.login, methods=["POST"], name="login_post"),
         Route("/logout", views.logout, methods=["POST"], name="logout"),
