@@ -179,7 +179,8 @@ def unknown_metrics(exprs: list[str]) -> set[str]:
 
 
 def product_families() -> set[str]:
-    return {getattr(metrics, name)._name for name in metrics.__all__}
+    """The family names of worker.metrics (a counter's without ``_total``)."""
+    return {family.name for name in metrics.__all__ for family in getattr(metrics, name).describe()}
 
 
 # -- the rules -----------------------------------------------------------------------------
