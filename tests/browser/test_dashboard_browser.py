@@ -14,17 +14,27 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.orm import Session
 
 from app_hooks.outbox import audit, outbox
+from app_hooks.reference import User
+from tests.pipeline import conftest as pipeline_fixtures
+from tests.pipeline.conftest import Pipeline
+from tests.story import invite
 from worker.dashboard import create_app
 from worker.settings import Settings
+
+# The relay, a worker and the emulator, as the pipeline tests run them.
+settings = pipeline_fixtures.settings
+pipeline = pipeline_fixtures.pipeline
+app_session = pipeline_fixtures.app_session
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -195,4 +205,66 @@ def test_token_login_and_bulk_replay(browser: Browser, dashboard: str, clean_db:
         statuses = conn.scalars(select(outbox.c.status).where(outbox.c.id.in_(ids))).all()
     assert list(statuses) == ["pending", "pending"]
     assert all(TOKEN not in cookie.get("value", "") for cookie in context.cookies())
+    context.close()
+
+
+def _statuses(engine: Engine, ids: list[int]) -> list[str]:
+    with engine.connect() as conn:
+        query = select(outbox.c.id, outbox.c.status).where(outbox.c.id.in_(ids))
+        found = {row.id: row.status for row in conn.execute(query)}
+    return [found[i] for i in ids]
+
+
+def test_failures_of_two_causes_show_as_two_groups_and_one_is_replayed_to_done(
+    browser: Browser,
+    dashboard: str,
+    pipeline: Pipeline,
+    app_session: Callable[[], Session],
+) -> None:
+    # Given Stream refusing a conversation for one reason, then new users for another
+    emu = pipeline.emu
+    emu.inject_failure("GetOrCreateChannel", 400, times=10, code=16, message="channel 9 is frozen")
+    with app_session() as session, session.begin():
+        invite(session)
+    pipeline.drain()
+    emu.clear_faults()
+    emu.inject_failure("UpdateUsers", 400, times=10, code=4, message="user 17 name is too long")
+    with app_session() as session, session.begin():
+        session.add_all([User(email=f"new{n}@example.com") for n in range(3)])
+    pipeline.drain()
+    emu.clear_faults()
+    failed = [row for row in pipeline.rows() if row["status"] == "failed"]
+    users = [row["id"] for row in failed if row["target_kind"] == "user"]
+    assert len(users) == 3 and len(failed) == 4, failed
+    # When the operator opens the dashboard
+    context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD})
+    page = context.new_page()
+    page.goto(dashboard + "/")
+    # Then the failures show as two groups, one per cause
+    groups = page.locator("#groups tr.group")
+    expect(groups).to_have_count(2)
+    too_long = groups.filter(has_text="UpdateUsers HTTP 400 code 4").filter(
+        has_text='"user <n> name is too long"'
+    )
+    frozen = groups.filter(has_text="GetOrCreateChannel HTTP 400 code 16").filter(
+        has_text='"channel <n> is frozen"'
+    )
+    expect(too_long).to_contain_text(str(len(users)))
+    expect(frozen).to_contain_text("conversation")
+    # When they replay the users' cause, confirming first
+    too_long.get_by_role("link", name=re.compile("Replay")).click()
+    expect(page.locator("#count")).to_contain_text(f"{len(users)} failed row")
+    assert _statuses(pipeline.engine, users) == ["failed"] * len(users)
+    page.locator("#confirm").click()
+    expect(page.locator("#replayed")).to_contain_text(f"Replayed {len(users)} row")
+    # Then its rows are pending, then done through the relay, a worker and the emulator
+    assert _statuses(pipeline.engine, users) == ["pending"] * len(users)
+    pipeline.drain()
+    assert _statuses(pipeline.engine, users) == ["done"] * len(users)
+    page.goto(dashboard + "/")
+    expect(groups).to_have_count(1)
+    expect(groups.first).to_contain_text("GetOrCreateChannel HTTP 400 code 16")
+    page.goto(dashboard + f"/rows/{users[0]}")
+    expect(page.locator("#status")).to_have_text("done")
+    expect(page.locator("#audit")).to_contain_text("dashboard:admin")
     context.close()
