@@ -157,6 +157,38 @@ def worker(
 
 
 @app.command()
+def health(
+    ready: bool = typer.Option(
+        False,
+        "--ready",
+        help="Readiness: the database, Redis and Stream of the settings answer (default: "
+        "liveness, the /healthz of the relay or worker on this machine's metrics port).",
+    ),
+    port: int | None = typer.Option(
+        None, help="The process's metrics port (default: env OUTBOX_METRICS_PORT)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Check health: exit 0 healthy, 1 a dependency or the process down, 2 bad configuration."""
+    import json
+
+    from worker.errors import ConfigurationError
+    from worker.health import Readiness, ask_liveness
+
+    if ready:
+        readiness = Readiness(settings_with(metrics_port=port), cache_seconds=0)
+        report, good, bad = readiness.check(), "ready", "not ready"
+        readiness.close()
+    else:  # liveness needs no other setting than the port
+        port = port if port is not None else load_settings().metrics_port
+        if not port:
+            raise ConfigurationError("OUTBOX_METRICS_PORT is not set: pass --port")
+        report, good, bad = ask_liveness(port), "alive", "not alive"
+    typer.echo(json.dumps(report.as_json(good, bad)) if as_json else report.line(good, bad))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
 def emulator(
     port: int = typer.Option(8765, help="Port to listen on (127.0.0.1)."),
     api_key: str = typer.Option(None, help="API key clients must send (default: a local one)."),

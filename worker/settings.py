@@ -177,6 +177,9 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias="OUTBOX_METRICS_URLS"
     )
     metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias="OUTBOX_METRICS_PORT")
+    # The interface of the metrics port (with /healthz and /readyz): 0.0.0.0 for probes
+    # and scrapes from outside the container or machine.
+    metrics_host: str = Field("127.0.0.1", min_length=1, validation_alias="OUTBOX_METRICS_HOST")
     # The admin dashboard (stream-outbox dashboard): HTTP Basic (user and password)
     # and/or a token (bearer header or login form); it refuses to start with neither.
     dashboard_user: str | None = Field(None, validation_alias="OUTBOX_DASHBOARD_USER")

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import dramatiq
-from prometheus_client import start_http_server
 
 from worker import runtime
 from worker.app_binding import check_tables, resolve_binding
+from worker.health import Check, Heartbeat, Readiness, serve, threads_alive
 from worker.pipeline.broker import build_broker, declare_actors, priority_queue_name
 from worker.pipeline.relay import Relay
 from worker.settings import Settings
@@ -27,6 +29,8 @@ __all__ = ["QUEUES", "build_workers", "run_relay", "run_worker"]
 
 log = logging.getLogger(__name__)
 _SHUTDOWN_TIMEOUT_MS = 30_000
+# The relay is not alive once its loop has not passed for this long (or ten poll intervals)
+_RELAY_STALE_SECONDS = 60.0
 
 
 def _on_signals(stop: threading.Event) -> None:
@@ -39,11 +43,37 @@ def _on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _serve_metrics(settings: Settings) -> None:
+def _serve_metrics(settings: Settings, liveness: Callable[[], Check], *, stream: bool) -> None:
+    """Metrics, liveness and readiness on the metrics port (when one is set)."""
     port = settings.metrics_port
     if port:
-        start_http_server(port, addr="127.0.0.1")
-        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+        readiness = Readiness(settings, require_stream=stream)
+        serve(port, liveness, readiness.check, host=settings.metrics_host)
+        log.info(
+            "metrics on http://%s:%d/metrics (health: /healthz, /readyz)",
+            settings.metrics_host,
+            port,
+        )
+
+
+class _BeatingRelay(Relay):
+    """The relay, beating a heartbeat at each pass of its loop (its liveness)."""
+
+    def __init__(
+        self,
+        repo: OutboxRepository,
+        actor: dramatiq.Actor[Any, Any],
+        *,
+        heartbeat: Heartbeat,
+        **options: Any,
+    ) -> None:
+        super().__init__(repo, actor, **options)
+        self.heartbeat = heartbeat
+
+    def run_once(self) -> int:
+        """Beat, then claim, enqueue and settle one batch."""
+        self.heartbeat.beat()
+        return super().run_once()
 
 
 def run_relay(settings: Settings, *, listen: bool = True) -> None:
@@ -54,18 +84,21 @@ def run_relay(settings: Settings, *, listen: bool = True) -> None:
     resolve_binding(engine, settings.binding)  # refuse a wrong binding now, not in a worker
     broker = build_broker(settings)
     actor = declare_actors(broker, settings)
-    relay = Relay(
+    poll = settings.relay_poll_interval.total_seconds()
+    heartbeat = Heartbeat("relay", max_age=max(_RELAY_STALE_SECONDS, 10 * poll))
+    relay = _BeatingRelay(
         OutboxRepository(engine),
         actor,
         batch_size=settings.relay_batch_size,
-        poll_interval=settings.relay_poll_interval.total_seconds(),
+        poll_interval=poll,
         visibility_timeout=settings.visibility_timeout.total_seconds(),
         conversations_per_job=settings.conversations_per_job,
         listen=listen,
+        heartbeat=heartbeat,
     )
     stop = threading.Event()
     _on_signals(stop)
-    _serve_metrics(settings)
+    _serve_metrics(settings, heartbeat.check, stream=False)
 
     def stop_relay_on_signal() -> None:
         stop.wait()
@@ -98,10 +131,10 @@ def run_worker(settings: Settings, queue: str = "all") -> None:
     runtime.install(rt)
     stop = rt.stopping  # in-flight batches see it too, and hand their rest to a new job
     _on_signals(stop)
-    _serve_metrics(settings)
     workers = build_workers(broker, settings, queue)
     for worker in workers:
         worker.start()
+    _serve_metrics(settings, lambda: _workers_alive(workers), stream=True)
     log.info(
         "worker started: %s",
         "; ".join(f"{w.worker_threads} threads on {_queues(w, settings)}" for w in workers),
@@ -112,6 +145,15 @@ def run_worker(settings: Settings, queue: str = "all") -> None:
         worker.stop(timeout=_SHUTDOWN_TIMEOUT_MS)
     broker.close()
     log.info("worker stopped")
+
+
+def _workers_alive(workers: list[dramatiq.Worker]) -> Check:
+    """Alive while every consumer and worker thread of the Dramatiq workers runs."""
+
+    def threads() -> list[threading.Thread]:
+        return [t for w in workers for t in [*w.consumers.values(), *w.workers]]
+
+    return threads_alive("worker", threads)
 
 
 def build_workers(broker: dramatiq.Broker, settings: Settings, queue: str) -> list[dramatiq.Worker]:
