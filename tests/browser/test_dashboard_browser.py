@@ -208,6 +208,15 @@ def test_token_login_and_bulk_replay(browser: Browser, dashboard: str, clean_db:
     context.close()
 
 
+BASELINE = 132.0  # the charts' zero line (worker/dashboard/charts.py: height minus padding)
+
+
+def _last_lag(page: Page) -> float:
+    """The y of the last point of the hour's lag chart (smaller: an older row waits)."""
+    points = page.locator("#chart-lag-hour polyline").get_attribute("points") or ""
+    return float(points.split()[-1].split(",")[1])
+
+
 def _statuses(engine: Engine, ids: list[int]) -> list[str]:
     with engine.connect() as conn:
         query = select(outbox.c.id, outbox.c.status).where(outbox.c.id.in_(ids))
@@ -257,11 +266,22 @@ def test_failures_of_two_causes_show_as_two_groups_and_one_is_replayed_to_done(
     assert _statuses(pipeline.engine, users) == ["failed"] * len(users)
     page.locator("#confirm").click()
     expect(page.locator("#replayed")).to_contain_text(f"Replayed {len(users)} row")
-    # Then its rows are pending, then done through the relay, a worker and the emulator
+    # Then its rows are pending (the lag chart's last point above its baseline: a row
+    # waits), then done through the relay, a worker and the emulator
     assert _statuses(pipeline.engine, users) == ["pending"] * len(users)
+    page.goto(dashboard + "/")
+    waiting = _last_lag(page)
     pipeline.drain()
     assert _statuses(pipeline.engine, users) == ["done"] * len(users)
     page.goto(dashboard + "/")
+    # and the lag chart shows the backlog drained: its last point back on the baseline
+    drained = _last_lag(page)
+    assert waiting < drained == BASELINE
+    settled = page.locator("#chart-settled-hour rect.failed")
+    assert any(
+        float(h or 0) > 0
+        for h in settled.evaluate_all("rs => rs.map(r => r.getAttribute('height'))")
+    )
     expect(groups).to_have_count(1)
     expect(groups.first).to_contain_text("GetOrCreateChannel HTTP 400 code 16")
     page.goto(dashboard + f"/rows/{users[0]}")

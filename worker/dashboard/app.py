@@ -43,6 +43,7 @@ from worker.dashboard.pages import (
     query,
     read_form,
     row_id_of,
+    series_charts,
 )
 from worker.settings import Settings
 
@@ -122,7 +123,8 @@ class Dashboard:
         """Failed rows grouped by cause first, then counts by status and kind, lag."""
         groups = await run_in_threadpool(admin.failure_groups, self.engine)
         figures = await run_in_threadpool(admin.stats, self.engine)
-        context = {"groups": groups, "stats": figures, "kinds": KINDS}
+        charts = await run_in_threadpool(series_charts, self.engine)
+        context = {"groups": groups, "stats": figures, "kinds": KINDS, "charts": charts}
         return self.render(request, "stats.html", context)
 
     async def rows(self, request: Request) -> Response:

@@ -9,9 +9,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import jinja2
+from markupsafe import Markup
+from sqlalchemy import Engine
 from starlette.requests import Request
 
 from worker.admin import operations as admin
+from worker.admin.series import WINDOWS, read_series
+from worker.dashboard.charts import lag_chart, settled_chart
 from worker.errors import StreamOutboxError
 
 __all__ = [
@@ -135,3 +139,18 @@ async def read_form(request: Request) -> dict[str, str]:
     if body and content_type != "application/x-www-form-urlencoded":
         raise PageError(415, "expected a form (application/x-www-form-urlencoded)")
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def series_charts(engine: Engine) -> dict[str, dict[str, Markup]]:
+    """Per window (the last hour, the last day): the SVG of rows settled per step and the
+    one of the oldest pending age, read from the outbox table (SVG: no script)."""
+    charts: dict[str, dict[str, Markup]] = {}
+    with engine.connect() as conn:
+        for window in WINDOWS:
+            series = read_series(conn, window)
+            step = "minute" if series.step_seconds == 60 else f"{series.step_seconds / 60:.0f} min"
+            charts[window] = {
+                "settled": Markup(settled_chart(f"rows settled per {step}", series.points)),
+                "lag": Markup(lag_chart("oldest pending age", series.points)),
+            }
+    return charts
