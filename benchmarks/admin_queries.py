@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine
 from benchmarks.backlog import _conninfo
 from benchmarks.common import median, scratch_database
 from worker.admin import operations as admin
+from worker.admin.series import read_series
 
 CAUSES = (
     "after 5 attempts: GetOrCreateChannel HTTP 429 code 9: Too many requests",
@@ -88,8 +89,30 @@ def time_error_groups(engine: Engine, runs: int) -> dict[str, Any]:
     }
 
 
+def _time_series(engine: Engine, runs: int, window: str) -> dict[str, Any]:
+    def read() -> Any:
+        with engine.connect() as conn:
+            return read_series(conn, window)
+
+    seconds, series = _timed(read, runs)
+    settled = sum(p.done + p.failed for p in series.points)
+    return {"median_ms": round(seconds * 1000, 1), "points": len(series.points), "settled": settled}
+
+
+def time_series_hour(engine: Engine, runs: int) -> dict[str, Any]:
+    """``read_series(hour)``: rows settled per minute and the oldest pending age."""
+    return _time_series(engine, runs, "hour")
+
+
+def time_series_day(engine: Engine, runs: int) -> dict[str, Any]:
+    """``read_series(day)``: the same by quarter hour over the last day."""
+    return _time_series(engine, runs, "day")
+
+
 QUERIES: dict[str, Callable[[Engine, int], dict[str, Any]]] = {
     "error_groups": time_error_groups,
+    "series_hour": time_series_hour,
+    "series_day": time_series_day,
 }
 
 
