@@ -11,8 +11,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, Engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app_hooks.outbox import channel_map
@@ -125,13 +124,18 @@ class ChannelMapStore:
                 ]
                 # In channel id order: concurrent batches lock the unique index alike
                 rows.sort(key=lambda row: (row["channel_type"], row["channel_id"]))
-                statement = (
-                    pg_insert(channel_map)
-                    .values(rows)
-                    .on_conflict_do_nothing()
-                    .returning(channel_map.c.conversation_id)
+                # Three arrays, not a VALUES list: one statement shape, compiled once, whatever
+                # the number of rows (a VALUES list of 2,000 rows is compiled anew each time)
+                won = set(
+                    conn.scalars(
+                        _ASSIGN,
+                        {
+                            "cids": [row["conversation_id"] for row in rows],
+                            "types": [row["channel_type"] for row in rows],
+                            "ids": [row["channel_id"] for row in rows],
+                        },
+                    )
                 )
-                won = set(conn.scalars(statement))
                 existing = self.channels_for([cid for cid in left if cid not in won], conn)
                 for cid, refs in list(left.items()):
                     if cid in won or cid in existing:
@@ -163,3 +167,13 @@ class ChannelMapStore:
         )
         with self.engine.begin() as conn:
             conn.execute(statement)
+
+
+_ASSIGN = text(
+    f"""
+    INSERT INTO {channel_map.name} (conversation_id, channel_type, channel_id)
+    SELECT * FROM unnest(CAST(:cids AS text[]), CAST(:types AS text[]), CAST(:ids AS text[]))
+    ON CONFLICT DO NOTHING
+    RETURNING conversation_id
+    """
+)
