@@ -59,6 +59,15 @@ def channels_of(engine: Engine, conversation_ids: list[str]) -> dict[str, str]:
         return {row[0]: f"{row[1]}:{row[2]}" for row in conn.execute(query)}
 
 
+def assert_channels_hold(pipeline: Pipeline, made: dict[str, list[str]]) -> None:
+    """Every conversation of ``made`` has its channel in Stream, holding its members."""
+    channels = pipeline.emu.state()["channels"]
+    cids = channels_of(pipeline.engine, list(made))
+    assert set(cids) == set(made)
+    for conversation_id, members in made.items():
+        assert sorted(channels[cids[conversation_id]]["members"]) == members
+
+
 def conversation_rows(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:
     """Each conversation's outbox rows, conversations in the order their first row came."""
     found: dict[str, list[dict[str, Any]]] = {}
@@ -95,11 +104,7 @@ def test_many_conversations_converge_in_few_jobs(
     # When the relay dispatches them and the workers run
     pipeline.drain()
     # Then every channel is in Stream with its two members, and every row is done
-    channels = pipeline.emu.state()["channels"]
-    cids = channels_of(pipeline.engine, list(made))
-    assert set(cids) == set(made)
-    for conversation_id, members in made.items():
-        assert sorted(channels[cids[conversation_id]]["members"]) == members
+    assert_channels_hold(pipeline, made)
     assert statuses(pipeline.rows()) == {"done"}
     # And thirty conversations took a couple of jobs, not thirty
     jobs = [

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_batched_conversations import (
-    channels_of,
+    assert_channels_hold,
     conversation_rows,
     converse,
     one_batch,
@@ -50,11 +50,7 @@ def test_a_slow_stream_gets_a_job_s_conversations_at_once(
     # When the relay dispatches them and the worker runs
     pipeline.drain()
     # Then every channel is in Stream with its members, once, and every row is done
-    channels = pipeline.emu.state()["channels"]
-    cids = channels_of(pipeline.engine, list(made))
-    assert set(cids) == set(made)
-    for conversation_id, members in made.items():
-        assert sorted(channels[cids[conversation_id]]["members"]) == members
+    assert_channels_hold(pipeline, made)
     assert statuses(pipeline.rows()) == {"done"}
     assert pipeline.counts()["GetOrCreateChannel"] == 40
     # And the creates overlapped (a job's conversations went at once)
@@ -93,10 +89,7 @@ def test_a_transient_error_in_a_slow_batch_retries_only_what_was_left(
     pipeline.drain()
     # Then every conversation converged, each channel created once
     assert statuses(pipeline.rows()) == {"done"}
-    channels = pipeline.emu.state()["channels"]
-    cids = channels_of(pipeline.engine, list(made))
-    for conversation_id, members in made.items():
-        assert sorted(channels[cids[conversation_id]]["members"]) == members
+    assert_channels_hold(pipeline, made)
     by_status = pipeline.emu.request_counts()["by_status"]
     assert by_status["GetOrCreateChannel 429"] >= 1
     assert by_status["GetOrCreateChannel 201"] == 8
