@@ -208,3 +208,24 @@ def test_a_history_over_stream_s_per_second_limit_resumes_where_a_429_stopped_it
     cid = f"messaging:invitation_{made['invitation'].id}"
     assert len(pipeline.emu.state()["messages"][cid]) == 80
     assert {r["status"] for r in pipeline.rows()} == {"done"}
+
+
+def test_a_conversation_reconciled_before_its_deleted_member_s_user_job_restores_it(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given the delete policy and an invitation's two users, synced, then the guest
+    # deleted in Stream (which takes it out of the channel) while the cache knows it
+    policy(pipeline, "delete")
+    with app_session() as session, session.begin():
+        made = invite(session)
+    pipeline.drain()
+    guest = str(made["guest"].id)
+    pipeline.emu.client().delete_users([guest], "soft")
+    # When only the conversation is reconciled (its user job not run first)
+    resync(pipeline.engine, runtime.current().binding, actor="test", kinds=["conversation"])
+    pipeline.drain()
+    # Then the add that Stream refused for the deleted member restored it and went again
+    assert users(pipeline)[guest].get("deleted_at") is None
+    [channel] = pipeline.emu.state()["channels"].values()
+    assert guest in channel["members"]
+    assert {row["status"] for row in pipeline.rows()} == {"done"}

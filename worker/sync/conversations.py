@@ -27,7 +27,7 @@ from worker.errors import (
 from worker.runtime import Runtime
 from worker.store.locks import TargetBusy
 from worker.store.repository import ChannelRef
-from worker.stream.answers import names_missing_users
+from worker.stream.answers import is_deleted_user, names_missing_users
 from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
 from worker.sync.history import import_history
 from worker.sync.outcome import Result
@@ -346,16 +346,18 @@ def _delete_channel(
 
 
 def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:
-    """Run a call that needs these users in Stream; if Stream says some are missing,
-    upsert them all and try once more.
+    """Run a call that needs these users in Stream; if Stream says some are missing or
+    deleted, upsert them all (which restores a deleted one the database holds) and try
+    once more.
 
     The known-users cache saves an upsert per reconcile; it can be stale (a user
-    deleted in Stream by hand, a Redis restart), and this is where it heals.
+    deleted in Stream by hand, a Redis restart, a user job restoring one at this very
+    moment), and this is where it heals.
     """
     try:
         return call()
     except PermanentStreamError as exc:
-        if not names_missing_users(exc):
+        if not (names_missing_users(exc) or is_deleted_user(exc)):
             raise
         ensure_users(rt, user_ids, force=True)
         return call()
