@@ -81,26 +81,37 @@ def test_a_user_stream_deleted_but_the_database_holds_is_restored(
     assert {r["status"] for r in pipeline.rows()} == {"done"}
 
 
-def test_under_the_delete_policy_a_user_back_in_the_database_is_back_in_stream(
-    pipeline: Pipeline, app_session: Callable[[], Session]
-) -> None:
-    # Given the delete policy and an invitation's two users, synced
+def guest_deleted_in_stream(pipeline: Pipeline, app_session: Callable[[], Session]) -> str:
+    """Under the delete policy, an invitation's two users synced, then the guest deleted
+    in Stream (which takes it out of the channel); the guest's id."""
     policy(pipeline, "delete")
     with app_session() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     guest = str(made["guest"].id)
-    # When the guest is deleted in Stream (by the policy, on a user deleted by hand in
-    # Stream here) and the app then touches it and resyncs
     pipeline.emu.client().delete_users([guest], "soft")
+    return guest
+
+
+def assert_back_in_its_channel(pipeline: Pipeline, guest: str) -> None:
+    """The guest restored in Stream and a member of the channel again; every row done."""
+    assert users(pipeline)[guest].get("deleted_at") is None
+    [channel] = pipeline.emu.state()["channels"].values()
+    assert guest in channel["members"]
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def test_under_the_delete_policy_a_user_back_in_the_database_is_back_in_stream(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given the delete policy and an invitation's two users, synced; when the guest is
+    # deleted in Stream (by the policy, on a user deleted by hand in Stream here)
+    guest = guest_deleted_in_stream(pipeline, app_session)
+    # and the app then touches it and resyncs
     resync(pipeline.engine, runtime.current().binding, actor="test", kinds=["user", "conversation"])
     pipeline.drain()
     # Then it is restored and back in its channel
-    held = users(pipeline)
-    assert held[guest].get("deleted_at") is None
-    [channel] = pipeline.emu.state()["channels"].values()
-    assert guest in channel["members"]
-    assert {r["status"] for r in pipeline.rows()} == {"done"}
+    assert_back_in_its_channel(pipeline, guest)
 
 
 # -- a soft-deleting app: messages of senders Stream cannot hold --------------------------
@@ -215,17 +226,9 @@ def test_a_conversation_reconciled_before_its_deleted_member_s_user_job_restores
 ) -> None:
     # Given the delete policy and an invitation's two users, synced, then the guest
     # deleted in Stream (which takes it out of the channel) while the cache knows it
-    policy(pipeline, "delete")
-    with app_session() as session, session.begin():
-        made = invite(session)
-    pipeline.drain()
-    guest = str(made["guest"].id)
-    pipeline.emu.client().delete_users([guest], "soft")
+    guest = guest_deleted_in_stream(pipeline, app_session)
     # When only the conversation is reconciled (its user job not run first)
     resync(pipeline.engine, runtime.current().binding, actor="test", kinds=["conversation"])
     pipeline.drain()
     # Then the add that Stream refused for the deleted member restored it and went again
-    assert users(pipeline)[guest].get("deleted_at") is None
-    [channel] = pipeline.emu.state()["channels"].values()
-    assert guest in channel["members"]
-    assert {row["status"] for row in pipeline.rows()} == {"done"}
+    assert_back_in_its_channel(pipeline, guest)

@@ -54,6 +54,7 @@ from worker.admin.history_files import (
     read_state,
 )
 from worker.errors import AdminError, BadSourceData, StreamOutboxError
+from worker.store.cutover import utc
 from worker.store.repository import ChannelRef, OutboxRepository
 from worker.stream.limits import data_too_large
 from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
@@ -74,14 +75,9 @@ Progress = Callable[[str, int, "int | None"], None]
 _encode = encode_basestring  # a JSON string, as json.dumps(ensure_ascii=False) writes it
 
 
-def _utc(moment: datetime) -> datetime:
-    """An aware time (a naive one taken as UTC), in UTC."""
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def rfc3339(moment: datetime) -> str:
     """A time as Stream's import wants it: RFC 3339 in UTC (``2024-01-01T10:00:00.5Z``)."""
-    return _utc(moment).isoformat().replace("+00:00", "Z")
+    return utc(moment).isoformat().replace("+00:00", "Z")
 
 
 def _line(kind: str, data: dict[str, Any]) -> bytes:

@@ -36,6 +36,7 @@ __all__ = [
     "forget_cutover",
     "read_cutover",
     "recheck_later",
+    "utc",
 ]
 
 EXPORT_ACTION = "history_export"
@@ -47,7 +48,8 @@ RECHECK_MAX = timedelta(minutes=10)
 _TTL = 5.0
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
+    """An aware time (a naive one taken as UTC), in UTC."""
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
@@ -60,7 +62,7 @@ class Cutover:
 
     def covers(self, created_at: datetime | None) -> bool:
         """Whether a message created then is in the import files (at or before the watermark)."""
-        return created_at is not None and _utc(created_at) <= self.watermark
+        return created_at is not None and utc(created_at) <= self.watermark
 
 
 def read_cutover(conn: Connection) -> Cutover | None:
@@ -78,7 +80,7 @@ def read_cutover(conn: Connection) -> Cutover | None:
     if export is None:
         return None
     detail: dict[str, Any] = export.detail or {}
-    watermark = _utc(datetime.fromisoformat(str(detail["watermark"]).replace("Z", "+00:00")))
+    watermark = utc(datetime.fromisoformat(str(detail["watermark"]).replace("Z", "+00:00")))
     files = {PurePath(str(path)).name for path in detail.get("files", [])}
     imports = conn.execute(
         select(audit.c.detail).where(audit.c.action == IMPORT_ACTION, audit.c.id > export.id)
