@@ -3,27 +3,38 @@
 ``install(session_factory)`` once at start-up. From then on every ORM change that
 matters to Stream, made through sessions of that factory, writes outbox rows on
 the session's own connection, inside its transaction: a rollback leaves no row,
-a commit always has its rows. Raw SQL is not seen (run a resync after it).
+a commit always has its rows. Raw SQL is not seen (run a resync after it, or
+capture by database triggers instead: ``stream-outbox triggers install``).
+
+Where the capture triggers are installed, the listeners stand by: their one
+statement per transaction writes nothing when a trigger fired in it (a setting
+the triggers mark the transaction with), so the two modes never both write, and
+switching from one to the other under load loses and doubles nothing.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Result, event, insert, inspect, select, tuple_
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction, object_session
 
 from app_hooks.binding import Binding
 from app_hooks.changes import EVENT_KIND, Change, Rule, Target, merge_changes
 from app_hooks.channel_ids import InvalidStreamId, choose_channel_id
 from app_hooks.outbox import TargetKind, channel_map, outbox
+from app_hooks.trigger_sql import MARK_SETTING, MARK_VALUE
+from app_hooks.triggers import triggers_installed
 
 __all__ = ["install", "write_changes"]
 
+log = logging.getLogger(__name__)
 _SESSION_KEY = "stream_outbox.capture"
 _installed: weakref.WeakKeyDictionary[Any, _Capture] = weakref.WeakKeyDictionary()
 _mapped: set[type[Any]] = set()
@@ -43,6 +54,7 @@ def install(session_factory: Any, binding: Binding | None = None) -> None:
         binding = REFERENCE_BINDING
     capture = _Capture(binding)
     _installed[session_factory] = capture
+    _say_if_triggers(session_factory)
     event.listen(session_factory, "before_flush", capture.before_flush)
     event.listen(session_factory, "after_flush", capture.after_flush)
     event.listen(session_factory, "before_commit", capture.before_commit)
@@ -52,13 +64,37 @@ def install(session_factory: Any, binding: Binding | None = None) -> None:
         _listen_mapper(cls)
 
 
-_INSERT = "INSERT INTO stream_outbox (target_kind, target_id, event, payload) VALUES "
+def _say_if_triggers(session_factory: Any) -> None:
+    """Log that the listeners stand by, where the factory's database has capture triggers."""
+    bind = getattr(session_factory, "kw", {}).get("bind")
+    if bind is None or getattr(bind, "dialect", None) is None or bind.dialect.name != "postgresql":
+        return
+    try:
+        with bind.connect() as conn:
+            installed = triggers_installed(conn)
+    except SQLAlchemyError:  # not reachable yet: the transactions' own check still holds
+        return
+    if installed:
+        log.info(
+            "capture triggers are installed in the database: the session listeners stand by "
+            "(they write nothing in a transaction where a trigger fired)"
+        )
+
+
+_INSERT = (
+    "INSERT INTO stream_outbox (target_kind, target_id, event, payload) SELECT * FROM (VALUES "
+)
 _ROW = "(%s, %s, %s, %s::jsonb)"
+# Nothing when a capture trigger wrote this transaction's rows (app_hooks.trigger_sql).
+_UNLESS_TRIGGERS = (
+    f") AS v WHERE current_setting('{MARK_SETTING}', true) IS DISTINCT FROM '{MARK_VALUE}'"
+)
 _CHUNK = 500
 
 
 def write_changes(conn: Connection, changes: list[Change]) -> None:
-    """Insert outbox rows for ``changes`` on ``conn``: one statement per 500 rows.
+    """Insert outbox rows for ``changes`` on ``conn``: one statement per 500 rows, which
+    writes nothing in a transaction whose rows the capture triggers wrote.
 
     On PostgreSQL the statement goes straight to the driver, which prepares each
     shape once: this is the one statement the hooks add to a transaction, and
@@ -75,7 +111,8 @@ def write_changes(conn: Connection, changes: list[Change]) -> None:
         for change in chunk:
             payload = json.dumps(dict(change.payload), separators=(",", ":"))
             params += (change.target.kind, change.target.id, change.event, payload)
-        conn.exec_driver_sql(_INSERT + ", ".join([_ROW] * len(chunk)), tuple(params))
+        statement = _INSERT + ", ".join([_ROW] * len(chunk)) + _UNLESS_TRIGGERS
+        conn.exec_driver_sql(statement, tuple(params))
 
 
 def _row(change: Change) -> dict[str, Any]:

@@ -92,6 +92,9 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("priority", SmallInteger, nullable=False, server_default=text("0")),
+    # The writing transaction (txid_current()) of a row the capture triggers wrote: their
+    # rows coalesce to one per target per transaction on it (``app_hooks.trigger_sql``).
+    Column("capture_tx", BigInteger),
     CheckConstraint(f"status IN ({_in(Status)})", name="status"),
     CheckConstraint(f"target_kind IN ({_in(TargetKind)})", name="target_kind"),
     # Claims read only pending rows: a partial index stays small however many
@@ -111,6 +114,16 @@ outbox = Table(
         "id",
         postgresql_where=text("status = 'pending' AND priority > 0"),
         sqlite_where=text("status = 'pending' AND priority > 0"),
+    ),
+    # The triggers' pending-row key; the listeners' rows (capture_tx NULL) add no entry.
+    Index(
+        "uq_stream_outbox_capture",
+        "target_kind",
+        "target_id",
+        "capture_tx",
+        unique=True,
+        postgresql_where=text("status = 'pending' AND capture_tx IS NOT NULL"),
+        sqlite_where=text("status = 'pending' AND capture_tx IS NOT NULL"),
     ),
     Index(
         "ix_stream_outbox_dispatched",
