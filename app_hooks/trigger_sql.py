@@ -47,7 +47,7 @@ PREFIX = "stream_outbox_capture"
 MARK_SETTING = "stream_outbox.capture"
 MARK_VALUE = "triggers"
 _NEW, _OLD = "stream_outbox_new", "stream_outbox_old"
-_quote = postgresql.dialect().identifier_preparer.quote
+_quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
 _AS_IS = (bool, int, float, str)  # JSON as they are (app_hooks.changes._json); others as text
 
 
@@ -140,13 +140,14 @@ def _table_of(model: type[Any]) -> Table:
 def _column_of(model: type[Any], attribute: str) -> Column[Any]:
     """The one table column behind a model's attribute, or :class:`TriggerError`."""
     prop = inspect(model).attrs.get(attribute)
-    columns = getattr(prop, "columns", ())
+    columns: list[Any] = list(getattr(prop, "columns", ()))
     if len(columns) != 1 or not isinstance(columns[0], Column) or columns[0].table is None:
         raise TriggerError(
             f"{model.__name__}.{attribute} is not a column of its table (a computed "
             "attribute): triggers cannot watch it (use the session listeners)"
         )
-    return columns[0]
+    column: Column[Any] = columns[0]
+    return column
 
 
 def _label(table: Table) -> str:

@@ -77,9 +77,11 @@ def backfill(
 def _add_admin() -> None:
     from worker.admin.cli import app as admin_app
     from worker.admin.history_cli import app as history_app
+    from worker.admin.triggers_cli import app as triggers_app
 
     app.add_typer(admin_app, name="admin")
     app.add_typer(history_app, name="history")
+    app.add_typer(triggers_app, name="triggers")
 
 
 @app.callback()
