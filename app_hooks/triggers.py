@@ -107,6 +107,7 @@ def install_triggers(conn: Connection, binding: Binding) -> list[TableTriggers]:
     """
     schema = _outbox_schema(conn)
     tables = table_triggers(binding, schema)
+    _lock(conn, [table.qualified for table in tables])
     drop_triggers(conn)
     for table in tables:
         for trigger in table.triggers:
@@ -121,6 +122,7 @@ def install_triggers(conn: Connection, binding: Binding) -> list[TableTriggers]:
 def drop_triggers(conn: Connection) -> int:
     """Drop every capture trigger and its function; returns how many triggers there were."""
     installed = installed_triggers(conn)
+    _lock(conn, [qualified(found.schema, found.table) for found in installed])
     for found in installed:
         table = qualified(found.schema, found.table)
         conn.exec_driver_sql(f"DROP TRIGGER {qualified(None, found.trigger)} ON {table}")
@@ -131,6 +133,15 @@ def drop_triggers(conn: Connection) -> int:
     return len(installed)
 
 
+def _lock(conn: Connection, tables: list[str]) -> None:
+    """Take every table's trigger lock first, in one statement: an app transaction
+    waits for the whole change, or the change waits for it (with the caller's
+    ``lock_timeout``), never a half-installed set."""
+    if tables:
+        names = ", ".join(dict.fromkeys(tables))
+        conn.exec_driver_sql(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
+
+
 def check_triggers(conn: Connection, binding: Binding) -> list[str]:
     """Drift between the installed capture triggers and ``binding``, one line each.
 
@@ -139,6 +150,8 @@ def check_triggers(conn: Connection, binding: Binding) -> list[str]:
     trigger missing, extra, generated from another binding or edited by hand.
     """
     installed = {(found.label, found.trigger): found for found in installed_triggers(conn)}
+    if not installed:
+        return ["no capture triggers are installed: run `stream-outbox triggers install`"]
     try:
         tables = table_triggers(binding, _outbox_schema(conn))
     except TriggerError as exc:

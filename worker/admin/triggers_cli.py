@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 import typer
-from sqlalchemy import create_engine, insert
+from psycopg.errors import LockNotAvailable
+from sqlalchemy import Connection, Engine, create_engine, insert
+from sqlalchemy.exc import OperationalError
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from app_hooks.outbox import audit
+from app_hooks.trigger_sql import TableTriggers
 from app_hooks.triggers import (
     TriggerError,
     check_triggers,
@@ -16,7 +22,7 @@ from app_hooks.triggers import (
     install_triggers,
     installed_triggers,
 )
-from worker.app_binding import resolve_binding
+from worker.app_binding import load_binding, resolve_binding
 from worker.errors import ConfigurationError
 from worker.settings import load_settings
 
@@ -27,12 +33,49 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+T = TypeVar("T")
+# Below PostgreSQL's deadlock_timeout (1 s): the change gives up and tries again rather
+# than ever being the app transaction the deadlock detector aborts. The app's writes to
+# the bound tables wait at most this long behind it.
+LOCK_TIMEOUT = "500ms"
+_WAIT = typer.Option(60.0, min=1.0, help="Seconds to keep trying for the tables' locks.")
+
+
+def _waited_for_locks(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and isinstance(exc.orig, LockNotAvailable)
+
+
+def in_one_transaction(engine: Engine, work: Callable[[Connection], T], wait: float) -> T:
+    """Run ``work`` in one transaction that takes the tables' locks within
+    ``LOCK_TIMEOUT``, trying again (the whole transaction) for up to ``wait`` seconds."""
+
+    @retry(
+        retry=retry_if_exception(_waited_for_locks),
+        stop=stop_after_delay(wait),
+        wait=wait_exponential(multiplier=0.1, max=2.0),
+        reraise=True,
+    )
+    def attempt() -> T:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            return work(conn)
+
+    try:
+        return attempt()
+    except OperationalError as exc:
+        if _waited_for_locks(exc):
+            raise ConfigurationError(
+                f"triggers: the app's tables stayed locked for {wait:g} s; nothing changed"
+            ) from None
+        raise
+
+
 _ACTOR = typer.Option(None, help="Who runs it, for the audit (default: OS user).")
 _JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
 @app.command("install")
-def install(actor: str = _ACTOR, as_json: bool = _JSON) -> None:
+def install(actor: str = _ACTOR, wait: float = _WAIT, as_json: bool = _JSON) -> None:
     """Install (or replace) the triggers the binding calls for, in one transaction.
 
     From then on every change that matters writes its outbox row in its own
@@ -42,25 +85,22 @@ def install(actor: str = _ACTOR, as_json: bool = _JSON) -> None:
     engine = create_engine(settings.database_url)
     try:
         binding = resolve_binding(engine, settings.binding)
-        with engine.begin() as conn:
+
+        def work(conn: Connection) -> list[TableTriggers]:
             try:
                 tables = install_triggers(conn, binding)
             except TriggerError as exc:
                 raise ConfigurationError(f"triggers: {exc}") from None
             count = sum(len(table.triggers) for table in tables)
-            detail = {"tables": [table.label for table in tables], "triggers": count}
-            conn.execute(
-                insert(audit).values(
-                    actor=actor or getpass.getuser(),
-                    action="triggers_install",
-                    row_count=count,
-                    detail=detail,
-                )
-            )
+            _audit(conn, actor, "triggers_install", count, [table.label for table in tables])
+            return tables
+
+        tables = in_one_transaction(engine, work, wait)
     finally:
         engine.dispose()
+    count = sum(len(table.triggers) for table in tables)
     if as_json:
-        typer.echo(json.dumps(detail))
+        typer.echo(json.dumps({"tables": [table.label for table in tables], "triggers": count}))
     else:
         typer.echo(f"installed {count} capture triggers on {len(tables)} tables")
         for table in tables:
@@ -68,23 +108,26 @@ def install(actor: str = _ACTOR, as_json: bool = _JSON) -> None:
 
 
 @app.command("drop")
-def drop(actor: str = _ACTOR, as_json: bool = _JSON) -> None:
+def drop(actor: str = _ACTOR, wait: float = _WAIT, as_json: bool = _JSON) -> None:
     """Drop every capture trigger, in one transaction (session listeners capture again)."""
     engine = create_engine(load_settings().database_url)
     try:
-        with engine.begin() as conn:
+
+        def work(conn: Connection) -> int:
             count = drop_triggers(conn)
-            conn.execute(
-                insert(audit).values(
-                    actor=actor or getpass.getuser(),
-                    action="triggers_drop",
-                    row_count=count,
-                    detail={"triggers": count},
-                )
-            )
+            _audit(conn, actor, "triggers_drop", count, [])
+            return count
+
+        count = in_one_transaction(engine, work, wait)
     finally:
         engine.dispose()
     typer.echo(json.dumps({"dropped": count}) if as_json else f"dropped {count} capture triggers")
+
+
+def _audit(conn: Connection, actor: str | None, action: str, count: int, tables: list[str]) -> None:
+    detail = {"triggers": count, "tables": tables}
+    who = actor or getpass.getuser()
+    conn.execute(insert(audit).values(actor=who, action=action, row_count=count, detail=detail))
 
 
 @app.command("check")
@@ -97,7 +140,8 @@ def check(as_json: bool = _JSON) -> None:
     settings = load_settings()
     engine = create_engine(settings.database_url)
     try:
-        binding = resolve_binding(engine, settings.binding)
+        # Not checked against the tables first: a column gone is drift to name here.
+        binding = load_binding(settings.binding)
         with engine.connect() as conn:
             drift = check_triggers(conn, binding)
             installed = len(installed_triggers(conn))
@@ -105,6 +149,8 @@ def check(as_json: bool = _JSON) -> None:
         engine.dispose()
     if as_json:
         typer.echo(json.dumps({"installed": installed, "drift": drift}))
+    elif drift and not installed:
+        typer.echo(drift[0])
     elif drift:
         typer.echo(f"capture triggers drift from the binding ({len(drift)}):")
         for line in drift:
