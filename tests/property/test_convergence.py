@@ -298,33 +298,33 @@ def differences(pipe: Pipeline, app: AppModel) -> list[str]:
 # -- the property -----------------------------------------------------------------------
 
 
-def _settings(test: Callable[..., None]) -> Callable[..., None]:
-    chosen = settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=SEED is None,
-        database=None,
-        print_blob=True,
-        suppress_health_check=[
-            HealthCheck.function_scoped_fixture,
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-        ],
-    )(test)
-    return seed(int(SEED))(chosen) if SEED is not None else chosen
+def search_settings(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The property's hypothesis settings with ``examples`` examples (seeded by ``SEED``)."""
+
+    def apply(test: Callable[..., None]) -> Callable[..., None]:
+        chosen = settings(
+            max_examples=examples,
+            deadline=None,
+            derandomize=SEED is None,
+            database=None,
+            print_blob=True,
+            suppress_health_check=[
+                HealthCheck.function_scoped_fixture,
+                HealthCheck.too_slow,
+                HealthCheck.data_too_large,
+            ],
+        )(test)
+        return seed(int(SEED))(chosen) if SEED is not None else chosen
+
+    return apply
 
 
-# Dramatiq's worker threads use the global ``random`` (backoff jitter, maintenance) while
-# hypothesis draws the next example; hypothesis takes that for a strategy using it.
-@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
-@pytest.mark.timeout(max(120, EXAMPLES * 15))
-@_settings
-@given(steps=STEPS)
-def test_stream_converges_on_the_database_whatever_happens(
-    pipeline: Pipeline, app_session: Callable[[], Session], steps: list[tuple[Any, ...]]
+def check_convergence(
+    pipeline: Pipeline, sessions: Callable[[], Session], steps: list[tuple[Any, ...]]
 ) -> None:
+    """One example: the preamble and ``steps`` through ``sessions``, then the property's checks."""
     reset(pipeline)
-    world = World(pipeline, AppModel(app_session))
+    world = World(pipeline, AppModel(sessions))
     world.app.transaction(PREAMBLE)
     for step in steps:
         world.step(step)
@@ -346,3 +346,15 @@ def test_stream_converges_on_the_database_whatever_happens(
     statuses = {row["status"] for row in pipeline.rows()}
     assert statuses <= {Status.DONE}, rows_by_status(pipeline)
     assert differences(pipeline, world.app) == []
+
+
+# Dramatiq's worker threads use the global ``random`` (backoff jitter, maintenance) while
+# hypothesis draws the next example; hypothesis takes that for a strategy using it.
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+@pytest.mark.timeout(max(120, EXAMPLES * 15))
+@search_settings(EXAMPLES)
+@given(steps=STEPS)
+def test_stream_converges_on_the_database_whatever_happens(
+    pipeline: Pipeline, app_session: Callable[[], Session], steps: list[tuple[Any, ...]]
+) -> None:
+    check_convergence(pipeline, app_session, steps)
