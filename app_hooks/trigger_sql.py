@@ -323,10 +323,16 @@ class _Generator:
         else:
             declare, body = self._update_body()
         function = _function_name(self.table.name, op)
+        skip = ""
+        if rule.kind == TargetKind.MESSAGE.value:
+            # Messages the database itself changes (a conversation's delete cascading to
+            # them, a sender's delete setting theirs to NULL) go with their channel or
+            # user, as the listeners, which never see them, leave them.
+            skip = "IF pg_trigger_depth() > 1 THEN\n        RETURN NULL;\n    END IF;\n    "
         source = f"""
 {declare}BEGIN
     PERFORM set_config('{MARK_SETTING}', '{MARK_VALUE}', true);
-    {body}
+    {skip}{body}
     RETURN NULL;
 END;
 """
