@@ -1,9 +1,12 @@
 """Chaos run: the real relay and workers under load, crashed and cut off at random moments.
 
-``python -m tests.chaos.chaos --seconds 300`` (``--seed``, ``--workers``, ``--rate``).
+``python -m tests.chaos.chaos --seconds 300`` (``--seed``, ``--workers``, ``--rate``,
+``--capture listeners|triggers``).
 
 A writer thread makes random changes through the reference app's ORM sessions with
-capture installed (:mod:`tests.app_model`) while ``stream-outbox relay`` and
+capture installed (:mod:`tests.app_model`): session listeners (``install``), or with
+``--capture triggers`` the reference binding's database triggers on the run's
+database and sessions without listeners; meanwhile ``stream-outbox relay`` and
 ``stream-outbox worker`` subprocesses sync them to a Stream emulator. At random
 moments one of these happens:
 
@@ -40,11 +43,12 @@ from typing import IO
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import install
 from app_hooks.outbox import Status, outbox
 from app_hooks.reference import REFERENCE_BINDING
+from app_hooks.triggers import install_triggers
 from stream_emulator import Emulator
 from tests.app_model import AppModel, random_transaction
 from tests.chaos.services import PIPELINE_APP, PrivateRedis, Process, ScratchDatabase
@@ -75,6 +79,7 @@ class Summary:
 
     seconds: float
     seed: int
+    capture: str = "listeners"
     transactions: int = 0
     changes: int = 0
     refused: int = 0  # app transactions that failed (rolled back: nothing to sync)
@@ -101,7 +106,8 @@ class Summary:
             else "NOT converged"
         )
         return [
-            f"chaos run: {self.seconds:.0f} s of load and faults, seed {self.seed}",
+            f"chaos run: {self.seconds:.0f} s of load and faults, seed {self.seed}, "
+            f"capture by {self.capture}",
             f"changes written: {self.transactions} transactions ({self.changes} app changes, "
             f"{self.rows} outbox rows); {self.refused} refused while backends were terminated",
             f"faults injected: {sum(self.faults.values())} ({faults})",
@@ -297,18 +303,18 @@ def run(
     workers: int = 2,
     rate: float = 25.0,
     converge_timeout: float = 120.0,
+    capture: str = "listeners",
     out: Callable[[str], None] = print,
 ) -> Summary:
     """One chaos run; returns its summary (printed through ``out`` as it goes)."""
     seed = random.randrange(1_000_000) if seed is None else seed
     rng = random.Random(seed)
-    summary = Summary(seconds=seconds, seed=seed)
+    summary = Summary(seconds=seconds, seed=seed, capture=capture)
     with tempfile.TemporaryDirectory(prefix="stream-outbox-chaos-") as workdir:
         chaos = Chaos(Path(workdir), workers, rng, tempo=min(1.0, seconds / 60))
         chaos.start()
         try:
-            factory = sessionmaker(chaos.db.engine("stream-outbox-chaos-app"))
-            install(factory)
+            factory = _capturing_sessions(chaos, capture)
             model = AppModel(factory)
             model.transaction([("sign_up", n, n % 2) for n in range(8)])
             writer = Writer(model, random.Random(rng.random()), rate)
@@ -327,6 +333,18 @@ def run(
     for line in summary.lines():
         out(line)
     return summary
+
+
+def _capturing_sessions(chaos: Chaos, capture: str) -> sessionmaker[Session]:
+    """The app's sessions: with listeners, or plain over the run's database with triggers."""
+    engine = chaos.db.engine("stream-outbox-chaos-app")
+    factory = sessionmaker(engine)
+    if capture == "triggers":
+        with engine.begin() as conn:
+            install_triggers(conn, REFERENCE_BINDING)
+    else:
+        install(factory)
+    return factory
 
 
 def _inject_until(
@@ -354,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
     parser.add_argument("--rate", type=float, default=25.0, help="app transactions/s (25)")
     parser.add_argument("--converge-timeout", type=float, default=120.0, help="seconds (120)")
+    parser.add_argument(
+        "--capture",
+        choices=["listeners", "triggers"],
+        default="listeners",
+        help="session listeners, or the binding's database triggers (listeners)",
+    )
     args = parser.parse_args(argv)
     summary = run(
         args.seconds,
@@ -361,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         rate=args.rate,
         converge_timeout=args.converge_timeout,
+        capture=args.capture,
     )
     ok = summary.converged and not summary.secret_in_logs
     return 0 if ok else 1

@@ -4,7 +4,9 @@ Every kind of fault happens at least once (``kill -9`` of a worker and of the re
 Redis restart, the pipeline's PostgreSQL backends terminated, Stream answering 503,
 hanging, dropping connections and rate limiting); the run must converge with no row
 lost and the secret in no process's log. The long form is
-``python -m tests.chaos.chaos --seconds 300``.
+``python -m tests.chaos.chaos --seconds 300``. A second run (12 seconds) captures by
+the reference binding's database triggers instead of session listeners
+(``--capture triggers``).
 """
 
 from __future__ import annotations
@@ -24,21 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SEED = os.environ.get("CHAOS_SEED", "20261125")
 
 
-@pytest.mark.timeout(150)
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-def test_a_short_chaos_run_converges_and_loses_nothing() -> None:
+def run_chaos(*options: str) -> str:
+    """A chaos run in a subprocess; asserts it converged, lost nothing and met every fault."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.chaos.chaos",
-            "--seconds",
-            "15",
-            "--seed",
-            SEED,
-            "--converge-timeout",
-            "60",
-        ],
+        [sys.executable, "-m", "tests.chaos.chaos", "--seed", SEED, *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -50,4 +41,20 @@ def test_a_short_chaos_run_converges_and_loses_nothing() -> None:
     faults = re.search(r"faults injected: (\d+) \((.*)\)", out)
     assert faults is not None, out
     assert all(name in faults.group(2) for name in FAULTS), out
+    return out
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_a_short_chaos_run_converges_and_loses_nothing() -> None:
+    out = run_chaos("--seconds", "15", "--converge-timeout", "60")
     print(out)  # the summary, in the test's output with -s or on failure
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_a_short_chaos_run_with_capture_triggers_converges_and_loses_nothing() -> None:
+    """The same faults with the reference binding's triggers and no session listener."""
+    out = run_chaos("--seconds", "12", "--converge-timeout", "60", "--capture", "triggers")
+    assert "capture by triggers" in out, out
+    print(out)
