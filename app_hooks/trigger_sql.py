@@ -20,6 +20,7 @@ write nothing in it (``app_hooks.capture``), so the two never both write.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -105,8 +106,10 @@ class TableTriggers:
         return f"{self.schema}.{self.table}" if self.schema else self.table
 
 
+@functools.lru_cache(maxsize=16)
 def table_triggers(binding: Binding, outbox_schema: str | None = None) -> list[TableTriggers]:
-    """The capture triggers of every table of ``binding``, functions in ``outbox_schema``.
+    """The capture triggers of every table of ``binding``, functions in ``outbox_schema``
+    (computed once per binding and schema: install tries again many times a second).
 
     Raises :class:`TriggerError` naming the model and attribute where a rule reads
     something that is not a plain column of the model's one table.

@@ -97,18 +97,22 @@ def triggers_installed(conn: Connection) -> bool:
     return bool(conn.execute(query.bindparams(like=_LIKE)).scalar())
 
 
-def install_triggers(conn: Connection, binding: Binding) -> list[TableTriggers]:
+def install_triggers(
+    conn: Connection, binding: Binding, *, nowait: bool = False
+) -> list[TableTriggers]:
     """Replace the installed capture triggers with the ones ``binding`` calls for.
 
     Needs the outbox at migration 0004 or later (``capture_tx``); raises
     :class:`TriggerError` in one line where the binding cannot be expressed in SQL
     or the outbox is older. Nothing is left half-installed when the caller's
-    transaction rolls back.
+    transaction rolls back. Every table's lock is taken first, in one statement;
+    with ``nowait`` none is waited for (``LockNotAvailable``: try again), so an app
+    transaction never waits behind the change, nor deadlocks with it.
     """
     schema = _outbox_schema(conn)
     tables = table_triggers(binding, schema)
-    _lock(conn, [table.qualified for table in tables])
-    drop_triggers(conn)
+    _lock(conn, [table.qualified for table in tables], nowait)
+    drop_triggers(conn, nowait=nowait)
     for table in tables:
         for trigger in table.triggers:
             conn.exec_driver_sql(trigger.create_function)
@@ -119,10 +123,11 @@ def install_triggers(conn: Connection, binding: Binding) -> list[TableTriggers]:
     return tables
 
 
-def drop_triggers(conn: Connection) -> int:
-    """Drop every capture trigger and its function; returns how many triggers there were."""
+def drop_triggers(conn: Connection, *, nowait: bool = False) -> int:
+    """Drop every capture trigger and its function; returns how many triggers there were
+    (``nowait``: as for :func:`install_triggers`)."""
     installed = installed_triggers(conn)
-    _lock(conn, [qualified(found.schema, found.table) for found in installed])
+    _lock(conn, [qualified(found.schema, found.table) for found in installed], nowait)
     for found in installed:
         table = qualified(found.schema, found.table)
         conn.exec_driver_sql(f"DROP TRIGGER {qualified(None, found.trigger)} ON {table}")
@@ -133,13 +138,13 @@ def drop_triggers(conn: Connection) -> int:
     return len(installed)
 
 
-def _lock(conn: Connection, tables: list[str]) -> None:
-    """Take every table's trigger lock first, in one statement: an app transaction
-    waits for the whole change, or the change waits for it (with the caller's
-    ``lock_timeout``), never a half-installed set."""
+def _lock(conn: Connection, tables: list[str], nowait: bool) -> None:
+    """Take every table's trigger lock first, in one statement: an app transaction sees
+    all the triggers or none."""
     if tables:
         names = ", ".join(dict.fromkeys(tables))
-        conn.exec_driver_sql(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
+        wait = " NOWAIT" if nowait else ""
+        conn.exec_driver_sql(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE{wait}")
 
 
 def check_triggers(conn: Connection, binding: Binding) -> list[str]:

@@ -11,7 +11,7 @@ import typer
 from psycopg.errors import LockNotAvailable
 from sqlalchemy import Connection, Engine, create_engine, insert
 from sqlalchemy.exc import OperationalError
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random
 
 from app_hooks.outbox import audit
 from app_hooks.trigger_sql import TableTriggers
@@ -34,38 +34,40 @@ app = typer.Typer(
 )
 
 T = TypeVar("T")
-# Below PostgreSQL's deadlock_timeout (1 s): the change gives up and tries again rather
-# than ever being the app transaction the deadlock detector aborts. The app's writes to
-# the bound tables wait at most this long behind it.
-LOCK_TIMEOUT = "500ms"
 _WAIT = typer.Option(60.0, min=1.0, help="Seconds to keep trying for the tables' locks.")
 
 
-def _waited_for_locks(exc: BaseException) -> bool:
+def _locked_out(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and isinstance(exc.orig, LockNotAvailable)
 
 
 def in_one_transaction(engine: Engine, work: Callable[[Connection], T], wait: float) -> T:
-    """Run ``work`` in one transaction that takes the tables' locks within
-    ``LOCK_TIMEOUT``, trying again (the whole transaction) for up to ``wait`` seconds."""
+    """Run ``work`` (which takes the tables' locks with NOWAIT) in one transaction, again
+    and again, a few milliseconds apart, until a moment when no app transaction holds
+    one of them, for up to ``wait`` seconds.
+
+    Waiting in PostgreSQL's lock queue instead would hold the app's new transactions
+    behind the change, and deadlock with one that takes two bound tables in another
+    order than the change (the ORM inserts unrelated tables in either order).
+    """
 
     @retry(
-        retry=retry_if_exception(_waited_for_locks),
+        retry=retry_if_exception(_locked_out),
         stop=stop_after_delay(wait),
-        wait=wait_exponential(multiplier=0.1, max=2.0),
+        wait=wait_random(0, 0.002),
         reraise=True,
     )
     def attempt() -> T:
         with engine.begin() as conn:
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             return work(conn)
 
     try:
         return attempt()
     except OperationalError as exc:
-        if _waited_for_locks(exc):
+        if _locked_out(exc):
             raise ConfigurationError(
-                f"triggers: the app's tables stayed locked for {wait:g} s; nothing changed"
+                f"triggers: the app's tables were never all free at once in {wait:g} s; "
+                "nothing changed (try again, or with a longer --wait)"
             ) from None
         raise
 
@@ -88,7 +90,7 @@ def install(actor: str = _ACTOR, wait: float = _WAIT, as_json: bool = _JSON) -> 
 
         def work(conn: Connection) -> list[TableTriggers]:
             try:
-                tables = install_triggers(conn, binding)
+                tables = install_triggers(conn, binding, nowait=True)
             except TriggerError as exc:
                 raise ConfigurationError(f"triggers: {exc}") from None
             count = sum(len(table.triggers) for table in tables)
@@ -114,7 +116,7 @@ def drop(actor: str = _ACTOR, wait: float = _WAIT, as_json: bool = _JSON) -> Non
     try:
 
         def work(conn: Connection) -> int:
-            count = drop_triggers(conn)
+            count = drop_triggers(conn, nowait=True)
             _audit(conn, actor, "triggers_drop", count, [])
             return count
 
