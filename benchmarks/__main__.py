@@ -2,7 +2,9 @@
 
     uv run python -m benchmarks [--quick] [--latency-ms 0,50] [--only write,e2e,drain,rate]
 
-Writes the figures to ``benchmarks/results/latest.json`` (``--json`` for another path).
+The ``write`` section runs the write path (listeners and triggers) and the bulk load
+(``benchmarks.copy_load``). Writes the figures to ``benchmarks/results/latest.json``
+(``--json`` for another path).
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ceiling, drain, e2e_latency, history_export, rate_limited, report, write_path
+from benchmarks import (
+    ceiling,
+    copy_load,
+    drain,
+    e2e_latency,
+    history_export,
+    rate_limited,
+    report,
+    write_path,
+)
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 SECTIONS = ("write", "e2e", "drain", "rate", "history")
@@ -29,6 +40,7 @@ FULL: dict[str, Any] = {
     "conv": 150,
     "history": [250_000, 1_000_000],
     "ceiling": 10_000,
+    "copy_conversations": 1_000,  # x 100 participants: 100,000 rows
 }
 QUICK: dict[str, Any] = {
     "tx0": 300,
@@ -39,6 +51,7 @@ QUICK: dict[str, Any] = {
     "conv": 30,
     "history": [20_000, 80_000],
     "ceiling": 2_000,
+    "copy_conversations": 100,
 }
 
 
@@ -64,6 +77,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["write_path"] = [
             write_path.measure(size["tx0"] if lat == 0 else size["tx"], lat) for lat in latencies
         ]
+        out["copy_load"] = copy_load.measure(size["copy_conversations"], 100, 3)
     if "e2e" in only:
         out["e2e"] = []
         for n, lat in enumerate(latencies):

@@ -29,6 +29,39 @@ def _write_rows(results: list[dict[str, Any]]) -> list[Row]:
                 "targets <= 1.15, >= 3",
             )
         )
+        rows += _trigger_rows(r, lat)
+    return rows
+
+
+def _trigger_rows(r: dict[str, Any], lat: str) -> list[Row]:
+    """The capture triggers' modes (second database), where the run had them."""
+    m = r["modes"]
+    if "triggers" not in m:
+        return []
+    rows: list[Row] = []
+    for mode, label in (("triggers", "triggers"), ("triggers_standby", "triggers + standby")):
+        fig = m[mode]
+        rows.append(
+            (
+                f"write path: {label} (emulator {lat})",
+                f"p50 {fig['p50_ms']:.2f} ms",
+                f"p99 {fig['p99_ms']:.2f} ms",
+                f"n={fig['n']}",
+            )
+        )
+    per_tx = ", ".join(
+        f"{mode} {m[mode]['rows_per_tx']:.2f}"
+        for mode in ("baseline", "hooks", "triggers", "triggers_standby")
+        if "rows_per_tx" in m[mode]
+    )
+    rows.append(
+        (
+            f"write path: triggers vs listeners ({lat})",
+            f"triggers/baseline {r['ratio_triggers_baseline']:.3f}",
+            f"triggers/hooks {r['ratio_triggers_hooks']:.3f}",
+            f"target <= 1; outbox rows/tx: {per_tx}",
+        )
+    )
     return rows
 
 
@@ -94,6 +127,10 @@ def table(results: dict[str, Any]) -> str:
     rows: list[Row] = []
     if "write_path" in results:
         rows += _write_rows(results["write_path"])
+    if "copy_load" in results:
+        from benchmarks import copy_load
+
+        rows += copy_load.rows(results["copy_load"])
     if "e2e" in results:
         rows += _e2e_rows(results["e2e"])
     if "drain" in results:

@@ -1,16 +1,32 @@
-"""The app's write path: no sync, the capture hooks, and the inline plan (real PostgreSQL).
+"""The app's write path: no sync, the listeners, the triggers and the inline plan (real PostgreSQL).
 
 One transaction as the app runs it when an organizer invites a guest: a new
-user, a conversation, two participants and the invitation, then COMMIT. Modes:
+user, a conversation, two participants and the invitation, then COMMIT. Capture
+triggers act on a whole database, so the run uses two scratch databases, the
+second with the triggers installed, and alternates every mode of both, transaction
+by transaction, in one loop. On the first database (no triggers):
 
 * ``baseline`` - no sync at all;
 * ``one_more_statement`` - a bare ``SELECT 1`` before COMMIT (the floor of any capture);
-* ``hooks`` - the capture hooks write the outbox rows in the transaction;
+* ``hooks`` - the session listeners write the outbox rows in the transaction;
 * ``inline`` - the owners' first plan: inside the transaction, call Stream through
   the SDK (upsert both users, create the channel with its members), as
   ``ORIGINAL-PLAN.md`` does, against the emulator (in its own process).
 
-The script prints the medians, p99s and the ratios hooks/baseline and inline/hooks.
+On the second (``install_triggers(conn, REFERENCE_BINDING)``):
+
+* ``triggers`` - the capture triggers write the rows, no listeners;
+* ``triggers_standby`` - the triggers, and listeners ``install()``ed that stand by
+  (their one statement writes nothing where a trigger fired).
+
+Every ratio divides by the first database's ``baseline``: the second cannot run a
+transaction without capture while its triggers are installed. That the two
+databases cost the same is checked before the triggers go in and after they are
+dropped (``control``: a baseline on each, alternating). After each transaction
+(outside its timing) the rows it added to ``stream_outbox`` are counted.
+
+The script prints the medians, p99s, the ratios hooks/baseline, triggers/baseline,
+triggers/hooks and inline/hooks, and the outbox rows per transaction of each mode.
 
     uv run python -m benchmarks.write_path [--transactions 2000] [--latency-ms 0] [--json out.json]
 """
@@ -22,20 +38,23 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from stream_chat import StreamChat
 
 from app_hooks import install
 from app_hooks.reference import (
+    REFERENCE_BINDING,
     Conversation,
     ConversationParticipant,
     Event,
     EventParticipant,
     User,
 )
+from app_hooks.triggers import drop_triggers, install_triggers
 from benchmarks.common import median, percentile, scratch_database
 from benchmarks.services import RemoteEmulator, remote_emulator
 
@@ -85,31 +104,8 @@ def inline_plan(emu: RemoteEmulator) -> Inline:
     return call_stream
 
 
-def run(url: str, transactions: int, emu: RemoteEmulator) -> dict[str, list[float]]:
-    """Time ``transactions`` invitations per mode, alternating modes transaction by transaction.
-
-    Alternating cancels drift (table growth, other load on the machine) between
-    the modes. The baseline's sessions come from a factory without capture; the
-    only thing it shares with the hooked one is the mapper listeners, which
-    return at once for a session without capture (a dictionary lookup).
-    """
-    engine = create_engine(url)
-    factories = {
-        "baseline": sessionmaker(engine),
-        "one_more_statement": sessionmaker(engine),
-        "hooks": sessionmaker(engine),
-        "inline": sessionmaker(engine),
-    }
-    calls: dict[str, Inline | None] = {mode: None for mode in factories}
-    calls["inline"] = inline_plan(emu)
-    # The floor of any capture that writes in the app's transaction: one extra
-    # round trip (a bare SELECT 1) just before COMMIT.
-    event.listen(
-        factories["one_more_statement"],
-        "before_commit",
-        lambda session: session.connection().exec_driver_sql("SELECT 1"),
-    )
-    install(factories["hooks"])
+def _setup(engine: Engine) -> tuple[uuid.UUID, uuid.UUID]:
+    """The benchmark's organizer and event on ``engine``'s database."""
     with Session(engine) as session:
         organizer = User(email=f"org-{uuid.uuid4().hex}@example.com")
         session.add(organizer)
@@ -117,39 +113,158 @@ def run(url: str, transactions: int, emu: RemoteEmulator) -> dict[str, list[floa
         bench_event = Event(organizer_id=organizer.id, title="Benchmark")
         session.add(bench_event)
         session.commit()
-        organizer_id, event_id = organizer.id, bench_event.id
-    samples: dict[str, list[float]] = {mode: [] for mode in factories}
+        return organizer.id, bench_event.id
+
+
+class _Rows:
+    """Counts the rows a transaction added to ``stream_outbox`` (a connection of its own)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self.last = self.conn.exec_driver_sql(
+            "SELECT coalesce(max(id), 0) FROM stream_outbox"
+        ).scalar_one()
+
+    def added(self) -> int:
+        count, last = self.conn.exec_driver_sql(
+            "SELECT count(*), coalesce(max(id), %s) FROM stream_outbox WHERE id > %s",
+            (self.last, self.last),
+        ).one()
+        self.last = last
+        return int(count)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@dataclass
+class _Mode:
+    factory: sessionmaker[Session]
+    organizer: uuid.UUID
+    event: uuid.UUID
+    rows: _Rows
+    call: Inline | None = None
+
+
+def _control(modes: dict[str, _Mode], iterations: int) -> dict[str, Any]:
+    """A baseline on each database, alternating: whether the two cost the same."""
+    samples: dict[str, list[float]] = {name: [] for name in modes}
+    for n in range(iterations + 10):
+        for name, mode in modes.items():
+            with mode.factory() as session:
+                start = time.perf_counter()
+                invite(session, mode.organizer, mode.event)
+                if n >= 10:
+                    samples[name].append(time.perf_counter() - start)
+    p50 = {name: median(s) * 1000 for name, s in samples.items()}
+    first, second = p50.values()
+    return {"p50_ms": p50, "ratio": second / first, "n": iterations}
+
+
+def run(
+    url: str, triggers_url: str, transactions: int, emu: RemoteEmulator
+) -> tuple[dict[str, list[float]], dict[str, float], dict[str, Any]]:
+    """Time ``transactions`` invitations per mode, alternating modes transaction by transaction.
+
+    Alternating cancels drift (table growth, other load on the machine) between
+    the modes. The baseline's sessions come from a factory without capture; the
+    only thing it shares with the hooked one is the mapper listeners, which
+    return at once for a session without capture (a dictionary lookup).
+    Returns the samples, the outbox rows per transaction of each mode and the
+    control runs (the two databases' baselines, before and after the triggers).
+    """
+    engine, engine_t = create_engine(url), create_engine(triggers_url)
+    rows, rows_t = _Rows(engine), _Rows(engine_t)
+    ids, ids_t = _setup(engine), _setup(engine_t)
+    control_modes = {
+        "first_db": _Mode(sessionmaker(engine), *ids, rows),
+        "triggers_db": _Mode(sessionmaker(engine_t), *ids_t, rows_t),
+    }
+    control_iterations = max(50, transactions // 4)
+    control = {"before": _control(control_modes, control_iterations)}
+    with engine_t.begin() as conn:
+        install_triggers(conn, REFERENCE_BINDING)
+    modes = {
+        name: _Mode(sessionmaker(engine), *ids, rows)
+        for name in ("baseline", "one_more_statement", "hooks", "inline")
+    }
+    modes |= {
+        name: _Mode(sessionmaker(engine_t), *ids_t, rows_t)
+        for name in ("triggers", "triggers_standby")
+    }
+    modes["inline"].call = inline_plan(emu)
+    # The floor of any capture that writes in the app's transaction: one extra
+    # round trip (a bare SELECT 1) just before COMMIT.
+    event.listen(
+        modes["one_more_statement"].factory,
+        "before_commit",
+        lambda session: session.connection().exec_driver_sql("SELECT 1"),
+    )
+    install(modes["hooks"].factory)
+    install(modes["triggers_standby"].factory)  # stands by: the triggers write
+    rows.added()  # the set-up's and the control's rows are not counted
+    rows_t.added()
+    samples: dict[str, list[float]] = {mode: [] for mode in modes}
+    written = dict.fromkeys(modes, 0)
     warm_up = max(10, min(100, transactions // 10))
     for n in range(transactions + warm_up):
-        for mode, factory in factories.items():
-            with factory() as session:
+        for name, mode in modes.items():
+            with mode.factory() as session:
                 start = time.perf_counter()
-                invite(session, organizer_id, event_id, calls[mode])
-                if n >= warm_up:  # warm-up excluded
-                    samples[mode].append(time.perf_counter() - start)
+                invite(session, mode.organizer, mode.event, mode.call)
+                elapsed = time.perf_counter() - start
+            added = mode.rows.added()  # outside the timing
+            if n >= warm_up:  # warm-up excluded
+                samples[name].append(elapsed)
+                written[name] += added
+    with engine_t.begin() as conn:
+        drop_triggers(conn)
+    control["after"] = _control(control_modes, control_iterations)
+    rows.close()
+    rows_t.close()
     engine.dispose()
-    return samples
+    engine_t.dispose()
+    per_tx = {name: written[name] / len(samples[name]) for name in modes}
+    return samples, per_tx, control
 
 
-def figures(samples: dict[str, list[float]]) -> dict[str, Any]:
-    """p50/p99 per mode and the ratios of medians."""
-    modes = {
+def figures(
+    samples: dict[str, list[float]],
+    rows_per_tx: dict[str, float] | None = None,
+    control: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """p50/p99 per mode, the ratios of medians (to the first database's baseline), rows/tx."""
+    modes: dict[str, dict[str, Any]] = {
         mode: {"p50_ms": median(s) * 1000, "p99_ms": percentile(s, 99) * 1000, "n": len(s)}
         for mode, s in samples.items()
     }
+    for mode, per_tx in (rows_per_tx or {}).items():
+        modes[mode]["rows_per_tx"] = per_tx
     base, hooks = modes["baseline"]["p50_ms"], modes["hooks"]["p50_ms"]
-    return {
+    result: dict[str, Any] = {
         "modes": modes,
         "ratio_hooks_baseline": hooks / base,
         "ratio_one_more_statement_baseline": modes["one_more_statement"]["p50_ms"] / base,
         "ratio_inline_hooks": modes["inline"]["p50_ms"] / hooks,
     }
+    if "triggers" in modes:
+        triggers = modes["triggers"]["p50_ms"]
+        result["ratio_triggers_baseline"] = triggers / base
+        result["ratio_triggers_hooks"] = triggers / hooks
+        result["ratio_triggers_standby_baseline"] = modes["triggers_standby"]["p50_ms"] / base
+    if control is not None:
+        result["control"] = control
+    return result
 
 
 def measure(transactions: int, latency_ms: float) -> dict[str, Any]:
-    """Run the modes on a scratch database against an emulator with ``latency_ms``."""
-    with scratch_database() as url, remote_emulator(latency_ms=latency_ms) as emu:
-        result = figures(run(url, transactions, emu))
+    """Run the modes on two scratch databases against an emulator with ``latency_ms``."""
+    with (
+        scratch_database() as url,
+        scratch_database("stream_outbox_bench_triggers") as triggers_url,
+        remote_emulator(latency_ms=latency_ms) as emu,
+    ):
+        result = figures(*run(url, triggers_url, transactions, emu))
     result["latency_ms"] = latency_ms
     return result
 
@@ -159,17 +274,31 @@ def print_figures(result: dict[str, Any]) -> None:
     modes = result["modes"]
     base = modes["baseline"]["p50_ms"]
     print(f"write path, emulator latency {result['latency_ms']:g} ms")
-    print(f"{'mode':<20}{'p50 ms':>10}{'p99 ms':>10}{'n':>8}{'p50/baseline':>14}")
+    print(f"{'mode':<20}{'p50 ms':>10}{'p99 ms':>10}{'n':>8}{'p50/baseline':>14}{'rows/tx':>10}")
     for mode, fig in modes.items():
+        per_tx = fig.get("rows_per_tx")
         print(
             f"{mode:<20}{fig['p50_ms']:>10.3f}{fig['p99_ms']:>10.3f}{fig['n']:>8}"
-            f"{fig['p50_ms'] / base:>14.3f}"
+            f"{fig['p50_ms'] / base:>14.3f}{'' if per_tx is None else f'{per_tx:.3f}':>10}"
         )
     print(
         f"hooks/baseline (p50): {result['ratio_hooks_baseline']:.3f} (target <= 1.15; "
         f"a bare extra statement: {result['ratio_one_more_statement_baseline']:.3f}); "
         f"inline/hooks: {result['ratio_inline_hooks']:.2f} (target >= 3)"
     )
+    if "ratio_triggers_baseline" in result:
+        print(
+            f"triggers/baseline (p50): {result['ratio_triggers_baseline']:.3f}; "
+            f"triggers/hooks: {result['ratio_triggers_hooks']:.3f} (target <= 1); "
+            f"triggers+standby listeners/baseline: "
+            f"{result['ratio_triggers_standby_baseline']:.3f}"
+        )
+    for when, c in result.get("control", {}).items():
+        first, second = c["p50_ms"].values()
+        print(
+            f"control {when} the triggers, a baseline on each database (n={c['n']}): "
+            f"p50 {first:.3f} / {second:.3f} ms, second/first {c['ratio']:.3f}"
+        )
 
 
 def main() -> None:
