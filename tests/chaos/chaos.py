@@ -90,6 +90,8 @@ class Summary:
     failures: Counter[str] = field(default_factory=Counter)  # why rows failed
     rows_lost: int = 0
     differences: list[str] = field(default_factory=list)
+    open_rows: list[str] = field(default_factory=list)  # a sample, when not converged
+    down: list[str] = field(default_factory=list)  # processes not running at the end
     users: int = 0
     channels: int = 0
     secret_in_logs: bool = False
@@ -117,6 +119,8 @@ class Summary:
             f"rows lost: {self.rows_lost}",
             f"API secret in the processes' logs: {'YES' if self.secret_in_logs else 'no'}",
             *(f"  difference: {d}" for d in self.differences[:20]),
+            *(f"  open row: {row}" for row in self.open_rows),
+            *([f"  not running at the end: {', '.join(self.down)}"] if self.down else []),
         ]
 
 
@@ -259,6 +263,30 @@ def _failure_reasons(repo: OutboxRepository) -> Counter[str]:
         return Counter(f"{kind}: {(error or '')[:160]}" for kind, error in conn.execute(query))
 
 
+def _open_rows(repo: OutboxRepository, limit: int = 10) -> list[str]:
+    """A sample of the rows still pending or dispatched, oldest first, one line each."""
+    query = (
+        select(
+            outbox.c.id,
+            outbox.c.status,
+            outbox.c.target_kind,
+            outbox.c.attempts,
+            func.round(func.extract("epoch", outbox.c.available_at - func.now())),
+            outbox.c.dispatched_at.is_not(None),
+            outbox.c.last_error,
+        )
+        .where(outbox.c.status.in_([Status.PENDING, Status.DISPATCHED]))
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    with repo.engine.connect() as conn:
+        return [
+            f"#{id_} {status} {kind} attempts={attempts} due_in={due}s "
+            f"dispatched={dispatched} error={(error or '')[:160]!r}"
+            for id_, status, kind, attempts, due, dispatched, error in conn.execute(query)
+        ]
+
+
 def converge(chaos: Chaos, model: AppModel, summary: Summary, timeout: float) -> None:
     """Wait until the outbox drains and Stream holds what the database says."""
     engine = chaos.db.engine("stream-outbox-chaos-check")
@@ -292,6 +320,9 @@ def converge(chaos: Chaos, model: AppModel, summary: Summary, timeout: float) ->
         summary.rows = sum(counts.values())
         open_rows = counts.get(Status.PENDING, 0) + counts.get(Status.DISPATCHED, 0)
         summary.rows_lost = open_rows + counts.get(Status.FAILED, 0) + len(summary.differences)
+        if open_rows:
+            summary.open_rows = _open_rows(repo)
+            summary.down = [p.name for p in chaos.processes if not p.running]
     finally:
         engine.dispose()
 
