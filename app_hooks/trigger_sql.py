@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql
 
 from app_hooks.binding import Binding
 from app_hooks.changes import EVENT_KIND, Rule
-from app_hooks.outbox import TargetKind, channel_map, outbox
+from app_hooks.outbox import NOTIFY_CHANNEL, TargetKind, channel_map, outbox
 
 __all__ = [
     "MARK_SETTING",
@@ -47,6 +47,11 @@ __all__ = [
 PREFIX = "stream_outbox_capture"
 MARK_SETTING = "stream_outbox.capture"
 MARK_VALUE = "triggers"
+# The targets this transaction's triggers wrote (up to WRITTEN_MAX characters): a later
+# statement changing nothing of their rows (another participant of a new conversation)
+# writes no statement at all; beyond it, ON CONFLICT merges as well, at a higher cost.
+WRITTEN_SETTING = "stream_outbox.written"
+WRITTEN_MAX = 8192
 _NEW, _OLD = "stream_outbox_new", "stream_outbox_old"
 _quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
 _AS_IS = (bool, int, float, str)  # JSON as they are (app_hooks.changes._json); others as text
@@ -284,6 +289,8 @@ class _Generator:
     # -- the statement that writes ---------------------------------------------------------
 
     def _write(self, rows: list[str]) -> str:
+        """PL/pgSQL: the changes of ``rows``, one per target, written unless this
+        transaction's row of the target has them already."""
         payload = "g.payload"
         if self.rule.kind == TargetKind.CONVERSATION.value:
             channel = (
@@ -303,28 +310,46 @@ class _Generator:
                (array_agg(payload ORDER BY n))[1] AS payload
         FROM v WHERE id IS NOT NULL GROUP BY kind, id
     )
+    SELECT array_agg(g.kind), array_agg(g.id), array_agg(g.event), array_agg({payload})
+      INTO kinds, ids, events, payloads
+      FROM g
+     WHERE g.event = 'delete' OR g.payload <> '{{}}'::jsonb
+        OR strpos(written, chr(31) || g.kind || ':' || g.id || chr(31)) = 0;
+    IF kinds IS NULL THEN
+        RETURN NULL;  -- this transaction's rows have it all: no statement at all
+    END IF;
+    IF written = '' THEN  -- the relay's wake-up, once a transaction (sent at COMMIT)
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+    END IF;
     INSERT INTO {self.outbox} AS o (target_kind, target_id, event, payload, capture_tx)
-    SELECT g.kind, g.id, g.event, {payload}, txid_current() FROM g
+    SELECT t.kind, t.id, t.event, t.payload, txid_current()
+      FROM unnest(kinds, ids, events, payloads) AS t(kind, id, event, payload)
     ON CONFLICT (target_kind, target_id, capture_tx)
         WHERE status = 'pending' AND capture_tx IS NOT NULL
     DO UPDATE SET event = CASE WHEN EXCLUDED.event = 'delete' THEN 'delete' ELSE o.event END,
                   payload = o.payload || EXCLUDED.payload
     WHERE (EXCLUDED.event = 'delete' AND o.event <> 'delete')
-       OR NOT o.payload @> EXCLUDED.payload;"""
+       OR NOT o.payload @> EXCLUDED.payload;
+    IF length(written) < {WRITTEN_MAX} THEN
+        SELECT written || coalesce(string_agg(chr(31) || t.kind || ':' || t.id || chr(31), ''), '')
+          INTO written
+          FROM unnest(kinds, ids) AS t(kind, id) WHERE strpos(t.id, chr(31)) = 0;
+        PERFORM set_config('{WRITTEN_SETTING}', written, true);
+    END IF;"""
 
     def _trigger(self, op: str) -> TriggerSQL:
         self.read = {}
         rule = self.rule
         if op == "insert":
             rows = [self._own(1, "r", "'insert'", _NEW)]
-            declare, body = "", self._write(rows)
+            body = self._write(rows)
         elif op == "delete":
             event = f"'{rule.delete_event()}'"
             ids = f"SELECT r.{self.col(rule.key)} FROM {_OLD} r"
             own = [] if rule.kind == EVENT_KIND else [self._own(1, "r", event, _OLD)]
-            declare, body = "", self._write(own + self._expansions(ids, event))
+            body = self._write(own + self._expansions(ids, event))
         else:
-            declare, body = self._update_body()
+            body = self._update_body()
         function = _function_name(self.table.name, op)
         skip = ""
         if rule.kind == TargetKind.MESSAGE.value:
@@ -332,9 +357,18 @@ class _Generator:
             # them, a sender's delete setting theirs to NULL) go with their channel or
             # user, as the listeners, which never see them, leave them.
             skip = "IF pg_trigger_depth() > 1 THEN\n        RETURN NULL;\n    END IF;\n    "
+        declare = "    ev text := 'update';\n" if op == "update" else ""
         source = f"""
-{declare}BEGIN
-    PERFORM set_config('{MARK_SETTING}', '{MARK_VALUE}', true);
+DECLARE
+{declare}    written text := coalesce(current_setting('{WRITTEN_SETTING}', true), '');
+    kinds text[];
+    ids text[];
+    events text[];
+    payloads jsonb[];
+BEGIN
+    IF current_setting('{MARK_SETTING}', true) IS DISTINCT FROM '{MARK_VALUE}' THEN
+        PERFORM set_config('{MARK_SETTING}', '{MARK_VALUE}', true);
+    END IF;
     {skip}{body}
     RETURN NULL;
 END;
@@ -346,9 +380,8 @@ END;
         create_trigger = self._create_trigger(op, name)
         return TriggerSQL(op, function, source, create_function, create_trigger, tuple(self.read))
 
-    def _update_body(self) -> tuple[str, str]:
+    def _update_body(self) -> str:
         rule = self.rule
-        declare = "DECLARE\n    ev text := 'update';\n"
         mark = ""
         if rule.deleted is not None:
             m = self.col(rule.deleted)
@@ -367,7 +400,7 @@ END;
                 self._own(2, "NEW", "ev"),
             ]
         )
-        return declare, mark + self._write(own + self._expansions(ids, "ev"))
+        return mark + self._write(own + self._expansions(ids, "ev"))
 
     def _create_trigger(self, op: str, function: str) -> str:
         table = qualified(self.table.schema, self.table.name)

@@ -15,6 +15,16 @@ branch_labels = None
 depends_on = None
 
 _PENDING_CAPTURED = sa.text("status = 'pending' AND capture_tx IS NOT NULL")
+# The capture triggers NOTIFY once per transaction themselves: the outbox's statement
+# trigger skips their inserts (nested in a trigger) instead of firing on each statement.
+_NOTIFY_AT_TOP = """
+CREATE TRIGGER stream_outbox_notify AFTER INSERT OR UPDATE OF status ON stream_outbox
+FOR EACH STATEMENT WHEN (pg_trigger_depth() = 0) EXECUTE FUNCTION stream_outbox_notify()
+"""
+_NOTIFY_ALWAYS = """
+CREATE TRIGGER stream_outbox_notify AFTER INSERT OR UPDATE OF status ON stream_outbox
+FOR EACH STATEMENT EXECUTE FUNCTION stream_outbox_notify()
+"""
 
 
 def upgrade() -> None:
@@ -29,8 +39,14 @@ def upgrade() -> None:
         postgresql_where=_PENDING_CAPTURED,
         sqlite_where=_PENDING_CAPTURED,
     )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER stream_outbox_notify ON stream_outbox")
+        op.execute(_NOTIFY_AT_TOP)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER stream_outbox_notify ON stream_outbox")
+        op.execute(_NOTIFY_ALWAYS)
     op.drop_index("uq_stream_outbox_capture", table_name="stream_outbox")
     op.drop_column("stream_outbox", "capture_tx")

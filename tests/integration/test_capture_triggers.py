@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import ProgrammingError
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import install
 from app_hooks.binding import Binding
+from app_hooks.outbox import NOTIFY_CHANNEL
 from app_hooks.reference import (
     REFERENCE_BINDING,
     Conversation,
@@ -228,6 +230,26 @@ def test_raw_sql_is_captured_and_coalesced_per_transaction(triggers: Engine) -> 
         ),
         ("user", str(user), "update", {}),
     ]
+
+
+def test_a_trigger_written_transaction_wakes_the_relay_once_and_a_read_time_never(
+    triggers: Engine,
+) -> None:
+    url = triggers.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        user, conv = uuid.uuid4(), uuid.uuid4()
+        with triggers.begin() as conn:
+            conn.execute(text("INSERT INTO users (id, email) VALUES (:u, 'n@x')"), {"u": user})
+            conn.execute(text("INSERT INTO conversations (id) VALUES (:c)"), {"c": conv})
+            conn.execute(
+                text("INSERT INTO conversation_participants VALUES (:c, :u, NULL)"),
+                {"c": conv, "u": user},
+            )
+        assert len(list(listener.notifies(timeout=2, stop_after=2))) == 1
+        with triggers.begin() as conn:
+            conn.execute(text("UPDATE conversation_participants SET last_read_at = now()"))
+        assert list(listener.notifies(timeout=0.5)) == []
 
 
 def test_a_savepoint_rolled_back_takes_its_rows_with_it(triggers: Engine) -> None:
