@@ -6,7 +6,9 @@ changes made inside the database (a ``DO`` block, foreign-key cascades) each wri
 their outbox rows in their own transaction; once the outbox drains, Stream holds what
 the database says (``compare`` is empty). The same writes with listeners only leave
 Stream behind, so the check can fail. A ``COPY`` of many participants into a few
-conversations writes one outbox row per conversation.
+conversations writes one outbox row per conversation. Edge cases in one transaction:
+a member moved by updating its key, a user or a conversation deleted and back, an
+upsert, a member leaving and joining again.
 
 The triggers are dropped after each test: the test database is shared by every later
 test of the run.
@@ -309,6 +311,64 @@ def test_soft_deletes_in_raw_sql_converge_with_triggers(
                 _sql(conn, statement)
             pipeline.drain()
             assert drift(pipeline, [thread], SHAPES) == [], statement
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+# Raw statements in one transaction after RawWrites.create, on its users :u0-:u4,
+# conversations :c0-:c2 and invitations :i0-:i1.
+EDGE_CASES: dict[str, list[str]] = {
+    "a_member_moved_by_updating_its_key": [
+        "UPDATE conversation_participants SET conversation_id = :c1 "
+        "WHERE conversation_id = :c0 AND user_id = :u2",
+    ],
+    "a_user_deleted_and_back_in_one_transaction": [
+        "DELETE FROM users WHERE id = :u3",
+        "INSERT INTO users (id, email) VALUES (:u3, '3@x')",
+        "INSERT INTO profiles (user_id, full_name) VALUES (:u3, 'Back Again')",
+        "INSERT INTO conversation_participants (conversation_id, user_id) VALUES (:c0, :u3)",
+    ],
+    "a_conversation_deleted_and_back_in_one_transaction": [
+        "DELETE FROM conversations WHERE id = :c2",
+        "INSERT INTO conversations (id) VALUES (:c2)",
+        "INSERT INTO conversation_participants (conversation_id, user_id) VALUES (:c2, :u0)",
+    ],
+    "an_upsert_of_profiles": [
+        "INSERT INTO profiles (user_id, full_name) VALUES (:u0, 'Ann Upsert'), (:u4, 'Eve New') "
+        "ON CONFLICT (user_id) DO UPDATE SET full_name = EXCLUDED.full_name",
+    ],
+    "a_profile_deleted_and_a_message_edited": [
+        "DELETE FROM profiles WHERE user_id = :u1",
+        "UPDATE messages SET content = 'edited raw'",
+    ],
+    "a_member_leaves_and_joins_again_in_one_transaction": [
+        "DELETE FROM conversation_participants WHERE conversation_id = :c0 AND user_id = :u1",
+        "INSERT INTO conversation_participants (conversation_id, user_id) VALUES (:c0, :u1)",
+        "DELETE FROM conversation_participants WHERE conversation_id = :c1 AND user_id = :u3",
+    ],
+    "an_invitation_moved_to_another_event": [
+        "INSERT INTO events (id, organizer_id, title) SELECT gen_random_uuid(), :u1, 'Other'",
+        "UPDATE event_participants SET event_id = (SELECT id FROM events WHERE title = 'Other') "
+        "WHERE id = :i0",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_an_edge_case_in_raw_sql_converges_with_triggers(
+    pipeline: Pipeline, trigger_sessions: sessionmaker[Session], case: str
+) -> None:
+    writes = RawWrites()
+    with pipeline.engine.begin() as conn:
+        writes.create(conn)
+    pipeline.drain()
+    params = {f"u{n}": u for n, u in enumerate(writes.users)}
+    params |= {f"c{n}": c for n, c in enumerate(writes.conversations)}
+    params |= {f"i{n}": i for n, i in enumerate(writes.invitations)}
+    with pipeline.engine.begin() as conn:  # the case's statements, in one transaction
+        for statement in EDGE_CASES[case]:
+            _sql(conn, statement, **{k: v for k, v in params.items() if f":{k}" in statement})
+    pipeline.drain()
+    assert drift(pipeline, writes.conversations) == []
     assert {row["status"] for row in pipeline.rows()} == {"done"}
 
 
