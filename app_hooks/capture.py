@@ -29,7 +29,7 @@ from app_hooks.binding import Binding
 from app_hooks.changes import EVENT_KIND, Change, Rule, Target, merge_changes
 from app_hooks.channel_ids import InvalidStreamId, choose_channel_id
 from app_hooks.outbox import TargetKind, channel_map, outbox
-from app_hooks.trigger_sql import MARK_SETTING, MARK_VALUE
+from app_hooks.trigger_plpgsql import MARK_SETTING, MARK_VALUE
 from app_hooks.triggers import triggers_installed
 
 __all__ = ["install", "write_changes"]

@@ -5,9 +5,10 @@ PL/pgSQL functions and triggers that write the outbox rows the session listeners
 write, in the writing transaction, whoever writes (raw SQL, ``COPY``, ``psql``,
 another service):
 
-- INSERT and DELETE: statement triggers over transition tables, one outbox
+- INSERT and DELETE: statement triggers over transition tables, at most one outbox
   statement per app statement: a ``COPY`` of 100,000 participants writes one row
-  per conversation;
+  per conversation, and a statement adding nothing to the transaction's rows (the
+  second participant of a new conversation) writes none (``app_hooks.trigger_plpgsql``);
 - UPDATE: a row trigger on the watched columns only (``UPDATE OF ... WHEN`` they
   changed): an update of anything else (a read time) runs no function at all.
 
@@ -31,11 +32,17 @@ from sqlalchemy.dialects import postgresql
 
 from app_hooks.binding import Binding
 from app_hooks.changes import EVENT_KIND, Rule
-from app_hooks.outbox import NOTIFY_CHANNEL, TargetKind, channel_map, outbox
+from app_hooks.outbox import TargetKind, channel_map, outbox
+from app_hooks.trigger_plpgsql import (
+    ARRAYS,
+    NEW_ROWS,
+    OLD_ROWS,
+    function_source,
+    insert_rows,
+    write_rows,
+)
 
 __all__ = [
-    "MARK_SETTING",
-    "MARK_VALUE",
     "PREFIX",
     "TableTriggers",
     "TriggerError",
@@ -45,14 +52,6 @@ __all__ = [
 ]
 
 PREFIX = "stream_outbox_capture"
-MARK_SETTING = "stream_outbox.capture"
-MARK_VALUE = "triggers"
-# The targets this transaction's triggers wrote (up to WRITTEN_MAX characters): a later
-# statement changing nothing of their rows (another participant of a new conversation)
-# writes no statement at all; beyond it, ON CONFLICT merges as well, at a higher cost.
-WRITTEN_SETTING = "stream_outbox.written"
-WRITTEN_MAX = 8192
-_NEW, _OLD = "stream_outbox_new", "stream_outbox_old"
 _quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
 _AS_IS = (bool, int, float, str)  # JSON as they are (app_hooks.changes._json); others as text
 
@@ -197,9 +196,9 @@ class _Generator:
         return _quote(column.name)
 
     def build(self) -> TableTriggers:
-        ops = (
-            ["update", "delete"] if self.rule.kind == EVENT_KIND else ["insert", "update", "delete"]
-        )
+        ops = ["update", "delete"]
+        if self.rule.kind != EVENT_KIND:  # nothing refers to a new event yet
+            ops = ["insert", *ops]
         triggers = tuple(self._trigger(op) for op in ops)
         return TableTriggers(self.table.schema, self.table.name, self.model.__name__, triggers)
 
@@ -289,90 +288,42 @@ class _Generator:
     # -- the statement that writes ---------------------------------------------------------
 
     def _write(self, rows: list[str]) -> str:
-        """PL/pgSQL: the changes of ``rows``, one per target, written unless this
-        transaction's row of the target has them already."""
-        payload = "g.payload"
-        if self.rule.kind == TargetKind.CONVERSATION.value:
-            channel = (
-                "SELECT jsonb_build_object('channel_type', m.channel_type, 'channel_id', "
-                f"m.channel_id) FROM {self.channel_map} m WHERE m.conversation_id = g.id"
-            )
-            payload = (
-                "CASE WHEN g.event = 'delete' THEN g.payload || "
-                f"coalesce(({channel}), '{{}}'::jsonb) ELSE g.payload END"
-            )
-        union = "\n        UNION ALL ".join(rows)
-        return f"""WITH v(n, kind, id, event, payload) AS (
-        {union}
-    ), g AS (
-        SELECT kind, id,
-               CASE WHEN bool_or(event = 'delete') THEN 'delete' ELSE min(event) END AS event,
-               (array_agg(payload ORDER BY n))[1] AS payload
-        FROM v WHERE id IS NOT NULL GROUP BY kind, id
-    )
-    SELECT array_agg(g.kind), array_agg(g.id), array_agg(g.event), array_agg({payload})
-      INTO kinds, ids, events, payloads
-      FROM g
-     WHERE g.event = 'delete' OR g.payload <> '{{}}'::jsonb
-        OR strpos(written, chr(31) || g.kind || ':' || g.id || chr(31)) = 0;
-    IF kinds IS NULL THEN
-        RETURN NULL;  -- this transaction's rows have it all: no statement at all
-    END IF;
-    IF written = '' THEN  -- the relay's wake-up, once a transaction (sent at COMMIT)
-        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
-    END IF;
-    INSERT INTO {self.outbox} AS o (target_kind, target_id, event, payload, capture_tx)
-    SELECT t.kind, t.id, t.event, t.payload, txid_current()
-      FROM unnest(kinds, ids, events, payloads) AS t(kind, id, event, payload)
-    ON CONFLICT (target_kind, target_id, capture_tx)
-        WHERE status = 'pending' AND capture_tx IS NOT NULL
-    DO UPDATE SET event = CASE WHEN EXCLUDED.event = 'delete' THEN 'delete' ELSE o.event END,
-                  payload = o.payload || EXCLUDED.payload
-    WHERE (EXCLUDED.event = 'delete' AND o.event <> 'delete')
-       OR NOT o.payload @> EXCLUDED.payload;
-    IF length(written) < {WRITTEN_MAX} THEN
-        SELECT written || coalesce(string_agg(chr(31) || t.kind || ':' || t.id || chr(31), ''), '')
-          INTO written
-          FROM unnest(kinds, ids) AS t(kind, id) WHERE strpos(t.id, chr(31)) = 0;
-        PERFORM set_config('{WRITTEN_SETTING}', written, true);
-    END IF;"""
+        """PL/pgSQL writing the changes of ``rows`` (a conversation's delete carries the
+        channel the map holds)."""
+        if self.rule.kind != TargetKind.CONVERSATION.value:
+            return write_rows(self.outbox, rows)
+        channel = (
+            "SELECT jsonb_build_object('channel_type', m.channel_type, 'channel_id', "
+            f"m.channel_id) FROM {self.channel_map} m WHERE m.conversation_id = g.id"
+        )
+        payload = (
+            "CASE WHEN g.event = 'delete' THEN g.payload || "
+            f"coalesce(({channel}), '{{}}'::jsonb) ELSE g.payload END"
+        )
+        return write_rows(self.outbox, rows, payload)
 
     def _trigger(self, op: str) -> TriggerSQL:
         self.read = {}
         rule = self.rule
+        declare = ARRAYS
         if op == "insert":
-            rows = [self._own(1, "r", "'insert'", _NEW)]
-            body = self._write(rows)
+            key = f"r.{self.col(rule.key)}"
+            payload = self._payload("r") if rule.payload else None
+            body = insert_rows(self.outbox, rule.kind, key, payload)
         elif op == "delete":
             event = f"'{rule.delete_event()}'"
-            ids = f"SELECT r.{self.col(rule.key)} FROM {_OLD} r"
-            own = [] if rule.kind == EVENT_KIND else [self._own(1, "r", event, _OLD)]
+            ids = f"SELECT r.{self.col(rule.key)} FROM {OLD_ROWS} r"
+            own = [] if rule.kind == EVENT_KIND else [self._own(1, "r", event, OLD_ROWS)]
             body = self._write(own + self._expansions(ids, event))
         else:
             body = self._update_body()
+            declare = "    ev text := 'update';\n" + ARRAYS
+        # Messages the database itself changes (a conversation's delete cascading to them,
+        # a sender's delete setting theirs to NULL) go with their channel or user, as the
+        # listeners, which never see them, leave them.
+        cascades = rule.kind == TargetKind.MESSAGE.value
+        source = function_source(body, declare, skip_cascades=cascades)
         function = _function_name(self.table.name, op)
-        skip = ""
-        if rule.kind == TargetKind.MESSAGE.value:
-            # Messages the database itself changes (a conversation's delete cascading to
-            # them, a sender's delete setting theirs to NULL) go with their channel or
-            # user, as the listeners, which never see them, leave them.
-            skip = "IF pg_trigger_depth() > 1 THEN\n        RETURN NULL;\n    END IF;\n    "
-        declare = "    ev text := 'update';\n" if op == "update" else ""
-        source = f"""
-DECLARE
-{declare}    written text := coalesce(current_setting('{WRITTEN_SETTING}', true), '');
-    kinds text[];
-    ids text[];
-    events text[];
-    payloads jsonb[];
-BEGIN
-    IF current_setting('{MARK_SETTING}', true) IS DISTINCT FROM '{MARK_VALUE}' THEN
-        PERFORM set_config('{MARK_SETTING}', '{MARK_VALUE}', true);
-    END IF;
-    {skip}{body}
-    RETURN NULL;
-END;
-"""
         name = qualified(self.schema, function)
         create_function = (
             f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $fn${source}$fn$"
@@ -412,7 +363,7 @@ END;
                 f"CREATE TRIGGER {name} AFTER UPDATE OF {', '.join(watched)} ON {table} "
                 f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION {function}()"
             )
-        transition = f"NEW TABLE AS {_NEW}" if op == "insert" else f"OLD TABLE AS {_OLD}"
+        transition = f"NEW TABLE AS {NEW_ROWS}" if op == "insert" else f"OLD TABLE AS {OLD_ROWS}"
         return (
             f"CREATE TRIGGER {name} AFTER {op.upper()} ON {table} "
             f"REFERENCING {transition} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"

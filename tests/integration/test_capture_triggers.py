@@ -252,6 +252,30 @@ def test_a_trigger_written_transaction_wakes_the_relay_once_and_a_read_time_neve
         assert list(listener.notifies(timeout=0.5)) == []
 
 
+def test_past_the_written_targets_memory_every_write_merges_one_row_per_target(
+    triggers: Engine,
+) -> None:
+    users = [uuid.uuid4() for _ in range(300)]  # ~14 KB of targets: past what is kept
+    conv = uuid.uuid4()
+    with triggers.begin() as conn:
+        for user in users:
+            conn.execute(
+                text("INSERT INTO users (id, email) VALUES (:u, :e)"), {"u": user, "e": f"{user}@x"}
+            )
+        conn.execute(text("INSERT INTO conversations (id) VALUES (:c)"), {"c": conv})
+        for user in users[:3] + users[-3:]:  # a member each, statement by statement
+            conn.execute(
+                text("INSERT INTO conversation_participants VALUES (:c, :u, NULL)"),
+                {"c": conv, "u": user},
+            )
+            conn.execute(text("UPDATE users SET email = email || '.' WHERE id = :u"), {"u": user})
+        conn.execute(text("DELETE FROM users WHERE id = :u"), {"u": users[0]})
+    [rows] = rows_by_transaction(triggers)
+    assert len(rows) == len({(kind, target) for kind, target, _, _ in rows}) == 301
+    assert ("user", str(users[0]), "delete", {}) in rows
+    assert ("user", str(users[-1]), "insert", {}) in rows
+
+
 def test_a_savepoint_rolled_back_takes_its_rows_with_it(triggers: Engine) -> None:
     kept, dropped = uuid.uuid4(), uuid.uuid4()
     with Session(triggers) as session:

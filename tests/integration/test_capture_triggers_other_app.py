@@ -145,3 +145,35 @@ def test_the_other_app_s_triggers_write_what_its_listeners_write(app_engine: Eng
     assert ("user", "guest", "delete", {}) in by_triggers[8]
     assert ("conversation", "thread", "update", {}) in by_triggers[8], "its channels change"
     assert ("user", "guest", "restore", {}) in by_triggers[9]
+
+
+def test_a_text_id_holding_the_separator_still_writes_one_row_per_target(
+    app_engine: Engine,
+) -> None:
+    odd, plain = "post\x1fodd", "post-plain"
+    with app_engine.begin() as conn:
+        install_triggers(conn, binding)
+    try:
+        with Session(app_engine) as session:
+            session.add(Account(id=9001, email_address="odd@x"))
+            thread = uuid.uuid4()
+            session.add(Thread(id=thread))
+            session.flush()
+            for post in (odd, odd, plain):  # the odd one written, deleted and written again
+                session.add(Post(id=post, thread_id=thread, author_id=9001, body="a"))
+                session.flush()
+                if post == odd:
+                    session.delete(session.get(Post, post))
+                    session.flush()
+            session.add(Post(id=odd, thread_id=thread, author_id=9001, body="c"))
+            session.flush()
+            session.get(Post, odd).deleted_at = NOW  # type: ignore[union-attr]
+            session.commit()
+        [rows] = rows_by_transaction(app_engine)
+    finally:
+        with app_engine.begin() as conn:
+            drop_triggers(conn)
+    assert sorted(row for row in rows if row[0] == "message") == [
+        ("message", odd, "delete", {"conversation_id": str(thread)}),
+        ("message", plain, "insert", {"conversation_id": str(thread)}),
+    ]
