@@ -9,6 +9,7 @@ the listeners standing by, install's all-or-nothing and ``check``'s drift lines.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -289,9 +290,13 @@ def test_a_savepoint_rolled_back_takes_its_rows_with_it(triggers: Engine) -> Non
     assert rows_by_transaction(triggers) == [[("user", str(kept), "insert", {})]]
 
 
-def test_listeners_stand_by_where_the_triggers_fire(triggers: Engine) -> None:
+def test_listeners_stand_by_where_the_triggers_fire(
+    triggers: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     factory = sessionmaker(triggers)
-    install(factory)
+    with caplog.at_level(logging.INFO, logger="app_hooks.capture"):
+        install(factory)
+    assert "capture triggers are installed in the database" in caplog.text
     user = uuid.uuid4()
     with factory() as session:
         session.add(User(id=user, email="both@x"))
