@@ -1,5 +1,8 @@
 """PL/pgSQL of the capture triggers: the templates ``app_hooks.trigger_sql`` fills in (pure).
 
+Their variables start with ``_so_``, a name no app column is likely to share (PL/pgSQL
+refuses a query where a variable and a column have the same name).
+
 Two transaction-local settings carry state between firings: the mark that tells the
 session listeners to stand by, and the targets this transaction's triggers wrote
 (``written``, up to ``WRITTEN_MAX`` characters), so that a statement that adds nothing
@@ -41,7 +44,7 @@ _COLUMNS = "(target_kind, target_id, event, payload, capture_tx)"
 NEW_ROWS, OLD_ROWS = "stream_outbox_new", "stream_outbox_old"  # the transition tables
 # The relay's wake-up, once a transaction (sent at COMMIT): the outbox's own statement
 # trigger skips rows written from a trigger (migration 0004).
-_NOTIFY = f"""IF written = '' THEN
+_NOTIFY = f"""IF _so_written = '' THEN
         PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
     END IF;"""
 
@@ -52,7 +55,7 @@ def _entry(kind: str, key: str) -> str:
 
 def not_written(kind: str, key: str) -> str:
     """SQL: the target ``kind``:``key`` (text expressions) is not among those written."""
-    return f"strpos({_WRITTEN}, {_entry(kind, key)}) = 0"
+    return f"strpos(_so_written, {_entry(kind, key)}) = 0"
 
 
 def function_source(body: str, declare: str = "", skip_cascades: bool = False) -> str:
@@ -64,7 +67,7 @@ def function_source(body: str, declare: str = "", skip_cascades: bool = False) -
     skip = "IF pg_trigger_depth() > 1 THEN\n        RETURN NULL;\n    END IF;\n    "
     return f"""
 DECLARE
-{declare}    written text := {_WRITTEN};
+{declare}    _so_written text := {_WRITTEN};
 BEGIN
     IF current_setting('{MARK_SETTING}', true) IS DISTINCT FROM '{MARK_VALUE}' THEN
         PERFORM set_config('{MARK_SETTING}', '{MARK_VALUE}', true);
@@ -86,24 +89,24 @@ def insert_rows(outbox: str, kind: str, key: str, payload: str | None) -> str:
     """
     fresh = not_written(f"'{kind}'", "t.id")
     if payload is None:
-        select = f"""SELECT array_agg(DISTINCT {key}::text) INTO ids FROM {NEW_ROWS} r
+        select = f"""SELECT array_agg(DISTINCT {key}::text) INTO _so_ids FROM {NEW_ROWS} r
      WHERE {key} IS NOT NULL AND {not_written(f"'{kind}'", f"{key}::text")};"""
-        payloads, merge = "array_fill('{}'::jsonb, ARRAY[cardinality(ids)])", "false"
+        payloads_sql, merge_sql = "array_fill('{}'::jsonb, ARRAY[cardinality(_so_ids)])", "false"
     else:  # a payload to merge (a message's conversation): written or not
         select = f"""SELECT array_agg(t.id), array_agg(t.payload), bool_or(NOT {fresh})
-      INTO ids, payloads, merge
+      INTO _so_ids, _so_payloads, _so_merge
       FROM (SELECT DISTINCT ON ({key}) {key}::text AS id, {payload} AS payload
               FROM {NEW_ROWS} r WHERE {key} IS NOT NULL) t;"""
-        payloads, merge = "payloads", "merge"
+        payloads_sql, merge_sql = "_so_payloads", "_so_merge"
     rows = f"""SELECT '{kind}', t.id, 'insert', t.payload, txid_current()
-          FROM unnest(ids, {payloads}) AS t(id, payload)"""
-    entries = f"chr(31) || '{kind}:' || array_to_string(ids, chr(31) || '{kind}:') || chr(31)"
+          FROM unnest(_so_ids, {payloads_sql}) AS t(id, payload)"""
+    entries = f"chr(31) || '{kind}:' || array_to_string(_so_ids, chr(31) || '{kind}:') || chr(31)"
     return f"""{select}
-    IF ids IS NULL THEN
+    IF _so_ids IS NULL THEN
         RETURN NULL;  -- written already: no statement at all
     END IF;
     {_NOTIFY}
-    IF length(written) < {WRITTEN_MAX} AND NOT {merge} THEN
+    IF length(_so_written) < {WRITTEN_MAX} AND NOT {merge_sql} THEN
         INSERT INTO {outbox} {_COLUMNS}
         {rows};
     ELSE
@@ -117,13 +120,13 @@ def insert_rows(outbox: str, kind: str, key: str, payload: str | None) -> str:
 def _register(entries: str) -> str:
     """PL/pgSQL: add ``entries`` (of ``ids``) to ``written``; where an id holds the
     separator, fill ``written`` instead: from then on every write merges."""
-    return f"""IF length(written) < {WRITTEN_MAX} THEN
-        IF strpos(array_to_string(ids, ''), chr(31)) = 0 THEN
-            written := written || {entries};
+    return f"""IF length(_so_written) < {WRITTEN_MAX} THEN
+        IF strpos(array_to_string(_so_ids, ''), chr(31)) = 0 THEN
+            _so_written := _so_written || {entries};
         ELSE
-            written := rpad(written, {WRITTEN_MAX}, '~');
+            _so_written := rpad(_so_written, {WRITTEN_MAX}, '~');
         END IF;
-        PERFORM set_config('{WRITTEN_SETTING}', written, true);
+        PERFORM set_config('{WRITTEN_SETTING}', _so_written, true);
     END IF;"""
 
 
@@ -135,7 +138,8 @@ def write_rows(outbox: str, rows: list[str], payload: str = "g.payload") -> str:
     """
     union = "\n        UNION ALL ".join(rows)
     entries = (
-        f"(SELECT string_agg({_entry('t.kind', 't.id')}, '') FROM unnest(kinds, ids) t(kind, id))"
+        f"(SELECT string_agg({_entry('t.kind', 't.id')}, '') "
+        "FROM unnest(_so_kinds, _so_ids) t(kind, id))"
     )
     return f"""WITH v(n, kind, id, event, payload) AS (
         {union}
@@ -146,22 +150,22 @@ def write_rows(outbox: str, rows: list[str], payload: str = "g.payload") -> str:
         FROM v WHERE id IS NOT NULL GROUP BY kind, id
     )
     SELECT array_agg(g.kind), array_agg(g.id), array_agg(g.event), array_agg({payload})
-      INTO kinds, ids, events, payloads
+      INTO _so_kinds, _so_ids, _so_events, _so_payloads
       FROM g
      WHERE g.event = 'delete' OR g.payload <> '{{}}'::jsonb OR {not_written("g.kind", "g.id")};
-    IF kinds IS NULL THEN
+    IF _so_kinds IS NULL THEN
         RETURN NULL;  -- this transaction's rows have it all: no statement at all
     END IF;
     {_NOTIFY}
     INSERT INTO {outbox} AS o {_COLUMNS}
     SELECT t.kind, t.id, t.event, t.payload, txid_current()
-      FROM unnest(kinds, ids, events, payloads) AS t(kind, id, event, payload)
+      FROM unnest(_so_kinds, _so_ids, _so_events, _so_payloads) AS t(kind, id, event, payload)
     {_MERGE}
     {_register(entries)}"""
 
 
 # The variables insert_rows and write_rows need, for function_source's declare.
 ARRAYS = (
-    "    kinds text[];\n    ids text[];\n    events text[];\n    payloads jsonb[];\n"
-    "    merge boolean;\n"
+    "    _so_kinds text[];\n    _so_ids text[];\n    _so_events text[];\n"
+    "    _so_payloads jsonb[];\n    _so_merge boolean;\n"
 )

@@ -317,7 +317,7 @@ class _Generator:
             body = self._write(own + self._expansions(ids, event))
         else:
             body = self._update_body()
-            declare = "    ev text := 'update';\n" + ARRAYS
+            declare = "    _so_ev text := 'update';\n" + ARRAYS
         # Messages the database itself changes (a conversation's delete cascading to them,
         # a sender's delete setting theirs to NULL) go with their channel or user, as the
         # listeners, which never see them, leave them.
@@ -338,7 +338,7 @@ class _Generator:
             m = self.col(rule.deleted)
             mark = (
                 f"IF (OLD.{m} IS NULL) <> (NEW.{m} IS NULL) THEN\n"
-                f"        ev := CASE WHEN OLD.{m} IS NULL THEN 'delete' ELSE 'restore' END;\n"
+                f"        _so_ev := CASE WHEN OLD.{m} IS NULL THEN 'delete' ELSE 'restore' END;\n"
                 "    END IF;\n    "
             )
         key = self.col(rule.key)
@@ -347,11 +347,11 @@ class _Generator:
             []
             if rule.kind == EVENT_KIND
             else [
-                self._own(1, "OLD", "ev"),
-                self._own(2, "NEW", "ev"),
+                self._own(1, "OLD", "_so_ev"),
+                self._own(2, "NEW", "_so_ev"),
             ]
         )
-        return mark + self._write(own + self._expansions(ids, "ev"))
+        return mark + self._write(own + self._expansions(ids, "_so_ev"))
 
     def _create_trigger(self, op: str, function: str) -> str:
         table = qualified(self.table.schema, self.table.name)
