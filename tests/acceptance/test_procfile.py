@@ -129,8 +129,12 @@ def test_stopping_a_busy_honcho_strands_nothing(
     emu: Emulator,
     env: dict[str, str],
 ) -> None:
-    # Given a backlog, and a slow Stream so that jobs are in flight when the stop comes
+    # Given a backlog, and a slow Stream so that jobs are in flight when the stop comes:
+    # one conversation a job, one Stream call at a time, so that two threads cannot hold
+    # the whole backlog in flight (one batched job would, and finish it all before stopping)
     emu.set_latency(150, endpoint="GetOrCreateChannel")
+    env["OUTBOX_CONVERSATIONS_PER_JOB"] = "1"
+    env["OUTBOX_STREAM_CONCURRENCY"] = "1"
     factory = sessionmaker(clean_db)
     install(factory)
     conversations(factory, 40)
