@@ -1,7 +1,7 @@
 """Chaos run: the real relay and workers under load, crashed and cut off at random moments.
 
 ``python -m tests.chaos.chaos --seconds 300`` (``--seed``, ``--workers``, ``--rate``,
-``--capture listeners|triggers``).
+``--capture listeners|triggers``, ``--logs DIR`` to keep the processes' logs).
 
 A writer thread makes random changes through the reference app's ORM sessions with
 capture installed (:mod:`tests.app_model`): session listeners (``install``), or with
@@ -335,14 +335,20 @@ def run(
     rate: float = 25.0,
     converge_timeout: float = 120.0,
     capture: str = "listeners",
+    logs: Path | None = None,
     out: Callable[[str], None] = print,
 ) -> Summary:
-    """One chaos run; returns its summary (printed through ``out`` as it goes)."""
+    """One chaos run; returns its summary (printed through ``out`` as it goes).
+
+    The processes' logs go to ``logs`` (kept) when given, else to a temporary folder.
+    """
     seed = random.randrange(1_000_000) if seed is None else seed
     rng = random.Random(seed)
     summary = Summary(seconds=seconds, seed=seed, capture=capture)
-    with tempfile.TemporaryDirectory(prefix="stream-outbox-chaos-") as workdir:
-        chaos = Chaos(Path(workdir), workers, rng, tempo=min(1.0, seconds / 60))
+    with tempfile.TemporaryDirectory(prefix="stream-outbox-chaos-") as scratch:
+        workdir = Path(logs or scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        chaos = Chaos(workdir, workers, rng, tempo=min(1.0, seconds / 60))
         chaos.start()
         try:
             factory = _capturing_sessions(chaos, capture)
@@ -409,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         default="listeners",
         help="session listeners, or the binding's database triggers (listeners)",
     )
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="keep the processes' logs in this folder"
+    )
     args = parser.parse_args(argv)
     summary = run(
         args.seconds,
@@ -417,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         rate=args.rate,
         converge_timeout=args.converge_timeout,
         capture=args.capture,
+        logs=args.logs,
     )
     ok = summary.converged and not summary.secret_in_logs
     return 0 if ok else 1

@@ -38,25 +38,57 @@ def policy(pipeline: Pipeline, name: str) -> None:
     rt.settings = rt.settings.model_copy(update={"deleted_user_policy": name})
 
 
+def add_users(app_session: Callable[[], Session], prefix: str, count: int) -> list[User]:
+    with app_session() as session, session.begin():
+        people = [User(email=f"{prefix}{n}@example.com") for n in range(count)]
+        session.add_all(people)
+    return people
+
+
+def delete_users(app_session: Callable[[], Session], people: list[User]) -> None:
+    with app_session() as session, session.begin():
+        for person in people:
+            session.delete(session.get(User, person.id))
+
+
 def test_deleted_users_are_deactivated_in_one_batch_call(
     pipeline: Pipeline, app_session: Callable[[], Session]
 ) -> None:
     # Given three synced users
-    with app_session() as session, session.begin():
-        people = [User(email=f"u{n}@example.com") for n in range(3)]
-        session.add_all(people)
+    people = add_users(app_session, "u", 3)
     pipeline.drain()
     pipeline.emu.reset_request_counts()
     # When all three are deleted in the app
-    with app_session() as session, session.begin():
-        for person in people:
-            session.delete(session.get(User, person.id))
+    delete_users(app_session, people)
     pipeline.drain()
     # Then one batch call deactivated them all
     counts = pipeline.counts()
     assert (counts.get("DeactivateUsers"), counts.get("DeactivateUser")) == (1, None)
     held = users(pipeline)
     assert all(held[str(p.id)].get("deactivated_at") for p in people)
+    assert {r["status"] for r in pipeline.rows()} == {"done"}
+
+
+def test_a_batch_naming_users_stream_never_held_retires_the_others_without_one_by_one(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given three synced users, and two created then deleted before they were ever synced
+    people = add_users(app_session, "u", 3)
+    pipeline.drain()
+    fleeting = add_users(app_session, "f", 2)
+    delete_users(app_session, fleeting)
+    pipeline.emu.reset_request_counts()
+    # When the three are deleted too, and all five go in one batch
+    delete_users(app_session, people)
+    pipeline.drain()
+    # Then the batch Stream refuses (two unknown users) goes again with the three it holds:
+    # no call one user at a time (60 a minute)
+    counts = pipeline.counts()
+    assert counts.get("DeactivateUser") is None, counts
+    assert (counts.get("DeactivateUsers"), counts.get("QueryUsers")) == (2, 1), counts
+    held = users(pipeline)
+    assert all(held[str(p.id)].get("deactivated_at") for p in people)
+    assert not any(str(p.id) in held for p in fleeting)
     assert {r["status"] for r in pipeline.rows()} == {"done"}
 
 

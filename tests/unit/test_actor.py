@@ -22,7 +22,7 @@ import fakeredis
 import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Retries
-from sqlalchemy import Engine, create_engine, insert, select
+from sqlalchemy import Engine, create_engine, delete, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -235,6 +235,18 @@ class Harness:
             profile = Profile(full_name=full_name) if full_name is not None else None
             session.add(User(id=user_id, email=email, profile=profile))
         return str(user_id)
+
+    def add_conversation(self, *user_ids: str) -> str:
+        """A conversation of these users; its id."""
+        conversation = uuid.uuid4()
+        with Session(self.engine) as session, session.begin():
+            session.add(Conversation(id=conversation))
+            session.flush()
+            session.add_all(
+                ConversationParticipant(conversation_id=conversation, user_id=uuid.UUID(user))
+                for user in user_ids
+            )
+        return str(conversation)
 
     def add_invitation(self, title: str = "Launch") -> Invitation:
         """An organizer invites a guest to an event; the invitation opens a conversation."""
@@ -635,6 +647,35 @@ def test_a_busy_target_waits_for_its_lock(harness: Harness) -> None:
     assert harness.status(rows) == {Status.DONE}
 
 
+def test_a_user_batch_goes_on_without_the_users_another_job_holds(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker.pipeline.actor")
+    # Given a batch of three users, one of them held by another job
+    ada, grace, alan = (
+        harness.add_user(f"{name}@example.com", name.title()) for name in ("ada", "grace", "alan")
+    )
+    rows = {user: harness.add_rows("user", user) for user in (ada, grace, alan)}
+    with TargetLocks(harness.redis).hold("user", [alan]):
+        # When the batch runs meanwhile
+        harness.relay.drain()
+        deadline = time.monotonic() + 5
+        while harness.status(rows[ada] + rows[grace]) != {Status.DONE}:
+            assert time.monotonic() < deadline, harness.rows()
+            time.sleep(0.01)
+
+        # Then the free users are upserted at once, without waiting for the held one
+        assert [sorted(batch) for batch in harness.gateway.upserts] == [sorted([ada, grace])]
+        assert harness.status(rows[alan]) == {Status.DISPATCHED}
+
+    # And the held one follows once free, in the same job (no retry, no job of its own)
+    harness.work()
+    assert harness.gateway.upserts[1:] == [[alan]]
+    assert harness.status(rows[alan]) == {Status.DONE}
+    outcomes = [getattr(record, "outcome", None) for record in caplog.records]
+    assert outcomes == ["done"]
+
+
 def test_a_duplicate_job_cannot_undo_done_rows(harness: Harness) -> None:
     # Given a row already reconciled
     ada = harness.add_user("ada@example.com", "Ada")
@@ -754,6 +795,43 @@ def test_a_stale_known_users_cache_heals(harness: Harness) -> None:
     assert harness.status(rows) == {Status.DONE}
 
 
+def test_a_member_who_left_while_the_channel_was_made_is_read_again_not_failed(
+    harness: Harness,
+) -> None:
+    # Given a conversation whose second member leaves the database (and is retired in
+    # Stream) between the conversation's read and its channel's creation
+    first, second = harness.add_user("a@example.com"), harness.add_user("b@example.com")
+    conversation = harness.add_conversation(first, second)
+    rows = harness.add_rows("conversation", conversation)
+    create = harness.gateway.get_or_create_channel
+
+    def racing(*args: Any, **kwargs: Any) -> RemoteChannel:
+        if harness.gateway.count("get_or_create_channel") == 0:
+            harness.gateway.log.append(("get_or_create_channel", args))
+            with Session(harness.engine) as session, session.begin():
+                session.execute(
+                    delete(ConversationParticipant).where(
+                        ConversationParticipant.user_id == uuid.UUID(second)
+                    )
+                )
+                session.execute(delete(User).where(User.id == uuid.UUID(second)))
+            missing = (
+                'GetOrCreateChannel failed with error: "The following users are specified '
+                f"in channel.members but don't exist: [{second}]\""
+            )
+            raise PermanentStreamError(missing, endpoint="GetOrCreateChannel", status=400, code=4)
+        return create(*args, **kwargs)
+
+    harness.gateway.get_or_create_channel = racing  # type: ignore[method-assign]
+
+    # When the conversation is reconciled
+    harness.dispatch_and_work()
+
+    # Then it is read again and its channel made with the member still there
+    assert harness.status(rows) == {Status.DONE}
+    assert [made["members"] for made in harness.gateway.created] == [[first]]
+
+
 def test_another_rejected_create_is_not_mistaken_for_missing_users(harness: Harness) -> None:
     # Given Stream rejecting the channel for a reason unrelated to its members
     made = harness.add_invitation()
@@ -861,6 +939,26 @@ def test_a_message_is_mirrored_into_its_conversations_channel(harness: Harness) 
     assert harness.status(rows) == {Status.DONE}
 
 
+def test_a_message_job_dispatched_again_after_its_rows_settled_calls_stream_no_more(
+    harness: Harness,
+) -> None:
+    # Given a message mirrored, its row done
+    made = harness.add_invitation()
+    message = harness.add_message(made.conversation, made.guest, "See you there")
+    payload = {"conversation_id": made.conversation}
+    (row,) = harness.add_rows("message", message, payload=payload)
+    harness.dispatch_and_work()
+    calls = harness.gateway.calls
+
+    # When a duplicate of its job runs (dispatched again while it waited in the queue)
+    harness.actor.send("message", [message], [row], payload)
+    harness.work()
+
+    # Then it calls Stream no more, and the row stays done
+    assert harness.gateway.calls == calls
+    assert harness.rows()[row] == (Status.DONE, None)
+
+
 def test_a_message_without_sender_is_sent_as_a_system_message(harness: Harness) -> None:
     # Given a system message (no sender) in a synced conversation
     made = harness.add_invitation()
@@ -902,18 +1000,12 @@ def test_a_batch_stopped_midway_hands_the_rest_to_a_new_job_on_its_own_broker(
     caplog.set_level(logging.INFO, logger="worker.pipeline.actor")
     # Given two conversations in one job; Stream refuses the first channel (400) and is
     # unavailable for the second's first try
-    conversations = []
-    for n in range(2):
-        first, second = harness.add_user(f"a{n}@example.com"), harness.add_user(f"b{n}@example.com")
-        conversation = uuid.uuid4()
-        with Session(harness.engine) as session, session.begin():
-            session.add(Conversation(id=conversation))
-            session.flush()
-            session.add_all(
-                ConversationParticipant(conversation_id=conversation, user_id=uuid.UUID(user))
-                for user in (first, second)
-            )
-        conversations.append(str(conversation))
+    conversations = [
+        harness.add_conversation(
+            harness.add_user(f"a{n}@example.com"), harness.add_user(f"b{n}@example.com")
+        )
+        for n in range(2)
+    ]
     refused, retried = (harness.add_rows("conversation", cid) for cid in conversations)
     harness.gateway.fail(
         "get_or_create_channel",

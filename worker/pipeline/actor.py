@@ -16,7 +16,7 @@ from dramatiq.middleware import CurrentMessage
 
 from worker import metrics, runtime
 from worker.errors import PermanentError, RetryableError
-from worker.pipeline.jobs import conversation_job, job_targets, plan_jobs
+from worker.pipeline.jobs import batch_job, job_targets, plan_jobs
 from worker.pipeline.middleware import CurrentBroker
 from worker.pipeline.retry import describe, retry_delay_ms
 from worker.store.locks import TargetBusy
@@ -92,8 +92,16 @@ def _reconcile_and_settle(
     payload: dict[str, Any],
 ) -> tuple[str, str]:
     if kind == "conversation":
-        return _conversations(rt, job_targets(target_ids, row_ids, payload), row_ids)
+        return _batch(rt, kind, job_targets(target_ids, row_ids, payload), row_ids)
+    if kind == "user":
+        rows: dict[str, list[int]] = payload.get("rows", {})
+        targets: dict[str, tuple[list[int], dict[str, Any]]] = {
+            target_id: (rows.get(target_id, []), {}) for target_id in target_ids
+        }
+        return _batch(rt, kind, targets, row_ids)
     with rt.locks.hold(kind, target_ids):
+        if row_ids and not rt.repo.open_of(row_ids):  # a duplicate (a job dispatched again)
+            return "done", _ALREADY_SETTLED
         result = reconcile(rt, kind, {target_id: payload for target_id in target_ids})
     rows_by_target: dict[str, list[int]] = payload.get("rows", {})
     outcome = _settle(rt, row_ids, rows_by_target, result)
@@ -103,63 +111,68 @@ def _reconcile_and_settle(
 
 
 _ALREADY_SETTLED = "already in step (settled by an earlier reconcile)"
-# How long a conversation batch waits, in all, for conversations another job holds
+# How long a batch waits, in all, for targets another job holds
 _BUSY_WAIT = 2.0
 
 
 class _Leftover(RetryableError):
-    """A conversation batch stopped by ``error`` before the targets in ``left``."""
+    """A batch stopped by ``error`` before the targets in ``left``."""
 
     def __init__(
         self,
+        kind: str,
         error: Exception,
         left: dict[str, tuple[list[int], dict[str, Any]]],
         progressed: bool,
     ) -> None:
         super().__init__(str(error))
+        self.kind = kind
         self.error = error
         self.left = left
         self.progressed = progressed  # some other target of the job got its outcome
 
 
-def _conversations(
-    rt: runtime.Runtime, targets: dict[str, tuple[list[int], dict[str, Any]]], row_ids: list[int]
+def _batch(
+    rt: runtime.Runtime,
+    kind: str,
+    targets: dict[str, tuple[list[int], dict[str, Any]]],
+    row_ids: list[int],
 ) -> tuple[str, str]:
-    """Reconcile the conversations whose rows are still open: those free now as one batch,
-    then each busy one on its own once its lock is free (it may be settled by then).
+    """Reconcile a batch of users or conversations in rounds: each round takes the locks
+    of the targets free at that moment and reconciles those (whose rows are still open)
+    together; the busy ones wait for a later round, for :data:`_BUSY_WAIT` in all.
 
-    Targets a transient error or a lock held too long leaves undone raise :class:`_Leftover`.
+    Never waiting for every lock at once, a batch cannot be starved by the short jobs
+    that keep taking one or two of its targets. Targets a transient error or a lock held
+    too long leaves undone raise :class:`_Leftover`.
     """
     rows_by_target = {target_id: rows for target_id, (rows, _) in targets.items()}
-    todo = _still_open(rt, targets)
-    if not todo:
-        return "done", _ALREADY_SETTLED
+    waiting = list(targets)
     outcomes: list[tuple[str, str]] = []
-    error: Exception | None = None
-    left: list[str] = []
-    with rt.locks.hold_free("conversation", list(todo)) as held:
-        result = reconcile(rt, "conversation", {cid: todo[cid] for cid in held}) if held else None
-    if result is not None:  # settled once the locks are released (and were still ours)
-        outcomes.append(_settle(rt, row_ids, rows_by_target, result, only=held))
-        error, left = result.error, list(result.unreached)
-    busy = [cid for cid in todo if cid not in set(held)]
+    reached = 0
     deadline = time.monotonic() + _BUSY_WAIT
-    for n, cid in enumerate(busy):
+    delay = 0.005
+    while True:
+        with rt.locks.hold_free(kind, waiting) as held:
+            todo = _still_open(rt, {target_id: targets[target_id] for target_id in held})
+            result = reconcile(rt, kind, todo) if todo else None
+        taken = set(held)
+        waiting = [target_id for target_id in waiting if target_id not in taken]
+        error: Exception | None = None
+        left = list(waiting)
+        if result is not None:  # settled once the locks are released (and were still ours)
+            outcomes.append(_settle(rt, row_ids, rows_by_target, result, only=list(todo)))
+            reached += len(todo) - len(result.unreached)
+            error, left = result.error, list(result.unreached) + waiting
+        if error is None and waiting and time.monotonic() >= deadline:
+            error = TargetBusy(f"{kind} target busy: {', '.join(waiting[:3])}")
         if error is not None:
-            left += busy[n:]
+            left_targets = {target_id: targets[target_id] for target_id in left}
+            raise _Leftover(kind, error, left_targets, progressed=reached > 0)
+        if not waiting:
             break
-        try:
-            with rt.locks.hold("conversation", [cid], wait=max(0.0, deadline - time.monotonic())):
-                if not _still_open(rt, {cid: targets[cid]}):
-                    continue
-                result = reconcile(rt, "conversation", {cid: todo[cid]})
-        except TargetBusy as exc:
-            error, left = exc, left + busy[n:]
-            break
-        outcomes.append(_settle(rt, row_ids, rows_by_target, result, only=[cid]))
-        error, left = result.error, left + result.unreached
-    if error is not None:
-        raise _Leftover(error, {cid: targets[cid] for cid in left}, len(left) < len(todo))
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.2)
     if not outcomes:
         return "done", _ALREADY_SETTLED
     status = "partial" if any(status == "partial" for status, _ in outcomes) else "done"
@@ -218,7 +231,7 @@ def _continue_or_retry(
     detail = describe(stop.error)
     delay_ms = _delay_ms(rt, stop.error, retries=0)
     rt.repo.mark_retrying(rows, detail, delay_ms / 1000)
-    job = conversation_job(stop.left)
+    job = batch_job(stop.kind, stop.left)
     message = CurrentMessage.get_current_message()  # the same actor: priority stays priority
     name = message.actor_name if message is not None else ACTOR_NAME
     actor = (CurrentBroker.get() or dramatiq.get_broker()).get_actor(name)

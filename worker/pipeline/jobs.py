@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Job", "conversation_job", "job_targets", "plan_jobs"]
+__all__ = ["Job", "batch_job", "job_targets", "plan_jobs"]
 
 
 @dataclass(frozen=True)
@@ -76,18 +76,20 @@ def _batches(
     return jobs
 
 
-def conversation_job(targets: dict[str, tuple[list[int], dict[str, Any]]]) -> Job:
-    """A conversation job for these targets, each with its rows and payload."""
+def batch_job(kind: str, targets: dict[str, tuple[list[int], dict[str, Any]]]) -> Job:
+    """A user or conversation job for these targets, each with its rows (and a
+    conversation's payload)."""
+    payload: dict[str, Any] = {
+        "rows": {target_id: rows for target_id, (rows, _) in targets.items()}
+    }
+    if kind == "conversation":
+        payload["payloads"] = {
+            target_id: target_payload
+            for target_id, (_, target_payload) in targets.items()
+            if target_payload
+        }
     return Job(
-        "conversation",
-        tuple(targets),
-        tuple(row for rows, _ in targets.values() for row in rows),
-        {
-            "rows": {target_id: rows for target_id, (rows, _) in targets.items()},
-            "payloads": {
-                target_id: payload for target_id, (_, payload) in targets.items() if payload
-            },
-        },
+        kind, tuple(targets), tuple(row for rows, _ in targets.values() for row in rows), payload
     )
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import replace
+from functools import partial
 from typing import Any, TypeVar
 
 import requests
@@ -28,6 +29,7 @@ from worker.stream.history_pages import read_history
 from worker.stream.http_session import PooledSession, StreamTransportError
 from worker.stream.limits import MAX_MEMBERS_PER_CALL, MAX_USERS_PER_CALL, limits_from_answer
 from worker.stream.protocol import ChannelHistory, RateBudget, RemoteChannel
+from worker.stream.tasks import follow_task
 
 __all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
 
@@ -127,8 +129,12 @@ class StreamGateway:
         batch: tuple[str, Callable[..., Any], tuple[Any, ...]],
         single: tuple[str, Callable[..., Any]],
     ) -> None:
-        """A batch endpoint's calls of 100 ids, each task followed to its end. A batch that
-        names a user Stream does not know fails whole: its users go one by one instead."""
+        """A batch endpoint's calls of 100 ids, each task followed to its end.
+
+        A batch that names a user Stream does not know (created and deleted before it was
+        ever synced) fails whole: it goes again with the users Stream holds (one
+        ``QueryUsers``), and only should that fail too, one by one (these endpoints allow
+        60 calls a minute)."""
         endpoint, call, args = batch
         for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
             try:
@@ -136,43 +142,37 @@ class StreamGateway:
             except PermanentStreamError as exc:
                 if not is_not_found(exc):
                     raise
-                for user_id in chunk:
-                    self._call(single[0], single[1], user_id, missing_ok=True)
-                continue
+                held = self.query_users(chunk, include_deactivated=True)
+                known = [user_id for user_id in chunk if user_id in held]
+                try:
+                    answer = self._call(endpoint, call, known, *args) if known else None
+                except PermanentStreamError as again:  # one went meanwhile
+                    if not is_not_found(again):
+                        raise
+                    for user_id in known:
+                        self._call(single[0], single[1], user_id, missing_ok=True)
+                    continue
             if answer and answer.get("task_id"):
-                self.follow_task(str(answer["task_id"]), endpoint)
-
-    def follow_task(self, task_id: str, endpoint: str, timeout: float = 30.0) -> dict[str, Any]:
-        """Wait for one of Stream's async tasks to end; its result, or the error it ended with."""
-        deadline, delay = time.monotonic() + timeout, 0.05
-        while True:
-            task = self._call("GetTask", StreamChat.get_task, task_id) or {}
-            status = task.get("status")
-            if status == "completed":
-                return dict(task.get("result") or {})
-            if status == "failed":
-                raise PermanentStreamError(
-                    f"task {task_id} failed: {task.get('result') or task.get('error')}",
-                    endpoint=endpoint,
-                )
-            if time.monotonic() >= deadline:
-                raise TransientStreamError(
-                    f"task {task_id} still {status} after {timeout:.0f} s", endpoint=endpoint
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+                task_id = str(answer["task_id"])
+                get_task = partial(self._call, "GetTask", StreamChat.get_task, task_id)
+                follow_task(get_task, task_id, endpoint)
 
     def rate_limits(self) -> dict[str, int]:
         """The app's server-side limits per endpoint, calls per minute, as Stream tells them."""
         answer = self._call("GetRateLimits", StreamChat.get_rate_limits, server_side=True)
         return limits_from_answer(answer or {})
 
-    def query_users(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The users Stream holds among ``user_ids``."""
+    def query_users(
+        self, user_ids: Sequence[str], *, include_deactivated: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """The users Stream holds among ``user_ids`` (deactivated ones too, if asked)."""
         found: dict[str, dict[str, Any]] = {}
+        options: dict[str, Any] = {"include_deactivated_users": True} if include_deactivated else {}
         for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
             query = {"id": {"$in": list(chunk)}}
-            response = self._call("QueryUsers", StreamChat.query_users, query, limit=len(chunk))
+            response = self._call(
+                "QueryUsers", StreamChat.query_users, query, limit=len(chunk), **options
+            )
             found.update({user["id"]: user for user in response.get("users", [])})
         return found
 

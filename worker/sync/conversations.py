@@ -352,12 +352,24 @@ def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:
 
     The known-users cache saves an upsert per reconcile; it can be stale (a user
     deleted in Stream by hand, a Redis restart, a user job restoring one at this very
-    moment), and this is where it heals.
+    moment), and this is where it heals. A user the database no longer holds left
+    since the conversation was read (and was retired in Stream meanwhile): the
+    conversation is read again (:class:`_MembersLeft`, a retry), not failed.
     """
     try:
         return call()
     except PermanentStreamError as exc:
         if not (names_missing_users(exc) or is_deleted_user(exc)):
             raise
-        ensure_users(rt, user_ids, force=True)
+        present = ensure_users(rt, user_ids, force=True)
+        left = [user_id for user_id in user_ids if user_id not in present]
+        if left:
+            raise _MembersLeft(
+                f"{len(left)} member(s) left the database while the channel was being "
+                f"reconciled ({', '.join(left[:3])}): reading the conversation again"
+            ) from None
         return call()
+
+
+class _MembersLeft(RetryableError):
+    """Users a conversation's snapshot names are no longer in the database."""
