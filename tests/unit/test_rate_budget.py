@@ -207,6 +207,34 @@ def test_limits_are_asked_for_at_the_first_call_and_again_after_the_interval(
     assert (len(asked), budget.limits) == (2, {"SendMessage": 120})
 
 
+def test_a_budget_run_dry_asks_for_the_limits_again_before_the_interval(
+    redis: fakeredis.FakeRedis, clock: FakeClock
+) -> None:
+    # Given limits read while Stream had lowered them (one call a minute), raised since
+    answers = [{"UpdateUsers": 1}, {"UpdateUsers": 6000}]
+    asked: list[float] = []
+
+    def ask() -> dict[str, int]:
+        asked.append(clock.mono)
+        return answers[min(len(asked) - 1, 1)]
+
+    budget = RedisRateBudget(
+        redis, {"UpdateUsers": 300}, refresh=ask, refresh_every=600, max_wait=5
+    )
+    budget.acquire("UpdateUsers")
+    assert budget.limits == {"UpdateUsers": 1}
+    # When calls find no slot, Then Stream is asked again once 15 s have passed, not sooner
+    with pytest.raises(TransientStreamError):
+        budget.acquire("UpdateUsers")
+    assert len(asked) == 1
+    clock.sleep(10)
+    with pytest.raises(TransientStreamError):
+        budget.acquire("UpdateUsers")
+    assert len(asked) == 2
+    # And the raised limits serve the next calls at once
+    assert calls_let_through(budget, "UpdateUsers", 50) == 50
+
+
 def test_a_failed_refresh_keeps_the_limits_and_tries_again_later(
     redis: fakeredis.FakeRedis, clock: FakeClock
 ) -> None:

@@ -6,7 +6,10 @@ limit over 30). Each endpoint's budget is spread over one-second buckets in Redi
 neither burst at the start of a minute nor, together, exceed either limit.
 
 The limits can be refreshed (``refresh``, every ``refresh_every`` seconds): Stream
-tells an app its real limits, which its plan or its load may change.
+tells an app its real limits, which its plan or its load may change. A budget that
+runs dry asks again sooner (``starved_refresh`` seconds after the last answer at the
+earliest): limits read while Stream had lowered them for a while must not throttle the
+workers for the rest of the interval once it has raised them again.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class RedisRateBudget:
         prefix: str = "stream_outbox:rate",
         refresh: Callable[[], Mapping[str, int]] | None = None,
         refresh_every: float = 600.0,
+        starved_refresh: float = 15.0,
     ) -> None:
         self._backend = RedisBackend(client=redis)
         self._prefix, self._headroom = prefix, headroom
@@ -61,8 +65,10 @@ class RedisRateBudget:
         self.limiters: dict[str, BucketRateLimiter] = {}
         self.set_limits(limits)
         self._refresh, self._refresh_every = refresh, refresh_every
+        self._starved_refresh = starved_refresh
         self._refreshing = threading.Lock()
         self._next_refresh = 0.0 if refresh is not None else math.inf
+        self._asked_at = -math.inf
 
     def set_limits(self, limits: Mapping[str, int]) -> None:
         """Use these per-minute limits from now on (endpoints not named are not limited)."""
@@ -79,7 +85,8 @@ class RedisRateBudget:
         if self._refresh is None or not self._refreshing.acquire(blocking=False):
             return  # another thread is at it, or this is its own call for the limits
         try:
-            self._next_refresh = time.monotonic() + self._refresh_every
+            self._asked_at = time.monotonic()
+            self._next_refresh = self._asked_at + self._refresh_every
             self.set_limits(self._refresh())
             log.info("rate limits: %s", self.limits)
         except Exception as exc:
@@ -101,6 +108,8 @@ class RedisRateBudget:
                     return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if time.monotonic() - self._asked_at >= self._starved_refresh:
+                    self.refresh_now()  # for the next call: this one's wait is over
                 raise TransientStreamError(
                     "local rate budget exhausted", endpoint=endpoint, retry_after=1.0
                 )
