@@ -1,15 +1,18 @@
-"""Helpers shared by the benchmarks: a scratch database and percentile figures."""
+"""Helpers shared by the benchmarks: a scratch database, the invitations' organizer and
+event, and percentile figures."""
 
 from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
-from app_hooks.reference import Base
+from app_hooks.reference import Base, Event, User
 from worker.admin.migrate import upgrade
 from worker.demo.scratch_db import scratch_database as worker_scratch_database
 from worker.settings import normalize_database_url
@@ -28,6 +31,20 @@ def scratch_database(prefix: str = "stream_outbox_bench") -> Iterator[str]:
         Base.metadata.create_all(engine)
         engine.dispose()
         yield url
+
+
+def organizer_and_event(
+    new_session: Callable[[], Session], title: str
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A new organizer and its event (the invitations' subject), through ``new_session``."""
+    with new_session() as session:
+        organizer = User(email=f"org-{uuid.uuid4().hex}@example.com")
+        session.add(organizer)
+        session.flush()
+        event = Event(organizer_id=organizer.id, title=title)
+        session.add(event)
+        session.commit()
+        return organizer.id, event.id
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:

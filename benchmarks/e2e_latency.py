@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import uuid
 from typing import Any
 
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app_hooks import install
-from app_hooks.reference import Event, User
-from benchmarks.common import median, percentile, scratch_database
+from benchmarks.common import median, organizer_and_event, percentile, scratch_database
 from benchmarks.services import (
     Processes,
     RemoteEmulator,
@@ -49,14 +47,7 @@ def _wait_for_calls(emu: RemoteEmulator, count: int, timeout: float) -> None:
 
 
 def _commit_steadily(factory: sessionmaker[Session], rate: float, seconds: float) -> list[float]:
-    with factory() as session:
-        organizer = User(email=f"org-{uuid.uuid4().hex}@example.com")
-        session.add(organizer)
-        session.flush()
-        event = Event(organizer_id=organizer.id, title="Latency")
-        session.add(event)
-        session.commit()
-        organizer_id, event_id = organizer.id, event.id
+    organizer_id, event_id = organizer_and_event(factory, "Latency")
     commits: list[float] = []
     start = time.monotonic()
     for n in range(int(rate * seconds)):

@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -50,12 +51,11 @@ from app_hooks.reference import (
     REFERENCE_BINDING,
     Conversation,
     ConversationParticipant,
-    Event,
     EventParticipant,
     User,
 )
 from app_hooks.triggers import drop_triggers, install_triggers
-from benchmarks.common import median, percentile, scratch_database
+from benchmarks.common import median, organizer_and_event, percentile, scratch_database
 from benchmarks.services import RemoteEmulator, remote_emulator
 
 Inline = Callable[[uuid.UUID, uuid.UUID, uuid.UUID], None]
@@ -102,18 +102,6 @@ def inline_plan(emu: RemoteEmulator) -> Inline:
         channel.create(str(organizer))
 
     return call_stream
-
-
-def _setup(engine: Engine) -> tuple[uuid.UUID, uuid.UUID]:
-    """The benchmark's organizer and event on ``engine``'s database."""
-    with Session(engine) as session:
-        organizer = User(email=f"org-{uuid.uuid4().hex}@example.com")
-        session.add(organizer)
-        session.flush()
-        bench_event = Event(organizer_id=organizer.id, title="Benchmark")
-        session.add(bench_event)
-        session.commit()
-        return organizer.id, bench_event.id
 
 
 class _Rows:
@@ -175,7 +163,9 @@ def run(
     """
     engine, engine_t = create_engine(url), create_engine(triggers_url)
     rows, rows_t = _Rows(engine), _Rows(engine_t)
-    ids, ids_t = _setup(engine), _setup(engine_t)
+    ids, ids_t = (
+        organizer_and_event(partial(Session, bound), "Benchmark") for bound in (engine, engine_t)
+    )
     control_modes = {
         "first_db": _Mode(sessionmaker(engine), *ids, rows),
         "triggers_db": _Mode(sessionmaker(engine_t), *ids_t, rows_t),
