@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 
@@ -210,9 +211,11 @@ def test_limits_are_asked_for_at_the_first_call_and_again_after_the_interval(
 def test_a_budget_run_dry_asks_for_the_limits_again_before_the_interval(
     redis: fakeredis.FakeRedis, clock: FakeClock
 ) -> None:
-    # Given limits read while Stream had lowered them (one call a minute, in one-minute
-    # buckets: the run starts at a minute's beginning), raised since
-    clock.now = (clock.now // 60 + 1) * 60 + 0.25
+    # Given limits read while Stream had lowered them (one call a minute: with the
+    # headroom, one call a bucket of 63.158 s; the run starts at a bucket's beginning),
+    # raised since
+    bucket = math.ceil(60_000 / 0.95) / 1000
+    clock.now = (clock.now // bucket + 1) * bucket + 0.25
     answers = [{"UpdateUsers": 1}, {"UpdateUsers": 6000}]
     asked: list[float] = []
 
