@@ -91,6 +91,37 @@ def test_edits_and_deletions_by_the_old_chat_reach_the_channel(
     assert {row["status"] for row in pipeline.rows()} == {"done"}
 
 
+def test_an_edit_costs_one_call_and_an_edit_stream_never_got_is_sent(
+    pipeline: Pipeline, app_session: Callable[[], Session]
+) -> None:
+    # Given a mirrored message, and one never sent (its row lost to a restore, say)
+    with app_session() as session, session.begin():
+        made = invite(session)
+        sent = Message(conversation_id=made["conversation"].id, sender_id=None, content="helo")
+        session.add(sent)
+    pipeline.drain()
+    with app_session() as session, session.begin():
+        unsent = Message(conversation_id=made["conversation"].id, sender_id=None, content="x")
+        session.add(unsent)
+    with pipeline.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM stream_outbox WHERE status = 'pending'")
+    pipeline.emu.reset_request_counts()
+    # When the old chat edits both
+    with app_session() as session, session.begin():
+        for message_id, text in ((sent.id, "hello"), (unsent.id, "fixed")):
+            edited = session.get(Message, message_id)
+            assert edited is not None
+            edited.content = text
+    pipeline.drain()
+    # Then the first is edited in one call, and the second, not in Stream, is sent
+    cid = f"messaging:invitation_{made['invitation'].id}"
+    by_id = {m["id"]: m["text"] for m in pipeline.emu.state()["messages"][cid]}
+    assert by_id == {f"msg-{sent.id}": "hello", f"msg-{unsent.id}": "fixed"}
+    counts = pipeline.counts()
+    assert (counts.get("UpdateMessagePartial"), counts.get("SendMessage")) == (2, 1), counts
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
 def test_mirroring_can_be_turned_off_after_the_cut_over(
     pipeline: Pipeline, app_session: Callable[[], Session]
 ) -> None:

@@ -226,6 +226,19 @@ def test_messages_make_one_job_each() -> None:
     ]
 
 
+def test_a_message_whose_rows_are_all_edits_is_marked_an_edit() -> None:
+    # Given a message edited twice, and one sent then edited
+    rows = [
+        OutboxRow(1, "message", "m1", "update", {"conversation_id": "c1"}),
+        OutboxRow(2, "message", "m1", "update", {"conversation_id": "c1"}),
+        OutboxRow(3, "message", "m2", "insert", {"conversation_id": "c1"}),
+        OutboxRow(4, "message", "m2", "update", {"conversation_id": "c1"}),
+    ]
+
+    # When planning jobs, Then only the first is an edit (its text set first)
+    assert [job.payload.get("edit", False) for job in plan_jobs(rows)] == [True, False]
+
+
 def test_a_mixed_batch_groups_by_target_and_kind() -> None:
     # Given rows of every kind, interleaved; "x" is both a user id and a conversation id
     rows = [

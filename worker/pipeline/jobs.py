@@ -29,7 +29,8 @@ def plan_jobs(
     ``users_per_job`` to a job and conversations ``conversations_per_job``, each job
     with a map of which rows belong to which target, so one target's failure fails
     its own rows only; a conversation asking for a history import (a long job) and
-    each message get a job of their own.
+    each message get a job of their own (``edit`` in its payload when its rows, with an
+    ``event``, are all updates).
     """
     grouped: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
@@ -48,6 +49,8 @@ def plan_jobs(
         elif kind == "conversation":
             jobs += _batches("conversation", [(target_id, group, payload)], 1)
         else:
+            if kind == "message" and all(getattr(row, "event", "") == "update" for row in group):
+                payload["edit"] = True  # Stream holds it most likely: set its text first
             jobs.append(Job(kind, (target_id,), tuple(row.id for row in group), payload))
     jobs += _batches("conversation", conversations, conversations_per_job)
     jobs += _batches("user", users, users_per_job)

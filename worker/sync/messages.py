@@ -85,6 +85,8 @@ def _mirror_locked(
     author = author_of(message, present)
     if author == SYSTEM_USER_ID:  # no sender, or one Stream cannot hold (deleted)
         rt.gateway.upsert_users([SYSTEM_USER])
+    if (payload or {}).get("edit") and _edited(rt, message.stream_id, message.text, author):
+        return Result("edited")
     body = message_body(message, silent=False, present=present)
     try:
         sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
@@ -109,3 +111,15 @@ def _mirror_locked(
     # the text is set either way (the id, channel and author never change).
     rt.gateway.update_message_text(message.stream_id, message.text, author)
     return Result("already there, text set")
+
+
+def _edited(rt: Runtime, stream_id: str, text: str, author: str) -> bool:
+    """Set the text of a message Stream holds, in one call (an edit's rows); ``False`` when
+    Stream does not hold it (its send failed, or waits in another job): it is sent."""
+    try:
+        rt.gateway.update_message_text(stream_id, text, author)
+    except PermanentStreamError as exc:
+        if not is_not_found(exc):
+            raise
+        return False
+    return True
