@@ -58,7 +58,8 @@ class Runtime:
         if redis is None:
             redis = Redis.from_url(settings.redis_url)
         prefix = settings.redis_prefix
-        budget = _budget(settings, redis, lambda: gateway.rate_limits())
+        stopping = threading.Event()  # lock and budget waits end at once when it is set
+        budget = _budget(settings, redis, lambda: gateway.rate_limits(), stopping)
         gateway = StreamGateway.from_settings(settings, budget)
         return cls(
             settings=settings,
@@ -67,9 +68,13 @@ class Runtime:
             gateway=gateway,
             redis=redis,
             locks=TargetLocks(
-                redis, prefix=f"{prefix}:lock", lease=settings.lock_lease.total_seconds()
+                redis,
+                prefix=f"{prefix}:lock",
+                lease=settings.lock_lease.total_seconds(),
+                stopping=stopping,
             ),
             binding=binding,
+            stopping=stopping,
             fanout=ThreadPoolExecutor(settings.stream_concurrency, thread_name_prefix="stream")
             if settings.stream_concurrency > 1
             else None,
@@ -77,19 +82,28 @@ class Runtime:
 
 
 def _budget(
-    settings: Settings, redis: Redis, ask: Callable[[], Mapping[str, int]]
+    settings: Settings,
+    redis: Redis,
+    ask: Callable[[], Mapping[str, int]],
+    stopping: threading.Event | None = None,
 ) -> RedisRateBudget:
     """The shared budget: Stream's limits (asked now and then, the published table until
     Stream answers) under ``OUTBOX_RATE_LIMITS``; only the latter without stream limits."""
     overrides = settings.rate_limits
     prefix = f"{settings.redis_prefix}:rate"
     if not settings.stream_limits:
-        return RedisRateBudget(redis, overrides, prefix=prefix)
+        return RedisRateBudget(redis, overrides, prefix=prefix, stopping=stopping)
 
     def refresh() -> dict[str, int]:
         return {**PUBLISHED_LIMITS, **ask(), **overrides}
 
-    return RedisRateBudget(redis, {**PUBLISHED_LIMITS, **overrides}, prefix=prefix, refresh=refresh)
+    return RedisRateBudget(
+        redis,
+        {**PUBLISHED_LIMITS, **overrides},
+        prefix=prefix,
+        refresh=refresh,
+        stopping=stopping,
+    )
 
 
 _current: Runtime | None = None

@@ -105,6 +105,32 @@ def test_busy_after_waiting(locks: TargetLocks, redis: fakeredis.FakeRedis) -> N
     assert 0.2 <= waited < 1.5
 
 
+def test_a_wait_ends_at_once_when_the_process_stops(redis: fakeredis.FakeRedis) -> None:
+    # Given a target another worker holds, and a worker waiting up to a minute for it
+    stopping = threading.Event()
+    locks = TargetLocks(redis, stopping=stopping)
+    failure: list[Exception] = []
+
+    def wait() -> None:
+        try:
+            with locks.hold("user", ["u1"], wait=60):
+                pass
+        except TargetBusy as exc:
+            failure.append(exc)
+
+    with TargetLocks(redis).hold("user", ["u1"]):
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.05)
+        # When its process starts to shut down
+        stopping.set()
+        waiter.join(timeout=5)
+
+    # Then the wait ended (a busy target, retried later), not after the minute
+    assert not waiter.is_alive()
+    assert [str(exc) for exc in failure] == ["user target busy: u1 (worker stopping)"]
+
+
 def test_a_waiting_worker_gets_the_lock_once_it_is_released(
     locks: TargetLocks, redis: fakeredis.FakeRedis
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 
@@ -238,6 +239,18 @@ def test_a_budget_run_dry_asks_for_the_limits_again_before_the_interval(
     assert len(asked) == 2
     # And the raised limits serve the next calls at once
     assert calls_let_through(budget, "UpdateUsers", 50) == 50
+
+
+def test_a_stopping_process_waits_for_no_slot(redis: fakeredis.FakeRedis, clock: FakeClock) -> None:
+    # Given a spent budget, in a process shutting down
+    stopping = threading.Event()
+    budget = RedisRateBudget(redis, {"UpdateUsers": 60}, max_wait=5, stopping=stopping)
+    budget.acquire("UpdateUsers")
+    stopping.set()
+    # When a call asks for a slot, Then it fails at once (its job retries later)
+    with pytest.raises(TransientStreamError, match="worker stopping"):
+        budget.acquire("UpdateUsers")
+    assert clock.sleeps == []
 
 
 def test_a_failed_refresh_keeps_the_limits_and_tries_again_later(

@@ -164,7 +164,7 @@ def _batch(
             outcomes.append(_settle(rt, row_ids, rows_by_target, result, only=list(todo)))
             reached += len(todo) - len(result.unreached)
             error, left = result.error, list(result.unreached) + waiting
-        if error is None and waiting and time.monotonic() >= deadline:
+        if error is None and waiting and (time.monotonic() >= deadline or rt.stopping.is_set()):
             error = TargetBusy(f"{kind} target busy: {', '.join(waiting[:3])}")
         if error is not None:
             left_targets = {target_id: targets[target_id] for target_id in left}

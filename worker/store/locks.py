@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -53,8 +54,16 @@ class LockLost(RetryableError):
 class TargetLocks:
     """All-or-nothing locks on a set of targets, with a lease so a dead worker's expire."""
 
-    def __init__(self, redis: Redis, *, prefix: str = "stream_outbox:lock", lease: float = 120.0):
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = "stream_outbox:lock",
+        lease: float = 120.0,
+        stopping: threading.Event | None = None,
+    ):
         self.redis = redis
+        self.stopping = stopping  # set when the process shuts down: waits end at once
         self.prefix = prefix
         self.lease_ms = int(lease * 1000)
         self._release = redis.register_script(_RELEASE)
@@ -62,12 +71,15 @@ class TargetLocks:
 
     @contextmanager
     def hold(self, kind: str, ids: Sequence[str], wait: float = 10.0) -> Iterator[None]:
-        """Hold every ``kind:id`` lock for the block; :class:`TargetBusy` after ``wait`` seconds."""
+        """Hold every ``kind:id`` lock for the block; :class:`TargetBusy` after ``wait``
+        seconds, or at once when the process is stopping."""
         keys = sorted({f"{self.prefix}:{kind}:{target_id}" for target_id in ids})
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait
         delay = 0.005
         while not self._try(keys, token):
+            if self.stopping is not None and self.stopping.is_set():
+                raise TargetBusy(f"{kind} target busy: {', '.join(ids[:3])} (worker stopping)")
             if time.monotonic() >= deadline:
                 raise TargetBusy(f"{kind} target busy: {', '.join(ids[:3])}")
             time.sleep(delay)

@@ -57,6 +57,7 @@ class RedisRateBudget:
         refresh: Callable[[], Mapping[str, int]] | None = None,
         refresh_every: float = 600.0,
         starved_refresh: float = 15.0,
+        stopping: threading.Event | None = None,
     ) -> None:
         self._backend = RedisBackend(client=redis)
         self._prefix, self._headroom = prefix, headroom
@@ -66,6 +67,7 @@ class RedisRateBudget:
         self.set_limits(limits)
         self._refresh, self._refresh_every = refresh, refresh_every
         self._starved_refresh = starved_refresh
+        self._stopping = stopping  # set when the process shuts down: waits end at once
         self._refreshing = threading.Lock()
         self._next_refresh = 0.0 if refresh is not None else math.inf
         self._asked_at = -math.inf
@@ -95,7 +97,8 @@ class RedisRateBudget:
             self._refreshing.release()
 
     def acquire(self, endpoint: str) -> None:
-        """Wait for a slot of ``endpoint``; a transient error when none comes in ``max_wait``."""
+        """Wait for a slot of ``endpoint``; a transient error when none comes in ``max_wait``
+        (or at once, once the process is stopping)."""
         if time.monotonic() >= self._next_refresh:
             self.refresh_now()
         limiter = self.limiters.get(endpoint)
@@ -106,6 +109,8 @@ class RedisRateBudget:
             with limiter.acquire(raise_on_failure=False) as acquired:
                 if acquired:
                     return
+            if self._stopping is not None and self._stopping.is_set():
+                raise TransientStreamError("worker stopping: no wait for a slot", endpoint=endpoint)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if time.monotonic() - self._asked_at >= self._starved_refresh:
