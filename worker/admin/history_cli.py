@@ -24,13 +24,10 @@ from sqlalchemy import create_engine
 from worker.admin import operations as admin
 from worker.admin.history_export import MAX_FILE_BYTES, export_history, rfc3339
 from worker.admin.history_files import export_files, read_state
-from worker.admin.history_import import import_files
 from worker.app_binding import resolve_binding
 from worker.settings import load_settings
 from worker.store.cutover import EXPORT_ACTION
 from worker.store.repository import OutboxRepository
-from worker.stream.gateway import StreamGateway
-from worker.stream.imports import ImportAPI
 
 __all__ = ["app"]
 
@@ -149,6 +146,11 @@ def import_(
 ) -> None:
     """Upload each file through Stream's import API, in order, and follow each import to
     its end; files imported before are skipped, one still running is followed."""
+    # Stream's SDK is imported by the one command that calls Stream (a second at start-up)
+    from worker.admin.history_import import import_files
+    from worker.stream.gateway import StreamGateway
+    from worker.stream.imports import ImportAPI
+
     files = export_files(read_state(folder), folder) if folder.is_dir() else []
     if not files:
         raise admin.AdminError(f"{folder} holds no history-*.jsonl files (run history export)")

@@ -58,7 +58,7 @@ from worker.store.cutover import utc
 from worker.store.repository import ChannelRef, OutboxRepository
 from worker.stream.limits import data_too_large
 from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
-from worker.sync.conversations import channel_candidates
+from worker.sync.plan import channel_candidates
 from worker.sync.users import user_refusal
 
 __all__ = ["MAX_FILE_BYTES", "ExportResult", "Progress", "export_history", "rfc3339"]

@@ -1,8 +1,5 @@
-"""Talking to Stream: the gateway over the SDK, its HTTP session, and what Stream's errors mean."""
+"""Talking to Stream: the gateway over the SDK, its HTTP session, and what Stream's errors mean.
 
-from __future__ import annotations
-
-from worker.stream.gateway import StreamGateway
-from worker.stream.protocol import Gateway, RemoteChannel, StreamReader
-
-__all__ = ["Gateway", "RemoteChannel", "StreamGateway", "StreamReader"]
+Nothing is imported here: a module that needs Stream's limits or error answers does not
+pay for the SDK (and aiohttp, which it imports) at start-up. Import from the modules.
+"""

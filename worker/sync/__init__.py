@@ -7,20 +7,27 @@ imports a conversation's older ones; ``plan`` is the pure comparison they act on
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import PermanentError
-from worker.runtime import Runtime
-from worker.sync.conversations import reconcile_conversations
-from worker.sync.messages import mirror_message
 from worker.sync.outcome import Result
-from worker.sync.users import reconcile_users
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 __all__ = ["Result", "reconcile"]
 
 
 def reconcile(rt: Runtime, kind: str, targets: dict[str, dict[str, Any]]) -> Result:
-    """Reconcile targets of one kind (users or conversations in batches, one message)."""
+    """Reconcile targets of one kind (users or conversations in batches, one message).
+
+    The reconcilers are imported here, not with the package: the command line's modules
+    that need only ``bodies`` or ``plan`` do not pay for the SDK and the runtime.
+    """
+    from worker.sync.conversations import reconcile_conversations
+    from worker.sync.messages import mirror_message
+    from worker.sync.users import reconcile_users
+
     if kind == "user":
         return reconcile_users(rt, list(targets))
     if kind == "conversation":

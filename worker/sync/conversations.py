@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app_hooks.binding import DesiredChannel
-from app_hooks.channel_ids import InvalidStreamId, choose_channel_id, fallback_channel_id
 from worker.errors import (
     PermanentError,
     PermanentStreamError,
@@ -31,11 +30,10 @@ from worker.stream.answers import is_deleted_user, names_missing_users
 from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
 from worker.sync.history import import_history
 from worker.sync.outcome import Result
-from worker.sync.plan import OWNED_CHANNEL_FIELDS, plan_channel
+from worker.sync.plan import OWNED_CHANNEL_FIELDS, channel_candidates, plan_channel
 from worker.sync.users import ensure_users, is_valid_user, require_valid_user
 
 __all__ = [
-    "channel_candidates",
     "channel_of",
     "reconcile_conversation",
     "reconcile_conversations",
@@ -278,22 +276,6 @@ def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
         return rt.repo.assign_channel(channel.conversation_id, channel_candidates(channel))
     except LookupError as exc:
         raise PermanentStreamError(str(exc), endpoint="channel-id") from None
-
-
-def channel_candidates(channel: DesiredChannel) -> list[ChannelRef]:
-    """The ids the naming rules allow a new channel, preferred first."""
-    try:
-        preferred = choose_channel_id(channel.facts)
-    except InvalidStreamId as exc:
-        raise PermanentStreamError(str(exc), endpoint="channel-id") from None
-    candidates = [ChannelRef(channel.channel_type, preferred)]
-    try:
-        fallback = fallback_channel_id(channel.conversation_id)
-    except InvalidStreamId:
-        pass  # a conversation id Stream cannot take: the preferred id or nothing
-    else:
-        candidates.append(ChannelRef(channel.channel_type, fallback))
-    return candidates
 
 
 def _assign_channels(rt: Runtime, snapshots: dict[str, _Snapshot]) -> dict[str, _Snapshot]:

@@ -1,4 +1,5 @@
-"""Pure decision: the calls that bring a channel Stream holds in step with the database."""
+"""Pure decisions: the ids a new channel may take, and the calls that bring a channel
+Stream holds in step with the database."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app_hooks.binding import DesiredChannel
+from app_hooks.channel_ids import InvalidStreamId, choose_channel_id, fallback_channel_id
+from worker.errors import PermanentStreamError
+from worker.store.repository import ChannelRef
 
-__all__ = ["OWNED_CHANNEL_FIELDS", "ChannelPlan", "plan_channel"]
+__all__ = ["OWNED_CHANNEL_FIELDS", "ChannelPlan", "channel_candidates", "plan_channel"]
 
 # Custom channel fields this product writes; anything else on the channel is left alone.
 OWNED_CHANNEL_FIELDS = ("name", "conversation_id", "event_id")
@@ -42,3 +46,19 @@ def plan_channel(
     }
     unset = tuple(key for key in OWNED_CHANNEL_FIELDS if key in data and key not in desired.data)
     return ChannelPlan(set_data, unset, tuple(sorted(want - held)), tuple(sorted(held - want)))
+
+
+def channel_candidates(channel: DesiredChannel) -> list[ChannelRef]:
+    """The ids the naming rules allow a new channel, preferred first."""
+    try:
+        preferred = choose_channel_id(channel.facts)
+    except InvalidStreamId as exc:
+        raise PermanentStreamError(str(exc), endpoint="channel-id") from None
+    candidates = [ChannelRef(channel.channel_type, preferred)]
+    try:
+        fallback = fallback_channel_id(channel.conversation_id)
+    except InvalidStreamId:
+        pass  # a conversation id Stream cannot take: the preferred id or nothing
+    else:
+        candidates.append(ChannelRef(channel.channel_type, fallback))
+    return candidates

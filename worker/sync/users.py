@@ -8,14 +8,16 @@ and :func:`worker.sync.conversations` heals it when Stream says a user is missin
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app_hooks.channel_ids import InvalidStreamId, validate_user_id
 from worker.errors import PermanentStreamError
-from worker.runtime import Runtime
 from worker.stream.answers import is_deleted_user
 from worker.stream.limits import data_too_large
 from worker.sync.outcome import Result
+
+if TYPE_CHECKING:
+    from worker.runtime import Runtime
 
 __all__ = ["ensure_users", "is_valid_user", "reconcile_users", "require_valid_user", "user_refusal"]
 
