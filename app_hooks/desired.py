@@ -55,15 +55,17 @@ class DesiredMessage:
     text: str
     created_at: datetime | None
 
-    @property
-    def stream_id(self) -> str:
-        """The deterministic Stream message id: re-runs and replays never duplicate."""
-        return stream_message_id(self.id)
+    def stream_id(self, generation: int = 0) -> str:
+        """The deterministic Stream message id in its channel's ``generation``: re-runs
+        and replays never duplicate."""
+        return stream_message_id(self.id, generation)
 
 
-def stream_message_id(message_id: str) -> str:
-    """The Stream id of the application's message ``message_id``."""
-    return f"msg-{message_id}"
+def stream_message_id(message_id: str, generation: int = 0) -> str:
+    """The Stream id of the application's message ``message_id``: ``msg-{id}``, and
+    ``msg{generation}-{id}`` in a channel created again after Stream deleted it (Stream
+    refuses an id it held, even deleted). The two forms never collide."""
+    return f"msg-{message_id}" if generation == 0 else f"msg{generation}-{message_id}"
 
 
 def desired_channel(

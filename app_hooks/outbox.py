@@ -152,6 +152,10 @@ channel_map = Table(
     # History import cursor: the last message copied into the channel, in (time, id) order.
     Column("history_until", DateTime(timezone=True)),
     Column("history_message_id", String(255)),
+    # Stream deleted the channel (the conversation left the database) at this time; the
+    # channel's generation counts its creations after such a deletion (message ids).
+    Column("deleted_at", DateTime(timezone=True)),
+    Column("generation", Integer, nullable=False, server_default=text("0")),
     UniqueConstraint("channel_type", "channel_id"),
 )
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Text, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from app_hooks import Binding
 
@@ -29,6 +29,7 @@ __all__ = [
     "Pitch",
     "Post",
     "Thread",
+    "ada_and_bob_in_a_thread",
 ]
 
 
@@ -147,3 +148,15 @@ BINDING = Binding(
     ),
     user_sources={Photo: "account_id"},
 )
+
+
+def ada_and_bob_in_a_thread(session: Session) -> tuple[Account, Account, Thread]:
+    """Two accounts, ada and bob, members of a new thread (flushed: ids assigned)."""
+    ada, bob = Account(email_address="ada@e.com"), Account(email_address="bob@e.com")
+    session.add_all([ada, bob])
+    session.flush()
+    thread = Thread()
+    session.add(thread)
+    session.flush()
+    session.add_all(Member(thread_id=thread.id, account_id=a.id) for a in (ada, bob))
+    return ada, bob, thread

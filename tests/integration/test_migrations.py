@@ -27,7 +27,7 @@ SERVER_URL = normalize_database_url(
 )
 OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
 VERSION_TABLE = "stream_outbox_alembic_version"
-HEAD = "0004"
+HEAD = "0005"
 INSERT_ROW = (
     "INSERT INTO stream_outbox (target_kind, target_id, event) VALUES ('user', '1', 'insert')"
 )

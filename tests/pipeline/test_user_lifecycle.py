@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app_hooks import install
 from app_hooks.reference import Message, Profile, User
 from tests.pipeline.conftest import Pipeline
-from tests.shapes_app import BINDING, Account, Base, Member, Post, Thread
+from tests.shapes_app import BINDING, Base, Post, ada_and_bob_in_a_thread
 from tests.story import invite
 from worker import runtime
 from worker.admin.operations import resync
@@ -174,13 +174,7 @@ def test_messages_of_a_deleted_sender_are_sent_by_the_system_user(
 ) -> None:
     # Given a thread whose history has posts by an account deleted (soft) since
     with shapes.begin() as session:
-        ada, bob = Account(email_address="ada@e.com"), Account(email_address="bob@e.com")
-        session.add_all([ada, bob])
-        session.flush()
-        thread = Thread()
-        session.add(thread)
-        session.flush()
-        session.add_all(Member(thread_id=thread.id, account_id=a.id) for a in (ada, bob))
+        ada, bob, thread = ada_and_bob_in_a_thread(session)
         session.add(Post(key="p-1", thread_id=thread.id, author_id=bob.id, body="from bob"))
         session.add(Post(key="p-2", thread_id=thread.id, author_id=ada.id, body="from ada"))
         session.flush()

@@ -20,6 +20,7 @@ from app_hooks.channel_ids import (
     validate_channel_id,
     validate_user_id,
 )
+from app_hooks.desired import stream_message_id
 
 CONVERSATION = "c1"
 ALICE = str(uuid.UUID(int=1))
@@ -349,3 +350,14 @@ def test_channel_and_user_alphabets_differ() -> None:
         validate_channel_id("a@b")
     with pytest.raises(InvalidStreamId, match="user id"):
         validate_user_id("a!b")
+
+
+def test_message_ids_of_each_channel_generation_never_collide() -> None:
+    # The first generation keeps the ids the history import and the live path always used
+    assert stream_message_id("42") == "msg-42"
+    assert stream_message_id("42", 1) == "msg1-42"
+    assert stream_message_id("42", 12) == "msg12-42"
+    # An app id that looks like a generation's suffix still maps to a distinct id
+    ids = {"1-42", "42", "2-42", "-42"}
+    made = [stream_message_id(mid, generation) for mid in ids for generation in range(3)]
+    assert len(set(made)) == len(made)

@@ -20,11 +20,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from app_hooks.binding import Binding, DesiredChannel
+from app_hooks.binding import Binding, DesiredChannel, stream_message_id
 from app_hooks.channel_ids import InvalidStreamId, choose_channel_id
 from worker.admin.compare_history import compare_history, compare_reads, held_read, instant
 from worker.store.cutover import Cutover
@@ -32,6 +32,8 @@ from worker.store.repository import OutboxRepository
 from worker.stream.protocol import StreamReader
 from worker.sync.bodies import SYSTEM_USER
 from worker.sync.plan import OWNED_CHANNEL_FIELDS
+
+_V = TypeVar("_V")
 
 __all__ = [
     "ChannelView",
@@ -271,11 +273,11 @@ def read_desired(
                 key=lambda m: (instant(m.created_at) if m.created_at else "~", m.id),
             )
             counts.update(message.conversation_id for message in found)
-            for message in found:
-                texts.setdefault(message.conversation_id, {})[message.stream_id] = message.text
+            for message in found:  # by the database's ids: Stream's depend on the channel
+                texts.setdefault(message.conversation_id, {})[message.id] = message.text
                 kept = cutover is not None and cutover.covers(message.created_at)
                 when = instant(message.created_at) if kept and message.created_at else None
-                times.setdefault(message.conversation_id, {})[message.stream_id] = when
+                times.setdefault(message.conversation_id, {})[message.id] = when
         if history and cutover is not None:
             for conversation_id, members in binding.read_states(conn, list(desired)).items():
                 reads[conversation_id] = {
@@ -284,18 +286,19 @@ def read_desired(
                 }
     channels: dict[str, ChannelView] = {}
     for channel in desired.values():
-        cid = _cid(repo, channel)
+        cid, generation = _cid(repo, channel)
         if cid is not None:
             conversation = channel.conversation_id
-            count = counts[conversation] if messages or history else None
-            text = texts.get(conversation, {}) if messages or history else None
+            listed = messages or history
+            count = counts[conversation] if listed else None
+            text = _by_stream_id(texts.get(conversation, {}), generation) if listed else None
             channels[cid] = ChannelView(
                 channel.members,
                 dict(channel.data),
                 False,
                 count,
                 text,
-                times=times.get(conversation, {}) if history else None,
+                times=_by_stream_id(times.get(conversation, {}), generation) if history else None,
                 reads=reads.get(conversation, {}) if history else None,
             )
     for conversation_id in set(gone) - set(desired):
@@ -305,16 +308,22 @@ def read_desired(
     return State(users, channels)
 
 
-def _cid(repo: OutboxRepository, channel: DesiredChannel) -> str | None:
+def _by_stream_id(by_id: Mapping[str, _V], generation: int) -> dict[str, _V]:
+    """Messages' values keyed by their Stream ids in a channel of ``generation``."""
+    return {stream_message_id(mid, generation): value for mid, value in by_id.items()}
+
+
+def _cid(repo: OutboxRepository, channel: DesiredChannel) -> tuple[str | None, int]:
+    """The channel's cid (None: the product creates none) and its generation."""
     ref = repo.channel_for(channel.conversation_id)
     if ref is not None:
-        return f"{ref.channel_type}:{ref.channel_id}"
+        return f"{ref.channel_type}:{ref.channel_id}", ref.generation
     if channel.created_by is None:
-        return None  # no members: the product creates no channel
+        return None, 0  # no members: the product creates no channel
     try:
-        return f"{channel.channel_type}:{choose_channel_id(channel.facts)}"
+        return f"{channel.channel_type}:{choose_channel_id(channel.facts)}", 0
     except InvalidStreamId:
-        return f"{channel.channel_type}:?{channel.conversation_id}"
+        return f"{channel.channel_type}:?{channel.conversation_id}", 0
 
 
 def held_from_stream(

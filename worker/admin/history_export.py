@@ -300,16 +300,18 @@ class _Run:
         users, channels = self.users, self.channels
         current: Any = None
         fields: str | None = None
+        generation = 0
         for mid, cid, sender, content, created in rows:
             if cid != current:
                 ref = channels.get(str(cid))
                 current, fields = cid, None if ref is None else _channel_fields(ref)
+                generation = 0 if ref is None else ref.generation
             if fields is None:  # a conversation without a channel, as live
                 continue
             mid = str(mid)
             if created is None:
                 raise BadSourceData(f"message {mid} of conversation {cid} has no created_at")
-            line = _message_line(mid, fields, sender, users, content, created)
+            line = _message_line(mid, fields, sender, users, content, created, generation)
             files.message(line, (cid, created, mid))
             done += 1
             if done % _BATCH == 0:
@@ -362,13 +364,20 @@ def _channel_fields(ref: ChannelRef) -> str:
 
 
 def _message_line(
-    mid: str, fields: str, sender: Any, users: set[str], content: str | None, created: datetime
+    mid: str,
+    fields: str,
+    sender: Any,
+    users: set[str],
+    content: str | None,
+    created: datetime,
+    generation: int = 0,
 ) -> bytes:
     """A message item's line, as ``json.dumps`` writes it (see :func:`_line`): its
     ``msg-`` id, sent as its sender (the system user when it has none or Stream does not
     hold it, the sender kept in ``original_user_id``), type ``regular``, flagged ``system``
     when it has no sender, as the live path sends it."""
-    message_id = _checked(validate_message_id, stream_message_id(mid), f"message {mid}")
+    stream_id = stream_message_id(mid, generation)  # the live path's id in that channel
+    message_id = _checked(validate_message_id, stream_id, f"message {mid}")
     extra = ""
     if sender is None:
         author, extra = SYSTEM_USER_ID, ',"system":true'

@@ -53,7 +53,9 @@ def _desired(
         message = binding.desired_messages(conn, [target_id]).get(target_id)
         if message is None:
             return "absent (deleted)", None
-        return {"id": message.stream_id, "conversation": message.conversation_id}, None
+    home = OutboxRepository(engine).channel_for(message.conversation_id)
+    stream_id = message.stream_id(home.generation if home else 0)
+    return {"id": stream_id, "conversation": message.conversation_id}, None
 
 
 def _held(gateway: StreamReader, kind: str, target_id: str, channel: tuple[str, str] | None) -> Any:

@@ -1,5 +1,11 @@
 """The channel map: which Stream channel each conversation has, and its history cursor.
 
+A channel Stream deleted (its conversation left the database) stays in the map, marked;
+should the conversation come back (a soft delete undone), :meth:`reopen_channel` makes
+it a new generation of the channel: Stream shows a re-created channel empty and refuses
+the ids of the messages it held, so the messages go again, under the new generation's
+ids, copied by a history row written in the same transaction.
+
 Part of :class:`worker.store.repository.OutboxRepository` (the worker's only reader and
 writer of these rows), kept in a module of its own.
 """
@@ -8,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from app_hooks.capture import write_changes
+from app_hooks.changes import Change, Target
 from app_hooks.outbox import channel_map
 
 __all__ = ["ChannelMapStore", "ChannelRef"]
@@ -21,10 +30,25 @@ __all__ = ["ChannelMapStore", "ChannelRef"]
 
 @dataclass(frozen=True)
 class ChannelRef:
-    """A Stream channel's type and id."""
+    """A Stream channel's type and id; from the map, also its generation (the ids of its
+    messages) and whether Stream deleted it (neither tells channels apart)."""
 
     channel_type: str
     channel_id: str
+    generation: int = field(default=0, compare=False)
+    deleted: bool = field(default=False, compare=False)
+
+
+_REF_COLUMNS = (
+    channel_map.c.channel_type,
+    channel_map.c.channel_id,
+    channel_map.c.generation,
+    channel_map.c.deleted_at,
+)
+
+
+def _ref(row: Any) -> ChannelRef:
+    return ChannelRef(row.channel_type, row.channel_id, row.generation, row.deleted_at is not None)
 
 
 class ChannelMapStore:
@@ -37,15 +61,13 @@ class ChannelMapStore:
         self, conversation_id: str, conn: Connection | None = None
     ) -> ChannelRef | None:
         """The channel assigned to a conversation, if any (on ``conn`` when given)."""
-        query = select(channel_map.c.channel_type, channel_map.c.channel_id).where(
-            channel_map.c.conversation_id == conversation_id
-        )
+        query = select(*_REF_COLUMNS).where(channel_map.c.conversation_id == conversation_id)
         if conn is not None:
             row = conn.execute(query).first()
         else:
             with self.engine.connect() as own:
                 row = own.execute(query).first()
-        return None if row is None else ChannelRef(row.channel_type, row.channel_id)
+        return None if row is None else _ref(row)
 
     def channels_for(
         self, conversation_ids: Sequence[str], conn: Connection
@@ -53,13 +75,51 @@ class ChannelMapStore:
         """The channels assigned to these conversations (those with none are absent)."""
         if not conversation_ids:
             return {}
-        query = select(
-            channel_map.c.conversation_id, channel_map.c.channel_type, channel_map.c.channel_id
-        ).where(channel_map.c.conversation_id.in_(list(conversation_ids)))
-        return {
-            row.conversation_id: ChannelRef(row.channel_type, row.channel_id)
-            for row in conn.execute(query)
-        }
+        query = select(channel_map.c.conversation_id, *_REF_COLUMNS).where(
+            channel_map.c.conversation_id.in_(list(conversation_ids))
+        )
+        return {row.conversation_id: _ref(row) for row in conn.execute(query)}
+
+    def mark_channel_deleted(self, conversation_id: str, ref: ChannelRef) -> None:
+        """Record that Stream deleted the conversation's channel ``ref`` (after the call)."""
+        statement = (
+            update(channel_map)
+            .where(
+                channel_map.c.conversation_id == conversation_id,
+                channel_map.c.channel_type == ref.channel_type,
+                channel_map.c.channel_id == ref.channel_id,
+                channel_map.c.deleted_at.is_(None),
+            )
+            .values(deleted_at=func.now())
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def reopen_channel(self, conversation_id: str) -> ChannelRef | None:
+        """Make a conversation's deleted channel its next generation, its history cursor
+        cleared and a history row written in the same transaction (the copy of its
+        messages is never lost); the map entry as it is now (None: no entry)."""
+        statement = (
+            update(channel_map)
+            .where(
+                channel_map.c.conversation_id == conversation_id,
+                channel_map.c.deleted_at.is_not(None),
+            )
+            .values(
+                deleted_at=None,
+                generation=channel_map.c.generation + 1,
+                history_until=None,
+                history_message_id=None,
+            )
+            .returning(*_REF_COLUMNS)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(statement).first()
+            if row is None:  # reopened already (by a job before this one)
+                return self.channel_for(conversation_id, conn)
+            change = Change(Target("conversation", conversation_id), "history", {"history": True})
+            write_changes(conn, [change])
+        return _ref(row)
 
     def conversation_of_channel(self, ref: ChannelRef) -> str | None:
         """The conversation a channel is assigned to, if any."""

@@ -25,19 +25,24 @@ SYSTEM_USER: dict[str, Any] = {"id": SYSTEM_USER_ID, "name": "System"}
 
 
 def message_body(
-    message: DesiredMessage, *, silent: bool, present: Collection[str] | None = None
+    message: DesiredMessage,
+    *,
+    silent: bool,
+    present: Collection[str] | None = None,
+    generation: int = 0,
 ) -> dict[str, Any]:
     """The Stream message for a database message (system messages flagged ``system``).
 
     ``present``: the senders Stream holds (None: the sender is); a message of another
-    sender keeps it in ``original_user_id``. :class:`BadSourceData` for an id Stream
-    cannot take.
+    sender keeps it in ``original_user_id``. ``generation``: its channel's (the id's).
+    :class:`BadSourceData` for an id Stream cannot take.
     """
+    stream_id = message.stream_id(generation)
     try:
-        validate_message_id(message.stream_id)
+        validate_message_id(stream_id)
     except InvalidStreamId as exc:
         raise BadSourceData(f"message {message.id}: {exc}") from None
-    body: dict[str, Any] = {"id": message.stream_id, "text": message.text}
+    body: dict[str, Any] = {"id": stream_id, "text": message.text}
     if message.created_at is not None:
         body["original_created_at"] = message.created_at.isoformat()
     if message.sender_id is None:

@@ -233,6 +233,10 @@ def _converge(
         # should it have to be created, the system user creates it.
         rt.gateway.upsert_users([SYSTEM_USER])
         creator = SYSTEM_USER_ID
+    if known is not None and known.deleted:
+        # Back in the database after Stream deleted its channel (a soft delete undone):
+        # the channel's next generation, with its messages copied again by a history row.
+        known = rt.repo.reopen_channel(cid) or known
     ref = known or channel_of(rt, channel)
     # The creator (an event's organizer, a proposer) need not be a member: it must exist too.
     needed = list(channel.members)
@@ -309,6 +313,8 @@ def _delete_channel(
     rules merely predicted is left alone: it may be another conversation's. ``known`` is
     the map entry read under that lock.
     """
+    if known is not None and known.deleted:  # the map records Stream's answer
+        return f"{known.channel_type}:{known.channel_id} deleted already"
     ref = known
     if ref is None and payload.get("channel_id") and not payload.get("predicted"):
         ref = ChannelRef(
@@ -324,6 +330,8 @@ def _delete_channel(
     rt.gateway.delete_channel(
         ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
     )
+    if owner == cid:  # marked only once deleted: a reopened channel is always empty
+        rt.repo.mark_channel_deleted(cid, ref)
     return f"{ref.channel_type}:{ref.channel_id} deleted"
 
 

@@ -1,7 +1,8 @@
 """History import: copy a conversation's messages into its channel, in order, resumably.
 
 Messages go in ``(created_at, id)`` order, a batch at a time, each under the
-deterministic id ``msg-{message id}``: a re-run, retry or replay finds the ones
+deterministic id ``msg-{message id}`` (of its channel's generation: see
+:mod:`worker.store.channel_map`): a re-run, retry or replay finds the ones
 already there (Stream rejects a duplicate id) and never duplicates one. After
 each batch the cursor on the channel map moves on, so an interrupted import
 resumes after the last message it copied. A long history is split over several
@@ -44,7 +45,9 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
     done = 0
     system_ready = False
     cutover = current_cutover(rt.engine)
-    since = None if cutover is None else cutover.watermark  # earlier ones: the import's
+    # Earlier ones are the import's; a channel of a later generation (created again after
+    # Stream deleted it, import and all) gets every message.
+    since = None if cutover is None or ref.generation else cutover.watermark
     while done < PER_JOB:
         cursor = rt.repo.history_cursor(conversation_id)
         with rt.engine.connect() as conn:
@@ -54,7 +57,9 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
         senders = sorted({m.sender_id for m in batch if m.sender_id is not None})
         present = ensure_users(rt, senders)  # not those the database no longer holds
         # Every body first: an id Stream cannot take fails the batch before any is sent
-        bodies = [message_body(m, silent=True, present=present) for m in batch]
+        bodies = [
+            message_body(m, silent=True, present=present, generation=ref.generation) for m in batch
+        ]
         authors = [author_of(m, present) for m in batch]
         if not system_ready and SYSTEM_USER_ID in authors:
             rt.gateway.upsert_users([SYSTEM_USER])

@@ -15,6 +15,7 @@ from typing import Any
 from app_hooks.binding import stream_message_id
 from worker.errors import PermanentStreamError
 from worker.runtime import Runtime
+from worker.store.channel_map import ChannelRef
 from worker.store.cutover import RECHECK_AFTER, RECHECK_MAX, current_cutover, recheck_later
 from worker.stream.answers import is_not_found
 from worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
@@ -47,9 +48,9 @@ def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None 
         return _wait_for_import(rt, message_id, payload)
     conversation_id = message.conversation_id if message else (payload or {}).get("conversation_id")
     if conversation_id is None:  # gone, and its row does not say where it was
-        return _unmirror(rt, message_id)
+        return _unmirror(rt, message_id, None)
     with rt.locks.hold("conversation", [str(conversation_id)]):
-        return _mirror_locked(rt, message_id, payload, importing)
+        return _mirror_locked(rt, message_id, str(conversation_id), payload, importing)
 
 
 def _wait_for_import(rt: Runtime, message_id: str, payload: dict[str, Any] | None) -> Result:
@@ -63,31 +64,37 @@ def _wait_for_import(rt: Runtime, message_id: str, payload: dict[str, Any] | Non
     return Result(f"waits for the history import (looked at again in {after.seconds} s)")
 
 
-def _unmirror(rt: Runtime, message_id: str) -> Result:
-    rt.gateway.delete_message(stream_message_id(message_id))
+def _unmirror(rt: Runtime, message_id: str, ref: ChannelRef | None) -> Result:
+    """Delete a message the database no longer holds (its id in ``ref``'s generation)."""
+    rt.gateway.delete_message(stream_message_id(message_id, ref.generation if ref else 0))
     return Result("message gone: deleted in Stream")
 
 
 def _mirror_locked(
-    rt: Runtime, message_id: str, payload: dict[str, Any] | None, importing: bool
+    rt: Runtime,
+    message_id: str,
+    conversation_id: str,
+    payload: dict[str, Any] | None,
+    importing: bool,
 ) -> Result:
     with rt.engine.connect() as conn:
         message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
         if message is None:
-            return _unmirror(rt, message_id)
+            return _unmirror(rt, message_id, rt.repo.channel_for(conversation_id, conn))
         ref = rt.repo.channel_for(message.conversation_id, conn)
-    if ref is None:
+    if ref is None or ref.deleted:  # no channel yet, or Stream deleted it (and it is back?)
         reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
         ref = rt.repo.channel_for(message.conversation_id)
-        if ref is None:
+        if ref is None or ref.deleted:
             return Result("conversation gone")
     present = ensure_users(rt, [message.sender_id]) if message.sender_id else set()
     author = author_of(message, present)
     if author == SYSTEM_USER_ID:  # no sender, or one Stream cannot hold (deleted)
         rt.gateway.upsert_users([SYSTEM_USER])
-    if (payload or {}).get("edit") and _edited(rt, message.stream_id, message.text, author):
+    stream_id = message.stream_id(ref.generation)
+    if (payload or {}).get("edit") and _edited(rt, stream_id, message.text, author):
         return Result("edited")
-    body = message_body(message, silent=False, present=present)
+    body = message_body(message, silent=False, present=present, generation=ref.generation)
     try:
         sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
     except PermanentStreamError as exc:
@@ -109,7 +116,7 @@ def _mirror_locked(
         return Result("sent")
     # Stream holds it already: a repeat, or an edit in the database. Level-triggered,
     # the text is set either way (the id, channel and author never change).
-    rt.gateway.update_message_text(message.stream_id, message.text, author)
+    rt.gateway.update_message_text(stream_id, message.text, author)
     return Result("already there, text set")
 
 

@@ -1,0 +1,103 @@
+"""A conversation back after Stream deleted its channel gets its messages again.
+
+Stream shows a deleted channel created again empty, and refuses the id of a message it
+held, even deleted. A thread of the shapes app (soft deletes) whose channel was deleted
+and which is then restored gets its channel's next generation: every live post sent
+again under that generation's ids (``msg1-...``), in order, and later edits and
+deletions reach those. Against the emulator, through the real SDK.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app_hooks.capture import write_changes
+from app_hooks.changes import Change, Target
+from tests.pipeline.conftest import Pipeline
+from tests.pipeline.test_trigger_capture import drift
+from tests.pipeline.test_user_lifecycle import NOW, shapes
+from tests.shapes_app import BINDING, Account, Post, Thread, ada_and_bob_in_a_thread
+
+__all__ = ["shapes"]
+
+
+def _posts(pipeline: Pipeline) -> dict[str, str]:
+    """The channel's messages Stream shows (not deleted), id -> text, in Stream's order."""
+    state = pipeline.emu.state()
+    [cid] = state["channels"]
+    return {m["id"]: m["text"] for m in state["messages"].get(cid, []) if not m.get("deleted_at")}
+
+
+def _channel(pipeline: Pipeline) -> dict[str, Any]:
+    [channel] = pipeline.emu.state()["channels"].values()
+    return channel
+
+
+def _post(n: int, thread: Thread, author: Account) -> Post:
+    """Post ``p-{n}`` with text ``post {n}``, ``n`` minutes after NOW."""
+    return Post(
+        key=f"p-{n}",
+        thread_id=thread.id,
+        author_id=author.id,
+        body=f"post {n}",
+        posted_at=NOW + timedelta(minutes=n),
+    )
+
+
+def _set_deleted(shapes: sessionmaker[Session], thread: Any, deleted: bool) -> None:
+    with shapes.begin() as session:
+        session.get_one(Thread, thread).deleted_at = NOW if deleted else None
+
+
+def test_a_restored_thread_gets_its_posts_again_under_a_new_generation(
+    pipeline: Pipeline, shapes: sessionmaker[Session]
+) -> None:
+    # Given a thread of two with two posts in Stream
+    with shapes.begin() as session:
+        ada, bob, thread = ada_and_bob_in_a_thread(session)
+        session.add_all([_post(1, thread, ada), _post(2, thread, bob)])
+    pipeline.drain()
+    assert _posts(pipeline) == {"msg-p-1": "post 1", "msg-p-2": "post 2"}
+
+    # When the thread is soft-deleted: its channel is deleted, once
+    _set_deleted(shapes, thread.id, True)
+    pipeline.drain()
+    assert _channel(pipeline)["deleted_at"]
+    # and a repeat (a replay, a resync) calls Stream no more: the map has Stream's answer
+    pipeline.emu.reset_request_counts()
+    with pipeline.engine.begin() as conn:
+        write_changes(conn, [Change(Target("conversation", str(thread.id)), "resync", {})])
+    pipeline.drain()
+    assert pipeline.emu.request_counts()["counts"].get("DeleteChannel", 0) == 0
+
+    # When it is restored, with a new post in the same transaction
+    with shapes.begin() as session:
+        session.get_one(Thread, thread.id).deleted_at = None
+        session.add(_post(3, thread, ada))
+    pipeline.drain()
+    # Then the channel is back with its members and every post, under generation 1's ids
+    channel = _channel(pipeline)
+    assert not channel["deleted_at"]
+    assert sorted(channel["members"]) == sorted([str(ada.id), str(bob.id)])
+    assert _posts(pipeline) == {"msg1-p-1": "post 1", "msg1-p-2": "post 2", "msg1-p-3": "post 3"}
+    assert {r["status"] for r in pipeline.rows()} == {"done"}
+
+    # When a post is edited and another deleted: they reach the new generation's messages
+    with shapes.begin() as session:
+        session.get_one(Post, "p-1").body = "post 1, edited"
+        session.get_one(Post, "p-2").deleted_at = NOW
+    pipeline.drain()
+    assert _posts(pipeline) == {"msg1-p-1": "post 1, edited", "msg1-p-3": "post 3"}
+    assert drift(pipeline, binding=BINDING) == []
+
+    # And a second delete and restore makes generation 2
+    _set_deleted(shapes, thread.id, True)
+    pipeline.drain()
+    _set_deleted(shapes, thread.id, False)
+    pipeline.drain()
+    assert _posts(pipeline) == {"msg2-p-1": "post 1, edited", "msg2-p-3": "post 3"}
+    assert drift(pipeline, binding=BINDING) == []
+    assert {r["status"] for r in pipeline.rows()} == {"done"}
