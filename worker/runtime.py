@@ -58,9 +58,9 @@ class Runtime:
         if redis is None:
             redis = Redis.from_url(settings.redis_url)
         prefix = settings.redis_prefix
-        stopping = threading.Event()  # lock and budget waits end at once when it is set
+        stopping = threading.Event()  # lock, budget and task waits end at once when it is set
         budget = _budget(settings, redis, lambda: gateway.rate_limits(), stopping)
-        gateway = StreamGateway.from_settings(settings, budget)
+        gateway = StreamGateway.from_settings(settings, budget, stopping)
         return cls(
             settings=settings,
             engine=engine,

@@ -51,12 +51,13 @@ class StreamGateway:
         base_url: str | None = None,
         timeout: float = 6.0,
         budget: RateBudget | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self._options: dict[str, Any] = {"timeout": timeout}
+        self._stopping = stopping  # set when the process shuts down: task polls end at once
         if base_url:
             self._options["base_url"] = base_url.rstrip("/")
-        self._key, self._secret = api_key, api_secret
-        self._budget = budget
+        self._key, self._secret, self._budget = api_key, api_secret, budget
         self._local = threading.local()
         # Calls counted per context: a job's thread, and the tasks it fans out (each run in
         # a copy of the job's context, so they add to the same tally)
@@ -64,12 +65,18 @@ class StreamGateway:
         self._latency = 0.0  # a moving average of a call's time, in seconds
 
     @classmethod
-    def from_settings(cls, settings: Settings, budget: RateBudget | None = None) -> StreamGateway:
+    def from_settings(
+        cls,
+        settings: Settings,
+        budget: RateBudget | None = None,
+        stopping: threading.Event | None = None,
+    ) -> StreamGateway:
         """The gateway the settings name (credentials, URL, timeout); a
         :class:`ConfigurationError` names a missing credential."""
         key, secret = settings.stream_credentials()
         timeout = settings.stream_timeout.total_seconds()
-        return cls(key, secret, base_url=settings.stream_chat_url, timeout=timeout, budget=budget)
+        url = settings.stream_chat_url
+        return cls(key, secret, base_url=url, timeout=timeout, budget=budget, stopping=stopping)
 
     def __repr__(self) -> str:
         return f"StreamGateway(api_key={self._key!r}, base_url={self._options.get('base_url')!r})"
@@ -155,7 +162,7 @@ class StreamGateway:
             if answer and answer.get("task_id"):
                 task_id = str(answer["task_id"])
                 get_task = partial(self._call, "GetTask", StreamChat.get_task, task_id)
-                follow_task(get_task, task_id, endpoint)
+                follow_task(get_task, task_id, endpoint, stopping=self._stopping)
 
     def rate_limits(self) -> dict[str, int]:
         """The app's server-side limits per endpoint, calls per minute, as Stream tells them."""
