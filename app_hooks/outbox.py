@@ -11,6 +11,7 @@ from enum import StrEnum
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -152,10 +154,12 @@ channel_map = Table(
     # History import cursor: the last message copied into the channel, in (time, id) order.
     Column("history_until", DateTime(timezone=True)),
     Column("history_message_id", String(255)),
-    # Stream deleted the channel (the conversation left the database) at this time; the
-    # channel's generation counts its creations after such a deletion (message ids).
+    # The channel is deleted in Stream (the conversation left the database) since this
+    # time; its generation counts its creations after such a deletion (message ids), and
+    # history_copying says its messages are being sent again (live ones wait for it).
     Column("deleted_at", DateTime(timezone=True)),
     Column("generation", Integer, nullable=False, server_default=text("0")),
+    Column("history_copying", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("channel_type", "channel_id"),
 )
 

@@ -1,5 +1,6 @@
 """Channel generations: a conversation back in the database after Stream deleted its
-channel gets the channel again, with its messages under ids of a new generation.
+channel gets the channel again, with its messages sent again (``history_copying``) under
+ids of a new generation.
 
 Revision ID: 0005
 Revises: 0004
@@ -23,8 +24,13 @@ def upgrade() -> None:
         "stream_outbox_channel",
         sa.Column("generation", sa.Integer, nullable=False, server_default=sa.text("0")),
     )
+    op.add_column(
+        "stream_outbox_channel",
+        sa.Column("history_copying", sa.Boolean, nullable=False, server_default=sa.false()),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("stream_outbox_channel", "history_copying")
     op.drop_column("stream_outbox_channel", "generation")
     op.drop_column("stream_outbox_channel", "deleted_at")

@@ -292,14 +292,15 @@ def read_desired(
             listed = messages or history
             count = counts[conversation] if listed else None
             text = _by_stream_id(texts.get(conversation, {}), generation) if listed else None
+            read = {} if generation else reads.get(conversation, {})  # a copy sets no read
             channels[cid] = ChannelView(
                 channel.members,
                 dict(channel.data),
                 False,
                 count,
                 text,
-                times=_by_stream_id(times.get(conversation, {}), generation) if history else None,
-                reads=reads.get(conversation, {}) if history else None,
+                times=_times(times.get(conversation, {}), generation) if history else None,
+                reads=read if history else None,
             )
     for conversation_id in set(gone) - set(desired):
         ref = repo.channel_for(conversation_id)
@@ -311,6 +312,13 @@ def read_desired(
 def _by_stream_id(by_id: Mapping[str, _V], generation: int) -> dict[str, _V]:
     """Messages' values keyed by their Stream ids in a channel of ``generation``."""
     return {stream_message_id(mid, generation): value for mid, value in by_id.items()}
+
+
+def _times(by_id: Mapping[str, str | None], generation: int) -> dict[str, str | None]:
+    """The original times the import carried, by Stream id: none in a channel created
+    again (its messages were sent again, at Stream's time, and nobody's read set)."""
+    kept = _by_stream_id(by_id, generation)
+    return kept if not generation else dict.fromkeys(kept)
 
 
 def _cid(repo: OutboxRepository, channel: DesiredChannel) -> tuple[str | None, int]:

@@ -1,10 +1,12 @@
 """The channel map: which Stream channel each conversation has, and its history cursor.
 
-A channel Stream deleted (its conversation left the database) stays in the map, marked;
-should the conversation come back (a soft delete undone), :meth:`reopen_channel` makes
-it a new generation of the channel: Stream shows a re-created channel empty and refuses
-the ids of the messages it held, so the messages go again, under the new generation's
-ids, copied by a history row written in the same transaction.
+A channel whose conversation left the database is marked deleted (before Stream is
+asked to delete it); should the conversation come back (a soft delete undone),
+:meth:`reopen_channel` makes it a new generation of the channel: Stream shows a
+re-created channel empty and refuses the ids of the messages it held, so the messages
+go again, under the new generation's ids, copied by a history row written in the same
+transaction. Until that copy ends (:meth:`end_history_copy`), live messages it will
+send wait for it, so that the channel keeps the database's order.
 
 Part of :class:`worker.store.repository.OutboxRepository` (the worker's only reader and
 writer of these rows), kept in a module of its own.
@@ -31,12 +33,14 @@ __all__ = ["ChannelMapStore", "ChannelRef"]
 @dataclass(frozen=True)
 class ChannelRef:
     """A Stream channel's type and id; from the map, also its generation (the ids of its
-    messages) and whether Stream deleted it (neither tells channels apart)."""
+    messages), whether it is deleted and whether its messages are being copied again
+    (none of these tells channels apart)."""
 
     channel_type: str
     channel_id: str
     generation: int = field(default=0, compare=False)
     deleted: bool = field(default=False, compare=False)
+    copying: bool = field(default=False, compare=False)
 
 
 _REF_COLUMNS = (
@@ -44,11 +48,15 @@ _REF_COLUMNS = (
     channel_map.c.channel_id,
     channel_map.c.generation,
     channel_map.c.deleted_at,
+    channel_map.c.history_copying,
 )
 
 
 def _ref(row: Any) -> ChannelRef:
-    return ChannelRef(row.channel_type, row.channel_id, row.generation, row.deleted_at is not None)
+    deleted = row.deleted_at is not None
+    return ChannelRef(
+        row.channel_type, row.channel_id, row.generation, deleted, row.history_copying
+    )
 
 
 class ChannelMapStore:
@@ -81,7 +89,8 @@ class ChannelMapStore:
         return {row.conversation_id: _ref(row) for row in conn.execute(query)}
 
     def mark_channel_deleted(self, conversation_id: str, ref: ChannelRef) -> None:
-        """Record that Stream deleted the conversation's channel ``ref`` (after the call)."""
+        """Mark the conversation's channel ``ref`` deleted, before Stream is asked to
+        delete it: whatever happens to the call, a return makes a new generation."""
         statement = (
             update(channel_map)
             .where(
@@ -95,10 +104,10 @@ class ChannelMapStore:
         with self.engine.begin() as conn:
             conn.execute(statement)
 
-    def reopen_channel(self, conversation_id: str) -> ChannelRef | None:
+    def reopen_channel(self, conversation_id: str, copy: bool) -> ChannelRef | None:
         """Make a conversation's deleted channel its next generation, its history cursor
-        cleared and a history row written in the same transaction (the copy of its
-        messages is never lost); the map entry as it is now (None: no entry)."""
+        cleared; with ``copy``, a history row written in the same transaction (the copy of
+        its messages is never lost). The map entry as it is now (None: no entry)."""
         statement = (
             update(channel_map)
             .where(
@@ -110,6 +119,7 @@ class ChannelMapStore:
                 generation=channel_map.c.generation + 1,
                 history_until=None,
                 history_message_id=None,
+                history_copying=copy,
             )
             .returning(*_REF_COLUMNS)
         )
@@ -117,9 +127,32 @@ class ChannelMapStore:
             row = conn.execute(statement).first()
             if row is None:  # reopened already (by a job before this one)
                 return self.channel_for(conversation_id, conn)
-            change = Change(Target("conversation", conversation_id), "history", {"history": True})
-            write_changes(conn, [change])
+            if copy:
+                target = Target("conversation", conversation_id)
+                write_changes(conn, [Change(target, "history", {"history": True})])
         return _ref(row)
+
+    def end_history_copy(self, conversation_id: str) -> None:
+        """The history copy of a reopened channel is complete: live messages go at once."""
+        statement = (
+            update(channel_map)
+            .where(
+                channel_map.c.conversation_id == conversation_id,
+                channel_map.c.history_copying.is_(True),
+            )
+            .values(history_copying=False)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def copied_past(self, conversation_id: str, created_at: datetime) -> bool:
+        """Whether the history copy has reached messages created at ``created_at`` (compared
+        by the database, which stored the cursor: naive and aware times alike)."""
+        query = select(channel_map.c.history_until >= created_at).where(
+            channel_map.c.conversation_id == conversation_id
+        )
+        with self.engine.connect() as conn:
+            return bool(conn.scalar(query))
 
     def conversation_of_channel(self, ref: ChannelRef) -> str | None:
         """The conversation a channel is assigned to, if any."""

@@ -234,9 +234,7 @@ def _converge(
         rt.gateway.upsert_users([SYSTEM_USER])
         creator = SYSTEM_USER_ID
     if known is not None and known.deleted:
-        # Back in the database after Stream deleted its channel (a soft delete undone):
-        # the channel's next generation, with its messages copied again by a history row.
-        known = rt.repo.reopen_channel(cid) or known
+        known = _reopen(rt, cid, known)
     ref = known or channel_of(rt, channel)
     # The creator (an event's organizer, a proposer) need not be a member: it must exist too.
     needed = list(channel.members)
@@ -313,8 +311,6 @@ def _delete_channel(
     rules merely predicted is left alone: it may be another conversation's. ``known`` is
     the map entry read under that lock.
     """
-    if known is not None and known.deleted:  # the map records Stream's answer
-        return f"{known.channel_type}:{known.channel_id} deleted already"
     ref = known
     if ref is None and payload.get("channel_id") and not payload.get("predicted"):
         ref = ChannelRef(
@@ -327,12 +323,26 @@ def _delete_channel(
         # The id the naming rules predicted went to another conversation (a second
         # conversation of the same two people): that channel is not this one's to delete.
         return f"conversation gone, never synced ({ref.channel_id} is {owner}'s)"
+    if owner == cid:  # marked first: a return after any crash makes a new generation
+        rt.repo.mark_channel_deleted(cid, ref)
     rt.gateway.delete_channel(
         ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
     )
-    if owner == cid:  # marked only once deleted: a reopened channel is always empty
-        rt.repo.mark_channel_deleted(cid, ref)
     return f"{ref.channel_type}:{ref.channel_id} deleted"
+
+
+def _reopen(rt: Runtime, cid: str, known: ChannelRef) -> ChannelRef:
+    """A conversation back in the database after its channel was deleted (a soft delete
+    undone): the channel's next generation, its messages copied again by a history row.
+
+    The channel is deleted first (nothing if Stream holds none): the mark precedes the
+    delete call, which a crash may have left unmade, and Stream must show the channel
+    created again empty, as it does after a deletion.
+    """
+    rt.gateway.delete_channel(
+        known.channel_type, known.channel_id, hard=rt.settings.hard_delete_channels
+    )
+    return rt.repo.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
 
 
 def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:

@@ -53,6 +53,8 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
         with rt.engine.connect() as conn:
             batch = rt.binding.messages_after(conn, conversation_id, cursor, BATCH, since)
         if not batch:
+            if ref.copying:  # a reopened channel has all its messages: live ones go at once
+                rt.repo.end_history_copy(conversation_id)
             return done
         senders = sorted({m.sender_id for m in batch if m.sender_id is not None})
         present = ensure_users(rt, senders)  # not those the database no longer holds

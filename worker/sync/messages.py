@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app_hooks.binding import stream_message_id
+from app_hooks.binding import DesiredMessage, stream_message_id
 from worker.errors import PermanentStreamError
 from worker.runtime import Runtime
 from worker.store.channel_map import ChannelRef
@@ -87,6 +87,8 @@ def _mirror_locked(
         ref = rt.repo.channel_for(message.conversation_id)
         if ref is None or ref.deleted:
             return Result("conversation gone")
+    if ref.copying and _left_to_copy(rt, message):
+        return Result("left to the channel's history copy (its messages are sent again)")
     present = ensure_users(rt, [message.sender_id]) if message.sender_id else set()
     author = author_of(message, present)
     if author == SYSTEM_USER_ID:  # no sender, or one Stream cannot hold (deleted)
@@ -118,6 +120,15 @@ def _mirror_locked(
     # the text is set either way (the id, channel and author never change).
     rt.gateway.update_message_text(stream_id, message.text, author)
     return Result("already there, text set")
+
+
+def _left_to_copy(rt: Runtime, message: DesiredMessage) -> bool:
+    """Whether the history copy of a reopened channel has yet to reach this message: it
+    sends it then, in order and with its text as it is then. One it has passed (an edit,
+    or a message dated before the copy's cursor) goes now."""
+    if message.created_at is None:  # the copy refuses such a history: nothing to wait for
+        return False
+    return not rt.repo.copied_past(message.conversation_id, message.created_at)
 
 
 def _edited(rt: Runtime, stream_id: str, text: str, author: str) -> bool:
