@@ -18,6 +18,7 @@ from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_trigger_capture import drift
 from tests.pipeline.test_user_lifecycle import NOW, shapes
 from tests.shapes_app import BINDING, Account, Post, Thread, ada_and_bob_in_a_thread
+from worker.admin.target_state import describe
 
 __all__ = ["shapes"]
 
@@ -122,3 +123,8 @@ def test_a_thread_back_before_its_channel_s_deletion_reached_stream_gets_it_anew
     assert list(_posts(pipeline)) == ["msg1-p-1", "msg1-p-2"]
     assert drift(pipeline, binding=BINDING) == []
     assert {r["status"] for r in pipeline.rows()} == {"done"}
+    # and `admin show` tells an operator which ids the channel's messages have
+    shown = describe(pipeline.engine, pipeline.settings, BINDING, "conversation", str(thread.id))
+    assert (shown["database"]["generation"], shown["database"]["history_copy"]) == (1, "done")
+    post = describe(pipeline.engine, pipeline.settings, BINDING, "message", "p-1")
+    assert post["database"] == {"id": "msg1-p-1", "conversation": str(thread.id)}

@@ -45,11 +45,22 @@ def _desired(
             wanted = binding.desired_channels(conn, [target_id]).get(target_id)
             if wanted is None:
                 return "absent (deleted)", channel
-            return {
+            view = {
                 "channel": f"{channel[0]}:{channel[1]}" if channel else "not assigned yet",
                 "members": list(wanted.members),
                 "data": wanted.data,
-            }, channel
+            }
+            if ref is not None and (ref.generation or ref.deleted):
+                # Created again after a deletion: its messages' ids are msg{generation}-{id}
+                view["generation"] = ref.generation
+                view["history_copy"] = (
+                    "due (the channel is created again at the next reconcile)"
+                    if ref.deleted
+                    else "running"
+                    if ref.copying
+                    else "done"
+                )
+            return view, channel
         message = binding.desired_messages(conn, [target_id]).get(target_id)
         if message is None:
             return "absent (deleted)", None
