@@ -45,7 +45,7 @@ def _desired(
             wanted = binding.desired_channels(conn, [target_id]).get(target_id)
             if wanted is None:
                 return "absent (deleted)", channel
-            view = {
+            view: dict[str, Any] = {
                 "channel": f"{channel[0]}:{channel[1]}" if channel else "not assigned yet",
                 "members": list(wanted.members),
                 "data": wanted.data,
