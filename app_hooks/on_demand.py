@@ -97,11 +97,13 @@ def _status(
     if desired is None:
         return None, rows
     mapped = conn.execute(
-        select(channel_map.c.channel_type, channel_map.c.channel_id).where(
-            channel_map.c.conversation_id == conversation_id
-        )
+        select(
+            channel_map.c.channel_type, channel_map.c.channel_id, channel_map.c.deleted_at
+        ).where(channel_map.c.conversation_id == conversation_id)
     ).first()
-    state, error = _state(rows, mapped is not None)
+    # A channel deleted in Stream (the conversation is back: a soft delete undone) is not
+    # synced until it is created again: a request moves that ahead of the backlog.
+    state, error = _state(rows, mapped is not None and mapped.deleted_at is None)
     if mapped is not None:
         found = Migration(conversation_id, mapped.channel_type, mapped.channel_id, state, error)
         return found, rows
