@@ -45,9 +45,9 @@ def channel_for_conversation(
     if desired is None:
         return None
     row = conn.execute(
-        select(channel_map.c.channel_type, channel_map.c.channel_id).where(
-            channel_map.c.conversation_id == conversation_id
-        )
+        select(
+            channel_map.c.channel_type, channel_map.c.channel_id, channel_map.c.deleted_at
+        ).where(channel_map.c.conversation_id == conversation_id)
     ).first()
     if row is None:
         try:
@@ -64,4 +64,5 @@ def channel_for_conversation(
             outbox.c.status != Status.DONE,
         )
     )
-    return ChannelLookup(conversation_id, row.channel_type, row.channel_id, not waiting)
+    synced = not waiting and row.deleted_at is None  # deleted: created again at its reconcile
+    return ChannelLookup(conversation_id, row.channel_type, row.channel_id, synced)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app_hooks.lookup import channel_for_conversation
 from app_hooks.on_demand import MigrationState, migration_status, request_migration
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_trigger_capture import drift
@@ -75,12 +76,16 @@ def test_a_restored_thread_gets_its_posts_again_under_a_new_generation(
     with pipeline.engine.begin() as conn:
         status = migration_status(conn, str(thread.id), BINDING)
         assert status is not None and status.state == MigrationState.NOT_REQUESTED
+        lookup = channel_for_conversation(conn, str(thread.id), BINDING)
+        assert lookup is not None and not lookup.synced
         requested = request_migration(conn, str(thread.id), BINDING)
         assert requested is not None and requested.state == MigrationState.PENDING
     pipeline.drain()
     with pipeline.engine.connect() as conn:
         status = migration_status(conn, str(thread.id), BINDING)
         assert status is not None and status.synced
+        lookup = channel_for_conversation(conn, str(thread.id), BINDING)
+        assert lookup is not None and lookup.synced
     # Then the channel is back with its members and every post, under generation 1's ids,
     # in the database's order: the new post waited for the copy of the older ones
     channel = _channel(pipeline)
