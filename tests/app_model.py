@@ -67,6 +67,7 @@ OPERATIONS: dict[str, int] = {
     "leave": 2,  # conversation, member
     "everyone_leaves": 1,  # conversation (ORM bulk delete)
     "delete_conversation": 1,  # conversation
+    "restore_conversation": 2,  # deleted conversation (back from a backup: same id), member
     "invite": 3,  # organizer, guest, title
     "invite_into": 3,  # event, guest, conversation
     "propose": 3,  # event, proposer, conversation
@@ -89,6 +90,7 @@ class AppModel:
     serial: dict[uuid.UUID, int] = field(default_factory=dict)
     conversations: list[uuid.UUID] = field(default_factory=list)  # every one ever created
     deleted_users: list[tuple[uuid.UUID, str]] = field(default_factory=list)  # id, email
+    deleted_conversations: list[uuid.UUID] = field(default_factory=list)
     applied: int = 0
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -251,6 +253,22 @@ class AppModel:
         if conversation_id is None:
             return False
         session.delete(session.get(Conversation, conversation_id))
+        self.deleted_conversations.append(conversation_id)
+        return True
+
+    def _restore_conversation(self, session: Session, index: int, member: int) -> bool:
+        """A deleted conversation back under its old id, with a member (Stream deleted its
+        channel: the channel's next generation)."""
+        if not self.deleted_conversations:
+            return False
+        conversation_id = self.deleted_conversations.pop(index % len(self.deleted_conversations))
+        if session.get(Conversation, conversation_id) is not None:
+            return False
+        session.add(Conversation(id=conversation_id))
+        session.flush()
+        user_id = self._user(session, member)
+        if user_id is not None:
+            session.add(ConversationParticipant(conversation_id=conversation_id, user_id=user_id))
         return True
 
     # -- events, invitations, proposals -------------------------------------------------

@@ -16,12 +16,12 @@ import os
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_trigger_capture import trigger_sessions
-from tests.property.test_convergence import STEPS, check_convergence, search_settings
+from tests.property.test_convergence import RESTORED, STEPS, check_convergence, search_settings
 
 __all__ = ["trigger_sessions"]
 
@@ -32,6 +32,7 @@ EXAMPLES = int(os.environ.get("CONVERGENCE_TRIGGER_EXAMPLES", "6"))
 @pytest.mark.timeout(max(120, EXAMPLES * 15))
 @search_settings(EXAMPLES)
 @given(steps=STEPS)
+@example(steps=RESTORED)
 def test_stream_converges_on_the_database_with_triggers_and_no_listener(
     pipeline: Pipeline, trigger_sessions: sessionmaker[Session], steps: list[tuple[Any, ...]]
 ) -> None:
