@@ -9,6 +9,7 @@ saying what to start.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -47,6 +48,15 @@ def clear_redis(url: str, prefix: str = REDIS_PREFIX) -> None:
         delete_prefixed_keys(client, prefix)
     finally:
         client.close()
+
+
+def redis_server() -> str:
+    """The ``redis-server`` binary, for tests that start (and stop) Redis servers of their
+    own; a test fails, not skips, without it (``.ci/run`` installs it)."""
+    found = shutil.which("redis-server")
+    if found is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from sqlalchemy import text
 from stream_emulator import Emulator
 from tests.acceptance.conftest import SERVER_URL, Cli
 from tests.chaos.services import PrivateRedis, ScratchDatabase, free_port
-from tests.conftest import API_KEY, API_SECRET
+from tests.conftest import API_KEY, API_SECRET, redis_server
 
 BIN = Path(sys.executable).parent
 PASSWORD = "not-a-real-password-4821"
@@ -52,8 +51,7 @@ class Services:
 
 @pytest.fixture()
 def services(tmp_path: Path) -> Iterator[Services]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+    redis_server()
     database = ScratchDatabase(SERVER_URL)
     database.create()
     with (tmp_path / "redis.log").open("w") as log:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.chaos import FAULTS
+from tests.conftest import redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = os.environ.get("CHAOS_SEED", "20261125")
@@ -33,6 +33,7 @@ SEED = os.environ.get("CHAOS_SEED", "20261125")
 
 def run_chaos(*options: str) -> str:
     """A chaos run in a subprocess; asserts it converged, lost nothing and met every fault."""
+    redis_server()  # the run restarts a Redis server of its own
     done = subprocess.run(
         [sys.executable, "-m", "tests.chaos.chaos", "--seed", SEED, "--rate", "12", *options],
         cwd=ROOT,
@@ -50,14 +51,12 @@ def run_chaos(*options: str) -> str:
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_a_short_chaos_run_converges_and_loses_nothing() -> None:
     out = run_chaos("--seconds", "15", "--converge-timeout", "60")
     print(out)  # the summary, in the test's output with -s or on failure
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_a_short_chaos_run_with_capture_triggers_converges_and_loses_nothing() -> None:
     """The same faults with the reference binding's triggers and no session listener."""
     out = run_chaos("--seconds", "12", "--converge-timeout", "60", "--capture", "triggers")
