@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "NOTIFY_CHANNEL",
     "PRIORITY_ON_DEMAND",
+    "VERSION_TABLE",
     "Status",
     "TargetKind",
     "audit",
@@ -143,6 +144,9 @@ outbox = Table(
     # No index on created_at: ids grow with time, so age scans (purge) walk the
     # primary key, and every index costs each app transaction that writes a row.
 )
+
+# Alembic's version table of the outbox's migrations (the app's own keeps its name).
+VERSION_TABLE = "stream_outbox_alembic_version"
 
 channel_map = Table(
     "stream_outbox_channel",

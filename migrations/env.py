@@ -5,9 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from app_hooks.outbox import metadata
-
-VERSION_TABLE = "stream_outbox_alembic_version"
+from app_hooks.outbox import VERSION_TABLE, metadata
 
 
 def _include_object(

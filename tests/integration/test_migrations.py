@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,7 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from app_hooks.outbox import NOTIFY_CHANNEL, metadata
-from worker.admin.migrate import alembic_config, upgrade
+from worker.admin.migrate import alembic_config, require_migrated, upgrade
+from worker.errors import ConfigurationError
 from worker.settings import normalize_database_url
 
 SERVER_URL = normalize_database_url(
@@ -336,3 +340,47 @@ def test_status_update_notifies_but_other_updates_do_not(
     with shared.begin() as conn:
         conn.execute(text("UPDATE stream_outbox SET status = 'dispatched'"))
     assert len(received(listener, timeout=5)) == 1
+
+
+# -- the processes refuse an outbox not migrated ---------------------------------------
+
+
+def test_a_process_refuses_an_outbox_older_than_its_migrations(empty_url: str, db: Engine) -> None:
+    # Given an outbox migrated to the revision before head (a deploy that skipped migrate)
+    upgrade(empty_url, "0004")
+    # Then the relay's and the worker's start-up check refuses it in one line
+    with pytest.raises(ConfigurationError) as refused:
+        require_migrated(db)
+    assert str(refused.value) == (
+        f"the outbox schema is at migration 0004, this version needs {HEAD}: "
+        "run `stream-outbox migrate` first"
+    )
+    # and the relay's command says so, exit status 2, before it starts
+    env = {**os.environ, "DATABASE_URL": empty_url}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("stream-outbox")), "relay"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr.strip().splitlines()[-1]) == (
+        2,
+        f"error: {refused.value}",
+    )
+    # When it is migrated, Then nothing is refused
+    upgrade(empty_url)
+    require_migrated(db)
+
+
+def test_a_newer_outbox_or_one_made_without_alembic_is_accepted(
+    empty_url: str, migrated: Engine
+) -> None:
+    # A schema newer than the code (the code rolled back after migrate): migrations only add
+    with migrated.begin() as conn:
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    require_migrated(migrated)
+    # Tables made by metadata.create_all have no version table to compare
+    with migrated.begin() as conn:
+        conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+    require_migrated(migrated)

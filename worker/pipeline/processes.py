@@ -18,6 +18,7 @@ from typing import Any
 import dramatiq
 
 from worker import runtime
+from worker.admin.migrate import require_migrated
 from worker.app_binding import check_tables, resolve_binding
 from worker.health import Check, Heartbeat, Readiness, serve, threads_alive
 from worker.pipeline.broker import build_broker, declare_actors, priority_queue_name
@@ -81,6 +82,7 @@ def run_relay(settings: Settings, *, listen: bool = True) -> None:
     from sqlalchemy import create_engine
 
     engine = create_engine(settings.database_url, pool_pre_ping=True)
+    require_migrated(engine)
     resolve_binding(engine, settings.binding)  # refuse a wrong binding now, not in a worker
     broker = build_broker(settings)
     actor = declare_actors(broker, settings)
@@ -124,6 +126,7 @@ def run_worker(settings: Settings, queue: str = "all") -> None:
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}: use all, backlog or priority")
     rt = runtime.Runtime.from_settings(settings)
+    require_migrated(rt.engine)
     check_tables(rt.engine, rt.binding, path=settings.binding)
     broker = build_broker(settings)
     dramatiq.set_broker(broker)
