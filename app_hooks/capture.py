@@ -28,7 +28,7 @@ from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction,
 from app_hooks.binding import Binding
 from app_hooks.changes import EVENT_KIND, Change, Rule, Target, merge_changes
 from app_hooks.channel_ids import InvalidStreamId, choose_channel_id
-from app_hooks.outbox import TargetKind, channel_map, outbox
+from app_hooks.outbox import SCHEMA_REVISION, TargetKind, channel_map, outbox, schema_revision
 from app_hooks.trigger_plpgsql import MARK_SETTING, MARK_VALUE
 from app_hooks.triggers import triggers_installed
 
@@ -54,7 +54,7 @@ def install(session_factory: Any, binding: Binding | None = None) -> None:
         binding = REFERENCE_BINDING
     capture = _Capture(binding)
     _installed[session_factory] = capture
-    _say_if_triggers(session_factory)
+    _say_at_start(session_factory)
     event.listen(session_factory, "before_flush", capture.before_flush)
     event.listen(session_factory, "after_flush", capture.after_flush)
     event.listen(session_factory, "before_commit", capture.before_commit)
@@ -64,20 +64,30 @@ def install(session_factory: Any, binding: Binding | None = None) -> None:
         _listen_mapper(cls)
 
 
-def _say_if_triggers(session_factory: Any) -> None:
-    """Log that the listeners stand by, where the factory's database has capture triggers."""
+def _say_at_start(session_factory: Any) -> None:
+    """Log that the listeners stand by, where the factory's database has capture triggers,
+    and an error where its outbox is older than this version's (``stream-outbox migrate``
+    not run yet: on-demand migration and channel lookups fail until it is)."""
     bind = getattr(session_factory, "kw", {}).get("bind")
     if bind is None or getattr(bind, "dialect", None) is None or bind.dialect.name != "postgresql":
         return
     try:
         with bind.connect() as conn:
             installed = triggers_installed(conn)
+            revision = schema_revision(conn)
     except SQLAlchemyError:  # not reachable yet: the transactions' own check still holds
         return
     if installed:
         log.info(
             "capture triggers are installed in the database: the session listeners stand by "
             "(they write nothing in a transaction where a trigger fired)"
+        )
+    if revision is not None and revision.isdigit() and revision < SCHEMA_REVISION:
+        log.error(
+            "the outbox schema is at migration %s, this version needs %s: run "
+            "`stream-outbox migrate` (channel lookups and on-demand migration fail until then)",
+            revision,
+            SCHEMA_REVISION,
         )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    inspect,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -32,6 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "NOTIFY_CHANNEL",
     "PRIORITY_ON_DEMAND",
+    "SCHEMA_REVISION",
     "VERSION_TABLE",
     "Status",
     "TargetKind",
@@ -39,6 +42,7 @@ __all__ = [
     "channel_map",
     "metadata",
     "outbox",
+    "schema_revision",
 ]
 
 NOTIFY_CHANNEL = "stream_outbox"
@@ -145,8 +149,10 @@ outbox = Table(
     # primary key, and every index costs each app transaction that writes a row.
 )
 
-# Alembic's version table of the outbox's migrations (the app's own keeps its name).
+# Alembic's version table of the outbox's migrations (the app's own keeps its name), and
+# the migration these tables are at (the head of migrations/versions: a test holds them).
 VERSION_TABLE = "stream_outbox_alembic_version"
+SCHEMA_REVISION = "0005"
 
 channel_map = Table(
     "stream_outbox_channel",
@@ -177,3 +183,11 @@ audit = Table(
     Column("row_count", Integer, nullable=False, server_default=text("0")),
     Column("detail", _JSON, nullable=False, server_default=text("'{}'")),
 )
+
+
+def schema_revision(conn: Connection) -> str | None:
+    """The migration the outbox's tables are at (None: made without Alembic)."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    found: str | None = conn.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -17,11 +18,14 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
-from app_hooks.outbox import NOTIFY_CHANNEL, metadata
+from app_hooks import install
+from app_hooks.outbox import NOTIFY_CHANNEL, SCHEMA_REVISION, metadata
 from worker.admin.migrate import alembic_config, require_migrated, upgrade
 from worker.errors import ConfigurationError
 from worker.settings import normalize_database_url
@@ -345,9 +349,24 @@ def test_status_update_notifies_but_other_updates_do_not(
 # -- the processes refuse an outbox not migrated ---------------------------------------
 
 
-def test_a_process_refuses_an_outbox_older_than_its_migrations(empty_url: str, db: Engine) -> None:
+def test_app_hooks_knows_the_head_revision() -> None:
+    # app_hooks (no Alembic inside the app) names the migration its tables are at
+    head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    assert SCHEMA_REVISION == head == HEAD
+
+
+def test_a_process_refuses_an_outbox_older_than_its_migrations(
+    empty_url: str, db: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     # Given an outbox migrated to the revision before head (a deploy that skipped migrate)
     upgrade(empty_url, "0004")
+    # Then the app's install() logs it as an error, naming the command
+    with caplog.at_level(logging.ERROR, logger="app_hooks.capture"):
+        install(sessionmaker(db))
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        f"the outbox schema is at migration 0004, this version needs {HEAD}: run "
+        "`stream-outbox migrate` (channel lookups and on-demand migration fail until then)"
+    ]
     # Then the relay's and the worker's start-up check refuses it in one line
     with pytest.raises(ConfigurationError) as refused:
         require_migrated(db)

@@ -7,9 +7,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine
 
-from app_hooks.outbox import VERSION_TABLE
+from app_hooks.outbox import schema_revision
 from worker.errors import ConfigurationError
 
 __all__ = ["alembic_config", "require_migrated", "upgrade"]
@@ -37,14 +37,14 @@ def require_migrated(engine: Engine) -> None:
     migrations (new code reading columns a deploy did not add yet); a newer schema (the
     code rolled back after ``migrate``) is fine: migrations only add."""
     with engine.connect() as conn:
-        if not inspect(conn).has_table(VERSION_TABLE):
-            return  # made without Alembic (metadata.create_all): nothing to compare
-        current = conn.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+        current = schema_revision(conn)
+    if current is None:
+        return  # made without Alembic (metadata.create_all): nothing to compare
     scripts = ScriptDirectory.from_config(alembic_config(""))
     head = scripts.get_current_head()
     known = {script.revision for script in scripts.walk_revisions()}
-    if current != head and (current is None or current in known):
+    if current != head and current in known:
         raise ConfigurationError(
-            f"the outbox schema is at migration {current or 'none'}, this version needs "
+            f"the outbox schema is at migration {current}, this version needs "
             f"{head}: run `stream-outbox migrate` first"
         )
