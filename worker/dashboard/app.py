@@ -25,6 +25,7 @@ from starlette.templating import Jinja2Templates
 
 from app_hooks.binding import Binding
 from worker.admin import operations as admin
+from worker.admin.migrate import require_migrated
 from worker.app_binding import load_binding, resolve_binding
 from worker.dashboard.auth import (
     IDENTITY_KEY,
@@ -367,6 +368,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8700) -> None
     import uvicorn
 
     engine = create_engine(settings.database_url, pool_pre_ping=True)
+    require_migrated(engine)
     app = create_app(settings, engine, resolve_binding(engine, settings.binding))
     log.info("dashboard on http://%s:%d/ (sign-in: %s)", host, port, app.state.sign_in)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
