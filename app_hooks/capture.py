@@ -28,7 +28,14 @@ from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction,
 from app_hooks.binding import Binding
 from app_hooks.changes import EVENT_KIND, Change, Rule, Target, merge_changes
 from app_hooks.channel_ids import InvalidStreamId, choose_channel_id
-from app_hooks.outbox import SCHEMA_REVISION, TargetKind, channel_map, outbox, schema_revision
+from app_hooks.outbox import (
+    SCHEMA_REVISION,
+    TargetKind,
+    channel_map,
+    older_than_code,
+    outbox,
+    schema_revision,
+)
 from app_hooks.trigger_plpgsql import MARK_SETTING, MARK_VALUE
 from app_hooks.triggers import triggers_installed
 
@@ -74,7 +81,7 @@ def _say_at_start(session_factory: Any) -> None:
     try:
         with bind.connect() as conn:
             installed = triggers_installed(conn)
-            revision = schema_revision(conn)
+            revision = schema_revision(conn)  # last: a refused read aborts the transaction
     except SQLAlchemyError:  # not reachable yet: the transactions' own check still holds
         return
     if installed:
@@ -82,7 +89,7 @@ def _say_at_start(session_factory: Any) -> None:
             "capture triggers are installed in the database: the session listeners stand by "
             "(they write nothing in a transaction where a trigger fired)"
         )
-    if revision is not None and revision.isdigit() and revision < SCHEMA_REVISION:
+    if older_than_code(revision):
         log.error(
             "the outbox schema is at migration %s, this version needs %s: run "
             "`stream-outbox migrate` (channel lookups and on-demand migration fail until then)",

@@ -30,6 +30,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError
 
 __all__ = [
     "NOTIFY_CHANNEL",
@@ -41,6 +42,7 @@ __all__ = [
     "audit",
     "channel_map",
     "metadata",
+    "older_than_code",
     "outbox",
     "schema_revision",
 ]
@@ -186,8 +188,23 @@ audit = Table(
 
 
 def schema_revision(conn: Connection) -> str | None:
-    """The migration the outbox's tables are at (None: made without Alembic)."""
+    """The migration the outbox's tables are at; None when that cannot be known (made
+    without Alembic, or a role not granted the version table: nothing is refused then).
+
+    Run it last on ``conn``: a refused read leaves PostgreSQL's transaction aborted.
+    """
     if not inspect(conn).has_table(VERSION_TABLE):
         return None
-    found: str | None = conn.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    try:
+        found: str | None = conn.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    except DBAPIError:  # permission denied: the owner migrated, this role only writes rows
+        return None
     return found
+
+
+def older_than_code(revision: str | None) -> bool:
+    """Whether the outbox at ``revision`` is older than this version's tables (the
+    migrations are numbered; an unknown or newer revision is not older)."""
+    if revision is None or not revision.isdigit():
+        return False
+    return int(revision) < int(SCHEMA_REVISION)

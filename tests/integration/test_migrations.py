@@ -25,7 +25,13 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
 from app_hooks import install
-from app_hooks.outbox import NOTIFY_CHANNEL, SCHEMA_REVISION, metadata
+from app_hooks.outbox import (
+    NOTIFY_CHANNEL,
+    SCHEMA_REVISION,
+    metadata,
+    older_than_code,
+    schema_revision,
+)
 from worker.admin.migrate import alembic_config, require_migrated, upgrade
 from worker.errors import ConfigurationError
 from worker.settings import normalize_database_url
@@ -353,6 +359,9 @@ def test_app_hooks_knows_the_head_revision() -> None:
     # app_hooks (no Alembic inside the app) names the migration its tables are at
     head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
     assert SCHEMA_REVISION == head == HEAD
+    # and which revisions are older than its tables (numbered: not compared as text)
+    assert older_than_code("0004") and not older_than_code(HEAD)
+    assert not any(map(older_than_code, ["10000", "9999", "a1b2c3", None]))
 
 
 def test_a_process_refuses_an_outbox_older_than_its_migrations(
@@ -403,3 +412,28 @@ def test_a_newer_outbox_or_one_made_without_alembic_is_accepted(
     with migrated.begin() as conn:
         conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
     require_migrated(migrated)
+
+
+def test_a_role_not_granted_the_version_table_is_not_refused(
+    empty_url: str, migrated: Engine
+) -> None:
+    # Given the owner migrated, and the processes' role may only write the outbox's rows
+    role = f"stream_outbox_writer_{uuid.uuid4().hex[:8]}"
+    with migrated.begin() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(
+            text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {", ".join(OUTBOX_TABLES)} TO "{role}"')
+        )
+    limited = create_engine(
+        make_url(empty_url).set(username=role, password=None), poolclass=NullPool
+    )
+    try:
+        # Then nothing is refused: the revision cannot be read, so nothing is compared
+        require_migrated(limited)
+        with limited.connect() as conn:
+            assert schema_revision(conn) is None
+    finally:
+        limited.dispose()
+        with migrated.begin() as conn:
+            conn.execute(text(f'REVOKE ALL ON {", ".join(OUTBOX_TABLES)} FROM "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))

@@ -72,6 +72,12 @@ def test_a_restored_thread_gets_its_posts_again_under_a_new_generation(
     with shapes.begin() as session:
         session.get_one(Thread, thread.id).deleted_at = None
         session.add(_post(3, thread, ada))
+    # (`admin show` tells the generation its next reconcile makes, and its posts' ids)
+    shown = describe(pipeline.engine, pipeline.settings, BINDING, "conversation", str(thread.id))
+    assert shown["database"]["generation"] == 1
+    assert shown["database"]["history_copy"].startswith("due")
+    post = describe(pipeline.engine, pipeline.settings, BINDING, "message", "p-3")
+    assert post["database"]["id"] == "msg1-p-3"
     # (its channel, deleted in Stream, is not synced: opening it asks for it first)
     with pipeline.engine.begin() as conn:
         status = migration_status(conn, str(thread.id), BINDING)

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from app_hooks.binding import Binding
 from worker.errors import ConfigurationError, StreamError
 from worker.settings import Settings
-from worker.store.repository import OutboxRepository
+from worker.store.repository import ChannelRef, OutboxRepository
 from worker.stream.gateway import StreamGateway
 from worker.stream.protocol import StreamReader
 
@@ -52,7 +52,8 @@ def _desired(
             }
             if ref is not None and (ref.generation or ref.deleted):
                 # Created again after a deletion: its messages' ids are msg{generation}-{id}
-                view["generation"] = ref.generation
+                # (deleted: the next reconcile makes the next generation)
+                view["generation"] = _generation(ref)
                 view["history_copy"] = (
                     "due (the channel is created again at the next reconcile)"
                     if ref.deleted
@@ -65,8 +66,13 @@ def _desired(
         if message is None:
             return "absent (deleted)", None
     home = OutboxRepository(engine).channel_for(message.conversation_id)
-    stream_id = message.stream_id(home.generation if home else 0)
+    stream_id = message.stream_id(_generation(home) if home else 0)
     return {"id": stream_id, "conversation": message.conversation_id}, None
+
+
+def _generation(ref: ChannelRef) -> int:
+    """The generation a live conversation's channel has, or gets at its next reconcile."""
+    return ref.generation + 1 if ref.deleted else ref.generation
 
 
 def _held(gateway: StreamReader, kind: str, target_id: str, channel: tuple[str, str] | None) -> Any:

@@ -25,7 +25,6 @@ from starlette.templating import Jinja2Templates
 
 from app_hooks.binding import Binding
 from worker.admin import operations as admin
-from worker.admin.migrate import require_migrated
 from worker.app_binding import load_binding, resolve_binding
 from worker.dashboard.auth import (
     IDENTITY_KEY,
@@ -366,6 +365,8 @@ def create_app(
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8700) -> None:
     """Run the dashboard with uvicorn until SIGINT/SIGTERM (refuses without credentials)."""
     import uvicorn
+
+    from worker.admin.migrate import require_migrated  # Alembic: not for a mounted dashboard
 
     engine = create_engine(settings.database_url, pool_pre_ping=True)
     require_migrated(engine)
