@@ -164,6 +164,22 @@ def update_message_partial(call: Call) -> dict[str, Any]:
     return {"message": call.store.message_view(record)}
 
 
+def undelete_message(call: Call) -> dict[str, Any]:
+    """``POST /messages/{id}/undelete`` (UndeleteMessage): a soft-deleted message back, as
+    it was before (``undeleted_by``: the user doing it); one not deleted is refused."""
+    record = _stored(call.store, call.params[0])
+    user_id = call.body.get("undeleted_by")
+    if not isinstance(user_id, str) or not user_id:
+        raise input_error("undeleted_by is a required field")
+    if user_id not in call.store.users:
+        raise input_error(f"user {user_id} does not exist")
+    if not record.get("deleted_at"):
+        raise input_error(f"message {record['id']} is not deleted")
+    record.pop("deleted_at")
+    record.update({"type": "regular", "updated_at": call.now})
+    return {"message": call.store.message_view(record)}
+
+
 def delete_message(call: Call) -> dict[str, Any]:
     """``DELETE /messages/{id}`` (DeleteMessage): soft by default; ``hard=true`` removes it."""
     record = _stored(call.store, call.params[0])

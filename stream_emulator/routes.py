@@ -87,6 +87,7 @@ _TABLE: list[tuple[str, str, str, Handler]] = [
     ("GET", "messages/*", "GetMessage", messages.get_message),
     ("PUT", "messages/*", "UpdateMessagePartial", messages.update_message_partial),
     ("DELETE", "messages/*", "DeleteMessage", messages.delete_message),
+    ("POST", "messages/*/undelete", "UndeleteMessage", messages.undelete_message),
     ("GET", "app", "GetApp", get_app),
     ("GET", "rate_limits", "GetRateLimits", get_rate_limits),
     ("GET", "tasks/*", "GetTask", get_task),

@@ -129,3 +129,25 @@ def test_delete_message_is_soft_unless_hard(emu: Emulator, client: StreamChat, c
     with pytest.raises(StreamAPIException) as gone:
         client.delete_message("m-hard")
     assert (gone.value.status_code, gone.value.error_code) == (404, 16)
+
+
+def test_undelete_brings_a_soft_deleted_message_back_as_it_was(
+    client: StreamChat, channel: Any
+) -> None:
+    channel.send_message({"id": "m-back", "text": "kept"}, "alice")
+    channel.send_message({"id": "m-live", "text": "live"}, "alice")
+    client.delete_message("m-back")
+
+    back = client.undelete_message("m-back", "alice")["message"]
+
+    assert (back["type"], back["text"], back.get("deleted_at")) == ("regular", "kept", None)
+    client.update_message_partial("m-back", {"set": {"text": "edited"}}, "alice")
+    # Refused: a message not deleted, an unknown user, a message Stream does not hold
+    for message_id, user_id, status in (
+        ("m-live", "alice", 400),
+        ("m-back", "nobody", 400),
+        ("m-none", "alice", 404),
+    ):
+        with pytest.raises(StreamAPIException) as refused:
+            client.undelete_message(message_id, user_id)
+        assert refused.value.status_code == status, (message_id, user_id)

@@ -1,4 +1,5 @@
-"""A conversation back after Stream deleted its channel gets its messages again.
+"""A conversation back after Stream deleted its channel gets its messages again; a
+message back after Stream deleted it is undeleted.
 
 Stream shows a deleted channel created again empty, and refuses the id of a message it
 held, even deleted. A thread of the shapes app (soft deletes) whose channel was deleted
@@ -48,6 +49,17 @@ def _post(n: int, thread: Thread, author: Account) -> Post:
     )
 
 
+def _two_posts_in_stream(
+    pipeline: Pipeline, shapes: sessionmaker[Session]
+) -> tuple[Account, Account, Thread]:
+    """Ada and bob in a thread, a post each (p-1, p-2), synced."""
+    with shapes.begin() as session:
+        ada, bob, thread = ada_and_bob_in_a_thread(session)
+        session.add_all([_post(1, thread, ada), _post(2, thread, bob)])
+    pipeline.drain()
+    return ada, bob, thread
+
+
 def _set_deleted(shapes: sessionmaker[Session], thread: Any, deleted: bool) -> None:
     with shapes.begin() as session:
         session.get_one(Thread, thread).deleted_at = NOW if deleted else None
@@ -57,10 +69,7 @@ def test_a_restored_thread_gets_its_posts_again_under_a_new_generation(
     pipeline: Pipeline, shapes: sessionmaker[Session]
 ) -> None:
     # Given a thread of two with two posts in Stream
-    with shapes.begin() as session:
-        ada, bob, thread = ada_and_bob_in_a_thread(session)
-        session.add_all([_post(1, thread, ada), _post(2, thread, bob)])
-    pipeline.drain()
+    ada, bob, thread = _two_posts_in_stream(pipeline, shapes)
     assert _posts(pipeline) == {"msg-p-1": "post 1", "msg-p-2": "post 2"}
 
     # When the thread is soft-deleted: its channel is deleted, once
@@ -149,3 +158,26 @@ def test_a_thread_back_before_its_channel_s_deletion_reached_stream_gets_it_anew
     assert (shown["database"]["generation"], shown["database"]["history_copy"]) == (1, "done")
     post = describe(pipeline.engine, pipeline.settings, BINDING, "message", "p-1")
     assert post["database"] == {"id": "msg1-p-1", "conversation": str(thread.id)}
+
+
+def test_a_post_restored_from_its_soft_delete_is_back_in_stream(
+    pipeline: Pipeline, shapes: sessionmaker[Session]
+) -> None:
+    # Given two posts in Stream, both soft-deleted in the app (so in Stream too)
+    _two_posts_in_stream(pipeline, shapes)
+    with shapes.begin() as session:
+        for key in ("p-1", "p-2"):
+            session.get_one(Post, key).deleted_at = NOW
+    pipeline.drain()
+    assert _posts(pipeline) == {}
+    # When the app restores one, and restores and edits the other
+    with shapes.begin() as session:
+        session.get_one(Post, "p-1").deleted_at = None
+        restored = session.get_one(Post, "p-2")
+        restored.deleted_at, restored.body = None, "post 2, edited"
+    pipeline.drain()
+    # Then Stream undeleted both (it refuses to update a deleted message), the edit kept
+    assert _posts(pipeline) == {"msg-p-1": "post 1", "msg-p-2": "post 2, edited"}
+    assert pipeline.emu.request_counts()["counts"]["UndeleteMessage"] == 2
+    assert {r["status"] for r in pipeline.rows()} == {"done"}
+    assert drift(pipeline, binding=BINDING) == []

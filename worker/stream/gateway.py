@@ -26,7 +26,7 @@ from worker.settings import Settings
 from worker.stream import channel_calls as sdk
 from worker.stream.answers import error_from, is_duplicate_message, is_not_found
 from worker.stream.history_pages import read_history
-from worker.stream.http_session import PooledSession, StreamTransportError
+from worker.stream.http_session import StreamTransportError, http_session
 from worker.stream.limits import MAX_MEMBERS_PER_CALL, MAX_USERS_PER_CALL, limits_from_answer
 from worker.stream.protocol import ChannelHistory, RateBudget, RemoteChannel
 from worker.stream.tasks import follow_task
@@ -298,14 +298,30 @@ class StreamGateway:
         return True
 
     def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
-        """Set a message's text (a partial update: its other fields stay)."""
-        self._call(
+        """Set a message's text (a partial update: its other fields stay).
+
+        Stream refuses to update a message it holds deleted: one the database holds (a
+        soft delete undone) is undeleted (as ``user_id``), then its text set. Where the
+        undelete is refused too, Stream's first answer stands.
+        """
+        set_text = partial(
+            self._call,
             "UpdateMessagePartial",
             StreamChat.update_message_partial,
             message_id,
             {"set": {"text": text}},
             user_id,
         )
+        try:
+            set_text()
+        except PermanentStreamError as refused:
+            if is_not_found(refused):
+                raise
+            try:
+                self._call("UndeleteMessage", StreamChat.undelete_message, message_id, user_id)
+            except PermanentStreamError:
+                raise refused from None
+            set_text()
 
     def delete_message(self, message_id: str) -> None:
         """Delete a message (soft); one Stream does not know counts as deleted."""
@@ -317,24 +333,7 @@ class StreamGateway:
         client: StreamChat | None = getattr(self._local, "client", None)
         if client is None:
             client = StreamChat(self._key, self._secret, **self._options)
-            # Proxies from the environment are read once here: with trust_env on,
-            # requests scans every environment variable on each call.
-            proxies = requests.utils.get_environ_proxies(client.base_url)
-            if proxies:
-                session = requests.Session()
-                session.proxies.update(proxies)
-                session.trust_env = False
-                adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_maxsize=4)
-                session.mount("http://", adapter)
-                session.mount("https://", adapter)
-                session.hooks["response"].append(self._remember)
-                client.set_http_session(session)
-            else:
-                # The SDK only calls the verbs and reads status, text and headers.
-                pooled = PooledSession(
-                    client.base_url, timeout=client.timeout, on_response=self._remember
-                )
-                client.set_http_session(pooled)  # type: ignore[arg-type]
+            client.set_http_session(http_session(client, self._remember))  # type: ignore[arg-type]
             self._local.client = client
         return client
 

@@ -15,13 +15,14 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import certifi
+import requests
 import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from worker.errors import RetryableError
 
-__all__ = ["PooledSession", "StreamResponseLike", "StreamTransportError"]
+__all__ = ["PooledSession", "StreamResponseLike", "StreamTransportError", "http_session"]
 
 
 class StreamTransportError(RetryableError):
@@ -128,3 +129,21 @@ class PooledSession:
         if self._on_response is not None:
             self._on_response(response)
         return response
+
+
+def http_session(client: Any, on_response: Callable[..., None]) -> PooledSession | Any:
+    """The session for one SDK ``client``: a :class:`PooledSession`, or, where the
+    environment names a proxy, a ``requests`` session through it (proxies read once here:
+    with ``trust_env`` on, requests scans every environment variable on each call).
+    ``on_response`` sees each answer (its headers: Stream's rate-limit counts)."""
+    proxies = requests.utils.get_environ_proxies(client.base_url)
+    if not proxies:  # the SDK only calls the verbs and reads status, text and headers
+        return PooledSession(client.base_url, timeout=client.timeout, on_response=on_response)
+    session = requests.Session()
+    session.proxies.update(proxies)
+    session.trust_env = False
+    adapter = requests.adapters.HTTPAdapter(max_retries=0, pool_maxsize=4)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.hooks["response"].append(on_response)
+    return session

@@ -132,7 +132,8 @@ class Gateway(StreamReader, Protocol):
         ...
 
     def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
-        """Set a message's text, its other fields kept."""
+        """Set a message's text, its other fields kept (undeleted first if Stream holds it
+        deleted)."""
         ...
 
     def delete_message(self, message_id: str) -> None:
