@@ -694,6 +694,24 @@ def test_a_duplicate_job_cannot_undo_done_rows(harness: Harness) -> None:
     assert harness.rows()[row] == (Status.DONE, None)
 
 
+def test_a_retried_batch_reconciles_targets_whose_rows_were_settled(harness: Harness) -> None:
+    # Given a user reconciled, its row done
+    ada = harness.add_user("ada@example.com", "Ada")
+    (row,) = harness.add_rows("user", ada)
+    harness.dispatch_and_work()
+    upserts = harness.gateway.count("upsert_users")
+
+    # When a duplicate of its job runs, it is skipped; when a retry runs (its attempt
+    # before may have overlapped another job), the user is upserted again
+    harness.actor.send("user", [ada], [row], {"rows": {ada: [row]}})
+    harness.work()
+    assert harness.gateway.count("upsert_users") == upserts
+    harness.actor.send_with_options(args=("user", [ada], [row], {"rows": {ada: [row]}}), retries=1)
+    harness.work()
+    assert harness.gateway.count("upsert_users") == upserts + 1
+    assert harness.rows()[row] == (Status.DONE, None)
+
+
 # -- conversations ----------------------------------------------------------------------
 
 
@@ -956,6 +974,29 @@ def test_a_message_job_dispatched_again_after_its_rows_settled_calls_stream_no_m
 
     # Then it calls Stream no more, and the row stays done
     assert harness.gateway.calls == calls
+    assert harness.rows()[row] == (Status.DONE, None)
+
+
+def test_a_retried_message_job_reconciles_though_its_rows_were_settled(
+    harness: Harness,
+) -> None:
+    # Given a message mirrored, its row done, then gone from the database while Stream
+    # still holds it: the attempt before this retry sent it after an overlapping job (its
+    # lock lost while held) had read the database and settled the row
+    made = harness.add_invitation()
+    message = harness.add_message(made.conversation, made.guest, "See you there")
+    payload = {"conversation_id": made.conversation}
+    (row,) = harness.add_rows("message", message, payload=payload)
+    harness.dispatch_and_work()
+    with harness.engine.begin() as conn:
+        conn.execute(delete(Message).where(Message.id == uuid.UUID(message)))
+
+    # When the job's retry runs (Dramatiq counts it in the message's options)
+    harness.actor.send_with_options(args=("message", [message], [row], payload), retries=1)
+    harness.work()
+
+    # Then it read the database again and deleted the message in Stream
+    assert harness.gateway.count("delete_message") == 1
     assert harness.rows()[row] == (Status.DONE, None)
 
 

@@ -100,8 +100,8 @@ def _reconcile_and_settle(
         }
         return _batch(rt, kind, targets, row_ids)
     with rt.locks.hold(kind, target_ids):
-        if row_ids and not rt.repo.open_of(row_ids):  # a duplicate (a job dispatched again)
-            return "done", _ALREADY_SETTLED
+        if row_ids and not _retried() and not rt.repo.open_of(row_ids):
+            return "done", _ALREADY_SETTLED  # a duplicate (a job dispatched again)
         result = reconcile(rt, kind, {target_id: payload for target_id in target_ids})
     rows_by_target: dict[str, list[int]] = payload.get("rows", {})
     outcome = _settle(rt, row_ids, rows_by_target, result)
@@ -179,10 +179,21 @@ def _batch(
     return status, "; ".join(detail for _, detail in outcomes)
 
 
+def _retried() -> bool:
+    """Whether this job is a retry: its attempt before may have overlapped another job on
+    the same targets (a lock lost while held, :class:`LockLost`) and written after that
+    job's read, so it reconciles again whoever settled its rows meanwhile."""
+    message = CurrentMessage.get_current_message()
+    return message is not None and int(message.options.get("retries", 0)) > 0
+
+
 def _still_open(
     rt: runtime.Runtime, targets: dict[str, tuple[list[int], dict[str, Any]]]
 ) -> dict[str, dict[str, Any]]:
-    """The targets (with their payloads) with open rows, or with no rows at all."""
+    """The targets (with their payloads) with open rows, or with no rows at all; all of
+    them in a retry (:func:`_retried`)."""
+    if _retried():
+        return {target_id: target_payload for target_id, (_, target_payload) in targets.items()}
     open_rows = set(rt.repo.open_of([row for rows, _ in targets.values() for row in rows]))
     return {
         target_id: target_payload
