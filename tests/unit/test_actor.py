@@ -957,15 +957,22 @@ def test_a_message_is_mirrored_into_its_conversations_channel(harness: Harness) 
     assert harness.status(rows) == {Status.DONE}
 
 
-def test_a_message_job_dispatched_again_after_its_rows_settled_calls_stream_no_more(
-    harness: Harness,
-) -> None:
-    # Given a message mirrored, its row done
+def _mirrored_message(harness: Harness) -> tuple[str, int, dict[str, Any]]:
+    """A message of an invitation's conversation, mirrored: its id, its done row, the
+    row's payload."""
     made = harness.add_invitation()
     message = harness.add_message(made.conversation, made.guest, "See you there")
     payload = {"conversation_id": made.conversation}
     (row,) = harness.add_rows("message", message, payload=payload)
     harness.dispatch_and_work()
+    return message, row, payload
+
+
+def test_a_message_job_dispatched_again_after_its_rows_settled_calls_stream_no_more(
+    harness: Harness,
+) -> None:
+    # Given a message mirrored, its row done
+    message, row, payload = _mirrored_message(harness)
     calls = harness.gateway.calls
 
     # When a duplicate of its job runs (dispatched again while it waited in the queue)
@@ -983,11 +990,7 @@ def test_a_retried_message_job_reconciles_though_its_rows_were_settled(
     # Given a message mirrored, its row done, then gone from the database while Stream
     # still holds it: the attempt before this retry sent it after an overlapping job (its
     # lock lost while held) had read the database and settled the row
-    made = harness.add_invitation()
-    message = harness.add_message(made.conversation, made.guest, "See you there")
-    payload = {"conversation_id": made.conversation}
-    (row,) = harness.add_rows("message", message, payload=payload)
-    harness.dispatch_and_work()
+    message, row, payload = _mirrored_message(harness)
     with harness.engine.begin() as conn:
         conn.execute(delete(Message).where(Message.id == uuid.UUID(message)))
 
