@@ -90,7 +90,10 @@ class AppModel:
     serial: dict[uuid.UUID, int] = field(default_factory=dict)
     conversations: list[uuid.UUID] = field(default_factory=list)  # every one ever created
     deleted_users: list[tuple[uuid.UUID, str]] = field(default_factory=list)  # id, email
-    deleted_conversations: list[uuid.UUID] = field(default_factory=list)
+    # id, and its messages as a backup holds them (id, sender, text, time)
+    deleted_conversations: list[tuple[uuid.UUID, list[tuple[Any, ...]]]] = field(
+        default_factory=list
+    )
     applied: int = 0
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -252,16 +255,21 @@ class AppModel:
         conversation_id = self._conv(session, conversation)
         if conversation_id is None:
             return False
+        columns = (Message.id, Message.sender_id, Message.content, Message.created_at)
+        kept = session.execute(select(*columns).where(Message.conversation_id == conversation_id))
         session.delete(session.get(Conversation, conversation_id))
-        self.deleted_conversations.append(conversation_id)
+        self.deleted_conversations.append((conversation_id, [tuple(row) for row in kept]))
         return True
 
     def _restore_conversation(self, session: Session, index: int, member: int) -> bool:
-        """A deleted conversation back under its old id, with a member (Stream deleted its
-        channel: the channel's next generation)."""
+        """A deleted conversation back from a backup: its old id and its messages (their
+        senders where they still exist), and a member. Stream deleted its channel, or
+        will: the channel's next generation."""
         if not self.deleted_conversations:
             return False
-        conversation_id = self.deleted_conversations.pop(index % len(self.deleted_conversations))
+        conversation_id, messages = self.deleted_conversations.pop(
+            index % len(self.deleted_conversations)
+        )
         if session.get(Conversation, conversation_id) is not None:
             return False
         session.add(Conversation(id=conversation_id))
@@ -269,6 +277,17 @@ class AppModel:
         user_id = self._user(session, member)
         if user_id is not None:
             session.add(ConversationParticipant(conversation_id=conversation_id, user_id=user_id))
+        for message_id, sender_id, content, created_at in messages:
+            sender = sender_id if sender_id and session.get(User, sender_id) else None
+            session.add(
+                Message(
+                    id=message_id,
+                    conversation_id=conversation_id,
+                    sender_id=sender,
+                    content=content,
+                    created_at=created_at,
+                )
+            )
         return True
 
     # -- events, invitations, proposals -------------------------------------------------
