@@ -32,9 +32,10 @@ from app_hooks.outbox import (
     older_than_code,
     schema_revision,
 )
-from worker.admin.migrate import alembic_config, require_migrated, upgrade
+from worker.admin.migrate import alembic_config, upgrade
 from worker.errors import ConfigurationError
 from worker.settings import normalize_database_url
+from worker.store.schema import require_migrated
 
 SERVER_URL = normalize_database_url(
     os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

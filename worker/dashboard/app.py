@@ -46,6 +46,7 @@ from worker.dashboard.pages import (
     series_charts,
 )
 from worker.settings import Settings
+from worker.store.schema import require_migrated
 
 __all__ = ["create_app", "serve"]
 
@@ -365,8 +366,6 @@ def create_app(
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8700) -> None:
     """Run the dashboard with uvicorn until SIGINT/SIGTERM (refuses without credentials)."""
     import uvicorn
-
-    from worker.admin.migrate import require_migrated  # Alembic: not for a mounted dashboard
 
     engine = create_engine(settings.database_url, pool_pre_ping=True)
     require_migrated(engine)

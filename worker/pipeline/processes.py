@@ -18,13 +18,13 @@ from typing import Any
 import dramatiq
 
 from worker import runtime
-from worker.admin.migrate import require_migrated
 from worker.app_binding import check_tables, resolve_binding
 from worker.health import Check, Heartbeat, Readiness, serve, threads_alive
 from worker.pipeline.broker import build_broker, declare_actors, priority_queue_name
 from worker.pipeline.relay import Relay
 from worker.settings import Settings
 from worker.store.repository import OutboxRepository
+from worker.store.schema import require_migrated
 
 __all__ = ["QUEUES", "build_workers", "run_relay", "run_worker"]
 
