@@ -21,8 +21,11 @@ def _server_side(client: StreamChat, *endpoints: str) -> dict[str, dict[str, int
     return limits
 
 
-def _start_of_a_second() -> None:
-    """Sleep until just after a second boundary: the calls that follow share a second."""
+def _start_of_a_second(room: int = 1) -> None:
+    """Sleep until just after a second boundary: the calls that follow share a second, and
+    the ``room`` seconds from it share a minute (Stream's windows are fixed minutes)."""
+    if time.time() % 60 >= 60 - room - 0.5:
+        time.sleep(60 - time.time() % 60)  # a fresh minute, rather than straddle one
     time.sleep(1 - time.time() % 1 + 0.01)
 
 
@@ -108,7 +111,7 @@ def test_stream_limits_can_be_switched_off():
 
 def test_per_second_limit_is_the_minute_over_30(emu: Emulator, client: StreamChat):
     client.upsert_users([{"id": f"u{n}"} for n in range(4)])
-    _start_of_a_second()
+    _start_of_a_second(room=2)  # u0 and u1 in one second, u2 in the next, all in one minute
     client.delete_user("u0")  # DeleteUser: 60 a minute, so 2 a second
     client.delete_user("u1")
     with pytest.raises(StreamAPIException) as caught:
