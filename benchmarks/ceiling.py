@@ -34,7 +34,7 @@ from benchmarks import backlog
 from benchmarks.common import scratch_database
 from benchmarks.drain import _settle
 from benchmarks.services import Processes, clear_redis, new_prefix, pipeline_env, remote_emulator
-from worker.stream.limits import PUBLISHED_LIMITS
+from stream_outbox.worker.stream.limits import PUBLISHED_LIMITS
 
 BINDING = "GetOrCreateChannel"
 

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from app_hooks.reference import Base, Event, User
-from worker.admin.migrate import upgrade
-from worker.demo.scratch_db import scratch_database as worker_scratch_database
-from worker.settings import normalize_database_url
+from stream_outbox.app_hooks.reference import Base, Event, User
+from stream_outbox.worker.admin.migrate import upgrade
+from stream_outbox.worker.demo.scratch_db import scratch_database as worker_scratch_database
+from stream_outbox.worker.settings import normalize_database_url
 
 SERVER_URL = normalize_database_url(
     os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

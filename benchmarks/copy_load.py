@@ -29,9 +29,9 @@ from typing import Any
 
 import psycopg
 
-from app_hooks.reference import REFERENCE_BINDING
-from app_hooks.triggers import drop_triggers, install_triggers
 from benchmarks.common import median, scratch_database
+from stream_outbox.app_hooks.reference import REFERENCE_BINDING
+from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
 
 _COPY = "COPY conversation_participants (conversation_id, user_id) FROM STDIN"
 _INSERT_SELECT = (

@@ -22,7 +22,6 @@ from typing import Any
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import install
 from benchmarks.common import median, organizer_and_event, percentile, scratch_database
 from benchmarks.services import (
     Processes,
@@ -33,6 +32,7 @@ from benchmarks.services import (
     remote_emulator,
 )
 from benchmarks.write_path import invite
+from stream_outbox.app_hooks import install
 
 CREATE = "GetOrCreateChannel"
 

@@ -25,7 +25,7 @@ from typing import Any
 import requests
 from stream_chat import StreamChat
 
-from stream_emulator.config import DEFAULT_API_KEY, DEFAULT_API_SECRET
+from stream_outbox.emulator.config import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
 FINAL = ("completed", "analyze_failed", "failed")
 

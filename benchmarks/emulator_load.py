@@ -31,7 +31,7 @@ from typing import Any
 import requests
 from stream_chat import StreamChat
 
-from stream_emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET, Emulator
+from stream_outbox.emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET, Emulator
 
 Step = Callable[[StreamChat, int, int], int]
 SCENARIOS = ("app", "upsert", "members")

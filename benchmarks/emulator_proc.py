@@ -16,7 +16,7 @@ import json
 import signal
 import threading
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 
 def main() -> None:

@@ -22,12 +22,18 @@ from typing import Any
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-import app_hooks
-from app_hooks.outbox import outbox
-from app_hooks.reference import Conversation, ConversationParticipant, Message, Profile, User
+import stream_outbox.app_hooks
 from benchmarks.common import scratch_database
 from benchmarks.drain import _settle
 from benchmarks.services import Processes, clear_redis, new_prefix, pipeline_env, remote_emulator
+from stream_outbox.app_hooks.outbox import outbox
+from stream_outbox.app_hooks.reference import (
+    Conversation,
+    ConversationParticipant,
+    Message,
+    Profile,
+    User,
+)
 
 
 def seed(sessions: sessionmaker[Session], rng: random.Random, users: int, convs: int) -> Any:
@@ -114,7 +120,7 @@ def measure(users: int, conversations: int) -> dict[str, Any]:
     with scratch_database("stream_outbox_mixed") as url, remote_emulator() as emu:
         engine = create_engine(url)
         sessions = sessionmaker(engine, expire_on_commit=False)
-        app_hooks.install(sessions)
+        stream_outbox.app_hooks.install(sessions)
         try:
             with Processes(pipeline_env(url, emu, prefix)) as procs:
                 procs.worker(0)

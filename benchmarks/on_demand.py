@@ -36,7 +36,6 @@ from fastapi import FastAPI, Header
 from sqlalchemy import Connection, create_engine
 from stream_chat import StreamChat
 
-from app_hooks.chat_router import chat_router
 from benchmarks import backlog
 from benchmarks.common import median, percentile, scratch_database
 from benchmarks.services import (
@@ -48,6 +47,7 @@ from benchmarks.services import (
     pipeline_env,
     remote_emulator,
 )
+from stream_outbox.app_hooks.chat_router import chat_router
 
 WORKER_THREADS = "8"
 # How often a request polls the route (a database read) and Stream (QueryChannels, which

@@ -20,11 +20,11 @@ from typing import Any
 import dramatiq
 from sqlalchemy import create_engine
 
-from worker import runtime
-from worker.pipeline.broker import ACTOR_NAME, build_broker
-from worker.pipeline.processes import run_relay
-from worker.settings import Settings, load_settings
-from worker.store.repository import OutboxRepository
+from stream_outbox.worker import runtime
+from stream_outbox.worker.pipeline.broker import ACTOR_NAME, build_broker
+from stream_outbox.worker.pipeline.processes import run_relay
+from stream_outbox.worker.settings import Settings, load_settings
+from stream_outbox.worker.store.repository import OutboxRepository
 
 NAIVE_ACTOR = "naive_sync"
 log = logging.getLogger("benchmarks.procs")

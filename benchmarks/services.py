@@ -24,8 +24,8 @@ from typing import Any
 import requests
 from redis import Redis
 
-from stream_emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET
-from worker.runtime import delete_prefixed_keys
+from stream_outbox.emulator import DEFAULT_API_KEY, DEFAULT_API_SECRET
+from stream_outbox.worker.runtime import delete_prefixed_keys
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 BIN = Path(sys.executable).parent

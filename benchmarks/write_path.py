@@ -46,17 +46,17 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from stream_chat import StreamChat
 
-from app_hooks import install
-from app_hooks.reference import (
+from benchmarks.common import median, organizer_and_event, percentile, scratch_database
+from benchmarks.services import RemoteEmulator, remote_emulator
+from stream_outbox.app_hooks import install
+from stream_outbox.app_hooks.reference import (
     REFERENCE_BINDING,
     Conversation,
     ConversationParticipant,
     EventParticipant,
     User,
 )
-from app_hooks.triggers import drop_triggers, install_triggers
-from benchmarks.common import median, organizer_and_event, percentile, scratch_database
-from benchmarks.services import RemoteEmulator, remote_emulator
+from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
 
 Inline = Callable[[uuid.UUID, uuid.UUID, uuid.UUID], None]
 

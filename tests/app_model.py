@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app_hooks.reference import (
+from stream_outbox.app_hooks.reference import (
     Conversation,
     ConversationParticipant,
     Event,

@@ -19,14 +19,14 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import install
-from app_hooks.outbox import metadata as outbox_metadata
-from app_hooks.reference import Base
-from stream_emulator import Emulator
-from worker.admin.migrate import upgrade
-from worker.demo.scratch_db import scratch_database
-from worker.runtime import delete_prefixed_keys
-from worker.settings import normalize_database_url
+from stream_outbox.app_hooks import install
+from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
+from stream_outbox.app_hooks.reference import Base
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker.admin.migrate import upgrade
+from stream_outbox.worker.demo.scratch_db import scratch_database
+from stream_outbox.worker.runtime import delete_prefixed_keys
+from stream_outbox.worker.settings import normalize_database_url
 
 SERVER_URL = normalize_database_url(
     os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Text, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from app_hooks import Binding
+from stream_outbox.app_hooks import Binding
 
 __all__ = [
     "BINDING",

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app_hooks.reference import (
+from stream_outbox.app_hooks.reference import (
     Conversation,
     ConversationParticipant,
     Event,

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from worker.settings import normalize_database_url
+from stream_outbox.worker.settings import normalize_database_url
 
 SCRIPT = Path(sys.executable).parent / "stream-outbox"
 SERVER_URL = normalize_database_url(

@@ -1,7 +1,7 @@
 """A binding that does not fit is refused at start-up, in one line, by every command.
 
-Each test writes the app's binding module into the command's working directory (on
-``PYTHONPATH``), as an application would, and runs the installed console script.
+Each test writes the app's binding module into the command's working directory, as an
+application would, and runs the installed console script there (no ``PYTHONPATH``).
 """
 
 from __future__ import annotations
@@ -10,96 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
 
 from tests.acceptance.conftest import Cli
-from worker.settings import normalize_database_url
-
-# An app unlike the reference: integer ids, a profile on the account row.
-MODELS = """
-from sqlalchemy import ForeignKey, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-from app_hooks import Binding
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "accounts"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email_address: Mapped[str] = mapped_column(Text)
-    name: Mapped[str] = mapped_column(Text)
-
-
-class Meetup(Base):
-    __tablename__ = "meetups"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    title: Mapped[str] = mapped_column(Text)
-
-
-class Thread(Base):
-    __tablename__ = "threads"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    created_at: Mapped[str] = mapped_column(Text)
-
-
-class Member(Base):
-    __tablename__ = "thread_members"
-    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id"), primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
-
-
-class Post(Base):
-    __tablename__ = "posts"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id"))
-    author_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
-    body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[str] = mapped_column(Text)
-
-
-class Invite(Base):
-    __tablename__ = "invites"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("meetups.id"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"))
-
-
-class Proposal(Base):
-    __tablename__ = "proposals"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("meetups.id"))
-    proposer_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
-    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"))
-
-
-def make(**fields):
-    return Binding(
-        user=Account,
-        profile=None,
-        event=Meetup,
-        conversation=Thread,
-        participant=Member,
-        message=Post,
-        invitation=Invite,
-        proposal=Proposal,
-        fields={
-            "user": {"email": "email_address", "full_name": "name", "avatar_url": None},
-            "event": {"organizer_id": "host_id"},
-            "participant": {"conversation_id": "thread_id", "user_id": "account_id"},
-            "message": {
-                "conversation_id": "thread_id", "sender_id": "author_id", "content": "body"
-            },
-            **fields,
-        },
-    )
-"""
+from tests.apps import accounts
 
 # Every command that reads the app's tables, as a user starts it.
 COMMANDS = [
@@ -115,7 +28,7 @@ COMMANDS = [
 @pytest.fixture()
 def app_dir(tmp_path: Path) -> Path:
     """The command's working directory, holding the app's ``myapp.py``."""
-    (tmp_path / "myapp.py").write_text(MODELS)
+    (tmp_path / "myapp.py").write_text(Path(accounts.__file__).read_text(encoding="utf-8"))
     return tmp_path
 
 
@@ -124,10 +37,9 @@ def binding_module(app_dir: Path, body: str) -> None:
 
 
 def run(cli: Cli, app_dir: Path, url: str, *args: str, binding: str | None) -> list[str]:
-    """Run a command with the app on PYTHONPATH; assert exit status 2; its stderr lines."""
+    """Run a command from the app's folder; assert exit status 2; its stderr lines."""
     env = {
         "DATABASE_URL": url,
-        "PYTHONPATH": str(app_dir),
         "GETSTREAM_API_KEY": "key",
         "GETSTREAM_API_SECRET": "secret-that-is-at-least-32-bytes-long",
         "OUTBOX_DASHBOARD_TOKEN": "a-dashboard-token",
@@ -137,32 +49,6 @@ def run(cli: Cli, app_dir: Path, url: str, *args: str, binding: str | None) -> l
     result = cli(*args, **env)
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     return result.stderr.splitlines()
-
-
-def create_app_tables(url: str, *, without: str | None = None) -> None:
-    """The app's own schema (its migrations), optionally missing one column."""
-    ddl = [
-        "CREATE TABLE accounts (id serial PRIMARY KEY, email_address text, name text)",
-        "CREATE TABLE meetups (id serial PRIMARY KEY, host_id int, title text)",
-        "CREATE TABLE threads (id serial PRIMARY KEY, created_at text)",
-        "CREATE TABLE thread_members (thread_id int, account_id int)",
-        "CREATE TABLE posts (id serial PRIMARY KEY, thread_id int, author_id int, body text,"
-        " created_at text)",
-        "CREATE TABLE invites (id serial PRIMARY KEY, event_id int, user_id int,"
-        " conversation_id int)",
-        "CREATE TABLE proposals (id serial PRIMARY KEY, event_id int, proposer_id int,"
-        " conversation_id int)",
-    ]
-    engine = create_engine(normalize_database_url(url), poolclass=NullPool)
-    try:
-        with engine.begin() as conn:
-            for statement in ddl:
-                conn.execute(text(statement))
-            if without is not None:
-                table, column = without.split(".")
-                conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -180,8 +66,8 @@ def test_a_binding_that_cannot_be_imported_is_refused_by_every_command(
 @pytest.mark.parametrize(
     ("body", "path", "line"),
     [
-        ("binding = 42\n", "chat_binding:binding", "is a int, not an app_hooks.Binding"),
-        ("def binding():\n    return 'x'\n", "chat_binding:binding", "is a str, not an app"),
+        ("binding = 42\n", "chat_binding:binding", "is a int, not a stream_outbox.Binding"),
+        ("def binding():\n    return 'x'\n", "chat_binding:binding", "is a str, not a stream_outbox.Binding"),
         ("", "chat_binding:binding", "chat_binding has no 'binding'"),
         ("", "chat_binding", "'chat_binding' is not module:attribute"),
         ("raise RuntimeError('settings missing')\n", "chat_binding:binding", "RuntimeError"),
@@ -234,7 +120,7 @@ def test_a_column_missing_from_the_database_is_named(
 ) -> None:
     # Given the app's tables, one of them without the column a field is read from
     binding_module(app_dir, "from myapp import make\nbinding = make()\n")
-    create_app_tables(fresh_url, without="posts.body")
+    accounts.create_tables(fresh_url, without="posts.body")
     # When the worker starts, Then one line names the table, the column and the attribute
     assert run(cli, app_dir, fresh_url, "worker", binding="chat_binding:binding") == [
         "error: column posts.body (read as Post.body for the message) is missing from DATABASE_URL"
@@ -245,7 +131,7 @@ def test_the_reference_binding_on_another_database_points_at_the_variable(
     cli: Cli, app_dir: Path, fresh_url: str
 ) -> None:
     # Given no OUTBOX_BINDING, and a database holding another app's tables
-    create_app_tables(fresh_url)
+    accounts.create_tables(fresh_url)
     # When backfill starts, Then one line says so and points at OUTBOX_BINDING
     [error] = run(cli, app_dir, fresh_url, "backfill", binding=None)
     assert error.startswith("error: the reference app's tables are missing from DATABASE_URL")
@@ -255,7 +141,7 @@ def test_the_reference_binding_on_another_database_points_at_the_variable(
 def test_the_binding_flag_wins_over_the_variable(cli: Cli, app_dir: Path, fresh_url: str) -> None:
     # Given a right binding in OUTBOX_BINDING, and a wrong one given as --binding
     binding_module(app_dir, "from myapp import make\nbinding = make()\n")
-    create_app_tables(fresh_url)
+    accounts.create_tables(fresh_url)
     # When a command runs with both, Then the flag's binding is the one loaded
     result = cli(
         "--binding",
@@ -263,7 +149,6 @@ def test_the_binding_flag_wins_over_the_variable(cli: Cli, app_dir: Path, fresh_
         "admin",
         "verify",
         DATABASE_URL=fresh_url,
-        PYTHONPATH=str(app_dir),
         OUTBOX_BINDING="chat_binding:binding",
     )
     assert result.returncode == 2, result.stderr
@@ -277,7 +162,7 @@ def test_a_database_without_the_outbox_tables_says_to_migrate(
 ) -> None:
     # Given a right binding and the app's tables, but no outbox tables yet
     binding_module(app_dir, "from myapp import make\nbinding = make()\n")
-    create_app_tables(fresh_url)
+    accounts.create_tables(fresh_url)
     # When admin verify runs, Then one line names the missing table and the command to run
     [error] = run(cli, app_dir, fresh_url, "admin", "verify", binding="chat_binding:binding")
     assert error.startswith('error: DATABASE_URL: relation "stream_outbox')

@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 
+from stream_outbox.worker.settings import normalize_database_url
 from tests.acceptance.conftest import SCRIPT, Cli
-from worker.settings import normalize_database_url
 
 OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
 

@@ -16,7 +16,7 @@ from redis import Redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from worker.settings import normalize_database_url
+from stream_outbox.worker.settings import normalize_database_url
 
 SCRIPT = Path(sys.executable).parent / "stream-outbox"
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

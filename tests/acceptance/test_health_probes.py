@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 from tests.acceptance.conftest import SERVER_URL, Cli
 from tests.chaos.services import PrivateRedis, ScratchDatabase, free_port
 from tests.conftest import API_KEY, API_SECRET, redis_server

@@ -30,9 +30,11 @@ import requests
 from sqlalchemy import Engine, func, inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import outbox
-from app_hooks.channel_ids import direct_message_id
-from stream_emulator import Emulator
+from stream_outbox.app_hooks import outbox
+from stream_outbox.app_hooks.channel_ids import direct_message_id
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker.admin.migrate import upgrade
+from stream_outbox.worker.demo.scratch_db import scratch_database
 from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, SERVER_URL, clear_redis
 from tests.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
 from tests.other_app.harness import (
@@ -54,8 +56,6 @@ from tests.other_app.models import (
     ThreadMember,
 )
 from tests.other_app.seed import Existing, seed_existing
-from worker.admin.migrate import upgrade
-from worker.demo.scratch_db import scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

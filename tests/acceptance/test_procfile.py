@@ -20,13 +20,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import install, outbox
-from app_hooks.reference import Conversation, ConversationParticipant, User
-from stream_emulator import Emulator
+from stream_outbox.app_hooks import install, outbox
+from stream_outbox.app_hooks.reference import Conversation, ConversationParticipant, User
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker import runtime
+from stream_outbox.worker.pipeline.broker import build_broker, declare_actors
+from stream_outbox.worker.settings import Settings
 from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, clear_redis
-from worker import runtime
-from worker.pipeline.broker import build_broker, declare_actors
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -145,7 +145,7 @@ def test_stopping_a_busy_honcho_strands_nothing(
     out, _ = process.communicate(timeout=60)
     # (the worker's own line: honcho prints "worker.1 stopped (rc=...)" whatever happened;
     # a worker slower to stop than honcho's 5 s is killed, its jobs and locks stranded)
-    assert "worker.pipeline.processes worker stopped" in out, out
+    assert "stream_outbox.worker.pipeline.processes worker stopped" in out, out
     assert "SIGKILL" not in out and "Traceback" not in out, out
     left = statuses(clean_db)
     assert left.get("dispatched", 0) + left.get("pending", 0) > 0, "stopped too late to test"

@@ -7,9 +7,9 @@ import json
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from app_hooks.reference import Base
+from stream_outbox.app_hooks.reference import Base
+from stream_outbox.worker.settings import normalize_database_url
 from tests.acceptance.conftest import Cli
-from worker.settings import normalize_database_url
 
 
 def execute(url: str, *statements: str) -> list[tuple[object, ...]]:

@@ -12,10 +12,10 @@ from click.testing import Result
 from sqlalchemy import Engine, insert, select
 from typer.testing import CliRunner
 
-from app_hooks.outbox import audit, outbox
-from stream_emulator import Emulator
+from stream_outbox.app_hooks.outbox import audit, outbox
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker.cli import app
 from tests.conftest import API_KEY, API_SECRET
-from worker.cli import app
 
 NOW = datetime.now(UTC)
 

@@ -14,9 +14,9 @@ from click.testing import Result
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import outbox
+from stream_outbox.app_hooks import outbox
+from stream_outbox.worker.admin.operations import AdminError
 from tests.admin.conftest import add_row, as_json, audits, statuses
-from worker.admin.operations import AdminError
 
 Cli = Callable[..., Result]
 
@@ -88,7 +88,7 @@ def test_error_filter_cannot_inject_sql(cli: Cli, seeded: dict[str, int]) -> Non
 def test_show_prints_row_payload_audit_and_both_sides(
     cli: Cli, session_factory: sessionmaker[Session], clean_db: Engine
 ) -> None:
-    from app_hooks.reference import Profile, User
+    from stream_outbox.app_hooks.reference import Profile, User
 
     with session_factory() as session, session.begin():
         user = User(email="ann@example.com", profile=Profile(full_name="Ann"))
@@ -193,7 +193,7 @@ def test_purge_works_in_batches(cli: Cli, clean_db: Engine) -> None:
 def test_resync_enqueues_every_user_and_conversation_and_resumes(
     cli: Cli, session_factory: sessionmaker[Session], clean_db: Engine
 ) -> None:
-    from app_hooks.reference import Conversation, User
+    from stream_outbox.app_hooks.reference import Conversation, User
 
     plain = sessionmaker(clean_db)  # raw data the hooks never saw
     with plain() as session, session.begin():
@@ -218,7 +218,7 @@ def test_resync_rejects_an_unknown_kind(cli: Cli, seeded: dict[str, int]) -> Non
 def test_verify_reports_differences_and_exits_non_zero(
     cli: Cli, session_factory: sessionmaker[Session]
 ) -> None:
-    from app_hooks.reference import User
+    from stream_outbox.app_hooks.reference import User
 
     with session_factory() as session, session.begin():
         session.add(User(email="v@example.com"))
@@ -251,8 +251,8 @@ def test_admin_errors_are_one_line_with_exit_status_2(database_url: str, clean_d
 
 
 def test_an_interrupted_resync_resumes_after_the_last_id_written(clean_db: Engine) -> None:
-    from app_hooks.reference import REFERENCE_BINDING, User
-    from worker.admin import operations as admin
+    from stream_outbox.app_hooks.reference import REFERENCE_BINDING, User
+    from stream_outbox.worker.admin import operations as admin
 
     with sessionmaker(clean_db)() as session, session.begin():
         session.add_all([User(email=f"i{n}@example.com") for n in range(7)])
@@ -286,7 +286,7 @@ def test_stats_sums_stream_calls_and_429s_from_workers_metrics(
 
     from prometheus_client import start_http_server
 
-    from worker import metrics
+    from stream_outbox.worker import metrics
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

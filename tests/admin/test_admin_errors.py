@@ -8,8 +8,8 @@ from datetime import timedelta
 from click.testing import Result
 from sqlalchemy import Engine
 
+from stream_outbox.worker.admin import operations as admin
 from tests.admin.conftest import NOW, add_row, as_json, audits, statuses
-from worker.admin import operations as admin
 
 Cli = Callable[..., Result]
 TOO_LONG = "UpdateUsers HTTP 400 code 4: user {} name is too long"

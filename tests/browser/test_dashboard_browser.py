@@ -23,13 +23,13 @@ from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-from app_hooks.outbox import audit, outbox
-from app_hooks.reference import User
+from stream_outbox.app_hooks.outbox import audit, outbox
+from stream_outbox.app_hooks.reference import User
+from stream_outbox.worker.dashboard import create_app
+from stream_outbox.worker.settings import Settings
 from tests.pipeline import conftest as pipeline_fixtures
 from tests.pipeline.conftest import Pipeline
 from tests.story import invite
-from worker.dashboard import create_app
-from worker.settings import Settings
 
 # The relay, a worker and the emulator, as the pipeline tests run them.
 settings = pipeline_fixtures.settings
@@ -208,7 +208,9 @@ def test_token_login_and_bulk_replay(browser: Browser, dashboard: str, clean_db:
     context.close()
 
 
-BASELINE = 132.0  # the charts' zero line (worker/dashboard/charts.py: height minus padding)
+BASELINE = (
+    132.0  # the charts' zero line (stream_outbox/worker/dashboard/charts.py: height minus padding)
+)
 
 
 def _last_lag(page: Page) -> float:

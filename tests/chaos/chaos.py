@@ -45,16 +45,16 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import install
-from app_hooks.outbox import Status, outbox
-from app_hooks.reference import REFERENCE_BINDING
-from app_hooks.triggers import install_triggers
-from stream_emulator import Emulator
+from stream_outbox.app_hooks import install
+from stream_outbox.app_hooks.outbox import Status, outbox
+from stream_outbox.app_hooks.reference import REFERENCE_BINDING
+from stream_outbox.app_hooks.triggers import install_triggers
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker.admin import operations as admin
+from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.store.repository import OutboxRepository
 from tests.app_model import AppModel, random_transaction
 from tests.chaos.services import PIPELINE_APP, PrivateRedis, Process, ScratchDatabase
-from worker.admin import operations as admin
-from worker.admin.compare import compare, held_from_snapshot, read_desired
-from worker.store.repository import OutboxRepository
 
 __all__ = ["Summary", "main", "run"]
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 from stream_chat import StreamChat
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 API_KEY = "test-key"
 API_SECRET = "test-secret-that-is-at-least-32-bytes-long"

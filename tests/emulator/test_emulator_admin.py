@@ -14,7 +14,7 @@ import pytest
 import requests
 from stream_chat import StreamChat
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 
 def test_state_over_http_matches_python(emu: Emulator, channel: Any, http: requests.Session):
@@ -98,7 +98,7 @@ def test_start_stop_and_port_errors():
 
 def test_cli_prints_credentials_and_stops_on_ctrl_c():
     process = subprocess.Popen(
-        [sys.executable, "-m", "stream_emulator", "--port", "0", "--api-key", "cli-key"],
+        [sys.executable, "-m", "stream_outbox.emulator", "--port", "0", "--api-key", "cli-key"],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

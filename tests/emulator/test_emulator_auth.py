@@ -12,7 +12,7 @@ import requests
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 
 def test_wrong_secret_is_401_code_43_with_stream_error_body(

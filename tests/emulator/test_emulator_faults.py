@@ -10,7 +10,7 @@ import requests
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 
 def test_fail_next_n_calls(emu: Emulator, client: StreamChat):

@@ -11,7 +11,7 @@ import pytest
 import requests
 from stream_chat import StreamChat
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 from tests.emulator.test_emulator_imports import OLD, errors_of, jsonl, run_import, upload
 
 USERS = (("user", {"id": "ann"}), ("user", {"id": "ben"}))

@@ -11,7 +11,7 @@ import requests
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 FINAL = {"completed", "analyze_failed", "failed"}
 OLD = "2019-03-02T15:00:00Z"

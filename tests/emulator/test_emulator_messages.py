@@ -8,7 +8,7 @@ import pytest
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 
 def test_send_message_keeps_client_id(emu: Emulator, channel: Any):

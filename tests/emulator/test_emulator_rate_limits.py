@@ -10,7 +10,7 @@ import requests
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 
 def _get_app(emu: Emulator, http: requests.Session) -> requests.Response:

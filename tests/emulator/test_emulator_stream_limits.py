@@ -11,7 +11,7 @@ import requests
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
-from stream_emulator import Emulator, EmulatorConfig
+from stream_outbox.emulator import Emulator, EmulatorConfig
 
 
 def _server_side(client: StreamChat, *endpoints: str) -> dict[str, dict[str, int]]:

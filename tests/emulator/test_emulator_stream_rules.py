@@ -9,7 +9,7 @@ import pytest
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 BIG = "x" * 5200  # over 5 KB once encoded
 

@@ -11,7 +11,7 @@ import pytest
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 
 def _refused(caught: pytest.ExceptionInfo[StreamAPIException]) -> tuple[int, Any, str]:

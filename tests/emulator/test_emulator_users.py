@@ -6,7 +6,7 @@ import pytest
 from stream_chat import StreamChat
 from stream_chat.base.exceptions import StreamAPIException
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
 
 
 def test_upsert_returns_users_keyed_by_id_and_stores_them(emu: Emulator, client: StreamChat):

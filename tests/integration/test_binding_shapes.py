@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import Binding, channel_map, install, outbox
-from app_hooks.binding import BindingError
+from stream_outbox.app_hooks import Binding, channel_map, install, outbox
+from stream_outbox.app_hooks.binding import BindingError
 from tests.shapes_app import (
     BINDING,
     FIELDS,

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import channel_map, install, outbox
-from app_hooks.reference import (
+from stream_outbox.app_hooks import channel_map, install, outbox
+from stream_outbox.app_hooks.reference import (
     Conversation,
     ConversationParticipant,
     Event,

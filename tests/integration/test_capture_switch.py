@@ -21,10 +21,15 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import install
-from app_hooks.reference import REFERENCE_BINDING, Conversation, ConversationParticipant, User
-from app_hooks.triggers import drop_triggers, install_triggers
-from worker.admin.triggers_cli import in_one_transaction
+from stream_outbox.app_hooks import install
+from stream_outbox.app_hooks.reference import (
+    REFERENCE_BINDING,
+    Conversation,
+    ConversationParticipant,
+    User,
+)
+from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
+from stream_outbox.worker.admin.triggers_cli import in_one_transaction
 
 WRITERS = 4
 

@@ -20,10 +20,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import install
-from app_hooks.binding import Binding
-from app_hooks.outbox import NOTIFY_CHANNEL
-from app_hooks.reference import (
+from stream_outbox.app_hooks import install
+from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.app_hooks.outbox import NOTIFY_CHANNEL
+from stream_outbox.app_hooks.reference import (
     REFERENCE_BINDING,
     Conversation,
     ConversationParticipant,
@@ -34,7 +34,7 @@ from app_hooks.reference import (
     Profile,
     User,
 )
-from app_hooks.triggers import (
+from stream_outbox.app_hooks.triggers import (
     TriggerError,
     check_triggers,
     drop_triggers,
@@ -294,7 +294,7 @@ def test_listeners_stand_by_where_the_triggers_fire(
     triggers: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     factory = sessionmaker(triggers)
-    with caplog.at_level(logging.INFO, logger="app_hooks.capture"):
+    with caplog.at_level(logging.INFO, logger="stream_outbox.app_hooks.capture"):
         install(factory)
     assert "capture triggers are installed in the database" in caplog.text
     user = uuid.uuid4()

@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks.triggers import drop_triggers, install_triggers
+from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
+from stream_outbox.worker.admin.migrate import upgrade
+from stream_outbox.worker.demo.scratch_db import scratch_database
 from tests.conftest import SERVER_URL
 from tests.integration.test_capture_triggers import Rows, rows_by_transaction
 from tests.other_app.chat_binding import binding
@@ -32,8 +34,6 @@ from tests.other_app.models import (
     Thread,
     ThreadMember,
 )
-from worker.admin.migrate import upgrade
-from worker.demo.scratch_db import scratch_database
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 

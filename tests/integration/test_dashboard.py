@@ -27,12 +27,12 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
-from app_hooks.outbox import audit, outbox
-from stream_emulator import Emulator
-from worker.admin import operations as admin
-from worker.dashboard import create_app
-from worker.errors import ConfigurationError
-from worker.settings import Settings
+from stream_outbox.app_hooks.outbox import audit, outbox
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker.admin import operations as admin
+from stream_outbox.worker.dashboard import create_app
+from stream_outbox.worker.errors import ConfigurationError
+from stream_outbox.worker.settings import Settings
 
 USER = "admin"
 PASSWORD = "pw-Never-Shown-7c1e9a"

@@ -13,20 +13,20 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import audit
-from app_hooks.reference import (
+from stream_outbox.app_hooks import audit
+from stream_outbox.app_hooks.reference import (
     REFERENCE_BINDING,
     Conversation,
     ConversationParticipant,
     Message,
     User,
 )
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker.admin.history_export import export_history
+from stream_outbox.worker.store.repository import OutboxRepository
+from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
 from tests.conftest import API_KEY, API_SECRET
 from tests.story import invite
-from worker.admin.history_export import export_history
-from worker.store.repository import OutboxRepository
-from worker.sync.bodies import SYSTEM_USER_ID
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 ORDER = ("user", "channel", "member", "message")

@@ -14,17 +14,17 @@ import pytest
 from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import audit
-from app_hooks.reference import REFERENCE_BINDING, User
-from stream_emulator import Emulator
+from stream_outbox.app_hooks import audit
+from stream_outbox.app_hooks.reference import REFERENCE_BINDING, User
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker.admin.history_export import export_history
+from stream_outbox.worker.admin.history_import import ACTION, import_files
+from stream_outbox.worker.store.cutover import EXPORT_ACTION, read_cutover
+from stream_outbox.worker.store.repository import OutboxRepository
+from stream_outbox.worker.stream.gateway import StreamGateway
+from stream_outbox.worker.stream.imports import ImportAPI
 from tests.conftest import API_KEY, API_SECRET
 from tests.integration.test_history_export import START, history, run_history
-from worker.admin.history_export import export_history
-from worker.admin.history_import import ACTION, import_files
-from worker.store.cutover import EXPORT_ACTION, read_cutover
-from worker.store.repository import OutboxRepository
-from worker.stream.gateway import StreamGateway
-from worker.stream.imports import ImportAPI
 
 WATERMARK = START + timedelta(days=1)
 UNTIL = "2024-01-02T00:00:00+00:00"
@@ -36,11 +36,11 @@ import os, signal, sys
 from datetime import datetime
 from pathlib import Path
 from sqlalchemy import create_engine
-from app_hooks.reference import REFERENCE_BINDING, User
-from worker.admin import history_files
-from worker.admin.history_export import export_history
-from worker.store.cutover import EXPORT_ACTION, read_cutover
-from worker.store.repository import OutboxRepository
+from stream_outbox.app_hooks.reference import REFERENCE_BINDING, User
+from stream_outbox.worker.admin import history_files
+from stream_outbox.worker.admin.history_export import export_history
+from stream_outbox.worker.store.cutover import EXPORT_ACTION, read_cutover
+from stream_outbox.worker.store.repository import OutboxRepository
 
 url, folder, until, max_bytes, kill_at = sys.argv[1:]
 written = 0

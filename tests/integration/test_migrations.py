@@ -24,18 +24,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
-from app_hooks import install
-from app_hooks.outbox import (
+from stream_outbox.app_hooks import install
+from stream_outbox.app_hooks.outbox import (
     NOTIFY_CHANNEL,
     SCHEMA_REVISION,
     metadata,
     older_than_code,
     schema_revision,
 )
-from worker.admin.migrate import alembic_config, upgrade
-from worker.errors import ConfigurationError
-from worker.settings import normalize_database_url
-from worker.store.schema import require_migrated
+from stream_outbox.worker.admin.migrate import alembic_config, upgrade
+from stream_outbox.worker.errors import ConfigurationError
+from stream_outbox.worker.settings import normalize_database_url
+from stream_outbox.worker.store.schema import require_migrated
 
 SERVER_URL = normalize_database_url(
     os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -219,7 +219,7 @@ def test_schema_after_migration_equals_the_metadata(shared: Engine) -> None:
     # Given an app table beside ours (which the filter must ignore)
     with shared.begin() as conn:
         conn.execute(text("CREATE TABLE app_things (id serial PRIMARY KEY)"))
-    # When the live schema is compared with app_hooks.outbox.metadata
+    # When the live schema is compared with stream_outbox.app_hooks.outbox.metadata
     # Then there is no difference
     assert schema_diff(shared) == []
 
@@ -371,7 +371,7 @@ def test_a_process_refuses_an_outbox_older_than_its_migrations(
     # Given an outbox migrated to the revision before head (a deploy that skipped migrate)
     upgrade(empty_url, "0004")
     # Then the app's install() logs it as an error, naming the command
-    with caplog.at_level(logging.ERROR, logger="app_hooks.capture"):
+    with caplog.at_level(logging.ERROR, logger="stream_outbox.app_hooks.capture"):
         install(sessionmaker(db))
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
         f"the outbox schema is at migration 0004, this version needs {HEAD}: run "

@@ -14,9 +14,9 @@ import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from stream_outbox.worker.pipeline.wakeup import WakingRedisBroker
+from stream_outbox.worker.runtime import delete_prefixed_keys
 from tests.conftest import REDIS_PREFIX
-from worker.pipeline.wakeup import WakingRedisBroker
-from worker.runtime import delete_prefixed_keys
 
 QUEUE = "wakeup_test"
 

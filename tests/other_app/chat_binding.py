@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from app_hooks import Binding
-from app_hooks.fields import BoundModels
+from stream_outbox.app_hooks import Binding
+from stream_outbox.app_hooks.fields import BoundModels
 from tests.other_app.models import (
     Account,
     Meetup,

@@ -3,7 +3,7 @@
 ``create_tables`` makes the app's own tables (the outbox's come from
 ``stream-outbox migrate``); ``plain_sessions`` are the app as it was before going
 live (nothing captured); ``installed_sessions`` are the app after its one line of
-start-up code, ``app_hooks.install(SessionLocal, binding)``.
+start-up code, ``stream_outbox.app_hooks.install(SessionLocal, binding)``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-import app_hooks
+import stream_outbox.app_hooks
 from tests.other_app.chat_binding import binding
 from tests.other_app.models import OtherBase
 
@@ -46,7 +46,7 @@ def plain_sessions(engine: Engine) -> sessionmaker[Session]:
 def installed_sessions(engine: Engine) -> sessionmaker[Session]:
     """Sessions of the app once live: every change that matters writes its outbox rows."""
     factory = sessionmaker(engine, expire_on_commit=False)
-    app_hooks.install(factory, binding)
+    stream_outbox.app_hooks.install(factory, binding)
     return factory
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import requests
 from sqlalchemy import Engine, func, select
 
-from app_hooks import outbox
+from stream_outbox.app_hooks import outbox
 
 __all__ = [
     "channel_of",

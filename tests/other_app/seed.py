@@ -1,7 +1,7 @@
 """The other app's rows before it went live: written by the app alone, nothing captured.
 
 :func:`seed_existing` writes them through plain sessions (the app as it was before
-``app_hooks.install``), as an application that has been running for years holds them:
+``stream_outbox.app_hooks.install``), as an application that has been running for years holds them:
 accounts (one soft-deleted long ago), photos, meetups with an invite and a proposal,
 threads (one soft-deleted, one that an account left) and posts (one soft-deleted).
 """

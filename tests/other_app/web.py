@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Header, HTTPException
 from sqlalchemy import Connection, select
 
-from app_hooks.chat_router import chat_router
+from stream_outbox.app_hooks.chat_router import chat_router
 from tests.other_app.chat_binding import binding
 from tests.other_app.db import engine_for
 from tests.other_app.models import Account

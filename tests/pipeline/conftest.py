@@ -13,14 +13,14 @@ from redis import Redis
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import install, outbox
-from stream_emulator import Emulator
+from stream_outbox.app_hooks import install, outbox
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker import runtime
+from stream_outbox.worker.pipeline.broker import build_broker, declare_actors
+from stream_outbox.worker.pipeline.relay import Relay
+from stream_outbox.worker.settings import Settings
+from stream_outbox.worker.store.repository import OutboxRepository, OutboxRow
 from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, clear_redis
-from worker import runtime
-from worker.pipeline.broker import build_broker, declare_actors
-from worker.pipeline.relay import Relay
-from worker.settings import Settings
-from worker.store.repository import OutboxRepository, OutboxRow
 
 
 @pytest.fixture()

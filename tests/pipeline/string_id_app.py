@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, String, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app_hooks.binding import Binding
+from stream_outbox.app_hooks.binding import Binding
 
 __all__ = ["STRING_ID_BINDING", "StringIdBase"]
 

@@ -18,17 +18,22 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app_hooks import channel_map
-from app_hooks.channel_ids import direct_message_id
-from app_hooks.reference import REFERENCE_BINDING, Conversation, ConversationParticipant, User
+from stream_outbox.app_hooks import channel_map
+from stream_outbox.app_hooks.channel_ids import direct_message_id
+from stream_outbox.app_hooks.reference import (
+    REFERENCE_BINDING,
+    Conversation,
+    ConversationParticipant,
+    User,
+)
+from stream_outbox.worker import runtime
+from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.pipeline import actor
+from stream_outbox.worker.pipeline.actor import run_job
+from stream_outbox.worker.pipeline.jobs import Job, plan_jobs
+from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
 from tests.pipeline.conftest import Pipeline
 from tests.story import invite
-from worker import runtime
-from worker.admin.compare import compare, held_from_snapshot, read_desired
-from worker.pipeline import actor
-from worker.pipeline.actor import run_job
-from worker.pipeline.jobs import Job, plan_jobs
-from worker.store.repository import ChannelRef, OutboxRepository
 
 
 def converse(session: Session, count: int, tag: str) -> dict[str, list[str]]:
@@ -96,7 +101,7 @@ def one_batch(pipeline: Pipeline) -> Job:
 def test_many_conversations_converge_in_few_jobs(
     pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="worker.pipeline.actor")
+    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.actor")
     # Given thirty conversations committed together, and jobs of twenty conversations
     pipeline.relay.conversations_per_job = 20
     with app_session() as session, session.begin():

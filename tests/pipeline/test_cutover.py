@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
-from app_hooks.outbox import Status, outbox
-from app_hooks.reference import (
+from stream_outbox.app_hooks.outbox import Status, outbox
+from stream_outbox.app_hooks.reference import (
     Conversation,
     ConversationParticipant,
     Event,
@@ -35,10 +35,10 @@ from app_hooks.reference import (
     Message,
     User,
 )
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker.store.cutover import forget_cutover
 from tests.conftest import API_KEY, API_SECRET
 from tests.pipeline.conftest import Pipeline
-from worker.store.cutover import forget_cutover
 
 START = datetime(2023, 6, 1, tzinfo=UTC)
 LEGACY = 40

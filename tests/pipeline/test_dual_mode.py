@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from app_hooks.chat_router import chat_router
-from app_hooks.lookup import channel_for_conversation
-from app_hooks.reference import Message, User
+from stream_outbox.app_hooks.chat_router import chat_router
+from stream_outbox.app_hooks.lookup import channel_for_conversation
+from stream_outbox.app_hooks.reference import Message, User
+from stream_outbox.worker import runtime
 from tests.conftest import API_KEY, API_SECRET
 from tests.pipeline.conftest import Pipeline
 from tests.story import invite
-from worker import runtime
 
 
 def test_messages_written_by_the_old_chat_reach_the_channel(

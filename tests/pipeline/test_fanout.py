@@ -15,6 +15,9 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.orm import Session
 
+from stream_outbox.worker import runtime
+from stream_outbox.worker.pipeline import actor
+from stream_outbox.worker.pipeline.actor import run_job
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_batched_conversations import (
     assert_channels_hold,
@@ -23,9 +26,6 @@ from tests.pipeline.test_batched_conversations import (
     one_batch,
     statuses,
 )
-from worker import runtime
-from worker.pipeline import actor
-from worker.pipeline.actor import run_job
 
 
 def most_at_once(calls: list[dict[str, float]]) -> int:
@@ -41,7 +41,7 @@ def most_at_once(calls: list[dict[str, float]]) -> int:
 def test_a_slow_stream_gets_a_job_s_conversations_at_once(
     pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="worker.pipeline.actor")
+    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.actor")
     # Given Stream answering in 30 ms, and forty conversations in jobs of twenty
     pipeline.emu.set_latency(30)
     pipeline.relay.conversations_per_job = 20

@@ -22,7 +22,11 @@ import pytest
 from sqlalchemy import DateTime, Engine, String, Text, insert, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app_hooks.binding import Binding
+from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.worker import runtime
+from stream_outbox.worker.admin import operations as admin
+from stream_outbox.worker.admin.backfill import Scope
+from stream_outbox.worker.sync.history import BATCH
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.string_id_app import (
     STRING_ID_BINDING,
@@ -31,10 +35,6 @@ from tests.pipeline.string_id_app import (
     StringIdBase,
     SUser,
 )
-from worker import runtime
-from worker.admin import operations as admin
-from worker.admin.backfill import Scope
-from worker.sync.history import BATCH
 
 
 class UndatedBase(DeclarativeBase):

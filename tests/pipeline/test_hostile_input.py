@@ -34,8 +34,8 @@ from sqlalchemy import Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks import install, outbox
-from app_hooks.reference import (
+from stream_outbox.app_hooks import install, outbox
+from stream_outbox.app_hooks.reference import (
     REFERENCE_BINDING,
     Conversation,
     ConversationParticipant,
@@ -45,6 +45,8 @@ from app_hooks.reference import (
     Profile,
     User,
 )
+from stream_outbox.worker import runtime
+from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
 from tests.app_model import NAMES
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.string_id_app import (
@@ -57,8 +59,6 @@ from tests.pipeline.string_id_app import (
     SUser,
 )
 from tests.story import invite
-from worker import runtime
-from worker.admin.compare import compare, held_from_snapshot, read_desired
 
 LONG = "ü" * 10_000
 LONG_NAME = "ü" * 2_000  # 4,000 bytes: long, within Stream's 5 KB of user data

@@ -24,7 +24,7 @@ def sample(name: str, **labels: str) -> float:
 def test_one_log_line_per_reconcile_with_target_rows_calls_and_outcome(
     pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="worker.pipeline.actor")
+    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.actor")
     with app_session() as session, session.begin():
         made = invite(session)
     pipeline.drain()
@@ -76,7 +76,10 @@ def test_the_secret_never_reaches_logs_rows_or_metrics(
 def test_the_stock_dramatiq_cli_module_declares_the_actor(
     settings_env: dict[str, str],
 ) -> None:
-    code = "import worker.actors as a; print(a.reconcile.actor_name, a.reconcile.queue_name)"
+    code = (
+        "import stream_outbox.worker.actors as a; "
+        "print(a.reconcile.actor_name, a.reconcile.queue_name)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], env=settings_env, capture_output=True, text=True, check=True
     )

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, insert, select
 
-from app_hooks import outbox
-from app_hooks.on_demand import MigrationState, migration_status, request_migration
-from app_hooks.reference import Conversation, ConversationParticipant, Message, User
+from stream_outbox.app_hooks import outbox
+from stream_outbox.app_hooks.on_demand import MigrationState, migration_status, request_migration
+from stream_outbox.app_hooks.reference import Conversation, ConversationParticipant, Message, User
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_dual_mode import frontend as frontend  # the app with the router
 from tests.pipeline.test_going_live import backfill

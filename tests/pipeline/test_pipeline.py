@@ -8,7 +8,7 @@ from itertools import pairwise
 
 from sqlalchemy.orm import Session
 
-from app_hooks.reference import (
+from stream_outbox.app_hooks.reference import (
     Conversation,
     ConversationParticipant,
     Event,
@@ -237,7 +237,7 @@ def test_relays_running_at_once_claim_each_row_once(pipeline: Pipeline) -> None:
 
     from sqlalchemy import insert
 
-    from app_hooks import outbox
+    from stream_outbox.app_hooks import outbox
 
     with pipeline.engine.begin() as conn:
         conn.execute(

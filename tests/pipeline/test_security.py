@@ -28,20 +28,20 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from app_hooks import outbox
-from app_hooks.outbox import audit
-from app_hooks.reference import Message, User
-from stream_emulator import Emulator
+from stream_outbox.app_hooks import outbox
+from stream_outbox.app_hooks.outbox import audit
+from stream_outbox.app_hooks.reference import Message, User
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker import runtime
+from stream_outbox.worker.admin import operations as admin
+from stream_outbox.worker.cli import app as cli_app
+from stream_outbox.worker.dashboard import create_app
+from stream_outbox.worker.dashboard.pages import FILTER_FIELDS
+from stream_outbox.worker.errors import StreamError
+from stream_outbox.worker.settings import Settings
 from tests.conftest import API_SECRET
 from tests.pipeline.conftest import Pipeline
 from tests.story import invite
-from worker import runtime
-from worker.admin import operations as admin
-from worker.cli import app as cli_app
-from worker.dashboard import create_app
-from worker.dashboard.pages import FILTER_FIELDS
-from worker.errors import StreamError
-from worker.settings import Settings
 
 ORIGIN = "http://dash.test"
 AUTH = ("ops", "pw-for-the-security-test")

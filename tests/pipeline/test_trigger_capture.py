@@ -25,14 +25,19 @@ import pytest
 from sqlalchemy import Connection, Engine, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app_hooks.binding import Binding
-from app_hooks.outbox import outbox
-from app_hooks.reference import REFERENCE_BINDING, ConversationParticipant, Profile, User
-from app_hooks.triggers import drop_triggers, install_triggers, triggers_installed
+from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.app_hooks.outbox import outbox
+from stream_outbox.app_hooks.reference import (
+    REFERENCE_BINDING,
+    ConversationParticipant,
+    Profile,
+    User,
+)
+from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers, triggers_installed
+from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_user_lifecycle import shapes
 from tests.shapes_app import BINDING as SHAPES
-from worker.admin.compare import compare, held_from_snapshot, read_desired
 
 __all__ = ["capture_triggers", "shapes", "trigger_sessions"]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from stream_emulator import Emulator
+from stream_outbox.emulator import Emulator
+from stream_outbox.worker.settings import Settings
 from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX
 from tests.pipeline.conftest import app_session, pipeline
-from worker.settings import Settings
 
 __all__ = ["STREAM_TIMEOUT", "VISIBILITY_TIMEOUT", "app_session", "pipeline", "settings"]
 

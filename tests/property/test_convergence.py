@@ -42,17 +42,17 @@ from redis import Redis
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app_hooks.outbox import Status, outbox
-from app_hooks.outbox import metadata as outbox_metadata
-from app_hooks.reference import REFERENCE_BINDING, Base
+from stream_outbox.app_hooks.outbox import Status, outbox
+from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
+from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Base
+from stream_outbox.worker.admin import operations as admin
+from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.pipeline.jobs import plan_jobs
+from stream_outbox.worker.store.repository import OutboxRow
 from tests.app_model import OPERATIONS, AppModel, Op
 from tests.conftest import REDIS_PREFIX
 from tests.pipeline.conftest import Pipeline
 from tests.property.conftest import STREAM_TIMEOUT, VISIBILITY_TIMEOUT
-from worker.admin import operations as admin
-from worker.admin.compare import compare, held_from_snapshot, read_desired
-from worker.pipeline.jobs import plan_jobs
-from worker.store.repository import OutboxRow
 
 EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "12"))
 SEED = os.environ.get("CONVERGENCE_SEED")

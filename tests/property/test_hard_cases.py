@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from app_hooks.outbox import Status
+from stream_outbox.app_hooks.outbox import Status
 from tests.app_model import AppModel
 from tests.pipeline.conftest import Pipeline
 from tests.property.test_convergence import PREAMBLE, World, differences, reset, rows_by_status

@@ -26,8 +26,8 @@ from sqlalchemy import Engine, create_engine, delete, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from app_hooks.outbox import Status, metadata, outbox
-from app_hooks.reference import (
+from stream_outbox.app_hooks.outbox import Status, metadata, outbox
+from stream_outbox.app_hooks.reference import (
     REFERENCE_BINDING,
     Base,
     Conversation,
@@ -38,14 +38,14 @@ from app_hooks.reference import (
     Profile,
     User,
 )
-from worker import runtime
-from worker.errors import PermanentStreamError, TransientStreamError
-from worker.pipeline.broker import configure_middleware, declare_actors
-from worker.pipeline.relay import Relay
-from worker.settings import Settings
-from worker.store.locks import TargetLocks
-from worker.store.repository import ChannelRef, OutboxRepository
-from worker.stream.protocol import ChannelHistory, RemoteChannel
+from stream_outbox.worker import runtime
+from stream_outbox.worker.errors import PermanentStreamError, TransientStreamError
+from stream_outbox.worker.pipeline.broker import configure_middleware, declare_actors
+from stream_outbox.worker.pipeline.relay import Relay
+from stream_outbox.worker.settings import Settings
+from stream_outbox.worker.store.locks import TargetLocks
+from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
+from stream_outbox.worker.stream.protocol import ChannelHistory, RemoteChannel
 
 MAX_RETRIES = 2  # three attempts in all
 
@@ -351,7 +351,7 @@ class Dramatiq:
 def dramatiq_world() -> Iterator[Dramatiq]:
     """One broker and worker for the module (stopping a worker takes ~0.2 s).
 
-    The actor finds its runtime through ``worker.runtime.current()`` at each run,
+    The actor finds its runtime through ``stream_outbox.worker.runtime.current()`` at each run,
     so every test installs a fresh one. One worker thread: the in-memory SQLite
     connection is shared (StaticPool), and two threads interleaving transactions
     on it would be an artefact of the test.
@@ -650,7 +650,7 @@ def test_a_busy_target_waits_for_its_lock(harness: Harness) -> None:
 def test_a_user_batch_goes_on_without_the_users_another_job_holds(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="worker.pipeline.actor")
+    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.actor")
     # Given a batch of three users, one of them held by another job
     ada, grace, alan = (
         harness.add_user(f"{name}@example.com", name.title()) for name in ("ada", "grace", "alan")
@@ -1041,7 +1041,7 @@ def test_mirroring_off_sends_nothing(harness: Harness) -> None:
 def test_a_batch_stopped_midway_hands_the_rest_to_a_new_job_on_its_own_broker(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="worker.pipeline.actor")
+    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.actor")
     # Given two conversations in one job; Stream refuses the first channel (400) and is
     # unavailable for the second's first try
     conversations = [

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app_hooks.changes import EVENT_KIND, Change, Rule, Target, merge_changes
+from stream_outbox.app_hooks.changes import EVENT_KIND, Change, Rule, Target, merge_changes
 
 MESSAGE_RULE = Rule(
     "message", "id", frozenset({"id", "conversation_id"}), payload=("conversation_id",)

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from app_hooks.channel_ids import (
+from stream_outbox.app_hooks.channel_ids import (
     CHANNEL_ID_MAX_LENGTH,
     CHANNEL_TYPE,
     USER_ID_MAX_LENGTH,
@@ -20,7 +20,7 @@ from app_hooks.channel_ids import (
     validate_channel_id,
     validate_user_id,
 )
-from app_hooks.desired import stream_message_id
+from stream_outbox.app_hooks.desired import stream_message_id
 
 CONVERSATION = "c1"
 ALICE = str(uuid.UUID(int=1))

@@ -6,8 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.admin.error_groups import Cause, FailedRow, cause_of, find_group, group_failures
-from worker.errors import AdminError
+from stream_outbox.worker.admin.error_groups import (
+    Cause,
+    FailedRow,
+    cause_of,
+    find_group,
+    group_failures,
+)
+from stream_outbox.worker.errors import AdminError
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import worker
-from worker.errors import (
+from stream_outbox import worker
+from stream_outbox.worker.errors import (
     AdminError,
     BadSourceData,
     ConfigurationError,
@@ -22,19 +22,23 @@ from worker.errors import (
     StreamOutboxError,
     TransientStreamError,
 )
-from worker.store.locks import LockLost, TargetBusy
-from worker.stream.answers import is_duplicate_message, is_not_found, names_missing_users
-from worker.stream.http_session import StreamTransportError
+from stream_outbox.worker.store.locks import LockLost, TargetBusy
+from stream_outbox.worker.stream.answers import (
+    is_duplicate_message,
+    is_not_found,
+    names_missing_users,
+)
+from stream_outbox.worker.stream.http_session import StreamTransportError
 
 # The stock Dramatiq CLI's module reads the environment and builds a broker when imported;
 # it is read, not imported (see test_the_module_not_imported_defines_no_class).
-NOT_IMPORTED = {"worker.actors"}
+NOT_IMPORTED = {"stream_outbox.worker.actors"}
 
 
 def worker_modules() -> list[str]:
     """Every module of the worker package, by dotted name."""
-    names = ["worker"]
-    for info in pkgutil.walk_packages(worker.__path__, prefix="worker."):
+    names = ["stream_outbox.worker"]
+    for info in pkgutil.walk_packages(worker.__path__, prefix="stream_outbox.worker."):
         names.append(info.name)
     return sorted(names)
 
@@ -61,8 +65,16 @@ def test_the_walk_finds_the_modules_and_the_classes_it_should() -> None:
     classes = exception_classes()
 
     # Then its rooms' modules are there, and so are exceptions outside errors.py
-    assert {"worker.errors", "worker.store.locks", "worker.stream.http_session"} <= set(names)
-    assert {"worker.sync.history", "worker.pipeline.actor", "worker.dashboard.pages"} <= set(names)
+    assert {
+        "stream_outbox.worker.errors",
+        "stream_outbox.worker.store.locks",
+        "stream_outbox.worker.stream.http_session",
+    } <= set(names)
+    assert {
+        "stream_outbox.worker.sync.history",
+        "stream_outbox.worker.pipeline.actor",
+        "stream_outbox.worker.dashboard.pages",
+    } <= set(names)
     assert {StreamOutboxError, TargetBusy, LockLost, StreamTransportError} <= set(classes)
     assert len(classes) >= 14
 
@@ -70,7 +82,7 @@ def test_the_walk_finds_the_modules_and_the_classes_it_should() -> None:
 def test_the_module_not_imported_defines_no_class() -> None:
     # Given the modules the walk reads without importing
     for name in NOT_IMPORTED:
-        path = Path(worker.__file__).parent / f"{name.removeprefix('worker.')}.py"
+        path = Path(worker.__file__).parent / f"{name.removeprefix('stream_outbox.worker.')}.py"
         tree = ast.parse(path.read_text(encoding="utf-8"))
 
         # Then none defines a class, so no exception is missed by not importing it

@@ -13,9 +13,9 @@ import requests
 from requests.structures import CaseInsensitiveDict
 from stream_chat.base.exceptions import StreamAPIException
 
-from worker.errors import PermanentStreamError, StreamError, TransientStreamError
-from worker.stream.answers import error_from
-from worker.stream.gateway import StreamGateway
+from stream_outbox.worker.errors import PermanentStreamError, StreamError, TransientStreamError
+from stream_outbox.worker.stream.answers import error_from
+from stream_outbox.worker.stream.gateway import StreamGateway
 
 API_KEY = "unit-key"
 API_SECRET = "unit-secret-" + "s" * 32

@@ -8,9 +8,16 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from worker import metrics
-from worker.errors import TransientStreamError
-from worker.health import Check, Heartbeat, Report, check_stream, health_app, threads_alive
+from stream_outbox.worker import metrics
+from stream_outbox.worker.errors import TransientStreamError
+from stream_outbox.worker.health import (
+    Check,
+    Heartbeat,
+    Report,
+    check_stream,
+    health_app,
+    threads_alive,
+)
 
 SECRET = "a-secret-that-must-never-show-0123456789"
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 
-from worker.store.locks import LockLost, TargetBusy, TargetLocks
+from stream_outbox.worker.store.locks import LockLost, TargetBusy, TargetLocks
 
 PREFIX = "stream_outbox:lock"
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
-from worker import metrics
+from stream_outbox.worker import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "docs" / "ops"
@@ -180,7 +180,7 @@ def unknown_metrics(exprs: list[str]) -> set[str]:
 
 
 def product_families() -> set[str]:
-    """The family names of worker.metrics (a counter's without ``_total``)."""
+    """The family names of stream_outbox.worker.metrics (a counter's without ``_total``)."""
     return {family.name for name in metrics.__all__ for family in getattr(metrics, name).describe()}
 
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app_hooks.binding import DesiredChannel
-from app_hooks.channel_ids import ChannelFacts
-from worker.pipeline.jobs import Job, job_targets, plan_jobs
-from worker.store.repository import OutboxRow
-from worker.sync.plan import OWNED_CHANNEL_FIELDS, ChannelPlan, plan_channel
+from stream_outbox.app_hooks.binding import DesiredChannel
+from stream_outbox.app_hooks.channel_ids import ChannelFacts
+from stream_outbox.worker.pipeline.jobs import Job, job_targets, plan_jobs
+from stream_outbox.worker.store.repository import OutboxRow
+from stream_outbox.worker.sync.plan import OWNED_CHANNEL_FIELDS, ChannelPlan, plan_channel
 
 
 def desired(members: tuple[str, ...] = (), **data: Any) -> DesiredChannel:

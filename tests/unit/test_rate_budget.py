@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 
-from worker.errors import TransientStreamError
-from worker.store.rate_budget import RedisRateBudget
+from stream_outbox.worker.errors import TransientStreamError
+from stream_outbox.worker.store.rate_budget import RedisRateBudget
 
 
 class FakeClock:
@@ -45,7 +45,7 @@ def redis() -> Iterator[fakeredis.FakeRedis]:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """A quarter past a whole second, for the budget and for Dramatiq's bucket limiter."""
     fake = FakeClock(float(int(time.time())) + 0.25)
-    monkeypatch.setattr("worker.store.rate_budget.time", fake)
+    monkeypatch.setattr("stream_outbox.worker.store.rate_budget.time", fake)
     monkeypatch.setattr("dramatiq.rate_limits.bucket.time", fake)
     return fake
 

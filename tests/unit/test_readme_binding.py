@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from app_hooks import Binding
-from app_hooks.binding import ROLES
+from stream_outbox.app_hooks import Binding
+from stream_outbox.app_hooks.binding import ROLES
 from tests.other_app import models
 from tests.other_app.chat_binding import binding as proven
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices
 
-from worker.settings import Settings
+from stream_outbox.worker.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HEADER = re.compile(r"^\|\s*Variable\s*\|\s*Default\s*\|\s*Meaning\s*\|\s*$")
@@ -53,6 +53,6 @@ def test_readme_table_matches_the_settings() -> None:
     missing = sorted(variables - documented)
     extra = sorted(documented - variables)
     assert not missing and not extra, (
-        f"README settings table and worker.settings.Settings differ: "
+        f"README settings table and stream_outbox.worker.settings.Settings differ: "
         f"missing rows for {missing or 'none'}; rows for unknown variables {extra or 'none'}"
     )

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.cli import settings_with
-from worker.errors import ConfigurationError, StreamOutboxError
-from worker.settings import Settings, load_settings, normalize_database_url
+from stream_outbox.worker.cli import settings_with
+from stream_outbox.worker.errors import ConfigurationError, StreamOutboxError
+from stream_outbox.worker.settings import Settings, load_settings, normalize_database_url
 
 VARIABLES = (
     "DATABASE_URL",

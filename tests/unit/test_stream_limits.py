@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from worker.stream.limits import PUBLISHED_LIMITS, limits_from_answer
+from stream_outbox.worker.stream.limits import PUBLISHED_LIMITS, limits_from_answer
 
 
 def test_the_published_table_has_stream_s_defaults_for_the_calls_the_worker_makes() -> None:

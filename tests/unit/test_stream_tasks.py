@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from worker.errors import PermanentStreamError, TransientStreamError
-from worker.stream.tasks import follow_task
+from stream_outbox.worker.errors import PermanentStreamError, TransientStreamError
+from stream_outbox.worker.stream.tasks import follow_task
 
 
 def _answers(*statuses: dict[str, Any]) -> tuple[Callable[[], Any], list[int]]:

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import ForeignKey, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
-from app_hooks.binding import Binding
-from app_hooks.reference import (
+from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.app_hooks.reference import (
     REFERENCE_BINDING,
     Conversation,
     ConversationParticipant,
@@ -25,7 +25,7 @@ from app_hooks.reference import (
     Profile,
     User,
 )
-from app_hooks.trigger_sql import TableTriggers, TriggerError, table_triggers
+from stream_outbox.app_hooks.trigger_sql import TableTriggers, TriggerError, table_triggers
 from tests.other_app.chat_binding import binding as other_binding
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from worker.pipeline.processes import build_workers, run_worker
-from worker.settings import Settings
+from stream_outbox.worker.pipeline.processes import build_workers, run_worker
+from stream_outbox.worker.settings import Settings
 
 
 def settings(priority_threads: int) -> Settings:

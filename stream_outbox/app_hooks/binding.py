@@ -1,0 +1,212 @@
+"""The binding: how an application's models map to Stream, and which of their changes matter.
+
+:class:`Binding` is :class:`~stream_outbox.app_hooks.fields.BoundModels` (the models by role, their
+attribute names, soft deletes, computed names and images: see that module) with the
+capture's rules and the reads the capture and the worker share (``stream_outbox.app_hooks.reads``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import Column, Connection, func, inspect
+from sqlalchemy.sql import visitors
+
+from stream_outbox.app_hooks import reads
+from stream_outbox.app_hooks.changes import EVENT_KIND, Rule
+from stream_outbox.app_hooks.desired import (
+    DesiredChannel,
+    DesiredMessage,
+    DesiredUser,
+    stream_message_id,
+)
+from stream_outbox.app_hooks.fields import PROFILE_FIELDS, ROLES, BindingError, BoundModels
+from stream_outbox.app_hooks.outbox import TargetKind
+
+__all__ = [
+    "ROLES",
+    "Binding",
+    "BindingError",
+    "DesiredChannel",
+    "DesiredMessage",
+    "DesiredUser",
+    "stream_message_id",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Binding(BoundModels):
+    """The application's models mapped to Stream: rules for capture, reads for everyone."""
+
+    # -- which changes matter ----------------------------------------------------------
+
+    @cached_property
+    def rules(self) -> dict[type[Any], Rule]:
+        """Which changes of which model matter to Stream, and to which target."""
+        user, conversation = TargetKind.USER.value, TargetKind.CONVERSATION.value
+        rules = {
+            self.user: self._rule("user", user, "id", self._user_watched()),
+            self.conversation: self._rule("conversation", conversation, "id", ("id",)),
+            self.participant: self._rule(
+                "participant", conversation, "conversation_id", ("conversation_id", "user_id")
+            ),
+            self.invitation: self._rule(
+                "invitation", conversation, "conversation_id", ("conversation_id", "event_id")
+            ),
+            self.proposal: self._rule(
+                "proposal",
+                conversation,
+                "conversation_id",
+                ("conversation_id", "event_id", "proposer_id"),
+            ),
+            self.event: self._rule("event", EVENT_KIND, "id", ("id", "title", "organizer_id")),
+            self.message: self._rule(
+                "message",
+                TargetKind.MESSAGE.value,
+                "id",
+                ("id", "conversation_id", "sender_id", "content"),
+                payload=("conversation_id",),
+            ),
+        }
+        if self.profile is not None:
+            rules[self.profile] = self._rule(
+                "profile", user, "user_id", ("user_id", "full_name", "avatar_url")
+            )
+        for model, key in self.user_sources.items():
+            watched = frozenset(prop.key for prop in inspect(model).column_attrs)
+            rules[model] = Rule(user, key, watched, owns_target=False)
+        return rules
+
+    def _rule(
+        self,
+        role: str,
+        kind: str,
+        key: str,
+        watched: Iterable[str],
+        payload: tuple[str, ...] = (),
+    ) -> Rule:
+        names = {name: self.attribute_name(role, name) for name in (key, *watched, *payload)}
+        present = {attr for attr in names.values() if attr is not None}
+        mark = self.soft_delete.get(role)
+        return Rule(
+            kind,
+            str(names[key]),
+            frozenset(present | ({mark} if mark else set())),
+            tuple(str(names[name]) for name in payload),
+            deleted=mark,
+            payload_keys=payload,
+        )
+
+    def _user_watched(self) -> tuple[str, ...]:
+        """The user row's fields, and its columns the name and image expressions read."""
+        computed = {"full_name": self.user_name, "avatar_url": self.user_image}
+        watched = ["id", "email"]
+        if self.profile is None:  # the name and image on the user row, unless computed
+            watched += [name for name in PROFILE_FIELDS if computed[name] is None]
+        mapper = inspect(self.user)
+        for make in (self.user_name, self.user_image):
+            if make is None:
+                continue
+            for element in visitors.iterate(make(self)):
+                if isinstance(element, Column) and element.table in mapper.tables:
+                    watched.append(mapper.get_property_by_column(element).key)
+        return tuple(dict.fromkeys(watched))
+
+    def rule_for(self, cls: type[Any]) -> Rule | None:
+        """The rule of a mapped class or of its nearest bound base class."""
+        cache = self._rule_cache
+        if cls not in cache:
+            cache[cls] = next(
+                (self.rules[klass] for klass in cls.__mro__ if klass in self.rules), None
+            )
+        return cache[cls]
+
+    @cached_property
+    def _rule_cache(self) -> dict[type[Any], Rule | None]:
+        return {}
+
+    # -- reads the capture and the worker share (see app_hooks.reads) -------------------
+
+    def conversations_of_users(self, conn: Connection, user_ids: Collection[str]) -> set[str]:
+        """Conversations the given users take part in."""
+        return reads.conversations_of_users(self, conn, user_ids)
+
+    def conversations_of_deleted_users(
+        self, conn: Connection, user_ids: Collection[str]
+    ) -> set[str]:
+        """Conversations whose channel the users' deletion changes."""
+        return reads.conversations_of_deleted_users(self, conn, user_ids)
+
+    def conversations_of_events(self, conn: Connection, event_ids: Collection[str]) -> set[str]:
+        """Conversations opened by the given events' invitations and proposals."""
+        return reads.conversations_of_events(self, conn, event_ids)
+
+    def ids_after(
+        self,
+        conn: Connection,
+        kind: str,
+        after: str | None,
+        limit: int,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        only: Collection[str] | None = None,
+    ) -> list[str]:
+        """Up to ``limit`` ids of live users or conversations after ``after``, in id order."""
+        return reads.ids_after(self, conn, kind, after, limit, since=since, until=until, only=only)
+
+    def desired_users(self, conn: Connection, user_ids: Collection[str]) -> dict[str, DesiredUser]:
+        """Stream users for the given ids; ids with no (live) user are absent."""
+        return reads.desired_users(self, conn, user_ids)
+
+    def desired_channels(
+        self, conn: Connection, conversation_ids: Collection[str], legacy: bool = False
+    ) -> dict[str, DesiredChannel]:
+        """Desired channels for the given conversations; ids with no conversation are absent."""
+        return reads.desired_channels(self, conn, conversation_ids, legacy)
+
+    def desired_messages(
+        self, conn: Connection, message_ids: Collection[str]
+    ) -> dict[str, DesiredMessage]:
+        """The given messages as Stream should hold them; ids with no message are absent."""
+        return reads.desired_messages(self, conn, message_ids)
+
+    def messages_after(
+        self,
+        conn: Connection,
+        conversation_id: str,
+        after: tuple[datetime, str] | None,
+        limit: int,
+        since: datetime | None = None,
+    ) -> list[DesiredMessage]:
+        """A conversation's messages after ``(created_at, id)``, oldest first (history import);
+        only those created after ``since``, when given (a history watermark)."""
+        return reads.messages_after(self, conn, conversation_id, after, limit, since)
+
+    def undated_message(self, conn: Connection, conversation_id: str) -> str | None:
+        """A message of the conversation without ``created_at``, if it has one."""
+        return reads.undated_message(self, conn, conversation_id)
+
+    def read_states(
+        self, conn: Connection, conversation_ids: Collection[str]
+    ) -> dict[str, dict[str, datetime]]:
+        """Members' last-read times by conversation (empty when the app keeps none)."""
+        key = self.column("participant", "conversation_id")
+        return reads.read_states(self, conn, self.typed_ids(key, conversation_ids))
+
+    def live_ids(self, conn: Connection, role: str) -> list[str]:
+        """Every live row's id of a role (user, conversation or message)."""
+        return reads.live_ids(self, conn, role)
+
+    def count(self, conn: Connection, role: str) -> int:
+        """How many live rows a role has."""
+        return int(conn.scalar(reads.live_query(self, role, func.count())) or 0)
+
+    def members_of(self, conn: Connection, conversation_id: str) -> set[str]:
+        """The (live) members of one conversation."""
+        ids = self.typed_ids(self.column("participant", "conversation_id"), [conversation_id])
+        return set(reads.members(self, conn, ids).get(conversation_id, ()))

@@ -1,0 +1,73 @@
+"""``stream-outbox admin errors``: failed rows grouped by cause, and replaying one cause."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Column, Table
+from sqlalchemy import create_engine
+
+from stream_outbox.worker.admin import operations as admin
+from stream_outbox.worker.admin.error_groups import ErrorGroup
+from stream_outbox.worker.settings import load_settings
+
+__all__ = ["errors"]
+
+console = Console()
+
+
+def errors(
+    replay: str = typer.Option(None, help="Replay the failed rows of the cause with this key."),
+    per_second: float = typer.Option(50.0, help="With --replay: rows made due per second."),
+    yes: bool = typer.Option(False, "--yes", help="With --replay: do not ask first."),
+    actor: str = typer.Option(None, help="Who replays, for the audit (default: OS user)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Failed rows grouped by cause (endpoint, code, error text), largest group first."""
+    engine = create_engine(load_settings().database_url, pool_pre_ping=True)
+    try:
+        groups = admin.failure_groups(engine)
+        if replay is not None:
+            group = admin.find_group(groups, replay)
+            if not yes:
+                typer.confirm(f"Replay {group.count} failed rows of {group.cause}?", abort=True)
+            chosen = admin.replay_group(
+                engine,
+                actor=actor or getpass.getuser(),
+                key=replay,
+                until=group.last_seen,
+                per_second=per_second,
+            )
+            console.print(f"replayed {len(chosen)} rows over {len(chosen) / per_second:.0f} s")
+            return
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps({"groups": [group.as_dict() for group in groups]}, indent=2))
+    else:
+        console.print(_table(groups))
+
+
+def _table(groups: list[ErrorGroup]) -> Table | str:
+    """The groups as a table, each with the command that replays it."""
+    if not groups:
+        return "no failed rows"
+    table = Table(
+        Column("key", no_wrap=True),
+        "rows",
+        "cause",
+        "first seen",
+        "last seen",
+        "kinds",
+        "sample targets",
+        title="failed rows by cause",
+        caption="replay a cause: stream-outbox admin errors --replay KEY",
+    )
+    for g in groups:
+        seen = [f"{t:%Y-%m-%d %H:%M:%S}" if t else "" for t in (g.first_seen, g.last_seen)]
+        kinds, samples = ", ".join(sorted(g.kinds)), ", ".join(g.samples)
+        table.add_row(g.key, str(g.count), str(g.cause), *seen, kinds, samples)
+    return table

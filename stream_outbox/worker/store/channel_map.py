@@ -1,0 +1,272 @@
+"""The channel map: which Stream channel each conversation has, and its history cursor.
+
+A channel whose conversation left the database is marked deleted (before Stream is
+asked to delete it); should the conversation come back (a soft delete undone),
+:meth:`reopen_channel` makes it a new generation of the channel: Stream shows a
+re-created channel empty and refuses the ids of the messages it held, so the messages
+go again, under the new generation's ids, copied by a history row written in the same
+transaction. Until that copy ends (:meth:`end_history_copy`), live messages it will
+send wait for it, so that the channel keeps the database's order.
+
+Part of :class:`worker.store.repository.OutboxRepository` (the worker's only reader and
+writer of these rows), kept in a module of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from stream_outbox.app_hooks.capture import write_changes
+from stream_outbox.app_hooks.changes import Change, Target
+from stream_outbox.app_hooks.outbox import channel_map
+
+__all__ = ["ChannelMapStore", "ChannelRef"]
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    """A Stream channel's type and id; from the map, also its generation (the ids of its
+    messages), whether it is deleted and whether its messages are being copied again
+    (none of these tells channels apart)."""
+
+    channel_type: str
+    channel_id: str
+    generation: int = field(default=0, compare=False)
+    deleted: bool = field(default=False, compare=False)
+    copying: bool = field(default=False, compare=False)
+
+
+_REF_COLUMNS = (
+    channel_map.c.channel_type,
+    channel_map.c.channel_id,
+    channel_map.c.generation,
+    channel_map.c.deleted_at,
+    channel_map.c.history_copying,
+)
+
+
+def _ref(row: Any) -> ChannelRef:
+    deleted = row.deleted_at is not None
+    return ChannelRef(
+        row.channel_type, row.channel_id, row.generation, deleted, row.history_copying
+    )
+
+
+class ChannelMapStore:
+    """Channel map reads and writes on ``engine``."""
+
+    engine: Engine
+    _postgres: bool
+
+    def channel_for(
+        self, conversation_id: str, conn: Connection | None = None
+    ) -> ChannelRef | None:
+        """The channel assigned to a conversation, if any (on ``conn`` when given)."""
+        query = select(*_REF_COLUMNS).where(channel_map.c.conversation_id == conversation_id)
+        if conn is not None:
+            row = conn.execute(query).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
+        return None if row is None else _ref(row)
+
+    def channels_for(
+        self, conversation_ids: Sequence[str], conn: Connection
+    ) -> dict[str, ChannelRef]:
+        """The channels assigned to these conversations (those with none are absent)."""
+        if not conversation_ids:
+            return {}
+        query = select(channel_map.c.conversation_id, *_REF_COLUMNS).where(
+            channel_map.c.conversation_id.in_(list(conversation_ids))
+        )
+        return {row.conversation_id: _ref(row) for row in conn.execute(query)}
+
+    def mark_channel_deleted(self, conversation_id: str, ref: ChannelRef) -> None:
+        """Mark the conversation's channel ``ref`` deleted, before Stream is asked to
+        delete it: whatever happens to the call, a return makes a new generation."""
+        statement = (
+            update(channel_map)
+            .where(
+                channel_map.c.conversation_id == conversation_id,
+                channel_map.c.channel_type == ref.channel_type,
+                channel_map.c.channel_id == ref.channel_id,
+                channel_map.c.deleted_at.is_(None),
+            )
+            .values(deleted_at=func.now())
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def reopen_channel(self, conversation_id: str, copy: bool) -> ChannelRef | None:
+        """Make a conversation's deleted channel its next generation, its history cursor
+        cleared; with ``copy``, a history row written in the same transaction (the copy of
+        its messages is never lost). The map entry as it is now (None: no entry)."""
+        statement = (
+            update(channel_map)
+            .where(
+                channel_map.c.conversation_id == conversation_id,
+                channel_map.c.deleted_at.is_not(None),
+            )
+            .values(
+                deleted_at=None,
+                generation=channel_map.c.generation + 1,
+                history_until=None,
+                history_message_id=None,
+                history_copying=copy,
+            )
+            .returning(*_REF_COLUMNS)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(statement).first()
+            if row is None:  # reopened already (by a job before this one)
+                return self.channel_for(conversation_id, conn)
+            if copy:
+                target = Target("conversation", conversation_id)
+                write_changes(conn, [Change(target, "history", {"history": True})])
+        return _ref(row)
+
+    def end_history_copy(self, conversation_id: str) -> None:
+        """The history copy of a reopened channel is complete: live messages go at once."""
+        statement = (
+            update(channel_map)
+            .where(
+                channel_map.c.conversation_id == conversation_id,
+                channel_map.c.history_copying.is_(True),
+            )
+            .values(history_copying=False)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def copied_past(self, conversation_id: str, created_at: datetime) -> bool:
+        """Whether the history copy has reached messages created at ``created_at`` (compared
+        by the database, which stored the cursor: naive and aware times alike)."""
+        query = select(channel_map.c.history_until >= created_at).where(
+            channel_map.c.conversation_id == conversation_id
+        )
+        with self.engine.connect() as conn:
+            return bool(conn.scalar(query))
+
+    def conversation_of_channel(self, ref: ChannelRef) -> str | None:
+        """The conversation a channel is assigned to, if any."""
+        query = select(channel_map.c.conversation_id).where(
+            channel_map.c.channel_type == ref.channel_type,
+            channel_map.c.channel_id == ref.channel_id,
+        )
+        with self.engine.connect() as conn:
+            owner: str | None = conn.scalar(query)
+        return owner
+
+    def assign_channel(self, conversation_id: str, candidates: Sequence[ChannelRef]) -> ChannelRef:
+        """Assign the first free candidate to the conversation, once; returns the assignment.
+
+        A conversation that already has a channel keeps it; a candidate that belongs
+        to another conversation is skipped.
+        """
+        for candidate in candidates:
+            try:  # insert first: the common case (a new channel) costs one round trip
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        insert(channel_map).values(
+                            conversation_id=conversation_id,
+                            channel_type=candidate.channel_type,
+                            channel_id=candidate.channel_id,
+                        )
+                    )
+                return candidate
+            except IntegrityError:
+                existing = self.channel_for(conversation_id)
+                if existing is not None:  # assigned already (by another worker, or before)
+                    return existing
+        existing = self.channel_for(conversation_id)
+        if existing is None:
+            raise LookupError(f"no free channel id for conversation {conversation_id}")
+        return existing
+
+    def assign_channels(
+        self, candidates: Mapping[str, Sequence[ChannelRef]]
+    ) -> dict[str, ChannelRef]:
+        """:meth:`assign_channel` for many conversations, in one transaction on PostgreSQL.
+
+        Conversations whose candidates are all taken by others are absent.
+        """
+        if not self._postgres:
+            assigned = {}
+            for cid, refs in candidates.items():
+                with suppress(LookupError):
+                    assigned[cid] = self.assign_channel(cid, refs)
+            return assigned
+        left = {cid: list(refs) for cid, refs in candidates.items() if refs}
+        assigned = {}
+        with self.engine.begin() as conn:
+            while left:
+                rows = [
+                    {
+                        "conversation_id": cid,
+                        "channel_type": refs[0].channel_type,
+                        "channel_id": refs[0].channel_id,
+                    }
+                    for cid, refs in left.items()
+                ]
+                # In channel id order: concurrent batches lock the unique index alike
+                rows.sort(key=lambda row: (row["channel_type"], row["channel_id"]))
+                # Three arrays, not a VALUES list: one statement shape, compiled once, whatever
+                # the number of rows (a VALUES list of 2,000 rows is compiled anew each time)
+                won = set(
+                    conn.scalars(
+                        _ASSIGN,
+                        {
+                            "cids": [row["conversation_id"] for row in rows],
+                            "types": [row["channel_type"] for row in rows],
+                            "ids": [row["channel_id"] for row in rows],
+                        },
+                    )
+                )
+                existing = self.channels_for([cid for cid in left if cid not in won], conn)
+                for cid, refs in list(left.items()):
+                    if cid in won or cid in existing:
+                        assigned[cid] = refs[0] if cid in won else existing[cid]
+                        del left[cid]
+                    elif len(refs) > 1:
+                        refs.pop(0)  # taken by another conversation: the next candidate
+                    else:
+                        del left[cid]
+        return assigned
+
+    def history_cursor(self, conversation_id: str) -> tuple[datetime, str] | None:
+        """The last message copied into the conversation's channel, as ``(created_at, id)``."""
+        query = select(channel_map.c.history_until, channel_map.c.history_message_id).where(
+            channel_map.c.conversation_id == conversation_id
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row.history_until is None or row.history_message_id is None:
+            return None
+        return row.history_until, row.history_message_id
+
+    def set_history_cursor(self, conversation_id: str, until: datetime, message_id: str) -> None:
+        """Record the last message copied (the import resumes after it)."""
+        statement = (
+            update(channel_map)
+            .where(channel_map.c.conversation_id == conversation_id)
+            .values(history_until=until, history_message_id=message_id)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+
+_ASSIGN = text(
+    f"""
+    INSERT INTO {channel_map.name} (conversation_id, channel_type, channel_id)
+    SELECT * FROM unnest(CAST(:cids AS text[]), CAST(:types AS text[]), CAST(:ids AS text[]))
+    ON CONFLICT DO NOTHING
+    RETURNING conversation_id
+    """
+)

@@ -1,0 +1,61 @@
+"""The SDK's channel calls, as plain functions of a client (what the gateway times,
+counts and budgets): one Stream endpoint each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream_chat import StreamChat
+
+from stream_outbox.worker.stream.limits import MAX_MEMBERS_PER_CALL
+
+__all__ = [
+    "add_members",
+    "create_channel",
+    "delete_channel",
+    "query_members",
+    "query_messages",
+    "remove_members",
+    "send_message",
+    "update_partial",
+]
+
+
+def create_channel(
+    client: StreamChat, ctype: str, cid: str, data: dict[str, Any], created_by: str
+) -> Any:
+    return client.channel(ctype, cid, data).create(created_by)
+
+
+def query_members(client: StreamChat, ctype: str, cid: str, offset: int) -> Any:
+    channel = client.channel(ctype, cid)
+    return channel.query_members({}, limit=MAX_MEMBERS_PER_CALL, offset=offset)
+
+
+def query_messages(client: StreamChat, ctype: str, cid: str, messages: dict[str, Any]) -> Any:
+    # The channel query (GetOrCreateChannel): the channel's state with a page of messages
+    return client.channel(ctype, cid).query(messages=messages, members={"limit": 0})
+
+
+def update_partial(
+    client: StreamChat, ctype: str, cid: str, set_: dict[str, Any], unset: list[str]
+) -> Any:
+    return client.channel(ctype, cid).update_partial(set_, unset)
+
+
+def add_members(client: StreamChat, ctype: str, cid: str, user_ids: list[str]) -> Any:
+    return client.channel(ctype, cid).add_members(user_ids)
+
+
+def remove_members(client: StreamChat, ctype: str, cid: str, user_ids: list[str]) -> Any:
+    return client.channel(ctype, cid).remove_members(user_ids)
+
+
+def delete_channel(client: StreamChat, ctype: str, cid: str, hard: bool) -> Any:
+    return client.channel(ctype, cid).delete(hard=hard)
+
+
+def send_message(
+    client: StreamChat, ctype: str, cid: str, message: dict[str, Any], user_id: str
+) -> Any:
+    return client.channel(ctype, cid).send_message(message, user_id)

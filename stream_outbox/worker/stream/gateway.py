@@ -1,0 +1,403 @@
+"""The one module that talks to Stream: a small interface over the ``stream-chat`` SDK.
+
+Every call names its Stream endpoint, takes a slot of the shared rate budget,
+counts itself in the metrics and turns SDK and HTTP failures into
+:class:`TransientStreamError` or :class:`PermanentStreamError`. A move to
+Stream's newer SDK, or a fake in unit tests, touches this file only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import replace
+from functools import partial
+from typing import Any, TypeVar
+
+import requests
+from stream_chat import StreamChat
+from stream_chat.base.exceptions import StreamAPIException
+
+from stream_outbox.worker import metrics
+from stream_outbox.worker.errors import PermanentStreamError, TransientStreamError
+from stream_outbox.worker.settings import Settings
+from stream_outbox.worker.stream import channel_calls as sdk
+from stream_outbox.worker.stream.answers import error_from, is_duplicate_message, is_not_found
+from stream_outbox.worker.stream.history_pages import read_history
+from stream_outbox.worker.stream.http_session import StreamTransportError, http_session
+from stream_outbox.worker.stream.limits import (
+    MAX_MEMBERS_PER_CALL,
+    MAX_USERS_PER_CALL,
+    limits_from_answer,
+)
+from stream_outbox.worker.stream.protocol import ChannelHistory, RateBudget, RemoteChannel
+from stream_outbox.worker.stream.tasks import follow_task
+
+__all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
+
+
+T = TypeVar("T")
+# How much each call moves the moving average of call times
+_LATENCY_WEIGHT = 0.1
+
+
+class StreamGateway:
+    """The :class:`~stream_outbox.worker.stream.protocol.Gateway` over the ``stream-chat`` SDK, one
+    SDK client per thread."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        *,
+        base_url: str | None = None,
+        timeout: float = 6.0,
+        budget: RateBudget | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self._options: dict[str, Any] = {"timeout": timeout}
+        self._stopping = stopping  # set when the process shuts down: task polls end at once
+        if base_url:
+            self._options["base_url"] = base_url.rstrip("/")
+        self._key, self._secret, self._budget = api_key, api_secret, budget
+        self._local = threading.local()
+        # Calls counted per context: a job's thread, and the tasks it fans out (each run in
+        # a copy of the job's context, so they add to the same tally)
+        self._tally: ContextVar[list[int] | None] = ContextVar(f"calls_{id(self)}", default=None)
+        self._latency = 0.0  # a moving average of a call's time, in seconds
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        budget: RateBudget | None = None,
+        stopping: threading.Event | None = None,
+    ) -> StreamGateway:
+        """The gateway the settings name (credentials, URL, timeout); a
+        :class:`ConfigurationError` names a missing credential."""
+        key, secret = settings.stream_credentials()
+        timeout = settings.stream_timeout.total_seconds()
+        url = settings.stream_chat_url
+        return cls(key, secret, base_url=url, timeout=timeout, budget=budget, stopping=stopping)
+
+    def __repr__(self) -> str:
+        return f"StreamGateway(api_key={self._key!r}, base_url={self._options.get('base_url')!r})"
+
+    def thread_calls(self) -> int:
+        """Stream calls made so far by the calling thread (a job's: it runs on one thread),
+        with those of the tasks it fanned out in copies of its context."""
+        return self._counter()[0]
+
+    def call_latency(self) -> float:
+        """A moving average of the time a Stream call takes, in seconds (0 before any)."""
+        return self._latency
+
+    def _counter(self) -> list[int]:
+        tally = self._tally.get()
+        if tally is None:
+            tally = [0]
+            self._tally.set(tally)
+        return tally
+
+    # -- users -------------------------------------------------------------------------
+
+    def upsert_users(self, users: Sequence[dict[str, Any]]) -> set[str]:
+        """Create or update users, in calls of at most 100; returns those Stream holds
+        deactivated (an upsert leaves a deactivated user deactivated)."""
+        deactivated: set[str] = set()
+        for chunk in _chunks(users, MAX_USERS_PER_CALL):
+            response = self._call("UpdateUsers", StreamChat.upsert_users, list(chunk))
+            held = (response or {}).get("users") or {}
+            deactivated.update(uid for uid, user in held.items() if user.get("deactivated_at"))
+        return deactivated
+
+    def reactivate_users(self, user_ids: Sequence[str]) -> None:
+        """Reactivate deactivated users; users Stream does not know are skipped."""
+        for user_id in user_ids:
+            self._call("ReactivateUser", StreamChat.reactivate_user, user_id, missing_ok=True)
+
+    def deactivate_users(self, user_ids: Sequence[str]) -> None:
+        """Deactivate users, 100 a call; users Stream does not know are skipped."""
+        batch = ("DeactivateUsers", StreamChat.deactivate_users, ())
+        self._retire(user_ids, batch, ("DeactivateUser", StreamChat.deactivate_user))
+
+    def delete_users(self, user_ids: Sequence[str]) -> None:
+        """Delete users (soft), 100 a call, following Stream's task to its end; users
+        Stream does not know are skipped."""
+        batch = ("DeleteUsers", StreamChat.delete_users, ("soft",))
+        self._retire(user_ids, batch, ("DeleteUser", StreamChat.delete_user))
+
+    def restore_users(self, user_ids: Sequence[str]) -> None:
+        """Undo the soft delete of users (their memberships are not restored)."""
+        for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
+            self._call("RestoreUsers", StreamChat.restore_users, list(chunk))
+
+    def _retire(
+        self,
+        user_ids: Sequence[str],
+        batch: tuple[str, Callable[..., Any], tuple[Any, ...]],
+        single: tuple[str, Callable[..., Any]],
+    ) -> None:
+        """A batch endpoint's calls of 100 ids, each task followed to its end.
+
+        A batch that names a user Stream does not know (created and deleted before it was
+        ever synced) fails whole: it goes again with the users Stream holds (one
+        ``QueryUsers``), and only should that fail too, one by one (these endpoints allow
+        60 calls a minute)."""
+        endpoint, call, args = batch
+        for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
+            try:
+                answer = self._call(endpoint, call, list(chunk), *args)
+            except PermanentStreamError as exc:
+                if not is_not_found(exc):
+                    raise
+                held = self.query_users(chunk, include_deactivated=True)
+                known = [user_id for user_id in chunk if user_id in held]
+                try:
+                    answer = self._call(endpoint, call, known, *args) if known else None
+                except PermanentStreamError as again:  # one went meanwhile
+                    if not is_not_found(again):
+                        raise
+                    for user_id in known:
+                        self._call(single[0], single[1], user_id, missing_ok=True)
+                    continue
+            if answer and answer.get("task_id"):
+                task_id = str(answer["task_id"])
+                get_task = partial(self._call, "GetTask", StreamChat.get_task, task_id)
+                follow_task(get_task, task_id, endpoint, stopping=self._stopping)
+
+    def rate_limits(self) -> dict[str, int]:
+        """The app's server-side limits per endpoint, calls per minute, as Stream tells them."""
+        answer = self._call("GetRateLimits", StreamChat.get_rate_limits, server_side=True)
+        return limits_from_answer(answer or {})
+
+    def query_users(
+        self, user_ids: Sequence[str], *, include_deactivated: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """The users Stream holds among ``user_ids`` (deactivated ones too, if asked)."""
+        found: dict[str, dict[str, Any]] = {}
+        options: dict[str, Any] = {"include_deactivated_users": True} if include_deactivated else {}
+        for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
+            query = {"id": {"$in": list(chunk)}}
+            response = self._call(
+                "QueryUsers", StreamChat.query_users, query, limit=len(chunk), **options
+            )
+            found.update({user["id"]: user for user in response.get("users", [])})
+        return found
+
+    # -- channels ----------------------------------------------------------------------
+
+    def get_or_create_channel(
+        self,
+        channel_type: str,
+        channel_id: str,
+        *,
+        created_by: str,
+        members: Sequence[str],
+        data: dict[str, Any],
+    ) -> RemoteChannel:
+        """Get the channel, creating it with ``members`` (first 100) and ``data`` if missing."""
+        payload = {**data, "members": list(members[:MAX_MEMBERS_PER_CALL])}
+        response = self._call(
+            "GetOrCreateChannel",
+            sdk.create_channel,
+            channel_type,
+            channel_id,
+            payload,
+            created_by,
+        )
+        remote = _remote_channel(channel_type, channel_id, response)
+        if response.get("channel", {}).get("member_count", 0) > len(remote.members):
+            members_now = frozenset(self.channel_members(channel_type, channel_id))
+            remote = replace(remote, members=members_now)
+        return remote
+
+    def channel_members(self, channel_type: str, channel_id: str) -> list[str]:
+        """Every member of a channel, paging through Stream's query-members."""
+        members: list[str] = []
+        while True:
+            page = self._call(
+                "QueryMembers", sdk.query_members, channel_type, channel_id, len(members)
+            )
+            members += [member["user_id"] for member in page]
+            if len(page) < MAX_MEMBERS_PER_CALL:
+                return members
+
+    def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
+        """What Stream holds for a channel, or None when it has none (read-only)."""
+        query = {"cid": f"{channel_type}:{channel_id}"}
+        response = self._call("QueryChannels", StreamChat.query_channels, query, limit=1)
+        channels = response.get("channels", [])
+        if not channels or channels[0].get("channel", {}).get("deleted_at"):
+            return None
+        remote = _remote_channel(channel_type, channel_id, channels[0])
+        return replace(remote, members=frozenset(self.channel_members(channel_type, channel_id)))
+
+    def channel_history(self, channel_type: str, channel_id: str) -> ChannelHistory:
+        """Every message of a channel Stream holds, oldest first, and the members'
+        ``last_read`` (read-only; the channel must exist)."""
+
+        def page(options: dict[str, Any]) -> Any:
+            return self._call(
+                "GetOrCreateChannel", sdk.query_messages, channel_type, channel_id, options
+            )
+
+        return read_history(page)
+
+    def update_channel_data(
+        self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]
+    ) -> None:
+        """Set and unset custom fields of a channel (partial update)."""
+        self._call(
+            "UpdateChannelPartial",
+            sdk.update_partial,
+            channel_type,
+            channel_id,
+            set_,
+            list(unset),
+        )
+
+    def add_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
+        """Add members, in calls of at most 100."""
+        for chunk in _chunks(user_ids, MAX_MEMBERS_PER_CALL):
+            self._call("UpdateChannel", sdk.add_members, channel_type, channel_id, list(chunk))
+
+    def remove_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
+        """Remove members, in calls of at most 100."""
+        for chunk in _chunks(user_ids, MAX_MEMBERS_PER_CALL):
+            self._call("UpdateChannel", sdk.remove_members, channel_type, channel_id, list(chunk))
+
+    def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
+        """Delete a channel; one Stream does not know counts as deleted."""
+        self._call(
+            "DeleteChannel",
+            sdk.delete_channel,
+            channel_type,
+            channel_id,
+            hard,
+            missing_ok=True,
+        )
+
+    # -- messages ----------------------------------------------------------------------
+
+    def send_message(
+        self, channel_type: str, channel_id: str, message: dict[str, Any], user_id: str
+    ) -> bool:
+        """Send a message with a client-chosen id; False when that id already exists."""
+        try:
+            self._call(
+                "SendMessage",
+                sdk.send_message,
+                channel_type,
+                channel_id,
+                message,
+                user_id,
+            )
+        except PermanentStreamError as exc:
+            if is_duplicate_message(exc):
+                return False
+            raise
+        return True
+
+    def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
+        """Set a message's text (a partial update: its other fields stay).
+
+        Stream refuses to update a message it holds deleted: one the database holds (a
+        soft delete undone) is undeleted (as ``user_id``), then its text set. Where the
+        undelete is refused too, Stream's first answer stands.
+        """
+        set_text = partial(
+            self._call,
+            "UpdateMessagePartial",
+            StreamChat.update_message_partial,
+            message_id,
+            {"set": {"text": text}},
+            user_id,
+        )
+        try:
+            set_text()
+        except PermanentStreamError as refused:
+            if is_not_found(refused):
+                raise
+            try:
+                self._call("UndeleteMessage", StreamChat.undelete_message, message_id, user_id)
+            except PermanentStreamError:
+                raise refused from None
+            set_text()
+
+    def delete_message(self, message_id: str) -> None:
+        """Delete a message (soft); one Stream does not know counts as deleted."""
+        self._call("DeleteMessage", StreamChat.delete_message, message_id, missing_ok=True)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _client(self) -> StreamChat:
+        client: StreamChat | None = getattr(self._local, "client", None)
+        if client is None:
+            client = StreamChat(self._key, self._secret, **self._options)
+            client.set_http_session(http_session(client, self._remember))  # type: ignore[arg-type]
+            self._local.client = client
+        return client
+
+    def _remember(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        self._local.last_headers = response.headers
+
+    def _call(
+        self,
+        endpoint: str,
+        call: Callable[..., Any],
+        *args: Any,
+        missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        if self._budget is not None:
+            self._budget.acquire(endpoint)
+        self._local.last_headers = {}
+        self._counter()[0] += 1
+        started = time.perf_counter()
+        try:
+            result = call(self._client(), *args, **kwargs)
+        except StreamAPIException as exc:
+            error = error_from(endpoint, exc, self._local.last_headers)
+            metrics.STREAM_CALLS.labels(endpoint, str(exc.status_code)).inc()
+            if missing_ok and is_not_found(error):
+                return None
+            raise error from None
+        except StreamTransportError as exc:
+            reason = "timeout" if exc.timed_out else "connection"
+            metrics.STREAM_CALLS.labels(endpoint, reason).inc()
+            what = "timed out" if exc.timed_out else "connection failed"
+            raise TransientStreamError(f"{what}: {exc}", endpoint=endpoint) from None
+        except requests.Timeout as exc:
+            metrics.STREAM_CALLS.labels(endpoint, "timeout").inc()
+            raise TransientStreamError(
+                f"timed out: {type(exc).__name__}", endpoint=endpoint
+            ) from None
+        except requests.RequestException as exc:
+            metrics.STREAM_CALLS.labels(endpoint, "connection").inc()
+            raise TransientStreamError(
+                f"connection failed: {type(exc).__name__}", endpoint=endpoint
+            ) from None
+        finally:
+            took = time.perf_counter() - started
+            self._latency = (
+                took
+                if not self._latency
+                else (self._latency + (took - self._latency) * _LATENCY_WEIGHT)
+            )
+        metrics.STREAM_CALLS.labels(endpoint, "200").inc()
+        return result
+
+
+def _remote_channel(channel_type: str, channel_id: str, response: dict[str, Any]) -> RemoteChannel:
+    channel = dict(response.get("channel", {}))
+    created_by = (channel.get("created_by") or {}).get("id")
+    members = frozenset(m["user_id"] for m in response.get("members", []) if "user_id" in m)
+    return RemoteChannel(channel_type, channel_id, members, channel, created_by)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

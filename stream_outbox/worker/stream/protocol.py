@@ -1,0 +1,141 @@
+"""The interface the rest of the worker holds Stream by.
+
+:class:`~stream_outbox.worker.stream.gateway.StreamGateway` implements it over the ``stream-chat``
+SDK; the tests' fakes implement it in memory. A move to Stream's newer SDK
+(``getstream``) is a second implementation of :class:`Gateway`, nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["ChannelHistory", "Gateway", "RateBudget", "RemoteChannel", "StreamReader"]
+
+
+@dataclass(frozen=True)
+class RemoteChannel:
+    """What Stream holds for a channel."""
+
+    channel_type: str
+    channel_id: str
+    members: frozenset[str]
+    data: dict[str, Any]
+    created_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ChannelHistory:
+    """A channel's messages as Stream holds them, oldest first (``(id, created_at)``, deleted
+    ones left out), and each member's ``last_read`` as Stream answers it."""
+
+    messages: tuple[tuple[str, str], ...] = ()
+    reads: dict[str, str] = field(default_factory=dict)
+
+
+class RateBudget(Protocol):
+    """Waits for a slot of an endpoint's shared budget (see :mod:`worker.store.rate_budget`)."""
+
+    def acquire(self, endpoint: str) -> None: ...
+
+
+class StreamReader(Protocol):
+    """The read-only calls (verify and compare need no more)."""
+
+    def query_users(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The users Stream holds among ``user_ids``."""
+        ...
+
+    def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
+        """What Stream holds for a channel, or None when it has none."""
+        ...
+
+    def channel_history(self, channel_type: str, channel_id: str) -> ChannelHistory:
+        """Every message of a channel Stream holds, oldest first, and members' read state."""
+        ...
+
+
+class Gateway(StreamReader, Protocol):
+    """Every Stream operation the reconciles make.
+
+    Failures raise :class:`~stream_outbox.worker.errors.TransientStreamError` (retry later) or
+    :class:`~stream_outbox.worker.errors.PermanentStreamError` (Stream refused the request).
+    """
+
+    def thread_calls(self) -> int:
+        """Stream calls made so far by the calling thread (a job's: it runs on one thread)."""
+        ...
+
+    def call_latency(self) -> float:
+        """A moving average of the time a Stream call takes, in seconds."""
+        ...
+
+    def upsert_users(self, users: Sequence[dict[str, Any]]) -> set[str]:
+        """Create or update users; returns those Stream holds deactivated."""
+        ...
+
+    def reactivate_users(self, user_ids: Sequence[str]) -> None:
+        """Reactivate deactivated users; users Stream does not know are skipped."""
+        ...
+
+    def deactivate_users(self, user_ids: Sequence[str]) -> None:
+        """Deactivate users; users Stream does not know are skipped."""
+        ...
+
+    def delete_users(self, user_ids: Sequence[str]) -> None:
+        """Delete users (soft); users Stream does not know are skipped."""
+        ...
+
+    def restore_users(self, user_ids: Sequence[str]) -> None:
+        """Undo the soft delete of users."""
+        ...
+
+    def get_or_create_channel(
+        self,
+        channel_type: str,
+        channel_id: str,
+        *,
+        created_by: str,
+        members: Sequence[str],
+        data: dict[str, Any],
+    ) -> RemoteChannel:
+        """Get the channel, creating it with ``members`` and ``data`` if missing."""
+        ...
+
+    def channel_members(self, channel_type: str, channel_id: str) -> list[str]:
+        """Every member of a channel."""
+        ...
+
+    def update_channel_data(
+        self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]
+    ) -> None:
+        """Set and unset custom fields of a channel."""
+        ...
+
+    def add_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
+        """Add members to a channel."""
+        ...
+
+    def remove_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
+        """Remove members from a channel."""
+        ...
+
+    def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
+        """Delete a channel; one Stream does not know counts as deleted."""
+        ...
+
+    def send_message(
+        self, channel_type: str, channel_id: str, message: dict[str, Any], user_id: str
+    ) -> bool:
+        """Send a message with a client-chosen id; False when that id already exists."""
+        ...
+
+    def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
+        """Set a message's text, its other fields kept (undeleted first if Stream holds it
+        deleted)."""
+        ...
+
+    def delete_message(self, message_id: str) -> None:
+        """Delete a message (soft); one Stream does not know counts as deleted."""
+        ...

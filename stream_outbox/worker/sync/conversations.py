@@ -1,0 +1,375 @@
+"""Conversations: make each conversation's channel hold what the database says.
+
+Each reconcile reads the conversation's desired channel, compares it with Stream
+and sends only what differs: create the channel, set its data, add and remove
+members, delete it when the conversation is gone. Safe to run any number of times.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from typing import Any
+
+from stream_outbox.app_hooks.binding import DesiredChannel
+from stream_outbox.worker.errors import (
+    PermanentError,
+    PermanentStreamError,
+    RetryableError,
+    TransientStreamError,
+)
+from stream_outbox.worker.runtime import Runtime
+from stream_outbox.worker.store.locks import TargetBusy
+from stream_outbox.worker.store.repository import ChannelRef
+from stream_outbox.worker.stream.answers import is_deleted_user, names_missing_users
+from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
+from stream_outbox.worker.sync.history import import_history
+from stream_outbox.worker.sync.outcome import Result
+from stream_outbox.worker.sync.plan import OWNED_CHANNEL_FIELDS, channel_candidates, plan_channel
+from stream_outbox.worker.sync.users import ensure_users, is_valid_user, require_valid_user
+
+__all__ = [
+    "channel_of",
+    "reconcile_conversation",
+    "reconcile_conversations",
+]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A conversation as read from the database: its open rows, desired channel, map entry."""
+
+    settles: list[int]
+    channel: DesiredChannel | None
+    known: ChannelRef | None
+
+
+def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> Result:
+    """Reconcile a batch of conversations (``targets``: each with its payload).
+
+    One database read serves the whole batch, and members not known to exist in
+    Stream are upserted together; then each channel is brought in step on its own.
+    A permanent error fails its conversation only; a transient one stops the batch
+    (``Result.error``, the rest ``unreached``) so the job retries what is left.
+    """
+    # The locks' lease is not renewed: a batch slowed down by Stream stops in time and
+    # retries the rest, rather than outlive the locks of the conversations it holds; a
+    # batch in a worker that is shutting down stops too, so the shutdown stays short.
+    deadline = time.monotonic() + rt.settings.lock_lease.total_seconds() / 2
+    snapshots = _assign_channels(rt, _read_conversations(rt, targets))
+    ready = _ensure_members(rt, [s.channel for s in snapshots.values() if s.channel is not None])
+    order = list(targets)
+
+    def converge(n: int, cid: str) -> tuple[str, bool]:
+        if n and (time.monotonic() > deadline or rt.stopping.is_set()):
+            why = (
+                "worker stopping" if rt.stopping.is_set() else "batch ran past half the lock lease"
+            )
+            raise _Stop(f"{why}: the rest goes to a new job")
+        return _converge(rt, cid, snapshots[cid], targets[cid], ready=ready)
+
+    slow = rt.gateway.call_latency() > SLOW_CALL
+    pool = rt.fanout if slow and len(order) > 1 else None
+    steps = _in_turn(order, converge) if pool is None else _at_once(pool, order, converge)
+    result = Result("")
+    outcomes: list[str] = []
+    for cid, step in steps:
+        if isinstance(step, PermanentError):  # Stream refused it, or its data cannot go
+            result.failed[cid] = step.describe()
+        elif isinstance(step, Exception):  # transient: the job retries the targets not done
+            result.error = result.error or (
+                TransientStreamError(str(step)) if isinstance(step, _Stop) else step
+            )
+            result.unreached.append(cid)
+        else:
+            outcome, in_step = step
+            if in_step:  # a deletion settles nothing else: a later row may name the channel
+                result.settles += snapshots[cid].settles
+            outcomes.append(outcome)
+    result.outcome = outcomes[0] if len(order) == 1 and outcomes else _summary(outcomes, result)
+    return result
+
+
+# Above this average time of a Stream call, a job's conversations go to Stream at once
+# (up to OUTBOX_STREAM_CONCURRENCY calls in a process); below, one after the other costs
+# less than handing them to other threads.
+SLOW_CALL = 0.010
+
+_Step = tuple[str, bool] | Exception
+
+
+class _Stop(RetryableError):
+    """A batch stops before this conversation (its lease half gone, or the worker stopping)."""
+
+
+def _in_turn(
+    order: list[str], converge: Callable[[int, str], tuple[str, bool]]
+) -> list[tuple[str, _Step]]:
+    """One conversation after the other; a transient error leaves the rest undone."""
+    steps: list[tuple[str, _Step]] = []
+    for n, cid in enumerate(order):
+        try:
+            steps.append((cid, converge(n, cid)))
+        except PermanentError as exc:
+            steps.append((cid, exc))
+        except Exception as exc:
+            return steps + [(cid, exc)] + [(rest, _Stop("not reached")) for rest in order[n + 1 :]]
+    return steps
+
+
+def _at_once(
+    pool: Executor, order: list[str], converge: Callable[[int, str], tuple[str, bool]]
+) -> list[tuple[str, _Step]]:
+    """Every conversation at once on the pool (each in a copy of this job's context, so
+    its Stream calls count as the job's); after a transient error, those not started yet
+    are left undone, as in turn."""
+    stopped = threading.Event()
+
+    def step(n: int, cid: str) -> _Step:
+        if stopped.is_set():
+            return _Stop("not reached")
+        try:
+            return converge(n, cid)
+        except PermanentError as exc:
+            return exc
+        except Exception as exc:
+            stopped.set()
+            return exc
+
+    futures = [
+        pool.submit(contextvars.copy_context().run, step, n, cid) for n, cid in enumerate(order)
+    ]
+    return [(cid, future.result()) for cid, future in zip(order, futures, strict=True)]
+
+
+def _summary(outcomes: list[str], result: Result) -> str:
+    return (
+        f"{len(outcomes)} conversations in step, {len(result.failed)} failed, "
+        f"{len(result.unreached)} left"
+    )
+
+
+def reconcile_conversation(
+    rt: Runtime, cid: str, payload: dict[str, Any], *, need_channel: bool = False
+) -> str:
+    """Create, update or delete one conversation's channel to match the database."""
+    snapshot = _read_conversations(rt, {cid: payload})[cid]
+    return _converge(rt, cid, snapshot, payload, need_channel=need_channel)[0]
+
+
+def _read_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> dict[str, _Snapshot]:
+    """Read the conversations' open rows first, then their desired channels and map entries.
+
+    The open rows committed before the state is read are brought in step with it:
+    the job settles them, and their own jobs find nothing left to do.
+    """
+    legacy = [cid for cid, payload in targets.items() if payload.get("legacy")]
+    plain = [cid for cid in targets if cid not in set(legacy)]
+    with rt.engine.connect() as conn:
+        settles = rt.repo.open_rows_of(conn, "conversation", list(targets))
+        desired: dict[str, DesiredChannel] = {}
+        for ids, is_legacy in ((plain, False), (legacy, True)):
+            if ids:
+                desired.update(rt.binding.desired_channels(conn, ids, legacy=is_legacy))
+        known = rt.repo.channels_for(list(targets), conn)
+    return {
+        cid: _Snapshot(settles.get(cid, []), desired.get(cid), known.get(cid)) for cid in targets
+    }
+
+
+def _ensure_members(rt: Runtime, channels: list[DesiredChannel]) -> set[str]:
+    """Upsert the members (and creators) of a batch of channels not known to Stream yet.
+
+    Best effort for the batch: ids Stream cannot take are left to their own
+    conversation's reconcile, which fails that conversation alone.
+    """
+    needed: dict[str, None] = {}
+    for channel in channels:
+        for user_id in (*channel.members, channel.created_by):
+            if user_id is not None and is_valid_user(user_id):
+                needed[user_id] = None
+    if len(channels) < 2 or not needed:
+        return set()  # one channel: its own reconcile does this
+    # A user Stream refuses, or users whose own job holds them: each conversation then
+    # ensures its own members (and fails, or waits, alone).
+    with suppress(PermanentStreamError, TargetBusy):
+        return ensure_users(rt, list(needed), wait=1.0)
+    return set()
+
+
+def _converge(
+    rt: Runtime,
+    cid: str,
+    snapshot: _Snapshot,
+    payload: dict[str, Any],
+    *,
+    need_channel: bool = False,
+    ready: set[str] | frozenset[str] = frozenset(),
+) -> tuple[str, bool]:
+    """Bring one conversation's channel in step with its snapshot.
+
+    Returns the outcome and whether the channel now matches the snapshot (only
+    then are the conversation's other open rows settled with this job's).
+
+    A conversation with no members (and no event) gets no channel until it has some,
+    unless ``need_channel`` (a message must go somewhere); once it has a channel, the
+    channel follows it, emptied when everyone has left.
+    """
+    channel, known = snapshot.channel, snapshot.known
+    if channel is None:
+        return _delete_channel(rt, cid, payload, known), False
+    creator = channel.created_by
+    if creator is None:
+        if known is None and not need_channel:
+            # No members yet: assign no id either, so an invitation that comes later still
+            # gives the channel its invitation_ id when it is first synced.
+            return "waiting for members", False
+        # Everyone left (or a message needs the channel): the channel stays, emptied;
+        # should it have to be created, the system user creates it.
+        rt.gateway.upsert_users([SYSTEM_USER])
+        creator = SYSTEM_USER_ID
+    if known is not None and known.deleted:
+        known = _reopen(rt, cid, known)
+    ref = known or channel_of(rt, channel)
+    # The creator (an event's organizer, a proposer) need not be a member: it must exist too.
+    needed = list(channel.members)
+    if creator not in needed and creator != SYSTEM_USER_ID:
+        needed.append(creator)
+    for member in needed:
+        require_valid_user(member)
+    owned = {k: v for k, v in channel.data.items() if k in OWNED_CHANNEL_FIELDS}
+    ensure_users(rt, [user_id for user_id in needed if user_id not in ready])
+    remote = _with_users(
+        rt,
+        needed,
+        lambda: rt.gateway.get_or_create_channel(
+            ref.channel_type,
+            ref.channel_id,
+            created_by=creator,
+            members=channel.members,
+            data=owned,
+        ),
+    )
+    plan = plan_channel(channel, remote.members, remote.data)
+    if plan.set_data or plan.unset_data:
+        rt.gateway.update_channel_data(
+            ref.channel_type, ref.channel_id, plan.set_data, plan.unset_data
+        )
+    if plan.add:
+        _with_users(
+            rt, plan.add, lambda: rt.gateway.add_members(ref.channel_type, ref.channel_id, plan.add)
+        )
+    if plan.remove:
+        rt.gateway.remove_members(ref.channel_type, ref.channel_id, plan.remove)
+    changes = f"+{len(plan.add)} -{len(plan.remove)} members"
+    if payload.get("history") and rt.settings.mirror_messages:
+        changes += f", history +{import_history(rt, cid, ref)}"
+    return f"{ref.channel_type}:{ref.channel_id} in step ({changes})", True
+
+
+def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
+    """Assign the conversation a channel by the naming rules (its map entry if it has one)."""
+    try:
+        return rt.repo.assign_channel(channel.conversation_id, channel_candidates(channel))
+    except LookupError as exc:
+        raise PermanentStreamError(str(exc), endpoint="channel-id") from None
+
+
+def _assign_channels(rt: Runtime, snapshots: dict[str, _Snapshot]) -> dict[str, _Snapshot]:
+    """Assign the batch's new channels their ids in one statement (a commit each is slow).
+
+    Only channels about to be created (they have a creator); any this leaves without
+    an id try again on their own, and fail alone.
+    """
+    wanted: dict[str, list[ChannelRef]] = {}
+    for cid, snapshot in snapshots.items():
+        channel = snapshot.channel
+        if channel is not None and snapshot.known is None and channel.created_by is not None:
+            with suppress(PermanentStreamError):  # an id Stream cannot take: fails alone
+                wanted[cid] = channel_candidates(channel)
+    if len(wanted) < 2:
+        return snapshots
+    assigned = rt.repo.assign_channels(wanted)
+    return {
+        cid: replace(snapshot, known=assigned.get(cid, snapshot.known))
+        for cid, snapshot in snapshots.items()
+    }
+
+
+def _delete_channel(
+    rt: Runtime, cid: str, payload: dict[str, Any], known: ChannelRef | None
+) -> str:
+    """Delete the channel of a conversation the database no longer holds.
+
+    With no map entry, nothing was ever created for the conversation (creation follows
+    the assignment, and this job holds the conversation's lock), so an id the naming
+    rules merely predicted is left alone: it may be another conversation's. ``known`` is
+    the map entry read under that lock.
+    """
+    ref = known
+    if ref is None and payload.get("channel_id") and not payload.get("predicted"):
+        ref = ChannelRef(
+            str(payload.get("channel_type") or "messaging"), str(payload["channel_id"])
+        )
+    if ref is None:
+        return "conversation gone, never synced"
+    owner = rt.repo.conversation_of_channel(ref)
+    if owner not in (None, cid):
+        # The id the naming rules predicted went to another conversation (a second
+        # conversation of the same two people): that channel is not this one's to delete.
+        return f"conversation gone, never synced ({ref.channel_id} is {owner}'s)"
+    if owner == cid:  # marked first: a return after any crash makes a new generation
+        rt.repo.mark_channel_deleted(cid, ref)
+    rt.gateway.delete_channel(
+        ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
+    )
+    return f"{ref.channel_type}:{ref.channel_id} deleted"
+
+
+def _reopen(rt: Runtime, cid: str, known: ChannelRef) -> ChannelRef:
+    """A conversation back in the database after its channel was deleted (a soft delete
+    undone): the channel's next generation, its messages copied again by a history row.
+
+    The channel is deleted first (nothing if Stream holds none): the mark precedes the
+    delete call, which a crash may have left unmade, and Stream must show the channel
+    created again empty, as it does after a deletion.
+    """
+    rt.gateway.delete_channel(
+        known.channel_type, known.channel_id, hard=rt.settings.hard_delete_channels
+    )
+    return rt.repo.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
+
+
+def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:
+    """Run a call that needs these users in Stream; if Stream says some are missing or
+    deleted, upsert them all (which restores a deleted one the database holds) and try
+    once more.
+
+    The known-users cache saves an upsert per reconcile; it can be stale (a user
+    deleted in Stream by hand, a Redis restart, a user job restoring one at this very
+    moment), and this is where it heals. A user the database no longer holds left
+    since the conversation was read (and was retired in Stream meanwhile): the
+    conversation is read again (:class:`_MembersLeft`, a retry), not failed.
+    """
+    try:
+        return call()
+    except PermanentStreamError as exc:
+        if not (names_missing_users(exc) or is_deleted_user(exc)):
+            raise
+        present = ensure_users(rt, user_ids, force=True)
+        left = [user_id for user_id in user_ids if user_id not in present]
+        if left:
+            raise _MembersLeft(
+                f"{len(left)} member(s) left the database while the channel was being "
+                f"reconciled ({', '.join(left[:3])}): reading the conversation again"
+            ) from None
+        return call()
+
+
+class _MembersLeft(RetryableError):
+    """Users a conversation's snapshot names are no longer in the database."""

@@ -1,0 +1,148 @@
+"""Messages: mirror one database message into Stream (sent, edited or deleted).
+
+Live messages only; older ones arrive by the history import. The id is derived
+from the database id, so a repeat finds the message there and sets its text.
+
+After a history export (:mod:`worker.store.cutover`), messages created at or before its
+watermark belong to the import files: none is sent before the import is complete, and
+their edits and deletions wait for it too (an import applied later would undo them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream_outbox.app_hooks.binding import DesiredMessage, stream_message_id
+from stream_outbox.worker.errors import PermanentStreamError
+from stream_outbox.worker.runtime import Runtime
+from stream_outbox.worker.store.channel_map import ChannelRef
+from stream_outbox.worker.store.cutover import (
+    RECHECK_AFTER,
+    RECHECK_MAX,
+    current_cutover,
+    recheck_later,
+)
+from stream_outbox.worker.stream.answers import is_not_found
+from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
+from stream_outbox.worker.sync.conversations import reconcile_conversation
+from stream_outbox.worker.sync.outcome import Result
+from stream_outbox.worker.sync.users import ensure_users
+
+__all__ = ["mirror_message"]
+
+
+def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None = None) -> Result:
+    """Make Stream hold a message of the database as it is now, under its deterministic id.
+
+    A new message is sent; one Stream holds already gets its current text (an edit); one
+    the database no longer holds is deleted in Stream. Under the conversation's lock (the
+    payload names the conversation of a message gone): the channel is never reconciled
+    or deleted by another job between this job's read of the database and its call.
+    """
+    if not rt.settings.mirror_messages:
+        return Result("mirroring off")
+    with rt.engine.connect() as conn:
+        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+    cutover = current_cutover(rt.engine)
+    importing = cutover is not None and not cutover.imported
+    if (
+        cutover is not None
+        and importing
+        and (message is None or cutover.covers(message.created_at))
+    ):
+        return _wait_for_import(rt, message_id, payload)
+    conversation_id = message.conversation_id if message else (payload or {}).get("conversation_id")
+    if conversation_id is None:  # gone, and its row does not say where it was
+        return _unmirror(rt, message_id, None)
+    with rt.locks.hold("conversation", [str(conversation_id)]):
+        return _mirror_locked(rt, message_id, str(conversation_id), payload, importing)
+
+
+def _wait_for_import(rt: Runtime, message_id: str, payload: dict[str, Any] | None) -> Result:
+    """Settle this row with a new one due later: twice as late each time, up to 10 minutes
+    (an import can take hours; a waiting message costs a database read a look)."""
+    looks = int((payload or {}).get("rechecks", 0))
+    after = min(RECHECK_AFTER * 2**looks, RECHECK_MAX)
+    recheck_later(
+        rt.engine, "message", message_id, {**(payload or {}), "rechecks": looks + 1}, after
+    )
+    return Result(f"waits for the history import (looked at again in {after.seconds} s)")
+
+
+def _unmirror(rt: Runtime, message_id: str, ref: ChannelRef | None) -> Result:
+    """Delete a message the database no longer holds (its id in ``ref``'s generation)."""
+    rt.gateway.delete_message(stream_message_id(message_id, ref.generation if ref else 0))
+    return Result("message gone: deleted in Stream")
+
+
+def _mirror_locked(
+    rt: Runtime,
+    message_id: str,
+    conversation_id: str,
+    payload: dict[str, Any] | None,
+    importing: bool,
+) -> Result:
+    with rt.engine.connect() as conn:
+        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+        if message is None:
+            return _unmirror(rt, message_id, rt.repo.channel_for(conversation_id, conn))
+        ref = rt.repo.channel_for(message.conversation_id, conn)
+    if ref is None or ref.deleted:  # no channel yet, or Stream deleted it (and it is back?)
+        reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
+        ref = rt.repo.channel_for(message.conversation_id)
+        if ref is None or ref.deleted:
+            return Result("conversation gone")
+    if ref.copying and _left_to_copy(rt, message):
+        return Result("left to the channel's history copy (its messages are sent again)")
+    present = ensure_users(rt, [message.sender_id]) if message.sender_id else set()
+    author = author_of(message, present)
+    if author == SYSTEM_USER_ID:  # no sender, or one Stream cannot hold (deleted)
+        rt.gateway.upsert_users([SYSTEM_USER])
+    stream_id = message.stream_id(ref.generation)
+    if (payload or {}).get("edit") and _edited(rt, stream_id, message.text, author):
+        return Result("edited")
+    body = message_body(message, silent=False, present=present, generation=ref.generation)
+    try:
+        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
+    except PermanentStreamError as exc:
+        if not is_not_found(exc):  # Stream's DoesNotExist: no such channel
+            raise
+        if importing:
+            # The import brings this channel: created now, its members would be Stream's
+            # already, and the import would not set their read state (a member's
+            # last_read is not upserted). The message goes once the import is complete.
+            return _wait_for_import(rt, message_id, payload)
+        # The map names a channel Stream does not hold: its creation failed, or is still
+        # being retried by the conversation's job. Bring it in step, then send again.
+        reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
+        with rt.engine.connect() as conn:
+            if not rt.binding.desired_messages(conn, [message_id]):
+                return Result("message gone")
+        sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
+    if sent:
+        return Result("sent")
+    # Stream holds it already: a repeat, or an edit in the database. Level-triggered,
+    # the text is set either way (the id, channel and author never change).
+    rt.gateway.update_message_text(stream_id, message.text, author)
+    return Result("already there, text set")
+
+
+def _left_to_copy(rt: Runtime, message: DesiredMessage) -> bool:
+    """Whether the history copy of a reopened channel has yet to reach this message: it
+    sends it then, in order and with its text as it is then. One it has passed (an edit,
+    or a message dated before the copy's cursor) goes now."""
+    if message.created_at is None:  # the copy refuses such a history: nothing to wait for
+        return False
+    return not rt.repo.copied_past(message.conversation_id, message.created_at)
+
+
+def _edited(rt: Runtime, stream_id: str, text: str, author: str) -> bool:
+    """Set the text of a message Stream holds, in one call (an edit's rows); ``False`` when
+    Stream does not hold it (its send failed, or waits in another job): it is sent."""
+    try:
+        rt.gateway.update_message_text(stream_id, text, author)
+    except PermanentStreamError as exc:
+        if not is_not_found(exc):
+            raise
+        return False
+    return True

@@ -1,7 +1,0 @@
-"""The admin web dashboard (Starlette): pages, sign-in, templates."""
-
-from __future__ import annotations
-
-from worker.dashboard.app import create_app, serve
-
-__all__ = ["create_app", "serve"]

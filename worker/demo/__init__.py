@@ -1,7 +1,0 @@
-"""``stream-outbox demo``: a story played through the reference app against the emulator."""
-
-from __future__ import annotations
-
-from worker.demo.run import run_demo
-
-__all__ = ["run_demo"]
