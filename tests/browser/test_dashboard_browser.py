@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
 import time
 import uuid
@@ -20,7 +19,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from stream_outbox.app_hooks.outbox import audit, outbox
@@ -28,8 +27,10 @@ from stream_outbox.app_hooks.reference import User
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.settings import Settings
 from tests.pipeline import conftest as pipeline_fixtures
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.outbox import add_row
+from tests.support.pipeline import Pipeline
+from tests.support.processes import free_port
+from tests.support.story import invite
 
 # The relay, a worker and the emulator, as the pipeline tests run them.
 settings = pipeline_fixtures.settings
@@ -51,12 +52,6 @@ USER = "admin"
 PASSWORD = "browser-pw-Never-Shown-41d2"
 TOKEN = "browser-token-Never-Shown-9e07"
 FAILURE = "UpdateUsers HTTP 400 code 4: name is too long"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +83,7 @@ def dashboard(database_url: str, clean_db: Engine) -> Iterator[str]:
         dashboard_password=PASSWORD,
         dashboard_token=TOKEN,
     )
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(settings, engine=clean_db), host="127.0.0.1", port=port, log_level="warning"
     )
@@ -105,16 +100,14 @@ def dashboard(database_url: str, clean_db: Engine) -> Iterator[str]:
 
 
 def _failed_row(engine: Engine) -> int:
-    values = {
-        "target_kind": "user",
-        "target_id": str(uuid.uuid4()),
-        "event": "updated",
-        "status": "failed",
-        "attempts": 3,
-        "last_error": FAILURE,
-    }
-    with engine.begin() as conn:
-        return int(conn.execute(insert(outbox).values(values).returning(outbox.c.id)).scalar_one())
+    return add_row(
+        engine,
+        target_id=str(uuid.uuid4()),
+        event="updated",
+        status="failed",
+        attempts=3,
+        last_error=FAILURE,
+    )
 
 
 def _settled_content(page: Page) -> str:

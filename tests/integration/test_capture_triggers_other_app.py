@@ -20,8 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
 from stream_outbox.worker.admin.migrate import upgrade
-from stream_outbox.worker.demo.scratch_db import scratch_database
-from tests.conftest import SERVER_URL
 from tests.integration.test_capture_triggers import Rows, rows_by_transaction
 from tests.other_app.chat_binding import binding
 from tests.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
@@ -34,6 +32,7 @@ from tests.other_app.models import (
     Thread,
     ThreadMember,
 )
+from tests.support.database import empty_database
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -41,7 +40,7 @@ NOW = datetime(2026, 11, 30, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def app_engine() -> Iterator[Engine]:
     """A database of the other app's own tables and the outbox's."""
-    with scratch_database(SERVER_URL, "stream_outbox_other_triggers") as url:
+    with empty_database("stream_outbox_other_triggers") as url:
         upgrade(url)
         engine = engine_for(url)
         create_tables(engine)

@@ -8,12 +8,8 @@ errors with 4xx statuses, and secrets that never reach a page or a log.
 from __future__ import annotations
 
 import base64
-import os
 import re
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +18,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -33,6 +29,9 @@ from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.errors import ConfigurationError
 from stream_outbox.worker.settings import Settings
+from tests.support.outbox import add_row
+from tests.support.processes import free_port, script, serving, start, stop
+from tests.support.settings import clean_environ
 
 USER = "admin"
 PASSWORD = "pw-Never-Shown-7c1e9a"
@@ -69,16 +68,8 @@ def client(clean_db: Engine, settings: Settings) -> Iterator[TestClient]:
 
 def add(engine: Engine, status: str = "failed", **values: Any) -> int:
     """Insert one outbox row (a failed user row by default); its id."""
-    row = {
-        "target_kind": "user",
-        "target_id": str(uuid.uuid4()),
-        "event": "updated",
-        "status": status,
-        "payload": {"changed": ["email"]},
-        **values,
-    }
-    with engine.begin() as conn:
-        return int(conn.execute(insert(outbox).values(row).returning(outbox.c.id)).scalar_one())
+    row = {"target_id": str(uuid.uuid4()), "event": "updated", "payload": {"changed": ["email"]}}
+    return add_row(engine, **{**row, "status": status, **values})
 
 
 def status_of(engine: Engine, row_id: int) -> str:
@@ -600,21 +591,13 @@ def test_secrets_never_in_pages(
 # -- the command ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _command_env(database_url: str, **extra: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OUTBOX_", "PYTEST"))}
-    return {**environ, "DATABASE_URL": database_url, **extra}
+    return clean_environ(DATABASE_URL=database_url, **extra)
 
 
 def test_command_refuses_without_credentials(database_url: str, tmp_path: Path) -> None:
-    script = Path(sys.executable).parent / "stream-outbox"
     done = subprocess.run(
-        [str(script), "dashboard"],
+        script("stream-outbox", "dashboard"),
         env=_command_env(database_url),
         cwd=tmp_path,
         capture_output=True,
@@ -629,8 +612,7 @@ def test_command_refuses_without_credentials(database_url: str, tmp_path: Path) 
 
 
 def test_command_serves_and_logs_no_secret(database_url: str, tmp_path: Path) -> None:
-    script = Path(sys.executable).parent / "stream-outbox"
-    port = _free_port()
+    port = free_port()
     env = _command_env(
         database_url,
         OUTBOX_DASHBOARD_USER=USER,
@@ -638,33 +620,15 @@ def test_command_serves_and_logs_no_secret(database_url: str, tmp_path: Path) ->
         OUTBOX_DASHBOARD_TOKEN=TOKEN,
         GETSTREAM_API_SECRET=STREAM_SECRET,
     )
-    process = subprocess.Popen(
-        [str(script), "dashboard", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    command = script("stream-outbox", "dashboard", "--port", str(port))
+    process = start(command, env=env, cwd=tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
-        answered = _wait_for(base)
-        assert answered.status_code == 401
+        serving(process, f"{base}/")
+        assert httpx2.get(f"{base}/").status_code == 401
         assert httpx2.get(f"{base}/", auth=AUTH).status_code == 200
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
+        output = stop(process)
     assert "sign-in: basic and token" in output
     for secret in SECRETS:
         assert secret not in output
-
-
-def _wait_for(url: str) -> httpx2.Response:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return httpx2.get(url + "/", timeout=2)
-        except httpx2.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)

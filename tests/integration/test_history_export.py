@@ -25,8 +25,8 @@ from stream_outbox.emulator import Emulator
 from stream_outbox.worker.admin.history_export import export_history
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
-from tests.conftest import API_KEY, API_SECRET
-from tests.story import invite
+from tests.support.settings import API_KEY, API_SECRET
+from tests.support.story import invite
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 ORDER = ("user", "channel", "member", "message")

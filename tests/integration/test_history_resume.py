@@ -23,8 +23,8 @@ from stream_outbox.worker.store.cutover import EXPORT_ACTION, read_cutover
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream.gateway import StreamGateway
 from stream_outbox.worker.stream.imports import ImportAPI
-from tests.conftest import API_KEY, API_SECRET
 from tests.integration.test_history_export import START, history, run_history
+from tests.support.settings import API_KEY, API_SECRET
 
 WATERMARK = START + timedelta(days=1)
 UNTIL = "2024-01-02T00:00:00+00:00"

@@ -32,8 +32,8 @@ from stream_outbox.worker.pipeline import actor
 from stream_outbox.worker.pipeline.actor import run_job
 from stream_outbox.worker.pipeline.jobs import Job, plan_jobs
 from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.pipeline import Pipeline
+from tests.support.story import invite
 
 
 def converse(session: Session, count: int, tag: str) -> dict[str, list[str]]:

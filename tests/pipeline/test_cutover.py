@@ -37,8 +37,8 @@ from stream_outbox.app_hooks.reference import (
 )
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker.store.cutover import forget_cutover
-from tests.conftest import API_KEY, API_SECRET
-from tests.pipeline.conftest import Pipeline
+from tests.support.pipeline import Pipeline
+from tests.support.settings import API_KEY, API_SECRET
 
 START = datetime(2023, 6, 1, tzinfo=UTC)
 LEGACY = 40

@@ -18,9 +18,9 @@ from stream_outbox.app_hooks.chat_router import chat_router
 from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.reference import Message, User
 from stream_outbox.worker import runtime
-from tests.conftest import API_KEY, API_SECRET
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.pipeline import Pipeline
+from tests.support.settings import API_KEY, API_SECRET
+from tests.support.story import invite
 
 
 def test_messages_written_by_the_old_chat_reach_the_channel(

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from stream_outbox.worker import runtime
 from stream_outbox.worker.pipeline import actor
 from stream_outbox.worker.pipeline.actor import run_job
-from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_batched_conversations import (
     assert_channels_hold,
     conversation_rows,
@@ -26,6 +25,7 @@ from tests.pipeline.test_batched_conversations import (
     one_batch,
     statuses,
 )
+from tests.support.pipeline import Pipeline
 
 
 def most_at_once(calls: list[dict[str, float]]) -> int:

@@ -27,7 +27,6 @@ from stream_outbox.worker import runtime
 from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.admin.backfill import Scope
 from stream_outbox.worker.sync.history import BATCH
-from tests.pipeline.conftest import Pipeline
 from tests.pipeline.string_id_app import (
     STRING_ID_BINDING,
     SConversation,
@@ -35,6 +34,7 @@ from tests.pipeline.string_id_app import (
     StringIdBase,
     SUser,
 )
+from tests.support.pipeline import Pipeline
 
 
 class UndatedBase(DeclarativeBase):

@@ -47,8 +47,6 @@ from stream_outbox.app_hooks.reference import (
 )
 from stream_outbox.worker import runtime
 from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
-from tests.app_model import NAMES
-from tests.pipeline.conftest import Pipeline
 from tests.pipeline.string_id_app import (
     STRING_ID_BINDING,
     SConversation,
@@ -58,7 +56,9 @@ from tests.pipeline.string_id_app import (
     StringIdBase,
     SUser,
 )
-from tests.story import invite
+from tests.support.app_model import NAMES
+from tests.support.pipeline import Pipeline
+from tests.support.story import invite
 
 LONG = "ü" * 10_000
 LONG_NAME = "ü" * 2_000  # 4,000 bytes: long, within Stream's 5 KB of user data

@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from sqlalchemy.orm import Session
 
-from tests.conftest import API_SECRET
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.pipeline import Pipeline
+from tests.support.settings import API_SECRET
+from tests.support.story import invite
 
 
 def sample(name: str, **labels: str) -> float:

@@ -15,8 +15,8 @@ from stream_outbox.app_hooks.reference import (
     Profile,
     User,
 )
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.pipeline import Pipeline
+from tests.support.story import invite
 
 
 def test_an_invitation_reaches_stream(

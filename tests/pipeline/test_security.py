@@ -26,7 +26,6 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
-from typer.testing import CliRunner
 
 from stream_outbox.app_hooks import outbox
 from stream_outbox.app_hooks.outbox import audit
@@ -34,14 +33,14 @@ from stream_outbox.app_hooks.reference import Message, User
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker import runtime
 from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.cli import app as cli_app
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.dashboard.pages import FILTER_FIELDS
 from stream_outbox.worker.errors import StreamError
 from stream_outbox.worker.settings import Settings
-from tests.conftest import API_SECRET
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.cli import invoke
+from tests.support.pipeline import Pipeline
+from tests.support.settings import API_SECRET
+from tests.support.story import invite
 
 ORIGIN = "http://dash.test"
 AUTH = ("ops", "pw-for-the-security-test")
@@ -116,7 +115,7 @@ def test_the_secret_and_its_token_never_leave_the_worker(
     }.items():
         monkeypatch.setenv(env, value)
     for row_id in ids:
-        shown = CliRunner().invoke(cli_app, ["admin", "show", str(row_id), "--json"])
+        shown = invoke("admin", "show", str(row_id), "--json")
         seen.append(shown.output)
     everything = "\n".join(seen)
     assert "bad data" in everything and "after 5 attempts" in everything  # the scan saw them

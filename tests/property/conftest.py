@@ -11,8 +11,9 @@ import pytest
 
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker.settings import Settings
-from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX
 from tests.pipeline.conftest import app_session, pipeline
+from tests.support.redis import REDIS_PREFIX
+from tests.support.settings import product_settings
 
 __all__ = ["STREAM_TIMEOUT", "VISIBILITY_TIMEOUT", "app_session", "pipeline", "settings"]
 
@@ -22,17 +23,15 @@ VISIBILITY_TIMEOUT = 1.0
 
 @pytest.fixture()
 def settings(database_url: str, redis_url: str, emu: Emulator) -> Settings:
-    return Settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        getstream_api_key=API_KEY,
-        getstream_api_secret=API_SECRET,
-        stream_chat_url=emu.base_url,
+    return product_settings(
+        database_url,
+        redis_url,
+        emu.base_url,
+        prefix=REDIS_PREFIX,
         stream_timeout=STREAM_TIMEOUT,
         max_retries=200,
         min_backoff_ms=10,
         max_backoff_ms=80,
         visibility_timeout=VISIBILITY_TIMEOUT,
-        redis_prefix=REDIS_PREFIX,
         stream_limits=False,  # no pacing here: the budget has tests of its own
     )

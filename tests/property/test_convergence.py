@@ -49,10 +49,10 @@ from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
 from stream_outbox.worker.pipeline.jobs import plan_jobs
 from stream_outbox.worker.store.repository import OutboxRow
-from tests.app_model import OPERATIONS, AppModel, Op
-from tests.conftest import REDIS_PREFIX
-from tests.pipeline.conftest import Pipeline
 from tests.property.conftest import STREAM_TIMEOUT, VISIBILITY_TIMEOUT
+from tests.support.app_model import OPERATIONS, AppModel, Op
+from tests.support.pipeline import Pipeline
+from tests.support.redis import REDIS_PREFIX
 
 EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "12"))
 SEED = os.environ.get("CONVERGENCE_SEED")

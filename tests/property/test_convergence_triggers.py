@@ -19,9 +19,9 @@ import pytest
 from hypothesis import example, given
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_trigger_capture import trigger_sessions
 from tests.property.test_convergence import RESTORED, STEPS, check_convergence, search_settings
+from tests.support.pipeline import Pipeline
 
 __all__ = ["trigger_sessions"]
 

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy.orm import Session
 
 from stream_outbox.app_hooks.outbox import Status
-from tests.app_model import AppModel
-from tests.pipeline.conftest import Pipeline
 from tests.property.test_convergence import PREAMBLE, World, differences, reset, rows_by_status
+from tests.support.app_model import AppModel
+from tests.support.pipeline import Pipeline
 
 # The preamble: users 0-3 (0 "Zoë Ångström" with an avatar, 1 "🎉 Party 🦄", 2 no
 # profile, 3 "שלום עולם"), conversation 0 between users 0 and 1.
