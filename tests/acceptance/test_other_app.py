@@ -1,8 +1,8 @@
 """The whole product on an application shaped nothing like the reference one.
 
-``tests/other_app`` has its own tables (``accounts`` with integer ids, ``photos``,
+``tests/apps/other_app`` has its own tables (``accounts`` with integer ids, ``photos``,
 ``threads``, ``thread_members`` with ``left_at``, ``posts`` with text ids, ``meetups``
-and their invites and proposals) and is bound by ``tests.other_app.chat_binding:binding``.
+and their invites and proposals) and is bound by ``tests.apps.other_app.chat_binding:binding``.
 Every process of the product is started as an operator would start it, configured by
 environment variables only (``OUTBOX_BINDING`` among them): ``stream-outbox migrate``,
 the Procfile under honcho, ``backfill``, ``admin verify|resync|list|replay``, the
@@ -35,15 +35,15 @@ from stream_outbox.app_hooks import outbox
 from stream_outbox.app_hooks.channel_ids import direct_message_id
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker.admin.migrate import upgrade
-from tests.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
-from tests.other_app.models import (
+from tests.apps.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
+from tests.apps.other_app.models import (
     Account,
     Photo,
     Post,
     Thread,
     ThreadMember,
 )
-from tests.other_app.seed import Existing, seed_existing
+from tests.apps.other_app.seed import Existing, seed_existing
 from tests.support.database import empty_database
 from tests.support.outbox import newest_row, settled
 from tests.support.processes import (
@@ -58,7 +58,7 @@ from tests.support.processes import (
 from tests.support.redis import REDIS_PREFIX, clear_redis
 from tests.support.settings import API_SECRET, BIN, ROOT, clean_environ, product_env
 
-BINDING = "tests.other_app.chat_binding:binding"
+BINDING = "tests.apps.other_app.chat_binding:binding"
 OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
 
 
@@ -358,7 +358,7 @@ def test_the_dashboard_and_the_chat_router_read_the_apps_own_tables(
     port = free_port()
     web = spawn(
         sys.executable,
-        *("-m", "uvicorn", "--factory", "tests.other_app.web:create_app"),
+        *("-m", "uvicorn", "--factory", "tests.apps.other_app.web:create_app"),
         *("--host", "127.0.0.1", "--port", str(port)),
     )
     base = f"http://127.0.0.1:{port}"

@@ -27,7 +27,7 @@ from stream_outbox.worker import runtime
 from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.admin.backfill import Scope
 from stream_outbox.worker.sync.history import BATCH
-from tests.pipeline.string_id_app import (
+from tests.apps.string_ids import (
     STRING_ID_BINDING,
     SConversation,
     SParticipant,

@@ -47,7 +47,7 @@ from stream_outbox.app_hooks.reference import (
 )
 from stream_outbox.worker import runtime
 from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
-from tests.pipeline.string_id_app import (
+from tests.apps.string_ids import (
     STRING_ID_BINDING,
     SConversation,
     SMessage,

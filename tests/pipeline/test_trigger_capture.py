@@ -35,8 +35,8 @@ from stream_outbox.app_hooks.reference import (
 )
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers, triggers_installed
 from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
+from tests.apps.shapes import BINDING as SHAPES
 from tests.pipeline.test_user_lifecycle import shapes
-from tests.shapes_app import BINDING as SHAPES
 from tests.support.pipeline import Pipeline
 
 __all__ = ["capture_triggers", "shapes", "trigger_sessions"]

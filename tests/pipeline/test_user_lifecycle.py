@@ -21,7 +21,7 @@ from stream_outbox.app_hooks.reference import Message, Profile, User
 from stream_outbox.worker import runtime
 from stream_outbox.worker.admin.operations import resync
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
-from tests.shapes_app import BINDING, Base, Post, ada_and_bob_in_a_thread
+from tests.apps.shapes import BINDING, Base, Post, ada_and_bob_in_a_thread
 from tests.support.pipeline import Pipeline
 from tests.support.story import invite
 
