@@ -1,4 +1,5 @@
-"""Fixtures of the whole suite: a database of this run's own, real Redis, the emulator.
+"""Fixtures of the whole suite: a database of this run's own, real Redis, the emulator,
+and the relay and a worker in the test's process (the pipeline).
 
 What they stand on is in ``tests/support``. A server that does not answer stops the run
 with one line saying what to start.
@@ -16,10 +17,12 @@ from stream_outbox.app_hooks import install
 from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
 from stream_outbox.app_hooks.reference import Base
 from stream_outbox.emulator import Emulator
+from stream_outbox.worker.settings import Settings
 from tests.support import database
-from tests.support.redis import redis_db_url
+from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.redis import REDIS_PREFIX, redis_db_url
 from tests.support.redis import server_trouble as redis_trouble
-from tests.support.settings import API_KEY, API_SECRET
+from tests.support.settings import API_KEY, API_SECRET, product_settings
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +82,39 @@ def session_factory(clean_db: Engine) -> sessionmaker[Session]:
     factory = sessionmaker(clean_db, expire_on_commit=False)
     install(factory)
     return factory
+
+
+@pytest.fixture()
+def trigger_sessions(clean_db: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions of the app WITHOUT listeners, the reference binding's capture triggers
+    installed instead."""
+    with database.capture_triggers(clean_db):
+        yield sessionmaker(clean_db, expire_on_commit=False)
+
+
+@pytest.fixture()
+def settings(database_url: str, redis_url: str, emu: Emulator) -> Settings:
+    """The pipeline's settings: short timeouts and backoffs, a few retries, no pacing."""
+    # The worker does not pace itself here (stream_limits=False below): the emulator
+    # does not apply Stream's limits either, or bursts would be 429s retried until
+    # max_retries runs out. A test sets the limits it is about (reset() restores them).
+    emu.set_stream_limits(False)
+    return product_settings(
+        database_url,
+        redis_url,
+        emu.base_url,
+        prefix=REDIS_PREFIX,
+        stream_timeout=2.0,
+        max_retries=4,
+        min_backoff_ms=20,
+        max_backoff_ms=200,
+        visibility_timeout=60,
+        stream_limits=False,  # no pacing here: the budget has tests of its own
+    )
+
+
+@pytest.fixture()
+def pipeline(settings: Settings, clean_db: Engine, emu: Emulator) -> Iterator[Pipeline]:
+    """The relay, a worker and their broker in this process, on ``settings``."""
+    with running_pipeline(settings, clean_db, emu) as pipe:
+        yield pipe

@@ -147,7 +147,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cli(env: dict[str, str], workdir: Path) -> Run:
+def app_cli(env: dict[str, str], workdir: Path) -> Run:
     """Run ``stream-outbox <args>`` as an operator would."""
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -179,7 +179,7 @@ def spawn(env: dict[str, str], workdir: Path) -> Iterator[Callable[..., subproce
 def test_an_existing_app_goes_live_and_stays_in_step(
     existing: Existing,
     app_engine: Engine,
-    cli: Run,
+    app_cli: Run,
     spawn: Callable[..., subprocess.Popen[str]],
     stream: Emulator,
 ) -> None:
@@ -188,7 +188,7 @@ def test_an_existing_app_goes_live_and_stays_in_step(
     assert OUTBOX_TABLES.isdisjoint(inspect(app_engine).get_table_names())
 
     # When the outbox tables are created beside them
-    migrated = cli("migrate")
+    migrated = app_cli("migrate")
     # Then they are, and the app's rows are left alone
     assert migrated.returncode == 0, migrated.stderr
     assert set(inspect(app_engine).get_table_names()) >= OUTBOX_TABLES
@@ -198,7 +198,7 @@ def test_an_existing_app_goes_live_and_stays_in_step(
 
     # When the Procfile runs and the existing rows are backfilled
     procfile = spawn(*script("honcho", "start", "-f", str(ROOT / "Procfile")))
-    backfill = cli("backfill", "--json")
+    backfill = app_cli("backfill", "--json")
     # Then live accounts and threads are enqueued (not the soft-deleted ones)
     assert backfill.returncode == 0, backfill.stderr
     assert json.loads(backfill.stdout) == {"enqueued": {"user": 3, "conversation": 3}}
@@ -249,7 +249,7 @@ def test_an_existing_app_goes_live_and_stays_in_step(
         session.get_one(Post, "post-live-2").deleted_at = datetime.now(UTC)
     # Then Stream converges, and verify (which reads the app through the binding) agrees
     wait_for(lambda: settled(app_engine), "the live changes")
-    verify = cli("admin", "verify")
+    verify = app_cli("admin", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "in step" in verify.stdout
     state = stream.state()
@@ -266,19 +266,19 @@ def test_an_existing_app_goes_live_and_stays_in_step(
     assert channel_of(state, e.dm)["deleted_at"], "a soft-deleted thread's channel is deleted"
 
     # When an operator resyncs everything
-    resync = cli("admin", "resync", "--json")
+    resync = app_cli("admin", "resync", "--json")
     # Then every live account and thread is enqueued again, and nothing changes
     assert resync.returncode == 0, resync.stderr
     assert json.loads(resync.stdout) == {"enqueued": {"user": 3, "conversation": 3}}
     wait_for(lambda: settled(app_engine), "the resync")
-    assert cli("admin", "verify").returncode == 0
+    assert app_cli("admin", "verify").returncode == 0
 
     # When a post is longer than Stream takes
     with live() as session, session.begin():
         session.add(Post(id="post-long", thread_id=team.id, author_id=e.ada, body="x" * 5001))
     # Then its row fails at once, for an operator to see
     wait_for(lambda: settled(app_engine, failed=1), "the failure")
-    listed = cli("admin", "list", "--status", "failed", "--json")
+    listed = app_cli("admin", "list", "--status", "failed", "--json")
     assert listed.returncode == 0, listed.stderr
     [row] = json.loads(listed.stdout)["rows"]
     assert (row["target_kind"], row["target_id"]) == ("message", "post-long")
@@ -286,7 +286,7 @@ def test_an_existing_app_goes_live_and_stays_in_step(
     # When the operator shortens it (plain SQL: not captured) and replays the row
     with app_engine.begin() as conn:
         conn.execute(update(Post).where(Post.id == "post-long").values(body="x" * 5000))
-    replay = cli("admin", "replay", str(row["id"]), "--json")
+    replay = app_cli("admin", "replay", str(row["id"]), "--json")
     assert replay.returncode == 0, replay.stderr
     assert json.loads(replay.stdout)["ids"] == [row["id"]]
     # Then it goes through
@@ -303,12 +303,12 @@ def test_an_existing_app_goes_live_and_stays_in_step(
 def test_the_dashboard_and_the_chat_router_read_the_apps_own_tables(
     existing: Existing,
     app_engine: Engine,
-    cli: Run,
+    app_cli: Run,
     spawn: Callable[..., subprocess.Popen[str]],
 ) -> None:
     e, now = existing, datetime.now(UTC)
     # Given the outbox tables (migrate is a no-op when they are there)
-    assert cli("migrate").returncode == 0
+    assert app_cli("migrate").returncode == 0
     # And, written through installed sessions: an account with a photo, in a thread with
     # Ada, which another account left; and a soft-deleted thread
     with installed_sessions(app_engine)() as session, session.begin():
@@ -395,11 +395,11 @@ def test_the_dashboard_and_the_chat_router_read_the_apps_own_tables(
 
 
 @pytest.fixture(scope="module")
-def pipeline(
-    existing: Existing, cli: Run, spawn: Callable[..., subprocess.Popen[str]]
+def procfile_running(
+    existing: Existing, app_cli: Run, spawn: Callable[..., subprocess.Popen[str]]
 ) -> subprocess.Popen[str]:
     """The migrated outbox and the Procfile running, for the tests below."""
-    assert cli("migrate").returncode == 0
+    assert app_cli("migrate").returncode == 0
     return spawn(*script("honcho", "start", "-f", str(ROOT / "Procfile")))
 
 
@@ -434,25 +434,25 @@ def restore(live: sessionmaker[Session], engine: Engine, model: type[Any], key: 
 def test_an_account_restored_from_its_soft_delete_is_active_in_stream(
     existing: Existing,
     app_engine: Engine,
-    pipeline: subprocess.Popen[str],
-    cli: Run,
+    procfile_running: subprocess.Popen[str],
+    app_cli: Run,
     stream: Emulator,
 ) -> None:
     # Given a soft-deleted account, deactivated in Stream
     live, account, _ = deleted_account_in_a_thread(app_engine, existing, stream)
     # When the app restores it (and an operator resyncs, to be sure)
     restore(live, app_engine, Account, account)
-    assert cli("admin", "resync", "--kind", "user").returncode == 0
+    assert app_cli("admin", "resync", "--kind", "user").returncode == 0
     wait_for(lambda: settled(app_engine), "the resync")
     # Then Stream holds it active again
     assert not stream.state()["users"][str(account)].get("deactivated_at")
-    assert cli("admin", "verify", "--kind", "user").returncode == 0
+    assert app_cli("admin", "verify", "--kind", "user").returncode == 0
 
 
 def test_an_account_restored_from_its_soft_delete_is_back_in_its_channels(
     existing: Existing,
     app_engine: Engine,
-    pipeline: subprocess.Popen[str],
+    procfile_running: subprocess.Popen[str],
     stream: Emulator,
 ) -> None:
     # Given a soft-deleted account, out of its thread's channel
@@ -466,7 +466,7 @@ def test_an_account_restored_from_its_soft_delete_is_back_in_its_channels(
 def test_a_thread_restored_from_its_soft_delete_has_its_posts_in_stream(
     existing: Existing,
     app_engine: Engine,
-    pipeline: subprocess.Popen[str],
+    procfile_running: subprocess.Popen[str],
     stream: Emulator,
 ) -> None:
     # Given a thread with a post, synced, then soft-deleted: its channel is deleted

@@ -26,16 +26,10 @@ from stream_outbox.app_hooks.outbox import audit, outbox
 from stream_outbox.app_hooks.reference import User
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.settings import Settings
-from tests.pipeline import conftest as pipeline_fixtures
 from tests.support.outbox import add_row
 from tests.support.pipeline import Pipeline
 from tests.support.processes import free_port
 from tests.support.story import invite
-
-# The relay, a worker and the emulator, as the pipeline tests run them.
-settings = pipeline_fixtures.settings
-pipeline = pipeline_fixtures.pipeline
-app_session = pipeline_fixtures.app_session
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -223,17 +217,17 @@ def test_failures_of_two_causes_show_as_two_groups_and_one_is_replayed_to_done(
     browser: Browser,
     dashboard: str,
     pipeline: Pipeline,
-    app_session: Callable[[], Session],
+    session_factory: Callable[[], Session],
 ) -> None:
     # Given Stream refusing a conversation for one reason, then new users for another
     emu = pipeline.emu
     emu.inject_failure("GetOrCreateChannel", 400, times=10, code=16, message="channel 9 is frozen")
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         invite(session)
     pipeline.drain()
     emu.clear_faults()
     emu.inject_failure("UpdateUsers", 400, times=10, code=4, message="user 17 name is too long")
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         session.add_all([User(email=f"new{n}@example.com") for n in range(3)])
     pipeline.drain()
     emu.clear_faults()

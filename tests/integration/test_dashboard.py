@@ -46,7 +46,7 @@ SECRETS = (PASSWORD, TOKEN, STREAM_SECRET)
 
 
 @pytest.fixture()
-def settings(database_url: str, emu: Emulator) -> Settings:
+def dashboard_settings(database_url: str, emu: Emulator) -> Settings:
     """Both ways in, and Stream credentials (the emulator) for the target panel."""
     return Settings(
         database_url=database_url,
@@ -60,9 +60,11 @@ def settings(database_url: str, emu: Emulator) -> Settings:
 
 
 @pytest.fixture()
-def client(clean_db: Engine, settings: Settings) -> Iterator[TestClient]:
+def client(clean_db: Engine, dashboard_settings: Settings) -> Iterator[TestClient]:
     """A client of the dashboard on host ``dash.test``, no credentials by default."""
-    with TestClient(create_app(settings, engine=clean_db), base_url=ORIGIN) as test_client:
+    with TestClient(
+        create_app(dashboard_settings, engine=clean_db), base_url=ORIGIN
+    ) as test_client:
         yield test_client
 
 
@@ -161,10 +163,10 @@ def test_bearer_token_and_token_login(client: TestClient) -> None:
 
 
 def test_failed_sign_ins_lock_the_client_out_for_a_while(
-    clean_db: Engine, settings: Settings
+    clean_db: Engine, dashboard_settings: Settings
 ) -> None:
     # Given a dashboard that allows three failed sign-ins a minute
-    strict = settings.model_copy(update={"dashboard_lockout": "3 per 1 minute"})
+    strict = dashboard_settings.model_copy(update={"dashboard_lockout": "3 per 1 minute"})
     with TestClient(create_app(strict, engine=clean_db), base_url=ORIGIN) as client:
         # When a client fails three times (a wrong password, a wrong token, a wrong form)
         assert client.get("/", auth=(USER, "wrong")).status_code == 401
@@ -184,9 +186,9 @@ def test_failed_sign_ins_lock_the_client_out_for_a_while(
 
 
 def test_right_credentials_do_not_count_against_the_lockout(
-    clean_db: Engine, settings: Settings
+    clean_db: Engine, dashboard_settings: Settings
 ) -> None:
-    strict = settings.model_copy(update={"dashboard_lockout": "2 per 1 minute"})
+    strict = dashboard_settings.model_copy(update={"dashboard_lockout": "2 per 1 minute"})
     with TestClient(create_app(strict, engine=clean_db), base_url=ORIGIN) as client:
         for _ in range(5):
             assert client.get("/", auth=AUTH).status_code == 200
@@ -195,12 +197,12 @@ def test_right_credentials_do_not_count_against_the_lockout(
 
 
 def test_create_app_refuses_without_credentials(database_url: str) -> None:
-    def settings(**dashboard: str | None) -> Settings:
+    def only(**dashboard: str | None) -> Settings:
         unset = dict.fromkeys(("dashboard_user", "dashboard_password", "dashboard_token"))
         return Settings(database_url=database_url, **{**unset, **dashboard})
 
     with pytest.raises(ConfigurationError) as none:
-        create_app(settings())
+        create_app(only())
     message = str(none.value)
     assert message.splitlines() == [message]
     for variable in (
@@ -210,11 +212,11 @@ def test_create_app_refuses_without_credentials(database_url: str) -> None:
     ):
         assert variable in message
     with pytest.raises(ConfigurationError, match="OUTBOX_DASHBOARD_PASSWORD is not set"):
-        create_app(settings(dashboard_user="admin"))
+        create_app(only(dashboard_user="admin"))
     with pytest.raises(ConfigurationError, match="OUTBOX_DASHBOARD_USER is not set"):
-        create_app(settings(dashboard_password="x"))
+        create_app(only(dashboard_password="x"))
     with pytest.raises(ConfigurationError, match="needs credentials"):
-        create_app(settings(dashboard_token=""))
+        create_app(only(dashboard_token=""))
 
 
 def test_safety_headers(client: TestClient) -> None:
@@ -548,8 +550,10 @@ def test_bulk_replay_bad_input(client: TestClient, clean_db: Engine) -> None:
     assert status_of(clean_db, row_id) == "failed"
 
 
-def test_mounted_under_a_prefix(clean_db: Engine, settings: Settings) -> None:
-    parent = Starlette(routes=[Mount("/outbox", app=create_app(settings, engine=clean_db))])
+def test_mounted_under_a_prefix(clean_db: Engine, dashboard_settings: Settings) -> None:
+    parent = Starlette(
+        routes=[Mount("/outbox", app=create_app(dashboard_settings, engine=clean_db))]
+    )
     row_id = add(clean_db)
     with TestClient(parent, base_url=ORIGIN) as client:
         page = client.get("/outbox/rows", auth=AUTH)

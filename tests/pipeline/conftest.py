@@ -1,50 +1,58 @@
-"""Pipeline fixtures: real PostgreSQL, real Redis, the emulator over HTTP, in-process workers."""
+"""Fixtures of the pipeline tests beyond the suite's ``pipeline``: the app's web front end
+with the chat router, and the shapes app bound to the worker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine
+from fastapi import FastAPI, Header
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks import install
-from stream_outbox.emulator import Emulator
-from stream_outbox.worker.settings import Settings
-from tests.support.pipeline import Pipeline, running_pipeline
-from tests.support.redis import REDIS_PREFIX
-from tests.support.settings import product_settings
+from stream_outbox.app_hooks.chat_router import chat_router
+from tests.apps.shapes import BINDING, Base
+from tests.support.pipeline import Pipeline
+from tests.support.settings import API_KEY, API_SECRET
 
 
 @pytest.fixture()
-def settings(database_url: str, redis_url: str, emu: Emulator) -> Settings:
-    # The worker does not pace itself here (stream_limits=False below): the emulator
-    # does not apply Stream's limits either, or bursts would be 429s retried until
-    # max_retries runs out. A test sets the limits it is about (reset() restores them).
-    emu.set_stream_limits(False)
-    return product_settings(
-        database_url,
-        redis_url,
-        emu.base_url,
-        prefix=REDIS_PREFIX,
-        stream_timeout=2.0,
-        max_retries=4,
-        min_backoff_ms=20,
-        max_backoff_ms=200,
-        visibility_timeout=60,
-        stream_limits=False,  # no pacing here: the budget has tests of its own
+def frontend(pipeline: Pipeline) -> Iterator[TestClient]:
+    """The app's web front end with the chat router, on the pipeline's database."""
+
+    def connection() -> Iterator[Connection]:
+        with pipeline.engine.connect() as conn:
+            yield conn
+
+    def current_user_id(x_user_id: str = Header()) -> str:  # the app's own auth, simplified
+        return x_user_id
+
+    app = FastAPI()
+    app.include_router(
+        chat_router(
+            connection=connection,
+            current_user_id=current_user_id,
+            api_key=API_KEY,
+            api_secret=API_SECRET,
+            app_id="1460405",
+        )
     )
+    with TestClient(app) as client:
+        yield client
 
 
 @pytest.fixture()
-def pipeline(settings: Settings, clean_db: Engine, emu: Emulator) -> Iterator[Pipeline]:
-    with running_pipeline(settings, clean_db, emu) as pipe:
-        yield pipe
-
-
-@pytest.fixture()
-def app_session(clean_db: Engine) -> Callable[[], Session]:
-    """Sessions of the application, with capture installed."""
+def shapes(pipeline: Pipeline, clean_db: Engine) -> Iterator[sessionmaker[Session]]:
+    """The shapes app's tables, captured, and the worker's runtime on its binding."""
+    Base.metadata.create_all(clean_db)
     factory = sessionmaker(clean_db, expire_on_commit=False)
-    install(factory)
-    return factory
+    install(factory, BINDING)
+    try:
+        with pipeline.bound_to(BINDING):
+            yield factory
+    finally:
+        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        with clean_db.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {names} CASCADE"))

@@ -23,7 +23,6 @@ from sqlalchemy import DateTime, Engine, String, Text, insert, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from stream_outbox.app_hooks.binding import Binding
-from stream_outbox.worker import runtime
 from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.admin.backfill import Scope
 from stream_outbox.worker.sync.history import BATCH
@@ -62,15 +61,10 @@ def app(pipeline: Pipeline) -> Iterator[Engine]:
     """The app's tables, and the worker's runtime bound to it (the pipeline's worker runs it)."""
     StringIdBase.metadata.create_all(pipeline.engine)
     UndatedBase.metadata.create_all(pipeline.engine)
-    previous = runtime.current()
-    own = runtime.Runtime.from_settings(pipeline.settings, binding=UNDATED_BINDING)
-    runtime.install(own)
     try:
-        yield pipeline.engine
+        with pipeline.bound_to(UNDATED_BINDING):
+            yield pipeline.engine
     finally:
-        runtime.install(previous)
-        own.engine.dispose()
-        own.redis.close()
         UndatedBase.metadata.drop_all(pipeline.engine)
         StringIdBase.metadata.drop_all(pipeline.engine)
 

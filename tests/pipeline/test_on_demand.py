@@ -15,7 +15,6 @@ from sqlalchemy import Engine, func, insert, select
 from stream_outbox.app_hooks import outbox
 from stream_outbox.app_hooks.on_demand import MigrationState, migration_status, request_migration
 from stream_outbox.app_hooks.reference import Conversation, ConversationParticipant, Message, User
-from tests.pipeline.test_dual_mode import frontend as frontend  # the app with the router
 from tests.pipeline.test_going_live import backfill
 from tests.support.pipeline import Pipeline
 from tests.support.processes import wait_for

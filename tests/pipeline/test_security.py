@@ -50,7 +50,7 @@ CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
 @pytest.fixture()
 def failed_run(
-    pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
+    pipeline: Pipeline, session_factory: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> dict[str, Any]:
     """A run with failures of every kind: permanent, exhausted retries, dropped, then OK."""
     caplog.set_level(logging.DEBUG)
@@ -59,13 +59,13 @@ def failed_run(
     emu.inject_failure("GetOrCreateChannel", status=400, times=5, code=4, message="bad data")
     emu.drop_connections("SendMessage", times=1)
     emu.inject_failure("DeactivateUsers", status=500, times=50)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
         session.add(Message(conversation_id=made["conversation"].id, content="hello"))
         leaver = User(email="leaver@example.com")
         session.add(leaver)
     pipeline.drain()
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         session.delete(session.get(User, leaver.id))
     pipeline.drain()
     rows = pipeline.rows()
@@ -218,7 +218,7 @@ def test_the_dashboards_query_parameters_cannot_inject_sql(
 
 
 def test_a_wrong_secret_is_a_permanent_error_and_fails_the_rows_at_once(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     wrong = "a-wrong-secret-that-is-also-32-bytes-or-more"
     previous = runtime.current()
@@ -228,7 +228,7 @@ def test_a_wrong_secret_is_a_permanent_error_and_fails_the_rows_at_once(
     own = runtime.Runtime.from_settings(settings)
     runtime.install(own)
     try:
-        with app_session() as session, session.begin():
+        with session_factory() as session, session.begin():
             invite(session)
         pipeline.drain()
     finally:

@@ -133,13 +133,14 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_hard_case_converges(
-    pipeline: Pipeline, app_session: Callable[[], Session], case: str
+    pipeline_under_faults: Pipeline, session_factory: Callable[[], Session], case: str
 ) -> None:
-    reset(pipeline)
-    world = World(pipeline, AppModel(app_session))
+    pipe = pipeline_under_faults
+    reset(pipe)
+    world = World(pipe, AppModel(session_factory))
     world.app.transaction(PREAMBLE)
     for step in CASES[case]:
         world.step(step)
     world.settle()
-    assert set(rows_by_status(pipeline)) == {Status.DONE}, rows_by_status(pipeline)
-    assert differences(pipeline, world.app) == []
+    assert set(rows_by_status(pipe)) == {Status.DONE}, rows_by_status(pipe)
+    assert differences(pipe, world.app) == []

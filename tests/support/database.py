@@ -1,5 +1,6 @@
 """Scratch databases on the shared PostgreSQL server: made for a test, a run or a benchmark,
-dropped after it (forcing other sessions out, so a crashed process never keeps one alive).
+dropped after it (forcing other sessions out, so a crashed process never keeps one alive);
+a binding's capture triggers installed for a block.
 
 Names start with what they are for and carry the process id, so that a database left
 behind by a killed run says whose it was.
@@ -15,7 +16,9 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from stream_outbox.app_hooks.reference import Base
+from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Base
+from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers, triggers_installed
 from stream_outbox.worker.admin.migrate import upgrade
 from stream_outbox.worker.demo.scratch_db import scratch_database
 from tests.support.settings import SERVER_URL
@@ -23,6 +26,7 @@ from tests.support.settings import SERVER_URL
 __all__ = [
     "ScratchDatabase",
     "admin_connection",
+    "capture_triggers",
     "databases_named",
     "empty_database",
     "outbox_database",
@@ -121,3 +125,17 @@ class ScratchDatabase:
 
     def drop(self) -> None:
         self._dropped.close()
+
+
+@contextmanager
+def capture_triggers(engine: Engine, binding: Binding = REFERENCE_BINDING) -> Iterator[None]:
+    """The binding's capture triggers, installed for the block, always dropped after."""
+    with engine.begin() as conn:
+        install_triggers(conn, binding)
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            drop_triggers(conn)
+        with engine.connect() as conn:
+            assert not triggers_installed(conn), "capture triggers left in the shared database"

@@ -4,6 +4,7 @@ Redis and the emulator over HTTP (the ``pipeline`` fixtures)."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,15 +15,18 @@ from redis import Redis
 from sqlalchemy import Engine, select
 
 from stream_outbox.app_hooks import outbox
+from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker import runtime
+from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
 from stream_outbox.worker.pipeline.broker import build_broker, declare_actors
 from stream_outbox.worker.pipeline.relay import Relay
 from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.store.repository import OutboxRepository, OutboxRow
 from tests.support.redis import clear_redis
 
-__all__ = ["Pipeline", "running_pipeline"]
+__all__ = ["Pipeline", "drift", "running_pipeline"]
 
 
 @dataclass
@@ -80,6 +84,27 @@ class Pipeline:
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = self.emu.request_counts()["counts"]
         return counts
+
+    @contextmanager
+    def bound_to(self, binding: Binding) -> Iterator[None]:
+        """The worker reads the app through ``binding`` for the block (a runtime of its own)."""
+        previous = runtime.current()
+        own = runtime.Runtime.from_settings(self.settings, binding=binding)
+        runtime.install(own)
+        try:
+            yield
+        finally:
+            runtime.install(previous)
+            own.engine.dispose()
+            own.redis.close()
+
+
+def drift(
+    pipeline: Pipeline, gone: Sequence[uuid.UUID] = (), binding: Binding = REFERENCE_BINDING
+) -> list[str]:
+    """Where Stream (the emulator) differs from what the database says, one line each."""
+    desired = read_desired(pipeline.engine, binding, pipeline.repo, gone=[str(c) for c in gone])
+    return [str(d) for d in compare(desired, held_from_snapshot(pipeline.emu.state()))]
 
 
 @contextmanager
