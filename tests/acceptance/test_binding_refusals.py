@@ -14,6 +14,8 @@ import pytest
 from tests.apps import accounts
 from tests.support.processes import Run
 
+pytestmark = pytest.mark.slow
+
 # Every command that reads the app's tables, as a user starts it.
 COMMANDS = [
     ("relay",),

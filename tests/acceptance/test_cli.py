@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 
 from stream_outbox.worker.settings import normalize_database_url
 from tests.support.processes import Run
 from tests.support.settings import BIN
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = BIN / "stream-outbox"
 OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}

@@ -16,6 +16,8 @@ from tests.support.database import databases_named
 from tests.support.processes import script
 from tests.support.settings import REDIS_URL, clean_environ
 
+pytestmark = pytest.mark.slow
+
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
 VERDICT = "Verdict: in step (5 users, 4 channels, 1 deleted, 6 messages)"

@@ -23,6 +23,8 @@ from tests.support.processes import Run, free_port, script, started_processes, w
 from tests.support.redis import PrivateRedis, redis_server
 from tests.support.settings import API_KEY, API_SECRET, clean_environ, product_env
 
+pytestmark = pytest.mark.slow
+
 PASSWORD = "not-a-real-password-4821"
 _WAIT_SECONDS = 60.0
 

@@ -58,6 +58,8 @@ from tests.support.processes import (
 from tests.support.redis import REDIS_PREFIX, clear_redis
 from tests.support.settings import API_SECRET, BIN, ROOT, clean_environ, product_env
 
+pytestmark = pytest.mark.slow
+
 BINDING = "tests.apps.other_app.chat_binding:binding"
 OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
 

@@ -26,6 +26,8 @@ from tests.support.processes import script, started_processes, stop, wait_for
 from tests.support.redis import REDIS_PREFIX, clear_redis, redis_db_url
 from tests.support.settings import BIN, ROOT, clean_environ, product_env, product_settings
 
+pytestmark = pytest.mark.slow
+
 REDIS_DB = 12
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from stream_outbox.app_hooks.reference import Base
 from stream_outbox.worker.settings import normalize_database_url
 from tests.support.processes import Run
+
+pytestmark = pytest.mark.slow
 
 
 def execute(url: str, *statements: str) -> list[tuple[object, ...]]:

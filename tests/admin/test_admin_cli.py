@@ -236,6 +236,7 @@ def as_json_any(result: Result) -> dict[str, object]:
     return dict(json.loads(result.stdout))
 
 
+@pytest.mark.slow
 def test_admin_errors_are_one_line_with_exit_status_2(database_url: str, clean_db: Engine) -> None:
     binary = Path(sys.executable).parent / "stream-outbox"
     env = {**os.environ, "DATABASE_URL": database_url}

@@ -31,6 +31,8 @@ from tests.support.pipeline import Pipeline
 from tests.support.processes import free_port
 from tests.support.story import invite
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

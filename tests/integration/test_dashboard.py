@@ -599,6 +599,7 @@ def _command_env(database_url: str, **extra: str) -> dict[str, str]:
     return clean_environ(DATABASE_URL=database_url, **extra)
 
 
+@pytest.mark.slow
 def test_command_refuses_without_credentials(database_url: str, tmp_path: Path) -> None:
     done = subprocess.run(
         script("stream-outbox", "dashboard"),
@@ -615,6 +616,7 @@ def test_command_refuses_without_credentials(database_url: str, tmp_path: Path) 
     ]
 
 
+@pytest.mark.slow
 def test_command_serves_and_logs_no_secret(database_url: str, tmp_path: Path) -> None:
     port = free_port()
     env = _command_env(

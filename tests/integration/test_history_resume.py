@@ -26,6 +26,8 @@ from stream_outbox.worker.stream.imports import ImportAPI
 from tests.integration.test_history_export import START, history, run_history
 from tests.support.settings import API_KEY, API_SECRET
 
+pytestmark = pytest.mark.slow
+
 WATERMARK = START + timedelta(days=1)
 UNTIL = "2024-01-02T00:00:00+00:00"
 MAX_BYTES = 5_000

@@ -346,6 +346,7 @@ def test_app_hooks_knows_the_head_revision() -> None:
     assert not any(map(older_than_code, ["10000", "9999", "a1b2c3", None]))
 
 
+@pytest.mark.slow
 def test_a_process_refuses_an_outbox_older_than_its_migrations(
     empty_url: str, db: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -39,6 +40,8 @@ from stream_outbox.emulator import Emulator
 from stream_outbox.worker.store.cutover import forget_cutover
 from tests.support.pipeline import Pipeline
 from tests.support.settings import API_KEY, API_SECRET
+
+pytestmark = pytest.mark.slow
 
 START = datetime(2023, 6, 1, tzinfo=UTC)
 LEGACY = 40

@@ -23,6 +23,8 @@ from stream_outbox.worker.admin.backfill import Scope
 from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
 from tests.support.pipeline import Pipeline
 
+pytestmark = pytest.mark.slow
+
 # 800 conversations of 10 messages (8,000 SendMessage calls): GL_CONV=2000 for a larger run
 CONVERSATIONS = int(__import__("os").environ.get("GL_CONV", "800"))
 MESSAGES_PER_CONVERSATION = 10

@@ -73,6 +73,7 @@ def test_the_secret_never_reaches_logs_rows_or_metrics(
     assert API_SECRET not in text
 
 
+@pytest.mark.slow
 def test_the_stock_dramatiq_cli_module_declares_the_actor(
     settings_env: dict[str, str],
 ) -> None:

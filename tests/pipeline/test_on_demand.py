@@ -158,6 +158,7 @@ def test_a_priority_claim_takes_the_backfills_row_of_the_conversation_with_it(
     assert all(row.event == "backfill" for row in backlog)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_legacy_conversation_migrates_on_demand_ahead_of_a_large_backfill(
     pipeline: Pipeline, frontend: TestClient

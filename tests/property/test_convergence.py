@@ -53,6 +53,8 @@ from tests.support.app_model import OPERATIONS, AppModel, Op
 from tests.support.pipeline import Pipeline
 from tests.support.redis import REDIS_PREFIX
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "12"))
 SEED = os.environ.get("CONVERGENCE_SEED")
 RATE_LIMIT_SECONDS = 1.5

@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.property.test_convergence import RESTORED, STEPS, check_convergence, search_settings
 from tests.support.pipeline import Pipeline
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("CONVERGENCE_TRIGGER_EXAMPLES", "6"))
 
 

@@ -19,6 +19,8 @@ from tests.property.test_convergence import PREAMBLE, World, differences, reset,
 from tests.support.app_model import AppModel
 from tests.support.pipeline import Pipeline
 
+pytestmark = pytest.mark.slow
+
 # The preamble: users 0-3 (0 "Zoë Ångström" with an avatar, 1 "🎉 Party 🦄", 2 no
 # profile, 3 "שלום עולם"), conversation 0 between users 0 and 1.
 CASES: dict[str, list[tuple[Any, ...]]] = {
