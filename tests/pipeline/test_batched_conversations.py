@@ -244,10 +244,10 @@ def test_assign_channels_takes_the_first_free_candidate(clean_db: Engine) -> Non
         return ChannelRef("messaging", channel_id)
 
     # Given "taken" belongs to another conversation, and "kept" has its channel already
-    assert repo.assign_channel("owner", [ref("taken")]) == ref("taken")
-    assert repo.assign_channel("kept", [ref("old")]) == ref("old")
+    assert repo.channels.assign_channel("owner", [ref("taken")]) == ref("taken")
+    assert repo.channels.assign_channel("kept", [ref("old")]) == ref("old")
     # When a batch asks for channels
-    assigned = repo.assign_channels(
+    assigned = repo.channels.assign_channels(
         {
             "second": [ref("taken"), ref("second_fallback")],
             "first": [ref("first_choice"), ref("first_fallback")],

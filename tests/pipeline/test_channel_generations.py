@@ -140,9 +140,9 @@ def test_a_thread_back_before_its_channel_s_deletion_reached_stream_gets_it_anew
         ada, bob, thread = ada_and_bob_in_a_thread(session)
         session.add(_post(1, thread, ada))
     pipeline.drain()
-    ref = pipeline.repo.channel_for(str(thread.id))
+    ref = pipeline.repo.channels.channel_for(str(thread.id))
     assert ref is not None
-    pipeline.repo.mark_channel_deleted(str(thread.id), ref)
+    pipeline.repo.channels.mark_channel_deleted(str(thread.id), ref)
     assert _posts(pipeline) == {"msg-p-1": "post 1"}
     # When the thread is reconciled (it is in the database: a soft delete undone)
     with shapes.begin() as session:

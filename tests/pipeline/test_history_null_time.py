@@ -134,7 +134,7 @@ def conversation_rows(pipeline: Pipeline) -> list[dict[str, Any]]:
 
 def held_messages(pipeline: Pipeline) -> list[dict[str, Any]]:
     """The conversation's channel's messages, read back from Stream with the real SDK."""
-    ref = pipeline.repo.channel_for(CONVERSATION)
+    ref = pipeline.repo.channels.channel_for(CONVERSATION)
     assert ref is not None, "the conversation has no channel"
     client = pipeline.emu.client()
     answer = client.channel(ref.channel_type, ref.channel_id).query(messages={"limit": 300})
@@ -182,7 +182,7 @@ def test_a_message_without_time_fails_the_import_until_it_has_one(
     # and the channel is made, but nothing of the refused batch was sent, nor the cursor moved
     assert held_messages(pipeline) == []
     assert pipeline.counts().get("SendMessage", 0) == 0
-    assert pipeline.repo.history_cursor(CONVERSATION) is None
+    assert pipeline.repo.channels.history_cursor(CONVERSATION) is None
     assert {r["status"] for r in pipeline.rows() if r["target_kind"] == "user"} == {"done"}
 
     # When the worker and relay keep running, Then nothing loops: no retry, no continuation row
@@ -239,7 +239,7 @@ def test_a_message_without_time_after_a_full_batch_is_refused_too(
     assert (row["status"], len(held)) == ("failed", 0), (row["last_error"], len(held))
     assert UNDATED in row["last_error"]
     assert "created_at" in row["last_error"]
-    assert pipeline.repo.history_cursor(CONVERSATION) is None
+    assert pipeline.repo.channels.history_cursor(CONVERSATION) is None
 
     # When it gets a time after the others and the row is replayed
     set_time_and_replay(pipeline, START + timedelta(days=1))

@@ -744,7 +744,9 @@ def test_a_conversation_job_creates_the_invitation_channel(harness: Harness) -> 
     # And nothing else was needed: the new channel is in step
     assert [name for name, _ in harness.gateway.log] == ["upsert_users", "get_or_create_channel"]
     # And the channel is recorded for the conversation, and the rows are done
-    assert harness.rt.repo.channel_for(made.conversation) == ChannelRef("messaging", channel_id)
+    assert harness.rt.repo.channels.channel_for(made.conversation) == ChannelRef(
+        "messaging", channel_id
+    )
     assert harness.status(rows) == {Status.DONE}
 
 

@@ -308,7 +308,7 @@ def read_desired(
                 reads=read if history else None,
             )
     for conversation_id in set(gone) - set(desired):
-        ref = repo.channel_for(conversation_id)
+        ref = repo.channels.channel_for(conversation_id)
         if ref is not None:
             channels[f"{ref.channel_type}:{ref.channel_id}"] = ChannelView(deleted=True)
     return State(users, channels)
@@ -328,7 +328,7 @@ def _times(by_id: Mapping[str, str | None], generation: int) -> dict[str, str | 
 
 def _cid(repo: OutboxRepository, channel: DesiredChannel) -> tuple[str | None, int]:
     """The channel's cid (None: the product creates none) and its generation."""
-    ref = repo.channel_for(channel.conversation_id)
+    ref = repo.channels.channel_for(channel.conversation_id)
     if ref is not None:
         return f"{ref.channel_type}:{ref.channel_id}", ref.generation
     if channel.created_by is None:

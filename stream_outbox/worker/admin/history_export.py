@@ -249,13 +249,13 @@ class _Run:
         self, conn: Connection, desired: dict[str, DesiredChannel]
     ) -> dict[str, ChannelRef]:
         """The channel ids of conversations with a creator: the map's, else assigned now."""
-        refs = self.repo.channels_for(list(desired), conn)
+        refs = self.repo.channels.channels_for(list(desired), conn)
         wanted = {
             cid: channel_candidates(channel)
             for cid, channel in desired.items()
             if channel.created_by is not None and cid not in refs
         }
-        return {**refs, **self.repo.assign_channels(wanted)} if wanted else refs
+        return {**refs, **self.repo.channels.assign_channels(wanted)} if wanted else refs
 
     def _members(self, conn: Connection, files: ExportFiles) -> None:
         """Each channel's members, in the channels' order and by user id, with their

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker.errors import ConfigurationError, StreamError
 from stream_outbox.worker.settings import Settings
-from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
+from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
 from stream_outbox.worker.stream.gateway import StreamGateway
 from stream_outbox.worker.stream.protocol import StreamReader
 
@@ -35,7 +35,7 @@ def describe(
 def _desired(
     engine: Engine, binding: Binding, kind: str, target_id: str
 ) -> tuple[Any, tuple[str, str] | None]:
-    ref = OutboxRepository(engine).channel_for(target_id) if kind == "conversation" else None
+    ref = ChannelMap(engine).channel_for(target_id) if kind == "conversation" else None
     channel = (ref.channel_type, ref.channel_id) if ref else None
     with engine.connect() as conn:
         if kind == "user":
@@ -65,7 +65,7 @@ def _desired(
         message = binding.desired_messages(conn, [target_id]).get(target_id)
         if message is None:
             return "absent (deleted)", None
-    home = OutboxRepository(engine).channel_for(message.conversation_id)
+    home = ChannelMap(engine).channel_for(message.conversation_id)
     stream_id = message.stream_id(_generation(home) if home else 0)
     return {"id": stream_id, "conversation": message.conversation_id}, None
 

@@ -176,7 +176,7 @@ def _read_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> dict
         for ids, is_legacy in ((plain, False), (legacy, True)):
             if ids:
                 desired.update(rt.binding.desired_channels(conn, ids, legacy=is_legacy))
-        known = rt.repo.channels_for(list(targets), conn)
+        known = rt.repo.channels.channels_for(list(targets), conn)
     return {
         cid: _Snapshot(settles.get(cid, []), desired.get(cid), known.get(cid)) for cid in targets
     }
@@ -275,7 +275,7 @@ def _converge(
 def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
     """Assign the conversation a channel by the naming rules (its map entry if it has one)."""
     try:
-        return rt.repo.assign_channel(channel.conversation_id, channel_candidates(channel))
+        return rt.repo.channels.assign_channel(channel.conversation_id, channel_candidates(channel))
     except LookupError as exc:
         raise PermanentStreamError(str(exc), endpoint="channel-id") from None
 
@@ -294,7 +294,7 @@ def _assign_channels(rt: Runtime, snapshots: dict[str, _Snapshot]) -> dict[str, 
                 wanted[cid] = channel_candidates(channel)
     if len(wanted) < 2:
         return snapshots
-    assigned = rt.repo.assign_channels(wanted)
+    assigned = rt.repo.channels.assign_channels(wanted)
     return {
         cid: replace(snapshot, known=assigned.get(cid, snapshot.known))
         for cid, snapshot in snapshots.items()
@@ -318,13 +318,13 @@ def _delete_channel(
         )
     if ref is None:
         return "conversation gone, never synced"
-    owner = rt.repo.conversation_of_channel(ref)
+    owner = rt.repo.channels.conversation_of_channel(ref)
     if owner not in (None, cid):
         # The id the naming rules predicted went to another conversation (a second
         # conversation of the same two people): that channel is not this one's to delete.
         return f"conversation gone, never synced ({ref.channel_id} is {owner}'s)"
     if owner == cid:  # marked first: a return after any crash makes a new generation
-        rt.repo.mark_channel_deleted(cid, ref)
+        rt.repo.channels.mark_channel_deleted(cid, ref)
     rt.gateway.delete_channel(
         ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
     )
@@ -342,7 +342,7 @@ def _reopen(rt: Runtime, cid: str, known: ChannelRef) -> ChannelRef:
     rt.gateway.delete_channel(
         known.channel_type, known.channel_id, hard=rt.settings.hard_delete_channels
     )
-    return rt.repo.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
+    return rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
 
 
 def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:

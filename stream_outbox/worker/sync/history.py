@@ -49,12 +49,12 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
     # Stream deleted it, import and all) gets every message.
     since = None if cutover is None or ref.generation else cutover.watermark
     while done < PER_JOB:
-        cursor = rt.repo.history_cursor(conversation_id)
+        cursor = rt.repo.channels.history_cursor(conversation_id)
         with rt.engine.connect() as conn:
             batch = rt.binding.messages_after(conn, conversation_id, cursor, BATCH, since)
         if not batch:
             if ref.copying:  # a reopened channel has all its messages: live ones go at once
-                rt.repo.end_history_copy(conversation_id)
+                rt.repo.channels.end_history_copy(conversation_id)
             return done
         senders = sorted({m.sender_id for m in batch if m.sender_id is not None})
         present = ensure_users(rt, senders)  # not those the database no longer holds
@@ -85,7 +85,7 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
 def _move_cursor(rt: Runtime, conversation_id: str, sent: list[DesiredMessage]) -> None:
     last = sent[-1] if sent else None
     if last is not None and last.created_at is not None:  # undated ones are refused up front
-        rt.repo.set_history_cursor(conversation_id, last.created_at, last.id)
+        rt.repo.channels.set_history_cursor(conversation_id, last.created_at, last.id)
 
 
 def _refuse_undated(rt: Runtime, conversation_id: str) -> None:

@@ -85,11 +85,11 @@ def _mirror_locked(
     with rt.engine.connect() as conn:
         message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
         if message is None:
-            return _unmirror(rt, message_id, rt.repo.channel_for(conversation_id, conn))
-        ref = rt.repo.channel_for(message.conversation_id, conn)
+            return _unmirror(rt, message_id, rt.repo.channels.channel_for(conversation_id, conn))
+        ref = rt.repo.channels.channel_for(message.conversation_id, conn)
     if ref is None or ref.deleted:  # no channel yet, or Stream deleted it (and it is back?)
         reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
-        ref = rt.repo.channel_for(message.conversation_id)
+        ref = rt.repo.channels.channel_for(message.conversation_id)
         if ref is None or ref.deleted:
             return Result("conversation gone")
     if ref.copying and _left_to_copy(rt, message):
@@ -133,7 +133,7 @@ def _left_to_copy(rt: Runtime, message: DesiredMessage) -> bool:
     or a message dated before the copy's cursor) goes now."""
     if message.created_at is None:  # the copy refuses such a history: nothing to wait for
         return False
-    return not rt.repo.copied_past(message.conversation_id, message.created_at)
+    return not rt.repo.channels.copied_past(message.conversation_id, message.created_at)
 
 
 def _edited(rt: Runtime, stream_id: str, text: str, author: str) -> bool:
