@@ -183,7 +183,7 @@ class Binding(BoundModels):
         limit: int,
         since: datetime | None = None,
     ) -> list[DesiredMessage]:
-        """A conversation's messages after ``(created_at, id)``, oldest first (history import);
+        """A conversation's messages after ``(created_at, id)``, oldest first (history copy);
         only those created after ``since``, when given (a history watermark)."""
         return reads.messages_after(self, conn, conversation_id, after, limit, since)
 

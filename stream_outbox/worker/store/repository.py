@@ -112,7 +112,7 @@ class OutboxRepository:
         )
 
     def take_newer(self, kind: str, target_ids: Sequence[str], after: int) -> list[OutboxRow]:
-        """Take the open rows of these targets newer than row ``after`` (a history import's
+        """Take the open rows of these targets newer than row ``after`` (a history copy's
         continuation): made priority and dispatched to the caller, whoever held them."""
         newer = (
             select(outbox.c.id)
@@ -203,7 +203,7 @@ class OutboxRepository:
 
         Read before the targets' state, on the same connection: a reconcile that
         brings Stream in step with the state it reads after this settles these rows too.
-        Rows asking for a history import ask for more than the state: they are left out.
+        Rows asking for a history copy ask for more than the state: they are left out.
         """
         if not target_ids:
             return {}

@@ -28,9 +28,9 @@ from stream_outbox.worker.store.locks import TargetBusy
 from stream_outbox.worker.store.repository import ChannelRef
 from stream_outbox.worker.stream.answers import is_deleted_user, names_missing_users
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
-from stream_outbox.worker.sync.history import import_history
-from stream_outbox.worker.sync.outcome import Result
+from stream_outbox.worker.sync.history import copy_history
 from stream_outbox.worker.sync.plan import OWNED_CHANNEL_FIELDS, channel_candidates, plan_channel
+from stream_outbox.worker.sync.result import Result
 from stream_outbox.worker.sync.users import ensure_users, is_valid_user, require_valid_user
 
 __all__ = [
@@ -91,7 +91,7 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
             if in_step:  # a deletion settles nothing else: a later row may name the channel
                 result.settles += snapshots[cid].settles
             outcomes.append(outcome)
-    result.outcome = outcomes[0] if len(order) == 1 and outcomes else _summary(outcomes, result)
+    result.summary = outcomes[0] if len(order) == 1 and outcomes else _summary(outcomes, result)
     return result
 
 
@@ -268,7 +268,7 @@ def _converge(
         rt.gateway.remove_members(ref.channel_type, ref.channel_id, plan.remove)
     changes = f"+{len(plan.add)} -{len(plan.remove)} members"
     if payload.get("history") and rt.settings.mirror_messages:
-        changes += f", history +{import_history(rt, cid, ref)}"
+        changes += f", history +{copy_history(rt, cid, ref)}"
     return f"{ref.channel_type}:{ref.channel_id} in step ({changes})", True
 
 

@@ -1,10 +1,12 @@
-"""History import: copy a conversation's messages into its channel, in order, resumably.
+"""History copy: send a conversation's messages into its channel through SendMessage, in
+order, resumably (the other way in is the Stream import of export files, ``stream-outbox
+history export|import``).
 
 Messages go in ``(created_at, id)`` order, a batch at a time, each under the
 deterministic id ``msg-{message id}`` (of its channel's generation: see
 :mod:`stream_outbox.worker.store.channel_map`): a re-run, retry or replay finds the ones
 already there (Stream rejects a duplicate id) and never duplicates one. After
-each batch the cursor on the channel map moves on, so an interrupted import
+each batch the cursor on the channel map moves on, so an interrupted copy
 resumes after the last message it copied. A long history is split over several
 jobs (a continuation row in the outbox) so that one conversation never holds a
 worker for long.
@@ -30,13 +32,13 @@ from stream_outbox.worker.store.repository import ChannelRef
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
 from stream_outbox.worker.sync.users import ensure_users
 
-__all__ = ["BATCH", "PER_JOB", "import_history"]
+__all__ = ["BATCH", "PER_JOB", "copy_history"]
 
 BATCH = 100
 PER_JOB = 1000
 
 
-def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
+def copy_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
     """Copy the next messages of a conversation into ``ref``; returns how many were sent.
 
     Writes a continuation row when more remain after :data:`PER_JOB` messages.
@@ -100,5 +102,5 @@ def _refuse_undated(rt: Runtime, conversation_id: str) -> None:
     if undated is not None:
         raise BadSourceData(
             f"message {undated} of conversation {conversation_id} has no created_at: "
-            "the history import orders messages by it; set it, then replay the row"
+            "the history copy orders messages by it; set it, then replay the row"
         )

@@ -1,10 +1,11 @@
 """Messages: mirror one database message into Stream (sent, edited or deleted).
 
-Live messages only; older ones arrive by the history import. The id is derived
+Live messages only; older ones arrive by the history copy (through SendMessage) or
+the Stream import (import files). The id is derived
 from the database id, so a repeat finds the message there and sets its text.
 
-After a history export (:mod:`worker.store.cutover`), messages created at or before its
-watermark belong to the import files: none is sent before the import is complete, and
+After a history export (:mod:`~stream_outbox.worker.store.cutover`), messages created at
+or before its watermark belong to the import files: none is sent before the import is complete, and
 their edits and deletions wait for it too (an import applied later would undo them).
 """
 
@@ -25,7 +26,7 @@ from stream_outbox.worker.store.cutover import (
 from stream_outbox.worker.stream.answers import is_not_found
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
 from stream_outbox.worker.sync.conversations import reconcile_conversation
-from stream_outbox.worker.sync.outcome import Result
+from stream_outbox.worker.sync.result import Result
 from stream_outbox.worker.sync.users import ensure_users
 
 __all__ = ["mirror_message"]
@@ -66,7 +67,7 @@ def _wait_for_import(rt: Runtime, message_id: str, payload: dict[str, Any] | Non
     recheck_later(
         rt.engine, "message", message_id, {**(payload or {}), "rechecks": looks + 1}, after
     )
-    return Result(f"waits for the history import (looked at again in {after.seconds} s)")
+    return Result(f"waits for the Stream import (looked at again in {after.seconds} s)")
 
 
 def _unmirror(rt: Runtime, message_id: str, ref: ChannelRef | None) -> Result:

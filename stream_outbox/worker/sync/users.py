@@ -14,7 +14,7 @@ from stream_outbox.app_hooks.channel_ids import InvalidStreamId, validate_user_i
 from stream_outbox.worker.errors import PermanentStreamError
 from stream_outbox.worker.stream.answers import is_deleted_user
 from stream_outbox.worker.stream.limits import data_too_large
-from stream_outbox.worker.sync.outcome import Result
+from stream_outbox.worker.sync.result import Result
 
 if TYPE_CHECKING:
     from stream_outbox.worker.runtime import Runtime

@@ -1,14 +1,16 @@
-"""The reconcile actors: reconcile a job's targets under their locks, then settle their rows.
+"""The actors' body: reconcile a job's targets under their locks, then settle their rows.
 
-Declared on a broker by :func:`worker.pipeline.broker.declare_actors`: ``reconcile`` for
-the backlog, ``reconcile_priority`` (a queue of its own, served first) for the rows an
-app asked to go first. The retry decision they apply is :mod:`stream_outbox.worker.pipeline.retry`.
+Declared as actors on a broker by :func:`.broker.declare_actors`: ``reconcile`` for the
+backlog, ``reconcile_priority`` (a queue of its own, served first) for the rows an app
+asked to go first. The retry decision they apply is :mod:`.retry`; how a job ended is a
+:class:`JobOutcome`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from enum import StrEnum
 from typing import Any
 
 import dramatiq
@@ -22,11 +24,21 @@ from stream_outbox.worker.pipeline.retry import describe, retry_delay_ms
 from stream_outbox.worker.store.locks import TargetBusy
 from stream_outbox.worker.sync import Result, reconcile
 
-__all__ = ["ACTOR_NAME", "PRIORITY_ACTOR_NAME", "run_job", "run_priority_job"]
+__all__ = ["ACTOR_NAME", "PRIORITY_ACTOR_NAME", "JobOutcome", "run_job", "run_priority_job"]
 
 ACTOR_NAME = "reconcile"
 PRIORITY_ACTOR_NAME = "reconcile_priority"
 log = logging.getLogger(__name__)
+
+
+class JobOutcome(StrEnum):
+    """How a job ended: the ``outcome`` of its log line and of the reconciles metric."""
+
+    DONE = "done"  # every target in step (or settled before by another job)
+    PARTIAL = "partial"  # some targets failed on their own; the others are done
+    FAILED = "failed"  # the rows failed: a permanent error, or the retries spent
+    RETRY = "retry"  # a transient error: Dramatiq runs the job again after a delay
+    CONTINUED = "continued"  # a batch stopped part-way; the rest went to a new job
 
 
 def run_job(kind: str, target_ids: list[str], row_ids: list[int], payload: dict[str, Any]) -> None:
@@ -45,7 +57,7 @@ def run_job(kind: str, target_ids: list[str], row_ids: list[int], payload: dict[
     except _Leftover as stop:  # a conversation batch stopped before some of its targets
         outcome, detail, retry = _continue_or_retry(rt, stop)
     except PermanentError as exc:
-        outcome, detail = "failed", exc.describe()
+        outcome, detail = JobOutcome.FAILED, exc.describe()
         rt.repo.mark_failed(row_ids, detail)
     except Exception as exc:  # transient Stream errors, busy targets, database hiccups
         outcome, detail, retry = _retry_or_fail(rt, row_ids, exc)
@@ -90,7 +102,7 @@ def _reconcile_and_settle(
     target_ids: list[str],
     row_ids: list[int],
     payload: dict[str, Any],
-) -> tuple[str, str]:
+) -> tuple[JobOutcome, str]:
     if kind == "conversation":
         return _batch(rt, kind, job_targets(target_ids, row_ids, payload), row_ids)
     if kind == "user":
@@ -101,7 +113,7 @@ def _reconcile_and_settle(
         return _batch(rt, kind, targets, row_ids)
     with rt.locks.hold(kind, target_ids):
         if row_ids and not _retried() and not rt.repo.open_of(row_ids):
-            return "done", _ALREADY_SETTLED  # a duplicate (a job dispatched again)
+            return JobOutcome.DONE, _ALREADY_SETTLED  # a duplicate (a job dispatched again)
         result = reconcile(rt, kind, {target_id: payload for target_id in target_ids})
     rows_by_target: dict[str, list[int]] = payload.get("rows", {})
     outcome = _settle(rt, row_ids, rows_by_target, result)
@@ -137,7 +149,7 @@ def _batch(
     kind: str,
     targets: dict[str, tuple[list[int], dict[str, Any]]],
     row_ids: list[int],
-) -> tuple[str, str]:
+) -> tuple[JobOutcome, str]:
     """Reconcile a batch of users or conversations in rounds: each round takes the locks
     of the targets free at that moment and reconciles those (whose rows are still open)
     together; the busy ones wait for a later round, for :data:`_BUSY_WAIT` in all.
@@ -148,7 +160,7 @@ def _batch(
     """
     rows_by_target = {target_id: rows for target_id, (rows, _) in targets.items()}
     waiting = list(targets)
-    outcomes: list[tuple[str, str]] = []
+    outcomes: list[tuple[JobOutcome, str]] = []
     reached = 0
     deadline = time.monotonic() + _BUSY_WAIT
     delay = 0.005
@@ -174,8 +186,9 @@ def _batch(
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, 0.2)
     if not outcomes:
-        return "done", _ALREADY_SETTLED
-    status = "partial" if any(status == "partial" for status, _ in outcomes) else "done"
+        return JobOutcome.DONE, _ALREADY_SETTLED
+    partial = any(status == JobOutcome.PARTIAL for status, _ in outcomes)
+    status = JobOutcome.PARTIAL if partial else JobOutcome.DONE
     return status, "; ".join(detail for _, detail in outcomes)
 
 
@@ -208,7 +221,7 @@ def _settle(
     rows_by_target: dict[str, list[int]],
     result: Result,
     only: list[str] | None = None,
-) -> tuple[str, str]:
+) -> tuple[JobOutcome, str]:
     """Record the outcome of ``result``'s targets (``only`` these, when given) on their rows.
 
     Rows of failed targets fail; rows of targets a transient error left unreached stay
@@ -227,12 +240,12 @@ def _settle(
     done = [row for row in row_ids if row not in failed_rows and row not in left]
     done_set = set(done)
     rt.repo.mark_done(done + [row for row in result.settles if row not in done_set])
-    return ("partial" if result.failed else "done"), result.outcome
+    return (JobOutcome.PARTIAL if result.failed else JobOutcome.DONE), result.summary
 
 
 def _continue_or_retry(
     rt: runtime.Runtime, stop: _Leftover
-) -> tuple[str, str, dramatiq.Retry | None]:
+) -> tuple[JobOutcome, str, dramatiq.Retry | None]:
     """The targets a batch left undone: a new job with a fresh retry budget when the batch
     got somewhere (a busy Stream should not spend the budget of targets it never tried),
     else a retry of this job like any transient error."""
@@ -249,21 +262,21 @@ def _continue_or_retry(
     actor.send_with_options(
         args=(job.kind, list(job.target_ids), list(job.row_ids), job.payload), delay=delay_ms
     )
-    return "continued", f"{detail}; {len(stop.left)} left to a new job", None
+    return JobOutcome.CONTINUED, f"{detail}; {len(stop.left)} left to a new job", None
 
 
 def _retry_or_fail(
     rt: runtime.Runtime, row_ids: list[int], exc: Exception
-) -> tuple[str, str, dramatiq.Retry | None]:
+) -> tuple[JobOutcome, str, dramatiq.Retry | None]:
     detail = describe(exc)
     message = CurrentMessage.get_current_message()
     retries = int(message.options.get("retries", 0)) if message is not None else 0
     if retries >= rt.settings.max_retries:
         rt.repo.mark_failed(row_ids, f"after {retries + 1} attempts: {detail}")
-        return "failed", detail, None
+        return JobOutcome.FAILED, detail, None
     delay_ms = _delay_ms(rt, exc, retries)
     rt.repo.mark_retrying(row_ids, detail, delay_ms / 1000)
-    return "retry", detail, dramatiq.Retry(detail, delay=delay_ms)
+    return JobOutcome.RETRY, detail, dramatiq.Retry(detail, delay=delay_ms)
 
 
 def _delay_ms(rt: runtime.Runtime, exc: Exception, retries: int) -> int:

@@ -9,9 +9,10 @@ __all__ = ["Result"]
 
 @dataclass
 class Result:
-    """What a reconcile did: a word for the log, and targets that failed on their own."""
+    """What a reconcile did: a summary for the job's log line, and the targets that failed
+    on their own (from which the job_runner decides the job's outcome)."""
 
-    outcome: str
+    summary: str
     failed: dict[str, str] = field(default_factory=dict)
     # Other open rows of the targets that this reconcile brought in step (see settles)
     settles: list[int] = field(default_factory=list)
