@@ -6,9 +6,15 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from stream_outbox.emulator import imports
-from stream_outbox.emulator.control import Failure, Interruption, canonical, unix_now
-from stream_outbox.emulator.core import ADMIN_PREFIX, EmulatorCore, Request, Response, json_response
+from stream_outbox.emulator.endpoints import imports
+from stream_outbox.emulator.rules.faults import Failure, Interruption, canonical, unix_now
+from stream_outbox.emulator.transport.core import (
+    ADMIN_PREFIX,
+    EmulatorCore,
+    Request,
+    Response,
+    json_response,
+)
 
 
 class AdminError(ValueError):

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stream_outbox.emulator.control import unix_now
-from stream_outbox.emulator.import_apply import Applier
-from stream_outbox.emulator.import_file import Analyzer, read_chunks
-from stream_outbox.emulator.store import Store
+from stream_outbox.emulator.importing.apply import Applier
+from stream_outbox.emulator.importing.file import Analyzer, read_chunks
+from stream_outbox.emulator.rules.faults import unix_now
+from stream_outbox.emulator.state.store import Store
 
 Guard = Callable[[], AbstractContextManager[Any]]
 Stopped = Callable[[], bool]

@@ -29,9 +29,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from stream_outbox.emulator.import_file import MAX_FILE_BYTES
-from stream_outbox.emulator.import_work import Guard, Job, analyze_file, apply_file, iso, unix_now
-from stream_outbox.emulator.store import Store
+from stream_outbox.emulator.importing.file import MAX_FILE_BYTES
+from stream_outbox.emulator.importing.work import (
+    Guard,
+    Job,
+    analyze_file,
+    apply_file,
+    iso,
+    unix_now,
+)
+from stream_outbox.emulator.state.store import Store
 
 UPLOADED = "uploaded"
 ANALYZING = "analyzing"

@@ -14,8 +14,9 @@ from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from stream_outbox.emulator import admin, imports
-from stream_outbox.emulator.core import (
+from stream_outbox.emulator.endpoints import imports
+from stream_outbox.emulator.transport import admin
+from stream_outbox.emulator.transport.core import (
     ADMIN_PREFIX,
     EmulatorCore,
     Plan,

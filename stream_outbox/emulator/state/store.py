@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_outbox.emulator.errors import not_found, user_deleted
+from stream_outbox.emulator.rules.errors import not_found, user_deleted
 
 # Fields Stream manages itself; a payload cannot set them.
 USER_SERVER_FIELDS = frozenset(

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, unquote
 
-from stream_outbox.emulator.call import Call
-from stream_outbox.emulator.errors import input_error, not_found
-from stream_outbox.emulator.import_tasks import ImportBook
-from stream_outbox.emulator.validation import clamp_limit, read_offset
+from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.importing.tasks import ImportBook
+from stream_outbox.emulator.rules.errors import input_error, not_found
+from stream_outbox.emulator.rules.validation import clamp_limit, read_offset
 
 MODES = ("upsert", "insert")
 UPLOADS_PREFIX = "/uploads/"

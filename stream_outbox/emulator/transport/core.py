@@ -9,11 +9,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_outbox.emulator.auth import Authenticator
-from stream_outbox.emulator.call import Call
 from stream_outbox.emulator.config import EmulatorConfig
-from stream_outbox.emulator.control import Control, Decision, Failure, unix_now
-from stream_outbox.emulator.errors import (
+from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.importing.tasks import ImportBook
+from stream_outbox.emulator.rules.errors import (
     INPUT_ERROR,
     INTERNAL_ERROR,
     RATE_LIMIT,
@@ -22,16 +21,17 @@ from stream_outbox.emulator.errors import (
     error_body,
     not_found,
 )
-from stream_outbox.emulator.import_tasks import ImportBook
-from stream_outbox.emulator.limits import (
+from stream_outbox.emulator.rules.faults import Control, Decision, Failure, unix_now
+from stream_outbox.emulator.rules.limits import (
     BUDGETED_ENDPOINT,
     ApiBudget,
     RateLimits,
     Verdict,
     canonical_limits,
 )
-from stream_outbox.emulator.routes import Route, match
-from stream_outbox.emulator.store import Store, now_iso
+from stream_outbox.emulator.state.store import Store, now_iso
+from stream_outbox.emulator.transport.auth import Authenticator
+from stream_outbox.emulator.transport.routes import Route, match
 
 log = logging.getLogger("stream_outbox.emulator")
 

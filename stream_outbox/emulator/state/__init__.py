@@ -1,0 +1,3 @@
+"""What the emulator holds: ``store`` (users, channels, messages, async tasks)."""
+
+__all__: list[str] = []
