@@ -2,7 +2,7 @@
 
 The format and the wording of errors come from Stream's import page,
 ``docs/migrating/import.md`` in GetStream/stream-chat-python ("File Format", "Data
-format", "Error Messages"); the per-type rules are in ``import_rules``. Rules and
+format", "Error Messages"); the per-type rules are in ``rules``. Rules and
 wording it does not give are marked inferred here and in the README.
 
 A file is read line by line, in chunks (``read_chunks``), so that neither the file nor

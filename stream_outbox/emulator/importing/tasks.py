@@ -36,9 +36,8 @@ from stream_outbox.emulator.importing.work import (
     analyze_file,
     apply_file,
     iso,
-    unix_now,
 )
-from stream_outbox.emulator.state.store import Store
+from stream_outbox.emulator.state.store import Store, unix_now
 
 UPLOADED = "uploaded"
 ANALYZING = "analyzing"
@@ -50,8 +49,6 @@ FINAL_STATES = frozenset({ANALYZE_FAILED, COMPLETED, FAILED})
 DEFAULT_STATE_SECONDS = 0.05
 PATH_PREFIX = "s3://stream-import/emulator"
 INLINE_BYTES = 1024 * 1024
-
-__all__ = ["ImportBook", "ImportTask", "Upload", "iso"]
 
 
 @dataclass

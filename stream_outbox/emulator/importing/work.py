@@ -15,12 +15,10 @@ from typing import Any
 
 from stream_outbox.emulator.importing.apply import Applier
 from stream_outbox.emulator.importing.file import Analyzer, read_chunks
-from stream_outbox.emulator.rules.faults import unix_now
-from stream_outbox.emulator.state.store import Store
+from stream_outbox.emulator.state.store import Store, unix_now
 
 Guard = Callable[[], AbstractContextManager[Any]]
 Stopped = Callable[[], bool]
-__all__ = ["Guard", "Job", "analyze_file", "apply_file", "iso", "unix_now"]
 
 
 def iso(seconds: float) -> str:
