@@ -1,4 +1,5 @@
-"""Transport-independent request handling: routing, auth, limits, faults, handlers."""
+"""One API call from routing to response (routing, auth, limits, faults, handlers), apart from
+the HTTP wire (``server``)."""
 
 from __future__ import annotations
 
