@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from stream_outbox.emulator.call import Call
-from stream_outbox.emulator.errors import (
+from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.rules.errors import (
     MESSAGE_TOO_LONG,
     StreamError,
     input_error,
@@ -14,11 +14,16 @@ from stream_outbox.emulator.errors import (
     user_deactivated,
     user_deleted,
 )
-from stream_outbox.emulator.store import MESSAGE_SERVER_FIELDS, ChannelRecord, Store, new_message
-from stream_outbox.emulator.validation import (
+from stream_outbox.emulator.rules.validation import (
     MAX_MESSAGE_LENGTH,
     check_custom_size,
     check_message_id,
+)
+from stream_outbox.emulator.state.store import (
+    MESSAGE_SERVER_FIELDS,
+    ChannelRecord,
+    Store,
+    new_message,
 )
 
 # A message's own fields; the rest is custom data (at most 5 KB).

@@ -29,9 +29,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from stream_outbox.emulator.import_file import MAX_FILE_BYTES
-from stream_outbox.emulator.import_work import Guard, Job, analyze_file, apply_file, iso, unix_now
-from stream_outbox.emulator.store import Store
+from stream_outbox.emulator.importing.file import MAX_FILE_BYTES
+from stream_outbox.emulator.importing.work import (
+    Guard,
+    Job,
+    analyze_file,
+    apply_file,
+    iso,
+)
+from stream_outbox.emulator.state.store import Store, unix_now
 
 UPLOADED = "uploaded"
 ANALYZING = "analyzing"
@@ -43,8 +49,6 @@ FINAL_STATES = frozenset({ANALYZE_FAILED, COMPLETED, FAILED})
 DEFAULT_STATE_SECONDS = 0.05
 PATH_PREFIX = "s3://stream-import/emulator"
 INLINE_BYTES = 1024 * 1024
-
-__all__ = ["ImportBook", "ImportTask", "Upload", "iso"]
 
 
 @dataclass

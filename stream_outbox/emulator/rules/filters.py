@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from stream_outbox.emulator.errors import input_error
+from stream_outbox.emulator.rules.errors import input_error
 
 MISSING: Any = object()
 Getter = Callable[[str], Any]

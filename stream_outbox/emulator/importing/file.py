@@ -2,7 +2,7 @@
 
 The format and the wording of errors come from Stream's import page,
 ``docs/migrating/import.md`` in GetStream/stream-chat-python ("File Format", "Data
-format", "Error Messages"); the per-type rules are in ``import_rules``. Rules and
+format", "Error Messages"); the per-type rules are in ``rules``. Rules and
 wording it does not give are marked inferred here and in the README.
 
 A file is read line by line, in chunks (``read_chunks``), so that neither the file nor
@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stream_outbox.emulator.import_rules import (
+from stream_outbox.emulator.importing.rules import (
     CHECKS,
     Invalid,
     Seen,
     check_custom_size,
     check_times,
 )
-from stream_outbox.emulator.store import Store
+from stream_outbox.emulator.state.store import Store
 
 # The documented order: users, devices, future_channel_ban, channels, members, messages,
 # reactions. Each type's rank; an item may not follow an item of a higher rank.

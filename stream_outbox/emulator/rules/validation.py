@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from stream_outbox.emulator.errors import input_error
+from stream_outbox.emulator.rules.errors import input_error
 
 MAX_USERS_PER_UPSERT = 100
 MAX_MEMBERS_PER_CALL = 100

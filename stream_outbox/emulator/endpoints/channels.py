@@ -5,12 +5,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from stream_outbox.emulator.call import Call
-from stream_outbox.emulator.errors import input_error, not_found, user_deleted
-from stream_outbox.emulator.filters import MISSING, matches, normalize_sort, sort_items
-from stream_outbox.emulator.messages import create_message
-from stream_outbox.emulator.store import CHANNEL_RESERVED_FIELDS, ChannelRecord, Store, new_member
-from stream_outbox.emulator.validation import (
+from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.endpoints.messages import create_message
+from stream_outbox.emulator.rules.errors import input_error, not_found, user_deleted
+from stream_outbox.emulator.rules.filters import MISSING, matches, normalize_sort, sort_items
+from stream_outbox.emulator.rules.validation import (
     MAX_CHANNELS_PER_DELETE,
     MAX_MEMBERS_ON_CREATE,
     MAX_MEMBERS_PER_CALL,
@@ -26,6 +25,12 @@ from stream_outbox.emulator.validation import (
     clamp_limit,
     distinct_channel_id,
     read_offset,
+)
+from stream_outbox.emulator.state.store import (
+    CHANNEL_RESERVED_FIELDS,
+    ChannelRecord,
+    Store,
+    new_member,
 )
 
 _MEMBER_KEYS = frozenset({"user_id", "user", "created_at", "updated_at"})

@@ -14,8 +14,9 @@ from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from stream_outbox.emulator import admin, imports
-from stream_outbox.emulator.core import (
+from stream_outbox.emulator.importing import uploads
+from stream_outbox.emulator.transport import admin
+from stream_outbox.emulator.transport.core import (
     ADMIN_PREFIX,
     EmulatorCore,
     Plan,
@@ -26,7 +27,7 @@ from stream_outbox.emulator.core import (
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 32 * 1024 * 1024  # API calls; uploads are streamed to a file
-_UPLOADS = ADMIN_PREFIX + imports.UPLOADS_PREFIX
+_UPLOADS = ADMIN_PREFIX + uploads.UPLOADS_PREFIX
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
@@ -41,7 +42,7 @@ class _Streamed:
 
     def __init__(self, request: Request, keep_alive: bool, length: int) -> None:
         self.request, self.keep_alive, self.left = request, keep_alive, length
-        self.sink: imports.UploadSink = request.upload
+        self.sink: uploads.UploadSink = request.upload
 
     @property
     def done(self) -> bool:
@@ -181,7 +182,7 @@ class HttpProtocol(asyncio.Protocol):
     ) -> tuple[Request, bool] | None:
         """Send an upload's body to a file as it arrives; the request is answered
         once the whole body is in."""
-        request.upload = imports.UploadSink(self.core.imports, length)
+        request.upload = uploads.UploadSink(self.core.imports, length)
         streamed = _Streamed(request, keep_alive, length)
         rest = streamed.feed(bytes(self.buffer[end + 4 :]))
         self.buffer.clear()

@@ -13,14 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stream_outbox.emulator.control import unix_now
-from stream_outbox.emulator.import_apply import Applier
-from stream_outbox.emulator.import_file import Analyzer, read_chunks
-from stream_outbox.emulator.store import Store
+from stream_outbox.emulator.importing.apply import Applier
+from stream_outbox.emulator.importing.file import Analyzer, read_chunks
+from stream_outbox.emulator.state.store import Store, unix_now
 
 Guard = Callable[[], AbstractContextManager[Any]]
 Stopped = Callable[[], bool]
-__all__ = ["Guard", "Job", "analyze_file", "apply_file", "iso", "unix_now"]
 
 
 def iso(seconds: float) -> str:

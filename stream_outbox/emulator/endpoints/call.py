@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_outbox.emulator.errors import input_error
-from stream_outbox.emulator.import_tasks import ImportBook
-from stream_outbox.emulator.limits import RateLimits
-from stream_outbox.emulator.store import Store
+from stream_outbox.emulator.importing.tasks import ImportBook
+from stream_outbox.emulator.rules.errors import input_error
+from stream_outbox.emulator.rules.limits import RateLimits
+from stream_outbox.emulator.state.store import Store
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Transport-independent request handling: routing, auth, limits, faults, handlers."""
+"""One API call from routing to response (routing, auth, limits, faults, handlers), apart from
+the HTTP wire (``server``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_outbox.emulator.auth import Authenticator
-from stream_outbox.emulator.call import Call
 from stream_outbox.emulator.config import EmulatorConfig
-from stream_outbox.emulator.control import Control, Decision, Failure, unix_now
-from stream_outbox.emulator.errors import (
+from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.importing.tasks import ImportBook
+from stream_outbox.emulator.rules.errors import (
     INPUT_ERROR,
     INTERNAL_ERROR,
     RATE_LIMIT,
@@ -22,16 +22,18 @@ from stream_outbox.emulator.errors import (
     error_body,
     not_found,
 )
-from stream_outbox.emulator.import_tasks import ImportBook
-from stream_outbox.emulator.limits import (
+from stream_outbox.emulator.rules.faults import Decision, Failure, Faults
+from stream_outbox.emulator.rules.limits import (
     BUDGETED_ENDPOINT,
     ApiBudget,
     RateLimits,
     Verdict,
     canonical_limits,
 )
-from stream_outbox.emulator.routes import Route, match
-from stream_outbox.emulator.store import Store, now_iso
+from stream_outbox.emulator.state.request_log import RequestLog
+from stream_outbox.emulator.state.store import Store, now_iso, unix_now
+from stream_outbox.emulator.transport.auth import Authenticator
+from stream_outbox.emulator.transport.routes import Route, match
 
 log = logging.getLogger("stream_outbox.emulator")
 
@@ -94,7 +96,8 @@ class EmulatorCore:
         self.config = config
         self.lock = threading.Lock()
         self.store = Store()
-        self.control = Control(latency_ms=config.latency_ms)
+        self.faults = Faults(latency_ms=config.latency_ms)
+        self.request_log = RequestLog()
         self.limits, self.budget, self.task_seconds = _configured(config)
         self.auth = Authenticator(config.api_key, config.api_secret)
         self.channel_types = frozenset(config.channel_types)
@@ -105,7 +108,7 @@ class EmulatorCore:
         route = match(request.method, request.path)
         endpoint = route.endpoint if route else UNKNOWN_ENDPOINT
         with self.lock:
-            decision = self.control.decide(endpoint) if route else Decision()
+            decision = self.faults.decide(endpoint) if route else Decision()
         return Plan(endpoint, route, decision)
 
     def execute(self, plan: Plan, request: Request) -> Response:
@@ -124,7 +127,7 @@ class EmulatorCore:
                 internal = StreamError(500, INTERNAL_ERROR, f"emulator internal error: {exc}")
                 status, limits = 500, self._peek(plan.endpoint, now)
                 payload = error_body(plan.endpoint, internal, duration_since(request.started))
-            self.control.record(plan.endpoint, status, request.received)
+            self.request_log.record(plan.endpoint, status, request.received)
         if status < 300:
             payload["duration"] = duration_since(request.started)
         return json_response(status, payload, limits)
@@ -189,21 +192,21 @@ class EmulatorCore:
         err = StreamError(failure.status, code, detail)
         with self.lock:
             limits = self._peek(plan.endpoint, unix_now())
-            self.control.record(plan.endpoint, failure.status, request.received)
+            self.request_log.record(plan.endpoint, failure.status, request.received)
         body = error_body(plan.endpoint, err, duration_since(request.started))
         return json_response(failure.status, body, limits)
 
     def note(self, endpoint: str, outcome: str) -> None:
         """Record a call that ended without a response (``dropped`` / ``hung``)."""
         with self.lock:
-            self.control.record(endpoint, outcome)
+            self.request_log.record(endpoint, outcome)
 
     def reset(self) -> None:
         """Empty state, faults and counters; limits, budget and tasks go back to the config."""
         with self.lock:
             self.store = Store()
-            self.control.reset()
-            self.control.latency_ms = self.config.latency_ms
+            self.faults = Faults(latency_ms=self.config.latency_ms)
+            self.request_log = RequestLog()
             self.limits, self.budget, self.task_seconds = _configured(self.config)
             self.imports.close()
             self.imports = _import_book(self.config, self.lock)

@@ -7,12 +7,13 @@ every use of it.
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_outbox.emulator.errors import not_found, user_deleted
+from stream_outbox.emulator.rules.errors import not_found, user_deleted
 
 # Fields Stream manages itself; a payload cannot set them.
 USER_SERVER_FIELDS = frozenset(
@@ -72,6 +73,11 @@ def new_member(user_id: str, created_by: str | None, now: str) -> dict[str, Any]
 def now_iso() -> str:
     """Current UTC time in Stream's RFC 3339 format with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def unix_now() -> float:
+    """Wall-clock seconds, used for rate-limit windows, budgets and import tasks."""
+    return time.time()
 
 
 @dataclass

@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from stream_outbox.emulator.store import Store
-from stream_outbox.emulator.validation import (
+from stream_outbox.emulator.rules.validation import (
     MAX_CHANNEL_ID_LENGTH,
     MAX_CUSTOM_DATA_BYTES,
     MAX_MESSAGE_ID_LENGTH,
     MAX_USER_ID_LENGTH,
     distinct_channel_id,
 )
+from stream_outbox.emulator.state.store import Store
 
 MESSAGE_TYPES = frozenset({"regular", "reply", "deleted", "system"})
 PUSH_PROVIDERS = frozenset({"firebase", "apn", "huawei", "xiaomi"})

@@ -5,11 +5,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from stream_outbox.emulator.call import Call
-from stream_outbox.emulator.errors import input_error, user_deleted
-from stream_outbox.emulator.filters import MISSING, matches, normalize_sort, sort_items
-from stream_outbox.emulator.store import USER_SERVER_FIELDS, Store
-from stream_outbox.emulator.validation import (
+from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.rules.errors import input_error, user_deleted
+from stream_outbox.emulator.rules.filters import MISSING, matches, normalize_sort, sort_items
+from stream_outbox.emulator.rules.validation import (
     MAX_USERS_PER_UPSERT,
     QUERY_USERS_DEFAULT_LIMIT,
     QUERY_USERS_MAX_LIMIT,
@@ -20,6 +19,7 @@ from stream_outbox.emulator.validation import (
     clamp_limit,
     read_offset,
 )
+from stream_outbox.emulator.state.store import USER_SERVER_FIELDS, Store
 
 # Fields of a user that are Stream's, not custom data, when measuring the 5 KB.
 USER_BUILTIN_FIELDS = USER_SERVER_FIELDS | {"id", "role", "teams", "banned"}

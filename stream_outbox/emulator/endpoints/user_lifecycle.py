@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream_outbox.emulator.call import Call
-from stream_outbox.emulator.errors import input_error, user_deleted
-from stream_outbox.emulator.store import USER_SERVER_FIELDS, Store
-from stream_outbox.emulator.validation import (
+from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.rules.errors import input_error, user_deleted
+from stream_outbox.emulator.rules.validation import (
     MAX_USERS_PER_DEACTIVATE,
     MAX_USERS_PER_DELETE,
     MAX_USERS_PER_RESTORE,
@@ -22,6 +21,7 @@ from stream_outbox.emulator.validation import (
     check_batch,
     check_user_id,
 )
+from stream_outbox.emulator.state.store import USER_SERVER_FIELDS, Store
 
 DELETE_MODES = ("soft", "pruning", "hard")
 # What a pruning delete keeps of a user ("nullifies user information").

@@ -6,9 +6,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from stream_outbox.emulator import imports
-from stream_outbox.emulator.control import Failure, Interruption, canonical, unix_now
-from stream_outbox.emulator.core import ADMIN_PREFIX, EmulatorCore, Request, Response, json_response
+from stream_outbox.emulator.importing import uploads
+from stream_outbox.emulator.rules.faults import Failure, Interruption, canonical
+from stream_outbox.emulator.state.store import unix_now
+from stream_outbox.emulator.transport.core import (
+    ADMIN_PREFIX,
+    EmulatorCore,
+    Request,
+    Response,
+    json_response,
+)
 
 
 class AdminError(ValueError):
@@ -71,19 +78,19 @@ def set_import_options(
 def request_counts(core: EmulatorCore) -> dict[str, Any]:
     """``{"counts": {...}, "by_status": {...}, "total": n}``."""
     with core.lock:
-        return core.control.requests()
+        return core.request_log.summary()
 
 
 def request_log(core: EmulatorCore, endpoint: str | None = None) -> list[dict[str, Any]]:
     """Answered calls with wall-clock ``received``/``answered`` times, oldest first."""
     with core.lock:
-        return core.control.calls(endpoint)
+        return core.request_log.calls(endpoint)
 
 
 def reset_requests(core: EmulatorCore) -> None:
     """Forget the request log only."""
     with core.lock:
-        core.control.reset_requests()
+        core.request_log.clear()
 
 
 def inject_failure(
@@ -98,7 +105,7 @@ def inject_failure(
     if not 400 <= int(status) <= 599:
         raise AdminError("status must be an HTTP error status (400-599)")
     with core.lock:
-        core.control.add_failure(
+        core.faults.add_failure(
             canonical(endpoint), Failure(_positive(times), int(status), code, message)
         )
 
@@ -111,7 +118,7 @@ def drop_connections(
     With ``apply=True`` the call is carried out first, as when a response is lost.
     """
     with core.lock:
-        core.control.add_interruption(
+        core.faults.add_interruption(
             canonical(endpoint), Interruption(_positive(times), 0.0, bool(apply))
         )
 
@@ -127,7 +134,7 @@ def hang(
     if float(seconds) <= 0:
         raise AdminError("seconds must be positive")
     with core.lock:
-        core.control.add_interruption(
+        core.faults.add_interruption(
             canonical(endpoint), Interruption(_positive(times), float(seconds), bool(apply))
         )
 
@@ -137,13 +144,13 @@ def set_latency(core: EmulatorCore, ms: float, endpoint: str | None = None) -> N
     if float(ms) < 0:
         raise AdminError("ms must not be negative")
     with core.lock:
-        core.control.set_latency(float(ms), endpoint)
+        core.faults.set_latency(float(ms), endpoint)
 
 
 def clear_faults(core: EmulatorCore) -> None:
     """Remove pending failures, drops, hangs and latency."""
     with core.lock:
-        core.control.clear_faults()
+        core.faults.clear()
 
 
 def set_rate_limit(core: EmulatorCore, endpoint: str, limit: int | None) -> None:
@@ -219,7 +226,7 @@ def _rate_limits(core: EmulatorCore, body: dict[str, Any]) -> dict[str, Any]:
 
 def _faults(core: EmulatorCore) -> dict[str, Any]:
     with core.lock:
-        return core.control.faults()
+        return core.faults.pending()
 
 
 _Op = Callable[[EmulatorCore, dict[str, Any]], Any]
@@ -257,9 +264,9 @@ _OPS: dict[tuple[str, str], _Op] = {
 def handle(core: EmulatorCore, request: Request) -> Response:
     """Serve one ``/_emulator/...`` request (no authentication, not counted)."""
     path = request.path[len(ADMIN_PREFIX) :]
-    if path.startswith(imports.UPLOADS_PREFIX):  # an upload URL (Stream's presigned PUT)
+    if path.startswith(uploads.UPLOADS_PREFIX):  # an upload URL (Stream's presigned PUT)
         with core.lock:
-            status, kind, body = imports.upload(core.imports, request.method, path, request.upload)
+            status, kind, body = uploads.upload(core.imports, request.method, path, request.upload)
         return Response(status, body, [("content-type", kind)])
     op = _OPS.get((request.method, path.rstrip("/") or "/"))
     if op is None:

@@ -1,12 +1,10 @@
-"""Fault injection, endpoint names and the request log (rate limits: ``limits.py``).
+"""Fault injection (failures, dropped or hung connections, latency) and endpoint names.
 
 Not thread-safe by itself: ``EmulatorCore`` calls it under its lock.
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -62,19 +60,13 @@ class Decision:
 
 
 @dataclass
-class Control:
-    """Faults and counters."""
+class Faults:
+    """Pending injected failures and interruptions, and the latency added to calls."""
 
     latency_ms: float = 0.0
     endpoint_latency_ms: dict[str, float] = field(default_factory=dict)
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     interruptions: dict[str, list[Interruption]] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
-    by_status: Counter[str] = field(default_factory=Counter)
-    # Answered calls with wall-clock times, newest last (bounded): when each call landed.
-    timeline: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500_000))
-
-    # ---- faults ------------------------------------------------------------
 
     def decide(self, endpoint: str) -> Decision:
         """Consume at most one pending fault for ``endpoint`` and report the delay."""
@@ -106,14 +98,14 @@ class Control:
         else:
             self.endpoint_latency_ms[canonical(endpoint)] = float(ms)
 
-    def clear_faults(self) -> None:
+    def clear(self) -> None:
         """Remove all injected failures, drops, hangs and latency."""
         self.failures.clear()
         self.interruptions.clear()
         self.endpoint_latency_ms.clear()
         self.latency_ms = 0.0
 
-    def faults(self) -> dict[str, Any]:
+    def pending(self) -> dict[str, Any]:
         """Pending faults, for ``GET /_emulator/faults``."""
         return {
             "latency_ms": self.latency_ms,
@@ -121,48 +113,6 @@ class Control:
             "failures": {k: [vars(f) for f in v] for k, v in self.failures.items() if v},
             "interruptions": {k: [vars(i) for i in v] for k, v in self.interruptions.items() if v},
         }
-
-    # ---- request log -------------------------------------------------------
-
-    def record(self, endpoint: str, outcome: int | str, received: float | None = None) -> None:
-        """Count one call of ``endpoint`` that ended with ``outcome`` (status or word).
-
-        With ``received`` (wall-clock seconds), the call also goes on the timeline.
-        """
-        self.counts[endpoint] += 1
-        self.by_status[f"{endpoint} {outcome}"] += 1
-        if received is not None:
-            self.timeline.append(
-                {
-                    "endpoint": endpoint,
-                    "status": outcome,
-                    "received": received,
-                    "answered": time.time(),
-                }
-            )
-
-    def calls(self, endpoint: str | None = None) -> list[dict[str, Any]]:
-        """The timeline, optionally of one endpoint."""
-        return [call for call in self.timeline if endpoint in (None, call["endpoint"])]
-
-    def requests(self) -> dict[str, Any]:
-        """The ``/_emulator/requests`` document."""
-        return {
-            "counts": dict(self.counts),
-            "by_status": dict(self.by_status),
-            "total": sum(self.counts.values()),
-        }
-
-    def reset_requests(self) -> None:
-        """Forget the request log."""
-        self.counts.clear()
-        self.by_status.clear()
-        self.timeline.clear()
-
-    def reset(self) -> None:
-        """Clear faults and counters."""
-        self.clear_faults()
-        self.reset_requests()
 
 
 _Fault = TypeVar("_Fault", Failure, Interruption)
@@ -174,8 +124,3 @@ def _take(pending: list[_Fault]) -> _Fault:
     if head.times <= 0:
         pending.pop(0)
     return head
-
-
-def unix_now() -> float:
-    """Wall-clock seconds, used for rate-limit windows and budgets."""
-    return time.time()

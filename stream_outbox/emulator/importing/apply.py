@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from stream_outbox.emulator.import_file import Line, parse_item
-from stream_outbox.emulator.import_rules import NOT_UPSERTED, distinct_cid, item_cid
-from stream_outbox.emulator.store import ChannelRecord, Store, new_member, new_message
+from stream_outbox.emulator.importing.file import Line, parse_item
+from stream_outbox.emulator.importing.rules import NOT_UPSERTED, distinct_cid, item_cid
+from stream_outbox.emulator.state.store import ChannelRecord, Store, new_member, new_message
 
 _MEMBER_ID_FIELDS = frozenset({"channel_type", "channel_id", "channel_member_ids"})
 _MESSAGE_ID_FIELDS = frozenset({"channel_type", "channel_id", "channel_member_ids", "user"})

@@ -16,7 +16,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from stream_outbox.emulator.control import ANY_ENDPOINT, canonical
+from stream_outbox.emulator.rules.faults import ANY_ENDPOINT, canonical
 
 UNLIMITED = 1_000_000_000
 BURST_DIVISOR = 30  # the per-second limit is the per-minute limit over 30

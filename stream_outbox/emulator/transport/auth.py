@@ -9,7 +9,7 @@ from typing import Any
 import jwt
 from jwt.algorithms import HMACAlgorithm
 
-from stream_outbox.emulator.errors import (
+from stream_outbox.emulator.rules.errors import (
     ACCESS_KEY_ERROR,
     AUTHENTICATION_ERROR,
     TOKEN_BEFORE_ISSUED_AT,

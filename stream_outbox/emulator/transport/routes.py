@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from stream_outbox.emulator import channels, imports, messages, user_lifecycle, users
-from stream_outbox.emulator.call import Call, Handler
-from stream_outbox.emulator.errors import not_found
+from stream_outbox.emulator.endpoints import channels, imports, messages, user_lifecycle, users
+from stream_outbox.emulator.endpoints.call import Call, Handler
+from stream_outbox.emulator.rules.errors import not_found
 
 
 def get_app(call: Call) -> dict[str, Any]:
