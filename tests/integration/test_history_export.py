@@ -22,8 +22,8 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin.history_export import export_history
 from stream_outbox.worker.store.repository import OutboxRepository
+from stream_outbox.worker.stream_import.export import export_history
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
 from tests.conftest import API_KEY, API_SECRET
 from tests.story import invite

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from stream_outbox.app_hooks import audit
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, User
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin.history_export import export_history
-from stream_outbox.worker.admin.history_import import ACTION, import_files
 from stream_outbox.worker.store.cutover import EXPORT_ACTION, read_cutover
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream.gateway import StreamGateway
 from stream_outbox.worker.stream.imports import ImportAPI
+from stream_outbox.worker.stream_import.export import export_history
+from stream_outbox.worker.stream_import.upload import ACTION, import_files
 from tests.conftest import API_KEY, API_SECRET
 from tests.integration.test_history_export import START, history, run_history
 
@@ -37,8 +37,8 @@ from datetime import datetime
 from pathlib import Path
 from sqlalchemy import create_engine
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, User
-from stream_outbox.worker.admin import history_files
-from stream_outbox.worker.admin.history_export import export_history
+from stream_outbox.worker.stream_import import files as history_files
+from stream_outbox.worker.stream_import.export import export_history
 from stream_outbox.worker.store.cutover import EXPORT_ACTION, read_cutover
 from stream_outbox.worker.store.repository import OutboxRepository
 

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_outbox.worker.admin.history_export import _channel_fields, _line, _message_line, rfc3339
-from stream_outbox.worker.admin.history_files import (
+from stream_outbox.worker.store.repository import ChannelRef
+from stream_outbox.worker.stream_import.export import _channel_fields, _line, _message_line, rfc3339
+from stream_outbox.worker.stream_import.files import (
     ExportFiles,
     ExportState,
     ReferencesChanged,
     read_state,
 )
-from stream_outbox.worker.store.repository import ChannelRef
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
 
 REF = ChannelRef("messaging", "legacy_c1")

@@ -22,12 +22,12 @@ from rich.progress import (
 from sqlalchemy import create_engine
 
 from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.history_export import MAX_FILE_BYTES, export_history, rfc3339
-from stream_outbox.worker.admin.history_files import export_files, read_state
 from stream_outbox.worker.app_binding import resolve_binding
 from stream_outbox.worker.settings import load_settings
 from stream_outbox.worker.store.cutover import EXPORT_ACTION
 from stream_outbox.worker.store.repository import OutboxRepository
+from stream_outbox.worker.stream_import.export import MAX_FILE_BYTES, export_history, rfc3339
+from stream_outbox.worker.stream_import.files import export_files, read_state
 
 __all__ = ["app"]
 
@@ -147,9 +147,9 @@ def import_(
     """Upload each file through Stream's import API, in order, and follow each import to
     its end; files imported before are skipped, one still running is followed."""
     # Stream's SDK is imported by the one command that calls Stream (a second at start-up)
-    from stream_outbox.worker.admin.history_import import import_files
     from stream_outbox.worker.stream.gateway import StreamGateway
     from stream_outbox.worker.stream.imports import ImportAPI
+    from stream_outbox.worker.stream_import.upload import import_files
 
     files = export_files(read_state(folder), folder) if folder.is_dir() else []
     if not files:

@@ -20,7 +20,7 @@ of an exported conversation without ``created_at`` stops it too.
 
 **Resumable.** Each file is written under a temporary name, renamed when complete and
 recorded in ``export-state.json`` with the position after it (see
-:mod:`stream_outbox.worker.admin.history_files`). Re-running the same export into the same folder
+:mod:`stream_outbox.worker.stream_import.files`). Re-running the same export into the same folder
 resumes after the last complete file: users, channels and members are read again (they
 are few) and checked against a digest of those already written, messages continue
 after the last one recorded. The files end the same as an uninterrupted run's. If the
@@ -50,17 +50,17 @@ from stream_outbox.app_hooks.channel_ids import (
     validate_message_id,
 )
 from stream_outbox.app_hooks.desired import stream_message_id
-from stream_outbox.worker.admin.history_files import (
+from stream_outbox.worker.errors import AdminError, BadSourceData, StreamOutboxError
+from stream_outbox.worker.store.cutover import utc
+from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
+from stream_outbox.worker.stream.limits import data_too_large
+from stream_outbox.worker.stream_import.files import (
     FILE_GLOB,
     ExportFiles,
     ExportState,
     ReferencesChanged,
     read_state,
 )
-from stream_outbox.worker.errors import AdminError, BadSourceData, StreamOutboxError
-from stream_outbox.worker.store.cutover import utc
-from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
-from stream_outbox.worker.stream.limits import data_too_large
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
 from stream_outbox.worker.sync.plan import channel_candidates
 from stream_outbox.worker.sync.users import user_refusal
