@@ -32,7 +32,9 @@ def test_the_message_line_is_the_one_json_dumps_writes(
     text: str, sender: str | None, moment: datetime
 ) -> None:
     # Given a message of any text (quotes, controls, any script), with or without a sender
-    line = _message_line("m1", _channel_fields(REF), sender, {"u1"}, text, moment)
+    line = _message_line(
+        "m1", fields=_channel_fields(REF), sender=sender, users={"u1"}, text=text, created=moment
+    )
     # Then its line is json.dumps's for the item the live path's body describes
     data = {
         "id": "msg-m1",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -24,9 +23,13 @@ from sqlalchemy import create_engine
 from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.app_binding import resolve_binding
 from stream_outbox.worker.settings import load_settings
-from stream_outbox.worker.store.cutover import EXPORT_ACTION
 from stream_outbox.worker.store.repository import OutboxRepository
-from stream_outbox.worker.stream_import.export import MAX_FILE_BYTES, export_history, rfc3339
+from stream_outbox.worker.stream_import.export import (
+    MAX_FILE_BYTES,
+    export_history,
+    record_export,
+    resumed_watermark,
+)
 from stream_outbox.worker.stream_import.files import export_files, read_state
 
 __all__ = ["app"]
@@ -53,7 +56,7 @@ def export(
 
     An interrupted export resumes when run again with the same folder (and watermark:
     without --until, the folder's); a folder holding another export is refused."""
-    watermark = _watermark(out, until)
+    watermark = admin.parse_time(until) if until else resumed_watermark(out)
     settings = load_settings()
     engine = create_engine(settings.database_url, pool_pre_ping=True)
     bar = ExportProgress(enabled=not as_json and sys.stderr.isatty())
@@ -69,41 +72,14 @@ def export(
                 max_bytes=max_bytes or max_mb * 1000 * 1000,
                 progress=bar.update,
             )
-        detail = {
-            "watermark": rfc3339(watermark),
-            "files": [str(path) for path in result.files],
-            "counts": result.counts,
-        }
-        if not result.already_complete:  # the cut-over reads the latest export's entry
-            admin.record(
-                engine,
-                actor=actor or getpass.getuser(),
-                action=EXPORT_ACTION,
-                count=result.counts.get("message", 0),
-                detail=detail,
-            )
+        record_export(engine, result, actor=actor or getpass.getuser())
     finally:
         engine.dispose()
     if as_json:
-        typer.echo(json.dumps({**detail, "already_complete": result.already_complete}))
+        typer.echo(json.dumps({**result.detail(), "already_complete": result.already_complete}))
     else:
         done = "already complete:" if result.already_complete else "wrote"
-        typer.echo(f"{done} {len(result.files)} files up to {detail['watermark']}: {result.counts}")
-
-
-# The default watermark lies this far in the past: a transaction that stamped a message
-# before it has committed by the time the export reads (one still open would miss both
-# the files and, with a time at or before the watermark, the live mirror's timeline).
-DEFAULT_LAG = timedelta(minutes=1)
-
-
-def _watermark(out: Path, until: str | None) -> datetime:
-    """``--until``, else the watermark of the export in ``out`` (to resume it), else a
-    minute ago."""
-    if until:
-        return admin.parse_time(until)
-    state = read_state(out) if out.is_dir() else None
-    return datetime.fromisoformat(state.watermark) if state else datetime.now(UTC) - DEFAULT_LAG
+        typer.echo(f"{done} {len(result.files)} files up to {result.watermark}: {result.counts}")
 
 
 class ExportProgress:
@@ -121,7 +97,7 @@ class ExportProgress:
         )
         self._tasks: dict[str, TaskID] = {}
 
-    def update(self, kind: str, done: int, total: int | None) -> None:
+    def update(self, kind: str, *, done: int, total: int | None) -> None:
         """``done`` items of ``kind`` written (of ``total`` when known)."""
         task = self._tasks.get(kind)
         if task is None:
@@ -166,14 +142,9 @@ def import_(
             actor=actor or getpass.getuser(),
             dry_run=dry_run,
             poll=poll,
-            report=lambda o: typer.echo(
-                f"{o.file}: {o.state}" + (f" ({o.errors})" if o.errors else "")
-            ),
+            report=lambda outcome: typer.echo(outcome.line()),
         )
     finally:
         engine.dispose()
-    if any(
-        o.state not in ("completed", "would import") and not o.state.startswith("skip")
-        for o in outcomes
-    ):
+    if not all(outcome.state.ok for outcome in outcomes):
         raise typer.Exit(1)

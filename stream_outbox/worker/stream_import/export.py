@@ -1,4 +1,4 @@
-"""History export: the database's chat up to a watermark, in Stream's import format.
+"""The export: the database's chat up to a watermark, as Stream's import files.
 
 Stream's own migration path (``docs/migrating/import.md``): JSON Lines of
 ``{"type": T, "data": {...}}`` items, users first, then channels, members and messages;
@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, func, literal, null, or_, select, tuple_
 
@@ -51,7 +51,8 @@ from stream_outbox.app_hooks.channel_ids import (
 )
 from stream_outbox.app_hooks.desired import stream_message_id
 from stream_outbox.worker.errors import AdminError, BadSourceData, StreamOutboxError
-from stream_outbox.worker.store.cutover import utc
+from stream_outbox.worker.store import audit
+from stream_outbox.worker.store.cutover import EXPORT_ACTION, utc
 from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
 from stream_outbox.worker.stream.limits import data_too_large
 from stream_outbox.worker.stream_import.files import (
@@ -65,7 +66,15 @@ from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
 from stream_outbox.worker.sync.plan import channel_candidates
 from stream_outbox.worker.sync.users import user_refusal
 
-__all__ = ["MAX_FILE_BYTES", "ExportResult", "Progress", "export_history", "rfc3339"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "ExportResult",
+    "Progress",
+    "export_history",
+    "record_export",
+    "resumed_watermark",
+    "rfc3339",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +82,16 @@ MAX_FILE_BYTES = 300 * 1000 * 1000  # Stream's upload limit
 _PAGE = 2000  # users or conversations per read
 _BATCH = 10_000  # messages per fetch from the cursor, and per progress report
 
-Progress = Callable[[str, int, "int | None"], None]
-"""``progress(kind, done, total)``: items of a kind written so far (total when known)."""
+
+class Progress(Protocol):
+    """Told how many items of a kind are written so far (of how many, when known)."""
+
+    def __call__(self, kind: str, *, done: int, total: int | None) -> None: ...
+
+
+def _silent(kind: str, *, done: int, total: int | None) -> None:
+    """A progress nobody watches."""
+
 
 _encode = encode_basestring  # a JSON string, as json.dumps(ensure_ascii=False) writes it
 
@@ -94,9 +111,38 @@ class ExportResult:
     """What an export wrote (all its files, also those of an earlier, interrupted run);
     ``already_complete``: the folder held the complete export, nothing was written."""
 
+    watermark: str
     files: list[Path] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     already_complete: bool = False
+
+    def detail(self) -> dict[str, Any]:
+        """The watermark, files and counts, JSON-ready (the audit entry the cut-over reads)."""
+        return {
+            "watermark": self.watermark,
+            "files": [str(path) for path in self.files],
+            "counts": self.counts,
+        }
+
+
+# The default watermark lies this far in the past: a transaction that stamped a message
+# before it has committed by the time the export reads (one still open would miss both
+# the files and, with a time at or before the watermark, the live mirror's timeline).
+DEFAULT_LAG = timedelta(minutes=1)
+
+
+def resumed_watermark(out_dir: Path) -> datetime:
+    """The watermark of the export in ``out_dir`` (to resume it), else a minute ago."""
+    state = read_state(out_dir) if out_dir.is_dir() else None
+    return datetime.fromisoformat(state.watermark) if state else datetime.now(UTC) - DEFAULT_LAG
+
+
+def record_export(engine: Engine, result: ExportResult, *, actor: str) -> None:
+    """Record the export in the audit table, where the cut-over reads the latest one's
+    watermark and files; an export found complete already is not recorded again."""
+    if not result.already_complete:
+        count = result.counts.get("message", 0)
+        audit.record(engine, actor=actor, action=EXPORT_ACTION, count=count, detail=result.detail())
 
 
 def export_history(
@@ -118,7 +164,7 @@ def export_history(
     state = _state_for(out_dir, rfc3339(watermark), max_bytes)
     already_complete = state.complete
     if not already_complete:
-        run = _Run(engine, binding, repo, watermark, progress or (lambda kind, done, total: None))
+        run = _Run(engine, binding, repo, watermark, progress or _silent)
         try:
             run.export(ExportFiles(out_dir, state))
         except ReferencesChanged:
@@ -126,7 +172,7 @@ def export_history(
             state = ExportState(state.watermark, max_bytes)
             run.export(ExportFiles(out_dir, state))
     files = [out_dir / entry["name"] for entry in state.files]
-    return ExportResult(files, dict(state.counts), already_complete)
+    return ExportResult(state.watermark, files, dict(state.counts), already_complete)
 
 
 def _state_for(out_dir: Path, watermark: str, max_bytes: int) -> ExportState:
@@ -160,7 +206,7 @@ def _require(ok: bool, why: str) -> None:
         raise BadSourceData(f"import item refused: {why}")
 
 
-def _checked(check: Any, value: str, what: str) -> str:
+def _checked(check: Any, value: str, *, what: str) -> str:
     try:
         return str(check(value))
     except InvalidStreamId as exc:
@@ -213,8 +259,8 @@ class _Run:
                 _require(refused is None, str(refused))
                 files.reference("user", _line("user", data))
                 self.users.add(user_id)
-            self.progress("user", len(self.users), total)
-        self.progress("user", len(self.users), len(self.users))
+            self.progress("user", done=len(self.users), total=total)
+        self.progress("user", done=len(self.users), total=len(self.users))
 
     def _pages(self, conn: Connection, kind: str) -> Iterator[list[str]]:
         after: str | None = None
@@ -233,7 +279,7 @@ class _Run:
                 channel, ref = desired.get(cid), refs.get(cid)
                 if channel is None or ref is None or channel.created_by is None:
                     continue
-                _checked(validate_channel_id, ref.channel_id, f"conversation {cid}")
+                _checked(validate_channel_id, ref.channel_id, what=f"conversation {cid}")
                 _require(channel.created_by in self.users, f"creator of {cid}: no user")
                 data = {"id": ref.channel_id, "type": ref.channel_type, **channel.data}
                 refused = data_too_large("channel", ref.channel_id, channel.data)
@@ -242,8 +288,8 @@ class _Run:
                     "channel", _line("channel", {**data, "created_by": channel.created_by})
                 )
                 self.channels[cid] = ref
-            self.progress("channel", len(self.channels), total)
-        self.progress("channel", len(self.channels), len(self.channels))
+            self.progress("channel", done=len(self.channels), total=total)
+        self.progress("channel", done=len(self.channels), total=len(self.channels))
 
     def _channel_refs(
         self, conn: Connection, desired: dict[str, DesiredChannel]
@@ -274,8 +320,8 @@ class _Run:
                 files.reference("member", _line("member", {**data, "user_id": member}))
                 done += 1
             if done >= reported + _BATCH:
-                self.progress("member", reported := done, None)
-        self.progress("member", done, done)
+                self.progress("member", done=(reported := done), total=None)
+        self.progress("member", done=done, total=done)
 
     def _member_query(self) -> Any:
         """Every live member of a live user (as ``reads.members``), its last-read time
@@ -299,7 +345,7 @@ class _Run:
         """Every live message up to the watermark, by conversation, then time, then id."""
         query, total = self._message_query(files.state.last_message), self._count(conn)
         done = files.state.counts.get("message", 0)
-        self.progress("message", done, total)
+        self.progress("message", done=done, total=total)
         rows = conn.execution_options(yield_per=_BATCH).execute(query)
         users, channels = self.users, self.channels
         current: Any = None
@@ -315,12 +361,20 @@ class _Run:
             mid = str(mid)
             if created is None:
                 raise BadSourceData(f"message {mid} of conversation {cid} has no created_at")
-            line = _message_line(mid, fields, sender, users, content, created, generation)
+            line = _message_line(
+                mid,
+                fields=fields,
+                sender=sender,
+                users=users,
+                text=content,
+                created=created,
+                generation=generation,
+            )
             files.message(line, (cid, created, mid))
             done += 1
             if done % _BATCH == 0:
-                self.progress("message", done, total)
-        self.progress("message", done, max(done, total))
+                self.progress("message", done=done, total=total)
+        self.progress("message", done=done, total=max(done, total))
 
     def _message_query(self, after: list[str] | None) -> Any:
         b = self.binding
@@ -369,10 +423,11 @@ def _channel_fields(ref: ChannelRef) -> str:
 
 def _message_line(
     mid: str,
+    *,
     fields: str,
     sender: Any,
     users: set[str],
-    content: str | None,
+    text: str | None,
     created: datetime,
     generation: int = 0,
 ) -> bytes:
@@ -381,7 +436,7 @@ def _message_line(
     hold it, the sender kept in ``original_user_id``), type ``regular``, flagged ``system``
     when it has no sender, as the live path sends it."""
     stream_id = stream_message_id(mid, generation)  # the live path's id in that channel
-    message_id = _checked(validate_message_id, stream_id, f"message {mid}")
+    message_id = _checked(validate_message_id, stream_id, what=f"message {mid}")
     extra = ""
     if sender is None:
         author, extra = SYSTEM_USER_ID, ',"system":true'
@@ -391,6 +446,6 @@ def _message_line(
             author, extra = SYSTEM_USER_ID, f',"original_user_id":{_encode(str(sender))}'
     return (
         f'{{"type":"message","data":{{"id":{_encode(message_id)},{fields},'
-        f'"user":{_encode(author)},"text":{_encode(content or "")},"type":"regular",'
+        f'"user":{_encode(author)},"text":{_encode(text or "")},"type":"regular",'
         f'"created_at":"{rfc3339(created)}"{extra}}}}}\n'
     ).encode()

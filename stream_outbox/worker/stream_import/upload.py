@@ -1,10 +1,11 @@
-"""History import: upload export files through Stream's import API and follow each to its end.
+"""Stream import: upload the export's files through Stream's Import API, each followed to its end.
 
 Per file (``docs/migrating/import.md``): ``create_import_url`` → PUT the file to the
 URL → ``create_import(path, mode)`` → poll ``get_import`` until ``completed``, or
-``analyze_failed``/``failed`` with Stream's errors. Each file's task and final state go
-to the audit table (``history_import``, keyed by the file's SHA-256), so a re-run skips
-what completed, follows what is still running, and never imports a file twice.
+``analyze_failed``/``failed`` with Stream's errors (:mod:`.follow`). Each file's task
+and state go to the audit table (``history_import``, keyed by the file's SHA-256), so a
+re-run skips what completed, follows what is still running, and never imports a file
+twice.
 
 Interrupted at any point, a re-run converges:
 
@@ -22,37 +23,38 @@ Interrupted at any point, a re-run converges:
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from stream_outbox.app_hooks.outbox import audit
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.store.cutover import EXPORT_ACTION
+from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.store import audit
+from stream_outbox.worker.store.cutover import EXPORT_ACTION, IMPORT_ACTION
 from stream_outbox.worker.stream.imports import ImportAPI
+from stream_outbox.worker.stream_import.follow import FileOutcome, FileState, follow, task_on
 
-__all__ = ["DONE", "FileOutcome", "import_files"]
+__all__ = ["MODES", "import_files"]
 
-DONE = "completed"
-_FINAL = frozenset({DONE, "analyze_failed", "failed"})
-ACTION = "history_import"
-_CREATING = "creating"  # uploaded; create_import sent or about to be, its answer not recorded
-_LIST_PAGE = 100
+MODES = ("upsert", "insert")
 
 
 @dataclass(frozen=True)
-class FileOutcome:
-    """What became of one file: Stream's final state, its task, and its errors (one line)."""
+class _Ledger:
+    """The audit entries of one file of one run: who imports it, and which file."""
 
-    file: str
-    state: str
-    task_id: str | None
-    errors: str = ""
+    engine: Engine
+    actor: str
+    path: Path
+    sha: str
+
+    def note(self, state: FileState, *, task_id: str | None = None, **more: Any) -> None:
+        """Record the file's state (with its task, Stream's path or errors)."""
+        detail = {"file": self.path.name, "sha256": self.sha, "task_id": task_id, "state": state}
+        detail.update({key: value for key, value in more.items() if value})
+        audit.record(self.engine, actor=self.actor, action=IMPORT_ACTION, count=1, detail=detail)
 
 
 def _digest(path: Path) -> str:
@@ -66,11 +68,11 @@ def _digest(path: Path) -> str:
 def _recorded(engine: Engine) -> tuple[dict[str, dict[str, Any]], int]:
     """The newest audit entry of each file imported before, by SHA-256 (with its audit
     ``id``), and the id of the latest export's entry (0 if none)."""
-    query = select(audit.c.id, audit.c.detail).where(audit.c.action == ACTION)
-    latest = select(func.max(audit.c.id)).where(audit.c.action == EXPORT_ACTION)
     with engine.connect() as conn:
-        seen = {d["sha256"]: {**d, "id": n} for n, d in conn.execute(query.order_by(audit.c.id))}
-        return seen, int(conn.scalar(latest) or 0)
+        seen = {
+            e.detail["sha256"]: {**e.detail, "id": e.id} for e in audit.entries(conn, IMPORT_ACTION)
+        }
+        return seen, audit.latest_id(conn, EXPORT_ACTION)
 
 
 def import_files(
@@ -87,108 +89,64 @@ def import_files(
 ) -> list[FileOutcome]:
     """Import ``files`` in order (each may reference the ones before), stopping at the
     first that does not complete; returns each file's outcome."""
-    if mode not in ("upsert", "insert"):
-        raise admin.AdminError(f"mode must be upsert or insert, not {mode!r}")
+    if mode not in MODES:
+        raise AdminError(f"mode must be upsert or insert, not {mode!r}")
     seen, export_id = _recorded(engine)
     outcomes: list[FileOutcome] = []
     for path in files:
-        sha = _digest(path)
-        before = seen.get(sha)
-        if before is not None and before["state"] == DONE:
-            outcome = FileOutcome(path.name, "skipped: imported before", before["task_id"])
+        ledger = _Ledger(engine, actor, path, _digest(path))
+        before = seen.get(ledger.sha)
+        if before is not None and before["state"] == FileState.COMPLETED:
+            outcome = FileOutcome(path.name, FileState.SKIPPED, before["task_id"])
             if before["id"] < export_id and not dry_run:  # the cut-over counts it for this export
-                _audit(engine, actor, path, sha, DONE, task_id=before["task_id"], skipped=True)
+                ledger.note(FileState.COMPLETED, task_id=before["task_id"], skipped=True)
         elif dry_run:
-            outcome = FileOutcome(path.name, "would import", None)
+            outcome = FileOutcome(path.name, FileState.WOULD_IMPORT, None)
         else:
-            audit = partial(_audit, engine, actor, path, sha)
-            task_id = _started_before(gateway, before)
-            if task_id is None:
-                task_id = _start(gateway, path, mode, audit)
-            elif before and before["state"] == _CREATING:
-                audit("uploaded", task_id=task_id, stream_path=before["stream_path"])
-            outcome = _follow(gateway, path, task_id, poll, timeout)
-            audit(outcome.state, task_id=task_id, errors=outcome.errors)
+            outcome = _import(gateway, ledger, before, mode=mode, poll=poll, timeout=timeout)
         report(outcome)
         outcomes.append(outcome)
-        if outcome.state not in (DONE, "would import") and not outcome.state.startswith("skip"):
+        if not outcome.state.ok:
             break
     return outcomes
 
 
+def _import(
+    gateway: ImportAPI,
+    ledger: _Ledger,
+    before: dict[str, Any] | None,
+    *,
+    mode: str,
+    poll: float,
+    timeout: float,
+) -> FileOutcome:
+    """Import one file: follow the task an earlier run started, else upload it and start one."""
+    task_id = _started_before(gateway, before)
+    if task_id is None:
+        task_id = _start(gateway, ledger, mode)
+    elif before and before["state"] == FileState.CREATING:
+        ledger.note(FileState.UPLOADED, task_id=task_id, stream_path=before["stream_path"])
+    name = ledger.path.name
+    outcome = follow(gateway, file=name, task_id=task_id, poll=poll, timeout=timeout)
+    ledger.note(outcome.state, task_id=task_id, errors=outcome.errors)
+    return outcome
+
+
 def _started_before(gateway: ImportAPI, before: dict[str, Any] | None) -> str | None:
     """The task an earlier run started for the file and that has not ended yet, if any."""
-    if before is None or before["state"] in _FINAL:
+    if before is None or FileState(before["state"]).final:
         return None
-    if before["state"] == _CREATING:  # create_import may have reached Stream: ask it
-        return _task_on(gateway, before["stream_path"])
+    if before["state"] == FileState.CREATING:  # create_import may have reached Stream: ask it
+        return task_on(gateway, before["stream_path"])
     return str(before["task_id"])
 
 
-def _task_on(gateway: ImportAPI, stream_path: str) -> str | None:
-    """The id of the import task on an uploaded file's path, if Stream has one."""
-    offset = 0
-    while True:
-        tasks = gateway.list_imports(_LIST_PAGE, offset)
-        for task in tasks:
-            if task.get("path") == stream_path:
-                return str(task["id"])
-        if len(tasks) < _LIST_PAGE:
-            return None
-        offset += len(tasks)
-
-
-def _start(gateway: ImportAPI, path: Path, mode: str, audit: Callable[..., None]) -> str:
+def _start(gateway: ImportAPI, ledger: _Ledger, mode: str) -> str:
     """Upload the file and create its import task; the audit hears of the path before
     the task is created, and of the task once it is."""
-    upload_url, stream_path = gateway.create_import_url(path.name)
-    gateway.upload_file(upload_url, path)
-    audit(_CREATING, stream_path=stream_path)
+    upload_url, stream_path = gateway.create_import_url(ledger.path.name)
+    gateway.upload_file(upload_url, ledger.path)
+    ledger.note(FileState.CREATING, stream_path=stream_path)
     task_id = str(gateway.create_import(stream_path, mode)["id"])
-    audit("uploaded", task_id=task_id, stream_path=stream_path)
+    ledger.note(FileState.UPLOADED, task_id=task_id, stream_path=stream_path)
     return task_id
-
-
-def _follow(
-    gateway: ImportAPI, path: Path, task_id: str, poll: float, timeout: float
-) -> FileOutcome:
-    deadline = time.monotonic() + timeout
-    while True:
-        task = gateway.get_import(task_id)
-        state = str(task.get("state"))
-        if state in _FINAL:
-            return FileOutcome(path.name, state, task_id, _errors(task) if state != DONE else "")
-        if time.monotonic() >= deadline:
-            return FileOutcome(path.name, f"still {state}", task_id, "gave up waiting")
-        time.sleep(poll)
-
-
-def _errors(task: dict[str, Any]) -> str:
-    """Stream's errors of a task, in one line."""
-    errors = (task.get("result") or {}).get("errors") or []
-    parts = []
-    for error in errors[:5]:
-        if isinstance(error, dict):
-            where = f"line {error['line']}: " if "line" in error else ""
-            parts.append(where + str(error.get("error") or error.get("message") or error))
-        else:
-            parts.append(str(error))
-    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts).replace("\n", " ") + more
-
-
-def _audit(
-    engine: Engine,
-    actor: str,
-    path: Path,
-    sha: str,
-    state: str,
-    *,
-    task_id: str | None = None,
-    errors: str = "",
-    **more: Any,
-) -> None:
-    detail = {"file": path.name, "sha256": sha, "task_id": task_id, "state": state, **more}
-    if errors:
-        detail["errors"] = errors
-    admin.record(engine, actor=actor, action=ACTION, count=1, detail=detail)
