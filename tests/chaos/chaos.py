@@ -22,7 +22,7 @@ moments one of these happens:
   limit answers 429.
 
 Then the writer stops, the faults clear, and the run waits until the outbox has
-drained and the emulator holds what the database says (``worker.admin.compare``). It prints
+drained and the emulator holds what the database says (``worker.verify.compare``). It prints
 a summary: changes written, faults injected, time to converge, rows failed (replayed,
 then converged) and rows lost, which must be 0. Exit status 0 when converged.
 """
@@ -51,8 +51,8 @@ from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.app_hooks.triggers import install_triggers
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
 from stream_outbox.worker.store.repository import OutboxRepository
+from stream_outbox.worker.verify.compare import compare, held_from_snapshot, read_desired
 from tests.app_model import AppModel, random_transaction
 from tests.chaos.services import PIPELINE_APP, PrivateRedis, Process, ScratchDatabase
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.on_demand import MigrationState, migration_status, request_migration
-from stream_outbox.worker.admin.target_state import describe
+from stream_outbox.worker.verify.target import describe
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_trigger_capture import drift
 from tests.pipeline.test_user_lifecycle import NOW, shapes

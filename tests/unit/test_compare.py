@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_outbox.worker.admin.compare import (
+from stream_outbox.worker.stream.protocol import ChannelHistory, RemoteChannel
+from stream_outbox.worker.sync.bodies import SYSTEM_USER
+from stream_outbox.worker.verify.compare import (
     ChannelView,
     Difference,
     State,
@@ -15,8 +17,6 @@ from stream_outbox.worker.admin.compare import (
     held_from_snapshot,
     held_from_stream,
 )
-from stream_outbox.worker.stream.protocol import ChannelHistory, RemoteChannel
-from stream_outbox.worker.sync.bodies import SYSTEM_USER
 
 CID = "messaging:invitation_1"
 OLGA = UserView("Olga Organizer", "https://example.com/olga.png")

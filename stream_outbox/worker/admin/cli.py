@@ -181,7 +181,7 @@ def show(row_id: int = typer.Argument(..., help="Outbox row id."), as_json: bool
 
 def _target_state(engine: Engine, settings: Settings, row: admin.RowView) -> dict[str, Any]:
     """The target's desired state next to Stream's (Stream: when credentials are set)."""
-    from stream_outbox.worker.admin.target_state import describe
+    from stream_outbox.worker.verify.target import describe
 
     return describe(engine, settings, _binding(engine, settings), row.target_kind, row.target_id)
 
@@ -347,10 +347,10 @@ def verify(
 
     Prints the differences and exits with status 1 when there are any.
     """
-    from stream_outbox.worker.admin.compare import compare, held_from_stream, read_desired
     from stream_outbox.worker.store.cutover import read_cutover
     from stream_outbox.worker.store.repository import OutboxRepository
     from stream_outbox.worker.stream.gateway import StreamGateway
+    from stream_outbox.worker.verify.compare import compare, held_from_stream, read_desired
 
     if kind not in (None, "user", "channel"):
         raise admin.AdminError(f"unknown kind {kind!r}: use user or channel")

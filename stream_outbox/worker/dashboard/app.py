@@ -170,7 +170,7 @@ class Dashboard:
 
     def _target_state(self, row: admin.RowView) -> dict[str, Any]:
         """What the database wants next to what Stream holds; a line if it cannot be read."""
-        from stream_outbox.worker.admin.target_state import describe
+        from stream_outbox.worker.verify.target import describe
 
         try:
             kind, target_id = row.target_kind, row.target_id

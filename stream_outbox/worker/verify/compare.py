@@ -26,17 +26,17 @@ from sqlalchemy import Engine
 
 from stream_outbox.app_hooks.binding import Binding, DesiredChannel, stream_message_id
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, choose_channel_id
-from stream_outbox.worker.admin.compare_history import (
-    compare_history,
-    compare_reads,
-    held_read,
-    instant,
-)
 from stream_outbox.worker.store.cutover import Cutover
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream.protocol import StreamReader
 from stream_outbox.worker.sync.bodies import SYSTEM_USER
 from stream_outbox.worker.sync.plan import OWNED_CHANNEL_FIELDS
+from stream_outbox.worker.verify.history import (
+    compare_history,
+    compare_reads,
+    held_read,
+    instant,
+)
 
 _V = TypeVar("_V")
 
