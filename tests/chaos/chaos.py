@@ -52,7 +52,8 @@ from stream_outbox.app_hooks.triggers import install_triggers
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.store.repository import OutboxRepository
-from stream_outbox.worker.verify.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.app_model import AppModel, random_transaction
 from tests.chaos.services import PIPELINE_APP, PrivateRedis, Process, ScratchDatabase
 

@@ -32,7 +32,8 @@ from stream_outbox.worker.pipeline.job_runner import run_job
 from stream_outbox.worker.pipeline.jobs import Job, plan_jobs
 from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
 from stream_outbox.worker.sync import conversations as sync_conversations
-from stream_outbox.worker.verify.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.pipeline.conftest import Pipeline
 from tests.story import invite
 

@@ -82,10 +82,12 @@ def test_a_restored_thread_gets_its_posts_again_under_a_new_generation(
         session.get_one(Thread, thread.id).deleted_at = None
         session.add(_post(3, thread, ada))
     # (`admin show` tells the generation its next reconcile makes, and its posts' ids)
-    shown = describe(pipeline.engine, pipeline.settings, BINDING, "conversation", str(thread.id))
+    shown = describe(
+        pipeline.engine, pipeline.settings, BINDING, kind="conversation", target_id=str(thread.id)
+    )
     assert shown["database"]["generation"] == 1
     assert shown["database"]["history_copy"].startswith("due")
-    post = describe(pipeline.engine, pipeline.settings, BINDING, "message", "p-3")
+    post = describe(pipeline.engine, pipeline.settings, BINDING, kind="message", target_id="p-3")
     assert post["database"]["id"] == "msg1-p-3"
     # (its channel, deleted in Stream, is not synced: opening it asks for it first)
     with pipeline.engine.begin() as conn:
@@ -154,9 +156,11 @@ def test_a_thread_back_before_its_channel_s_deletion_reached_stream_gets_it_anew
     assert drift(pipeline, binding=BINDING) == []
     assert {r["status"] for r in pipeline.rows()} == {"done"}
     # and `admin show` tells an operator which ids the channel's messages have
-    shown = describe(pipeline.engine, pipeline.settings, BINDING, "conversation", str(thread.id))
+    shown = describe(
+        pipeline.engine, pipeline.settings, BINDING, kind="conversation", target_id=str(thread.id)
+    )
     assert (shown["database"]["generation"], shown["database"]["history_copy"]) == (1, "done")
-    post = describe(pipeline.engine, pipeline.settings, BINDING, "message", "p-1")
+    post = describe(pipeline.engine, pipeline.settings, BINDING, kind="message", target_id="p-1")
     assert post["database"] == {"id": "msg1-p-1", "conversation": str(thread.id)}
 
 

@@ -20,7 +20,8 @@ from stream_outbox.app_hooks.reference import (
 )
 from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.admin.backfill import Scope
-from stream_outbox.worker.verify.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.pipeline.conftest import Pipeline
 
 # 800 conversations of 10 messages (8,000 SendMessage calls): GL_CONV=2000 for a larger run

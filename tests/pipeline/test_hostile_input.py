@@ -46,7 +46,8 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.worker import runtime
-from stream_outbox.worker.verify.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.app_model import NAMES
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.string_id_app import (

@@ -34,7 +34,8 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers, triggers_installed
-from stream_outbox.worker.verify.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_user_lifecycle import shapes
 from tests.shapes_app import BINDING as SHAPES

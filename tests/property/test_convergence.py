@@ -48,7 +48,8 @@ from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Base
 from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.pipeline.jobs import plan_jobs
 from stream_outbox.worker.store.repository import OutboxRow
-from stream_outbox.worker.verify.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.app_model import OPERATIONS, AppModel, Op
 from tests.conftest import REDIS_PREFIX
 from tests.pipeline.conftest import Pipeline

@@ -14,9 +14,8 @@ from stream_outbox.worker.verify.compare import (
     State,
     UserView,
     compare,
-    held_from_snapshot,
-    held_from_stream,
 )
+from stream_outbox.worker.verify.readers import held_from_snapshot, held_from_stream
 
 CID = "messaging:invitation_1"
 OLGA = UserView("Olga Organizer", "https://example.com/olga.png")

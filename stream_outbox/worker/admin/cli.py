@@ -183,7 +183,8 @@ def _target_state(engine: Engine, settings: Settings, row: admin.RowView) -> dic
     """The target's desired state next to Stream's (Stream: when credentials are set)."""
     from stream_outbox.worker.verify.target import describe
 
-    return describe(engine, settings, _binding(engine, settings), row.target_kind, row.target_id)
+    binding = _binding(engine, settings)
+    return describe(engine, settings, binding, kind=row.target_kind, target_id=row.target_id)
 
 
 @app.command()
@@ -347,10 +348,9 @@ def verify(
 
     Prints the differences and exits with status 1 when there are any.
     """
-    from stream_outbox.worker.store.cutover import read_cutover
-    from stream_outbox.worker.store.repository import OutboxRepository
     from stream_outbox.worker.stream.gateway import StreamGateway
-    from stream_outbox.worker.verify.compare import compare, held_from_stream, read_desired
+    from stream_outbox.worker.verify.compare import compare
+    from stream_outbox.worker.verify.readers import against_stream
 
     if kind not in (None, "user", "channel"):
         raise admin.AdminError(f"unknown kind {kind!r}: use user or channel")
@@ -358,15 +358,7 @@ def verify(
     with _engine(settings) as engine:
         binding = _binding(engine, settings)
         gateway = StreamGateway.from_settings(settings)
-        repo = OutboxRepository(engine)
-        gone = admin.mapped_conversations(engine)
-        with engine.connect() as conn:
-            cutover = read_cutover(conn) if messages else None
-        desired = read_desired(
-            engine, binding, repo, gone=gone, messages=False, history=messages, cutover=cutover
-        )
-        watermark = cutover.watermark if cutover is not None else None
-        held = held_from_stream(gateway, desired, history=messages, watermark=watermark)
+        desired, held = against_stream(engine, binding, gateway, history=messages)
     differences = [
         d
         for d in compare(desired, held)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from stream_outbox.app_hooks.outbox import Status, TargetKind, audit, channel_map, outbox
+from stream_outbox.app_hooks.outbox import Status, TargetKind, audit, outbox
 from stream_outbox.worker import settings
 from stream_outbox.worker.admin.error_groups import (
     ErrorGroup,
@@ -211,12 +211,6 @@ def audit_of(engine: Engine, row_id: int) -> list[dict[str, Any]]:
         for row in rows
         if row_id in (row.detail or {}).get("ids", [])
     ]
-
-
-def mapped_conversations(engine: Engine) -> list[str]:
-    """Every conversation that has a channel in the map (deleted ones included)."""
-    with engine.connect() as conn:
-        return list(conn.scalars(select(channel_map.c.conversation_id)))
 
 
 def stats(engine: Engine) -> dict[str, Any]:

@@ -173,8 +173,13 @@ class Dashboard:
         from stream_outbox.worker.verify.target import describe
 
         try:
-            kind, target_id = row.target_kind, row.target_id
-            return describe(self.engine, self.settings, self.binding, kind, target_id)
+            return describe(
+                self.engine,
+                self.settings,
+                self.binding,
+                kind=row.target_kind,
+                target_id=row.target_id,
+            )
         except Exception as exc:  # informational panel: never break the page for it
             reason = (str(exc).strip().splitlines() or [""])[0][:200]
             return {"database": f"unavailable ({type(exc).__name__}: {reason})", "stream": "-"}

@@ -66,9 +66,9 @@ from stream_outbox.worker.verify.compare import (
     State,
     UserView,
     compare,
-    gather,
 )
-from stream_outbox.worker.verify.compare import held_from_snapshot as from_snapshot
+from stream_outbox.worker.verify.readers import gather
+from stream_outbox.worker.verify.readers import held_from_snapshot as from_snapshot
 
 __all__ = ["run_demo"]
 

@@ -17,23 +17,24 @@ __all__ = ["describe"]
 
 
 def describe(
-    engine: Engine, settings: Settings, binding: Binding, kind: str, target_id: str
+    engine: Engine, settings: Settings, binding: Binding, *, kind: str, target_id: str
 ) -> dict[str, Any]:
     """``{"database": ..., "stream": ...}`` for a user, conversation or message (read-only)."""
-    database, channel = _desired(engine, binding, kind, target_id)
+    database, channel = _desired(engine, binding, kind=kind, target_id=target_id)
     try:
         key, secret = settings.stream_credentials()
     except ConfigurationError as exc:
         return {"database": database, "stream": f"not asked ({exc})"}
     gateway = StreamGateway(key, secret, base_url=settings.stream_chat_url, timeout=5.0)
     try:
-        return {"database": database, "stream": _held(gateway, kind, target_id, channel)}
+        held = _held(gateway, kind=kind, target_id=target_id, channel=channel)
+        return {"database": database, "stream": held}
     except StreamError as exc:
         return {"database": database, "stream": f"unavailable: {exc.describe()}"}
 
 
 def _desired(
-    engine: Engine, binding: Binding, kind: str, target_id: str
+    engine: Engine, binding: Binding, *, kind: str, target_id: str
 ) -> tuple[Any, tuple[str, str] | None]:
     ref = ChannelMap(engine).channel_for(target_id) if kind == "conversation" else None
     channel = (ref.channel_type, ref.channel_id) if ref else None
@@ -75,7 +76,9 @@ def _generation(ref: ChannelRef) -> int:
     return ref.generation + 1 if ref.deleted else ref.generation
 
 
-def _held(gateway: StreamReader, kind: str, target_id: str, channel: tuple[str, str] | None) -> Any:
+def _held(
+    gateway: StreamReader, *, kind: str, target_id: str, channel: tuple[str, str] | None
+) -> Any:
     if kind == "user":
         return gateway.query_users([target_id]).get(target_id) or "absent"
     if kind == "conversation":
