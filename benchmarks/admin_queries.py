@@ -21,8 +21,8 @@ from sqlalchemy import Engine, create_engine
 
 from benchmarks.backlog import _conninfo
 from benchmarks.common import median, scratch_database
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.series import read_series
+from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.operations.series import read_series
 
 CAUSES = (
     "after 5 attempts: GetOrCreateChannel HTTP 429 code 9: Too many requests",

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from stream_outbox.app_hooks.reference import Base, Event, User
-from stream_outbox.worker.admin.migrate import upgrade
 from stream_outbox.worker.demo.scratch_db import scratch_database as worker_scratch_database
+from stream_outbox.worker.operations.migrate import upgrade
 from stream_outbox.worker.settings import normalize_database_url
 
 SERVER_URL = normalize_database_url(

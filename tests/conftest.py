@@ -23,8 +23,8 @@ from stream_outbox.app_hooks import install
 from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
 from stream_outbox.app_hooks.reference import Base
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin.migrate import upgrade
 from stream_outbox.worker.demo.scratch_db import scratch_database
+from stream_outbox.worker.operations.migrate import upgrade
 from stream_outbox.worker.runtime import delete_prefixed_keys
 from stream_outbox.worker.settings import normalize_database_url
 

@@ -42,10 +42,10 @@ def backfill(
 
     from sqlalchemy import create_engine
 
-    from stream_outbox.worker.admin.backfill import Scope
     from stream_outbox.worker.admin.cli import run_with_progress
-    from stream_outbox.worker.admin.operations import parse_time
     from stream_outbox.worker.app_binding import resolve_binding
+    from stream_outbox.worker.operations.backfill import Scope
+    from stream_outbox.worker.operations.rows import parse_time
 
     start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
     settings = load_settings()
@@ -102,7 +102,7 @@ def _root(
 @app.command()
 def migrate() -> None:
     """Create or upgrade the outbox tables (Alembic, to head) in DATABASE_URL."""
-    from stream_outbox.worker.admin.migrate import upgrade
+    from stream_outbox.worker.operations.migrate import upgrade
 
     settings = load_settings()
     upgrade(settings.database_url)

@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from stream_outbox.app_hooks import outbox
 from stream_outbox.app_hooks.channel_ids import direct_message_id
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin.migrate import upgrade
 from stream_outbox.worker.demo.scratch_db import scratch_database
+from stream_outbox.worker.operations.migrate import upgrade
 from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, SERVER_URL, clear_redis
 from tests.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
 from tests.other_app.harness import (

@@ -8,7 +8,7 @@ from datetime import timedelta
 from click.testing import Result
 from sqlalchemy import Engine
 
-from stream_outbox.worker.admin import operations as admin
+from stream_outbox.worker.operations import rows as admin
 from tests.admin.conftest import NOW, add_row, as_json, audits, statuses
 
 Cli = Callable[..., Result]

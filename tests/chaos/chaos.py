@@ -50,7 +50,7 @@ from stream_outbox.app_hooks.outbox import Status, outbox
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.app_hooks.triggers import install_triggers
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin import operations as admin
+from stream_outbox.worker.operations import rows as admin
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.verify.compare import compare
 from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired

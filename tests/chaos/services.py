@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from stream_outbox.app_hooks.reference import Base
-from stream_outbox.worker.admin.migrate import upgrade
+from stream_outbox.worker.operations.migrate import upgrade
 from stream_outbox.worker.settings import normalize_database_url
 
 __all__ = ["PIPELINE_APP", "PrivateRedis", "Process", "ScratchDatabase", "free_port"]

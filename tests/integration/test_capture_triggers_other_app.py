@@ -19,8 +19,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
-from stream_outbox.worker.admin.migrate import upgrade
 from stream_outbox.worker.demo.scratch_db import scratch_database
+from stream_outbox.worker.operations.migrate import upgrade
 from tests.conftest import SERVER_URL
 from tests.integration.test_capture_triggers import Rows, rows_by_transaction
 from tests.other_app.chat_binding import binding

@@ -29,9 +29,9 @@ from starlette.testclient import TestClient
 
 from stream_outbox.app_hooks.outbox import audit, outbox
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.errors import ConfigurationError
+from stream_outbox.worker.operations import rows as admin
 from stream_outbox.worker.settings import Settings
 
 USER = "admin"

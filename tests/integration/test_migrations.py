@@ -32,8 +32,8 @@ from stream_outbox.app_hooks.outbox import (
     older_than_code,
     schema_revision,
 )
-from stream_outbox.worker.admin.migrate import alembic_config, upgrade
 from stream_outbox.worker.errors import ConfigurationError
+from stream_outbox.worker.operations.migrate import alembic_config, upgrade
 from stream_outbox.worker.settings import normalize_database_url
 from stream_outbox.worker.store.schema import require_migrated
 

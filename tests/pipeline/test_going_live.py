@@ -18,8 +18,8 @@ from stream_outbox.app_hooks.reference import (
     Message,
     User,
 )
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.backfill import Scope
+from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.operations.backfill import Scope
 from stream_outbox.worker.verify.compare import compare
 from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.pipeline.conftest import Pipeline

@@ -24,8 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker import runtime
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.backfill import Scope
+from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.operations.backfill import Scope
 from stream_outbox.worker.sync.history import BATCH
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.string_id_app import (

@@ -33,11 +33,11 @@ from stream_outbox.app_hooks.outbox import audit
 from stream_outbox.app_hooks.reference import Message, User
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker import runtime
-from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.cli import app as cli_app
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.dashboard.pages import FILTER_FIELDS
 from stream_outbox.worker.errors import StreamError
+from stream_outbox.worker.operations import rows as admin
 from stream_outbox.worker.settings import Settings
 from tests.conftest import API_SECRET
 from tests.pipeline.conftest import Pipeline

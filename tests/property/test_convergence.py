@@ -15,7 +15,7 @@ when everything drains.
 
 Then the outbox drains, and: no row is left pending or dispatched; a row failed only
 for a permanent error (a 400 the step injected); after the faults clear, a replay of
-the failed rows (``worker.admin.operations.replay``) converges them; every row is done; and the
+the failed rows (``worker.operations.rows.replay``) converges them; every row is done; and the
 emulator's state equals the desired state computed from the database for every user
 and channel (``compare(read_desired(...), held_from_snapshot(emu.state()))`` is empty,
 deleted conversations' channels included).
@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 from stream_outbox.app_hooks.outbox import Status, outbox
 from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Base
-from stream_outbox.worker.admin import operations as admin
+from stream_outbox.worker.operations import rows as admin
 from stream_outbox.worker.pipeline.jobs import plan_jobs
 from stream_outbox.worker.store.repository import OutboxRow
 from stream_outbox.worker.verify.compare import compare

@@ -29,9 +29,9 @@ from rich.text import Text
 from sqlalchemy import Connection, Engine, create_engine
 
 from stream_outbox.app_hooks.binding import Binding
-from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.admin.errors_cli import errors
 from stream_outbox.worker.app_binding import resolve_binding
+from stream_outbox.worker.operations import rows as admin
 from stream_outbox.worker.settings import Settings, load_settings
 
 __all__ = ["app"]
@@ -84,7 +84,7 @@ def stats(
     as_json: bool = JSON,
 ) -> None:
     """Counts by status and target kind, lag, failures in the last hour, Stream calls and 429s."""
-    from stream_outbox.worker.admin.series import WINDOWS, read_series
+    from stream_outbox.worker.operations.series import WINDOWS, read_series
 
     settings = load_settings()
     with _engine(settings) as engine:

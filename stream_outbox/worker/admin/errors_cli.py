@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Column, Table
 from sqlalchemy import create_engine
 
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.error_groups import ErrorGroup
+from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.operations.error_groups import ErrorGroup
 from stream_outbox.worker.settings import load_settings
 
 __all__ = ["errors"]

@@ -20,8 +20,8 @@ from rich.progress import (
 )
 from sqlalchemy import create_engine
 
-from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.app_binding import resolve_binding
+from stream_outbox.worker.operations import rows as admin
 from stream_outbox.worker.settings import load_settings
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream_import.export import (

@@ -2,7 +2,7 @@
 
 ``create_app(settings)`` returns a Starlette app: serve it with ``stream-outbox
 dashboard`` or mount it in a FastAPI app, ``app.mount("/outbox", create_app(settings))``.
-It goes through :mod:`stream_outbox.worker.admin.operations` like the CLI; replays are audited as
+It goes through :mod:`stream_outbox.worker.operations.rows` like the CLI; replays are audited as
 ``dashboard:<user>``. Authentication and CSRF: :mod:`stream_outbox.worker.dashboard.auth`.
 """
 
@@ -24,7 +24,6 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from stream_outbox.app_hooks.binding import Binding
-from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.app_binding import load_binding, resolve_binding
 from stream_outbox.worker.dashboard.auth import (
     IDENTITY_KEY,
@@ -45,6 +44,7 @@ from stream_outbox.worker.dashboard.pages import (
     row_id_of,
     series_charts,
 )
+from stream_outbox.worker.operations import rows as admin
 from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.store.schema import require_migrated
 

@@ -13,10 +13,10 @@ from markupsafe import Markup
 from sqlalchemy import Engine
 from starlette.requests import Request
 
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.series import WINDOWS, read_series
 from stream_outbox.worker.dashboard.charts import lag_chart, settled_chart
 from stream_outbox.worker.errors import StreamOutboxError
+from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.operations.series import WINDOWS, read_series
 
 __all__ = [
     "FILTER_FIELDS",

@@ -51,10 +51,10 @@ from stream_outbox.app_hooks import install
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Base
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker import runtime
-from stream_outbox.worker.admin.migrate import upgrade
 from stream_outbox.worker.demo.scratch_db import scratch_database
 from stream_outbox.worker.demo.story import CONVERSATIONS, STORY, Cast
 from stream_outbox.worker.errors import ConfigurationError, StreamOutboxError
+from stream_outbox.worker.operations.migrate import upgrade
 from stream_outbox.worker.pipeline.broker import build_broker, configure_middleware, declare_actors
 from stream_outbox.worker.pipeline.relay import Relay
 from stream_outbox.worker.runtime import delete_prefixed_keys

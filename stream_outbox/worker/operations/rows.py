@@ -16,14 +16,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from stream_outbox.app_hooks.outbox import Status, TargetKind, audit, outbox
 from stream_outbox.worker import settings
-from stream_outbox.worker.admin.error_groups import (
+from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.operations.error_groups import (
     ErrorGroup,
     FailedRow,
     find_group,
     group_failures,
 )
-from stream_outbox.worker.admin.resync import check_resync_kinds, resync
-from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.operations.resync import check_resync_kinds, resync
 
 __all__ = [
     "AdminError",

@@ -1,0 +1,3 @@
+"""The operators' tools on the outbox."""
+
+__all__: list[str] = []
