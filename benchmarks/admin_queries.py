@@ -21,7 +21,7 @@ from sqlalchemy import Engine, create_engine
 
 from benchmarks.backlog import _conninfo
 from benchmarks.common import median, scratch_database
-from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.operations.rows import failure_groups
 from stream_outbox.worker.operations.series import read_series
 
 CAUSES = (
@@ -80,8 +80,8 @@ def _timed(run: Callable[[], Any], runs: int) -> tuple[float, Any]:
 
 
 def time_error_groups(engine: Engine, runs: int) -> dict[str, Any]:
-    """``admin.failure_groups``: failed rows grouped by cause."""
-    seconds, groups = _timed(lambda: admin.failure_groups(engine), runs)
+    """``failure_groups``: failed rows grouped by cause."""
+    seconds, groups = _timed(lambda: failure_groups(engine), runs)
     return {
         "median_ms": round(seconds * 1000, 1),
         "groups": len(groups),

@@ -29,7 +29,7 @@ from benchmarks.drain import _settle, _started_at
 from benchmarks.services import Processes, clear_redis, new_prefix, pipeline_env, remote_emulator
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.worker.operations.backfill import Scope
-from stream_outbox.worker.operations.rows import resync
+from stream_outbox.worker.operations.resync import resync
 
 # Stream's self-serve limits per minute (its "Rate Limits by Endpoint" table).
 STREAM_LIMITS = {

@@ -45,7 +45,7 @@ def backfill(
     from stream_outbox.worker.admin.cli import run_with_progress
     from stream_outbox.worker.app_binding import resolve_binding
     from stream_outbox.worker.operations.backfill import Scope
-    from stream_outbox.worker.operations.rows import parse_time
+    from stream_outbox.worker.operations.times import parse_time
 
     start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
     settings = load_settings()

@@ -50,7 +50,8 @@ from stream_outbox.app_hooks.outbox import Status, outbox
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.app_hooks.triggers import install_triggers
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.operations.replay import replay
+from stream_outbox.worker.operations.rows import Filters
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.verify.compare import compare
 from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
@@ -301,9 +302,7 @@ def converge(chaos: Chaos, model: AppModel, summary: Summary, timeout: float) ->
             if open_rows == 0 and counts.get(Status.FAILED, 0) and not replayed:
                 summary.rows_failed = counts[Status.FAILED]
                 summary.failures = _failure_reasons(repo)
-                admin.replay(
-                    engine, actor="chaos", filters=admin.Filters(status="failed"), per_second=500
-                )
+                replay(engine, actor="chaos", filters=Filters(status="failed"), per_second=500)
                 replayed = True
                 continue
             if open_rows == 0:

@@ -369,7 +369,7 @@ def test_a_process_refuses_an_outbox_older_than_its_migrations(
     empty_url: str, db: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given an outbox migrated to the revision before head (a deploy that skipped migrate)
-    upgrade(empty_url, "0004")
+    upgrade(empty_url, revision="0004")
     # Then the app's install() logs it as an error, naming the command
     with caplog.at_level(logging.ERROR, logger="stream_outbox.app_hooks.capture"):
         install(sessionmaker(db))

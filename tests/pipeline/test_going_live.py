@@ -18,8 +18,8 @@ from stream_outbox.app_hooks.reference import (
     Message,
     User,
 )
-from stream_outbox.worker.operations import rows as admin
 from stream_outbox.worker.operations.backfill import Scope
+from stream_outbox.worker.operations.resync import resync
 from stream_outbox.worker.verify.compare import compare
 from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.pipeline.conftest import Pipeline
@@ -66,7 +66,7 @@ def generate_history(engine: Engine, seed: int = 7) -> dict[str, int]:
 
 def backfill(engine: Engine, **options: object) -> dict[str, int]:
     scope = Scope(REFERENCE_BINDING)
-    return admin.resync(
+    return resync(
         engine,
         REFERENCE_BINDING,
         actor="test",

@@ -24,8 +24,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker import runtime
-from stream_outbox.worker.operations import rows as admin
 from stream_outbox.worker.operations.backfill import Scope
+from stream_outbox.worker.operations.replay import replay
+from stream_outbox.worker.operations.resync import resync
 from stream_outbox.worker.sync.history import BATCH
 from tests.pipeline.conftest import Pipeline
 from tests.pipeline.string_id_app import (
@@ -116,7 +117,7 @@ def write_history(engine: Engine, dated: int) -> list[str]:
 def backfill(engine: Engine, binding: Binding = UNDATED_BINDING) -> dict[str, int]:
     """``stream-outbox backfill``: every user and conversation, legacy channels, history."""
     scope = Scope(binding)
-    return admin.resync(
+    return resync(
         engine,
         binding,
         actor="test",
@@ -160,7 +161,7 @@ def set_time_and_replay(pipeline: Pipeline, moment: datetime) -> list[int]:
             update(UndatedMessage).where(UndatedMessage.id == UNDATED).values(created_at=moment)
         )
     failed = [row["id"] for row in conversation_rows(pipeline) if row["status"] == "failed"]
-    return admin.replay(pipeline.engine, actor="test", ids=failed, per_second=1000)
+    return replay(pipeline.engine, actor="test", ids=failed, per_second=1000)
 
 
 def test_a_message_without_time_fails_the_import_until_it_has_one(

@@ -37,7 +37,7 @@ from stream_outbox.worker.cli import app as cli_app
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.dashboard.pages import FILTER_FIELDS
 from stream_outbox.worker.errors import StreamError
-from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.operations.replay import replay
 from stream_outbox.worker.settings import Settings
 from tests.conftest import API_SECRET
 from tests.pipeline.conftest import Pipeline
@@ -100,7 +100,7 @@ def test_the_secret_and_its_token_never_leave_the_worker(
     except StreamError as exc:
         seen += [str(exc), repr(exc), exc.describe()]
     ids = [row["id"] for row in failed_run["failed"]]
-    admin.replay(pipeline.engine, actor="security-test", ids=ids)
+    replay(pipeline.engine, actor="security-test", ids=ids)
     with pipeline.engine.connect() as conn:
         seen.append(repr(conn.execute(select(audit)).all()))
     pages = ["/", "/rows", "/rows?status=failed", "/replay?status=failed", "/rows/999999"]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stream_outbox.app_hooks import install
 from stream_outbox.app_hooks.reference import Message, Profile, User
 from stream_outbox.worker import runtime
-from stream_outbox.worker.operations.rows import resync
+from stream_outbox.worker.operations.resync import resync
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
 from tests.pipeline.conftest import Pipeline
 from tests.shapes_app import BINDING, Base, Post, ada_and_bob_in_a_thread

@@ -45,7 +45,8 @@ from sqlalchemy.orm import Session
 from stream_outbox.app_hooks.outbox import Status, outbox
 from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Base
-from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.operations.replay import replay
+from stream_outbox.worker.operations.rows import Filters
 from stream_outbox.worker.pipeline.jobs import plan_jobs
 from stream_outbox.worker.store.repository import OutboxRow
 from stream_outbox.worker.verify.compare import compare
@@ -237,10 +238,10 @@ class World:
     def _replay(self) -> None:
         """The faults clear and an operator replays the failed rows."""
         self.clear_faults()
-        admin.replay(
+        replay(
             self.pipe.engine,
             actor="property-test",
-            filters=admin.Filters(status=Status.FAILED),
+            filters=Filters(status=Status.FAILED),
             per_second=1000,
         )
 

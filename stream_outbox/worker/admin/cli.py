@@ -31,8 +31,15 @@ from sqlalchemy import Connection, Engine, create_engine
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker.admin.errors_cli import errors
 from stream_outbox.worker.app_binding import resolve_binding
-from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.operations.purge import purge
+from stream_outbox.worker.operations.replay import replay
+from stream_outbox.worker.operations.resync import check_resync_kinds, resync
+from stream_outbox.worker.operations.rows import Filters, RowView, count_rows, get_row, list_rows
+from stream_outbox.worker.operations.stats import read_stats, stream_call_figures
+from stream_outbox.worker.operations.times import parse_duration
 from stream_outbox.worker.settings import Settings, load_settings
+from stream_outbox.worker.store.audit import naming_row
 
 __all__ = ["app"]
 
@@ -65,12 +72,12 @@ def _emit(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def _filters(**raw: str | None) -> admin.Filters:
-    return admin.Filters.parse(**raw)
+def _filters(**raw: str | None) -> Filters:
+    return Filters.parse(**raw)
 
 
-@app.command()
-def stats(
+@app.command("stats")
+def show_stats(
     metrics_url: list[str] = typer.Option(
         None,
         help="A worker's metrics URL for Stream call counts (repeat; env OUTBOX_METRICS_URLS).",
@@ -88,12 +95,12 @@ def stats(
 
     settings = load_settings()
     with _engine(settings) as engine:
-        figures = admin.stats(engine)
+        figures = read_stats(engine)
         if series:
             with engine.connect() as conn:
                 figures["series"] = {w: read_series(conn, w).as_json() for w in WINDOWS}
     urls = metrics_url or settings.metrics_urls
-    figures["stream"] = admin.stream_call_figures(urls) if urls else None
+    figures["stream"] = stream_call_figures(urls) if urls else None
     if as_json:
         _emit(figures)
         return
@@ -138,10 +145,10 @@ def list_(
         status=status, kind=kind, target_id=target_id, error=error, since=since, until=until
     )
     if page < 1:
-        raise admin.AdminError("--page must be at least 1")
+        raise AdminError("--page must be at least 1")
     with _engine(load_settings()) as engine:
-        rows = admin.list_rows(engine, filters, limit=limit, offset=(page - 1) * limit)
-        total = admin.count_rows(engine, filters)
+        rows = list_rows(engine, filters, limit=limit, offset=(page - 1) * limit)
+        total = count_rows(engine, filters)
     if as_json:
         _emit({"total": total, "page": page, "rows": [row.as_dict() for row in rows]})
         return
@@ -166,8 +173,8 @@ def show(row_id: int = typer.Argument(..., help="Outbox row id."), as_json: bool
     """One row: payload, attempts, last error, audit history, and its target in both places."""
     settings = load_settings()
     with _engine(settings) as engine:
-        row = admin.get_row(engine, row_id)
-        history = admin.audit_of(engine, row_id)
+        row = get_row(engine, row_id)
+        history = naming_row(engine, row_id)
         target = _target_state(engine, settings, row)
     if as_json:
         _emit({"row": row.as_dict(), "audit": history, "target": target})
@@ -179,7 +186,7 @@ def show(row_id: int = typer.Argument(..., help="Outbox row id."), as_json: bool
     console.print(f"[bold]Stream holds[/bold]: {target['stream']}")
 
 
-def _target_state(engine: Engine, settings: Settings, row: admin.RowView) -> dict[str, Any]:
+def _target_state(engine: Engine, settings: Settings, row: RowView) -> dict[str, Any]:
     """The target's desired state next to Stream's (Stream: when credentials are set)."""
     from stream_outbox.worker.verify.target import describe
 
@@ -187,8 +194,8 @@ def _target_state(engine: Engine, settings: Settings, row: admin.RowView) -> dic
     return describe(engine, settings, binding, kind=row.target_kind, target_id=row.target_id)
 
 
-@app.command()
-def replay(
+@app.command("replay")
+def replay_failed(
     ids: list[int] = typer.Argument(None, help="Failed row ids to replay."),
     all_failed: bool = typer.Option(False, "--all-failed", help="Replay failed rows by filter."),
     kind: str = typer.Option(None, help="With --all-failed: user, conversation or message."),
@@ -203,9 +210,9 @@ def replay(
 ) -> None:
     """Send failed rows back to pending (paced); the relay picks them up."""
     if ids and all_failed:
-        raise admin.AdminError("give row ids or --all-failed, not both")
+        raise AdminError("give row ids or --all-failed, not both")
     if not ids and not all_failed:
-        raise admin.AdminError("give row ids, or --all-failed (with filters) to replay by filter")
+        raise AdminError("give row ids, or --all-failed (with filters) to replay by filter")
     filters = (
         _filters(
             status="failed", kind=kind, target_id=target_id, error=error, since=since, until=until
@@ -214,7 +221,7 @@ def replay(
         else None
     )
     with _engine(load_settings()) as engine:
-        chosen = admin.replay(
+        chosen = replay(
             engine,
             actor=_actor(actor),
             ids=ids or (),
@@ -235,8 +242,8 @@ def replay(
 app.command()(errors)
 
 
-@app.command()
-def purge(
+@app.command("purge")
+def purge_done(
     older_than: str = typer.Option(
         None, help="Age of done rows to delete, e.g. 7d (default: env OUTBOX_RETENTION, 7d)."
     ),
@@ -246,17 +253,17 @@ def purge(
 ) -> None:
     """Delete done rows older than the retention, in batches."""
     settings = load_settings()
-    age = admin.parse_duration(older_than) if older_than else settings.retention
+    age = parse_duration(older_than) if older_than else settings.retention
     with _engine(settings) as engine:
-        count = admin.purge(engine, actor=_actor(actor), older_than=age, batch=batch)
+        count = purge(engine, actor=_actor(actor), older_than=age, batch=batch)
     if as_json:
         _emit({"deleted": count, "older_than": str(age)})
     else:
         console.print(f"deleted {count} done rows older than {age}")
 
 
-@app.command()
-def resync(
+@app.command("resync")
+def resync_all(
     kind: list[str] = typer.Option(
         None, help="user and/or conversation (repeat the option); default both."
     ),
@@ -300,8 +307,8 @@ def run_with_progress(
     select_ids: Callable[[Connection, str, str | None, int], list[str]] | None = None,
     totals: dict[str, int] | None = None,
 ) -> dict[str, int]:
-    """Run :func:`admin.resync` with a Rich progress bar per kind (rate and ETA)."""
-    admin.check_resync_kinds(kinds)
+    """Run :func:`resync` with a Rich progress bar per kind (rate and ETA)."""
+    check_resync_kinds(kinds)
     if totals is None:
         with engine.connect() as conn:
             totals = {kind: binding.count(conn, kind) for kind in kinds}
@@ -319,7 +326,7 @@ def run_with_progress(
         def advance(kind: str, count: int) -> None:
             progress.advance(tasks[kind], count)
 
-        return admin.resync(
+        return resync(
             engine,
             binding,
             actor=actor,
@@ -353,7 +360,7 @@ def verify(
     from stream_outbox.worker.verify.readers import against_stream
 
     if kind not in (None, "user", "channel"):
-        raise admin.AdminError(f"unknown kind {kind!r}: use user or channel")
+        raise AdminError(f"unknown kind {kind!r}: use user or channel")
     settings = load_settings()
     with _engine(settings) as engine:
         binding = _binding(engine, settings)

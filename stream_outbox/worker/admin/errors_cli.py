@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Column, Table
 from sqlalchemy import create_engine
 
-from stream_outbox.worker.operations import rows as admin
-from stream_outbox.worker.operations.error_groups import ErrorGroup
+from stream_outbox.worker.operations.error_groups import ErrorGroup, find_group
+from stream_outbox.worker.operations.replay import replay_group
+from stream_outbox.worker.operations.rows import failure_groups
 from stream_outbox.worker.settings import load_settings
 
 __all__ = ["errors"]
@@ -29,12 +30,12 @@ def errors(
     """Failed rows grouped by cause (endpoint, code, error text), largest group first."""
     engine = create_engine(load_settings().database_url, pool_pre_ping=True)
     try:
-        groups = admin.failure_groups(engine)
+        groups = failure_groups(engine)
         if replay is not None:
-            group = admin.find_group(groups, replay)
+            group = find_group(groups, replay)
             if not yes:
                 typer.confirm(f"Replay {group.count} failed rows of {group.cause}?", abort=True)
-            chosen = admin.replay_group(
+            chosen = replay_group(
                 engine,
                 actor=actor or getpass.getuser(),
                 key=replay,

@@ -21,7 +21,8 @@ from rich.progress import (
 from sqlalchemy import create_engine
 
 from stream_outbox.worker.app_binding import resolve_binding
-from stream_outbox.worker.operations import rows as admin
+from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.operations.times import parse_time
 from stream_outbox.worker.settings import load_settings
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream_import.export import (
@@ -56,7 +57,7 @@ def export(
 
     An interrupted export resumes when run again with the same folder (and watermark:
     without --until, the folder's); a folder holding another export is refused."""
-    watermark = admin.parse_time(until) if until else resumed_watermark(out)
+    watermark = parse_time(until) if until else resumed_watermark(out)
     settings = load_settings()
     engine = create_engine(settings.database_url, pool_pre_ping=True)
     bar = ExportProgress(enabled=not as_json and sys.stderr.isatty())
@@ -129,7 +130,7 @@ def import_(
 
     files = export_files(read_state(folder), folder) if folder.is_dir() else []
     if not files:
-        raise admin.AdminError(f"{folder} holds no history-*.jsonl files (run history export)")
+        raise AdminError(f"{folder} holds no history-*.jsonl files (run history export)")
     settings = load_settings()
     gateway = StreamGateway.from_settings(settings)
     engine = create_engine(settings.database_url, pool_pre_ping=True)

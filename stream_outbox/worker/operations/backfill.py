@@ -26,6 +26,7 @@ class Scope:
     def __init__(
         self,
         binding: Binding,
+        *,
         since: datetime | None = None,
         until: datetime | None = None,
         only: Collection[str] | None = None,

@@ -23,6 +23,6 @@ def alembic_config(database_url: str, connection: Connection | None = None) -> C
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, *, revision: str = "head") -> None:
     """Upgrade the outbox schema to ``revision``; a no-op when already there."""
     command.upgrade(alembic_config(database_url), revision)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine
 
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.capture import write_changes
 from stream_outbox.app_hooks.changes import Change, Target
-from stream_outbox.app_hooks.outbox import audit
 from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.store import audit
 
 __all__ = ["check_resync_kinds", "resync"]
 
@@ -39,7 +39,9 @@ def resync(
     ``resume`` continues after the last id it wrote.
     """
     check_resync_kinds(kinds)
-    run_id, position = _open_run(engine, actor, event, list(kinds), resume)
+    run_id, position = _open_run(
+        engine, actor=actor, action=event, kinds=list(kinds), resume=resume
+    )
     counts = {kind: int(position.get(f"{kind}_count", 0)) for kind in kinds}
     for kind in kinds:
         after = position.get(kind)
@@ -52,19 +54,14 @@ def resync(
                 if ids:
                     after = position[kind] = ids[-1]
                 position[f"{kind}_count"] = counts[kind]
-                conn.execute(
-                    update(audit)
-                    .where(audit.c.id == run_id)
-                    .values(detail={**position, "finished": False}, row_count=sum(counts.values()))
-                )
+                detail = {**position, "finished": False}
+                audit.update_entry(conn, run_id, detail=detail, count=sum(counts.values()))
             if progress is not None:
                 progress(kind, len(ids))
             if len(ids) < batch:
                 break
     with engine.begin() as conn:
-        conn.execute(
-            update(audit).where(audit.c.id == run_id).values(detail={**position, "finished": True})
-        )
+        audit.update_entry(conn, run_id, detail={**position, "finished": True})
     return counts
 
 
@@ -76,24 +73,13 @@ def check_resync_kinds(kinds: Sequence[str]) -> None:
 
 
 def _open_run(
-    engine: Engine, actor: str, action: str, kinds: list[str], resume: bool
+    engine: Engine, *, actor: str, action: str, kinds: list[str], resume: bool
 ) -> tuple[int, dict[str, Any]]:
-    """The unfinished run of ``action`` to resume, or a new audit row for a new run."""
+    """The unfinished run of ``action`` to resume, or a new audit entry for a new run."""
     with engine.begin() as conn:
-        if resume:
-            last = conn.execute(
-                select(audit.c.id, audit.c.detail)
-                .where(audit.c.action == action)
-                .order_by(audit.c.id.desc())
-                .limit(1)
-            ).first()
-            if last is not None and not (last.detail or {}).get("finished", True):
-                return last.id, dict(last.detail)
-        run_id = conn.execute(
-            insert(audit)
-            .values(
-                actor=actor, action=action, row_count=0, detail={"kinds": kinds, "finished": False}
-            )
-            .returning(audit.c.id)
-        ).scalar_one()
+        last = audit.latest(conn, action) if resume else None
+        if last is not None and not last.detail.get("finished", True):
+            return last.id, last.detail
+        detail = {"kinds": kinds, "finished": False}
+        run_id = audit.write(conn, actor=actor, action=action, count=0, detail=detail)
     return run_id, {"kinds": kinds}
