@@ -29,8 +29,8 @@ from rich.text import Text
 from sqlalchemy import Connection, Engine, create_engine
 
 from stream_outbox.app_hooks.binding import Binding
-from stream_outbox.worker.admin.errors_cli import errors
 from stream_outbox.worker.app_binding import resolve_binding
+from stream_outbox.worker.cli.errors import errors
 from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.operations.purge import purge
 from stream_outbox.worker.operations.replay import replay

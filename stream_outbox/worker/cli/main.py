@@ -42,8 +42,8 @@ def backfill(
 
     from sqlalchemy import create_engine
 
-    from stream_outbox.worker.admin.cli import run_with_progress
     from stream_outbox.worker.app_binding import resolve_binding
+    from stream_outbox.worker.cli.admin import run_with_progress
     from stream_outbox.worker.operations.backfill import Scope
     from stream_outbox.worker.operations.times import parse_time
 
@@ -75,9 +75,9 @@ def backfill(
 
 
 def _add_admin() -> None:
-    from stream_outbox.worker.admin.cli import app as admin_app
-    from stream_outbox.worker.admin.history_cli import app as history_app
-    from stream_outbox.worker.admin.triggers_cli import app as triggers_app
+    from stream_outbox.worker.cli.admin import app as admin_app
+    from stream_outbox.worker.cli.history import app as history_app
+    from stream_outbox.worker.cli.triggers import app as triggers_app
 
     app.add_typer(admin_app, name="admin")
     app.add_typer(history_app, name="history")
