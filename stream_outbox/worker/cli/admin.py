@@ -1,79 +1,42 @@
 """``stream-outbox admin``: see, replay and repair the outbox from the command line.
 
 Every command takes ``--json`` for scripts. Commands that change rows write an
-audit row naming the actor (``--actor``, default: the OS user).
+audit entry naming the actor (``--actor``, default: the OS user).
 """
 
 from __future__ import annotations
 
-import getpass
-import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Engine
 
-from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker.app_binding import resolve_binding
 from stream_outbox.worker.cli.errors import errors
+from stream_outbox.worker.cli.options import (
+    ACTOR,
+    JSON,
+    connected,
+    console,
+    emit,
+    run_with_progress,
+)
 from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.operations.purge import purge
 from stream_outbox.worker.operations.replay import replay
-from stream_outbox.worker.operations.resync import check_resync_kinds, resync
 from stream_outbox.worker.operations.rows import Filters, RowView, count_rows, get_row, list_rows
 from stream_outbox.worker.operations.stats import read_stats, stream_call_figures
 from stream_outbox.worker.operations.times import parse_duration
 from stream_outbox.worker.settings import Settings, load_settings
 from stream_outbox.worker.store.audit import naming_row
+from stream_outbox.worker.verify.compare import State, compare
 
 __all__ = ["app"]
 
 app = typer.Typer(help="See, replay and repair the outbox.", no_args_is_help=True)
-console = Console()
-
-JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
-ACTOR = typer.Option(None, "--actor", help="Who does this, for the audit (default: OS user).")
-
-
-@contextmanager
-def _engine(settings: Settings) -> Iterator[Engine]:
-    engine = create_engine(settings.database_url, pool_pre_ping=True)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def _binding(engine: Engine, settings: Settings) -> Binding:
-    """The application's binding (``OUTBOX_BINDING``), checked against the database."""
-    return resolve_binding(engine, settings.binding)
-
-
-def _actor(actor: str | None) -> str:
-    return actor or getpass.getuser()
-
-
-def _emit(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def _filters(**raw: str | None) -> Filters:
-    return Filters.parse(**raw)
+KINDS = ("user", "conversation", "message")
+SHOWN_IDS = 50
 
 
 @app.command("stats")
@@ -94,7 +57,7 @@ def show_stats(
     from stream_outbox.worker.operations.series import WINDOWS, read_series
 
     settings = load_settings()
-    with _engine(settings) as engine:
+    with connected(settings) as engine:
         figures = read_stats(engine)
         if series:
             with engine.connect() as conn:
@@ -102,11 +65,15 @@ def show_stats(
     urls = metrics_url or settings.metrics_urls
     figures["stream"] = stream_call_figures(urls) if urls else None
     if as_json:
-        _emit(figures)
-        return
-    table = Table("status", "user", "conversation", "message", "total", title="outbox")
+        emit(figures)
+    else:
+        _print_stats(figures)
+
+
+def _print_stats(figures: dict[str, Any]) -> None:
+    table = Table("status", *KINDS, "total", title="outbox")
     for status, kinds in figures["by_status_and_kind"].items():
-        row = [str(kinds.get(kind, 0)) for kind in ("user", "conversation", "message")]
+        row = [str(kinds.get(kind, 0)) for kind in KINDS]
         table.add_row(status, *row, str(figures["by_status"][status]))
     console.print(table)
     console.print(f"oldest pending: {figures['oldest_pending_age_seconds']} s")
@@ -141,17 +108,21 @@ def list_(
     as_json: bool = JSON,
 ) -> None:
     """Outbox rows matching the filters, newest first, one page at a time."""
-    filters = _filters(
+    filters = Filters.parse(
         status=status, kind=kind, target_id=target_id, error=error, since=since, until=until
     )
     if page < 1:
         raise AdminError("--page must be at least 1")
-    with _engine(load_settings()) as engine:
+    with connected(load_settings()) as engine:
         rows = list_rows(engine, filters, limit=limit, offset=(page - 1) * limit)
         total = count_rows(engine, filters)
     if as_json:
-        _emit({"total": total, "page": page, "rows": [row.as_dict() for row in rows]})
-        return
+        emit({"total": total, "page": page, "rows": [row.as_dict() for row in rows]})
+    else:
+        _print_rows(rows, page=page, total=total)
+
+
+def _print_rows(rows: list[RowView], *, page: int, total: int) -> None:
     table = Table("id", "kind", "target", "event", "status", "tries", "updated", "last error")
     for row in rows:
         table.add_row(
@@ -172,12 +143,12 @@ def list_(
 def show(row_id: int = typer.Argument(..., help="Outbox row id."), as_json: bool = JSON) -> None:
     """One row: payload, attempts, last error, audit history, and its target in both places."""
     settings = load_settings()
-    with _engine(settings) as engine:
+    with connected(settings) as engine:
         row = get_row(engine, row_id)
         history = naming_row(engine, row_id)
         target = _target_state(engine, settings, row)
     if as_json:
-        _emit({"row": row.as_dict(), "audit": history, "target": target})
+        emit({"row": row.as_dict(), "audit": history, "target": target})
         return
     for key, value in row.as_dict().items():
         console.print(f"[bold]{key}[/bold]: {value}")
@@ -190,7 +161,7 @@ def _target_state(engine: Engine, settings: Settings, row: RowView) -> dict[str,
     """The target's desired state next to Stream's (Stream: when credentials are set)."""
     from stream_outbox.worker.verify.target import describe
 
-    binding = _binding(engine, settings)
+    binding = resolve_binding(engine, settings.binding)
     return describe(engine, settings, binding, kind=row.target_kind, target_id=row.target_id)
 
 
@@ -214,29 +185,30 @@ def replay_failed(
     if not ids and not all_failed:
         raise AdminError("give row ids, or --all-failed (with filters) to replay by filter")
     filters = (
-        _filters(
+        Filters.parse(
             status="failed", kind=kind, target_id=target_id, error=error, since=since, until=until
         )
         if all_failed
         else None
     )
-    with _engine(load_settings()) as engine:
+    with connected(load_settings()) as engine:
         chosen = replay(
             engine,
-            actor=_actor(actor),
+            actor=actor,
             ids=ids or (),
             filters=filters,
             dry_run=dry_run,
             per_second=per_second,
         )
     if as_json:
-        _emit({"dry_run": dry_run, "count": len(chosen), "ids": chosen})
+        emit({"dry_run": dry_run, "count": len(chosen), "ids": chosen})
         return
     verb = "would replay" if dry_run else "replayed"
     seconds = len(chosen) / per_second
     console.print(f"{verb} {len(chosen)} rows" + ("" if dry_run else f" over {seconds:.0f} s"))
     if chosen:
-        console.print(", ".join(map(str, chosen[:50])) + (" ..." if len(chosen) > 50 else ""))
+        more = " ..." if len(chosen) > SHOWN_IDS else ""
+        console.print(", ".join(map(str, chosen[:SHOWN_IDS])) + more)
 
 
 app.command()(errors)
@@ -254,10 +226,10 @@ def purge_done(
     """Delete done rows older than the retention, in batches."""
     settings = load_settings()
     age = parse_duration(older_than) if older_than else settings.retention
-    with _engine(settings) as engine:
-        count = purge(engine, actor=_actor(actor), older_than=age, batch=batch)
+    with connected(settings) as engine:
+        count = purge(engine, actor=actor, older_than=age, batch=batch)
     if as_json:
-        _emit({"deleted": count, "older_than": str(age)})
+        emit({"deleted": count, "older_than": str(age)})
     else:
         console.print(f"deleted {count} done rows older than {age}")
 
@@ -274,69 +246,22 @@ def resync_all(
     """Write a reconcile row for every user and conversation (resumable, with progress)."""
     kinds = kind or ["user", "conversation"]
     settings = load_settings()
-    with _engine(settings) as engine:
-        binding = _binding(engine, settings)
+    with connected(settings) as engine:
+        binding = resolve_binding(engine, settings.binding)
         counts = run_with_progress(
-            engine, binding, kinds, "resync", {}, _actor(actor), not restart, as_json
-        )
-    if as_json:
-        _emit({"enqueued": counts})
-    else:
-        console.print(f"enqueued {counts}")
-
-
-class RateColumn(ProgressColumn):
-    """Rows per second of a task."""
-
-    def render(self, task: Task) -> Text:
-        """The task's speed, or a dash before there is one."""
-        speed = task.finished_speed or task.speed
-        return Text("-/s" if speed is None else f"{speed:,.0f}/s")
-
-
-def run_with_progress(
-    engine: Engine,
-    binding: Binding,
-    kinds: list[str],
-    event: str,
-    payload: dict[str, Any],
-    actor: str,
-    resume: bool,
-    quiet: bool,
-    *,
-    select_ids: Callable[[Connection, str, str | None, int], list[str]] | None = None,
-    totals: dict[str, int] | None = None,
-) -> dict[str, int]:
-    """Run :func:`resync` with a Rich progress bar per kind (rate and ETA)."""
-    check_resync_kinds(kinds)
-    if totals is None:
-        with engine.connect() as conn:
-            totals = {kind: binding.count(conn, kind) for kind in kinds}
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=console, disable=quiet) as progress:
-        tasks = {k: progress.add_task(k, total=totals[k]) for k in kinds}
-
-        def advance(kind: str, count: int) -> None:
-            progress.advance(tasks[kind], count)
-
-        return resync(
             engine,
             binding,
-            actor=actor,
             kinds=kinds,
-            event=event,
-            payload=payload,
-            resume=resume,
-            progress=advance,
-            select_ids=select_ids,
+            event="resync",
+            payload={},
+            actor=actor,
+            resume=not restart,
+            quiet=as_json,
         )
+    if as_json:
+        emit({"enqueued": counts})
+    else:
+        console.print(f"enqueued {counts}")
 
 
 @app.command()
@@ -356,14 +281,13 @@ def verify(
     Prints the differences and exits with status 1 when there are any.
     """
     from stream_outbox.worker.stream.gateway import StreamGateway
-    from stream_outbox.worker.verify.compare import compare
     from stream_outbox.worker.verify.readers import against_stream
 
     if kind not in (None, "user", "channel"):
         raise AdminError(f"unknown kind {kind!r}: use user or channel")
     settings = load_settings()
-    with _engine(settings) as engine:
-        binding = _binding(engine, settings)
+    with connected(settings) as engine:
+        binding = resolve_binding(engine, settings.binding)
         gateway = StreamGateway.from_settings(settings)
         desired, held = against_stream(engine, binding, gateway, history=messages)
     differences = [
@@ -372,18 +296,23 @@ def verify(
         if (kind is None or d.kind == kind) and (target_id is None or d.id == target_id)
     ]
     if as_json:
-        _emit({"differences": [d.__dict__ for d in differences], "count": len(differences)})
+        emit({"differences": [d.__dict__ for d in differences], "count": len(differences)})
     elif differences:
         table = Table("kind", "id", "what", "database", "Stream", title="differences")
         for d in differences:
             table.add_row(d.kind, d.id, d.what, d.database, d.stream)
         console.print(table)
     else:
-        counted = f"{len(desired.users)} users, {len(desired.channels)} channels"
-        if messages:
-            times = [t for view in desired.channels.values() for t in (view.times or {}).values()]
-            dated = sum(1 for t in times if t is not None)
-            counted += f", {len(times)} messages ({dated} at their original created_at)"
-        console.print(f"[green]in step[/green]: {counted}")
+        console.print(f"[green]in step[/green]: {_counted(desired, messages=messages)}")
     if differences:
         raise typer.Exit(1)
+
+
+def _counted(desired: State, *, messages: bool) -> str:
+    """What was compared: users, channels and, with the history, messages."""
+    counted = f"{len(desired.users)} users, {len(desired.channels)} channels"
+    if messages:
+        times = [t for view in desired.channels.values() for t in (view.times or {}).values()]
+        dated = sum(1 for t in times if t is not None)
+        counted += f", {len(times)} messages ({dated} at their original created_at)"
+    return counted

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import getpass
-import json
-
 import typer
-from rich.console import Console
 from rich.table import Column, Table
-from sqlalchemy import create_engine
 
+from stream_outbox.worker.cli.options import ACTOR, JSON, connected, console, emit
 from stream_outbox.worker.operations.error_groups import ErrorGroup, find_group
 from stream_outbox.worker.operations.replay import replay_group
 from stream_outbox.worker.operations.rows import failure_groups
@@ -17,37 +13,28 @@ from stream_outbox.worker.settings import load_settings
 
 __all__ = ["errors"]
 
-console = Console()
-
 
 def errors(
     replay: str = typer.Option(None, help="Replay the failed rows of the cause with this key."),
     per_second: float = typer.Option(50.0, help="With --replay: rows made due per second."),
     yes: bool = typer.Option(False, "--yes", help="With --replay: do not ask first."),
-    actor: str = typer.Option(None, help="Who replays, for the audit (default: OS user)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    actor: str = ACTOR,
+    as_json: bool = JSON,
 ) -> None:
     """Failed rows grouped by cause (endpoint, code, error text), largest group first."""
-    engine = create_engine(load_settings().database_url, pool_pre_ping=True)
-    try:
+    with connected(load_settings()) as engine:
         groups = failure_groups(engine)
         if replay is not None:
             group = find_group(groups, replay)
             if not yes:
                 typer.confirm(f"Replay {group.count} failed rows of {group.cause}?", abort=True)
             chosen = replay_group(
-                engine,
-                actor=actor or getpass.getuser(),
-                key=replay,
-                until=group.last_seen,
-                per_second=per_second,
+                engine, actor=actor, key=replay, until=group.last_seen, per_second=per_second
             )
             console.print(f"replayed {len(chosen)} rows over {len(chosen) / per_second:.0f} s")
             return
-    finally:
-        engine.dispose()
     if as_json:
-        typer.echo(json.dumps({"groups": [group.as_dict() for group in groups]}, indent=2))
+        emit({"groups": [group.as_dict() for group in groups]})
     else:
         console.print(_table(groups))
 

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import getpass
-import json
 import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from sqlalchemy import create_engine
 
 from stream_outbox.worker.app_binding import resolve_binding
+from stream_outbox.worker.cli.options import ACTOR, JSON, Bars, connected, emit
 from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.operations.times import parse_time
 from stream_outbox.worker.settings import load_settings
@@ -49,8 +38,8 @@ def export(
     ),
     max_mb: int = typer.Option(300, min=1, max=300, help="Largest file, in MB (Stream: 300)."),
     max_bytes: int = typer.Option(None, min=1000, max=MAX_FILE_BYTES, hidden=True),
-    actor: str = typer.Option(None, help="Who runs it, for the audit (default: OS user)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    actor: str = ACTOR,
+    as_json: bool = JSON,
 ) -> None:
     """Write users, channels, members and messages up to the watermark as Stream import
     files; the watermark is recorded in the audit table.
@@ -59,11 +48,10 @@ def export(
     without --until, the folder's); a folder holding another export is refused."""
     watermark = parse_time(until) if until else resumed_watermark(out)
     settings = load_settings()
-    engine = create_engine(settings.database_url, pool_pre_ping=True)
-    bar = ExportProgress(enabled=not as_json and sys.stderr.isatty())
-    try:
+    bars = Bars(enabled=not as_json and sys.stderr.isatty(), on=Console(stderr=True))
+    with connected(settings) as engine:
         binding = resolve_binding(engine, settings.binding)
-        with bar:
+        with bars:
             result = export_history(
                 engine,
                 binding,
@@ -71,46 +59,14 @@ def export(
                 out,
                 watermark=watermark,
                 max_bytes=max_bytes or max_mb * 1000 * 1000,
-                progress=bar.update,
+                progress=bars.update,
             )
-        record_export(engine, result, actor=actor or getpass.getuser())
-    finally:
-        engine.dispose()
+        record_export(engine, result, actor=actor)
     if as_json:
-        typer.echo(json.dumps({**result.detail(), "already_complete": result.already_complete}))
+        emit({**result.detail(), "already_complete": result.already_complete})
     else:
         done = "already complete:" if result.already_complete else "wrote"
         typer.echo(f"{done} {len(result.files)} files up to {result.watermark}: {result.counts}")
-
-
-class ExportProgress:
-    """The export's progress on stderr, one bar per kind of item (rich); silent when off."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description:<9}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=not enabled,
-        )
-        self._tasks: dict[str, TaskID] = {}
-
-    def update(self, kind: str, *, done: int, total: int | None) -> None:
-        """``done`` items of ``kind`` written (of ``total`` when known)."""
-        task = self._tasks.get(kind)
-        if task is None:
-            task = self._tasks[kind] = self._progress.add_task(f"{kind}s", total=total)
-        self._progress.update(task, completed=done, total=total)
-
-    def __enter__(self) -> ExportProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
 
 
 @app.command("import")
@@ -119,7 +75,7 @@ def import_(
     mode: str = typer.Option("upsert", help="upsert (overwrite) or insert (skip existing)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be imported."),
     poll: float = typer.Option(5.0, min=0.0, help="Seconds between looks at a running import."),
-    actor: str = typer.Option(None, help="Who runs it, for the audit (default: OS user)."),
+    actor: str = ACTOR,
 ) -> None:
     """Upload each file through Stream's import API, in order, and follow each import to
     its end; files imported before are skipped, one still running is followed."""
@@ -133,19 +89,16 @@ def import_(
         raise AdminError(f"{folder} holds no history-*.jsonl files (run history export)")
     settings = load_settings()
     gateway = StreamGateway.from_settings(settings)
-    engine = create_engine(settings.database_url, pool_pre_ping=True)
-    try:
+    with connected(settings) as engine:
         outcomes = import_files(
             ImportAPI(gateway),
             engine,
             files,
             mode=mode,
-            actor=actor or getpass.getuser(),
+            actor=actor,
             dry_run=dry_run,
             poll=poll,
             report=lambda outcome: typer.echo(outcome.line()),
         )
-    finally:
-        engine.dispose()
     if not all(outcome.state.ok for outcome in outcomes):
         raise typer.Exit(1)

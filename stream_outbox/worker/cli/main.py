@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from stream_outbox.worker.cli.options import ACTOR, JSON, connected, emit, run_with_progress
 from stream_outbox.worker.errors import StreamOutboxError
 from stream_outbox.worker.settings import Settings, load_settings
 
@@ -33,45 +34,35 @@ def backfill(
     conversation: list[str] = typer.Option(None, help="Only these conversation ids (repeat)."),
     history: bool = typer.Option(True, help="Import each conversation's messages too."),
     restart: bool = typer.Option(False, "--restart", help="Start over instead of resuming."),
-    actor: str = typer.Option(None, help="Who runs it, for the audit (default: OS user)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    actor: str = ACTOR,
+    as_json: bool = JSON,
 ) -> None:
     """Enqueue every existing user and conversation (legacy channels, history); resumable."""
-    import getpass
-    import json
-
-    from sqlalchemy import create_engine
-
     from stream_outbox.worker.app_binding import resolve_binding
-    from stream_outbox.worker.cli.admin import run_with_progress
     from stream_outbox.worker.operations.backfill import Scope
     from stream_outbox.worker.operations.times import parse_time
 
     start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
     settings = load_settings()
-    engine = create_engine(settings.database_url)
-    try:
-        scope = Scope(
-            resolve_binding(engine, settings.binding),
-            since=start,
-            until=end,
-            only=conversation or None,
-        )
+    with connected(settings) as engine:
+        binding = resolve_binding(engine, settings.binding)
+        scope = Scope(binding, since=start, until=end, only=conversation or None)
         counts = run_with_progress(
             engine,
-            scope.binding,
-            scope.kinds(),
-            "backfill",
-            {"legacy": True, "history": history},
-            actor or getpass.getuser(),
-            not restart,
-            as_json,
+            binding,
+            kinds=scope.kinds(),
+            event="backfill",
+            payload={"legacy": True, "history": history},
+            actor=actor,
+            resume=not restart,
+            quiet=as_json,
             select_ids=scope.selector(),
             totals=scope.totals(engine),
         )
-    finally:
-        engine.dispose()
-    typer.echo(json.dumps({"enqueued": counts}) if as_json else f"enqueued {counts}")
+    if as_json:
+        emit({"enqueued": counts})
+    else:
+        typer.echo(f"enqueued {counts}")
 
 
 def _add_admin() -> None:
@@ -169,11 +160,9 @@ def health(
     port: int | None = typer.Option(
         None, help="The process's metrics port (default: env OUTBOX_METRICS_PORT)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    as_json: bool = JSON,
 ) -> None:
     """Check health: exit 0 healthy, 1 a dependency or the process down, 2 bad configuration."""
-    import json
-
     from stream_outbox.worker.errors import ConfigurationError
     from stream_outbox.worker.health import Readiness, ask_liveness
 
@@ -186,7 +175,10 @@ def health(
         if not port:
             raise ConfigurationError("OUTBOX_METRICS_PORT is not set: pass --port")
         report, good, bad = ask_liveness(port), "alive", "not alive"
-    typer.echo(json.dumps(report.as_json(good, bad)) if as_json else report.line(good, bad))
+    if as_json:
+        emit(report.as_json(good, bad))
+    else:
+        typer.echo(report.line(good, bad))
     raise typer.Exit(0 if report.ok else 1)
 
 
