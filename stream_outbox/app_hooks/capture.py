@@ -28,6 +28,7 @@ from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction,
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.changes import EVENT_KIND, Change, Rule, Target, merge_changes
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, choose_channel_id
+from stream_outbox.app_hooks.default_binding import binding_or_reference
 from stream_outbox.app_hooks.outbox import (
     SCHEMA_REVISION,
     TargetKind,
@@ -55,10 +56,7 @@ def install(session_factory: Any, binding: Binding | None = None) -> None:
     """
     if session_factory in _installed:
         return
-    if binding is None:
-        from stream_outbox.app_hooks.reference import REFERENCE_BINDING
-
-        binding = REFERENCE_BINDING
+    binding = binding_or_reference(binding)
     capture = _Capture(binding)
     _installed[session_factory] = capture
     _say_at_start(session_factory)

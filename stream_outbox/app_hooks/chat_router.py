@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy import Connection
 
 from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.app_hooks.default_binding import binding_or_reference
 from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.on_demand import (
     Migration,
@@ -47,11 +48,7 @@ def chat_router(
     conversation may look up its channel or ask for its migration. The ``POST``
     commits its outbox row on that connection.
     """
-    if binding is None:
-        from stream_outbox.app_hooks.reference import REFERENCE_BINDING
-
-        binding = REFERENCE_BINDING
-    bound = binding
+    bound = binding_or_reference(binding)
     router = APIRouter(prefix=prefix, tags=["chat"])
 
     @router.get("/token")

@@ -22,6 +22,7 @@ from stream_outbox.app_hooks.channel_ids import (
     choose_channel_id,
     fallback_channel_id,
 )
+from stream_outbox.app_hooks.default_binding import binding_or_reference
 from stream_outbox.app_hooks.outbox import (
     PRIORITY_ON_DEMAND,
     Status,
@@ -94,7 +95,7 @@ def migration_status(
 ) -> Migration | None:
     """The conversation's channel and migration state; None when there is no such
     conversation. Reads only."""
-    return _status(conn, conversation_id, _binding(binding))[0]
+    return _status(conn, conversation_id, binding_or_reference(binding))[0]
 
 
 def _status(
@@ -137,7 +138,7 @@ def request_migration(
     if conn.dialect.name == "postgresql":  # concurrent requests: one row, not two
         key = f"stream_outbox:migrate:{conversation_id}"
         conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
-    status, rows = _status(conn, conversation_id, _binding(binding))
+    status, rows = _status(conn, conversation_id, binding_or_reference(binding))
     if status is None or status.state in (MigrationState.SYNCED, MigrationState.PENDING):
         return status
     payload = {"legacy": True, "history": rows.history(history)} if rows.legacy else {}
@@ -151,14 +152,6 @@ def request_migration(
         )
     )
     return replace(status, state=MigrationState.PENDING, error=None)
-
-
-def _binding(binding: Binding | None) -> Binding:
-    if binding is None:
-        from stream_outbox.app_hooks.reference import REFERENCE_BINDING
-
-        return REFERENCE_BINDING
-    return binding
 
 
 def _read_rows(conn: Connection, conversation_id: str) -> _Rows:

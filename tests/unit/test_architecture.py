@@ -212,7 +212,7 @@ def test_the_reader_finds_every_package_and_the_imports_it_knows_of() -> None:
     assert "stream_outbox.worker.errors" in graph["stream_outbox.worker.stream.answers"]
     assert "stream_outbox.worker.sync.history" in graph["stream_outbox.worker.sync.conversations"]
     assert (
-        "stream_outbox.app_hooks.reference" in graph["stream_outbox.worker.app_binding"]
+        "stream_outbox.app_hooks.reference" in graph["stream_outbox.app_hooks.default_binding"]
     )  # an import inside a function
     assert (
         "stream_outbox.worker.dashboard.app" in graph["stream_outbox.worker.dashboard"]
