@@ -309,7 +309,7 @@ def converge(chaos: Chaos, model: AppModel, summary: Summary, timeout: float) ->
                 desired = read_desired(
                     engine, REFERENCE_BINDING, repo, gone=[str(c) for c in model.conversations]
                 )
-                found = compare(desired, held_from_snapshot(chaos.emu.state()))
+                found = compare(desired=desired, held=held_from_snapshot(chaos.emu.state()))
                 summary.users, summary.channels = len(desired.users), len(desired.channels)
                 summary.differences = [str(d) for d in found]
                 if not found:

@@ -230,7 +230,9 @@ def test_twin_conversations_in_one_batch_get_distinct_channels(
     assert statuses(pipeline.rows()) == {"done"}
     # And Stream holds what the database says
     desired = read_desired(pipeline.engine, REFERENCE_BINDING, pipeline.repo)
-    assert [str(d) for d in compare(desired, held_from_snapshot(pipeline.emu.state()))] == []
+    assert [
+        str(d) for d in compare(desired=desired, held=held_from_snapshot(pipeline.emu.state()))
+    ] == []
 
 
 def _other(cids: dict[str, str], taken: str) -> str:

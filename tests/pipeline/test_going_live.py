@@ -89,7 +89,7 @@ def without_times(state: dict[str, Any]) -> dict[str, Any]:
 def differences(pipeline: Pipeline) -> list[str]:
     desired = read_desired(pipeline.engine, REFERENCE_BINDING, pipeline.repo, messages=True)
     held = held_from_snapshot(pipeline.emu.state())
-    return [str(d) for d in compare(desired, held)]
+    return [str(d) for d in compare(desired=desired, held=held)]
 
 
 @pytest.mark.timeout(300)

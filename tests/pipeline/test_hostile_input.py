@@ -78,7 +78,7 @@ def statuses(rows: list[dict[str, Any]]) -> set[str]:
 
 def in_step(pipeline: Pipeline, gone: list[str] = ()) -> list[str]:  # type: ignore[assignment]
     desired = read_desired(pipeline.engine, REFERENCE_BINDING, pipeline.repo, gone=gone)
-    return [str(d) for d in compare(desired, held_from_snapshot(pipeline.emu.state()))]
+    return [str(d) for d in compare(desired=desired, held=held_from_snapshot(pipeline.emu.state()))]
 
 
 def outbox_count(engine: Engine) -> int:

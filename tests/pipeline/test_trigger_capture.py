@@ -69,7 +69,7 @@ def drift(
 ) -> list[str]:
     """Where Stream (the emulator) differs from what the database says, one line each."""
     desired = read_desired(pipeline.engine, binding, pipeline.repo, gone=[str(c) for c in gone])
-    return [str(d) for d in compare(desired, held_from_snapshot(pipeline.emu.state()))]
+    return [str(d) for d in compare(desired=desired, held=held_from_snapshot(pipeline.emu.state()))]
 
 
 def outbox_rows(engine: Engine) -> list[tuple[str, str]]:

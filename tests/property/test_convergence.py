@@ -15,10 +15,10 @@ when everything drains.
 
 Then the outbox drains, and: no row is left pending or dispatched; a row failed only
 for a permanent error (a 400 the step injected); after the faults clear, a replay of
-the failed rows (``worker.operations.rows.replay``) converges them; every row is done; and the
+the failed rows (``worker.operations.replay.replay``) converges them; every row is done; and the
 emulator's state equals the desired state computed from the database for every user
-and channel (``compare(read_desired(...), held_from_snapshot(emu.state()))`` is empty,
-deleted conversations' channels included).
+and channel (``compare(desired=read_desired(...), held=held_from_snapshot(emu.state()))``
+is empty, deleted conversations' channels included).
 
 The example budget is fixed and derandomized for CI (``CONVERGENCE_EXAMPLES``, default
 12); a failure prints its steps and a ``@reproduce_failure`` blob. For a longer random
@@ -308,7 +308,7 @@ def differences(pipe: Pipeline, app: AppModel) -> list[str]:
     desired = read_desired(
         pipe.engine, REFERENCE_BINDING, pipe.repo, gone=[str(c) for c in app.conversations]
     )
-    return [str(d) for d in compare(desired, held_from_snapshot(pipe.emu.state()))]
+    return [str(d) for d in compare(desired=desired, held=held_from_snapshot(pipe.emu.state()))]
 
 
 # -- the property -----------------------------------------------------------------------

@@ -292,7 +292,7 @@ def verify(
         desired, held = against_stream(engine, binding, gateway, history=messages)
     differences = [
         d
-        for d in compare(desired, held)
+        for d in compare(desired=desired, held=held)
         if (kind is None or d.kind == kind) and (target_id is None or d.id == target_id)
     ]
     if as_json:

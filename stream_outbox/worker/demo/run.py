@@ -329,7 +329,7 @@ def _report(pipe: _Pipeline, console: Console, cast: Cast, drained: bool, starte
         gone=[str(cast[key]) for key in CONVERSATIONS if key in cast],
         messages=pipe.settings.mirror_messages,
     )
-    differences = compare(desired, held)
+    differences = compare(desired=desired, held=held)
     for table in _tables(desired, held, differences):
         console.print(table)
     problems = [(f"{d.kind} {d.id[:8]} {d.what}", str(d)) for d in differences]

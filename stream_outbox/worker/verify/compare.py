@@ -75,17 +75,23 @@ class Difference:
         return f"{where} is {self.database} in the database, {self.stream} in Stream"
 
 
-def compare(desired: State, held: State) -> list[Difference]:
+def compare(*, desired: State, held: State) -> list[Difference]:
     """Every difference between the database's state and Stream's, users first, sorted by id."""
     differences: list[Difference] = []
     for user_id in sorted({*desired.users, *held.users}):
-        differences += _compare_user(user_id, desired.users.get(user_id), held.users.get(user_id))
+        differences += _compare_user(
+            user_id, want=desired.users.get(user_id), have=held.users.get(user_id)
+        )
     for cid in sorted({*desired.channels, *held.channels}):
-        differences += _compare_channel(cid, desired.channels.get(cid), held.channels.get(cid))
+        differences += _compare_channel(
+            cid, want=desired.channels.get(cid), have=held.channels.get(cid)
+        )
     return differences
 
 
-def _compare_user(user_id: str, want: UserView | None, have: UserView | None) -> list[Difference]:
+def _compare_user(
+    user_id: str, *, want: UserView | None, have: UserView | None
+) -> list[Difference]:
     if want is None or have is None:
         return [Difference("user", user_id, "presence", _there(want), _there(have))]
     return [
@@ -99,7 +105,7 @@ def _compare_user(user_id: str, want: UserView | None, have: UserView | None) ->
 
 
 def _compare_channel(
-    cid: str, want: ChannelView | None, have: ChannelView | None
+    cid: str, *, want: ChannelView | None, have: ChannelView | None
 ) -> list[Difference]:
     live_want = want is not None and not want.deleted
     live_have = have is not None and not have.deleted
@@ -122,11 +128,16 @@ def _compare_channel(
                 )
             )
     if want.times is not None and have.times is not None:
-        found += [Difference("channel", cid, *f) for f in compare_history(want.times, have.times)]
+        found += [
+            Difference("channel", cid, *f)
+            for f in compare_history(want=want.times, have=have.times)
+        ]
     elif want.messages is not None and have.messages is not None and want.messages != have.messages:
         found.append(Difference("channel", cid, "messages", str(want.messages), str(have.messages)))
     if want.reads is not None and have.reads is not None:
-        found += [Difference("channel", cid, *f) for f in compare_reads(want.reads, have.reads)]
+        found += [
+            Difference("channel", cid, *f) for f in compare_reads(want=want.reads, have=have.reads)
+        ]
     if want.texts is not None and have.texts is not None:
         for message_id in sorted(set(want.texts) & set(have.texts)):
             if want.texts[message_id] != have.texts[message_id]:

@@ -11,7 +11,9 @@ __all__ = ["Found", "compare_history", "compare_reads", "held_read", "instant"]
 Found = tuple[str, str, str]
 
 
-def compare_history(want: Mapping[str, str | None], have: Mapping[str, str | None]) -> list[Found]:
+def compare_history(
+    *, want: Mapping[str, str | None], have: Mapping[str, str | None]
+) -> list[Found]:
     """Each message once, at its original time, in order (``have`` in Stream's order)."""
     found = [
         (f"message {message_id}", "present", "missing")
@@ -45,7 +47,7 @@ def compare_history(want: Mapping[str, str | None], have: Mapping[str, str | Non
     return found
 
 
-def compare_reads(want: Mapping[str, str | None], have: Mapping[str, str | None]) -> list[Found]:
+def compare_reads(*, want: Mapping[str, str | None], have: Mapping[str, str | None]) -> list[Found]:
     found: list[Found] = []
     for user_id, wanted in sorted(want.items()):
         if wanted is None or (user_id in have and have[user_id] is None):
