@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy import Connection
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.default_binding import binding_or_reference
 from stream_outbox.app_hooks.lookup import channel_for_conversation
@@ -115,9 +116,9 @@ def _require_participant(
     """404 for an unknown conversation (or an id not of its column's type), 403 for
     anyone but its participants."""
     try:
-        if str(user_id) in binding.members_of(conn, conversation_id):
+        if str(user_id) in reads.members_of(binding, conn, conversation_id):
             return
-        exists = conversation_id in binding.desired_channels(conn, [conversation_id])
+        exists = conversation_id in reads.desired_channels(binding, conn, [conversation_id])
     except (ValueError, TypeError):
         exists = False
     if not exists:
@@ -166,4 +167,4 @@ def _lookup(conn: Connection, binding: Binding, conversation_id: str) -> Any:
         return None  # not an id of the conversation column's type
     if lookup is None:
         return None
-    return lookup, binding.members_of(conn, conversation_id)
+    return lookup, reads.members_of(binding, conn, conversation_id)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, choose_channel_id
 from stream_outbox.app_hooks.default_binding import binding_or_reference
@@ -39,7 +40,7 @@ def channel_for_conversation(
 ) -> ChannelLookup | None:
     """The conversation's channel, or None when the conversation does not exist."""
     bound = binding_or_reference(binding)
-    desired = bound.desired_channels(conn, [conversation_id]).get(conversation_id)
+    desired = reads.desired_channels(bound, conn, [conversation_id]).get(conversation_id)
     if desired is None:
         return None
     row = conn.execute(

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, or_, select
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding, DesiredChannel
 from stream_outbox.app_hooks.channel_ids import (
     InvalidStreamId,
@@ -102,7 +103,7 @@ def _status(
     conn: Connection, conversation_id: str, binding: Binding
 ) -> tuple[Migration | None, _Rows]:
     rows = _read_rows(conn, conversation_id)
-    desired = binding.desired_channels(conn, [conversation_id], legacy=rows.legacy).get(
+    desired = reads.desired_channels(binding, conn, [conversation_id], legacy=rows.legacy).get(
         conversation_id
     )
     if desired is None:

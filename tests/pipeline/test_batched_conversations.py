@@ -38,6 +38,15 @@ from tests.pipeline.conftest import Pipeline
 from tests.story import invite
 
 
+@pytest.fixture(autouse=True)
+def conversations_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's conversations go to Stream in turn, as at low latency, whatever the
+    gateway's average call time: on a loaded machine it passes SLOW_CALL and a batch
+    would start them all at once (tests/pipeline/test_fanout.py covers that path), which
+    is not what these tests are about."""
+    monkeypatch.setattr(sync_conversations, "SLOW_CALL", math.inf)
+
+
 def converse(session: Session, count: int, tag: str) -> dict[str, list[str]]:
     """``count`` two-person conversations, each between two new users: members by id."""
     made: dict[str, list[str]] = {}
@@ -326,10 +335,8 @@ def test_a_slow_batch_stops_before_its_locks_lease_runs_out(
     batch = one_batch(pipeline)
     monkeypatch.setattr(runtime.current().settings, "lock_lease", timedelta(seconds=0.2))
     monkeypatch.setattr(job_runner, "_delay_ms", lambda *_, **__: 1000)
-    # The conversations go in turn (the lease is checked between them), whatever the
-    # gateway's average latency, which earlier tests in this process moved: at a high
-    # one they would all start at once, before any check
-    monkeypatch.setattr(sync_conversations, "SLOW_CALL", math.inf)
+    # (the conversations go in turn, see conversations_in_turn: the lease is checked
+    # between them)
     pipeline.emu.set_latency(150)
     # When the job runs once
     run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)

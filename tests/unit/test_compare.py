@@ -18,15 +18,15 @@ from stream_outbox.worker.verify.compare import (
 from stream_outbox.worker.verify.readers import held_from_snapshot, held_from_stream
 
 CID = "messaging:invitation_1"
-OLGA = UserView("Olga Organizer", "https://example.com/olga.png")
-GUS = UserView("gus@example.com")
+OLGA = UserView(name="Olga Organizer", image="https://example.com/olga.png")
+GUS = UserView(name="gus@example.com")
 
 
 def channel(*members: str, name: str | None = "Launch", messages: int | None = 2) -> ChannelView:
     data: dict[str, Any] = {"conversation_id": "c1"}
     if name is not None:
         data["name"] = name
-    return ChannelView(members, data, messages=messages)
+    return ChannelView(members=members, data=data, messages=messages)
 
 
 def state(users: dict[str, UserView] | None = None, **channels: ChannelView) -> State:
@@ -67,7 +67,7 @@ def test_a_user_only_in_stream() -> None:
 
 def test_a_renamed_user_and_a_changed_image_are_two_differences() -> None:
     # Given Stream still holding the old name and picture
-    held = state({"o": UserView("Olga", "https://example.com/old.png")})
+    held = state({"o": UserView(name="Olga", image="https://example.com/old.png")})
 
     # When comparing
     differences = compare(desired=state({"o": OLGA}), held=held)
@@ -80,7 +80,9 @@ def test_a_renamed_user_and_a_changed_image_are_two_differences() -> None:
 
 
 def test_an_image_removed_in_the_database() -> None:
-    difference = one(compare(desired=state({"o": UserView(OLGA.name)}), held=state({"o": OLGA})))
+    difference = one(
+        compare(desired=state({"o": UserView(name=OLGA.name)}), held=state({"o": OLGA}))
+    )
     assert (difference.what, difference.database) == ("image", "-")
 
 
@@ -114,7 +116,7 @@ def test_a_name_stream_keeps_after_the_database_dropped_it() -> None:
 
 def test_custom_fields_this_product_does_not_own_are_ignored() -> None:
     data = {"conversation_id": "c1", "name": "Launch", "color": "red"}
-    held_view = ChannelView(("o",), data, messages=2)
+    held_view = ChannelView(members=("o",), data=data, messages=2)
     assert (
         compare(desired=state(messaging__c=channel("o")), held=state(messaging__c=held_view)) == []
     )
@@ -141,7 +143,7 @@ def test_a_channel_deleted_in_the_database_but_live_in_stream() -> None:
 
 
 def test_a_live_channel_that_stream_deleted() -> None:
-    held = state(messaging__a=ChannelView(("o",), deleted=True))
+    held = state(messaging__a=ChannelView(members=("o",), deleted=True))
     difference = one(compare(desired=state(messaging__a=channel("o")), held=held))
     assert (difference.what, difference.database, difference.stream) == (
         "deleted",
@@ -152,7 +154,7 @@ def test_a_live_channel_that_stream_deleted() -> None:
 
 def test_a_deleted_channel_is_in_step_when_stream_deleted_it_or_never_had_it() -> None:
     desired = state(messaging__a=ChannelView(deleted=True), messaging__b=ChannelView(deleted=True))
-    held = state(messaging__a=ChannelView(("o",), deleted=True))
+    held = state(messaging__a=ChannelView(members=("o",), deleted=True))
     assert compare(desired=desired, held=held) == []
     # and a channel deleted in Stream that the database no longer names is in step too
     assert compare(desired=state(), held=held) == []
@@ -169,7 +171,9 @@ def test_message_counts_are_compared_when_both_sides_counted() -> None:
 def test_message_texts_are_compared_when_both_sides_read_them() -> None:
     # Given a message edited in the database, and one Stream holds but the database lacks
     def texts(**by_id: str) -> ChannelView:
-        return ChannelView(("o",), {"conversation_id": "c1"}, messages=len(by_id), texts=by_id)
+        return ChannelView(
+            members=("o",), data={"conversation_id": "c1"}, messages=len(by_id), texts=by_id
+        )
 
     desired = state(messaging__a=texts(m1="hello", m2="same"))
     held = state(messaging__a=texts(m1="helo", m2="same"))
@@ -236,8 +240,8 @@ def test_the_emulator_document_becomes_streams_side() -> None:
     # Then only the active users of the app are there, and each channel as Stream has it
     assert held.users == {"o": OLGA, "g": GUS}
     assert held.channels[CID] == ChannelView(
-        ("g", "o"),
-        {"name": "Launch", "conversation_id": "c1"},
+        members=("g", "o"),
+        data={"name": "Launch", "conversation_id": "c1"},
         deleted=False,
         messages=1,
         texts={"m1": "hi"},
@@ -288,7 +292,7 @@ def test_stream_is_asked_about_what_the_database_names() -> None:
 
     # Then it holds what Stream answered, messages uncounted
     assert held.users == {"o": OLGA}
-    assert held.channels == {CID: ChannelView(("o",), {"name": "Launch"})}
+    assert held.channels == {CID: ChannelView(members=("o",), data={"name": "Launch"})}
     assert sorted(gateway.asked) == [CID, "messaging:old"]
     # and the comparison finds the missing user and member, the deleted channel in step
     assert [(d.id, d.what) for d in compare(desired=desired, held=held)] == [
@@ -304,7 +308,9 @@ T1, T2, T3 = "2024-01-01T10:00:00.000Z", "2024-01-01T11:00:00.000Z", "2024-01-01
 
 
 def history(times: dict[str, str | None], reads: dict[str, str | None] | None = None) -> State:
-    return state(messaging__invitation_1=ChannelView(("o",), times=times, reads=reads or {}))
+    return state(
+        messaging__invitation_1=ChannelView(members=("o",), times=times, reads=reads or {})
+    )
 
 
 def whats(desired: State, held: State) -> list[tuple[str, str, str]]:

@@ -29,6 +29,7 @@ from rich.progress import (
 from rich.text import Text
 from sqlalchemy import Connection, Engine, create_engine
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker.operations.resync import check_resync_kinds, resync
 from stream_outbox.worker.settings import Settings
@@ -124,7 +125,7 @@ def run_with_progress(
     check_resync_kinds(kinds)
     if totals is None:
         with engine.connect() as conn:
-            totals = {kind: binding.count(conn, kind) for kind in kinds}
+            totals = {kind: reads.count(binding, conn, kind) for kind in kinds}
     with Bars(enabled=not quiet) as bars:
         for kind in kinds:
             bars.update(kind, done=0, total=totals[kind])

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.reads import live_query
 
@@ -49,9 +50,16 @@ class Scope:
 
         def select_ids(conn: Connection, kind: str, after: str | None, limit: int) -> list[str]:
             if kind == "user":
-                return self.binding.ids_after(conn, kind, after, limit)
-            return self.binding.ids_after(
-                conn, kind, after, limit, since=self.since, until=self.until, only=self.only
+                return reads.ids_after(self.binding, conn, kind, after, limit)
+            return reads.ids_after(
+                self.binding,
+                conn,
+                kind,
+                after,
+                limit,
+                since=self.since,
+                until=self.until,
+                only=self.only,
             )
 
         return select_ids
@@ -70,5 +78,5 @@ class Scope:
         with engine.connect() as conn:
             totals = {"conversation": int(conn.scalar(query) or 0)}
             if self.everything:
-                totals["user"] = b.count(conn, "user")
+                totals["user"] = reads.count(b, conn, "user")
         return totals

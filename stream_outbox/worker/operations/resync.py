@@ -7,10 +7,12 @@ interrupted run continues after the last id it wrote.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.capture import write_changes
 from stream_outbox.app_hooks.changes import Change, Target
@@ -47,7 +49,7 @@ def resync(
         after = position.get(kind)
         while True:
             with engine.begin() as conn:
-                ids = (select_ids or binding.ids_after)(conn, kind, after, batch)
+                ids = (select_ids or partial(reads.ids_after, binding))(conn, kind, after, batch)
                 changes = [Change(Target(kind, i), event, payload or {}) for i in ids]
                 write_changes(conn, changes)
                 counts[kind] += len(ids)

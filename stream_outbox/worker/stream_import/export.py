@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, func, literal, null, or_, select, tuple_
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding, DesiredChannel
 from stream_outbox.app_hooks.channel_ids import (
     InvalidStreamId,
@@ -248,9 +249,9 @@ class _Run:
     def _users(self, conn: Connection, files: ExportFiles) -> None:
         files.reference("user", _line("user", dict(SYSTEM_USER)))  # author of system messages
         self.users.add(SYSTEM_USER_ID)
-        total = self.binding.count(conn, "user") + 1
+        total = reads.count(self.binding, conn, "user") + 1
         for ids in self._pages(conn, "user"):
-            desired = self.binding.desired_users(conn, ids)
+            desired = reads.desired_users(self.binding, conn, ids)
             for user_id in ids:
                 if user_id not in desired:
                     continue
@@ -264,16 +265,17 @@ class _Run:
 
     def _pages(self, conn: Connection, kind: str) -> Iterator[list[str]]:
         after: str | None = None
-        while ids := self.binding.ids_after(conn, kind, after, _PAGE):
+        while ids := reads.ids_after(self.binding, conn, kind, after, _PAGE):
             yield ids
             after = ids[-1]
 
     def _channels(self, conn: Connection, files: ExportFiles) -> None:
         """The conversations the live path would give a channel (members, or an event),
         each with the channel id the live path uses."""
-        total = self.binding.count(conn, "conversation")  # those without a channel are left out
+        # those without a channel are left out
+        total = reads.count(self.binding, conn, "conversation")
         for ids in self._pages(conn, "conversation"):
-            desired = self.binding.desired_channels(conn, ids, legacy=True)
+            desired = reads.desired_channels(self.binding, conn, ids, legacy=True)
             refs = self._channel_refs(conn, desired)
             for cid in ids:
                 channel, ref = desired.get(cid), refs.get(cid)

@@ -16,6 +16,7 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import DesiredChannel
 from stream_outbox.worker.errors import (
     PermanentError,
@@ -175,7 +176,7 @@ def _read_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> dict
         desired: dict[str, DesiredChannel] = {}
         for ids, is_legacy in ((plain, False), (legacy, True)):
             if ids:
-                desired.update(rt.binding.desired_channels(conn, ids, legacy=is_legacy))
+                desired.update(reads.desired_channels(rt.binding, conn, ids, legacy=is_legacy))
         known = rt.repo.channels.channels_for(list(targets), conn)
     return {
         cid: _Snapshot(settles.get(cid, []), desired.get(cid), known.get(cid)) for cid in targets

@@ -22,6 +22,7 @@ are in the import files: this path sends only the later ones.
 
 from __future__ import annotations
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import DesiredMessage
 from stream_outbox.app_hooks.capture import write_changes
 from stream_outbox.app_hooks.changes import Change, Target
@@ -53,7 +54,7 @@ def copy_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
     while done < PER_JOB:
         cursor = rt.repo.channels.history_cursor(conversation_id)
         with rt.engine.connect() as conn:
-            batch = rt.binding.messages_after(conn, conversation_id, cursor, BATCH, since)
+            batch = reads.messages_after(rt.binding, conn, conversation_id, cursor, BATCH, since)
         if not batch:
             if ref.copying:  # a reopened channel has all its messages: live ones go at once
                 rt.repo.channels.end_history_copy(conversation_id)
@@ -98,7 +99,7 @@ def _refuse_undated(rt: Runtime, conversation_id: str) -> None:
     conversation's row fails with this error until the message has a time.
     """
     with rt.engine.connect() as conn:
-        undated = rt.binding.undated_message(conn, conversation_id)
+        undated = reads.undated_message(rt.binding, conn, conversation_id)
     if undated is not None:
         raise BadSourceData(
             f"message {undated} of conversation {conversation_id} has no created_at: "

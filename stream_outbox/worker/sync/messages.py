@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import DesiredMessage, stream_message_id
 from stream_outbox.worker.errors import PermanentStreamError
 from stream_outbox.worker.runtime import Runtime
@@ -43,7 +44,7 @@ def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None 
     if not rt.settings.mirror_messages:
         return Result("mirroring off")
     with rt.engine.connect() as conn:
-        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+        message = reads.desired_messages(rt.binding, conn, [message_id]).get(message_id)
     cutover = current_cutover(rt.engine)
     importing = cutover is not None and not cutover.imported
     if (
@@ -84,7 +85,7 @@ def _mirror_locked(
     importing: bool,
 ) -> Result:
     with rt.engine.connect() as conn:
-        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+        message = reads.desired_messages(rt.binding, conn, [message_id]).get(message_id)
         if message is None:
             return _unmirror(rt, message_id, rt.repo.channels.channel_for(conversation_id, conn))
         ref = rt.repo.channels.channel_for(message.conversation_id, conn)
@@ -117,7 +118,7 @@ def _mirror_locked(
         # being retried by the conversation's job. Bring it in step, then send again.
         reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
         with rt.engine.connect() as conn:
-            if not rt.binding.desired_messages(conn, [message_id]):
+            if not reads.desired_messages(rt.binding, conn, [message_id]):
                 return Result("message gone")
         sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
     if sent:

@@ -24,7 +24,7 @@ __all__ = ["ChannelView", "Difference", "State", "UserView", "compare"]
 ABSENT = "-"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class UserView:
     """A user as one side sees it."""
 
@@ -32,7 +32,7 @@ class UserView:
     image: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChannelView:
     """A channel as one side sees it; ``messages`` None when that side did not count them,
     ``texts`` (message id -> text of the messages not deleted) None when it did not read them.

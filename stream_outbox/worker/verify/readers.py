@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, select
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding, DesiredChannel, stream_message_id
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, choose_channel_id
 from stream_outbox.app_hooks.outbox import channel_map
@@ -55,7 +56,7 @@ def held_from_snapshot(
     """
     ignored = set(ignore_users)
     users = {
-        user_id: UserView(str(user.get("name") or ""), user.get("image") or None)
+        user_id: UserView(name=str(user.get("name") or ""), image=user.get("image") or None)
         for user_id, user in snapshot.get("users", {}).items()
         if user_id not in ignored and not user.get("deactivated_at") and not user.get("deleted_at")
     }
@@ -102,21 +103,21 @@ def read_desired(
     it, and members' ``last_read`` (those the import carried).
     """
     with engine.connect() as conn:
-        user_ids = binding.live_ids(conn, "user")
+        user_ids = reads.live_ids(binding, conn, "user")
         users = {
-            uid: UserView(user.name, user.image)
-            for uid, user in binding.desired_users(conn, user_ids).items()
+            uid: UserView(name=user.name, image=user.image)
+            for uid, user in reads.desired_users(binding, conn, user_ids).items()
         }
-        conversation_ids = binding.live_ids(conn, "conversation")
-        desired = binding.desired_channels(conn, conversation_ids)
+        conversation_ids = reads.live_ids(binding, conn, "conversation")
+        desired = reads.desired_channels(binding, conn, conversation_ids)
         counts: Counter[str] = Counter()
         texts: dict[str, dict[str, str]] = {}
         times: dict[str, dict[str, str | None]] = {}
-        reads: dict[str, dict[str, str | None]] = {}
+        last_reads: dict[str, dict[str, str | None]] = {}
         if messages or history:
-            message_ids = binding.live_ids(conn, "message")
+            message_ids = reads.live_ids(binding, conn, "message")
             found = sorted(
-                binding.desired_messages(conn, message_ids).values(),
+                reads.desired_messages(binding, conn, message_ids).values(),
                 key=lambda m: (instant(m.created_at) if m.created_at else "~", m.id),
             )
             counts.update(message.conversation_id for message in found)
@@ -126,8 +127,9 @@ def read_desired(
                 when = instant(message.created_at) if kept and message.created_at else None
                 times.setdefault(message.conversation_id, {})[message.id] = when
         if history and cutover is not None:
-            for conversation_id, members in binding.read_states(conn, list(desired)).items():
-                reads[conversation_id] = {
+            read_states = reads.read_states(binding, conn, list(desired))
+            for conversation_id, members in read_states.items():
+                last_reads[conversation_id] = {
                     user_id: (instant(moment) if cutover.covers(moment) else None)
                     for user_id, moment in members.items()
                 }
@@ -139,13 +141,13 @@ def read_desired(
             listed = messages or history
             count = counts[conversation] if listed else None
             text = _by_stream_id(texts.get(conversation, {}), generation) if listed else None
-            read = {} if generation else reads.get(conversation, {})  # a copy sets no read
+            read = {} if generation else last_reads.get(conversation, {})  # a copy sets no read
             channels[cid] = ChannelView(
-                channel.members,
-                dict(channel.data),
-                False,
-                count,
-                text,
+                members=channel.members,
+                data=dict(channel.data),
+                deleted=False,
+                messages=count,
+                texts=text,
                 times=_times(times.get(conversation, {}), generation) if history else None,
                 reads=read if history else None,
             )
@@ -196,7 +198,7 @@ def held_from_stream(
     holds beyond those are not seen, and deleted channels read as absent.
     """
     users = {
-        user_id: UserView(str(user.get("name") or ""), user.get("image") or None)
+        user_id: UserView(name=str(user.get("name") or ""), image=user.get("image") or None)
         for user_id, user in gateway.query_users(sorted(desired.users)).items()
         if not user.get("deactivated_at") and not user.get("deleted_at")
     }
@@ -206,7 +208,7 @@ def held_from_stream(
         remote = gateway.channel_state(channel_type, channel_id)
         if remote is None:
             continue
-        view = ChannelView(tuple(sorted(remote.members)), dict(remote.data))
+        view = ChannelView(members=tuple(sorted(remote.members)), data=dict(remote.data))
         if history:
             held = gateway.channel_history(channel_type, channel_id)
             view = replace(

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker.errors import ConfigurationError, StreamError
 from stream_outbox.worker.settings import Settings
@@ -40,10 +41,10 @@ def _desired(
     channel = (ref.channel_type, ref.channel_id) if ref else None
     with engine.connect() as conn:
         if kind == "user":
-            user = binding.desired_users(conn, [target_id]).get(target_id)
+            user = reads.desired_users(binding, conn, [target_id]).get(target_id)
             return (user.as_stream() if user else "absent (deleted)"), None
         if kind == "conversation":
-            wanted = binding.desired_channels(conn, [target_id]).get(target_id)
+            wanted = reads.desired_channels(binding, conn, [target_id]).get(target_id)
             if wanted is None:
                 return "absent (deleted)", channel
             view: dict[str, Any] = {
@@ -63,7 +64,7 @@ def _desired(
                     else "done"
                 )
             return view, channel
-        message = binding.desired_messages(conn, [target_id]).get(target_id)
+        message = reads.desired_messages(binding, conn, [target_id]).get(target_id)
         if message is None:
             return "absent (deleted)", None
     home = ChannelMap(engine).channel_for(message.conversation_id)
