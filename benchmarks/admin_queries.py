@@ -21,8 +21,8 @@ from sqlalchemy import Engine, create_engine
 
 from benchmarks.backlog import _conninfo
 from benchmarks.figures import median
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.series import read_series
+from stream_outbox.worker.operations.rows import failure_groups
+from stream_outbox.worker.operations.series import read_series
 from tests.support.database import outbox_database
 
 CAUSES = (
@@ -81,8 +81,8 @@ def _timed(run: Callable[[], Any], runs: int) -> tuple[float, Any]:
 
 
 def time_error_groups(engine: Engine, runs: int) -> dict[str, Any]:
-    """``admin.failure_groups``: failed rows grouped by cause."""
-    seconds, groups = _timed(lambda: admin.failure_groups(engine), runs)
+    """``failure_groups``: failed rows grouped by cause."""
+    seconds, groups = _timed(lambda: failure_groups(engine), runs)
     return {
         "median_ms": round(seconds * 1000, 1),
         "groups": len(groups),

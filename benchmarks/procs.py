@@ -20,6 +20,7 @@ from typing import Any
 import dramatiq
 from sqlalchemy import create_engine
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.worker import runtime
 from stream_outbox.worker.pipeline.broker import ACTOR_NAME, build_broker
 from stream_outbox.worker.pipeline.processes import run_relay
@@ -82,12 +83,12 @@ def naive_worker(settings: Settings) -> None:
     def naive(kind: str, target_id: str, row_id: int) -> None:
         with rt.engine.connect() as conn:
             if kind == "user":
-                users = rt.binding.desired_users(conn, [target_id])
+                users = reads.desired_users(rt.binding, conn, [target_id])
                 rt.gateway.upsert_users([u.as_stream() for u in users.values()])
             else:
-                channel = rt.binding.desired_channels(conn, [target_id]).get(target_id)
+                channel = reads.desired_channels(rt.binding, conn, [target_id]).get(target_id)
                 if channel is not None and channel.created_by is not None:
-                    members = rt.binding.desired_users(conn, channel.members)
+                    members = reads.desired_users(rt.binding, conn, channel.members)
                     rt.gateway.upsert_users([u.as_stream() for u in members.values()])
                     rt.gateway.get_or_create_channel(
                         "messaging",

@@ -27,8 +27,8 @@ from benchmarks import backlog
 from benchmarks.drain import _settle, _started_at
 from benchmarks.pipeline import Processes
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING
-from stream_outbox.worker.admin.backfill import Scope
-from stream_outbox.worker.admin.operations import resync
+from stream_outbox.worker.operations.backfill import Scope
+from stream_outbox.worker.operations.resync import resync
 from tests.support.database import outbox_database
 from tests.support.emulator import remote_emulator
 

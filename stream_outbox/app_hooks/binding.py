@@ -1,22 +1,21 @@
 """The binding: how an application's models map to Stream, and which of their changes matter.
 
-:class:`Binding` is :class:`~stream_outbox.app_hooks.fields.BoundModels` (the models by role, their
-attribute names, soft deletes, computed names and images: see that module) with the
-capture's rules and the reads the capture and the worker share (``stream_outbox.app_hooks.reads``).
+:class:`Binding` is :class:`~stream_outbox.app_hooks.fields.BoundModels` (the models by
+role, their attribute names, soft deletes, computed names and images: see that module) with
+the capture's rules. What the capture and the worker read through a binding is
+:mod:`stream_outbox.app_hooks.reads`: ``reads.desired_users(binding, conn, ids)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Column, Connection, func, inspect
+from sqlalchemy import Column, inspect
 from sqlalchemy.sql import visitors
 
-from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.changes import EVENT_KIND, Rule
 from stream_outbox.app_hooks.desired import (
     DesiredChannel,
@@ -128,85 +127,3 @@ class Binding(BoundModels):
     @cached_property
     def _rule_cache(self) -> dict[type[Any], Rule | None]:
         return {}
-
-    # -- reads the capture and the worker share (see app_hooks.reads) -------------------
-
-    def conversations_of_users(self, conn: Connection, user_ids: Collection[str]) -> set[str]:
-        """Conversations the given users take part in."""
-        return reads.conversations_of_users(self, conn, user_ids)
-
-    def conversations_of_deleted_users(
-        self, conn: Connection, user_ids: Collection[str]
-    ) -> set[str]:
-        """Conversations whose channel the users' deletion changes."""
-        return reads.conversations_of_deleted_users(self, conn, user_ids)
-
-    def conversations_of_events(self, conn: Connection, event_ids: Collection[str]) -> set[str]:
-        """Conversations opened by the given events' invitations and proposals."""
-        return reads.conversations_of_events(self, conn, event_ids)
-
-    def ids_after(
-        self,
-        conn: Connection,
-        kind: str,
-        after: str | None,
-        limit: int,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        only: Collection[str] | None = None,
-    ) -> list[str]:
-        """Up to ``limit`` ids of live users or conversations after ``after``, in id order."""
-        return reads.ids_after(self, conn, kind, after, limit, since=since, until=until, only=only)
-
-    def desired_users(self, conn: Connection, user_ids: Collection[str]) -> dict[str, DesiredUser]:
-        """Stream users for the given ids; ids with no (live) user are absent."""
-        return reads.desired_users(self, conn, user_ids)
-
-    def desired_channels(
-        self, conn: Connection, conversation_ids: Collection[str], legacy: bool = False
-    ) -> dict[str, DesiredChannel]:
-        """Desired channels for the given conversations; ids with no conversation are absent."""
-        return reads.desired_channels(self, conn, conversation_ids, legacy)
-
-    def desired_messages(
-        self, conn: Connection, message_ids: Collection[str]
-    ) -> dict[str, DesiredMessage]:
-        """The given messages as Stream should hold them; ids with no message are absent."""
-        return reads.desired_messages(self, conn, message_ids)
-
-    def messages_after(
-        self,
-        conn: Connection,
-        conversation_id: str,
-        after: tuple[datetime, str] | None,
-        limit: int,
-        since: datetime | None = None,
-    ) -> list[DesiredMessage]:
-        """A conversation's messages after ``(created_at, id)``, oldest first (history import);
-        only those created after ``since``, when given (a history watermark)."""
-        return reads.messages_after(self, conn, conversation_id, after, limit, since)
-
-    def undated_message(self, conn: Connection, conversation_id: str) -> str | None:
-        """A message of the conversation without ``created_at``, if it has one."""
-        return reads.undated_message(self, conn, conversation_id)
-
-    def read_states(
-        self, conn: Connection, conversation_ids: Collection[str]
-    ) -> dict[str, dict[str, datetime]]:
-        """Members' last-read times by conversation (empty when the app keeps none)."""
-        key = self.column("participant", "conversation_id")
-        return reads.read_states(self, conn, self.typed_ids(key, conversation_ids))
-
-    def live_ids(self, conn: Connection, role: str) -> list[str]:
-        """Every live row's id of a role (user, conversation or message)."""
-        return reads.live_ids(self, conn, role)
-
-    def count(self, conn: Connection, role: str) -> int:
-        """How many live rows a role has."""
-        return int(conn.scalar(reads.live_query(self, role, func.count())) or 0)
-
-    def members_of(self, conn: Connection, conversation_id: str) -> set[str]:
-        """The (live) members of one conversation."""
-        ids = self.typed_ids(self.column("participant", "conversation_id"), [conversation_id])
-        return set(reads.members(self, conn, ids).get(conversation_id, ()))

@@ -25,9 +25,11 @@ from sqlalchemy import Connection, Result, event, insert, inspect, select, tuple
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, SessionTransaction, object_session
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.changes import EVENT_KIND, Change, Rule, Target, merge_changes
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, choose_channel_id
+from stream_outbox.app_hooks.default_binding import binding_or_reference
 from stream_outbox.app_hooks.outbox import (
     SCHEMA_REVISION,
     TargetKind,
@@ -55,10 +57,7 @@ def install(session_factory: Any, binding: Binding | None = None) -> None:
     """
     if session_factory in _installed:
         return
-    if binding is None:
-        from stream_outbox.app_hooks.reference import REFERENCE_BINDING
-
-        binding = REFERENCE_BINDING
+    binding = binding_or_reference(binding)
     capture = _Capture(binding)
     _installed[session_factory] = capture
     _say_at_start(session_factory)
@@ -289,7 +288,7 @@ class _Capture:
         result: list[Change] = []
         events = {c.target.id for c in changes if c.target.kind == EVENT_KIND}
         if events:
-            conversations = self.binding.conversations_of_events(conn, events)
+            conversations = reads.conversations_of_events(self.binding, conn, events)
             result += [_conversation_change(cid, "update") for cid in sorted(conversations)]
         for change in changes:
             kind = change.target.kind
@@ -299,7 +298,7 @@ class _Capture:
                 # Participants, invitations, proposals and organized events go with the
                 # user (ON DELETE CASCADE, or a soft delete that hides them, or its undoing):
                 # their conversations' channels change.
-                cids = self.binding.conversations_of_deleted_users(conn, [change.target.id])
+                cids = reads.conversations_of_deleted_users(self.binding, conn, [change.target.id])
                 result += [_conversation_change(cid, "update") for cid in sorted(cids)]
             if change.event == "delete" and kind == TargetKind.CONVERSATION:
                 payload = {**change.payload, **self.channel_of(conn, change.target.id)}
@@ -316,7 +315,7 @@ class _Capture:
         ).first()
         if row is not None:
             return {"channel_type": row.channel_type, "channel_id": row.channel_id}
-        desired = self.binding.desired_channels(conn, [conversation_id]).get(conversation_id)
+        desired = reads.desired_channels(self.binding, conn, [conversation_id]).get(conversation_id)
         if desired is None:
             return {}
         try:

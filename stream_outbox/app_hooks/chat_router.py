@@ -15,7 +15,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from sqlalchemy import Connection
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.app_hooks.default_binding import binding_or_reference
 from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.on_demand import (
     Migration,
@@ -47,11 +49,7 @@ def chat_router(
     conversation may look up its channel or ask for its migration. The ``POST``
     commits its outbox row on that connection.
     """
-    if binding is None:
-        from stream_outbox.app_hooks.reference import REFERENCE_BINDING
-
-        binding = REFERENCE_BINDING
-    bound = binding
+    bound = binding_or_reference(binding)
     router = APIRouter(prefix=prefix, tags=["chat"])
 
     @router.get("/token")
@@ -118,9 +116,9 @@ def _require_participant(
     """404 for an unknown conversation (or an id not of its column's type), 403 for
     anyone but its participants."""
     try:
-        if str(user_id) in binding.members_of(conn, conversation_id):
+        if str(user_id) in reads.members_of(binding, conn, conversation_id):
             return
-        exists = conversation_id in binding.desired_channels(conn, [conversation_id])
+        exists = conversation_id in reads.desired_channels(binding, conn, [conversation_id])
     except (ValueError, TypeError):
         exists = False
     if not exists:
@@ -169,4 +167,4 @@ def _lookup(conn: Connection, binding: Binding, conversation_id: str) -> Any:
         return None  # not an id of the conversation column's type
     if lookup is None:
         return None
-    return lookup, binding.members_of(conn, conversation_id)
+    return lookup, reads.members_of(binding, conn, conversation_id)

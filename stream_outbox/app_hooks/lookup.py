@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, choose_channel_id
+from stream_outbox.app_hooks.default_binding import binding_or_reference
 from stream_outbox.app_hooks.outbox import Status, channel_map, outbox
 
 __all__ = ["ChannelLookup", "channel_for_conversation"]
@@ -37,11 +39,8 @@ def channel_for_conversation(
     conn: Connection, conversation_id: str, binding: Binding | None = None
 ) -> ChannelLookup | None:
     """The conversation's channel, or None when the conversation does not exist."""
-    if binding is None:
-        from stream_outbox.app_hooks.reference import REFERENCE_BINDING
-
-        binding = REFERENCE_BINDING
-    desired = binding.desired_channels(conn, [conversation_id]).get(conversation_id)
+    bound = binding_or_reference(binding)
+    desired = reads.desired_channels(bound, conn, [conversation_id]).get(conversation_id)
     if desired is None:
         return None
     row = conn.execute(

@@ -16,12 +16,14 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, or_, select
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding, DesiredChannel
 from stream_outbox.app_hooks.channel_ids import (
     InvalidStreamId,
     choose_channel_id,
     fallback_channel_id,
 )
+from stream_outbox.app_hooks.default_binding import binding_or_reference
 from stream_outbox.app_hooks.outbox import (
     PRIORITY_ON_DEMAND,
     Status,
@@ -94,14 +96,14 @@ def migration_status(
 ) -> Migration | None:
     """The conversation's channel and migration state; None when there is no such
     conversation. Reads only."""
-    return _status(conn, conversation_id, _binding(binding))[0]
+    return _status(conn, conversation_id, binding_or_reference(binding))[0]
 
 
 def _status(
     conn: Connection, conversation_id: str, binding: Binding
 ) -> tuple[Migration | None, _Rows]:
     rows = _read_rows(conn, conversation_id)
-    desired = binding.desired_channels(conn, [conversation_id], legacy=rows.legacy).get(
+    desired = reads.desired_channels(binding, conn, [conversation_id], legacy=rows.legacy).get(
         conversation_id
     )
     if desired is None:
@@ -137,7 +139,7 @@ def request_migration(
     if conn.dialect.name == "postgresql":  # concurrent requests: one row, not two
         key = f"stream_outbox:migrate:{conversation_id}"
         conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
-    status, rows = _status(conn, conversation_id, _binding(binding))
+    status, rows = _status(conn, conversation_id, binding_or_reference(binding))
     if status is None or status.state in (MigrationState.SYNCED, MigrationState.PENDING):
         return status
     payload = {"legacy": True, "history": rows.history(history)} if rows.legacy else {}
@@ -151,14 +153,6 @@ def request_migration(
         )
     )
     return replace(status, state=MigrationState.PENDING, error=None)
-
-
-def _binding(binding: Binding | None) -> Binding:
-    if binding is None:
-        from stream_outbox.app_hooks.reference import REFERENCE_BINDING
-
-        return REFERENCE_BINDING
-    return binding
 
 
 def _read_rows(conn: Connection, conversation_id: str) -> _Rows:

@@ -163,7 +163,7 @@ channel_map = Table(
     Column("channel_type", String(64), nullable=False),
     Column("channel_id", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # History import cursor: the last message copied into the channel, in (time, id) order.
+    # History copy cursor: the last message copied into the channel, in (time, id) order.
     Column("history_until", DateTime(timezone=True)),
     Column("history_message_id", String(255)),
     # The channel is deleted in Stream (the conversation left the database) since this

@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, literal, null, or_, select, tuple_, union
+from sqlalchemy import Connection, Select, func, literal, null, or_, select, tuple_, union
 
 from stream_outbox.app_hooks.desired import (
     DesiredChannel,
@@ -24,6 +24,7 @@ __all__ = [
     "conversations_of_deleted_users",
     "conversations_of_events",
     "conversations_of_users",
+    "count",
     "desired_channels",
     "desired_messages",
     "desired_users",
@@ -31,6 +32,7 @@ __all__ = [
     "live_ids",
     "live_query",
     "members",
+    "members_of",
     "messages_after",
     "read_states",
     "undated_message",
@@ -223,7 +225,9 @@ def members(b: BoundModels, conn: Connection, ids: list[Any]) -> dict[str, tuple
     return {cid: tuple(sorted(uids)) for cid, uids in found.items()}
 
 
-def read_states(b: BoundModels, conn: Connection, ids: list[Any]) -> dict[str, dict[str, datetime]]:
+def _read_states(
+    b: BoundModels, conn: Connection, ids: list[Any]
+) -> dict[str, dict[str, datetime]]:
     """Each member's last-read time, by conversation (``ids`` of the conversation column's
     type); empty when the app keeps no read state."""
     last_read = b.last_read_column()
@@ -314,3 +318,22 @@ def _row_ids(column: Any, values: Iterable[str]) -> list[Any]:
         except (TypeError, ValueError):
             continue
     return ids
+
+
+def read_states(
+    b: BoundModels, conn: Connection, conversation_ids: Collection[str]
+) -> dict[str, dict[str, datetime]]:
+    """Members' last-read times by conversation (empty when the app keeps none)."""
+    key = b.column("participant", "conversation_id")
+    return _read_states(b, conn, b.typed_ids(key, conversation_ids))
+
+
+def count(b: BoundModels, conn: Connection, role: str) -> int:
+    """How many live rows a role has."""
+    return int(conn.scalar(live_query(b, role, func.count())) or 0)
+
+
+def members_of(b: BoundModels, conn: Connection, conversation_id: str) -> set[str]:
+    """The (live) members of one conversation."""
+    ids = b.typed_ids(b.column("participant", "conversation_id"), [conversation_id])
+    return set(members(b, conn, ids).get(conversation_id, ()))

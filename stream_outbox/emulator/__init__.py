@@ -7,7 +7,7 @@ See ``stream_outbox/emulator/README.md``.
 
 from stream_outbox.emulator.config import DEFAULT_API_KEY, DEFAULT_API_SECRET, EmulatorConfig
 from stream_outbox.emulator.emulator import Emulator, run_cli, serve
-from stream_outbox.emulator.routes import ENDPOINT_NAMES
+from stream_outbox.emulator.transport.routes import ENDPOINT_NAMES
 
 __all__ = [
     "DEFAULT_API_KEY",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stream_outbox.emulator.import_file import MAX_FILE_BYTES
-from stream_outbox.emulator.import_tasks import DEFAULT_STATE_SECONDS
-from stream_outbox.emulator.validation import DEFAULT_CHANNEL_TYPES
+from stream_outbox.emulator.importing.file import MAX_FILE_BYTES
+from stream_outbox.emulator.importing.tasks import DEFAULT_STATE_SECONDS
+from stream_outbox.emulator.rules.validation import DEFAULT_CHANNEL_TYPES
 
 DEFAULT_API_KEY = "emulator-key"
 # At least 32 bytes: PyJWT warns about shorter HS256 keys, and a warning is an

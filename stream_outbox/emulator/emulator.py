@@ -8,16 +8,16 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from stream_outbox.emulator import admin
 from stream_outbox.emulator.config import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
     DEFAULT_HOST,
     EmulatorConfig,
 )
-from stream_outbox.emulator.core import EmulatorCore
-from stream_outbox.emulator.server import Tracker, start_server
-from stream_outbox.emulator.validation import DEFAULT_CHANNEL_TYPES
+from stream_outbox.emulator.rules.validation import DEFAULT_CHANNEL_TYPES
+from stream_outbox.emulator.transport import admin
+from stream_outbox.emulator.transport.core import EmulatorCore
+from stream_outbox.emulator.transport.server import Tracker, start_server
 
 _START_TIMEOUT = 10.0
 

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, inspect
 
 from stream_outbox.app_hooks.binding import ROLES, Binding, BindingError
+from stream_outbox.app_hooks.default_binding import binding_or_reference
 from stream_outbox.worker.errors import ConfigurationError
 
 __all__ = ["check_tables", "load_binding", "resolve_binding"]
@@ -51,9 +52,7 @@ def _working_directory_on_path() -> None:
 
 def _load(path: str | None) -> Binding:
     if path is None:
-        from stream_outbox.app_hooks.reference import REFERENCE_BINDING
-
-        return REFERENCE_BINDING
+        return binding_or_reference(None)
     module_name, sep, attribute = path.strip().partition(":")
     if not sep or not module_name or not attribute.isidentifier():
         raise ConfigurationError(f"{VARIABLE} {path!r} is not module:attribute")

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from stream_outbox.app_hooks import outbox
 from stream_outbox.app_hooks.channel_ids import direct_message_id
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin.migrate import upgrade
+from stream_outbox.worker.operations.migrate import upgrade
 from tests.apps.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
 from tests.apps.other_app.models import (
     Account,

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks import outbox
-from stream_outbox.worker.admin.operations import AdminError
+from stream_outbox.worker.errors import AdminError
 from tests.support.cli import as_json
 from tests.support.outbox import add_row, audits, statuses_by_id
 
@@ -254,7 +254,7 @@ def test_admin_errors_are_one_line_with_exit_status_2(database_url: str, clean_d
 
 def test_an_interrupted_resync_resumes_after_the_last_id_written(clean_db: Engine) -> None:
     from stream_outbox.app_hooks.reference import REFERENCE_BINDING, User
-    from stream_outbox.worker.admin import operations as admin
+    from stream_outbox.worker.operations.resync import resync
 
     with sessionmaker(clean_db)() as session, session.begin():
         session.add_all([User(email=f"i{n}@example.com") for n in range(7)])
@@ -266,7 +266,7 @@ def test_an_interrupted_resync_resumes_after_the_last_id_written(clean_db: Engin
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        admin.resync(
+        resync(
             clean_db,
             REFERENCE_BINDING,
             actor="t",
@@ -274,7 +274,7 @@ def test_an_interrupted_resync_resumes_after_the_last_id_written(clean_db: Engin
             batch=2,
             progress=crash_after_two_batches,
         )
-    counts = admin.resync(clean_db, REFERENCE_BINDING, actor="t", kinds=["user"], batch=2)
+    counts = resync(clean_db, REFERENCE_BINDING, actor="t", kinds=["user"], batch=2)
     assert counts == {"user": 7}
     with clean_db.connect() as conn:
         written = list(conn.scalars(select(outbox.c.target_id)))

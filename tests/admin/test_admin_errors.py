@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 from click.testing import Result
 from sqlalchemy import Engine
 
-from stream_outbox.worker.admin import operations as admin
+from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.operations.replay import replay_group
+from stream_outbox.worker.operations.rows import failure_groups
 from tests.support.cli import as_json
 from tests.support.outbox import add_row, audits, statuses_by_id
 
@@ -93,7 +95,7 @@ def test_errors_without_failures(cli: Cli, clean_db: Engine) -> None:
 def test_errors_replay_of_an_unknown_cause_is_one_line(cli: Cli, clean_db: Engine) -> None:
     failures(clean_db)
     result = cli("admin", "errors", "--replay", "0123456789ab", "--yes")
-    assert isinstance(result.exception, admin.AdminError)
+    assert isinstance(result.exception, AdminError)
     assert "no failed rows of cause '0123456789ab'" in str(result.exception)
     assert audits(clean_db) == []
 
@@ -101,7 +103,7 @@ def test_errors_replay_of_an_unknown_cause_is_one_line(cli: Cli, clean_db: Engin
 def test_replay_group_leaves_rows_that_failed_after_the_confirmation(clean_db: Engine) -> None:
     # Given a cause seen up to a time, and a row of the same cause failing later
     ids = failures(clean_db)
-    [group, _] = admin.failure_groups(clean_db)
+    [group, _] = failure_groups(clean_db)
     later = add_row(
         clean_db,
         status="failed",
@@ -109,8 +111,8 @@ def test_replay_group_leaves_rows_that_failed_after_the_confirmation(clean_db: E
         updated_at=NOW + timedelta(minutes=5),
     )
     # When the group is replayed as far as its last seen time
-    chosen = admin.replay_group(clean_db, actor="t", key=group.key, until=group.last_seen)
+    chosen = replay_group(clean_db, actor="t", key=group.key, until=group.last_seen)
     # Then only the rows the operator saw go back to pending
     assert chosen == ids["too_long"]
     assert statuses_by_id(clean_db)[later] == "failed"
-    assert [g.ids for g in admin.failure_groups(clean_db)] == [ids["limited"], [later]]
+    assert [g.ids for g in failure_groups(clean_db)] == [ids["limited"], [later]]

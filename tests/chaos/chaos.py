@@ -22,7 +22,7 @@ moments one of these happens:
   limit answers 429.
 
 Then the writer stops, the faults clear, and the run waits until the outbox has
-drained and the emulator holds what the database says (``worker.admin.compare``). It prints
+drained and the emulator holds what the database says (``worker.verify.compare``). It prints
 a summary: changes written, faults injected, time to converge, rows failed (replayed,
 then converged) and rows lost, which must be 0. Exit status 0 when converged.
 """
@@ -50,9 +50,11 @@ from stream_outbox.app_hooks.outbox import Status, outbox
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.app_hooks.triggers import install_triggers
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.operations.replay import replay
+from stream_outbox.worker.operations.rows import Filters
 from stream_outbox.worker.store.repository import OutboxRepository
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.support.app_model import AppModel, random_transaction
 from tests.support.database import ScratchDatabase
 from tests.support.outbox import status_counts
@@ -302,16 +304,14 @@ def converge(chaos: Chaos, model: AppModel, summary: Summary, timeout: float) ->
             if open_rows == 0 and counts.get(Status.FAILED, 0) and not replayed:
                 summary.rows_failed = counts[Status.FAILED]
                 summary.failures = _failure_reasons(repo)
-                admin.replay(
-                    engine, actor="chaos", filters=admin.Filters(status="failed"), per_second=500
-                )
+                replay(engine, actor="chaos", filters=Filters(status="failed"), per_second=500)
                 replayed = True
                 continue
             if open_rows == 0:
                 desired = read_desired(
                     engine, REFERENCE_BINDING, repo, gone=[str(c) for c in model.conversations]
                 )
-                found = compare(desired, held_from_snapshot(chaos.emu.state()))
+                found = compare(desired=desired, held=held_from_snapshot(chaos.emu.state()))
                 summary.users, summary.channels = len(desired.users), len(desired.channels)
                 summary.differences = [str(d) for d in found]
                 if not found:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from stream_outbox.app_hooks import Binding, channel_map, install, outbox
+from stream_outbox.app_hooks import Binding, channel_map, install, outbox, reads
 from stream_outbox.app_hooks.binding import BindingError
 from tests.apps.shapes import (
     BINDING,
@@ -86,7 +86,7 @@ def test_the_name_and_image_are_computed_from_two_columns_and_another_table(
         session.add_all([Photo(account_id=ada.id, url=u) for u in ("https://a/1", "https://a/2")])
     # When the binding reads them (by their ids as text, as targets name them)
     with app.kw["bind"].connect() as conn:
-        users = BINDING.desired_users(conn, [str(ada.id), str(bob.id), "not-a-number"])
+        users = reads.desired_users(BINDING, conn, [str(ada.id), str(bob.id), "not-a-number"])
     # Then the name is the two columns joined, else the email; the image the newest photo
     assert users[str(ada.id)].as_stream() == {
         "id": str(ada.id),
@@ -115,10 +115,10 @@ def test_soft_deleted_rows_read_as_deleted(app: sessionmaker[Session]) -> None:
             ]
         )
     with app.kw["bind"].connect() as conn:
-        users = BINDING.desired_users(conn, [str(ada.id), str(bob.id)])
-        channels = BINDING.desired_channels(conn, [str(live.id), str(gone.id)])
-        messages = BINDING.desired_messages(conn, ["p-1", "p-2"])
-        ids = BINDING.live_ids(conn, "conversation")
+        users = reads.desired_users(BINDING, conn, [str(ada.id), str(bob.id)])
+        channels = reads.desired_channels(BINDING, conn, [str(live.id), str(gone.id)])
+        messages = reads.desired_messages(BINDING, conn, ["p-1", "p-2"])
+        ids = reads.live_ids(BINDING, conn, "conversation")
     # Then the deleted account, the deleted thread and the deleted post are absent
     assert set(users) == {str(ada.id)}
     assert set(channels) == {str(live.id)} == set(ids)
@@ -139,7 +139,7 @@ def test_an_invitation_names_the_channel_after_its_event(app: sessionmaker[Sessi
         thread = a_thread(session, host, guest)
         session.add(Invite(meetup_id=meetup.id, guest_id=guest.id, thread_id=thread.id))
     with app.kw["bind"].connect() as conn:
-        channel = BINDING.desired_channels(conn, [str(thread.id)])[str(thread.id)]
+        channel = reads.desired_channels(BINDING, conn, [str(thread.id)])[str(thread.id)]
     # Then the channel is the event's, created by its host
     assert channel.data == {"conversation_id": str(thread.id), "name": "Launch", "event_id": "1"}
     assert channel.created_by == str(host.id)

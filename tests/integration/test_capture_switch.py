@@ -29,7 +29,7 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
-from stream_outbox.worker.admin.triggers_cli import in_one_transaction
+from stream_outbox.worker.operations.triggers import in_one_transaction
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
-from stream_outbox.worker.admin.migrate import upgrade
+from stream_outbox.worker.operations.migrate import upgrade
 from tests.apps.other_app.chat_binding import binding
 from tests.apps.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
 from tests.apps.other_app.models import (

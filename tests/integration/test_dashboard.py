@@ -25,9 +25,10 @@ from starlette.testclient import TestClient
 
 from stream_outbox.app_hooks.outbox import audit, outbox
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.errors import ConfigurationError
+from stream_outbox.worker.operations.replay import replay
+from stream_outbox.worker.operations.rows import failure_groups
 from stream_outbox.worker.settings import Settings
 from tests.support.outbox import add_row
 from tests.support.processes import free_port, script, serving, start, stop
@@ -301,7 +302,7 @@ def test_detail_page(client: TestClient, clean_db: Engine) -> None:
         payload={"fields": ["email"], "note": "<script>alert(1)</script>"},
         last_error="UpdateUsers HTTP 400 code 4: name too long",
     )
-    admin.replay(clean_db, actor="cli:alice", ids=[row_id])
+    replay(clean_db, actor="cli:alice", ids=[row_id])
     with clean_db.begin() as conn:
         conn.execute(update(outbox).where(outbox.c.id == row_id).values(status="failed"))
     page = client.get(f"/rows/{row_id}", auth=AUTH)
@@ -477,7 +478,7 @@ def test_replay_of_a_cause_confirmation_then_replay(client: TestClient, clean_db
         add(clean_db, last_error=f"UpdateUsers HTTP 400 code 4: user {n} too long") for n in (1, 2)
     ]
     other = add(clean_db, last_error="SendMessage HTTP 400 code 4: message too large")
-    [key] = [g.key for g in admin.failure_groups(clean_db) if g.count == 2]
+    [key] = [g.key for g in failure_groups(clean_db) if g.count == 2]
     confirm = client.get(f"/errors/{key}/replay", auth=AUTH)
     assert confirm.status_code == 200
     assert "<strong>2</strong> failed rows would go back to pending" in confirm.text
@@ -509,7 +510,7 @@ def test_replay_of_a_cause_confirmation_then_replay(client: TestClient, clean_db
 
 def test_replay_of_a_cause_refusals(client: TestClient, clean_db: Engine) -> None:
     row_id = add(clean_db, last_error="UpdateUsers HTTP 400 code 4: too long")
-    [group] = admin.failure_groups(clean_db)
+    [group] = failure_groups(clean_db)
     assert client.get("/errors/nope/replay", auth=AUTH).status_code == 404
     gone = client.get("/errors/0123456789ab/replay", auth=AUTH)
     assert gone.status_code == 404 and "no failed rows of cause" in error_of(gone)

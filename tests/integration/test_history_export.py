@@ -23,8 +23,8 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin.history_export import export_history
 from stream_outbox.worker.store.repository import OutboxRepository
+from stream_outbox.worker.stream_import.export import export_history
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
 from tests.support.settings import API_KEY, API_SECRET
 from tests.support.story import invite
@@ -106,7 +106,7 @@ def test_the_history_is_written_in_stream_s_order_with_the_live_path_s_ids(
     assert invitation["name"] == "Launch"
     assert invitation["created_by"] == str(made["organizer"].id)
     assert str(made["empty"].id) not in channels  # nobody in it: no channel, as live
-    assert OutboxRepository(engine).channel_for(str(made["dm"].id)).channel_id == dm_id  # type: ignore[union-attr]
+    assert OutboxRepository(engine).channels.channel_for(str(made["dm"].id)).channel_id == dm_id  # type: ignore[union-attr]
     # and messages keep their time (RFC 3339), get msg- ids, and stop at the watermark
     messages = [i["data"] for i in found if i["type"] == "message"]
     with engine.connect() as conn:

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from stream_outbox.app_hooks import audit
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, User
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.admin.history_export import export_history
-from stream_outbox.worker.admin.history_import import ACTION, import_files
-from stream_outbox.worker.store.cutover import EXPORT_ACTION, read_cutover
+from stream_outbox.worker.store.cutover import EXPORT_ACTION, IMPORT_ACTION, read_cutover
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream.gateway import StreamGateway
 from stream_outbox.worker.stream.imports import ImportAPI
+from stream_outbox.worker.stream_import.export import export_history
+from stream_outbox.worker.stream_import.upload import import_files
 from tests.integration.test_history_export import START, history, run_history
 from tests.support.settings import API_KEY, API_SECRET
 
@@ -39,14 +39,14 @@ from datetime import datetime
 from pathlib import Path
 from sqlalchemy import create_engine
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, User
-from stream_outbox.worker.admin import history_files
-from stream_outbox.worker.admin.history_export import export_history
+from stream_outbox.worker.stream_import import files
+from stream_outbox.worker.stream_import.export import export_history
 from stream_outbox.worker.store.cutover import EXPORT_ACTION, read_cutover
 from stream_outbox.worker.store.repository import OutboxRepository
 
 url, folder, until, max_bytes, kill_at = sys.argv[1:]
 written = 0
-write = history_files.ExportFiles._write
+write = files.ExportFiles._write
 
 def dying_write(self, *args, **kwargs):
     global written
@@ -55,7 +55,7 @@ def dying_write(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     write(self, *args, **kwargs)
 
-history_files.ExportFiles._write = dying_write
+files.ExportFiles._write = dying_write
 engine = create_engine(url)
 export_history(engine, REFERENCE_BINDING, OutboxRepository(engine), Path(folder),
                watermark=datetime.fromisoformat(until), max_bytes=int(max_bytes))
@@ -308,7 +308,7 @@ def test_an_import_interrupted_at_any_step_imports_each_file_once(
     assert sum(len(m) for m in expected["messages"].values()) > 1500
     emu.reset()
     with engine_with_history.begin() as conn:
-        conn.execute(delete(audit).where(audit.c.action == ACTION))
+        conn.execute(delete(audit).where(audit.c.action == IMPORT_ACTION))
     # When an import dies after Stream created the second file's task, before its answer
     with pytest.raises(Interrupted):
         run(DyingAPI(gateway, "create_import", files[1].name))

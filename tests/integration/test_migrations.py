@@ -31,8 +31,8 @@ from stream_outbox.app_hooks.outbox import (
     older_than_code,
     schema_revision,
 )
-from stream_outbox.worker.admin.migrate import alembic_config, upgrade
 from stream_outbox.worker.errors import ConfigurationError
+from stream_outbox.worker.operations.migrate import alembic_config, upgrade
 from stream_outbox.worker.store.schema import require_migrated
 from tests.support.database import empty_database
 
@@ -351,7 +351,7 @@ def test_a_process_refuses_an_outbox_older_than_its_migrations(
     empty_url: str, db: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given an outbox migrated to the revision before head (a deploy that skipped migrate)
-    upgrade(empty_url, "0004")
+    upgrade(empty_url, revision="0004")
     # Then the app's install() logs it as an error, naming the command
     with caplog.at_level(logging.ERROR, logger="stream_outbox.app_hooks.capture"):
         install(sessionmaker(db))

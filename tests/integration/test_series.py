@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
-from stream_outbox.worker.admin.series import read_series
+from stream_outbox.worker.operations.series import read_series
 
 
 def test_settled_rows_and_the_oldest_pending_age_by_minute(clean_db: Engine) -> None:

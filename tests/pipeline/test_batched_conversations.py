@@ -27,13 +27,24 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.worker import runtime
-from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
-from stream_outbox.worker.pipeline import actor
-from stream_outbox.worker.pipeline.actor import run_job
+from stream_outbox.worker.pipeline import job_runner
+from stream_outbox.worker.pipeline.job_runner import run_job
 from stream_outbox.worker.pipeline.jobs import Job, plan_jobs
 from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
+from stream_outbox.worker.sync import conversations as sync_conversations
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.support.pipeline import Pipeline
 from tests.support.story import invite
+
+
+@pytest.fixture(autouse=True)
+def conversations_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's conversations go to Stream in turn, as at low latency, whatever the
+    gateway's average call time: on a loaded machine it passes SLOW_CALL and a batch
+    would start them all at once (tests/pipeline/test_fanout.py covers that path), which
+    is not what these tests are about."""
+    monkeypatch.setattr(sync_conversations, "SLOW_CALL", math.inf)
 
 
 def converse(session: Session, count: int, tag: str) -> dict[str, list[str]]:
@@ -101,7 +112,7 @@ def one_batch(pipeline: Pipeline) -> Job:
 def test_many_conversations_converge_in_few_jobs(
     pipeline: Pipeline, session_factory: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.actor")
+    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.job_runner")
     # Given thirty conversations committed together, and jobs of twenty conversations
     pipeline.relay.conversations_per_job = 20
     with session_factory() as session, session.begin():
@@ -172,7 +183,7 @@ def test_a_transient_error_mid_batch_settles_what_was_done_and_continues_the_res
     pipeline.emu.set_window(3600)
     pipeline.emu.set_rate_limit("GetOrCreateChannel", 2)
     # (the rest's new job waits a second, not until the hour's window resets)
-    monkeypatch.setattr(actor, "_delay_ms", lambda *_, **__: 1000)
+    monkeypatch.setattr(job_runner, "_delay_ms", lambda *_, **__: 1000)
     # When the job runs once
     run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
     # Then the two conversations reconciled before the 429 are done already
@@ -228,7 +239,9 @@ def test_twin_conversations_in_one_batch_get_distinct_channels(
     assert statuses(pipeline.rows()) == {"done"}
     # And Stream holds what the database says
     desired = read_desired(pipeline.engine, REFERENCE_BINDING, pipeline.repo)
-    assert [str(d) for d in compare(desired, held_from_snapshot(pipeline.emu.state()))] == []
+    assert [
+        str(d) for d in compare(desired=desired, held=held_from_snapshot(pipeline.emu.state()))
+    ] == []
 
 
 def _other(cids: dict[str, str], taken: str) -> str:
@@ -244,10 +257,10 @@ def test_assign_channels_takes_the_first_free_candidate(clean_db: Engine) -> Non
         return ChannelRef("messaging", channel_id)
 
     # Given "taken" belongs to another conversation, and "kept" has its channel already
-    assert repo.assign_channel("owner", [ref("taken")]) == ref("taken")
-    assert repo.assign_channel("kept", [ref("old")]) == ref("old")
+    assert repo.channels.assign_channel("owner", [ref("taken")]) == ref("taken")
+    assert repo.channels.assign_channel("kept", [ref("old")]) == ref("old")
     # When a batch asks for channels
-    assigned = repo.assign_channels(
+    assigned = repo.channels.assign_channels(
         {
             "second": [ref("taken"), ref("second_fallback")],
             "first": [ref("first_choice"), ref("first_fallback")],
@@ -321,7 +334,9 @@ def test_a_slow_batch_stops_before_its_locks_lease_runs_out(
         made = converse(session, 4, "slow")
     batch = one_batch(pipeline)
     monkeypatch.setattr(runtime.current().settings, "lock_lease", timedelta(seconds=0.2))
-    monkeypatch.setattr(actor, "_delay_ms", lambda *_, **__: 1000)
+    monkeypatch.setattr(job_runner, "_delay_ms", lambda *_, **__: 1000)
+    # (the conversations go in turn, see conversations_in_turn: the lease is checked
+    # between them)
     pipeline.emu.set_latency(150)
     # When the job runs once
     run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
@@ -350,7 +365,7 @@ def test_a_failed_conversation_keeps_its_error_when_the_rest_of_its_batch_retrie
     batch = one_batch(pipeline)
     pipeline.emu.inject_failure("GetOrCreateChannel", 400, code=4, message="refused")
     pipeline.emu.inject_failure("GetOrCreateChannel", 503)
-    monkeypatch.setattr(actor, "_delay_ms", lambda *_, **__: 300)
+    monkeypatch.setattr(job_runner, "_delay_ms", lambda *_, **__: 300)
     # When the job runs, and then the new job for what it left
     run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)
     pipeline.drain()
@@ -389,7 +404,7 @@ def test_a_batch_in_a_stopping_worker_hands_the_rest_to_a_new_job(
     with session_factory() as session, session.begin():
         made = converse(session, 3, "stopping")
     batch = one_batch(pipeline)
-    monkeypatch.setattr(actor, "_delay_ms", lambda *_, **__: 300)
+    monkeypatch.setattr(job_runner, "_delay_ms", lambda *_, **__: 300)
     stopping = runtime.current().stopping
     stopping.set()
     try:
@@ -418,7 +433,7 @@ def test_a_batch_whose_locks_vanished_settles_nothing_and_runs_again(
     with session_factory() as session, session.begin():
         made = converse(session, 2, "vanished")
     batch = one_batch(pipeline)
-    real_reconcile = actor.reconcile
+    real_reconcile = job_runner.reconcile
     redis = runtime.current().redis
 
     def reconcile_then_lose_locks(*args: Any, **kwargs: Any) -> Any:
@@ -428,7 +443,7 @@ def test_a_batch_whose_locks_vanished_settles_nothing_and_runs_again(
             redis.delete(key)
         return result
 
-    monkeypatch.setattr(actor, "reconcile", reconcile_then_lose_locks)
+    monkeypatch.setattr(job_runner, "reconcile", reconcile_then_lose_locks)
     # When the job runs, Then it settles nothing and asks for a retry
     with pytest.raises(dramatiq.Retry):
         run_job(batch.kind, list(batch.target_ids), list(batch.row_ids), batch.payload)

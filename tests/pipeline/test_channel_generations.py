@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.on_demand import MigrationState, migration_status, request_migration
-from stream_outbox.worker.admin.target_state import describe
+from stream_outbox.worker.verify.target import describe
 from tests.apps.shapes import BINDING, Account, Post, Thread, ada_and_bob_in_a_thread
 from tests.pipeline.test_user_lifecycle import NOW
 from tests.support.pipeline import Pipeline, drift
@@ -79,10 +79,12 @@ def test_a_restored_thread_gets_its_posts_again_under_a_new_generation(
         session.get_one(Thread, thread.id).deleted_at = None
         session.add(_post(3, thread, ada))
     # (`admin show` tells the generation its next reconcile makes, and its posts' ids)
-    shown = describe(pipeline.engine, pipeline.settings, BINDING, "conversation", str(thread.id))
+    shown = describe(
+        pipeline.engine, pipeline.settings, BINDING, kind="conversation", target_id=str(thread.id)
+    )
     assert shown["database"]["generation"] == 1
     assert shown["database"]["history_copy"].startswith("due")
-    post = describe(pipeline.engine, pipeline.settings, BINDING, "message", "p-3")
+    post = describe(pipeline.engine, pipeline.settings, BINDING, kind="message", target_id="p-3")
     assert post["database"]["id"] == "msg1-p-3"
     # (its channel, deleted in Stream, is not synced: opening it asks for it first)
     with pipeline.engine.begin() as conn:
@@ -137,9 +139,9 @@ def test_a_thread_back_before_its_channel_s_deletion_reached_stream_gets_it_anew
         ada, bob, thread = ada_and_bob_in_a_thread(session)
         session.add(_post(1, thread, ada))
     pipeline.drain()
-    ref = pipeline.repo.channel_for(str(thread.id))
+    ref = pipeline.repo.channels.channel_for(str(thread.id))
     assert ref is not None
-    pipeline.repo.mark_channel_deleted(str(thread.id), ref)
+    pipeline.repo.channels.mark_channel_deleted(str(thread.id), ref)
     assert _posts(pipeline) == {"msg-p-1": "post 1"}
     # When the thread is reconciled (it is in the database: a soft delete undone)
     with shapes.begin() as session:
@@ -151,9 +153,11 @@ def test_a_thread_back_before_its_channel_s_deletion_reached_stream_gets_it_anew
     assert drift(pipeline, binding=BINDING) == []
     assert {r["status"] for r in pipeline.rows()} == {"done"}
     # and `admin show` tells an operator which ids the channel's messages have
-    shown = describe(pipeline.engine, pipeline.settings, BINDING, "conversation", str(thread.id))
+    shown = describe(
+        pipeline.engine, pipeline.settings, BINDING, kind="conversation", target_id=str(thread.id)
+    )
     assert (shown["database"]["generation"], shown["database"]["history_copy"]) == (1, "done")
-    post = describe(pipeline.engine, pipeline.settings, BINDING, "message", "p-1")
+    post = describe(pipeline.engine, pipeline.settings, BINDING, kind="message", target_id="p-1")
     assert post["database"] == {"id": "msg1-p-1", "conversation": str(thread.id)}
 
 

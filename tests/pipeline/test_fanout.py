@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from stream_outbox.worker import runtime
-from stream_outbox.worker.pipeline import actor
-from stream_outbox.worker.pipeline.actor import run_job
+from stream_outbox.worker.pipeline import job_runner
+from stream_outbox.worker.pipeline.job_runner import run_job
 from tests.pipeline.test_batched_conversations import (
     assert_channels_hold,
     conversation_rows,
@@ -41,7 +41,7 @@ def most_at_once(calls: list[dict[str, float]]) -> int:
 def test_a_slow_stream_gets_a_job_s_conversations_at_once(
     pipeline: Pipeline, session_factory: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.actor")
+    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.job_runner")
     # Given Stream answering in 30 ms, and forty conversations in jobs of twenty
     pipeline.emu.set_latency(30)
     pipeline.relay.conversations_per_job = 20
@@ -75,7 +75,7 @@ def test_a_transient_error_in_a_slow_batch_retries_only_what_was_left(
         made = converse(session, 8, "slow")
     runtime.current().gateway.upsert_users([{"id": "warm-up"}])  # the gateway has seen 30 ms
     pipeline.emu.set_rate_limit("GetOrCreateChannel", 2)
-    monkeypatch.setattr(actor, "_delay_ms", lambda *_, **__: 500)
+    monkeypatch.setattr(job_runner, "_delay_ms", lambda *_, **__: 500)
     # When the batch runs once (its conversations at once)
     batch = one_batch(pipeline)
     assert len(batch.target_ids) == 8

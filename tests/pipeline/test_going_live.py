@@ -18,9 +18,10 @@ from stream_outbox.app_hooks.reference import (
     Message,
     User,
 )
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.backfill import Scope
-from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.operations.backfill import Scope
+from stream_outbox.worker.operations.resync import resync
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.support.pipeline import Pipeline
 
 pytestmark = pytest.mark.slow
@@ -67,7 +68,7 @@ def generate_history(engine: Engine, seed: int = 7) -> dict[str, int]:
 
 def backfill(engine: Engine, **options: object) -> dict[str, int]:
     scope = Scope(REFERENCE_BINDING)
-    return admin.resync(
+    return resync(
         engine,
         REFERENCE_BINDING,
         actor="test",
@@ -90,7 +91,7 @@ def without_times(state: dict[str, Any]) -> dict[str, Any]:
 def differences(pipeline: Pipeline) -> list[str]:
     desired = read_desired(pipeline.engine, REFERENCE_BINDING, pipeline.repo, messages=True)
     held = held_from_snapshot(pipeline.emu.state())
-    return [str(d) for d in compare(desired, held)]
+    return [str(d) for d in compare(desired=desired, held=held)]
 
 
 @pytest.mark.timeout(300)

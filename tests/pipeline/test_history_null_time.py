@@ -23,8 +23,9 @@ from sqlalchemy import DateTime, Engine, String, Text, insert, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from stream_outbox.app_hooks.binding import Binding
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.backfill import Scope
+from stream_outbox.worker.operations.backfill import Scope
+from stream_outbox.worker.operations.replay import replay
+from stream_outbox.worker.operations.resync import resync
 from stream_outbox.worker.sync.history import BATCH
 from tests.apps.string_ids import (
     STRING_ID_BINDING,
@@ -110,7 +111,7 @@ def write_history(engine: Engine, dated: int) -> list[str]:
 def backfill(engine: Engine, binding: Binding = UNDATED_BINDING) -> dict[str, int]:
     """``stream-outbox backfill``: every user and conversation, legacy channels, history."""
     scope = Scope(binding)
-    return admin.resync(
+    return resync(
         engine,
         binding,
         actor="test",
@@ -128,7 +129,7 @@ def conversation_rows(pipeline: Pipeline) -> list[dict[str, Any]]:
 
 def held_messages(pipeline: Pipeline) -> list[dict[str, Any]]:
     """The conversation's channel's messages, read back from Stream with the real SDK."""
-    ref = pipeline.repo.channel_for(CONVERSATION)
+    ref = pipeline.repo.channels.channel_for(CONVERSATION)
     assert ref is not None, "the conversation has no channel"
     client = pipeline.emu.client()
     answer = client.channel(ref.channel_type, ref.channel_id).query(messages={"limit": 300})
@@ -154,7 +155,7 @@ def set_time_and_replay(pipeline: Pipeline, moment: datetime) -> list[int]:
             update(UndatedMessage).where(UndatedMessage.id == UNDATED).values(created_at=moment)
         )
     failed = [row["id"] for row in conversation_rows(pipeline) if row["status"] == "failed"]
-    return admin.replay(pipeline.engine, actor="test", ids=failed, per_second=1000)
+    return replay(pipeline.engine, actor="test", ids=failed, per_second=1000)
 
 
 def test_a_message_without_time_fails_the_import_until_it_has_one(
@@ -176,7 +177,7 @@ def test_a_message_without_time_fails_the_import_until_it_has_one(
     # and the channel is made, but nothing of the refused batch was sent, nor the cursor moved
     assert held_messages(pipeline) == []
     assert pipeline.counts().get("SendMessage", 0) == 0
-    assert pipeline.repo.history_cursor(CONVERSATION) is None
+    assert pipeline.repo.channels.history_cursor(CONVERSATION) is None
     assert {r["status"] for r in pipeline.rows() if r["target_kind"] == "user"} == {"done"}
 
     # When the worker and relay keep running, Then nothing loops: no retry, no continuation row
@@ -233,7 +234,7 @@ def test_a_message_without_time_after_a_full_batch_is_refused_too(
     assert (row["status"], len(held)) == ("failed", 0), (row["last_error"], len(held))
     assert UNDATED in row["last_error"]
     assert "created_at" in row["last_error"]
-    assert pipeline.repo.history_cursor(CONVERSATION) is None
+    assert pipeline.repo.channels.history_cursor(CONVERSATION) is None
 
     # When it gets a time after the others and the row is replayed
     set_time_and_replay(pipeline, START + timedelta(days=1))

@@ -45,7 +45,8 @@ from stream_outbox.app_hooks.reference import (
     Profile,
     User,
 )
-from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.apps.string_ids import (
     STRING_ID_BINDING,
     SConversation,
@@ -76,7 +77,7 @@ def statuses(rows: list[dict[str, Any]]) -> set[str]:
 
 def in_step(pipeline: Pipeline, gone: list[str] = ()) -> list[str]:  # type: ignore[assignment]
     desired = read_desired(pipeline.engine, REFERENCE_BINDING, pipeline.repo, gone=gone)
-    return [str(d) for d in compare(desired, held_from_snapshot(pipeline.emu.state()))]
+    return [str(d) for d in compare(desired=desired, held=held_from_snapshot(pipeline.emu.state()))]
 
 
 def outbox_count(engine: Engine) -> int:

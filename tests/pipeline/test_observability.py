@@ -24,7 +24,7 @@ def sample(name: str, **labels: str) -> float:
 def test_one_log_line_per_reconcile_with_target_rows_calls_and_outcome(
     pipeline: Pipeline, session_factory: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.actor")
+    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.job_runner")
     with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()

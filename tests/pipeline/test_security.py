@@ -32,10 +32,10 @@ from stream_outbox.app_hooks.outbox import audit
 from stream_outbox.app_hooks.reference import Message, User
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker import runtime
-from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.dashboard.pages import FILTER_FIELDS
 from stream_outbox.worker.errors import StreamError
+from stream_outbox.worker.operations.replay import replay
 from stream_outbox.worker.settings import Settings
 from tests.support.cli import invoke
 from tests.support.pipeline import Pipeline
@@ -99,7 +99,7 @@ def test_the_secret_and_its_token_never_leave_the_worker(
     except StreamError as exc:
         seen += [str(exc), repr(exc), exc.describe()]
     ids = [row["id"] for row in failed_run["failed"]]
-    admin.replay(pipeline.engine, actor="security-test", ids=ids)
+    replay(pipeline.engine, actor="security-test", ids=ids)
     with pipeline.engine.connect() as conn:
         seen.append(repr(conn.execute(select(audit)).all()))
     pages = ["/", "/rows", "/rows?status=failed", "/replay?status=failed", "/rows/999999"]

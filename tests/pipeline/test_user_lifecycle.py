@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks.reference import Message, Profile, User
 from stream_outbox.worker import runtime
-from stream_outbox.worker.admin.operations import resync
+from stream_outbox.worker.operations.resync import resync
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
 from tests.apps.shapes import BINDING, Post, ada_and_bob_in_a_thread
 from tests.support.pipeline import Pipeline

@@ -15,10 +15,10 @@ when everything drains.
 
 Then the outbox drains, and: no row is left pending or dispatched; a row failed only
 for a permanent error (a 400 the step injected); after the faults clear, a replay of
-the failed rows (``worker.admin.operations.replay``) converges them; every row is done; and the
+the failed rows (``worker.operations.replay.replay``) converges them; every row is done; and the
 emulator's state equals the desired state computed from the database for every user
-and channel (``compare(read_desired(...), held_from_snapshot(emu.state()))`` is empty,
-deleted conversations' channels included).
+and channel (``compare(desired=read_desired(...), held=held_from_snapshot(emu.state()))``
+is empty, deleted conversations' channels included).
 
 The example budget is fixed and derandomized for CI (``CONVERGENCE_EXAMPLES``, default
 12); a failure prints its steps and a ``@reproduce_failure`` blob. For a longer random
@@ -45,10 +45,12 @@ from sqlalchemy.orm import Session
 from stream_outbox.app_hooks.outbox import Status, outbox
 from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Base
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
+from stream_outbox.worker.operations.replay import replay
+from stream_outbox.worker.operations.rows import Filters
 from stream_outbox.worker.pipeline.jobs import plan_jobs
 from stream_outbox.worker.store.repository import OutboxRow
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.support.app_model import OPERATIONS, AppModel, Op
 from tests.support.pipeline import Pipeline
 from tests.support.redis import REDIS_PREFIX
@@ -246,10 +248,10 @@ class World:
     def _replay(self) -> None:
         """The faults clear and an operator replays the failed rows."""
         self.clear_faults()
-        admin.replay(
+        replay(
             self.pipe.engine,
             actor="property-test",
-            filters=admin.Filters(status=Status.FAILED),
+            filters=Filters(status=Status.FAILED),
             per_second=1000,
         )
 
@@ -316,7 +318,7 @@ def differences(pipe: Pipeline, app: AppModel) -> list[str]:
     desired = read_desired(
         pipe.engine, REFERENCE_BINDING, pipe.repo, gone=[str(c) for c in app.conversations]
     )
-    return [str(d) for d in compare(desired, held_from_snapshot(pipe.emu.state()))]
+    return [str(d) for d in compare(desired=desired, held=held_from_snapshot(pipe.emu.state()))]
 
 
 # -- the property -----------------------------------------------------------------------

@@ -19,8 +19,8 @@ from sqlalchemy.pool import NullPool
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Base
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers, triggers_installed
-from stream_outbox.worker.admin.migrate import upgrade
 from stream_outbox.worker.demo.scratch_db import scratch_database
+from stream_outbox.worker.operations.migrate import upgrade
 from tests.support.settings import SERVER_URL
 
 __all__ = [

@@ -19,11 +19,12 @@ from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker import runtime
-from stream_outbox.worker.admin.compare import compare, held_from_snapshot, read_desired
 from stream_outbox.worker.pipeline.broker import build_broker, declare_actors
 from stream_outbox.worker.pipeline.relay import Relay
 from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.store.repository import OutboxRepository, OutboxRow
+from stream_outbox.worker.verify.compare import compare
+from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
 from tests.support.redis import clear_redis
 
 __all__ = ["Pipeline", "drift", "running_pipeline"]
@@ -104,7 +105,8 @@ def drift(
 ) -> list[str]:
     """Where Stream (the emulator) differs from what the database says, one line each."""
     desired = read_desired(pipeline.engine, binding, pipeline.repo, gone=[str(c) for c in gone])
-    return [str(d) for d in compare(desired, held_from_snapshot(pipeline.emu.state()))]
+    held = held_from_snapshot(pipeline.emu.state())
+    return [str(d) for d in compare(desired=desired, held=held)]
 
 
 @contextmanager

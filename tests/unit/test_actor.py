@@ -650,7 +650,7 @@ def test_a_busy_target_waits_for_its_lock(harness: Harness) -> None:
 def test_a_user_batch_goes_on_without_the_users_another_job_holds(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.actor")
+    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.job_runner")
     # Given a batch of three users, one of them held by another job
     ada, grace, alan = (
         harness.add_user(f"{name}@example.com", name.title()) for name in ("ada", "grace", "alan")
@@ -744,7 +744,9 @@ def test_a_conversation_job_creates_the_invitation_channel(harness: Harness) -> 
     # And nothing else was needed: the new channel is in step
     assert [name for name, _ in harness.gateway.log] == ["upsert_users", "get_or_create_channel"]
     # And the channel is recorded for the conversation, and the rows are done
-    assert harness.rt.repo.channel_for(made.conversation) == ChannelRef("messaging", channel_id)
+    assert harness.rt.repo.channels.channel_for(made.conversation) == ChannelRef(
+        "messaging", channel_id
+    )
     assert harness.status(rows) == {Status.DONE}
 
 
@@ -1041,7 +1043,7 @@ def test_mirroring_off_sends_nothing(harness: Harness) -> None:
 def test_a_batch_stopped_midway_hands_the_rest_to_a_new_job_on_its_own_broker(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.actor")
+    caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.job_runner")
     # Given two conversations in one job; Stream refuses the first channel (400) and is
     # unavailable for the second's first try
     conversations = [

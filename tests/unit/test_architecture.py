@@ -55,9 +55,9 @@ def modules() -> dict[str, Module]:
     return found
 
 
-def worker_rooms() -> set[str]:
-    """The worker's subpackages, by dotted name."""
-    prefix = f"{WORKER}."
+def rooms(package: str) -> set[str]:
+    """The subpackages of ``package`` (its rooms), by dotted name."""
+    prefix = f"{package}."
     return {
         name
         for name, module in modules().items()
@@ -160,28 +160,28 @@ def describe_cycles(graph: dict[str, frozenset[str]], cycles: list[list[str]]) -
     return "\n".join(lines)
 
 
-def room_of(module: str) -> str | None:
-    """The node of ``module`` in worker's package graph (its room, or itself at the top)."""
-    if module != WORKER and not module.startswith(f"{WORKER}."):
+def _within(name: str, package: str) -> bool:
+    return name == package or name.startswith(f"{package}.")
+
+
+def room_of(module: str, package: str = WORKER) -> str | None:
+    """The node of ``module`` in ``package``'s graph (its room, or itself at the top)."""
+    if not _within(module, package):
         return None
-    room = ".".join(module.split(".")[:3])
-    return room if room in worker_rooms() else module
+    room = ".".join(module.split(".")[: package.count(".") + 2])
+    return room if room in rooms(package) else module
 
 
-def package_graph() -> dict[str, frozenset[str]]:
-    """worker's rooms and top-level modules, and which of them each imports."""
+def package_graph(package: str) -> dict[str, frozenset[str]]:
+    """``package``'s rooms and top-level modules, and which of them each imports."""
     graph: dict[str, set[str]] = {}
     for module, targets in import_graph().items():
-        room = room_of(module)
+        room = room_of(module, package)
         if room is None:
             continue
         edges = graph.setdefault(room, set())
-        edges |= {r for t in targets if (r := room_of(t)) is not None and r != room}
+        edges |= {r for t in targets if (r := room_of(t, package)) is not None and r != room}
     return {room: frozenset(edges) for room, edges in graph.items()}
-
-
-def _within(name: str, package: str) -> bool:
-    return name == package or name.startswith(f"{package}.")
 
 
 def importers_of(imported_name: str, package: str) -> dict[str, list[str]]:
@@ -207,11 +207,12 @@ def test_the_reader_finds_every_package_and_the_imports_it_knows_of() -> None:
     # Then every package and room is a module of it, and known imports are edges
     for name in [ROOT_PACKAGE, WORKER, APP_HOOKS, EMULATOR, f"{WORKER}.stream"]:
         assert known[name].is_package, name
-    assert f"{WORKER}.sync" in worker_rooms()
+    assert f"{WORKER}.sync" in rooms(WORKER)
+    assert f"{EMULATOR}.importing" in rooms(EMULATOR)
     assert "stream_outbox.worker.errors" in graph["stream_outbox.worker.stream.answers"]
     assert "stream_outbox.worker.sync.history" in graph["stream_outbox.worker.sync.conversations"]
     assert (
-        "stream_outbox.app_hooks.reference" in graph["stream_outbox.worker.app_binding"]
+        "stream_outbox.app_hooks.reference" in graph["stream_outbox.app_hooks.default_binding"]
     )  # an import inside a function
     assert (
         "stream_outbox.worker.dashboard.app" in graph["stream_outbox.worker.dashboard"]
@@ -265,10 +266,11 @@ def test_no_module_import_cycle() -> None:
     assert cycles == [], describe_cycles(graph, cycles)
 
 
-def test_no_cycle_between_workers_rooms() -> None:
-    # Given worker's rooms (its subpackages) and its top-level modules as nodes
-    graph = package_graph()
-    assert worker_rooms() <= set(graph)
+@pytest.mark.parametrize("package", [WORKER, EMULATOR])
+def test_no_cycle_between_rooms(package: str) -> None:
+    # Given a package's rooms (its subpackages) and its top-level modules as nodes
+    graph = package_graph(package)
+    assert rooms(package) <= set(graph)
 
     # When the imports between them are followed
     cycles = strongly_connected(graph)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree
 
-from stream_outbox.worker.admin.series import Point
 from stream_outbox.worker.dashboard.charts import lag_chart, settled_chart
+from stream_outbox.worker.operations.series import Point
 
 START = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 SVG = "{http://www.w3.org/2000/svg}"

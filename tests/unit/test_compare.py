@@ -6,28 +6,27 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_outbox.worker.admin.compare import (
+from stream_outbox.worker.stream.protocol import ChannelHistory, RemoteChannel
+from stream_outbox.worker.sync.bodies import SYSTEM_USER
+from stream_outbox.worker.verify.compare import (
     ChannelView,
     Difference,
     State,
     UserView,
     compare,
-    held_from_snapshot,
-    held_from_stream,
 )
-from stream_outbox.worker.stream.protocol import ChannelHistory, RemoteChannel
-from stream_outbox.worker.sync.bodies import SYSTEM_USER
+from stream_outbox.worker.verify.readers import held_from_snapshot, held_from_stream
 
 CID = "messaging:invitation_1"
-OLGA = UserView("Olga Organizer", "https://example.com/olga.png")
-GUS = UserView("gus@example.com")
+OLGA = UserView(name="Olga Organizer", image="https://example.com/olga.png")
+GUS = UserView(name="gus@example.com")
 
 
 def channel(*members: str, name: str | None = "Launch", messages: int | None = 2) -> ChannelView:
     data: dict[str, Any] = {"conversation_id": "c1"}
     if name is not None:
         data["name"] = name
-    return ChannelView(members, data, messages=messages)
+    return ChannelView(members=members, data=data, messages=messages)
 
 
 def state(users: dict[str, UserView] | None = None, **channels: ChannelView) -> State:
@@ -48,17 +47,17 @@ def test_equal_sides_have_no_differences() -> None:
     held = state({"g": GUS, "o": OLGA}, messaging__invitation_1=channel("g", "o"))
 
     # Then nothing differs
-    assert compare(desired, held) == []
+    assert compare(desired=desired, held=held) == []
 
 
 def test_a_user_missing_in_stream() -> None:
-    difference = one(compare(state({"o": OLGA}), state()))
+    difference = one(compare(desired=state({"o": OLGA}), held=state()))
     assert (difference.kind, difference.id, difference.what) == ("user", "o", "presence")
     assert (difference.database, difference.stream) == ("present", "missing")
 
 
 def test_a_user_only_in_stream() -> None:
-    difference = one(compare(state(), state({"x": GUS})))
+    difference = one(compare(desired=state(), held=state({"x": GUS})))
     assert (difference.what, difference.database, difference.stream) == (
         "presence",
         "missing",
@@ -68,10 +67,10 @@ def test_a_user_only_in_stream() -> None:
 
 def test_a_renamed_user_and_a_changed_image_are_two_differences() -> None:
     # Given Stream still holding the old name and picture
-    held = state({"o": UserView("Olga", "https://example.com/old.png")})
+    held = state({"o": UserView(name="Olga", image="https://example.com/old.png")})
 
     # When comparing
-    differences = compare(state({"o": OLGA}), held)
+    differences = compare(desired=state({"o": OLGA}), held=held)
 
     # Then name and image differ, each shown as the values on both sides
     assert [(d.what, d.database, d.stream) for d in differences] == [
@@ -81,7 +80,9 @@ def test_a_renamed_user_and_a_changed_image_are_two_differences() -> None:
 
 
 def test_an_image_removed_in_the_database() -> None:
-    difference = one(compare(state({"o": UserView(OLGA.name)}), state({"o": OLGA})))
+    difference = one(
+        compare(desired=state({"o": UserView(name=OLGA.name)}), held=state({"o": OLGA}))
+    )
     assert (difference.what, difference.database) == ("image", "-")
 
 
@@ -91,7 +92,7 @@ def test_an_image_removed_in_the_database() -> None:
 def test_members_that_differ_are_listed_sorted() -> None:
     desired = state(messaging__invitation_1=channel("o", "g"))
     held = state(messaging__invitation_1=channel("x", "o", "g"))
-    difference = one(compare(desired, held))
+    difference = one(compare(desired=desired, held=held))
     assert (difference.kind, difference.id, difference.what) == ("channel", CID, "members")
     assert (difference.database, difference.stream) == ("[g, o]", "[g, o, x]")
 
@@ -99,7 +100,7 @@ def test_members_that_differ_are_listed_sorted() -> None:
 def test_a_channel_name_that_differs() -> None:
     desired = state(messaging__invitation_1=channel("o", name="Launch (Friday)"))
     held = state(messaging__invitation_1=channel("o", name="Launch"))
-    difference = one(compare(desired, held))
+    difference = one(compare(desired=desired, held=held))
     assert (difference.what, difference.database, difference.stream) == (
         "name",
         "'Launch (Friday)'",
@@ -110,17 +111,21 @@ def test_a_channel_name_that_differs() -> None:
 def test_a_name_stream_keeps_after_the_database_dropped_it() -> None:
     desired = state(messaging__invitation_1=channel("o", name=None))
     held = state(messaging__invitation_1=channel("o", name="Launch"))
-    assert one(compare(desired, held)).database == "-"
+    assert one(compare(desired=desired, held=held)).database == "-"
 
 
 def test_custom_fields_this_product_does_not_own_are_ignored() -> None:
     data = {"conversation_id": "c1", "name": "Launch", "color": "red"}
-    held_view = ChannelView(("o",), data, messages=2)
-    assert compare(state(messaging__c=channel("o")), state(messaging__c=held_view)) == []
+    held_view = ChannelView(members=("o",), data=data, messages=2)
+    assert (
+        compare(desired=state(messaging__c=channel("o")), held=state(messaging__c=held_view)) == []
+    )
 
 
 def test_a_channel_missing_in_stream_and_one_only_in_stream() -> None:
-    differences = compare(state(messaging__a=channel("o")), state(messaging__b=channel("o")))
+    differences = compare(
+        desired=state(messaging__a=channel("o")), held=state(messaging__b=channel("o"))
+    )
     assert [(d.id, d.what, d.database, d.stream) for d in differences] == [
         ("messaging:a", "presence", "present", "missing"),
         ("messaging:b", "presence", "missing", "present"),
@@ -129,7 +134,7 @@ def test_a_channel_missing_in_stream_and_one_only_in_stream() -> None:
 
 def test_a_channel_deleted_in_the_database_but_live_in_stream() -> None:
     desired = state(messaging__a=ChannelView(deleted=True))
-    difference = one(compare(desired, state(messaging__a=channel("o"))))
+    difference = one(compare(desired=desired, held=state(messaging__a=channel("o"))))
     assert (difference.what, difference.database, difference.stream) == (
         "deleted",
         "deleted",
@@ -138,8 +143,8 @@ def test_a_channel_deleted_in_the_database_but_live_in_stream() -> None:
 
 
 def test_a_live_channel_that_stream_deleted() -> None:
-    held = state(messaging__a=ChannelView(("o",), deleted=True))
-    difference = one(compare(state(messaging__a=channel("o")), held))
+    held = state(messaging__a=ChannelView(members=("o",), deleted=True))
+    difference = one(compare(desired=state(messaging__a=channel("o")), held=held))
     assert (difference.what, difference.database, difference.stream) == (
         "deleted",
         "live",
@@ -149,41 +154,45 @@ def test_a_live_channel_that_stream_deleted() -> None:
 
 def test_a_deleted_channel_is_in_step_when_stream_deleted_it_or_never_had_it() -> None:
     desired = state(messaging__a=ChannelView(deleted=True), messaging__b=ChannelView(deleted=True))
-    held = state(messaging__a=ChannelView(("o",), deleted=True))
-    assert compare(desired, held) == []
+    held = state(messaging__a=ChannelView(members=("o",), deleted=True))
+    assert compare(desired=desired, held=held) == []
     # and a channel deleted in Stream that the database no longer names is in step too
-    assert compare(state(), held) == []
+    assert compare(desired=state(), held=held) == []
 
 
 def test_message_counts_are_compared_when_both_sides_counted() -> None:
     desired = state(messaging__a=channel("o", messages=3))
-    difference = one(compare(desired, state(messaging__a=channel("o", messages=2))))
+    difference = one(compare(desired=desired, held=state(messaging__a=channel("o", messages=2))))
     assert (difference.what, difference.database, difference.stream) == ("messages", "3", "2")
-    assert compare(desired, state(messaging__a=channel("o", messages=None))) == []
-    assert compare(state(messaging__a=channel("o", messages=None)), desired) == []
+    assert compare(desired=desired, held=state(messaging__a=channel("o", messages=None))) == []
+    assert compare(desired=state(messaging__a=channel("o", messages=None)), held=desired) == []
 
 
 def test_message_texts_are_compared_when_both_sides_read_them() -> None:
     # Given a message edited in the database, and one Stream holds but the database lacks
     def texts(**by_id: str) -> ChannelView:
-        return ChannelView(("o",), {"conversation_id": "c1"}, messages=len(by_id), texts=by_id)
+        return ChannelView(
+            members=("o",), data={"conversation_id": "c1"}, messages=len(by_id), texts=by_id
+        )
 
     desired = state(messaging__a=texts(m1="hello", m2="same"))
     held = state(messaging__a=texts(m1="helo", m2="same"))
     # When comparing, Then the edit is the one difference, named by the message
-    difference = one(compare(desired, held))
+    difference = one(compare(desired=desired, held=held))
     assert (difference.what, difference.database, difference.stream) == (
         "text of m1",
         "'hello'",
         "'helo'",
     )
     # And a side that did not read texts compares none
-    assert compare(desired, state(messaging__a=channel("o", name=None, messages=2))) == []
+    assert (
+        compare(desired=desired, held=state(messaging__a=channel("o", name=None, messages=2))) == []
+    )
 
 
 def test_users_come_first_then_channels_each_sorted_by_id() -> None:
     desired = state({"b": OLGA, "a": OLGA}, messaging__z=channel("o"), messaging__y=channel("o"))
-    differences = compare(desired, state())
+    differences = compare(desired=desired, held=state())
     assert [(d.kind, d.id) for d in differences] == [
         ("user", "a"),
         ("user", "b"),
@@ -231,8 +240,8 @@ def test_the_emulator_document_becomes_streams_side() -> None:
     # Then only the active users of the app are there, and each channel as Stream has it
     assert held.users == {"o": OLGA, "g": GUS}
     assert held.channels[CID] == ChannelView(
-        ("g", "o"),
-        {"name": "Launch", "conversation_id": "c1"},
+        members=("g", "o"),
+        data={"name": "Launch", "conversation_id": "c1"},
         deleted=False,
         messages=1,
         texts={"m1": "hi"},
@@ -283,10 +292,10 @@ def test_stream_is_asked_about_what_the_database_names() -> None:
 
     # Then it holds what Stream answered, messages uncounted
     assert held.users == {"o": OLGA}
-    assert held.channels == {CID: ChannelView(("o",), {"name": "Launch"})}
+    assert held.channels == {CID: ChannelView(members=("o",), data={"name": "Launch"})}
     assert sorted(gateway.asked) == [CID, "messaging:old"]
     # and the comparison finds the missing user and member, the deleted channel in step
-    assert [(d.id, d.what) for d in compare(desired, held)] == [
+    assert [(d.id, d.what) for d in compare(desired=desired, held=held)] == [
         ("g", "presence"),
         (CID, "members"),
         (CID, "conversation_id"),
@@ -299,11 +308,13 @@ T1, T2, T3 = "2024-01-01T10:00:00.000Z", "2024-01-01T11:00:00.000Z", "2024-01-01
 
 
 def history(times: dict[str, str | None], reads: dict[str, str | None] | None = None) -> State:
-    return state(messaging__invitation_1=ChannelView(("o",), times=times, reads=reads or {}))
+    return state(
+        messaging__invitation_1=ChannelView(members=("o",), times=times, reads=reads or {})
+    )
 
 
 def whats(desired: State, held: State) -> list[tuple[str, str, str]]:
-    return [(d.what, d.database, d.stream) for d in compare(desired, held)]
+    return [(d.what, d.database, d.stream) for d in compare(desired=desired, held=held)]
 
 
 def test_the_same_history_on_both_sides_has_no_differences() -> None:
@@ -315,7 +326,7 @@ def test_the_same_history_on_both_sides_has_no_differences() -> None:
     )
 
     # Then nothing differs
-    assert compare(desired, held) == []
+    assert compare(desired=desired, held=held) == []
 
 
 def test_missing_and_extra_messages_are_named() -> None:
@@ -344,8 +355,8 @@ def test_a_read_state_is_compared_unless_stream_moved_it_on() -> None:
     # one the database does not hold is not either
     assert whats(history({}, {"o": T1}), history({}, {"o": T2})) == [("last_read of o", T1, T2)]
     assert whats(history({}, {"o": T1}), history({}, {})) == [("last_read of o", T1, "-")]
-    assert compare(history({}, {"o": T1}), history({}, {"o": None})) == []
-    assert compare(history({}, {"o": None}), history({}, {"o": T3})) == []
+    assert compare(desired=history({}, {"o": T1}), held=history({}, {"o": None})) == []
+    assert compare(desired=history({}, {"o": None}), held=history({}, {"o": T3})) == []
 
 
 def test_stream_s_history_is_read_through_the_gateway_with_later_reads_left_out() -> None:

@@ -72,7 +72,7 @@ def test_the_walk_finds_the_modules_and_the_classes_it_should() -> None:
     } <= set(names)
     assert {
         "stream_outbox.worker.sync.history",
-        "stream_outbox.worker.pipeline.actor",
+        "stream_outbox.worker.pipeline.job_runner",
         "stream_outbox.worker.dashboard.pages",
     } <= set(names)
     assert {StreamOutboxError, TargetBusy, LockLost, StreamTransportError} <= set(classes)

@@ -174,7 +174,7 @@ def test_call_raises_the_classified_error_and_counts_it(gateway: StreamGateway) 
     # Given an SDK call that answers 400
     # When the gateway makes it
     with pytest.raises(PermanentStreamError) as raised:
-        gateway._call("UpdateUsers", raising(api_exception(400, 4, "bad user")))
+        gateway.call("UpdateUsers", raising(api_exception(400, 4, "bad user")))
 
     # Then the SDK exception is replaced (no chained SDK traceback) and the call is counted
     assert raised.value.describe() == "UpdateUsers HTTP 400 code 4: bad user"
@@ -193,7 +193,7 @@ def test_call_reads_the_reset_of_the_failed_response(gateway: StreamGateway) -> 
 
     # When the gateway makes it
     with pytest.raises(TransientStreamError) as raised:
-        gateway._call("GetOrCreateChannel", rate_limited)
+        gateway.call("GetOrCreateChannel", rate_limited)
 
     # Then the error waits until that reset
     assert raised.value.retry_after is not None
@@ -206,7 +206,7 @@ def test_call_does_not_reuse_headers_of_an_earlier_response(gateway: StreamGatew
 
     # When a call fails with a 429 before any response was seen
     with pytest.raises(TransientStreamError) as raised:
-        gateway._call("UpdateUsers", raising(api_exception(429, 9)))
+        gateway.call("UpdateUsers", raising(api_exception(429, 9)))
 
     # Then the stale reset is not used
     assert raised.value.retry_after is None
@@ -217,19 +217,19 @@ def test_missing_ok_turns_not_found_into_nothing(gateway: StreamGateway) -> None
     not_found = api_exception(404, 16, "channel does not exist")
 
     # When the call accepts a missing target, Then it returns nothing
-    assert gateway._call("DeleteChannel", raising(not_found), missing_ok=True) is None
+    assert gateway.call("DeleteChannel", raising(not_found), missing_ok=True) is None
 
     # And when it does not, it is a permanent error
     with pytest.raises(PermanentStreamError):
-        gateway._call("DeleteChannel", raising(not_found))
+        gateway.call("DeleteChannel", raising(not_found))
 
     # And missing_ok does not hide other errors
     with pytest.raises(PermanentStreamError):
-        gateway._call("DeleteChannel", raising(api_exception(400, 4)), missing_ok=True)
+        gateway.call("DeleteChannel", raising(api_exception(400, 4)), missing_ok=True)
 
 
 def test_a_successful_call_returns_the_result(gateway: StreamGateway) -> None:
-    result = gateway._call("QueryUsers", lambda client, q: {"users": [], "q": q}, "x")
+    result = gateway.call("QueryUsers", lambda client, q: {"users": [], "q": q}, "x")
 
     assert result == {"users": [], "q": "x"}
     assert gateway.thread_calls() == 1
@@ -251,7 +251,7 @@ def test_network_failures_are_transient(
     gateway: StreamGateway, exc: requests.RequestException, text: str
 ) -> None:
     with pytest.raises(TransientStreamError) as raised:
-        gateway._call("SendMessage", raising(exc))
+        gateway.call("SendMessage", raising(exc))
 
     assert raised.value.describe() == f"SendMessage: {text}"
     assert raised.value.retry_after is None
@@ -275,14 +275,14 @@ def test_a_refused_connection_is_transient(gateway: StreamGateway) -> None:
 
 def test_calls_are_counted_per_thread(gateway: StreamGateway) -> None:
     # Given a call made on another thread (another job of the same worker)
-    other = threading.Thread(target=lambda: gateway._call("QueryUsers", lambda client: {}))
+    other = threading.Thread(target=lambda: gateway.call("QueryUsers", lambda client: {}))
     other.start()
     other.join()
 
     # When this thread makes two calls
     before = gateway.thread_calls()
-    gateway._call("QueryUsers", lambda client: {})
-    gateway._call("QueryUsers", lambda client: {})
+    gateway.call("QueryUsers", lambda client: {})
+    gateway.call("QueryUsers", lambda client: {})
 
     # Then this thread's count grows by its own two only
     assert (before, gateway.thread_calls()) == (0, 2)

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_outbox.worker.admin.history_export import _channel_fields, _line, _message_line, rfc3339
-from stream_outbox.worker.admin.history_files import (
+from stream_outbox.worker.store.repository import ChannelRef
+from stream_outbox.worker.stream_import.export import _channel_fields, _line, _message_line, rfc3339
+from stream_outbox.worker.stream_import.files import (
     ExportFiles,
     ExportState,
     ReferencesChanged,
     read_state,
 )
-from stream_outbox.worker.store.repository import ChannelRef
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
 
 REF = ChannelRef("messaging", "legacy_c1")
@@ -32,7 +32,9 @@ def test_the_message_line_is_the_one_json_dumps_writes(
     text: str, sender: str | None, moment: datetime
 ) -> None:
     # Given a message of any text (quotes, controls, any script), with or without a sender
-    line = _message_line("m1", _channel_fields(REF), sender, {"u1"}, text, moment)
+    line = _message_line(
+        "m1", fields=_channel_fields(REF), sender=sender, users={"u1"}, text=text, created=moment
+    )
     # Then its line is json.dumps's for the item the live path's body describes
     data = {
         "id": "msg-m1",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_outbox.worker.cli import settings_with
+from stream_outbox.worker.cli.main import settings_with
 from stream_outbox.worker.errors import ConfigurationError, StreamOutboxError
 from stream_outbox.worker.settings import Settings, load_settings, normalize_database_url
 

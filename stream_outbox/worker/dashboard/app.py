@@ -2,7 +2,7 @@
 
 ``create_app(settings)`` returns a Starlette app: serve it with ``stream-outbox
 dashboard`` or mount it in a FastAPI app, ``app.mount("/outbox", create_app(settings))``.
-It goes through :mod:`stream_outbox.worker.admin.operations` like the CLI; replays are audited as
+It goes through :mod:`stream_outbox.worker.operations` like the CLI; replays are audited as
 ``dashboard:<user>``. Authentication and CSRF: :mod:`stream_outbox.worker.dashboard.auth`.
 """
 
@@ -24,7 +24,6 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from stream_outbox.app_hooks.binding import Binding
-from stream_outbox.worker.admin import operations as admin
 from stream_outbox.worker.app_binding import load_binding, resolve_binding
 from stream_outbox.worker.dashboard.auth import (
     IDENTITY_KEY,
@@ -45,7 +44,21 @@ from stream_outbox.worker.dashboard.pages import (
     row_id_of,
     series_charts,
 )
+from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.operations.error_groups import find_group
+from stream_outbox.worker.operations.replay import replay, replay_group
+from stream_outbox.worker.operations.rows import (
+    Filters,
+    RowView,
+    count_rows,
+    failure_groups,
+    get_row,
+    list_rows,
+)
+from stream_outbox.worker.operations.stats import read_stats
+from stream_outbox.worker.operations.times import parse_time
 from stream_outbox.worker.settings import Settings
+from stream_outbox.worker.store.audit import naming_row
 from stream_outbox.worker.store.schema import require_migrated
 
 __all__ = ["create_app", "serve"]
@@ -98,7 +111,7 @@ class Dashboard:
 
     async def on_error(self, request: Request, exc: Exception) -> Response:
         """Exception handler: bad input 400, page errors their status, database down 503."""
-        if isinstance(exc, admin.AdminError):
+        if isinstance(exc, AdminError):
             return await self.refuse(request, 400, str(exc))
         if isinstance(exc, PageError):
             return await self.refuse(request, exc.status, str(exc))
@@ -122,8 +135,8 @@ class Dashboard:
 
     async def stats(self, request: Request) -> Response:
         """Failed rows grouped by cause first, then counts by status and kind, lag."""
-        groups = await run_in_threadpool(admin.failure_groups, self.engine)
-        figures = await run_in_threadpool(admin.stats, self.engine)
+        groups = await run_in_threadpool(failure_groups, self.engine)
+        figures = await run_in_threadpool(read_stats, self.engine)
         charts = await run_in_threadpool(series_charts, self.engine)
         context = {"groups": groups, "stats": figures, "kinds": KINDS, "charts": charts}
         return self.render(request, "stats.html", context)
@@ -135,13 +148,15 @@ class Dashboard:
         context.update(prev_url=None, next_url=None, bulk_query=None)
         context["limit"] = request.query_params.get("limit", "")
         try:
-            filters = admin.Filters.parse(**raw)
+            filters = Filters.parse(**raw)
             page, limit = page_and_limit(request.query_params)
-        except admin.AdminError as exc:
+        except AdminError as exc:
             return self.render(request, "rows.html", {**context, "error": str(exc)}, 400)
         offset = (page - 1) * limit
-        rows = await run_in_threadpool(admin.list_rows, self.engine, filters, limit, offset)
-        total = await run_in_threadpool(admin.count_rows, self.engine, filters)
+        rows = await run_in_threadpool(
+            lambda: list_rows(self.engine, filters, limit=limit, offset=offset)
+        )
+        total = await run_in_threadpool(count_rows, self.engine, filters)
         pages = max(1, -(-total // limit))
         per = {"limit": limit if limit != PER_PAGE else ""}
         context.update(rows=rows, total=total, page=page, pages=pages)
@@ -157,10 +172,10 @@ class Dashboard:
         """One row: payload, attempts, last error, audit history, target state."""
         row_id = row_id_of(request)
         try:
-            row = await run_in_threadpool(admin.get_row, self.engine, row_id)
-        except admin.AdminError as exc:
+            row = await run_in_threadpool(get_row, self.engine, row_id)
+        except AdminError as exc:
             raise PageError(404, str(exc)) from None
-        history = await run_in_threadpool(admin.audit_of, self.engine, row_id)
+        history = await run_in_threadpool(naming_row, self.engine, row_id)
         target = await run_in_threadpool(self._target_state, row)
         message = None
         if request.query_params.get("replayed"):
@@ -168,13 +183,18 @@ class Dashboard:
         context = {"row": row, "audit": history, "target": target, "message": message}
         return self.render(request, "row.html", context)
 
-    def _target_state(self, row: admin.RowView) -> dict[str, Any]:
+    def _target_state(self, row: RowView) -> dict[str, Any]:
         """What the database wants next to what Stream holds; a line if it cannot be read."""
-        from stream_outbox.worker.admin.target_state import describe
+        from stream_outbox.worker.verify.target import describe
 
         try:
-            kind, target_id = row.target_kind, row.target_id
-            return describe(self.engine, self.settings, self.binding, kind, target_id)
+            return describe(
+                self.engine,
+                self.settings,
+                self.binding,
+                kind=row.target_kind,
+                target_id=row.target_id,
+            )
         except Exception as exc:  # informational panel: never break the page for it
             reason = (str(exc).strip().splitlines() or [""])[0][:200]
             return {"database": f"unavailable ({type(exc).__name__}: {reason})", "stream": "-"}
@@ -184,11 +204,11 @@ class Dashboard:
         identity, _ = await self._checked_form(request)
         row_id = row_id_of(request)
         try:
-            await run_in_threadpool(admin.get_row, self.engine, row_id)
-        except admin.AdminError as exc:
+            await run_in_threadpool(get_row, self.engine, row_id)
+        except AdminError as exc:
             raise PageError(404, str(exc)) from None
         await run_in_threadpool(
-            lambda: admin.replay(self.engine, actor=f"dashboard:{identity}", ids=[row_id])
+            lambda: replay(self.engine, actor=f"dashboard:{identity}", ids=[row_id])
         )
         log.info("dashboard: %s replayed outbox row %d", identity, row_id)
         url = request.url_for("row", row_id=str(row_id)).path
@@ -197,9 +217,9 @@ class Dashboard:
     async def confirm_replay(self, request: Request) -> Response:
         """GET: how many failed rows the filters would replay (a dry run), and a button."""
         raw = filter_values(request.query_params)
-        filters = admin.Filters.parse(**{**raw, "status": raw["status"] or "failed"})
+        filters = Filters.parse(**{**raw, "status": raw["status"] or "failed"})
         ids = await run_in_threadpool(
-            lambda: admin.replay(self.engine, actor="-", filters=filters, dry_run=True)
+            lambda: replay(self.engine, actor="-", filters=filters, dry_run=True)
         )
         pinned = {
             **{k: v for k, v in raw.items() if k not in ("since", "until")},
@@ -213,10 +233,10 @@ class Dashboard:
     async def replay_bulk(self, request: Request) -> Response:
         """POST: replay the failed rows matching the confirmed filters."""
         identity, form = await self._checked_form(request)
-        filters = admin.Filters.parse(**{**filter_values(form), "status": "failed"})
+        filters = Filters.parse(**{**filter_values(form), "status": "failed"})
         per_second = _per_second(form.get("per_second", ""))
         ids = await run_in_threadpool(
-            lambda: admin.replay(
+            lambda: replay(
                 self.engine,
                 actor=f"dashboard:{identity}",
                 filters=filters,
@@ -230,10 +250,10 @@ class Dashboard:
     async def confirm_group(self, request: Request) -> Response:
         """GET: the failed rows of one cause, as far as now, and a button to replay them."""
         key = _key_of(request)
-        groups = await run_in_threadpool(admin.failure_groups, self.engine)
+        groups = await run_in_threadpool(failure_groups, self.engine)
         try:
-            group = admin.find_group(groups, key)
-        except admin.AdminError as exc:
+            group = find_group(groups, key)
+        except AdminError as exc:
             raise PageError(404, str(exc)) from None
         context = {"group": group, "ids": group.ids[:PREVIEW_IDS]}
         return self.render(request, "confirm_group.html", context)
@@ -243,11 +263,11 @@ class Dashboard:
         identity, form = await self._checked_form(request)
         key = _key_of(request)
         if not form.get("until"):
-            raise admin.AdminError("the form lacks the time the cause was seen until: reload it")
-        until = admin.parse_time(form["until"])
+            raise AdminError("the form lacks the time the cause was seen until: reload it")
+        until = parse_time(form["until"])
         per_second = _per_second(form.get("per_second", ""))
         ids = await run_in_threadpool(
-            lambda: admin.replay_group(
+            lambda: replay_group(
                 self.engine,
                 actor=f"dashboard:{identity}",
                 key=key,
@@ -307,9 +327,9 @@ def _per_second(text: str) -> float:
     try:
         value = float(text or 50)
     except ValueError:
-        raise admin.AdminError(f"per second must be a number, not {text!r}") from None
+        raise AdminError(f"per second must be a number, not {text!r}") from None
     if not 0 < value <= 10_000:
-        raise admin.AdminError("per second must be above 0 and at most 10000")
+        raise AdminError("per second must be above 0 and at most 10000")
     return value
 
 
@@ -349,7 +369,7 @@ def create_app(
         Route("/login", views.login, methods=["POST"], name="login_post"),
         Route("/logout", views.logout, methods=["POST"], name="logout"),
     ]
-    handled: list[Any] = [admin.AdminError, PageError, HTTPException, OperationalError]
+    handled: list[Any] = [AdminError, PageError, HTTPException, OperationalError]
     app = Starlette(
         routes=routes,
         middleware=[

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from stream_outbox.worker.admin.series import Point
+from stream_outbox.worker.operations.series import Point
 
 __all__ = ["lag_chart", "settled_chart"]
 

@@ -13,10 +13,9 @@ from markupsafe import Markup
 from sqlalchemy import Engine
 from starlette.requests import Request
 
-from stream_outbox.worker.admin import operations as admin
-from stream_outbox.worker.admin.series import WINDOWS, read_series
 from stream_outbox.worker.dashboard.charts import lag_chart, settled_chart
-from stream_outbox.worker.errors import StreamOutboxError
+from stream_outbox.worker.errors import AdminError, StreamOutboxError
+from stream_outbox.worker.operations.series import WINDOWS, read_series
 
 __all__ = [
     "FILTER_FIELDS",
@@ -106,7 +105,7 @@ def _whole(source: Mapping[str, str], name: str, default: int) -> int:
     if not text:
         return default
     if not text.isdigit():
-        raise admin.AdminError(f"{name} must be a whole number, not {text!r}")
+        raise AdminError(f"{name} must be a whole number, not {text!r}")
     return int(text)
 
 
@@ -114,9 +113,9 @@ def page_and_limit(source: Mapping[str, str]) -> tuple[int, int]:
     """``page`` (from 1) and ``limit`` (1 to 500 rows per page)."""
     page, limit = _whole(source, "page", 1), _whole(source, "limit", PER_PAGE)
     if page < 1:
-        raise admin.AdminError("page must be at least 1")
+        raise AdminError("page must be at least 1")
     if not 1 <= limit <= MAX_PER_PAGE:
-        raise admin.AdminError(f"limit must be between 1 and {MAX_PER_PAGE}")
+        raise AdminError(f"limit must be between 1 and {MAX_PER_PAGE}")
     return page, limit
 
 

@@ -4,7 +4,7 @@ The Stream emulator runs in this process; the reference app plays a story
 (:mod:`stream_outbox.worker.demo.story`) through sessions with capture installed; the real relay
 and a Dramatiq worker in this process drain the outbox into the emulator after each
 chapter; then what Stream holds is set beside what the database says
-(:mod:`worker.admin.compare`), ending with a verdict. Nothing outside the demo is touched:
+(:mod:`worker.verify.compare`), ending with a verdict. Nothing outside the demo is touched:
 
 * **PostgreSQL**, when ``DATABASE_URL`` names one that answers within 2 s: the demo
   creates a database of its own on that server (``stream_outbox_demo_<hex>``),
@@ -51,24 +51,24 @@ from stream_outbox.app_hooks import install
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Base
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker import runtime
-from stream_outbox.worker.admin.compare import (
-    ChannelView,
-    Difference,
-    State,
-    UserView,
-    compare,
-    gather,
-)
-from stream_outbox.worker.admin.compare import held_from_snapshot as from_snapshot
-from stream_outbox.worker.admin.migrate import upgrade
 from stream_outbox.worker.demo.scratch_db import scratch_database
 from stream_outbox.worker.demo.story import CONVERSATIONS, STORY, Cast
 from stream_outbox.worker.errors import ConfigurationError, StreamOutboxError
+from stream_outbox.worker.operations.migrate import upgrade
 from stream_outbox.worker.pipeline.broker import build_broker, configure_middleware, declare_actors
 from stream_outbox.worker.pipeline.relay import Relay
 from stream_outbox.worker.runtime import delete_prefixed_keys
 from stream_outbox.worker.settings import Settings, load_settings
 from stream_outbox.worker.store.repository import OutboxRepository
+from stream_outbox.worker.verify.compare import (
+    ChannelView,
+    Difference,
+    State,
+    UserView,
+    compare,
+)
+from stream_outbox.worker.verify.readers import gather
+from stream_outbox.worker.verify.readers import held_from_snapshot as from_snapshot
 
 __all__ = ["run_demo"]
 
@@ -329,7 +329,7 @@ def _report(pipe: _Pipeline, console: Console, cast: Cast, drained: bool, starte
         gone=[str(cast[key]) for key in CONVERSATIONS if key in cast],
         messages=pipe.settings.mirror_messages,
     )
-    differences = compare(desired, held)
+    differences = compare(desired=desired, held=held)
     for table in _tables(desired, held, differences):
         console.print(table)
     problems = [(f"{d.kind} {d.id[:8]} {d.what}", str(d)) for d in differences]

@@ -8,7 +8,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Retries
 
-from stream_outbox.worker.pipeline.actor import (
+from stream_outbox.worker.pipeline.job_runner import (
     ACTOR_NAME,
     PRIORITY_ACTOR_NAME,
     run_job,

@@ -28,7 +28,7 @@ def plan_jobs(
     payloads merge (a conversation's delete keeps the channel it names). Users go
     ``users_per_job`` to a job and conversations ``conversations_per_job``, each job
     with a map of which rows belong to which target, so one target's failure fails
-    its own rows only; a conversation asking for a history import (a long job) and
+    its own rows only; a conversation asking for a history copy (a long job) and
     each message get a job of their own (``edit`` in its payload when its rows, with an
     ``event``, are all updates).
     """

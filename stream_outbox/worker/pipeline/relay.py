@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from stream_outbox.app_hooks.outbox import NOTIFY_CHANNEL
 from stream_outbox.worker import metrics
-from stream_outbox.worker.pipeline.actor import PRIORITY_ACTOR_NAME
+from stream_outbox.worker.pipeline.job_runner import PRIORITY_ACTOR_NAME
 from stream_outbox.worker.pipeline.jobs import Job, plan_jobs
 from stream_outbox.worker.store.repository import OutboxRepository, OutboxRow
 

@@ -8,8 +8,8 @@ go again, under the new generation's ids, copied by a history row written in the
 transaction. Until that copy ends (:meth:`end_history_copy`), live messages it will
 send wait for it, so that the channel keeps the database's order.
 
-Part of :class:`worker.store.repository.OutboxRepository` (the worker's only reader and
-writer of these rows), kept in a module of its own.
+The worker reads and writes these rows here only; an :class:`OutboxRepository` holds one
+as ``repo.channels``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from stream_outbox.app_hooks.capture import write_changes
 from stream_outbox.app_hooks.changes import Change, Target
 from stream_outbox.app_hooks.outbox import channel_map
 
-__all__ = ["ChannelMapStore", "ChannelRef"]
+__all__ = ["ChannelMap", "ChannelRef"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,12 @@ def _ref(row: Any) -> ChannelRef:
     )
 
 
-class ChannelMapStore:
+class ChannelMap:
     """Channel map reads and writes on ``engine``."""
 
-    engine: Engine
-    _postgres: bool
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
 
     def channel_for(
         self, conversation_id: str, conn: Connection | None = None

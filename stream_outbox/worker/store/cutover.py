@@ -42,7 +42,7 @@ __all__ = [
 EXPORT_ACTION = "history_export"
 IMPORT_ACTION = "history_import"
 COMPLETED = "completed"
-# How long a message waiting for the history import waits before it is looked at again
+# How long a message waiting for the Stream import waits before it is looked at again
 RECHECK_AFTER = timedelta(seconds=30)
 RECHECK_MAX = timedelta(minutes=10)
 _TTL = 5.0

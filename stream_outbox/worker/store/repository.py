@@ -1,5 +1,5 @@
-"""The only place outbox rows and the channel map are read or written by the worker
-(the channel map's statements are in :mod:`stream_outbox.worker.store.channel_map`)."""
+"""The only place outbox rows are read or written by the worker; the repository also
+hands out the channel map (:mod:`stream_outbox.worker.store.channel_map`) on its engine."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
 from stream_outbox.app_hooks.outbox import PRIORITY_ON_DEMAND, Status, outbox
-from stream_outbox.worker.store.channel_map import ChannelMapStore, ChannelRef
+from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
 
 __all__ = ["ChannelRef", "OutboxRepository", "OutboxRow", "OutboxStats"]
 
@@ -54,11 +54,12 @@ class OutboxStats:
     oldest_pending_age: float
 
 
-class OutboxRepository(ChannelMapStore):
-    """Outbox claims and outcomes, and the channel map, on one engine."""
+class OutboxRepository:
+    """Outbox claims and outcomes on one engine; ``channels``, the channel map on it."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.channels = ChannelMap(engine)
         self._postgres = engine.dialect.name == "postgresql"
 
     def _ids_in(self, ids: Sequence[int]) -> ColumnElement[bool]:
@@ -111,7 +112,7 @@ class OutboxRepository(ChannelMapStore):
         )
 
     def take_newer(self, kind: str, target_ids: Sequence[str], after: int) -> list[OutboxRow]:
-        """Take the open rows of these targets newer than row ``after`` (a history import's
+        """Take the open rows of these targets newer than row ``after`` (a history copy's
         continuation): made priority and dispatched to the caller, whoever held them."""
         newer = (
             select(outbox.c.id)
@@ -202,7 +203,7 @@ class OutboxRepository(ChannelMapStore):
 
         Read before the targets' state, on the same connection: a reconcile that
         brings Stream in step with the state it reads after this settles these rows too.
-        Rows asking for a history import ask for more than the state: they are left out.
+        Rows asking for a history copy ask for more than the state: they are left out.
         """
         if not target_ids:
             return {}

@@ -108,7 +108,7 @@ class StreamGateway:
         deactivated (an upsert leaves a deactivated user deactivated)."""
         deactivated: set[str] = set()
         for chunk in _chunks(users, MAX_USERS_PER_CALL):
-            response = self._call("UpdateUsers", StreamChat.upsert_users, list(chunk))
+            response = self.call("UpdateUsers", StreamChat.upsert_users, list(chunk))
             held = (response or {}).get("users") or {}
             deactivated.update(uid for uid, user in held.items() if user.get("deactivated_at"))
         return deactivated
@@ -116,7 +116,7 @@ class StreamGateway:
     def reactivate_users(self, user_ids: Sequence[str]) -> None:
         """Reactivate deactivated users; users Stream does not know are skipped."""
         for user_id in user_ids:
-            self._call("ReactivateUser", StreamChat.reactivate_user, user_id, missing_ok=True)
+            self.call("ReactivateUser", StreamChat.reactivate_user, user_id, missing_ok=True)
 
     def deactivate_users(self, user_ids: Sequence[str]) -> None:
         """Deactivate users, 100 a call; users Stream does not know are skipped."""
@@ -132,7 +132,7 @@ class StreamGateway:
     def restore_users(self, user_ids: Sequence[str]) -> None:
         """Undo the soft delete of users (their memberships are not restored)."""
         for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
-            self._call("RestoreUsers", StreamChat.restore_users, list(chunk))
+            self.call("RestoreUsers", StreamChat.restore_users, list(chunk))
 
     def _retire(
         self,
@@ -149,28 +149,28 @@ class StreamGateway:
         endpoint, call, args = batch
         for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
             try:
-                answer = self._call(endpoint, call, list(chunk), *args)
+                answer = self.call(endpoint, call, list(chunk), *args)
             except PermanentStreamError as exc:
                 if not is_not_found(exc):
                     raise
                 held = self.query_users(chunk, include_deactivated=True)
                 known = [user_id for user_id in chunk if user_id in held]
                 try:
-                    answer = self._call(endpoint, call, known, *args) if known else None
+                    answer = self.call(endpoint, call, known, *args) if known else None
                 except PermanentStreamError as again:  # one went meanwhile
                     if not is_not_found(again):
                         raise
                     for user_id in known:
-                        self._call(single[0], single[1], user_id, missing_ok=True)
+                        self.call(single[0], single[1], user_id, missing_ok=True)
                     continue
             if answer and answer.get("task_id"):
                 task_id = str(answer["task_id"])
-                get_task = partial(self._call, "GetTask", StreamChat.get_task, task_id)
+                get_task = partial(self.call, "GetTask", StreamChat.get_task, task_id)
                 follow_task(get_task, task_id, endpoint, stopping=self._stopping)
 
     def rate_limits(self) -> dict[str, int]:
         """The app's server-side limits per endpoint, calls per minute, as Stream tells them."""
-        answer = self._call("GetRateLimits", StreamChat.get_rate_limits, server_side=True)
+        answer = self.call("GetRateLimits", StreamChat.get_rate_limits, server_side=True)
         return limits_from_answer(answer or {})
 
     def query_users(
@@ -181,7 +181,7 @@ class StreamGateway:
         options: dict[str, Any] = {"include_deactivated_users": True} if include_deactivated else {}
         for chunk in _chunks(user_ids, MAX_USERS_PER_CALL):
             query = {"id": {"$in": list(chunk)}}
-            response = self._call(
+            response = self.call(
                 "QueryUsers", StreamChat.query_users, query, limit=len(chunk), **options
             )
             found.update({user["id"]: user for user in response.get("users", [])})
@@ -200,7 +200,7 @@ class StreamGateway:
     ) -> RemoteChannel:
         """Get the channel, creating it with ``members`` (first 100) and ``data`` if missing."""
         payload = {**data, "members": list(members[:MAX_MEMBERS_PER_CALL])}
-        response = self._call(
+        response = self.call(
             "GetOrCreateChannel",
             sdk.create_channel,
             channel_type,
@@ -218,7 +218,7 @@ class StreamGateway:
         """Every member of a channel, paging through Stream's query-members."""
         members: list[str] = []
         while True:
-            page = self._call(
+            page = self.call(
                 "QueryMembers", sdk.query_members, channel_type, channel_id, len(members)
             )
             members += [member["user_id"] for member in page]
@@ -228,7 +228,7 @@ class StreamGateway:
     def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
         """What Stream holds for a channel, or None when it has none (read-only)."""
         query = {"cid": f"{channel_type}:{channel_id}"}
-        response = self._call("QueryChannels", StreamChat.query_channels, query, limit=1)
+        response = self.call("QueryChannels", StreamChat.query_channels, query, limit=1)
         channels = response.get("channels", [])
         if not channels or channels[0].get("channel", {}).get("deleted_at"):
             return None
@@ -240,7 +240,7 @@ class StreamGateway:
         ``last_read`` (read-only; the channel must exist)."""
 
         def page(options: dict[str, Any]) -> Any:
-            return self._call(
+            return self.call(
                 "GetOrCreateChannel", sdk.query_messages, channel_type, channel_id, options
             )
 
@@ -250,7 +250,7 @@ class StreamGateway:
         self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]
     ) -> None:
         """Set and unset custom fields of a channel (partial update)."""
-        self._call(
+        self.call(
             "UpdateChannelPartial",
             sdk.update_partial,
             channel_type,
@@ -262,16 +262,16 @@ class StreamGateway:
     def add_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
         """Add members, in calls of at most 100."""
         for chunk in _chunks(user_ids, MAX_MEMBERS_PER_CALL):
-            self._call("UpdateChannel", sdk.add_members, channel_type, channel_id, list(chunk))
+            self.call("UpdateChannel", sdk.add_members, channel_type, channel_id, list(chunk))
 
     def remove_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
         """Remove members, in calls of at most 100."""
         for chunk in _chunks(user_ids, MAX_MEMBERS_PER_CALL):
-            self._call("UpdateChannel", sdk.remove_members, channel_type, channel_id, list(chunk))
+            self.call("UpdateChannel", sdk.remove_members, channel_type, channel_id, list(chunk))
 
     def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
         """Delete a channel; one Stream does not know counts as deleted."""
-        self._call(
+        self.call(
             "DeleteChannel",
             sdk.delete_channel,
             channel_type,
@@ -287,7 +287,7 @@ class StreamGateway:
     ) -> bool:
         """Send a message with a client-chosen id; False when that id already exists."""
         try:
-            self._call(
+            self.call(
                 "SendMessage",
                 sdk.send_message,
                 channel_type,
@@ -309,7 +309,7 @@ class StreamGateway:
         undelete is refused too, Stream's first answer stands.
         """
         set_text = partial(
-            self._call,
+            self.call,
             "UpdateMessagePartial",
             StreamChat.update_message_partial,
             message_id,
@@ -322,14 +322,14 @@ class StreamGateway:
             if is_not_found(refused):
                 raise
             try:
-                self._call("UndeleteMessage", StreamChat.undelete_message, message_id, user_id)
+                self.call("UndeleteMessage", StreamChat.undelete_message, message_id, user_id)
             except PermanentStreamError:
                 raise refused from None
             set_text()
 
     def delete_message(self, message_id: str) -> None:
         """Delete a message (soft); one Stream does not know counts as deleted."""
-        self._call("DeleteMessage", StreamChat.delete_message, message_id, missing_ok=True)
+        self.call("DeleteMessage", StreamChat.delete_message, message_id, missing_ok=True)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -344,7 +344,7 @@ class StreamGateway:
     def _remember(self, response: Any, *args: Any, **kwargs: Any) -> None:
         self._local.last_headers = response.headers
 
-    def _call(
+    def call(
         self,
         endpoint: str,
         call: Callable[..., Any],
@@ -352,6 +352,9 @@ class StreamGateway:
         missing_ok: bool = False,
         **kwargs: Any,
     ) -> Any:
+        """Call an SDK method as ``endpoint``: a slot of its budget taken first, counted per
+        thread and in the metrics, its errors turned into ours (``None`` for a missing
+        resource when ``missing_ok``). Every call to Stream goes through here."""
         if self._budget is not None:
             self._budget.acquire(endpoint)
         self._local.last_headers = {}

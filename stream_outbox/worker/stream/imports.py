@@ -27,9 +27,7 @@ class ImportAPI:
 
     def create_import_url(self, filename: str) -> tuple[str, str]:
         """Where to upload an import file: ``(upload_url, path)``."""
-        answer = (
-            self._gateway._call("CreateImportURL", StreamChat.create_import_url, filename) or {}
-        )
+        answer = self._gateway.call("CreateImportURL", StreamChat.create_import_url, filename)
         return str(answer["upload_url"]), str(answer["path"])
 
     def upload_file(self, upload_url: str, path: Path) -> None:
@@ -47,16 +45,16 @@ class ImportAPI:
 
     def create_import(self, path: str, mode: str) -> dict[str, Any]:
         """Start importing an uploaded file; Stream's ``import_task``."""
-        answer = self._gateway._call("CreateImport", StreamChat.create_import, path, mode) or {}
+        answer = self._gateway.call("CreateImport", StreamChat.create_import, path, mode) or {}
         return dict(answer["import_task"])
 
     def list_imports(self, limit: int, offset: int = 0) -> list[dict[str, Any]]:
         """Import tasks, newest first (``limit`` from ``offset``)."""
         options = {"limit": limit, "offset": offset}
-        answer = self._gateway._call("ListImports", StreamChat.list_imports, options) or {}
+        answer = self._gateway.call("ListImports", StreamChat.list_imports, options) or {}
         return [dict(task) for task in answer.get("import_tasks") or []]
 
     def get_import(self, task_id: str) -> dict[str, Any]:
         """An import task as Stream holds it now (``state``, ``result``...)."""
-        answer = self._gateway._call("GetImport", StreamChat.get_import, task_id) or {}
+        answer = self._gateway.call("GetImport", StreamChat.get_import, task_id) or {}
         return dict(answer["import_task"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stream_outbox.worker.errors import PermanentError
-from stream_outbox.worker.sync.outcome import Result
+from stream_outbox.worker.sync.result import Result
 
 if TYPE_CHECKING:
     from stream_outbox.worker.runtime import Runtime

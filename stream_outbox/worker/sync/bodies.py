@@ -1,6 +1,6 @@
 """What Stream receives for a database message: its body and its author.
 
-Shared by the live mirror and the history import, which must send the same
+Shared by the live mirror and the history copy, which must send the same
 message the same way (same id, same author) so that neither duplicates the other.
 
 A message whose sender Stream cannot hold (deleted in the app, or gone from it) is

@@ -16,6 +16,7 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import DesiredChannel
 from stream_outbox.worker.errors import (
     PermanentError,
@@ -28,9 +29,9 @@ from stream_outbox.worker.store.locks import TargetBusy
 from stream_outbox.worker.store.repository import ChannelRef
 from stream_outbox.worker.stream.answers import is_deleted_user, names_missing_users
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
-from stream_outbox.worker.sync.history import import_history
-from stream_outbox.worker.sync.outcome import Result
+from stream_outbox.worker.sync.history import copy_history
 from stream_outbox.worker.sync.plan import OWNED_CHANNEL_FIELDS, channel_candidates, plan_channel
+from stream_outbox.worker.sync.result import Result
 from stream_outbox.worker.sync.users import ensure_users, is_valid_user, require_valid_user
 
 __all__ = [
@@ -91,7 +92,7 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
             if in_step:  # a deletion settles nothing else: a later row may name the channel
                 result.settles += snapshots[cid].settles
             outcomes.append(outcome)
-    result.outcome = outcomes[0] if len(order) == 1 and outcomes else _summary(outcomes, result)
+    result.summary = outcomes[0] if len(order) == 1 and outcomes else _summary(outcomes, result)
     return result
 
 
@@ -175,8 +176,8 @@ def _read_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> dict
         desired: dict[str, DesiredChannel] = {}
         for ids, is_legacy in ((plain, False), (legacy, True)):
             if ids:
-                desired.update(rt.binding.desired_channels(conn, ids, legacy=is_legacy))
-        known = rt.repo.channels_for(list(targets), conn)
+                desired.update(reads.desired_channels(rt.binding, conn, ids, legacy=is_legacy))
+        known = rt.repo.channels.channels_for(list(targets), conn)
     return {
         cid: _Snapshot(settles.get(cid, []), desired.get(cid), known.get(cid)) for cid in targets
     }
@@ -268,14 +269,14 @@ def _converge(
         rt.gateway.remove_members(ref.channel_type, ref.channel_id, plan.remove)
     changes = f"+{len(plan.add)} -{len(plan.remove)} members"
     if payload.get("history") and rt.settings.mirror_messages:
-        changes += f", history +{import_history(rt, cid, ref)}"
+        changes += f", history +{copy_history(rt, cid, ref)}"
     return f"{ref.channel_type}:{ref.channel_id} in step ({changes})", True
 
 
 def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
     """Assign the conversation a channel by the naming rules (its map entry if it has one)."""
     try:
-        return rt.repo.assign_channel(channel.conversation_id, channel_candidates(channel))
+        return rt.repo.channels.assign_channel(channel.conversation_id, channel_candidates(channel))
     except LookupError as exc:
         raise PermanentStreamError(str(exc), endpoint="channel-id") from None
 
@@ -294,7 +295,7 @@ def _assign_channels(rt: Runtime, snapshots: dict[str, _Snapshot]) -> dict[str, 
                 wanted[cid] = channel_candidates(channel)
     if len(wanted) < 2:
         return snapshots
-    assigned = rt.repo.assign_channels(wanted)
+    assigned = rt.repo.channels.assign_channels(wanted)
     return {
         cid: replace(snapshot, known=assigned.get(cid, snapshot.known))
         for cid, snapshot in snapshots.items()
@@ -318,13 +319,13 @@ def _delete_channel(
         )
     if ref is None:
         return "conversation gone, never synced"
-    owner = rt.repo.conversation_of_channel(ref)
+    owner = rt.repo.channels.conversation_of_channel(ref)
     if owner not in (None, cid):
         # The id the naming rules predicted went to another conversation (a second
         # conversation of the same two people): that channel is not this one's to delete.
         return f"conversation gone, never synced ({ref.channel_id} is {owner}'s)"
     if owner == cid:  # marked first: a return after any crash makes a new generation
-        rt.repo.mark_channel_deleted(cid, ref)
+        rt.repo.channels.mark_channel_deleted(cid, ref)
     rt.gateway.delete_channel(
         ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
     )
@@ -342,7 +343,7 @@ def _reopen(rt: Runtime, cid: str, known: ChannelRef) -> ChannelRef:
     rt.gateway.delete_channel(
         known.channel_type, known.channel_id, hard=rt.settings.hard_delete_channels
     )
-    return rt.repo.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
+    return rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
 
 
 def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:

@@ -1,10 +1,12 @@
-"""History import: copy a conversation's messages into its channel, in order, resumably.
+"""History copy: send a conversation's messages into its channel through SendMessage, in
+order, resumably (the other way in is the Stream import of export files, ``stream-outbox
+history export|import``).
 
 Messages go in ``(created_at, id)`` order, a batch at a time, each under the
 deterministic id ``msg-{message id}`` (of its channel's generation: see
 :mod:`stream_outbox.worker.store.channel_map`): a re-run, retry or replay finds the ones
 already there (Stream rejects a duplicate id) and never duplicates one. After
-each batch the cursor on the channel map moves on, so an interrupted import
+each batch the cursor on the channel map moves on, so an interrupted copy
 resumes after the last message it copied. A long history is split over several
 jobs (a continuation row in the outbox) so that one conversation never holds a
 worker for long.
@@ -20,6 +22,7 @@ are in the import files: this path sends only the later ones.
 
 from __future__ import annotations
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import DesiredMessage
 from stream_outbox.app_hooks.capture import write_changes
 from stream_outbox.app_hooks.changes import Change, Target
@@ -30,13 +33,13 @@ from stream_outbox.worker.store.repository import ChannelRef
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
 from stream_outbox.worker.sync.users import ensure_users
 
-__all__ = ["BATCH", "PER_JOB", "import_history"]
+__all__ = ["BATCH", "PER_JOB", "copy_history"]
 
 BATCH = 100
 PER_JOB = 1000
 
 
-def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
+def copy_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
     """Copy the next messages of a conversation into ``ref``; returns how many were sent.
 
     Writes a continuation row when more remain after :data:`PER_JOB` messages.
@@ -49,12 +52,12 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
     # Stream deleted it, import and all) gets every message.
     since = None if cutover is None or ref.generation else cutover.watermark
     while done < PER_JOB:
-        cursor = rt.repo.history_cursor(conversation_id)
+        cursor = rt.repo.channels.history_cursor(conversation_id)
         with rt.engine.connect() as conn:
-            batch = rt.binding.messages_after(conn, conversation_id, cursor, BATCH, since)
+            batch = reads.messages_after(rt.binding, conn, conversation_id, cursor, BATCH, since)
         if not batch:
             if ref.copying:  # a reopened channel has all its messages: live ones go at once
-                rt.repo.end_history_copy(conversation_id)
+                rt.repo.channels.end_history_copy(conversation_id)
             return done
         senders = sorted({m.sender_id for m in batch if m.sender_id is not None})
         present = ensure_users(rt, senders)  # not those the database no longer holds
@@ -85,7 +88,7 @@ def import_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
 def _move_cursor(rt: Runtime, conversation_id: str, sent: list[DesiredMessage]) -> None:
     last = sent[-1] if sent else None
     if last is not None and last.created_at is not None:  # undated ones are refused up front
-        rt.repo.set_history_cursor(conversation_id, last.created_at, last.id)
+        rt.repo.channels.set_history_cursor(conversation_id, last.created_at, last.id)
 
 
 def _refuse_undated(rt: Runtime, conversation_id: str) -> None:
@@ -96,9 +99,9 @@ def _refuse_undated(rt: Runtime, conversation_id: str) -> None:
     conversation's row fails with this error until the message has a time.
     """
     with rt.engine.connect() as conn:
-        undated = rt.binding.undated_message(conn, conversation_id)
+        undated = reads.undated_message(rt.binding, conn, conversation_id)
     if undated is not None:
         raise BadSourceData(
             f"message {undated} of conversation {conversation_id} has no created_at: "
-            "the history import orders messages by it; set it, then replay the row"
+            "the history copy orders messages by it; set it, then replay the row"
         )

@@ -1,10 +1,11 @@
 """Messages: mirror one database message into Stream (sent, edited or deleted).
 
-Live messages only; older ones arrive by the history import. The id is derived
+Live messages only; older ones arrive by the history copy (through SendMessage) or
+the Stream import (import files). The id is derived
 from the database id, so a repeat finds the message there and sets its text.
 
-After a history export (:mod:`worker.store.cutover`), messages created at or before its
-watermark belong to the import files: none is sent before the import is complete, and
+After a history export (:mod:`~stream_outbox.worker.store.cutover`), messages created at
+or before its watermark belong to the import files: none is sent before the import is complete, and
 their edits and deletions wait for it too (an import applied later would undo them).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import DesiredMessage, stream_message_id
 from stream_outbox.worker.errors import PermanentStreamError
 from stream_outbox.worker.runtime import Runtime
@@ -25,7 +27,7 @@ from stream_outbox.worker.store.cutover import (
 from stream_outbox.worker.stream.answers import is_not_found
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
 from stream_outbox.worker.sync.conversations import reconcile_conversation
-from stream_outbox.worker.sync.outcome import Result
+from stream_outbox.worker.sync.result import Result
 from stream_outbox.worker.sync.users import ensure_users
 
 __all__ = ["mirror_message"]
@@ -42,7 +44,7 @@ def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None 
     if not rt.settings.mirror_messages:
         return Result("mirroring off")
     with rt.engine.connect() as conn:
-        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+        message = reads.desired_messages(rt.binding, conn, [message_id]).get(message_id)
     cutover = current_cutover(rt.engine)
     importing = cutover is not None and not cutover.imported
     if (
@@ -66,7 +68,7 @@ def _wait_for_import(rt: Runtime, message_id: str, payload: dict[str, Any] | Non
     recheck_later(
         rt.engine, "message", message_id, {**(payload or {}), "rechecks": looks + 1}, after
     )
-    return Result(f"waits for the history import (looked at again in {after.seconds} s)")
+    return Result(f"waits for the Stream import (looked at again in {after.seconds} s)")
 
 
 def _unmirror(rt: Runtime, message_id: str, ref: ChannelRef | None) -> Result:
@@ -83,13 +85,13 @@ def _mirror_locked(
     importing: bool,
 ) -> Result:
     with rt.engine.connect() as conn:
-        message = rt.binding.desired_messages(conn, [message_id]).get(message_id)
+        message = reads.desired_messages(rt.binding, conn, [message_id]).get(message_id)
         if message is None:
-            return _unmirror(rt, message_id, rt.repo.channel_for(conversation_id, conn))
-        ref = rt.repo.channel_for(message.conversation_id, conn)
+            return _unmirror(rt, message_id, rt.repo.channels.channel_for(conversation_id, conn))
+        ref = rt.repo.channels.channel_for(message.conversation_id, conn)
     if ref is None or ref.deleted:  # no channel yet, or Stream deleted it (and it is back?)
         reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
-        ref = rt.repo.channel_for(message.conversation_id)
+        ref = rt.repo.channels.channel_for(message.conversation_id)
         if ref is None or ref.deleted:
             return Result("conversation gone")
     if ref.copying and _left_to_copy(rt, message):
@@ -116,7 +118,7 @@ def _mirror_locked(
         # being retried by the conversation's job. Bring it in step, then send again.
         reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
         with rt.engine.connect() as conn:
-            if not rt.binding.desired_messages(conn, [message_id]):
+            if not reads.desired_messages(rt.binding, conn, [message_id]):
                 return Result("message gone")
         sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
     if sent:
@@ -133,7 +135,7 @@ def _left_to_copy(rt: Runtime, message: DesiredMessage) -> bool:
     or a message dated before the copy's cursor) goes now."""
     if message.created_at is None:  # the copy refuses such a history: nothing to wait for
         return False
-    return not rt.repo.copied_past(message.conversation_id, message.created_at)
+    return not rt.repo.channels.copied_past(message.conversation_id, message.created_at)
 
 
 def _edited(rt: Runtime, stream_id: str, text: str, author: str) -> bool:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, validate_user_id
 from stream_outbox.worker.errors import PermanentStreamError
 from stream_outbox.worker.stream.answers import is_deleted_user
 from stream_outbox.worker.stream.limits import data_too_large
-from stream_outbox.worker.sync.outcome import Result
+from stream_outbox.worker.sync.result import Result
 
 if TYPE_CHECKING:
     from stream_outbox.worker.runtime import Runtime
@@ -30,7 +31,7 @@ def reconcile_users(rt: Runtime, ids: Sequence[str]) -> Result:
     """Upsert users that exist; apply the deleted-user policy to those that do not."""
     failed: dict[str, str] = {}
     with rt.engine.connect() as conn:
-        desired = rt.binding.desired_users(conn, ids)
+        desired = reads.desired_users(rt.binding, conn, ids)
     users = []
     for user_id, user in desired.items():
         refusal = user_refusal(user_id, user.as_stream())
@@ -150,7 +151,7 @@ def ensure_users(
             if not missing:
                 return set(user_ids)
         with rt.engine.connect() as conn:
-            desired = rt.binding.desired_users(conn, missing)
+            desired = reads.desired_users(rt.binding, conn, missing)
         users = [desired[uid].as_stream() for uid in missing if uid in desired]
         for user in users:
             refused = user_refusal(user["id"], user)

@@ -1,0 +1,52 @@
+"""The request context handed to endpoint handlers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_outbox.emulator.importing.tasks import ImportBook
+from stream_outbox.emulator.rules.errors import input_error
+from stream_outbox.emulator.rules.limits import RateLimits
+from stream_outbox.emulator.state.store import Store
+
+
+@dataclass
+class Call:
+    """One API call after routing, authentication and rate limiting."""
+
+    store: Store
+    body: dict[str, Any]
+    query: dict[str, str]
+    params: tuple[str, ...]
+    now: str
+    channel_types: frozenset[str]
+    limits: RateLimits
+    clock: float = 0.0  # wall-clock seconds of the call (``now`` as a number)
+    task_seconds: float = 0.0
+    imports: ImportBook = field(default_factory=ImportBook)
+    host: str = ""  # the Host header, for URLs the emulator hands out
+
+    def payload(self) -> dict[str, Any]:
+        """Decode the ``payload`` query parameter GET endpoints use for their options."""
+        raw = self.query.get("payload")
+        if raw is None:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise input_error("payload is not valid JSON") from exc
+        if not isinstance(value, dict):
+            raise input_error("payload must be a JSON object")
+        return value
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """A body field, falling back to a query parameter of the same name."""
+        if name in self.body:
+            return self.body[name]
+        return self.query.get(name, default)
+
+
+Handler = Callable[[Call], dict[str, Any]]

@@ -1,0 +1,201 @@
+"""Message endpoints: send, get many, get one, partial update, delete."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.rules.errors import (
+    MESSAGE_TOO_LONG,
+    StreamError,
+    input_error,
+    not_found,
+    user_deactivated,
+    user_deleted,
+)
+from stream_outbox.emulator.rules.validation import (
+    MAX_MESSAGE_LENGTH,
+    check_custom_size,
+    check_message_id,
+)
+from stream_outbox.emulator.state.store import (
+    MESSAGE_SERVER_FIELDS,
+    ChannelRecord,
+    Store,
+    new_message,
+)
+
+# A message's own fields; the rest is custom data (at most 5 KB).
+MESSAGE_BUILTIN_FIELDS = MESSAGE_SERVER_FIELDS | {
+    "id",
+    "text",
+    "html",
+    "attachments",
+    "mentioned_users",
+    "parent_id",
+    "show_in_channel",
+    "quoted_message_id",
+    "silent",
+    "pinned",
+    "pin_expires",
+    "skip_push",
+    "restricted_visibility",
+    "latest_reactions",
+    "own_reactions",
+    "reaction_counts",
+    "reaction_scores",
+    "reply_count",
+}
+
+
+def _author(store: Store, message: dict[str, Any]) -> str:
+    """The author's id: an existing user, neither deleted nor deactivated."""
+    user = message.get("user")
+    user_id = message.get("user_id") or (user.get("id") if isinstance(user, dict) else None)
+    if not isinstance(user_id, str) or not user_id:
+        raise input_error("message.user or message.user_id is a required field")
+    if store.was_deleted(user_id):
+        raise user_deleted(user_id)
+    author = store.users.get(user_id)
+    if author is None:
+        raise input_error(f'user "{user_id}" does not exist')
+    if author.get("deactivated_at"):
+        raise user_deactivated(user_id)
+    return user_id
+
+
+def _checked(store: Store, message: Any) -> tuple[dict[str, Any], str, str, str]:
+    """Validate a message payload; return it with its ``id``, ``user_id`` and ``text``."""
+    if not isinstance(message, dict):
+        raise input_error("message is a required field")
+    user_id = _author(store, message)
+    given = message.get("id")
+    message_id = str(uuid.uuid4()) if given in (None, "") else check_message_id(given)
+    if store.message_id_taken(message_id):
+        raise input_error(f"a message with ID {message_id} already exists")
+    check_custom_size("message", message, MESSAGE_BUILTIN_FIELDS)
+    return message, message_id, user_id, _checked_text(message.get("text", ""))
+
+
+def _checked_text(text: Any) -> str:
+    """A message text Stream accepts: a string of at most the maximum length."""
+    if not isinstance(text, str):
+        raise input_error("message.text must be a string")
+    if len(text) > MAX_MESSAGE_LENGTH:
+        raise StreamError(
+            400, MESSAGE_TOO_LONG, f"message is too long, max length is {MAX_MESSAGE_LENGTH}"
+        )
+    return text
+
+
+def create_message(store: Store, channel: ChannelRecord, message: Any, now: str) -> dict[str, Any]:
+    """Validate and store a message in ``channel``; return the stored record.
+
+    The server assigns ``created_at``: Stream documents client timestamps only for
+    its dashboard import format, not for the send-message endpoint.
+    """
+    payload, message_id, user_id, text = _checked(store, message)
+    record = new_message()
+    record.update({k: v for k, v in payload.items() if k not in MESSAGE_SERVER_FIELDS})
+    record.update(
+        {
+            "id": message_id,
+            "text": text,
+            "type": "regular",
+            "user_id": user_id,
+            "cid": channel.cid,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    store.messages.setdefault(channel.cid, []).append(record)
+    store.message_cids[message_id] = channel.cid
+    channel.updated_at = now
+    return record
+
+
+def send_message(call: Call) -> dict[str, Any]:
+    """``POST /channels/{type}/{id}/message`` (SendMessage)."""
+    channel = call.store.require_channel(*call.params[:2])
+    record = create_message(call.store, channel, call.body.get("message"), call.now)
+    return {"message": call.store.message_view(record)}
+
+
+def get_many_messages(call: Call) -> dict[str, Any]:
+    """``GET /channels/{type}/{id}/messages?ids=a,b`` (GetManyMessages)."""
+    channel = call.store.require_channel(*call.params[:2])
+    wanted = [i for i in call.query.get("ids", "").split(",") if i]
+    by_id = {m["id"]: m for m in call.store.messages.get(channel.cid, [])}
+    found = [call.store.message_view(by_id[i]) for i in wanted if i in by_id]
+    return {"messages": found}
+
+
+def _stored(store: Store, message_id: str) -> dict[str, Any]:
+    """The stored record of a message; 404 (code 16) when Stream has none."""
+    cid = store.message_cids.get(message_id)
+    for message in store.messages.get(cid or "", []):
+        if message["id"] == message_id:
+            return message
+    raise not_found(f"message with id {message_id} not found")
+
+
+def get_message(call: Call) -> dict[str, Any]:
+    """``GET /messages/{id}`` (GetMessage)."""
+    return {"message": call.store.message_view(_stored(call.store, call.params[0]))}
+
+
+def update_message_partial(call: Call) -> dict[str, Any]:
+    """``PUT /messages/{id}`` (UpdateMessagePartial): ``set`` and ``unset`` fields.
+
+    The id, channel, author, type and timestamps are the server's; a deleted message
+    cannot be edited.
+    """
+    record = _stored(call.store, call.params[0])
+    set_ = call.body.get("set") or {}
+    unset = call.body.get("unset") or []
+    if not isinstance(set_, dict) or not isinstance(unset, list):
+        raise input_error("set must be an object and unset a list")
+    touched = set(set_) | set(unset)
+    server = sorted(touched & (MESSAGE_SERVER_FIELDS | {"id"}))
+    if server:
+        raise input_error(f"{server[0]} cannot be updated")
+    if record.get("deleted_at"):
+        raise input_error("a deleted message cannot be updated")
+    _checked_text(set_.get("text", record["text"]))
+    updated = {k: v for k, v in record.items() if k not in unset}
+    updated.update(set_)
+    check_custom_size("message", updated, MESSAGE_BUILTIN_FIELDS)
+    for key in unset:
+        record.pop(key, None)
+    record.update(set_)
+    record["updated_at"] = call.now
+    return {"message": call.store.message_view(record)}
+
+
+def undelete_message(call: Call) -> dict[str, Any]:
+    """``POST /messages/{id}/undelete`` (UndeleteMessage): a soft-deleted message back, as
+    it was before (``undeleted_by``: the user doing it); one not deleted is refused."""
+    record = _stored(call.store, call.params[0])
+    user_id = call.body.get("undeleted_by")
+    if not isinstance(user_id, str) or not user_id:
+        raise input_error("undeleted_by is a required field")
+    if user_id not in call.store.users:
+        raise input_error(f"user {user_id} does not exist")
+    if not record.get("deleted_at"):
+        raise input_error(f"message {record['id']} is not deleted")
+    record.pop("deleted_at")
+    record.update({"type": "regular", "updated_at": call.now})
+    return {"message": call.store.message_view(record)}
+
+
+def delete_message(call: Call) -> dict[str, Any]:
+    """``DELETE /messages/{id}`` (DeleteMessage): soft by default; ``hard=true`` removes it."""
+    record = _stored(call.store, call.params[0])
+    if call.query.get("hard") in ("true", "1"):
+        call.store.messages[record["cid"]].remove(record)
+        del call.store.message_cids[record["id"]]
+        return {"message": call.store.message_view(record)}
+    if not record.get("deleted_at"):
+        record.update({"type": "deleted", "deleted_at": call.now, "updated_at": call.now})
+    return {"message": call.store.message_view(record)}

@@ -1,0 +1,326 @@
+"""In-memory records of users, channels, messages and async tasks.
+
+The store itself is not thread-safe: ``EmulatorCore`` holds one lock around
+every use of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from stream_outbox.emulator.rules.errors import not_found, user_deleted
+
+# Fields Stream manages itself; a payload cannot set them.
+USER_SERVER_FIELDS = frozenset(
+    {"created_at", "updated_at", "last_active", "deactivated_at", "deleted_at", "online"}
+)
+CHANNEL_RESERVED_FIELDS = frozenset(
+    {
+        "id",
+        "type",
+        "cid",
+        "members",
+        "created_by",
+        "created_by_id",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "member_count",
+        "config",
+        "frozen",
+        "disabled",
+    }
+)
+MESSAGE_SERVER_FIELDS = frozenset(
+    {"user", "user_id", "cid", "created_at", "updated_at", "deleted_at", "type"}
+)
+
+
+def new_message(**fields: Any) -> dict[str, Any]:
+    """A message record with Stream's empty defaults, then ``fields``."""
+    record: dict[str, Any] = {
+        "attachments": [],
+        "mentioned_users": [],
+        "latest_reactions": [],
+        "own_reactions": [],
+        "reaction_counts": {},
+        "reaction_scores": {},
+        "reply_count": 0,
+        "silent": False,
+    }
+    record.update(fields)
+    return record
+
+
+def new_member(user_id: str, created_by: str | None, now: str) -> dict[str, Any]:
+    """A member record as Stream answers it (the creator is the owner)."""
+    return {
+        "user_id": user_id,
+        "role": "owner" if user_id == created_by else "member",
+        "channel_role": "channel_member",
+        "banned": False,
+        "shadow_banned": False,
+        "notifications_muted": False,
+        "created_at": now,
+    }
+
+
+def now_iso() -> str:
+    """Current UTC time in Stream's RFC 3339 format with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def unix_now() -> float:
+    """Wall-clock seconds, used for rate-limit windows, budgets and import tasks."""
+    return time.time()
+
+
+@dataclass
+class ChannelRecord:
+    """A channel as stored by the emulator."""
+
+    type: str
+    id: str
+    created_by: str
+    created_at: str
+    seq: int
+    data: dict[str, Any] = field(default_factory=dict)
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    updated_at: str = ""
+    deleted_at: str | None = None
+
+    @property
+    def cid(self) -> str:
+        """``type:id``."""
+        return f"{self.type}:{self.id}"
+
+
+@dataclass
+class TaskRecord:
+    """An async task: its work is done when created, its status follows the clock."""
+
+    id: str
+    result: dict[str, Any]
+    created_at: str
+    started: float
+    seconds: float
+
+    def view(self, now: float) -> dict[str, Any]:
+        """``GET /tasks/{id}``: ``pending``, ``running``, then ``completed`` with the result."""
+        age = now - self.started
+        status = "completed"
+        if age < self.seconds / 2:
+            status = "pending"
+        elif age < self.seconds:
+            status = "running"
+        view: dict[str, Any] = {
+            "task_id": self.id,
+            "status": status,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+        }
+        if status == "completed":
+            view["result"] = self.result
+        return view
+
+
+@dataclass
+class Store:
+    """All emulated Stream state.
+
+    ``users`` keeps soft-deleted users (``deleted_at`` set); ``deleted_user_ids`` the
+    ids of hard-deleted ones, which stay taken. ``retired_message_ids`` are ids of
+    messages of a soft-deleted channel that was re-created: hidden, but still taken.
+    """
+
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    user_seq: dict[str, int] = field(default_factory=dict)
+    deleted_user_ids: dict[str, str] = field(default_factory=dict)
+    channels: dict[str, ChannelRecord] = field(default_factory=dict)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    message_cids: dict[str, str] = field(default_factory=dict)
+    retired_message_ids: set[str] = field(default_factory=set)
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    def next_seq(self) -> int:
+        """Monotonic counter used to order records created in the same instant."""
+        return next(self._counter)
+
+    # ---- users -------------------------------------------------------------
+
+    def user_view(self, user_id: str) -> dict[str, Any]:
+        """The user object embedded in responses (a minimal stub if the user is gone)."""
+        user = self.users.get(user_id)
+        if user is None:
+            return {"id": user_id, "role": "user", "deleted_at": self.deleted_user_ids.get(user_id)}
+        return dict(user)
+
+    def require_user(self, user_id: str) -> dict[str, Any]:
+        """Return a stored user (soft-deleted ones too) or raise does-not-exist (404)."""
+        user = self.users.get(user_id)
+        if user is None:
+            if user_id in self.deleted_user_ids:
+                raise user_deleted(user_id)
+            raise not_found(f'user "{user_id}" does not exist')
+        return user
+
+    def was_deleted(self, user_id: str) -> bool:
+        """A soft- or hard-deleted user: its id cannot be used until a restore (soft)."""
+        if user_id in self.deleted_user_ids:
+            return True
+        user = self.users.get(user_id)
+        return user is not None and user.get("deleted_at") is not None
+
+    def require_live_user(self, user_id: str) -> dict[str, Any]:
+        """A user that exists and is not deleted; 404 code 16 otherwise."""
+        if self.was_deleted(user_id):
+            raise user_deleted(user_id)
+        return self.require_user(user_id)
+
+    def message_id_taken(self, message_id: str) -> bool:
+        """Whether a message (even a hidden one of a re-created channel) holds this id."""
+        return message_id in self.message_cids or message_id in self.retired_message_ids
+
+    def put_user(self, payload: dict[str, Any], now: str) -> dict[str, Any]:
+        """Create or fully replace a user, keeping ``created_at`` of an existing one."""
+        user_id = payload["id"]
+        existing = self.users.get(user_id)
+        user: dict[str, Any] = {"role": "user", "banned": False, "online": False}
+        user.update({k: v for k, v in payload.items() if k not in USER_SERVER_FIELDS})
+        user["created_at"] = existing["created_at"] if existing else now
+        user["updated_at"] = now
+        if existing and existing.get("deactivated_at"):
+            user["deactivated_at"] = existing["deactivated_at"]
+        if existing is None:
+            self.user_seq[user_id] = self.next_seq()
+        self.users[user_id] = user
+        return user
+
+    # ---- channels ----------------------------------------------------------
+
+    def require_channel(self, channel_type: str, channel_id: str) -> ChannelRecord:
+        """Return a live (not soft-deleted) channel or raise does-not-exist."""
+        cid = f"{channel_type}:{channel_id}"
+        channel = self.channels.get(cid)
+        if channel is None or channel.deleted_at is not None:
+            raise not_found(f"Can't find channel with id {cid}")
+        return channel
+
+    def member_view(self, member: dict[str, Any]) -> dict[str, Any]:
+        """A member object as the API returns it."""
+        view = dict(member)
+        view["user"] = self.user_view(member["user_id"])
+        return view
+
+    def channel_view(self, channel: ChannelRecord) -> dict[str, Any]:
+        """The ``channel`` object: custom data flattened next to Stream's own fields."""
+        view: dict[str, Any] = dict(channel.data)
+        view.update(
+            {
+                "id": channel.id,
+                "type": channel.type,
+                "cid": channel.cid,
+                "created_at": channel.created_at,
+                "updated_at": channel.updated_at,
+                "deleted_at": channel.deleted_at,
+                "created_by": self.user_view(channel.created_by),
+                "frozen": False,
+                "disabled": False,
+                "member_count": len(channel.members),
+                "config": {"name": channel.type, "max_message_length": 5000},
+            }
+        )
+        return view
+
+    def channel_state(
+        self,
+        channel: ChannelRecord,
+        message_limit: int = 25,
+        member_limit: int = 100,
+        before: str | None = None,
+    ) -> dict[str, Any]:
+        """``channel`` + ``members`` + ``messages`` (the latest ``message_limit``, or those
+        before the message ``before``: Stream's ``id_lt``) + ``read`` (the members'
+        ``last_read``), as a channel query returns them."""
+        members = list(channel.members.values())  # insertion order = join order
+        messages = self.messages.get(channel.cid, [])
+        if before is not None:
+            at = next((n for n, m in enumerate(messages) if m["id"] == before), len(messages))
+            messages = messages[:at]
+        recent = messages[-message_limit:] if message_limit > 0 else []
+        return {
+            "channel": self.channel_view(channel),
+            "members": [self.member_view(m) for m in members[:member_limit]],
+            "messages": [self.message_view(m) for m in recent],
+            "pinned_messages": [],
+            "read": [
+                {
+                    "user": self.user_view(m["user_id"]),
+                    "last_read": m["last_read"],
+                    "unread_messages": 0,
+                }
+                for m in members
+                if m.get("last_read")
+            ],
+            "watcher_count": 0,
+        }
+
+    def drop_channel(self, cid: str, *, keep_message_ids: bool = False) -> None:
+        """Remove a channel and its messages (hard delete); ``keep_message_ids`` keeps
+        the messages' ids taken (a soft-deleted channel being re-created)."""
+        self.channels.pop(cid, None)
+        for message in self.messages.pop(cid, []):
+            self.message_cids.pop(message["id"], None)
+            if keep_message_ids:
+                self.retired_message_ids.add(message["id"])
+
+    def remove_memberships(self, user_id: str) -> None:
+        """Take a user out of every channel (member counts drop)."""
+        for channel in self.channels.values():
+            channel.members.pop(user_id, None)
+
+    # ---- messages ----------------------------------------------------------
+
+    def message_view(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message object with its author embedded."""
+        view = dict(message)
+        view["user"] = self.user_view(message["user_id"])
+        return view
+
+    # ---- tasks -------------------------------------------------------------
+
+    def add_task(self, result: dict[str, Any], now: str, started: float, seconds: float) -> str:
+        """Record an async task whose work is done, reported done after ``seconds``."""
+        task_id = str(uuid.uuid4())
+        self.tasks[task_id] = TaskRecord(task_id, result, now, started, seconds)
+        return task_id
+
+    # ---- inspection --------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``/_emulator/state`` document."""
+        channels = {
+            cid: {
+                "type": ch.type,
+                "id": ch.id,
+                "data": dict(ch.data),
+                "members": sorted(ch.members),
+                # each member's record: channel_role, created_at, an imported last_read...
+                "member_records": {uid: dict(m) for uid, m in ch.members.items()},
+                "created_by": ch.created_by,
+                "deleted_at": ch.deleted_at,
+            }
+            for cid, ch in self.channels.items()
+        }
+        messages = {cid: [dict(m) for m in msgs] for cid, msgs in self.messages.items() if msgs}
+        return {
+            "users": {uid: dict(u) for uid, u in self.users.items()},
+            "channels": channels,
+            "messages": messages,
+        }

@@ -1,0 +1,261 @@
+"""One API call from routing to response (routing, auth, limits, faults, handlers), apart from
+the HTTP wire (``server``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_outbox.emulator.config import EmulatorConfig
+from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.importing.tasks import ImportBook
+from stream_outbox.emulator.rules.errors import (
+    INPUT_ERROR,
+    INTERNAL_ERROR,
+    RATE_LIMIT,
+    StreamError,
+    default_code_for_status,
+    error_body,
+    not_found,
+)
+from stream_outbox.emulator.rules.faults import Decision, Failure, Faults
+from stream_outbox.emulator.rules.limits import (
+    BUDGETED_ENDPOINT,
+    ApiBudget,
+    RateLimits,
+    Verdict,
+    canonical_limits,
+)
+from stream_outbox.emulator.state.request_log import RequestLog
+from stream_outbox.emulator.state.store import Store, now_iso, unix_now
+from stream_outbox.emulator.transport.auth import Authenticator
+from stream_outbox.emulator.transport.routes import Route, match
+
+log = logging.getLogger("stream_outbox.emulator")
+
+ADMIN_PREFIX = "/_emulator"
+UNKNOWN_ENDPOINT = "Unknown"
+JSON_TYPE = "application/json;charset=utf-8"
+# Stream's OpenAPI documents 201 for every POST and PUT operation, 200 for the others.
+CREATED_METHODS = frozenset({"POST", "PUT"})
+
+
+@dataclass
+class Request:
+    """A parsed HTTP request."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    started: float = field(default_factory=time.perf_counter)
+    received: float = field(default_factory=time.time)
+    upload: Any = None  # the streamed body of a PUT to an import upload URL
+
+
+@dataclass
+class Response:
+    """An HTTP response ready to be written."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """Routing result plus the fault decision for one API call."""
+
+    endpoint: str
+    route: Route | None
+    decision: Decision
+
+
+def duration_since(started: float) -> str:
+    """Stream's ``duration`` field, e.g. ``"0.42ms"``."""
+    return f"{(time.perf_counter() - started) * 1000:.2f}ms"
+
+
+def json_response(
+    status: int, payload: Any, headers: list[tuple[str, str]] | None = None
+) -> Response:
+    """Encode ``payload`` as a JSON response."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return Response(status, body, [("content-type", JSON_TYPE), *(headers or [])])
+
+
+class EmulatorCore:
+    """All emulator state behind one lock, and the logic of every API call."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+        self.store = Store()
+        self.faults = Faults(latency_ms=config.latency_ms)
+        self.request_log = RequestLog()
+        self.limits, self.budget, self.task_seconds = _configured(config)
+        self.auth = Authenticator(config.api_key, config.api_secret)
+        self.channel_types = frozenset(config.channel_types)
+        self.imports = _import_book(config, self.lock)
+
+    def plan(self, request: Request) -> Plan:
+        """Route an API request and take its pending fault, if any."""
+        route = match(request.method, request.path)
+        endpoint = route.endpoint if route else UNKNOWN_ENDPOINT
+        with self.lock:
+            decision = self.faults.decide(endpoint) if route else Decision()
+        return Plan(endpoint, route, decision)
+
+    def execute(self, plan: Plan, request: Request) -> Response:
+        """Authenticate, rate-limit and run the handler; always returns a response."""
+        now = unix_now()
+        with self.lock:
+            try:
+                payload, limits = self._run(plan, request, now)
+                status = 201 if request.method in CREATED_METHODS else 200
+            except StreamError as err:
+                status = err.status
+                limits = err.headers or self._peek(plan.endpoint, now)
+                payload = error_body(plan.endpoint, err, duration_since(request.started))
+            except Exception as exc:  # a bug in the emulator must not kill the connection
+                log.exception("emulator handler failed for %s %s", request.method, request.path)
+                internal = StreamError(500, INTERNAL_ERROR, f"emulator internal error: {exc}")
+                status, limits = 500, self._peek(plan.endpoint, now)
+                payload = error_body(plan.endpoint, internal, duration_since(request.started))
+            self.request_log.record(plan.endpoint, status, request.received)
+        if status < 300:
+            payload["duration"] = duration_since(request.started)
+        return json_response(status, payload, limits)
+
+    def _run(
+        self, plan: Plan, request: Request, now: float
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        if plan.route is None:
+            raise not_found(f"{request.method} {request.path} is not an emulated endpoint")
+        self.auth.check(request.query, request.headers)
+        limits = self._admit(plan.endpoint, now)
+        call = Call(
+            store=self.store,
+            body=_parse_body(request.body),
+            query=request.query,
+            params=plan.route.params,
+            now=now_iso(),
+            channel_types=self.channel_types,
+            limits=self.limits,
+            clock=now,
+            task_seconds=self.task_seconds,
+            imports=self.imports,
+            host=request.headers.get("host", ""),
+        )
+        try:
+            return plan.route.handler(call), limits
+        except StreamError as err:
+            err.headers = err.headers or limits  # the counted call's X-RateLimit-* values
+            raise
+
+    def _admit(self, endpoint: str, now: float) -> list[tuple[str, str]]:
+        """Count the call against its rate limits and budget; 429 when either is spent."""
+        verdict = self.limits.consume(endpoint, now)
+        headers = _limit_headers(verdict)
+        if not verdict.allowed:
+            raise StreamError(
+                429,
+                RATE_LIMIT,
+                "Too many requests, check response headers for more information.",
+                headers=headers,
+            )
+        budget = self.budget.charge(now) if endpoint == BUDGETED_ENDPOINT else None
+        if budget is None:
+            return headers
+        if not budget.allowed:
+            self.limits.refund(endpoint, now)  # a refused call does not count
+            raise StreamError(
+                429,
+                RATE_LIMIT,
+                "API budget exceeded, check the X-Budget-* response headers for more information.",
+                headers=self._peek(endpoint, now) + budget.headers(),
+            )
+        return headers + budget.headers()
+
+    def _peek(self, endpoint: str, now: float) -> list[tuple[str, str]]:
+        return _limit_headers(self.limits.peek(endpoint, now))
+
+    def injected_failure(self, plan: Plan, failure: Failure, request: Request) -> Response:
+        """Answer with an injected error (Stream-shaped body)."""
+        code = failure.code if failure.code is not None else default_code_for_status(failure.status)
+        detail = failure.message or f"injected failure (HTTP {failure.status})"
+        err = StreamError(failure.status, code, detail)
+        with self.lock:
+            limits = self._peek(plan.endpoint, unix_now())
+            self.request_log.record(plan.endpoint, failure.status, request.received)
+        body = error_body(plan.endpoint, err, duration_since(request.started))
+        return json_response(failure.status, body, limits)
+
+    def note(self, endpoint: str, outcome: str) -> None:
+        """Record a call that ended without a response (``dropped`` / ``hung``)."""
+        with self.lock:
+            self.request_log.record(endpoint, outcome)
+
+    def reset(self) -> None:
+        """Empty state, faults and counters; limits, budget and tasks go back to the config."""
+        with self.lock:
+            self.store = Store()
+            self.faults = Faults(latency_ms=self.config.latency_ms)
+            self.request_log = RequestLog()
+            self.limits, self.budget, self.task_seconds = _configured(self.config)
+            self.imports.close()
+            self.imports = _import_book(self.config, self.lock)
+
+    def close(self) -> None:
+        """Stop import work and remove uploaded files (import tasks are forgotten)."""
+        with self.lock:
+            self.imports.close()
+            self.imports = _import_book(self.config, self.lock)
+
+
+def _import_book(config: EmulatorConfig, lock: threading.Lock) -> ImportBook:
+    """No uploads or import tasks; state delay and file size limit as configured."""
+    return ImportBook(
+        config.import_state_seconds,
+        config.import_max_bytes,
+        lock=lock,
+        channel_types=frozenset(config.channel_types),
+    )
+
+
+def _configured(config: EmulatorConfig) -> tuple[RateLimits, ApiBudget, float]:
+    """Rate limits, API budget and task duration as configured (fresh usage)."""
+    limits = RateLimits(
+        window_seconds=config.window_seconds,
+        overrides=canonical_limits(config.rate_limits),
+        stream_limits=config.stream_limits,
+    )
+    budget = ApiBudget(config.api_budget_ms, config.api_budget_cost_ms, config.window_seconds)
+    return limits, budget, config.task_seconds
+
+
+def _limit_headers(verdict: Verdict) -> list[tuple[str, str]]:
+    return [
+        ("x-ratelimit-limit", str(verdict.limit)),
+        ("x-ratelimit-remaining", str(verdict.remaining)),
+        ("x-ratelimit-reset", str(verdict.reset)),
+    ]
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise StreamError(400, INPUT_ERROR, "invalid json data", prefixed=False) from exc
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise StreamError(400, INPUT_ERROR, "invalid json data", prefixed=False)
+    return body

@@ -1,0 +1,39 @@
+"""Purge: done rows older than the retention deleted in batches, so the table stays small."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, delete, select
+
+from stream_outbox.app_hooks.outbox import Status, outbox
+from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.store import audit
+
+__all__ = ["purge"]
+
+
+def purge(engine: Engine, *, actor: str, older_than: timedelta, batch: int = 5000) -> int:
+    """Delete done rows older than ``older_than`` in batches (short transactions)."""
+    if batch < 1:
+        raise AdminError("--batch must be at least 1")
+    cutoff = datetime.now(UTC) - older_than
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            ids = list(
+                conn.scalars(
+                    select(outbox.c.id)
+                    .where(outbox.c.status == Status.DONE, outbox.c.updated_at < cutoff)
+                    .order_by(outbox.c.id)
+                    .limit(batch)
+                )
+            )
+            if ids:
+                conn.execute(delete(outbox).where(outbox.c.id.in_(ids)))
+            total += len(ids)
+        if len(ids) < batch:
+            break
+    detail = {"older_than": str(older_than)}
+    audit.record(engine, actor=actor, action="purge", count=total, detail=detail)
+    return total

@@ -1,0 +1,163 @@
+"""Outbox rows as operators see them: filters, one page of rows, one row, failed rows by cause.
+
+Read-only; bad input raises :class:`AdminError` before anything is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from stream_outbox.app_hooks.outbox import Status, TargetKind, outbox
+from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.operations.error_groups import ErrorGroup, FailedRow, group_failures
+from stream_outbox.worker.operations.times import parse_time
+
+__all__ = ["Filters", "RowView", "count_rows", "failure_groups", "get_row", "list_rows"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which outbox rows: by status, target kind and id, error text and creation time."""
+
+    status: str | None = None
+    kind: str | None = None
+    target_id: str | None = None
+    error: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def parse(cls, **raw: str | None) -> Filters:
+        """Validate filters given as text (CLI options, query parameters)."""
+        status, kind = raw.get("status") or None, raw.get("kind") or None
+        if status is not None and status not in set(Status):
+            raise AdminError(f"unknown status {status!r}: use one of {', '.join(Status)}")
+        if kind is not None and kind not in set(TargetKind):
+            raise AdminError(f"unknown target kind {kind!r}: use one of {', '.join(TargetKind)}")
+        since_text, until_text = raw.get("since"), raw.get("until")
+        since = parse_time(since_text) if since_text else None
+        until = parse_time(until_text) if until_text else None
+        if since and until and since > until:
+            raise AdminError("--since is later than --until")
+        return cls(
+            status, kind, raw.get("target_id") or None, raw.get("error") or None, since, until
+        )
+
+    def where(self) -> list[ColumnElement[bool]]:
+        """The filters as SQL conditions (bound parameters: no text reaches the SQL)."""
+        c = outbox.c
+        conditions: list[ColumnElement[bool]] = []
+        if self.status:
+            conditions.append(c.status == self.status)
+        if self.kind:
+            conditions.append(c.target_kind == self.kind)
+        if self.target_id:
+            conditions.append(c.target_id == self.target_id)
+        if self.error:
+            conditions.append(c.last_error.ilike(f"%{_escape_like(self.error)}%", escape="\\"))
+        if self.since:
+            conditions.append(c.created_at >= self.since)
+        if self.until:
+            conditions.append(c.created_at <= self.until)
+        return conditions
+
+    def as_dict(self) -> dict[str, Any]:
+        """The filters that are set, JSON-ready (for audit rows)."""
+        return {k: str(v) for k, v in asdict(self).items() if v is not None}
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class RowView:
+    """An outbox row as admins see it."""
+
+    id: int
+    target_kind: str
+    target_id: str
+    event: str
+    status: str
+    attempts: int
+    last_error: str | None
+    payload: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    available_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        data = asdict(self)
+        for key in ("created_at", "updated_at", "available_at"):
+            data[key] = data[key].isoformat()
+        return data
+
+
+_COLUMNS = [
+    outbox.c.id,
+    outbox.c.target_kind,
+    outbox.c.target_id,
+    outbox.c.event,
+    outbox.c.status,
+    outbox.c.attempts,
+    outbox.c.last_error,
+    outbox.c.payload,
+    outbox.c.created_at,
+    outbox.c.updated_at,
+    outbox.c.available_at,
+]
+
+
+def _view(row: Any) -> RowView:
+    return RowView(**{**row._mapping, "payload": dict(row.payload or {})})
+
+
+def list_rows(
+    engine: Engine, filters: Filters, *, limit: int = 50, offset: int = 0
+) -> list[RowView]:
+    """Rows matching ``filters``, newest first, one page."""
+    if limit < 1 or offset < 0:
+        raise AdminError("--limit must be at least 1 and --offset at least 0")
+    query = (
+        select(*_COLUMNS)
+        .where(*filters.where())
+        .order_by(outbox.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    with engine.connect() as conn:
+        return [_view(row) for row in conn.execute(query)]
+
+
+def count_rows(engine: Engine, filters: Filters) -> int:
+    """How many rows match ``filters``."""
+    with engine.connect() as conn:
+        return int(
+            conn.scalar(select(func.count()).select_from(outbox).where(*filters.where())) or 0
+        )
+
+
+def get_row(engine: Engine, row_id: int) -> RowView:
+    """One row, or :class:`AdminError` for an unknown id."""
+    with engine.connect() as conn:
+        row = conn.execute(select(*_COLUMNS).where(outbox.c.id == row_id)).first()
+    if row is None:
+        raise AdminError(f"no outbox row with id {row_id}")
+    return _view(row)
+
+
+def failure_groups(engine: Engine, until: datetime | None = None) -> list[ErrorGroup]:
+    """Failed rows (updated by ``until``) grouped by cause, largest first: one indexed read."""
+    c = outbox.c
+    query = select(c.id, c.target_kind, c.target_id, c.last_error, c.updated_at).where(
+        c.status == Status.FAILED, *([c.updated_at <= until] if until else [])
+    )
+    with engine.connect() as conn:
+        rows = conn.execution_options(yield_per=5000).execute(query)
+        return group_failures(FailedRow(*row) for row in rows)

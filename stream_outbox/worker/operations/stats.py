@@ -1,0 +1,67 @@
+"""The outbox's figures now: rows by status and kind, lag, recent failures, Stream calls.
+
+Over time (rows settled per minute, the oldest pending age) is :mod:`.series`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from stream_outbox.app_hooks.outbox import Status, outbox
+
+__all__ = ["read_stats", "stream_call_figures"]
+
+
+def read_stats(engine: Engine) -> dict[str, Any]:
+    """Counts by status and kind, lag, failures in the last hour."""
+    c = outbox.c
+    hour_ago = func.now() - timedelta(hours=1)
+    with engine.connect() as conn:
+        by = conn.execute(
+            select(c.status, c.target_kind, func.count()).group_by(c.status, c.target_kind)
+        ).all()
+        oldest = conn.scalar(select(func.min(c.created_at)).where(c.status == Status.PENDING))
+        recent = conn.scalar(
+            select(func.count()).where(c.status == Status.FAILED, c.updated_at >= hour_ago)
+        )
+        now = conn.scalar(select(func.now()))
+    counts: dict[str, dict[str, int]] = {status.value: {} for status in Status}
+    for status, kind, n in by:
+        counts[status][kind] = n
+    lag = (now - oldest).total_seconds() if oldest is not None and now is not None else 0.0
+    return {
+        "by_status": {status: sum(kinds.values()) for status, kinds in counts.items()},
+        "by_status_and_kind": counts,
+        "oldest_pending_age_seconds": round(max(lag, 0.0), 3),
+        "failed_last_hour": int(recent or 0),
+    }
+
+
+def stream_call_figures(urls: Sequence[str], timeout: float = 2.0) -> dict[str, Any]:
+    """Stream calls and 429s summed over the workers' Prometheus endpoints.
+
+    Metrics live in the worker processes; an endpoint that does not answer is listed
+    under ``unreachable`` rather than failing the stats.
+    """
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    calls, limited, unreachable = 0.0, 0.0, []
+    for url in urls:
+        try:
+            text = requests.get(url, timeout=timeout).text
+        except requests.RequestException:
+            unreachable.append(url)
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name != "stream_outbox_stream_calls":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    calls += sample.value
+                    limited += sample.value if sample.labels.get("status") == "429" else 0
+    return {"calls": int(calls), "rate_limited": int(limited), "unreachable": unreachable}

@@ -1,0 +1,92 @@
+"""One target's desired state next to what Stream holds (for ``admin show`` and the dashboard)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from stream_outbox.app_hooks import reads
+from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.worker.errors import ConfigurationError, StreamError
+from stream_outbox.worker.settings import Settings
+from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
+from stream_outbox.worker.stream.gateway import StreamGateway
+from stream_outbox.worker.stream.protocol import StreamReader
+
+__all__ = ["describe"]
+
+
+def describe(
+    engine: Engine, settings: Settings, binding: Binding, *, kind: str, target_id: str
+) -> dict[str, Any]:
+    """``{"database": ..., "stream": ...}`` for a user, conversation or message (read-only)."""
+    database, channel = _desired(engine, binding, kind=kind, target_id=target_id)
+    try:
+        key, secret = settings.stream_credentials()
+    except ConfigurationError as exc:
+        return {"database": database, "stream": f"not asked ({exc})"}
+    gateway = StreamGateway(key, secret, base_url=settings.stream_chat_url, timeout=5.0)
+    try:
+        held = _held(gateway, kind=kind, target_id=target_id, channel=channel)
+        return {"database": database, "stream": held}
+    except StreamError as exc:
+        return {"database": database, "stream": f"unavailable: {exc.describe()}"}
+
+
+def _desired(
+    engine: Engine, binding: Binding, *, kind: str, target_id: str
+) -> tuple[Any, tuple[str, str] | None]:
+    ref = ChannelMap(engine).channel_for(target_id) if kind == "conversation" else None
+    channel = (ref.channel_type, ref.channel_id) if ref else None
+    with engine.connect() as conn:
+        if kind == "user":
+            user = reads.desired_users(binding, conn, [target_id]).get(target_id)
+            return (user.as_stream() if user else "absent (deleted)"), None
+        if kind == "conversation":
+            wanted = reads.desired_channels(binding, conn, [target_id]).get(target_id)
+            if wanted is None:
+                return "absent (deleted)", channel
+            view: dict[str, Any] = {
+                "channel": f"{channel[0]}:{channel[1]}" if channel else "not assigned yet",
+                "members": list(wanted.members),
+                "data": wanted.data,
+            }
+            if ref is not None and (ref.generation or ref.deleted):
+                # Created again after a deletion: its messages' ids are msg{generation}-{id}
+                # (deleted: the next reconcile makes the next generation)
+                view["generation"] = _generation(ref)
+                view["history_copy"] = (
+                    "due (the channel is created again at the next reconcile)"
+                    if ref.deleted
+                    else "running"
+                    if ref.copying
+                    else "done"
+                )
+            return view, channel
+        message = reads.desired_messages(binding, conn, [target_id]).get(target_id)
+        if message is None:
+            return "absent (deleted)", None
+    home = ChannelMap(engine).channel_for(message.conversation_id)
+    stream_id = message.stream_id(_generation(home) if home else 0)
+    return {"id": stream_id, "conversation": message.conversation_id}, None
+
+
+def _generation(ref: ChannelRef) -> int:
+    """The generation a live conversation's channel has, or gets at its next reconcile."""
+    return ref.generation + 1 if ref.deleted else ref.generation
+
+
+def _held(
+    gateway: StreamReader, *, kind: str, target_id: str, channel: tuple[str, str] | None
+) -> Any:
+    if kind == "user":
+        return gateway.query_users([target_id]).get(target_id) or "absent"
+    if kind == "conversation":
+        if channel is None:
+            return "no channel assigned"
+        remote = gateway.channel_state(*channel)
+        if remote is None:
+            return "absent"
+        return {"members": sorted(remote.members), "data": remote.data}
+    return "not shown (messages are checked by verify)"
