@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.support.database import empty_database
-from tests.support.processes import Run, script
+from tests.support.processes import Run, run_to_end, script
 from tests.support.settings import clean_environ
 
 
@@ -41,15 +41,7 @@ def cli(tmp_path: Path, pycache: Path) -> Run:
             PYTHONPYCACHEPREFIX=str(pycache),
             **env,
         )
-        return subprocess.run(
-            script("stream-outbox", *args),
-            cwd=tmp_path,
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-        )
+        return run_to_end(script("stream-outbox", *args), env=environ, cwd=tmp_path)
 
     return run
 

@@ -13,7 +13,7 @@ import pytest
 from redis import Redis
 
 from tests.support.database import databases_named
-from tests.support.processes import script
+from tests.support.processes import run_to_end, script
 from tests.support.settings import REDIS_URL, clean_environ
 
 pytestmark = pytest.mark.slow
@@ -39,15 +39,7 @@ def demo(tmp_path: Path, pycache: Path) -> Demo:
             **env,
         )
         started = time.monotonic()
-        result = subprocess.run(
-            script("stream-outbox", "demo", *args),
-            cwd=tmp_path,
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-        )
+        result = run_to_end(script("stream-outbox", "demo", *args), env=environ, cwd=tmp_path)
         return result, time.monotonic() - started
 
     return run

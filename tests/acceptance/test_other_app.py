@@ -49,6 +49,7 @@ from tests.support.outbox import newest_row, settled
 from tests.support.processes import (
     Run,
     free_port,
+    run_to_end,
     script,
     serving,
     started_processes,
@@ -153,15 +154,7 @@ def app_cli(env: dict[str, str], workdir: Path) -> Run:
     """Run ``stream-outbox <args>`` as an operator would."""
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            script("stream-outbox", *args),
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_to_end(script("stream-outbox", *args), env=env, cwd=workdir, timeout=60)
 
     return run
 

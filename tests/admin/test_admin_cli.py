@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from click.testing import Result
@@ -18,6 +15,7 @@ from stream_outbox.app_hooks import outbox
 from stream_outbox.worker.errors import AdminError
 from tests.support.cli import as_json
 from tests.support.outbox import add_row, audits, statuses_by_id
+from tests.support.processes import run_to_end, script
 
 Cli = Callable[..., Result]
 
@@ -238,14 +236,8 @@ def as_json_any(result: Result) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_admin_errors_are_one_line_with_exit_status_2(database_url: str, clean_db: Engine) -> None:
-    binary = Path(sys.executable).parent / "stream-outbox"
     env = {**os.environ, "DATABASE_URL": database_url}
-    out = subprocess.run(
-        [str(binary), "admin", "list", "--since", "someday"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    out = run_to_end(script("stream-outbox", "admin", "list", "--since", "someday"), env=env)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "error: 'someday' is not a time: use ISO 8601 (2026-11-25T10:00) or an age (2h)"

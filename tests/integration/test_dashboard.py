@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ from stream_outbox.worker.operations.replay import replay
 from stream_outbox.worker.operations.rows import failure_groups
 from stream_outbox.worker.settings import Settings
 from tests.support.outbox import add_row
-from tests.support.processes import free_port, script, serving, start, stop
+from tests.support.processes import free_port, run_to_end, script, serving, start, stop
 from tests.support.settings import clean_environ
 
 USER = "admin"
@@ -602,12 +601,10 @@ def _command_env(database_url: str, **extra: str) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_command_refuses_without_credentials(database_url: str, tmp_path: Path) -> None:
-    done = subprocess.run(
+    done = run_to_end(
         script("stream-outbox", "dashboard"),
         env=_command_env(database_url),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=60,
     )
     assert done.returncode == 2

@@ -28,6 +28,7 @@ __all__ = [
     "Run",
     "free_port",
     "kill",
+    "run_to_end",
     "script",
     "serving",
     "start",
@@ -53,6 +54,26 @@ def free_port() -> int:
 def script(name: str, *args: str) -> list[str]:
     """The command line of one of the environment's scripts (``stream-outbox``, ``honcho``)."""
     return [str(BIN / name), *args]
+
+
+def run_to_end(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | str | None = None,
+    timeout: float = 90.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` to its end: its exit status, stdout and stderr (never raises on a
+    failing status; a run longer than ``timeout`` seconds fails)."""
+    return subprocess.run(
+        list(command),
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start(
