@@ -330,6 +330,7 @@ def test_unknown_target_ids_hold_up_nothing(
 # -- big and busy --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_channel_of_2500_members_is_made_100_at_a_time(
     pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:

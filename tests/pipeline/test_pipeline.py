@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from itertools import pairwise
 
+import pytest
 from sqlalchemy.orm import Session
 
 from stream_outbox.app_hooks.reference import (
@@ -142,6 +143,7 @@ def test_a_validation_error_fails_the_row_at_once_and_spares_the_others(
     assert pipeline.emu.request_counts()["by_status"]["GetOrCreateChannel 400"] == 1  # no retry
 
 
+@pytest.mark.slow
 def test_a_rate_limited_call_waits_for_the_reset(
     pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -182,6 +183,7 @@ def test_messages_of_a_deleted_sender_are_sent_by_the_system_user(
 # -- Stream's per-second limit -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_history_over_stream_s_per_second_limit_resumes_where_a_429_stopped_it(
     pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
