@@ -12,7 +12,7 @@ from unittest import mock
 import dramatiq
 import pytest
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 
 from stream_outbox.worker.pipeline.wakeup import WakingRedisBroker
 from stream_outbox.worker.runtime import delete_prefixed_keys
@@ -171,7 +171,7 @@ def test_consumer_turns_pubsub_errors_into_connection_closed(
     consumer = broker.consume(QUEUE, prefetch=1, timeout=50)
     delay_consumer = broker.consume(f"{QUEUE}.DQ", prefetch=1, timeout=50)
     try:
-        assert type(delay_consumer).__name__ == "_RedisConsumer"
+        assert isinstance(delay_consumer, _RedisConsumer)
         pubsub = consumer._pubsub  # type: ignore[attr-defined]
         down = redis.ConnectionError("gone")
         with (
@@ -183,3 +183,32 @@ def test_consumer_turns_pubsub_errors_into_connection_closed(
         consumer.close()
         delay_consumer.close()
     assert pubsub.connection is None
+
+
+@pytest.mark.parametrize("queue", [QUEUE, f"{QUEUE}.DQ"])
+def test_closed_consumer_hands_back_what_it_fetched_but_never_returned(
+    make_broker: Callable[[], WakingRedisBroker], queue: str
+) -> None:
+    # Given a consumer that fetched three messages in one go and returned one (a stopping
+    # worker's consumer thread leaves its loop between two messages of a fetch)
+    broker = make_broker()
+    actor = Recorder(broker).actor
+    delay = 60_000 if queue.endswith(".DQ") else None
+    for n in range(3):
+        actor.send_with_options(args=(f"m{n}",), delay=delay)
+    consumer = broker.consume(queue, prefetch=3, timeout=50)
+    returned = next(consumer)
+    assert returned is not None
+    # When it closes (the worker stops; the returned one goes back with the work queue)
+    consumer.close()
+    consumer.close()  # a second close hands back nothing twice
+    # Then another worker gets the two it never returned, not only after Dramatiq's
+    # maintenance finds the stopped worker's acks (a heartbeat timeout later)
+    fresh = make_broker()
+    other = fresh.consume(queue, prefetch=10, timeout=50)
+    try:
+        got = [message for message in (next(other), next(other)) if message is not None]
+        assert sorted(m.args[0] for m in got) == sorted({"m0", "m1", "m2"} - {returned.args[0]})
+        assert next(other) is None
+    finally:
+        other.close()
