@@ -90,19 +90,26 @@ def test_idle_worker_picks_up_at_once(
     make_broker: Callable[[], WakingRedisBroker],
     run_worker: Callable[[dramatiq.Broker, int], dramatiq.Worker],
 ) -> None:
-    # Plain polling (2 s timeout, idle 0.3 s) is mid-backoff: it picks up ~0.15 s late,
-    # rarely under 50 ms. A wake-up takes a millisecond or two.
+    # An idle consumer that polled would wait out its timeout (10 s here) before it
+    # fetched again; a wake-up ends the wait (a millisecond or two: the pickup latency
+    # is measured by the benchmarks, this holds only that no pickup waits for the poll).
     broker = make_broker()
     recorder = Recorder(broker)
-    run_worker(broker, 2000)
+    run_worker(broker, 10_000)
     pickups = []
     for run in range(5):
         time.sleep(0.3)
         sent = time.monotonic()
         recorder.actor.send(f"run-{run}")
         pickups.append(recorder.wait(f"run-{run}") - sent)
-    assert max(pickups) < 0.5, pickups
-    assert sorted(pickups)[3] < 0.05, pickups  # four of five
+    assert max(pickups) < 3.0, pickups
+    # And a message enqueued without a wake-up still waits for the poll (the test can fail)
+    time.sleep(0.3)
+    RedisBroker.enqueue(broker, recorder.actor.message("silent"))
+    with pytest.raises(AssertionError, match="never ran"):
+        recorder.wait("silent", timeout=3.0)
+    recorder.actor.send("wake")  # ends the consumer's wait, so the worker stops at once
+    recorder.wait("wake")
 
 
 def test_message_without_wakeup_is_still_polled(
