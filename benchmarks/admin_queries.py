@@ -20,9 +20,10 @@ import psycopg
 from sqlalchemy import Engine, create_engine
 
 from benchmarks.backlog import _conninfo
-from benchmarks.common import median, scratch_database
+from benchmarks.figures import median
 from stream_outbox.worker.operations.rows import failure_groups
 from stream_outbox.worker.operations.series import read_series
+from tests.support.database import outbox_database
 
 CAUSES = (
     "after 5 attempts: GetOrCreateChannel HTTP 429 code 9: Too many requests",
@@ -118,7 +119,7 @@ QUERIES: dict[str, Callable[[Engine, int], dict[str, Any]]] = {
 
 def measure(done: int, failed: int, runs: int) -> dict[str, Any]:
     """Fill a scratch database, then time every query of ``QUERIES``."""
-    with scratch_database("stream_outbox_bench_admin") as url:
+    with outbox_database("stream_outbox_bench_admin") as url:
         started = time.perf_counter()
         fill(url, done, failed)
         filled = time.perf_counter() - started

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from benchmarks.common import SERVER_URL
+from tests.support.settings import SERVER_URL
 
 
 def _conninfo(url: str) -> str:

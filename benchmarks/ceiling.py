@@ -31,10 +31,11 @@ from typing import Any
 import psycopg
 
 from benchmarks import backlog
-from benchmarks.common import scratch_database
 from benchmarks.drain import _settle
-from benchmarks.services import Processes, clear_redis, new_prefix, pipeline_env, remote_emulator
+from benchmarks.pipeline import Processes
 from stream_outbox.worker.stream.limits import PUBLISHED_LIMITS
+from tests.support.database import outbox_database
+from tests.support.emulator import remote_emulator
 
 BINDING = "GetOrCreateChannel"
 
@@ -117,15 +118,13 @@ def _peak_rss_mb(pid: int) -> float:
 
 def run(template: str, conversations: int, latency_ms: float, limits: bool) -> dict[str, Any]:
     """One drain of a copy of the backlog at ``latency_ms``, Stream's limits on or off."""
-    prefix = new_prefix("ceiling")
     with (
         remote_emulator(latency_ms=latency_ms, stream_limits=limits) as emu,
         backlog.clone(template) as url,
     ):
-        env = pipeline_env(url, emu, prefix, OUTBOX_STREAM_LIMITS=str(limits).lower())
         sampler = _Sampler(url)
         try:
-            with Processes(env) as procs:
+            with Processes(url, emu, "ceiling", OUTBOX_STREAM_LIMITS=str(limits).lower()) as procs:
                 procs.worker(0)
                 worker_pid = procs.procs[-1].pid
                 procs.relay()
@@ -137,7 +136,6 @@ def run(template: str, conversations: int, latency_ms: float, limits: bool) -> d
                 rss = _peak_rss_mb(worker_pid)
         finally:
             sampler.stop.set()
-            clear_redis(prefix)
         counts = emu.request_counts()
     seconds = max(1e-9, settled["last"] - began)
     by_endpoint: dict[str, int] = counts["counts"]
@@ -164,7 +162,7 @@ def run(template: str, conversations: int, latency_ms: float, limits: bool) -> d
 def measure(conversations: int, latencies: list[float]) -> dict[str, Any]:
     """Every latency, without and with Stream's limits, on one backlog, in one run."""
     results: dict[str, Any] = {"runs": []}
-    with scratch_database("stream_outbox_ceiling") as template:
+    with outbox_database("stream_outbox_ceiling") as template:
         results["backlog"] = fill(template, conversations)
         for latency in latencies:
             for limits in (False, True):

@@ -29,9 +29,10 @@ from typing import Any
 
 import psycopg
 
-from benchmarks.common import median, scratch_database
+from benchmarks.figures import median
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
+from tests.support.database import outbox_database
 
 _COPY = "COPY conversation_participants (conversation_id, user_id) FROM STDIN"
 _INSERT_SELECT = (
@@ -110,7 +111,7 @@ def measure(conversations: int = 1000, users: int = 100, repeat: int = 3) -> dic
         method: {mode: [] for mode in MODES} for method in METHODS
     }
     with (
-        scratch_database("stream_outbox_bench_copy") as url,
+        outbox_database("stream_outbox_bench_copy") as url,
         psycopg.connect(_dsn(url)) as conn,
     ):
         data = _seed(conn, conversations, users)

@@ -26,15 +26,9 @@ from typing import Any
 import psycopg
 
 from benchmarks import backlog
-from benchmarks.common import scratch_database
-from benchmarks.services import (
-    Processes,
-    RemoteEmulator,
-    clear_redis,
-    new_prefix,
-    pipeline_env,
-    remote_emulator,
-)
+from benchmarks.pipeline import Processes
+from tests.support.database import outbox_database
+from tests.support.emulator import RemoteEmulator, remote_emulator
 
 WORKER_THREADS = "8"
 PROCS = [sys.executable, "-m", "benchmarks.procs"]
@@ -87,17 +81,14 @@ def run(
 ) -> dict[str, Any]:
     """Drain a copy of the backlog (``rows``: only its first rows) in ``mode``."""
     emu.reset()
-    prefix = new_prefix(f"drain_{mode}")
-    with backlog.clone(template_url, rows) as url:
-        env = pipeline_env(url, emu, prefix, OUTBOX_WORKER_THREADS=WORKER_THREADS)
-        try:
-            with Processes(env) as procs:
-                relay_log = _start(procs, mode, workers)
-                settled = _settle(url, timeout=900)
-                started = _started_at(relay_log, "relay started")
-                reconciles = procs.logs("worker").count(" reconcile ")
-        finally:
-            clear_redis(prefix)
+    with (
+        backlog.clone(template_url, rows) as url,
+        Processes(url, emu, f"drain_{mode}", OUTBOX_WORKER_THREADS=WORKER_THREADS) as procs,
+    ):
+        relay_log = _start(procs, mode, workers)
+        settled = _settle(url, timeout=900)
+        started = _started_at(relay_log, "relay started")
+        reconciles = procs.logs("worker").count(" reconcile ")
     counts = emu.request_counts()
     done = int(settled["by_status"].get("done", 0))
     total = sum(int(n) for n in settled["by_status"].values())
@@ -122,7 +113,7 @@ def run(
 def measure(rows: int, workers: list[int], naive_rows: int) -> dict[str, Any]:
     """The whole comparison on one backlog, one emulator (0 ms), in one run."""
     results: dict[str, Any] = {"runs": []}
-    with scratch_database("stream_outbox_backlog") as template, remote_emulator() as emu:
+    with outbox_database("stream_outbox_backlog") as template, remote_emulator() as emu:
         results["backlog"] = backlog.fill(template, rows)
         for n in workers:
             results["runs"].append(run(template, emu, "pipeline", n))

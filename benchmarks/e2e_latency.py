@@ -22,17 +22,13 @@ from typing import Any
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from benchmarks.common import median, organizer_and_event, percentile, scratch_database
-from benchmarks.services import (
-    Processes,
-    RemoteEmulator,
-    clear_redis,
-    new_prefix,
-    pipeline_env,
-    remote_emulator,
-)
+from benchmarks.figures import median, percentile
+from benchmarks.pipeline import Processes
 from benchmarks.write_path import invite
 from stream_outbox.app_hooks import install
+from tests.support.database import outbox_database
+from tests.support.emulator import RemoteEmulator, remote_emulator
+from tests.support.story import organizer_and_event
 
 CREATE = "GetOrCreateChannel"
 
@@ -64,12 +60,11 @@ def run(
     url: str, emu: RemoteEmulator, *, listen: bool, rate: float, seconds: float, **env: str
 ) -> dict[str, Any]:
     """One mode: start the processes, warm up, commit steadily, match commits to calls."""
-    prefix = new_prefix("e2e")
     engine = create_engine(url)
     factory = sessionmaker(engine)
     install(factory)
     try:
-        with Processes(pipeline_env(url, emu, prefix, **env)) as procs:
+        with Processes(url, emu, "e2e", **env) as procs:
             procs.worker()
             procs.relay(listen=listen)
             _commit_steadily(factory, rate, 2.0)  # warm-up: connections, SDK clients
@@ -80,7 +75,6 @@ def run(
             received = sorted(call["received"] for call in emu.request_log(CREATE))
     finally:
         engine.dispose()
-        clear_redis(prefix)
     latencies = [(r - c) * 1000 for c, r in zip(commits, received, strict=False)]
     return {
         "listen": listen,
@@ -100,7 +94,10 @@ def measure(
 ) -> list[dict[str, Any]]:
     """Each (listen, extra environment) mode on a scratch database and one emulator."""
     results = []
-    with scratch_database() as url, remote_emulator(latency_ms=latency_ms) as emu:
+    with (
+        outbox_database("stream_outbox_bench") as url,
+        remote_emulator(latency_ms=latency_ms) as emu,
+    ):
         for listen, env in modes:
             emu.reset()
             result = run(url, emu, listen=listen, rate=rate, seconds=seconds, **env)

@@ -4,7 +4,7 @@
 
 Writes an import file (users, channels, two members each, messages spread over the
 channels in time order), starts the emulator in a process of its own
-(``benchmarks.emulator_proc``), uploads the file to the URL ``create_import_url``
+(``tests.support.emulator``), uploads the file to the URL ``create_import_url``
 hands out, creates the import and polls it to its end. Prints the file size, the time
 of each phase (from the task's history), messages per second and the emulator
 process's peak RSS.
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,7 +23,7 @@ from typing import Any
 import requests
 from stream_chat import StreamChat
 
-from stream_outbox.emulator.config import DEFAULT_API_KEY, DEFAULT_API_SECRET
+from tests.support.emulator import remote_emulator
 
 FINAL = ("completed", "analyze_failed", "failed")
 
@@ -85,15 +83,8 @@ def run(messages: int, channels: int) -> dict[str, Any]:
         began = time.perf_counter()
         write_file(path, messages, channels)
         written = time.perf_counter() - began
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.emulator_proc"], stdout=subprocess.PIPE, text=True
-        )
-        try:
-            assert proc.stdout is not None
-            port = int(proc.stdout.readline().split()[-1])
-            client = StreamChat(
-                DEFAULT_API_KEY, DEFAULT_API_SECRET, base_url=f"http://127.0.0.1:{port}", timeout=60
-            )
+        with remote_emulator() as emu:
+            client = StreamChat(emu.api_key, emu.api_secret, base_url=emu.base_url, timeout=60)
             urls = client.create_import_url(path.name)
             began = time.perf_counter()
             with path.open("rb") as body:
@@ -105,10 +96,7 @@ def run(messages: int, channels: int) -> dict[str, Any]:
                 time.sleep(0.2)
                 task = client.get_import(task["id"])["import_task"]
             total = time.perf_counter() - began
-            rss = peak_rss_mb(proc.pid)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+            rss = peak_rss_mb(emu.proc.pid)
         assert task["state"] == "completed", task.get("result")
         history = task["history"]
         return {

@@ -33,8 +33,9 @@ from typing import Any
 import psycopg
 
 from benchmarks import backlog
-from benchmarks.common import scratch_database
-from benchmarks.services import BIN, remote_emulator
+from tests.support.database import outbox_database
+from tests.support.emulator import remote_emulator
+from tests.support.processes import script
 
 SEND_MESSAGE_PER_MIN = 1_000  # Stream's published server-side limit
 WATERMARK = "2030-01-01T00:00:00+00:00"
@@ -86,7 +87,7 @@ def _env(url: str, **extra: str) -> dict[str, str]:
 
 def export(url: str, folder: Path, max_mb: int) -> dict[str, Any]:
     """``stream-outbox history export`` in a subprocess: its time, peak RSS and counts."""
-    args = [str(BIN / "stream-outbox"), "history", "export", str(folder)]
+    args = script("stream-outbox", "history", "export", str(folder))
     args += ["--until", WATERMARK, "--max-mb", str(max_mb), "--json"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
@@ -122,7 +123,7 @@ def import_into_emulator(url: str, folder: Path) -> dict[str, Any]:
             GETSTREAM_API_SECRET=emu.api_secret,
             STREAM_CHAT_URL=emu.base_url,
         )
-        args = [str(BIN / "stream-outbox"), "history", "import", str(folder), "--poll", "0.5"]
+        args = script("stream-outbox", "history", "import", str(folder), "--poll", "0.5")
         started = time.monotonic()
         out = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - started
@@ -147,7 +148,7 @@ def measure(
     """Export at each history size (messages added between), then import the largest."""
     results: dict[str, Any] = {"users": users, "conversations": conversations, "exports": []}
     work = Path(tempfile.mkdtemp(prefix="bench-history-"))
-    with scratch_database("stream_outbox_bench_history") as url, _removed(work):
+    with outbox_database("stream_outbox_bench_history") as url, _removed(work):
         with psycopg.connect(backlog._conninfo(url), autocommit=True) as conn:
             seed(conn, users, conversations)
             done = 0

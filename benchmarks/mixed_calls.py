@@ -23,9 +23,8 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import stream_outbox.app_hooks
-from benchmarks.common import scratch_database
 from benchmarks.drain import _settle
-from benchmarks.services import Processes, clear_redis, new_prefix, pipeline_env, remote_emulator
+from benchmarks.pipeline import Processes
 from stream_outbox.app_hooks.outbox import outbox
 from stream_outbox.app_hooks.reference import (
     Conversation,
@@ -34,6 +33,8 @@ from stream_outbox.app_hooks.reference import (
     Profile,
     User,
 )
+from tests.support.database import outbox_database
+from tests.support.emulator import remote_emulator
 
 
 def seed(sessions: sessionmaker[Session], rng: random.Random, users: int, convs: int) -> Any:
@@ -116,13 +117,12 @@ def workload(
 def measure(users: int, conversations: int) -> dict[str, Any]:
     """Seed and sync, then the mixed workload's rows and Stream calls."""
     rng = random.Random(23)
-    prefix = new_prefix("mixed")
-    with scratch_database("stream_outbox_mixed") as url, remote_emulator() as emu:
+    with outbox_database("stream_outbox_mixed") as url, remote_emulator() as emu:
         engine = create_engine(url)
         sessions = sessionmaker(engine, expire_on_commit=False)
         stream_outbox.app_hooks.install(sessions)
         try:
-            with Processes(pipeline_env(url, emu, prefix)) as procs:
+            with Processes(url, emu, "mixed") as procs:
                 procs.worker(0)
                 procs.relay()
                 people, convs = seed(sessions, rng, users, conversations)
@@ -142,7 +142,6 @@ def measure(users: int, conversations: int) -> dict[str, Any]:
                 )
         finally:
             engine.dispose()
-            clear_redis(prefix)
         counts = emu.request_counts()
     total_rows = sum(rows.values())
     return {

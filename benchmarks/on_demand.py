@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -37,17 +36,12 @@ from sqlalchemy import Connection, create_engine
 from stream_chat import StreamChat
 
 from benchmarks import backlog
-from benchmarks.common import median, percentile, scratch_database
-from benchmarks.services import (
-    BIN,
-    Processes,
-    RemoteEmulator,
-    clear_redis,
-    new_prefix,
-    pipeline_env,
-    remote_emulator,
-)
+from benchmarks.figures import median, percentile
+from benchmarks.pipeline import Processes
 from stream_outbox.app_hooks.chat_router import chat_router
+from tests.support.database import outbox_database
+from tests.support.emulator import RemoteEmulator, remote_emulator
+from tests.support.processes import free_port, script
 
 WORKER_THREADS = "8"
 # How often a request polls the route (a database read) and Stream (QueryChannels, which
@@ -114,9 +108,7 @@ def create_app() -> FastAPI:
 
 def serve(procs: Processes) -> str:
     """Start the app under uvicorn on a free local port; returns its base URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     args = [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.on_demand:create_app"]
     procs.start("app", [*args, "--port", str(port)], "Application startup complete")
     return f"http://127.0.0.1:{port}"
@@ -179,45 +171,40 @@ def run(
     """The whole run: backlog, processes, requests spread over the drain (with
     ``priority_worker``, a second worker process serving the priority queue only)."""
     with (
-        scratch_database("stream_outbox_ondemand") as url,
+        outbox_database("stream_outbox_ondemand") as url,
         remote_emulator(latency_ms=latency_ms) as emu,
     ):
         figures: dict[str, Any] = {"backlog": backlog.fill(url, rows)}
         warm, *targets = add_targets(url, count + 1, messages)
-        prefix = new_prefix("ondemand")
-        env = pipeline_env(url, emu, prefix, OUTBOX_WORKER_THREADS=WORKER_THREADS)
         samples: list[dict[str, Any]] = []
-        try:
-            with Processes(env) as procs:
-                base = serve(procs)
-                if priority_worker:  # the backlog's worker, and one for the priority queue
-                    command = [str(BIN / "stream-outbox"), "worker", "--queue"]
-                    procs.start("worker0", [*command, "backlog"], "worker started")
-                    procs.start("worker-priority", [*command, "priority"], "worker started")
-                else:
-                    procs.worker(0)
-                began = time.monotonic()
-                procs.relay()
-                # One request first, not counted: the workers' first job pays for their
-                # first connections and statements, which a running deployment paid long ago
-                figures["first_request"] = ask(base, emu, url, warm, messages)
-                asking = time.monotonic()
-                threads = []
-                for n, target in enumerate(targets):
-                    delay = asking + n * spread / count - time.monotonic()
-                    time.sleep(max(0.0, delay))
-                    thread = threading.Thread(
-                        target=lambda t=target: samples.append(ask(base, emu, url, t, messages))
-                    )
-                    thread.start()
-                    threads.append(thread)
-                for thread in threads:
-                    thread.join(120)
-                while _open_rows(url):
-                    time.sleep(0.2)
-                figures["drain_s"] = time.monotonic() - began
-        finally:
-            clear_redis(prefix)
+        with Processes(url, emu, "ondemand", OUTBOX_WORKER_THREADS=WORKER_THREADS) as procs:
+            base = serve(procs)
+            if priority_worker:  # the backlog's worker, and one for the priority queue
+                command = script("stream-outbox", "worker", "--queue")
+                procs.start("worker0", [*command, "backlog"], "worker started")
+                procs.start("worker-priority", [*command, "priority"], "worker started")
+            else:
+                procs.worker(0)
+            began = time.monotonic()
+            procs.relay()
+            # One request first, not counted: the workers' first job pays for their
+            # first connections and statements, which a running deployment paid long ago
+            figures["first_request"] = ask(base, emu, url, warm, messages)
+            asking = time.monotonic()
+            threads = []
+            for n, target in enumerate(targets):
+                delay = asking + n * spread / count - time.monotonic()
+                time.sleep(max(0.0, delay))
+                thread = threading.Thread(
+                    target=lambda t=target: samples.append(ask(base, emu, url, t, messages))
+                )
+                thread.start()
+                threads.append(thread)
+            for thread in threads:
+                thread.join(120)
+            while _open_rows(url):
+                time.sleep(0.2)
+            figures["drain_s"] = time.monotonic() - began
     figures["priority_worker"] = priority_worker
     figures["latency_ms"] = latency_ms
     figures["priority_threads"] = os.environ.get("OUTBOX_PRIORITY_THREADS", "2")

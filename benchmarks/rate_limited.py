@@ -24,12 +24,13 @@ import psycopg
 from sqlalchemy import create_engine
 
 from benchmarks import backlog
-from benchmarks.common import scratch_database
 from benchmarks.drain import _settle, _started_at
-from benchmarks.services import Processes, clear_redis, new_prefix, pipeline_env, remote_emulator
+from benchmarks.pipeline import Processes
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.worker.operations.backfill import Scope
 from stream_outbox.worker.operations.resync import resync
+from tests.support.database import outbox_database
+from tests.support.emulator import remote_emulator
 
 # Stream's self-serve limits per minute (its "Rate Limits by Endpoint" table).
 STREAM_LIMITS = {
@@ -111,21 +112,16 @@ def measure(
     """
     limits = ",".join(f"{k}={v}" for k, v in STREAM_LIMITS.items())
     emulator = {"stream_limits": True} if defaults else {"rate_limits": STREAM_LIMITS}
-    with scratch_database() as url, remote_emulator(**emulator) as emu:
+    with outbox_database("stream_outbox_bench") as url, remote_emulator(**emulator) as emu:
         app = legacy_app(url, conversations, messages)
         enqueued = _backfill(url)
-        prefix = new_prefix("ratelimit")
         paced = {"OUTBOX_STREAM_LIMITS": "true"} if defaults else {"OUTBOX_RATE_LIMITS": limits}
-        env = pipeline_env(url, emu, prefix, **paced)
-        try:
-            with Processes(env) as procs:
-                for n in range(workers):
-                    procs.worker(n)
-                relay_log = procs.relay()
-                settled = _settle(url, timeout=1800)
-                started = _started_at(relay_log, "relay started")
-        finally:
-            clear_redis(prefix)
+        with Processes(url, emu, "ratelimit", **paced) as procs:
+            for n in range(workers):
+                procs.worker(n)
+            relay_log = procs.relay()
+            settled = _settle(url, timeout=1800)
+            started = _started_at(relay_log, "relay started")
         counts = emu.request_counts()
         state = emu.state()
     seconds = settled["last"] - started

@@ -46,8 +46,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from stream_chat import StreamChat
 
-from benchmarks.common import median, organizer_and_event, percentile, scratch_database
-from benchmarks.services import RemoteEmulator, remote_emulator
+from benchmarks.figures import median, percentile
 from stream_outbox.app_hooks import install
 from stream_outbox.app_hooks.reference import (
     REFERENCE_BINDING,
@@ -57,6 +56,9 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
+from tests.support.database import outbox_database
+from tests.support.emulator import RemoteEmulator, remote_emulator
+from tests.support.story import organizer_and_event
 
 Inline = Callable[[uuid.UUID, uuid.UUID, uuid.UUID], None]
 
@@ -250,8 +252,8 @@ def figures(
 def measure(transactions: int, latency_ms: float) -> dict[str, Any]:
     """Run the modes on two scratch databases against an emulator with ``latency_ms``."""
     with (
-        scratch_database() as url,
-        scratch_database("stream_outbox_bench_triggers") as triggers_url,
+        outbox_database("stream_outbox_bench") as url,
+        outbox_database("stream_outbox_bench_triggers") as triggers_url,
         remote_emulator(latency_ms=latency_ms) as emu,
     ):
         result = figures(*run(url, triggers_url, transactions, emu))

@@ -1,120 +1,61 @@
-"""Shared fixtures: a fresh PostgreSQL database per test run, real Redis.
+"""Fixtures of the whole suite: a database of this run's own, real Redis, the emulator,
+and the relay and a worker in the test's process (the pipeline).
 
-``DATABASE_URL`` names the server to use (default: local PostgreSQL, user postgres);
-the run creates its own database there and drops it at the end. ``REDIS_URL``
-names the Redis server. A server that does not answer stops the run with one line
-saying what to start.
+What they stand on is in ``tests/support``. A server that does not answer stops the run
+with one line saying what to start.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from redis import Redis
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks import install
 from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
 from stream_outbox.app_hooks.reference import Base
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.demo.scratch_db import scratch_database
-from stream_outbox.worker.operations.migrate import upgrade
-from stream_outbox.worker.runtime import delete_prefixed_keys
-from stream_outbox.worker.settings import normalize_database_url
-
-SERVER_URL = normalize_database_url(
-    os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-)
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-API_KEY = "test-key"
-API_SECRET = "test-secret-that-is-at-least-32-bytes-long"
-TEST_REDIS_DB = 13
-# Every Redis key of this run carries this prefix: runs sharing a Redis never meet.
-REDIS_PREFIX = f"stream_outbox_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-
-def clear_redis(url: str, prefix: str = REDIS_PREFIX) -> None:
-    """Delete this run's keys."""
-    client = Redis.from_url(url)
-    try:
-        delete_prefixed_keys(client, prefix)
-    finally:
-        client.close()
-
-
-def redis_server() -> str:
-    """The ``redis-server`` binary, for tests that start (and stop) Redis servers of their
-    own; a test fails, not skips, without it (``.ci/run`` installs it)."""
-    found = shutil.which("redis-server")
-    if found is None:
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    return found
+from stream_outbox.worker.settings import Settings
+from tests.support import database
+from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.redis import REDIS_PREFIX, redis_db_url
+from tests.support.redis import server_trouble as redis_trouble
+from tests.support.settings import API_KEY, API_SECRET, product_settings
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """The tests' Redis database (keys are prefixed per run, see REDIS_PREFIX)."""
-    base = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") > 2 else REDIS_URL
-    url = f"{base}/{TEST_REDIS_DB}"
-    client = Redis.from_url(url)
-    try:
-        client.ping()
-    except Exception as exc:
-        pytest.exit(
-            f"Redis does not answer at {base} ({type(exc).__name__}); start it "
-            "(redis-server --daemonize yes) or set REDIS_URL",
-            returncode=3,
-        )
-    finally:
-        client.close()
+    """The tests' Redis database (keys are prefixed per run, see ``REDIS_PREFIX``)."""
+    url = redis_db_url()
+    trouble = redis_trouble(url)
+    if trouble is not None:
+        pytest.exit(trouble, returncode=3)
     return url
 
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[Emulator]:
+    """One emulator for the whole session (starting one takes a few milliseconds)."""
     with Emulator(api_key=API_KEY, api_secret=API_SECRET) as emu:
         yield emu
 
 
 @pytest.fixture()
 def emu(emulator: Emulator) -> Emulator:
+    """The session emulator, emptied (state, faults, counters, limits)."""
     emulator.reset()
     return emulator
-
-
-def _admin_engine() -> Engine:
-    engine = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        url = make_url(SERVER_URL).render_as_string(hide_password=True)
-        pytest.exit(
-            f"PostgreSQL does not answer at {url} ({type(exc).__name__}); start it "
-            "(pg_ctlcluster <version> main start) or set DATABASE_URL",
-            returncode=3,
-        )
-    return engine
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database of this test run's own, with the outbox schema and the reference app."""
-    _admin_engine().dispose()  # stops the run with one line when the server does not answer
-    name = f"stream_outbox_test_{os.getpid()}"
-    with scratch_database(SERVER_URL, name) as url:
-        upgrade(url)
-        engine = create_engine(url)
-        Base.metadata.create_all(engine)
-        engine.dispose()
+    trouble = database.server_trouble()
+    if trouble is not None:
+        pytest.exit(trouble, returncode=3)
+    with database.outbox_database("stream_outbox_test") as url:
         yield url
 
 
@@ -141,3 +82,39 @@ def session_factory(clean_db: Engine) -> sessionmaker[Session]:
     factory = sessionmaker(clean_db, expire_on_commit=False)
     install(factory)
     return factory
+
+
+@pytest.fixture()
+def trigger_sessions(clean_db: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions of the app WITHOUT listeners, the reference binding's capture triggers
+    installed instead."""
+    with database.capture_triggers(clean_db):
+        yield sessionmaker(clean_db, expire_on_commit=False)
+
+
+@pytest.fixture()
+def settings(database_url: str, redis_url: str, emu: Emulator) -> Settings:
+    """The pipeline's settings: short timeouts and backoffs, a few retries, no pacing."""
+    # The worker does not pace itself here (stream_limits=False below): the emulator
+    # does not apply Stream's limits either, or bursts would be 429s retried until
+    # max_retries runs out. A test sets the limits it is about (reset() restores them).
+    emu.set_stream_limits(False)
+    return product_settings(
+        database_url,
+        redis_url,
+        emu.base_url,
+        prefix=REDIS_PREFIX,
+        stream_timeout=2.0,
+        max_retries=4,
+        min_backoff_ms=20,
+        max_backoff_ms=200,
+        visibility_timeout=60,
+        stream_limits=False,  # no pacing here: the budget has tests of its own
+    )
+
+
+@pytest.fixture()
+def pipeline(settings: Settings, clean_db: Engine, emu: Emulator) -> Iterator[Pipeline]:
+    """The relay, a worker and their broker in this process, on ``settings``."""
+    with running_pipeline(settings, clean_db, emu) as pipe:
+        yield pipe

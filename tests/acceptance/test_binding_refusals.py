@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import Cli
 from tests.apps import accounts
+from tests.support.processes import Run
+
+pytestmark = pytest.mark.slow
 
 # Every command that reads the app's tables, as a user starts it.
 COMMANDS = [
@@ -36,7 +38,7 @@ def binding_module(app_dir: Path, body: str) -> None:
     (app_dir / "chat_binding.py").write_text(textwrap.dedent(body))
 
 
-def run(cli: Cli, app_dir: Path, url: str, *args: str, binding: str | None) -> list[str]:
+def run(cli: Run, app_dir: Path, url: str, *args: str, binding: str | None) -> list[str]:
     """Run a command from the app's folder; assert exit status 2; its stderr lines."""
     env = {
         "DATABASE_URL": url,
@@ -53,7 +55,7 @@ def run(cli: Cli, app_dir: Path, url: str, *args: str, binding: str | None) -> l
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_a_binding_that_cannot_be_imported_is_refused_by_every_command(
-    cli: Cli, app_dir: Path, fresh_url: str, command: tuple[str, ...]
+    cli: Run, app_dir: Path, fresh_url: str, command: tuple[str, ...]
 ) -> None:
     # Given OUTBOX_BINDING naming a module that does not exist
     # When the command starts, Then it stops with one line naming the variable and why
@@ -79,7 +81,7 @@ def test_a_binding_that_cannot_be_imported_is_refused_by_every_command(
     ids=["not a binding", "a function returning no binding", "no attribute", "no colon", "fails"],
 )
 def test_a_path_that_names_no_binding_is_refused(
-    cli: Cli, app_dir: Path, fresh_url: str, body: str, path: str, line: str
+    cli: Run, app_dir: Path, fresh_url: str, body: str, path: str, line: str
 ) -> None:
     # Given a binding module that does not give a Binding at the path
     binding_module(app_dir, body)
@@ -90,7 +92,7 @@ def test_a_path_that_names_no_binding_is_refused(
 
 
 def test_a_model_lacking_an_attribute_the_binding_needs_is_named(
-    cli: Cli, app_dir: Path, fresh_url: str
+    cli: Run, app_dir: Path, fresh_url: str
 ) -> None:
     # Given a binding that leaves the account's email under the reference's name
     binding_module(
@@ -108,7 +110,7 @@ def test_a_model_lacking_an_attribute_the_binding_needs_is_named(
 
 
 def test_a_table_missing_from_the_database_is_named(
-    cli: Cli, app_dir: Path, fresh_url: str
+    cli: Run, app_dir: Path, fresh_url: str
 ) -> None:
     # Given a right binding, and a database without the app's tables
     binding_module(app_dir, "from myapp import make\nbinding = make()\n")
@@ -120,7 +122,7 @@ def test_a_table_missing_from_the_database_is_named(
 
 
 def test_a_column_missing_from_the_database_is_named(
-    cli: Cli, app_dir: Path, fresh_url: str
+    cli: Run, app_dir: Path, fresh_url: str
 ) -> None:
     # Given the app's tables, one of them without the column a field is read from
     binding_module(app_dir, "from myapp import make\nbinding = make()\n")
@@ -132,7 +134,7 @@ def test_a_column_missing_from_the_database_is_named(
 
 
 def test_the_reference_binding_on_another_database_points_at_the_variable(
-    cli: Cli, app_dir: Path, fresh_url: str
+    cli: Run, app_dir: Path, fresh_url: str
 ) -> None:
     # Given no OUTBOX_BINDING, and a database holding another app's tables
     accounts.create_tables(fresh_url)
@@ -142,7 +144,7 @@ def test_the_reference_binding_on_another_database_points_at_the_variable(
     assert error.endswith("set OUTBOX_BINDING to your app's binding (module:attribute)")
 
 
-def test_the_binding_flag_wins_over_the_variable(cli: Cli, app_dir: Path, fresh_url: str) -> None:
+def test_the_binding_flag_wins_over_the_variable(cli: Run, app_dir: Path, fresh_url: str) -> None:
     # Given a right binding in OUTBOX_BINDING, and a wrong one given as --binding
     binding_module(app_dir, "from myapp import make\nbinding = make()\n")
     accounts.create_tables(fresh_url)
@@ -162,7 +164,7 @@ def test_the_binding_flag_wins_over_the_variable(cli: Cli, app_dir: Path, fresh_
 
 
 def test_a_database_without_the_outbox_tables_says_to_migrate(
-    cli: Cli, app_dir: Path, fresh_url: str
+    cli: Run, app_dir: Path, fresh_url: str
 ) -> None:
     # Given a right binding and the app's tables, but no outbox tables yet
     binding_module(app_dir, "from myapp import make\nbinding = make()\n")

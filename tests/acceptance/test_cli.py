@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 
 from stream_outbox.worker.settings import normalize_database_url
-from tests.acceptance.conftest import SCRIPT, Cli
+from tests.support.processes import Run
+from tests.support.settings import BIN
 
+pytestmark = pytest.mark.slow
+
+SCRIPT = BIN / "stream-outbox"
 OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
 
 
@@ -27,7 +32,7 @@ def test_script_is_installed() -> None:
     assert os.access(SCRIPT, os.X_OK)
 
 
-def test_help_lists_migrate(cli: Cli) -> None:
+def test_help_lists_migrate(cli: Run) -> None:
     result = cli("--help")
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
@@ -35,7 +40,7 @@ def test_help_lists_migrate(cli: Cli) -> None:
 
 
 def test_migrate_creates_the_tables_and_is_repeatable(
-    cli: Cli, tmp_path: Path, fresh_url: str
+    cli: Run, tmp_path: Path, fresh_url: str
 ) -> None:
     # Given an empty database named by a postgres:// URL
     assert fresh_url.startswith("postgres://")
@@ -54,7 +59,7 @@ def test_migrate_creates_the_tables_and_is_repeatable(
     assert table_names(fresh_url) == {*OUTBOX_TABLES, "stream_outbox_alembic_version"}
 
 
-def test_migrate_without_database_url_is_one_line(cli: Cli, tmp_path: Path) -> None:
+def test_migrate_without_database_url_is_one_line(cli: Run, tmp_path: Path) -> None:
     # Given no DATABASE_URL in the environment and no .env in the working directory
     assert list(tmp_path.iterdir()) == []
     # When migrate runs
@@ -65,7 +70,7 @@ def test_migrate_without_database_url_is_one_line(cli: Cli, tmp_path: Path) -> N
     assert result.stdout == ""
 
 
-def test_migrate_with_a_mysql_url_is_one_line(cli: Cli) -> None:
+def test_migrate_with_a_mysql_url_is_one_line(cli: Run) -> None:
     result = cli("migrate", DATABASE_URL="mysql://x")
     assert result.returncode == 2
     lines = result.stderr.splitlines()

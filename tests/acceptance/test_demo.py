@@ -5,47 +5,42 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from redis import Redis
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
 
-from stream_outbox.worker.settings import normalize_database_url
+from tests.support.database import databases_named
+from tests.support.processes import script
+from tests.support.settings import REDIS_URL, clean_environ
 
-SCRIPT = Path(sys.executable).parent / "stream-outbox"
+pytestmark = pytest.mark.slow
+
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
-VARIABLES = {"DATABASE_URL", "REDIS_URL", "GETSTREAM_API_KEY", "GETSTREAM_API_SECRET"}
 VERDICT = "Verdict: in step (5 users, 4 channels, 1 deleted, 6 messages)"
 
 Demo = Callable[..., tuple[subprocess.CompletedProcess[str], float]]
 
 
 @pytest.fixture()
-def demo(tmp_path: Path) -> Demo:
+def demo(tmp_path: Path, pycache: Path) -> Demo:
     """Run ``stream-outbox demo`` in an empty directory with only the variables given."""
-    pycache = Path(tempfile.gettempdir()) / "stream-outbox-tests-pycache"
-    pycache.mkdir(exist_ok=True)
 
     def run(*args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
-        environ = {
-            key: value
-            for key, value in os.environ.items()
-            if key.upper() not in VARIABLES
-            and not key.startswith(("PYTEST", "OUTBOX_", "STREAM_"))
-            and key != "PYTHONDONTWRITEBYTECODE"
-        }
-        environ.update(COLUMNS="120", NO_COLOR="1", PYTHONPYCACHEPREFIX=str(pycache), **env)
+        environ = clean_environ(
+            "STREAM_",
+            "PYTHONDONTWRITEBYTECODE",
+            COLUMNS="120",
+            NO_COLOR="1",
+            PYTHONPYCACHEPREFIX=str(pycache),
+            **env,
+        )
         started = time.monotonic()
         result = subprocess.run(
-            [str(SCRIPT), "demo", *args],
+            script("stream-outbox", "demo", *args),
             cwd=tmp_path,
             env=environ,
             capture_output=True,
@@ -56,16 +51,6 @@ def demo(tmp_path: Path) -> Demo:
         return result, time.monotonic() - started
 
     return run
-
-
-def databases_named(name: str) -> list[str]:
-    engine = create_engine(normalize_database_url(DATABASE_URL), poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            query = text("SELECT datname FROM pg_database WHERE datname = :name")
-            return list(conn.scalars(query, {"name": name}))
-    finally:
-        engine.dispose()
 
 
 def test_the_demo_on_postgresql_and_redis_leaves_nothing_behind(demo: Demo) -> None:

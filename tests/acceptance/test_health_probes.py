@@ -8,26 +8,23 @@ Each dependency is one of the test's own (a scratch database, a throwaway
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from stream_outbox.emulator import Emulator
-from tests.acceptance.conftest import SERVER_URL, Cli
-from tests.chaos.services import PrivateRedis, ScratchDatabase, free_port
-from tests.conftest import API_KEY, API_SECRET, redis_server
+from tests.support.database import ScratchDatabase
+from tests.support.processes import Run, free_port, script, started_processes, wait_for
+from tests.support.redis import PrivateRedis, redis_server
+from tests.support.settings import API_KEY, API_SECRET, clean_environ, product_env
 
-BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
 PASSWORD = "not-a-real-password-4821"
 _WAIT_SECONDS = 60.0
 
@@ -39,35 +36,27 @@ class Services:
     database: ScratchDatabase
     redis: PrivateRedis
     emulator: Emulator
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str]
 
     def stop_redis(self) -> None:
         self.redis.kill()
 
     def drop_database(self) -> None:
-        with self.database.admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.database.name}" WITH (FORCE)'))
+        self.database.drop_now()
 
 
 @pytest.fixture()
 def services(tmp_path: Path) -> Iterator[Services]:
     redis_server()
-    database = ScratchDatabase(SERVER_URL)
+    database = ScratchDatabase("stream_outbox_health")
     database.create()
     with (tmp_path / "redis.log").open("w") as log:
         redis = PrivateRedis(log)
         redis.start()
         try:
             with Emulator(api_key=API_KEY, api_secret=API_SECRET) as emu:
-                found = Services(database, redis, emu)
-                found.env = {
-                    "DATABASE_URL": database.url,
-                    "REDIS_URL": redis.url,
-                    "GETSTREAM_API_KEY": API_KEY,
-                    "GETSTREAM_API_SECRET": API_SECRET,
-                    "STREAM_CHAT_URL": emu.base_url,
-                }
-                yield found
+                env = product_env(database.url, redis.url, emu.base_url)
+                yield Services(database, redis, emu, env)
         finally:
             redis.kill()
             database.drop()
@@ -77,7 +66,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 
 def test_health_ready_exits_0_when_database_redis_and_stream_answer(
-    cli: Cli, services: Services
+    cli: Run, services: Services
 ) -> None:
     # Given the three dependencies up, When the readiness command runs
     done = cli("health", "--ready", **services.env)
@@ -96,7 +85,7 @@ def test_health_ready_exits_0_when_database_redis_and_stream_answer(
     }
 
 
-def test_health_ready_never_prints_the_database_password(cli: Cli, services: Services) -> None:
+def test_health_ready_never_prints_the_database_password(cli: Run, services: Services) -> None:
     # Given a DATABASE_URL with a password, at a port where nothing listens
     url = f"postgresql://someone:{PASSWORD}@127.0.0.1:{free_port()}/nothing"
 
@@ -119,7 +108,7 @@ STOPS: dict[str, Callable[[Services], None]] = {
 
 @pytest.mark.parametrize("dependency", list(STOPS))
 def test_health_ready_exits_1_naming_the_dependency_stopped(
-    cli: Cli, services: Services, dependency: str
+    cli: Run, services: Services, dependency: str
 ) -> None:
     # Given one dependency stopped (the database dropped, Redis or the emulator killed)
     STOPS[dependency](services)
@@ -136,7 +125,7 @@ def test_health_ready_exits_1_naming_the_dependency_stopped(
     assert [name for name, c in body["checks"].items() if not c["ok"]] == [dependency]
 
 
-def test_health_exits_2_on_bad_configuration(cli: Cli, services: Services) -> None:
+def test_health_exits_2_on_bad_configuration(cli: Run, services: Services) -> None:
     # Given no Stream credentials, When the readiness command runs: exit 2, one line
     env = {k: v for k, v in services.env.items() if k != "GETSTREAM_API_KEY"}
     done = cli("health", "--ready", **env)
@@ -149,7 +138,7 @@ def test_health_exits_2_on_bad_configuration(cli: Cli, services: Services) -> No
 
 
 def test_health_exits_1_when_no_process_serves_the_metrics_port(
-    cli: Cli, services: Services
+    cli: Run, services: Services
 ) -> None:
     # Given nothing on the port, When the liveness command runs, Then exit 1, one line
     port = free_port()
@@ -170,15 +159,6 @@ def get(port: int, path: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def wait_for(what: Callable[[], bool], process: subprocess.Popen[str]) -> None:
-    """Poll until ``what`` holds (a deadline guards against hanging, nothing is timed)."""
-    deadline = time.monotonic() + _WAIT_SECONDS
-    while not what():
-        assert process.poll() is None, process.communicate()[0]
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.2)
-
-
 def answers(port: int, path: str, status: int) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -193,41 +173,25 @@ def answers(port: int, path: str, status: int) -> Callable[[], bool]:
 def start(
     services: Services, pycache: Path
 ) -> Iterator[Callable[..., tuple[int, subprocess.Popen[str]]]]:
-    started: list[subprocess.Popen[str]] = []
+    """Start a ``stream-outbox`` command with a metrics port of its own; its port once
+    ``/healthz`` answers."""
+    with started_processes(clean_environ()) as launch:
 
-    def run(*args: str, **env: str) -> tuple[int, subprocess.Popen[str]]:
-        port = free_port()
-        environ = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
-            **services.env,
-            "OUTBOX_METRICS_PORT": str(port),
-            "OUTBOX_REDIS_PREFIX": f"health_{port}",
-            "PYTHONPYCACHEPREFIX": str(pycache),
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
-        process = subprocess.Popen(
-            [str(BIN / "stream-outbox"), *args],
-            env=environ,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        started.append(process)
-        wait_for(answers(port, "/healthz", 200), process)
-        return port, process
+        def run(*args: str, **env: str) -> tuple[int, subprocess.Popen[str]]:
+            port = free_port()
+            own = {
+                "OUTBOX_METRICS_PORT": str(port),
+                "OUTBOX_REDIS_PREFIX": f"health_{port}",
+                "PYTHONPYCACHEPREFIX": str(pycache),
+                "PYTHONUNBUFFERED": "1",
+            }
+            process = launch(*script("stream-outbox", *args), **{**services.env, **own, **env})
+            wait_for(
+                answers(port, "/healthz", 200), "/healthz", timeout=_WAIT_SECONDS, process=process
+            )
+            return port, process
 
-    yield run
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        yield run
 
 
 def checks(port: int, path: str) -> dict[str, bool]:
@@ -237,7 +201,7 @@ def checks(port: int, path: str) -> dict[str, bool]:
 
 
 def test_a_worker_serves_metrics_liveness_and_readiness_as_each_dependency_stops(
-    services: Services, start: Callable[..., tuple[int, subprocess.Popen[str]]], cli: Cli
+    services: Services, start: Callable[..., tuple[int, subprocess.Popen[str]]], cli: Run
 ) -> None:
     # Given a running worker with its metrics port
     port, process = start("worker", "--threads", "1", "--priority-threads", "0")
@@ -258,18 +222,28 @@ def test_a_worker_serves_metrics_liveness_and_readiness_as_each_dependency_stops
 
     # When Stream stops, Then /readyz turns 503 naming Stream; the worker stays alive
     services.emulator.stop()
-    wait_for(answers(port, "/readyz", 503), process)
+    wait_for(answers(port, "/readyz", 503), "a 503", timeout=_WAIT_SECONDS, process=process)
     assert checks(port, "/readyz") == {"database": True, "redis": True, "stream": False}
     assert get(port, "/healthz")[0] == 200
 
     # When Redis stops too, Then /readyz names Redis as well
     services.stop_redis()
-    wait_for(lambda: not checks(port, "/readyz")["redis"], process)
+    wait_for(
+        lambda: not checks(port, "/readyz")["redis"],
+        "redis",
+        timeout=_WAIT_SECONDS,
+        process=process,
+    )
     assert checks(port, "/readyz") == {"database": True, "redis": False, "stream": False}
 
     # When the database goes too, Then all three are named, and no secret is in the body
     services.drop_database()
-    wait_for(lambda: not checks(port, "/readyz")["database"], process)
+    wait_for(
+        lambda: not checks(port, "/readyz")["database"],
+        "the database",
+        timeout=_WAIT_SECONDS,
+        process=process,
+    )
     assert checks(port, "/readyz") == {"database": False, "redis": False, "stream": False}
     assert API_SECRET.encode() not in get(port, "/readyz")[1]
 
@@ -291,5 +265,5 @@ def test_a_relay_serves_liveness_and_readiness_without_stream_credentials(
 
     # When its database is dropped, Then /readyz turns 503 naming the database
     services.drop_database()
-    wait_for(answers(port, "/readyz", 503), process)
+    wait_for(answers(port, "/readyz", 503), "a 503", timeout=_WAIT_SECONDS, process=process)
     assert checks(port, "/readyz") == {"database": False, "redis": True, "stream": True}

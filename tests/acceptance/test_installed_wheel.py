@@ -9,13 +9,10 @@ app's module.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,11 +22,12 @@ import pytest
 
 from stream_outbox.emulator import Emulator
 from tests.apps import accounts
-from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, clear_redis
+from tests.support.processes import started_processes, stop, wait_for
+from tests.support.redis import REDIS_PREFIX, clear_redis
+from tests.support.settings import ROOT, clean_environ, product_env
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 # The locked versions of the runtime dependencies, as a requirements file.
 EXPORT = ["--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--no-header"]
 
@@ -133,73 +131,28 @@ def app_dir(tmp_path: Path) -> Path:
 def app_env(fresh_url: str, redis_url: str, emu: Emulator) -> Iterator[dict[str, str]]:
     """Settings as an app's deployment gives them: variables only, no PYTHONPATH."""
     clear_redis(redis_url, REDIS_PREFIX)
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PYTEST", "OUTBOX_", "GETSTREAM_", "VIRTUAL_ENV"))
-        and key not in {"PYTHONPATH", "DATABASE_URL", "REDIS_URL", "STREAM_CHAT_URL"}
-    }
-    environ.update(
-        DATABASE_URL=fresh_url,
-        REDIS_URL=redis_url,
-        GETSTREAM_API_KEY=API_KEY,
-        GETSTREAM_API_SECRET=API_SECRET,
-        STREAM_CHAT_URL=emu.base_url,
-        OUTBOX_BINDING="myapp.chat_binding:binding",
-        OUTBOX_REDIS_PREFIX=REDIS_PREFIX,
-        OUTBOX_WORKER_THREADS="2",
-        OUTBOX_PRIORITY_THREADS="0",
-        PYTHONUNBUFFERED="1",
+    yield clean_environ(
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+        **product_env(
+            fresh_url,
+            redis_url,
+            emu.base_url,
+            prefix=REDIS_PREFIX,
+            OUTBOX_BINDING="myapp.chat_binding:binding",
+            OUTBOX_WORKER_THREADS="2",
+            OUTBOX_PRIORITY_THREADS="0",
+            PYTHONUNBUFFERED="1",
+        ),
     )
-    yield environ
     clear_redis(redis_url, REDIS_PREFIX)
-
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture()
 def start(app_dir: Path, app_env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start a long-running command in the app's folder; stopped at the end."""
-    started: list[subprocess.Popen[str]] = []
-
-    def run(*command: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            command,
-            cwd=app_dir,
-            env=app_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
-
-    yield run
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    """SIGTERM a started command, and what it printed."""
-    os.killpg(process.pid, signal.SIGTERM)
-    out, _ = process.communicate(timeout=30)
-    return out
+    with started_processes(app_env, cwd=app_dir) as launch:
+        yield launch
 
 
 def members(emu: Emulator) -> list[list[str]]:

@@ -1,8 +1,8 @@
 """The whole product on an application shaped nothing like the reference one.
 
-``tests/other_app`` has its own tables (``accounts`` with integer ids, ``photos``,
+``tests/apps/other_app`` has its own tables (``accounts`` with integer ids, ``photos``,
 ``threads``, ``thread_members`` with ``left_at``, ``posts`` with text ids, ``meetups``
-and their invites and proposals) and is bound by ``tests.other_app.chat_binding:binding``.
+and their invites and proposals) and is bound by ``tests.apps.other_app.chat_binding:binding``.
 Every process of the product is started as an operator would start it, configured by
 environment variables only (``OUTBOX_BINDING`` among them): ``stream-outbox migrate``,
 the Procfile under honcho, ``backfill``, ``admin verify|resync|list|replay``, the
@@ -13,9 +13,10 @@ queue) and the Stream emulator.
 
 from __future__ import annotations
 
+import html
 import json
 import os
-import signal
+import re
 import subprocess
 import sys
 import uuid
@@ -33,36 +34,56 @@ from sqlalchemy.orm import Session, sessionmaker
 from stream_outbox.app_hooks import outbox
 from stream_outbox.app_hooks.channel_ids import direct_message_id
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.demo.scratch_db import scratch_database
 from stream_outbox.worker.operations.migrate import upgrade
-from tests.conftest import API_KEY, API_SECRET, REDIS_PREFIX, SERVER_URL, clear_redis
-from tests.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
-from tests.other_app.harness import (
-    channel_of,
-    free_port,
-    outbox_row,
-    serving,
-    settled,
-    stop,
-    target_database,
-    texts,
-    wait_for,
-)
-from tests.other_app.models import (
+from tests.apps.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
+from tests.apps.other_app.models import (
     Account,
     Photo,
     Post,
     Thread,
     ThreadMember,
 )
-from tests.other_app.seed import Existing, seed_existing
+from tests.apps.other_app.seed import Existing, seed_existing
+from tests.support.database import empty_database
+from tests.support.outbox import newest_row, settled
+from tests.support.processes import (
+    Run,
+    free_port,
+    script,
+    serving,
+    started_processes,
+    stop,
+    wait_for,
+)
+from tests.support.redis import REDIS_PREFIX, clear_redis
+from tests.support.settings import API_SECRET, BIN, ROOT, clean_environ, product_env
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-BINDING = "tests.other_app.chat_binding:binding"
+pytestmark = pytest.mark.slow
+
+BINDING = "tests.apps.other_app.chat_binding:binding"
 OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
+
+def channel_of(state: dict[str, Any], thread: uuid.UUID) -> dict[str, Any]:
+    """The emulator's channel of a thread (its data names the conversation)."""
+    found: list[dict[str, Any]] = [
+        ch for ch in state["channels"].values() if ch["data"].get("conversation_id") == str(thread)
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def texts(state: dict[str, Any], channel: dict[str, Any]) -> dict[str, str]:
+    """The live messages of a channel in the emulator's state, by id."""
+    messages = state["messages"].get(f"{channel['type']}:{channel['id']}", [])
+    return {m["id"]: m["text"] for m in messages if not m.get("deleted_at")}
+
+
+def target_database(page: str) -> Any:
+    """The dashboard row page's "database wants" panel, as data."""
+    found = re.search(r'<pre id="target-database">(.*?)</pre>', page, re.S)
+    assert found is not None, page
+    return json.loads(html.unescape(found.group(1)))
 
 
 # -- fixtures: a database, Redis keys and a queue of this module's own --------------------
@@ -71,7 +92,7 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture(scope="module")
 def app_url() -> Iterator[str]:
     """A new, empty database for the other app (no outbox, no reference tables)."""
-    with scratch_database(SERVER_URL, "stream_outbox_other_app") as url:
+    with empty_database("stream_outbox_other_app") as url:
         yield url
 
 
@@ -98,29 +119,26 @@ def stream(emulator: Emulator) -> Emulator:
 def env(app_url: str, redis_url: str, stream: Emulator) -> Iterator[dict[str, str]]:
     """The processes' whole configuration: environment variables, ours only."""
     prefix = f"{REDIS_PREFIX}_other"
-    ours = ("DATABASE_URL", "REDIS_URL", "GETSTREAM_", "STREAM_CHAT_", "OUTBOX_", "PYTEST")
-    base = {k: v for k, v in os.environ.items() if not k.upper().startswith(ours)}
-    yield {
-        **base,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONUNBUFFERED": "1",
-        "OUTBOX_BINDING": BINDING,
-        "DATABASE_URL": app_url,
-        "REDIS_URL": redis_url,
-        "GETSTREAM_API_KEY": API_KEY,
-        "GETSTREAM_API_SECRET": API_SECRET,
-        "STREAM_CHAT_URL": stream.base_url,
-        "STREAM_CHAT_TIMEOUT": "3",
-        "OUTBOX_REDIS_PREFIX": prefix,
-        "OUTBOX_QUEUE": f"other_app_{os.getpid()}_{uuid.uuid4().hex[:6]}",
-        "OUTBOX_WORKER_THREADS": "2",
-        "OUTBOX_RELAY_POLL_INTERVAL": "0.2",
-        "OUTBOX_VISIBILITY_TIMEOUT": "30",
-        "OUTBOX_LOCK_LEASE": "30",
-        "OUTBOX_MAX_RETRIES": "3",
-        "OUTBOX_MIN_BACKOFF_MS": "100",
-        "OUTBOX_MAX_BACKOFF_MS": "1000",
-    }
+    yield clean_environ(
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        **product_env(
+            app_url,
+            redis_url,
+            stream.base_url,
+            prefix=prefix,
+            OUTBOX_BINDING=BINDING,
+            STREAM_CHAT_TIMEOUT="3",
+            OUTBOX_QUEUE=f"other_app_{os.getpid()}_{uuid.uuid4().hex[:6]}",
+            OUTBOX_WORKER_THREADS="2",
+            OUTBOX_RELAY_POLL_INTERVAL="0.2",
+            OUTBOX_VISIBILITY_TIMEOUT="30",
+            OUTBOX_LOCK_LEASE="30",
+            OUTBOX_MAX_RETRIES="3",
+            OUTBOX_MIN_BACKOFF_MS="100",
+            OUTBOX_MAX_BACKOFF_MS="1000",
+        ),
+    )
     clear_redis(redis_url, prefix)
 
 
@@ -131,12 +149,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cli(env: dict[str, str], workdir: Path) -> Run:
+def app_cli(env: dict[str, str], workdir: Path) -> Run:
     """Run ``stream-outbox <args>`` as an operator would."""
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(BIN / "stream-outbox"), *args],
+            script("stream-outbox", *args),
             cwd=workdir,
             env=env,
             capture_output=True,
@@ -150,33 +168,11 @@ def cli(env: dict[str, str], workdir: Path) -> Run:
 
 @pytest.fixture(scope="module")
 def spawn(env: dict[str, str], workdir: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start long-running processes in groups of their own; killed when the module ends."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*command: str, **extra: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            list(command),
-            cwd=workdir,
-            env={**env, **extra},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        # SIGTERM first: honcho starts its processes in sessions of their own, and only it
-        # can stop them; a SIGKILL would leave them running, orphaned.
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
+    """Start long-running processes in groups of their own; stopped when the module ends
+    (SIGTERM first: honcho starts its processes in sessions of their own, and only it
+    can stop them; a SIGKILL would leave them running, orphaned)."""
+    with started_processes(env, cwd=workdir) as launch:
+        yield launch
 
 
 # -- the story ----------------------------------------------------------------------------
@@ -185,7 +181,7 @@ def spawn(env: dict[str, str], workdir: Path) -> Iterator[Callable[..., subproce
 def test_an_existing_app_goes_live_and_stays_in_step(
     existing: Existing,
     app_engine: Engine,
-    cli: Run,
+    app_cli: Run,
     spawn: Callable[..., subprocess.Popen[str]],
     stream: Emulator,
 ) -> None:
@@ -194,7 +190,7 @@ def test_an_existing_app_goes_live_and_stays_in_step(
     assert OUTBOX_TABLES.isdisjoint(inspect(app_engine).get_table_names())
 
     # When the outbox tables are created beside them
-    migrated = cli("migrate")
+    migrated = app_cli("migrate")
     # Then they are, and the app's rows are left alone
     assert migrated.returncode == 0, migrated.stderr
     assert set(inspect(app_engine).get_table_names()) >= OUTBOX_TABLES
@@ -203,12 +199,12 @@ def test_an_existing_app_goes_live_and_stays_in_step(
         assert conn.scalar(select(func.count()).select_from(Post)) == 3
 
     # When the Procfile runs and the existing rows are backfilled
-    procfile = spawn(str(BIN / "honcho"), "start", "-f", str(ROOT / "Procfile"))
-    backfill = cli("backfill", "--json")
+    procfile = spawn(*script("honcho", "start", "-f", str(ROOT / "Procfile")))
+    backfill = app_cli("backfill", "--json")
     # Then live accounts and threads are enqueued (not the soft-deleted ones)
     assert backfill.returncode == 0, backfill.stderr
     assert json.loads(backfill.stdout) == {"enqueued": {"user": 3, "conversation": 3}}
-    wait_for(settled(app_engine), 30, "the backfill")
+    wait_for(lambda: settled(app_engine), "the backfill")
     state = stream.state()
     # And Stream holds the accounts: computed name, image from the photos table
     assert state["users"][str(e.ada)]["name"] == "Ada Lovelace"
@@ -254,8 +250,8 @@ def test_an_existing_app_goes_live_and_stays_in_step(
         session.get_one(Thread, e.dm).deleted_at = datetime.now(UTC)
         session.get_one(Post, "post-live-2").deleted_at = datetime.now(UTC)
     # Then Stream converges, and verify (which reads the app through the binding) agrees
-    wait_for(settled(app_engine), 30, "the live changes")
-    verify = cli("admin", "verify")
+    wait_for(lambda: settled(app_engine), "the live changes")
+    verify = app_cli("admin", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "in step" in verify.stdout
     state = stream.state()
@@ -272,19 +268,19 @@ def test_an_existing_app_goes_live_and_stays_in_step(
     assert channel_of(state, e.dm)["deleted_at"], "a soft-deleted thread's channel is deleted"
 
     # When an operator resyncs everything
-    resync = cli("admin", "resync", "--json")
+    resync = app_cli("admin", "resync", "--json")
     # Then every live account and thread is enqueued again, and nothing changes
     assert resync.returncode == 0, resync.stderr
     assert json.loads(resync.stdout) == {"enqueued": {"user": 3, "conversation": 3}}
-    wait_for(settled(app_engine), 30, "the resync")
-    assert cli("admin", "verify").returncode == 0
+    wait_for(lambda: settled(app_engine), "the resync")
+    assert app_cli("admin", "verify").returncode == 0
 
     # When a post is longer than Stream takes
     with live() as session, session.begin():
         session.add(Post(id="post-long", thread_id=team.id, author_id=e.ada, body="x" * 5001))
     # Then its row fails at once, for an operator to see
-    wait_for(settled(app_engine, failed=1), 30, "the failure")
-    listed = cli("admin", "list", "--status", "failed", "--json")
+    wait_for(lambda: settled(app_engine, failed=1), "the failure")
+    listed = app_cli("admin", "list", "--status", "failed", "--json")
     assert listed.returncode == 0, listed.stderr
     [row] = json.loads(listed.stdout)["rows"]
     assert (row["target_kind"], row["target_id"]) == ("message", "post-long")
@@ -292,11 +288,11 @@ def test_an_existing_app_goes_live_and_stays_in_step(
     # When the operator shortens it (plain SQL: not captured) and replays the row
     with app_engine.begin() as conn:
         conn.execute(update(Post).where(Post.id == "post-long").values(body="x" * 5000))
-    replay = cli("admin", "replay", str(row["id"]), "--json")
+    replay = app_cli("admin", "replay", str(row["id"]), "--json")
     assert replay.returncode == 0, replay.stderr
     assert json.loads(replay.stdout)["ids"] == [row["id"]]
     # Then it goes through
-    wait_for(settled(app_engine), 30, "the replay")
+    wait_for(lambda: settled(app_engine), "the replay")
     assert texts(stream.state(), team_channel)["msg-post-long"] == "x" * 5000
 
     # When the runner stops the Procfile
@@ -309,12 +305,12 @@ def test_an_existing_app_goes_live_and_stays_in_step(
 def test_the_dashboard_and_the_chat_router_read_the_apps_own_tables(
     existing: Existing,
     app_engine: Engine,
-    cli: Run,
+    app_cli: Run,
     spawn: Callable[..., subprocess.Popen[str]],
 ) -> None:
     e, now = existing, datetime.now(UTC)
     # Given the outbox tables (migrate is a no-op when they are there)
-    assert cli("migrate").returncode == 0
+    assert app_cli("migrate").returncode == 0
     # And, written through installed sessions: an account with a photo, in a thread with
     # Ada, which another account left; and a soft-deleted thread
     with installed_sessions(app_engine)() as session, session.begin():
@@ -333,7 +329,7 @@ def test_the_dashboard_and_the_chat_router_read_the_apps_own_tables(
             ]
         )
     rows = {
-        kind: outbox_row(app_engine, kind, target)
+        kind: newest_row(app_engine, kind, target)
         for kind, target in (("user", joan.id), ("conversation", thread.id))
     }
 
@@ -341,7 +337,7 @@ def test_the_dashboard_and_the_chat_router_read_the_apps_own_tables(
     token = uuid.uuid4().hex
     port = free_port()
     dashboard = spawn(
-        str(BIN / "stream-outbox"), "dashboard", "--port", str(port), OUTBOX_DASHBOARD_TOKEN=token
+        *script("stream-outbox", "dashboard", "--port", str(port)), OUTBOX_DASHBOARD_TOKEN=token
     )
     base = f"http://127.0.0.1:{port}"
     serving(dashboard, f"{base}/login")
@@ -364,7 +360,7 @@ def test_the_dashboard_and_the_chat_router_read_the_apps_own_tables(
     port = free_port()
     web = spawn(
         sys.executable,
-        *("-m", "uvicorn", "--factory", "tests.other_app.web:create_app"),
+        *("-m", "uvicorn", "--factory", "tests.apps.other_app.web:create_app"),
         *("--host", "127.0.0.1", "--port", str(port)),
     )
     base = f"http://127.0.0.1:{port}"
@@ -401,12 +397,12 @@ def test_the_dashboard_and_the_chat_router_read_the_apps_own_tables(
 
 
 @pytest.fixture(scope="module")
-def pipeline(
-    existing: Existing, cli: Run, spawn: Callable[..., subprocess.Popen[str]]
+def procfile_running(
+    existing: Existing, app_cli: Run, spawn: Callable[..., subprocess.Popen[str]]
 ) -> subprocess.Popen[str]:
     """The migrated outbox and the Procfile running, for the tests below."""
-    assert cli("migrate").returncode == 0
-    return spawn(str(BIN / "honcho"), "start", "-f", str(ROOT / "Procfile"))
+    assert app_cli("migrate").returncode == 0
+    return spawn(*script("honcho", "start", "-f", str(ROOT / "Procfile")))
 
 
 def deleted_account_in_a_thread(
@@ -421,10 +417,10 @@ def deleted_account_in_a_thread(
         session.flush()
         for member in (account.id, existing.ada, existing.grace):
             session.add(ThreadMember(thread_id=thread.id, account_id=member))
-    wait_for(settled(engine), 30, "the account")
+    wait_for(lambda: settled(engine), "the account")
     with live() as session, session.begin():
         session.get_one(Account, account.id).deleted_at = datetime.now(UTC)
-    wait_for(settled(engine), 30, "the deletion")
+    wait_for(lambda: settled(engine), "the deletion")
     state = stream.state()
     assert state["users"][str(account.id)].get("deactivated_at")
     assert str(account.id) not in channel_of(state, thread.id)["members"]
@@ -434,31 +430,31 @@ def deleted_account_in_a_thread(
 def restore(live: sessionmaker[Session], engine: Engine, model: type[Any], key: object) -> None:
     with live() as session, session.begin():
         session.get_one(model, key).deleted_at = None
-    wait_for(settled(engine), 30, "the restore")
+    wait_for(lambda: settled(engine), "the restore")
 
 
 def test_an_account_restored_from_its_soft_delete_is_active_in_stream(
     existing: Existing,
     app_engine: Engine,
-    pipeline: subprocess.Popen[str],
-    cli: Run,
+    procfile_running: subprocess.Popen[str],
+    app_cli: Run,
     stream: Emulator,
 ) -> None:
     # Given a soft-deleted account, deactivated in Stream
     live, account, _ = deleted_account_in_a_thread(app_engine, existing, stream)
     # When the app restores it (and an operator resyncs, to be sure)
     restore(live, app_engine, Account, account)
-    assert cli("admin", "resync", "--kind", "user").returncode == 0
-    wait_for(settled(app_engine), 30, "the resync")
+    assert app_cli("admin", "resync", "--kind", "user").returncode == 0
+    wait_for(lambda: settled(app_engine), "the resync")
     # Then Stream holds it active again
     assert not stream.state()["users"][str(account)].get("deactivated_at")
-    assert cli("admin", "verify", "--kind", "user").returncode == 0
+    assert app_cli("admin", "verify", "--kind", "user").returncode == 0
 
 
 def test_an_account_restored_from_its_soft_delete_is_back_in_its_channels(
     existing: Existing,
     app_engine: Engine,
-    pipeline: subprocess.Popen[str],
+    procfile_running: subprocess.Popen[str],
     stream: Emulator,
 ) -> None:
     # Given a soft-deleted account, out of its thread's channel
@@ -472,7 +468,7 @@ def test_an_account_restored_from_its_soft_delete_is_back_in_its_channels(
 def test_a_thread_restored_from_its_soft_delete_has_its_posts_in_stream(
     existing: Existing,
     app_engine: Engine,
-    pipeline: subprocess.Popen[str],
+    procfile_running: subprocess.Popen[str],
     stream: Emulator,
 ) -> None:
     # Given a thread with a post, synced, then soft-deleted: its channel is deleted
@@ -484,16 +480,16 @@ def test_a_thread_restored_from_its_soft_delete_has_its_posts_in_stream(
         for account in (existing.ada, existing.grace):
             session.add(ThreadMember(thread_id=thread.id, account_id=account))
         session.add(Post(id="post-kept", thread_id=thread.id, author_id=existing.ada, body="Kept"))
-    wait_for(settled(app_engine), 30, "the thread")
+    wait_for(lambda: settled(app_engine), "the thread")
     with live() as session, session.begin():
         session.get_one(Thread, thread.id).deleted_at = datetime.now(UTC)
-    wait_for(settled(app_engine), 30, "the deletion")
+    wait_for(lambda: settled(app_engine), "the deletion")
     assert channel_of(stream.state(), thread.id)["deleted_at"]
     # When the app restores it
     restore(live, app_engine, Thread, thread.id)
     # Then its channel is back, with its members and its live post, sent again under the
     # id of the channel's second generation (Stream refuses an id it held, even deleted)
-    wait_for(lambda: bool(texts(stream.state(), channel_of(stream.state(), thread.id))), 30, "post")
+    wait_for(lambda: bool(texts(stream.state(), channel_of(stream.state(), thread.id))), "post")
     state = stream.state()
     channel = channel_of(state, thread.id)
     assert not channel["deleted_at"]
@@ -502,7 +498,7 @@ def test_a_thread_restored_from_its_soft_delete_has_its_posts_in_stream(
     # and a later edit reaches that message
     with live() as session, session.begin():
         session.get_one(Post, "post-kept").body = "Kept, edited"
-    wait_for(settled(app_engine), 30, "the edit")
+    wait_for(lambda: settled(app_engine), "the edit")
     assert texts(stream.state(), channel) == {"msg1-post-kept": "Kept, edited"}
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from stream_outbox.app_hooks.reference import Base
 from stream_outbox.worker.settings import normalize_database_url
-from tests.acceptance.conftest import Cli
+from tests.support.processes import Run
+
+pytestmark = pytest.mark.slow
 
 
 def execute(url: str, *statements: str) -> list[tuple[object, ...]]:
@@ -25,7 +28,7 @@ def execute(url: str, *statements: str) -> list[tuple[object, ...]]:
         engine.dispose()
 
 
-def test_install_check_a_renamed_column_then_drop(cli: Cli, fresh_url: str) -> None:
+def test_install_check_a_renamed_column_then_drop(cli: Run, fresh_url: str) -> None:
     # Given the reference app's tables and the outbox's
     assert cli("migrate", DATABASE_URL=fresh_url).returncode == 0
     engine = create_engine(normalize_database_url(fresh_url), poolclass=NullPool)
@@ -73,7 +76,7 @@ def test_install_check_a_renamed_column_then_drop(cli: Cli, fresh_url: str) -> N
     )
 
 
-def test_install_before_migrate_is_one_line(cli: Cli, fresh_url: str) -> None:
+def test_install_before_migrate_is_one_line(cli: Run, fresh_url: str) -> None:
     engine = create_engine(normalize_database_url(fresh_url), poolclass=NullPool)
     Base.metadata.create_all(engine)
     engine.dispose()

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks import outbox
 from stream_outbox.worker.errors import AdminError
-from tests.admin.conftest import add_row, as_json, audits, statuses
+from tests.support.cli import as_json
+from tests.support.outbox import add_row, audits, statuses_by_id
 
 Cli = Callable[..., Result]
 
@@ -114,7 +115,7 @@ def test_replay_by_ids_makes_failed_rows_pending_with_an_audit_row(
     ids = [seeded["failed_conv"], seeded["failed_user"]]
     done = as_json(cli("admin", "replay", *map(str, ids), "--actor", "ops-ann", "--json"))
     assert done["ids"] == sorted(ids)
-    now = statuses(clean_db)
+    now = statuses_by_id(clean_db)
     assert now[seeded["failed_conv"]] == now[seeded["failed_user"]] == "pending"
     assert now[seeded["failed_msg"]] == "failed"
     [entry] = audits(clean_db)
@@ -125,28 +126,28 @@ def test_replay_by_ids_makes_failed_rows_pending_with_an_audit_row(
 def test_replay_of_a_row_that_is_not_failed_changes_nothing(
     cli: Cli, seeded: dict[str, int], clean_db: Engine
 ) -> None:
-    before = statuses(clean_db)
+    before = statuses_by_id(clean_db)
     result = cli("admin", "replay", str(seeded["failed_conv"]), str(seeded["done_new"]))
     assert "only failed rows can be replayed" in str(result.exception)
     assert f"{seeded['done_new']} (done)" in str(result.exception)
     unknown = cli("admin", "replay", "999999")
     assert str(unknown.exception) == "no outbox row with id 999999"
-    assert statuses(clean_db) == before
+    assert statuses_by_id(clean_db) == before
     assert audits(clean_db) == []
 
 
 def test_replay_all_failed_by_filter_with_dry_run_first(
     cli: Cli, seeded: dict[str, int], clean_db: Engine
 ) -> None:
-    before = statuses(clean_db)
+    before = statuses_by_id(clean_db)
     dry = as_json(
         cli("admin", "replay", "--all-failed", "--error", "code 4", "--dry-run", "--json")
     )
     assert dry["ids"] == [seeded["failed_conv"], seeded["failed_msg"]]
-    assert statuses(clean_db) == before and audits(clean_db) == []
+    assert statuses_by_id(clean_db) == before and audits(clean_db) == []
     done = as_json(cli("admin", "replay", "--all-failed", "--error", "code 4", "--json"))
     assert done["count"] == 2
-    assert statuses(clean_db)[seeded["failed_user"]] == "failed"
+    assert statuses_by_id(clean_db)[seeded["failed_user"]] == "failed"
     assert audits(clean_db)[0]["detail"]["filters"] == {"status": "failed", "error": "code 4"}
 
 
@@ -174,7 +175,7 @@ def test_purge_deletes_old_done_rows_only_and_audits(
     cli: Cli, seeded: dict[str, int], clean_db: Engine
 ) -> None:
     assert as_json(cli("admin", "purge", "--older-than", "7d", "--json"))["deleted"] == 1
-    left = statuses(clean_db)
+    left = statuses_by_id(clean_db)
     assert seeded["done_old"] not in left and seeded["done_new"] in left
     assert audits(clean_db)[-1]["action"] == "purge"
     assert as_json(cli("admin", "purge", "--json"))["deleted"] == 0  # retention default 7d
@@ -235,6 +236,7 @@ def as_json_any(result: Result) -> dict[str, object]:
     return dict(json.loads(result.stdout))
 
 
+@pytest.mark.slow
 def test_admin_errors_are_one_line_with_exit_status_2(database_url: str, clean_db: Engine) -> None:
     binary = Path(sys.executable).parent / "stream-outbox"
     env = {**os.environ, "DATABASE_URL": database_url}

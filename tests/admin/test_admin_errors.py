@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from click.testing import Result
 from sqlalchemy import Engine
@@ -11,11 +11,13 @@ from sqlalchemy import Engine
 from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.operations.replay import replay_group
 from stream_outbox.worker.operations.rows import failure_groups
-from tests.admin.conftest import NOW, add_row, as_json, audits, statuses
+from tests.support.cli import as_json
+from tests.support.outbox import add_row, audits, statuses_by_id
 
 Cli = Callable[..., Result]
 TOO_LONG = "UpdateUsers HTTP 400 code 4: user {} name is too long"
 LIMITED = "after 5 attempts: GetOrCreateChannel HTTP 429 code 9: Too many requests"
+NOW = datetime.now(UTC)
 
 
 def failures(engine: Engine) -> dict[str, list[int]]:
@@ -75,7 +77,7 @@ def test_errors_replay_asks_then_replays_one_cause_paced_and_audited(
     done = cli("admin", "errors", "--replay", limited["key"], "--actor", "ops", input="y\n")
     assert done.exit_code == 0, done.output
     assert "replayed 2 rows" in done.stdout
-    now = statuses(clean_db)
+    now = statuses_by_id(clean_db)
     assert [now[i] for i in ids["limited"]] == ["pending", "pending"]
     assert [now[i] for i in ids["too_long"]] == ["failed"] * 3
     [entry] = audits(clean_db)
@@ -112,5 +114,5 @@ def test_replay_group_leaves_rows_that_failed_after_the_confirmation(clean_db: E
     chosen = replay_group(clean_db, actor="t", key=group.key, until=group.last_seen)
     # Then only the rows the operator saw go back to pending
     assert chosen == ids["too_long"]
-    assert statuses(clean_db)[later] == "failed"
+    assert statuses_by_id(clean_db)[later] == "failed"
     assert [g.ids for g in failure_groups(clean_db)] == [ids["limited"], [later]]

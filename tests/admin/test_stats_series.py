@@ -7,7 +7,7 @@ from collections.abc import Callable
 from click.testing import Result
 from sqlalchemy import Engine, text
 
-from tests.admin.conftest import as_json
+from tests.support.cli import as_json
 
 
 def test_stats_series_has_the_last_hour_and_day(

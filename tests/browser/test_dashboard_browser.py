@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import threading
 import time
 import uuid
@@ -20,21 +19,19 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from stream_outbox.app_hooks.outbox import audit, outbox
 from stream_outbox.app_hooks.reference import User
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.settings import Settings
-from tests.pipeline import conftest as pipeline_fixtures
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.outbox import add_row
+from tests.support.pipeline import Pipeline
+from tests.support.processes import free_port
+from tests.support.story import invite
 
-# The relay, a worker and the emulator, as the pipeline tests run them.
-settings = pipeline_fixtures.settings
-pipeline = pipeline_fixtures.pipeline
-app_session = pipeline_fixtures.app_session
+pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -51,12 +48,6 @@ USER = "admin"
 PASSWORD = "browser-pw-Never-Shown-41d2"
 TOKEN = "browser-token-Never-Shown-9e07"
 FAILURE = "UpdateUsers HTTP 400 code 4: name is too long"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +79,7 @@ def dashboard(database_url: str, clean_db: Engine) -> Iterator[str]:
         dashboard_password=PASSWORD,
         dashboard_token=TOKEN,
     )
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(settings, engine=clean_db), host="127.0.0.1", port=port, log_level="warning"
     )
@@ -105,16 +96,14 @@ def dashboard(database_url: str, clean_db: Engine) -> Iterator[str]:
 
 
 def _failed_row(engine: Engine) -> int:
-    values = {
-        "target_kind": "user",
-        "target_id": str(uuid.uuid4()),
-        "event": "updated",
-        "status": "failed",
-        "attempts": 3,
-        "last_error": FAILURE,
-    }
-    with engine.begin() as conn:
-        return int(conn.execute(insert(outbox).values(values).returning(outbox.c.id)).scalar_one())
+    return add_row(
+        engine,
+        target_id=str(uuid.uuid4()),
+        event="updated",
+        status="failed",
+        attempts=3,
+        last_error=FAILURE,
+    )
 
 
 def _settled_content(page: Page) -> str:
@@ -230,17 +219,17 @@ def test_failures_of_two_causes_show_as_two_groups_and_one_is_replayed_to_done(
     browser: Browser,
     dashboard: str,
     pipeline: Pipeline,
-    app_session: Callable[[], Session],
+    session_factory: Callable[[], Session],
 ) -> None:
     # Given Stream refusing a conversation for one reason, then new users for another
     emu = pipeline.emu
     emu.inject_failure("GetOrCreateChannel", 400, times=10, code=16, message="channel 9 is frozen")
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         invite(session)
     pipeline.drain()
     emu.clear_faults()
     emu.inject_failure("UpdateUsers", 400, times=10, code=4, message="user 17 name is too long")
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         session.add_all([User(email=f"new{n}@example.com") for n in range(3)])
     pipeline.drain()
     emu.clear_faults()

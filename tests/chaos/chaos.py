@@ -4,7 +4,7 @@
 ``--capture listeners|triggers``, ``--logs DIR`` to keep the processes' logs).
 
 A writer thread makes random changes through the reference app's ORM sessions with
-capture installed (:mod:`tests.app_model`): session listeners (``install``), or with
+capture installed (:mod:`tests.support.app_model`): session listeners (``install``), or with
 ``--capture triggers`` the reference binding's database triggers on the run's
 database and sessions without listeners; meanwhile ``stream-outbox relay`` and
 ``stream-outbox worker`` subprocesses sync them to a Stream emulator. At random
@@ -55,13 +55,20 @@ from stream_outbox.worker.operations.rows import Filters
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.verify.compare import compare
 from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
-from tests.app_model import AppModel, random_transaction
-from tests.chaos.services import PIPELINE_APP, PrivateRedis, Process, ScratchDatabase
+from tests.support.app_model import AppModel, random_transaction
+from tests.support.database import ScratchDatabase
+from tests.support.outbox import status_counts
+from tests.support.processes import Process, script
+from tests.support.redis import PrivateRedis
+from tests.support.settings import clean_environ, product_env
 
 __all__ = ["Summary", "main", "run"]
 
 API_KEY = "chaos-key"
 API_SECRET = "chaos-secret-" + uuid.uuid4().hex  # never printed; scanned for in the logs
+# The application_name of the relay's and workers' connections: the chaos run
+# terminates these backends (pg_terminate_backend), never the writer's or others'.
+PIPELINE_APP = "stream-outbox-chaos-pipeline"
 STREAM_TIMEOUT = 1.0
 FAULTS = (
     "kill -9 worker",
@@ -153,7 +160,7 @@ class Chaos:
         self.tempo = tempo  # 1: faults at full length; less for short runs
         self.workdir = workdir
         self.logs: dict[str, IO[str]] = {}
-        self.db = ScratchDatabase()
+        self.db = ScratchDatabase("stream_outbox_chaos")
         self.redis = PrivateRedis(self._log("redis"))
         self.emu = Emulator(api_key=API_KEY, api_secret=API_SECRET, window_seconds=1.0)
         self.worker_count = workers
@@ -164,35 +171,36 @@ class Chaos:
         return self.logs[name]
 
     def env(self) -> dict[str, str]:
-        import os
-
-        return {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("OUTBOX_", "PYTEST"))},
-            "DATABASE_URL": self.db.url_for(PIPELINE_APP),
-            "REDIS_URL": self.redis.url,
-            "GETSTREAM_API_KEY": API_KEY,
-            "GETSTREAM_API_SECRET": API_SECRET,
-            "STREAM_CHAT_URL": self.emu.base_url,
-            "STREAM_CHAT_TIMEOUT": str(STREAM_TIMEOUT),
-            "OUTBOX_REDIS_PREFIX": f"chaos_{uuid.uuid4().hex[:8]}",
-            "OUTBOX_WORKER_THREADS": "4",
-            "OUTBOX_MAX_RETRIES": "30",
-            "OUTBOX_MIN_BACKOFF_MS": "100",
-            "OUTBOX_MAX_BACKOFF_MS": "1500",
-            "OUTBOX_VISIBILITY_TIMEOUT": "5",
-            "OUTBOX_RELAY_POLL_INTERVAL": "0.2",
-            "OUTBOX_LOCK_LEASE": "10",
-            "PYTHONUNBUFFERED": "1",
-        }
+        return clean_environ(
+            **product_env(
+                self.db.url_for(PIPELINE_APP),
+                self.redis.url,
+                self.emu.base_url,
+                prefix=f"chaos_{uuid.uuid4().hex[:8]}",
+                api_key=API_KEY,
+                api_secret=API_SECRET,
+                STREAM_CHAT_TIMEOUT=str(STREAM_TIMEOUT),
+                OUTBOX_WORKER_THREADS="4",
+                OUTBOX_MAX_RETRIES="30",
+                OUTBOX_MIN_BACKOFF_MS="100",
+                OUTBOX_MAX_BACKOFF_MS="1500",
+                OUTBOX_VISIBILITY_TIMEOUT="5",
+                OUTBOX_RELAY_POLL_INTERVAL="0.2",
+                OUTBOX_LOCK_LEASE="10",
+                PYTHONUNBUFFERED="1",
+            )
+        )
 
     def start(self) -> None:
         self.db.create()
         self.redis.start()
         self.emu.start()
         env = self.env()
-        self.processes = [Process("relay", ["relay"], env, self._log("relay"))]
-        for n in range(self.worker_count):
-            self.processes.append(Process(f"worker{n}", ["worker"], env, self._log(f"worker{n}")))
+        roles = [("relay", "relay")] + [(f"worker{n}", "worker") for n in range(self.worker_count)]
+        self.processes = [
+            Process(name, script("stream-outbox", command), env, self._log(name))
+            for name, command in roles
+        ]
         for process in self.processes:
             process.start()
 
@@ -211,17 +219,17 @@ class Chaos:
         rng = self.rng
         if fault == "kill -9 worker":
             worker = rng.choice(self.processes[1:])
-            worker.kill9()
+            worker.kill()
             time.sleep(rng.uniform(0.2, 1.0))
             worker.start()
         elif fault == "kill -9 relay":
-            self.processes[0].kill9()
+            self.processes[0].kill()
             time.sleep(rng.uniform(0.2, 1.0))
             self.processes[0].start()
         elif fault == "redis restart":
             self.redis.restart(down_for=rng.uniform(0.2, 1.5))
         elif fault == "postgres backends terminated":
-            self.db.terminate_pipeline_backends()
+            self.db.terminate_backends(PIPELINE_APP)
         else:
             self._stream_trouble(fault, 0.3 + rng.uniform(1.0, 3.0) * self.tempo)
 
@@ -249,12 +257,6 @@ class Chaos:
         for log in self.logs.values():
             log.flush()
         return any(API_SECRET in path.read_text() for path in self.workdir.glob("*.log"))
-
-
-def _outbox_counts(repo: OutboxRepository) -> dict[str, int]:
-    query = select(outbox.c.status, func.count()).group_by(outbox.c.status)
-    with repo.engine.connect() as conn:
-        return {status: int(n) for status, n in conn.execute(query)}
 
 
 def _failure_reasons(repo: OutboxRepository) -> Counter[str]:
@@ -297,7 +299,7 @@ def converge(chaos: Chaos, model: AppModel, summary: Summary, timeout: float) ->
     replayed = False
     try:
         while time.monotonic() - started < timeout:
-            counts = _outbox_counts(repo)
+            counts = status_counts(repo.engine)
             open_rows = counts.get(Status.PENDING, 0) + counts.get(Status.DISPATCHED, 0)
             if open_rows == 0 and counts.get(Status.FAILED, 0) and not replayed:
                 summary.rows_failed = counts[Status.FAILED]
@@ -316,7 +318,7 @@ def converge(chaos: Chaos, model: AppModel, summary: Summary, timeout: float) ->
                     summary.converge_seconds = time.monotonic() - started
                     break
             time.sleep(0.25)
-        counts = _outbox_counts(repo)
+        counts = status_counts(repo.engine)
         summary.rows = sum(counts.values())
         open_rows = counts.get(Status.PENDING, 0) + counts.get(Status.DISPATCHED, 0)
         summary.rows_lost = open_rows + counts.get(Status.FAILED, 0) + len(summary.differences)

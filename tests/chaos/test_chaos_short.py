@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.chaos import FAULTS
-from tests.conftest import redis_server
+from tests.support.redis import redis_server
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = os.environ.get("CHAOS_SEED", "20261125")

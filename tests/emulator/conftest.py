@@ -1,4 +1,4 @@
-"""Fixtures: one emulator per session, reset before every test, real SDK clients."""
+"""Fixtures of the emulator's tests: real SDK clients against the suite's ``emu``."""
 
 from __future__ import annotations
 
@@ -10,23 +10,7 @@ import requests
 from stream_chat import StreamChat
 
 from stream_outbox.emulator import Emulator
-
-API_KEY = "test-key"
-API_SECRET = "test-secret-that-is-at-least-32-bytes-long"
-
-
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
-    """One emulator for the whole session (starting one takes a few milliseconds)."""
-    with Emulator(api_key=API_KEY, api_secret=API_SECRET) as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(emulator: Emulator) -> Emulator:
-    """The session emulator, emptied (state, faults, counters, limits)."""
-    emulator.reset()
-    return emulator
+from tests.support.settings import API_KEY, API_SECRET
 
 
 @pytest.fixture
@@ -72,3 +56,10 @@ def channel(client: StreamChat, users: list[str]) -> Any:
     ch = client.channel("messaging", "general", {"name": "General", "members": ["alice", "bob"]})
     ch.create("alice")
     return ch
+
+
+@pytest.fixture
+def fast(emu: Emulator) -> Emulator:
+    """The emulator with imports moving to their next state at once."""
+    emu.set_import_options(state_seconds=0)
+    return emu

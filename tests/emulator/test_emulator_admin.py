@@ -96,6 +96,7 @@ def test_start_stop_and_port_errors():
     requests_session.close()
 
 
+@pytest.mark.slow
 def test_cli_prints_credentials_and_stops_on_ctrl_c():
     process = subprocess.Popen(
         [sys.executable, "-m", "stream_outbox.emulator", "--port", "0", "--api-key", "cli-key"],

@@ -24,12 +24,6 @@ def msg(message_id: str, **fields: Any) -> tuple[str, dict[str, Any]]:
     return "message", {**data, **fields}
 
 
-@pytest.fixture
-def fast(emu: Emulator) -> Emulator:
-    emu.set_import_options(state_seconds=0)
-    return emu
-
-
 def refused_with(client: StreamChat, *items: tuple[str, dict[str, Any]]) -> list[str]:
     task = run_import(client, jsonl(*items))
     assert task["state"] == "analyze_failed", task

@@ -62,12 +62,6 @@ def run_import(client: StreamChat, content: bytes, mode: str = "upsert") -> dict
     return dict(task)
 
 
-@pytest.fixture
-def fast(emu: Emulator) -> Emulator:
-    emu.set_import_options(state_seconds=0)
-    return emu
-
-
 def errors_of(task: dict[str, Any]) -> list[str]:
     return [e["error"] for e in task["result"]["errors"]]
 

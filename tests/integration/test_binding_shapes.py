@@ -1,6 +1,6 @@
 """Bindings of apps shaped unlike the reference: what they read and what capture writes.
 
-The app is ``tests/shapes_app.py``; real PostgreSQL.
+The app is ``tests/apps/shapes.py``; real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks import Binding, channel_map, install, outbox, reads
 from stream_outbox.app_hooks.binding import BindingError
-from tests.shapes_app import (
+from tests.apps.shapes import (
     BINDING,
     FIELDS,
     ROLES,

@@ -18,7 +18,7 @@ from stream_outbox.app_hooks.reference import (
     Profile,
     User,
 )
-from tests.story import invite
+from tests.support.story import invite
 
 
 def rows(engine: Engine) -> list[tuple[str, str, str]]:

@@ -31,6 +31,8 @@ from stream_outbox.app_hooks.reference import (
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
 from stream_outbox.worker.operations.triggers import in_one_transaction
 
+pytestmark = pytest.mark.slow
+
 WRITERS = 4
 
 

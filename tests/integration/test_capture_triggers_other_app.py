@@ -1,6 +1,6 @@
 """Triggers generated from the other app's binding: its names, soft deletes and avatar table.
 
-``tests/other_app``: integer account ids, ``email_address``, the name on the account row
+``tests/apps/other_app``: integer account ids, ``email_address``, the name on the account row
 (computed with the email), the avatar from ``photos`` (``user_sources``), ``deleted_at``
 and ``left_at`` marks. The same transactions through listener sessions and through
 plain sessions with the triggers installed leave the same targets, transaction by
@@ -19,13 +19,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers
-from stream_outbox.worker.demo.scratch_db import scratch_database
 from stream_outbox.worker.operations.migrate import upgrade
-from tests.conftest import SERVER_URL
-from tests.integration.test_capture_triggers import Rows, rows_by_transaction
-from tests.other_app.chat_binding import binding
-from tests.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
-from tests.other_app.models import (
+from tests.apps.other_app.chat_binding import binding
+from tests.apps.other_app.db import create_tables, engine_for, installed_sessions, plain_sessions
+from tests.apps.other_app.models import (
     Account,
     Meetup,
     MeetupInvite,
@@ -34,6 +31,8 @@ from tests.other_app.models import (
     Thread,
     ThreadMember,
 )
+from tests.integration.test_capture_triggers import Rows, rows_by_transaction
+from tests.support.database import empty_database
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -41,7 +40,7 @@ NOW = datetime(2026, 11, 30, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def app_engine() -> Iterator[Engine]:
     """A database of the other app's own tables and the outbox's."""
-    with scratch_database(SERVER_URL, "stream_outbox_other_triggers") as url:
+    with empty_database("stream_outbox_other_triggers") as url:
         upgrade(url)
         engine = engine_for(url)
         create_tables(engine)

@@ -8,12 +8,8 @@ errors with 4xx statuses, and secrets that never reach a page or a log.
 from __future__ import annotations
 
 import base64
-import os
 import re
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +18,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -34,6 +30,9 @@ from stream_outbox.worker.errors import ConfigurationError
 from stream_outbox.worker.operations.replay import replay
 from stream_outbox.worker.operations.rows import failure_groups
 from stream_outbox.worker.settings import Settings
+from tests.support.outbox import add_row
+from tests.support.processes import free_port, script, serving, start, stop
+from tests.support.settings import clean_environ
 
 USER = "admin"
 PASSWORD = "pw-Never-Shown-7c1e9a"
@@ -48,7 +47,7 @@ SECRETS = (PASSWORD, TOKEN, STREAM_SECRET)
 
 
 @pytest.fixture()
-def settings(database_url: str, emu: Emulator) -> Settings:
+def dashboard_settings(database_url: str, emu: Emulator) -> Settings:
     """Both ways in, and Stream credentials (the emulator) for the target panel."""
     return Settings(
         database_url=database_url,
@@ -62,24 +61,18 @@ def settings(database_url: str, emu: Emulator) -> Settings:
 
 
 @pytest.fixture()
-def client(clean_db: Engine, settings: Settings) -> Iterator[TestClient]:
+def client(clean_db: Engine, dashboard_settings: Settings) -> Iterator[TestClient]:
     """A client of the dashboard on host ``dash.test``, no credentials by default."""
-    with TestClient(create_app(settings, engine=clean_db), base_url=ORIGIN) as test_client:
+    with TestClient(
+        create_app(dashboard_settings, engine=clean_db), base_url=ORIGIN
+    ) as test_client:
         yield test_client
 
 
 def add(engine: Engine, status: str = "failed", **values: Any) -> int:
     """Insert one outbox row (a failed user row by default); its id."""
-    row = {
-        "target_kind": "user",
-        "target_id": str(uuid.uuid4()),
-        "event": "updated",
-        "status": status,
-        "payload": {"changed": ["email"]},
-        **values,
-    }
-    with engine.begin() as conn:
-        return int(conn.execute(insert(outbox).values(row).returning(outbox.c.id)).scalar_one())
+    row = {"target_id": str(uuid.uuid4()), "event": "updated", "payload": {"changed": ["email"]}}
+    return add_row(engine, **{**row, "status": status, **values})
 
 
 def status_of(engine: Engine, row_id: int) -> str:
@@ -171,10 +164,10 @@ def test_bearer_token_and_token_login(client: TestClient) -> None:
 
 
 def test_failed_sign_ins_lock_the_client_out_for_a_while(
-    clean_db: Engine, settings: Settings
+    clean_db: Engine, dashboard_settings: Settings
 ) -> None:
     # Given a dashboard that allows three failed sign-ins a minute
-    strict = settings.model_copy(update={"dashboard_lockout": "3 per 1 minute"})
+    strict = dashboard_settings.model_copy(update={"dashboard_lockout": "3 per 1 minute"})
     with TestClient(create_app(strict, engine=clean_db), base_url=ORIGIN) as client:
         # When a client fails three times (a wrong password, a wrong token, a wrong form)
         assert client.get("/", auth=(USER, "wrong")).status_code == 401
@@ -194,9 +187,9 @@ def test_failed_sign_ins_lock_the_client_out_for_a_while(
 
 
 def test_right_credentials_do_not_count_against_the_lockout(
-    clean_db: Engine, settings: Settings
+    clean_db: Engine, dashboard_settings: Settings
 ) -> None:
-    strict = settings.model_copy(update={"dashboard_lockout": "2 per 1 minute"})
+    strict = dashboard_settings.model_copy(update={"dashboard_lockout": "2 per 1 minute"})
     with TestClient(create_app(strict, engine=clean_db), base_url=ORIGIN) as client:
         for _ in range(5):
             assert client.get("/", auth=AUTH).status_code == 200
@@ -205,12 +198,12 @@ def test_right_credentials_do_not_count_against_the_lockout(
 
 
 def test_create_app_refuses_without_credentials(database_url: str) -> None:
-    def settings(**dashboard: str | None) -> Settings:
+    def only(**dashboard: str | None) -> Settings:
         unset = dict.fromkeys(("dashboard_user", "dashboard_password", "dashboard_token"))
         return Settings(database_url=database_url, **{**unset, **dashboard})
 
     with pytest.raises(ConfigurationError) as none:
-        create_app(settings())
+        create_app(only())
     message = str(none.value)
     assert message.splitlines() == [message]
     for variable in (
@@ -220,11 +213,11 @@ def test_create_app_refuses_without_credentials(database_url: str) -> None:
     ):
         assert variable in message
     with pytest.raises(ConfigurationError, match="OUTBOX_DASHBOARD_PASSWORD is not set"):
-        create_app(settings(dashboard_user="admin"))
+        create_app(only(dashboard_user="admin"))
     with pytest.raises(ConfigurationError, match="OUTBOX_DASHBOARD_USER is not set"):
-        create_app(settings(dashboard_password="x"))
+        create_app(only(dashboard_password="x"))
     with pytest.raises(ConfigurationError, match="needs credentials"):
-        create_app(settings(dashboard_token=""))
+        create_app(only(dashboard_token=""))
 
 
 def test_safety_headers(client: TestClient) -> None:
@@ -558,8 +551,10 @@ def test_bulk_replay_bad_input(client: TestClient, clean_db: Engine) -> None:
     assert status_of(clean_db, row_id) == "failed"
 
 
-def test_mounted_under_a_prefix(clean_db: Engine, settings: Settings) -> None:
-    parent = Starlette(routes=[Mount("/outbox", app=create_app(settings, engine=clean_db))])
+def test_mounted_under_a_prefix(clean_db: Engine, dashboard_settings: Settings) -> None:
+    parent = Starlette(
+        routes=[Mount("/outbox", app=create_app(dashboard_settings, engine=clean_db))]
+    )
     row_id = add(clean_db)
     with TestClient(parent, base_url=ORIGIN) as client:
         page = client.get("/outbox/rows", auth=AUTH)
@@ -601,21 +596,14 @@ def test_secrets_never_in_pages(
 # -- the command ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _command_env(database_url: str, **extra: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OUTBOX_", "PYTEST"))}
-    return {**environ, "DATABASE_URL": database_url, **extra}
+    return clean_environ(DATABASE_URL=database_url, **extra)
 
 
+@pytest.mark.slow
 def test_command_refuses_without_credentials(database_url: str, tmp_path: Path) -> None:
-    script = Path(sys.executable).parent / "stream-outbox"
     done = subprocess.run(
-        [str(script), "dashboard"],
+        script("stream-outbox", "dashboard"),
         env=_command_env(database_url),
         cwd=tmp_path,
         capture_output=True,
@@ -629,9 +617,9 @@ def test_command_refuses_without_credentials(database_url: str, tmp_path: Path) 
     ]
 
 
+@pytest.mark.slow
 def test_command_serves_and_logs_no_secret(database_url: str, tmp_path: Path) -> None:
-    script = Path(sys.executable).parent / "stream-outbox"
-    port = _free_port()
+    port = free_port()
     env = _command_env(
         database_url,
         OUTBOX_DASHBOARD_USER=USER,
@@ -639,33 +627,15 @@ def test_command_serves_and_logs_no_secret(database_url: str, tmp_path: Path) ->
         OUTBOX_DASHBOARD_TOKEN=TOKEN,
         GETSTREAM_API_SECRET=STREAM_SECRET,
     )
-    process = subprocess.Popen(
-        [str(script), "dashboard", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    command = script("stream-outbox", "dashboard", "--port", str(port))
+    process = start(command, env=env, cwd=tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
-        answered = _wait_for(base)
-        assert answered.status_code == 401
+        serving(process, f"{base}/")
+        assert httpx2.get(f"{base}/").status_code == 401
         assert httpx2.get(f"{base}/", auth=AUTH).status_code == 200
     finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=30)
+        output = stop(process)
     assert "sign-in: basic and token" in output
     for secret in SECRETS:
         assert secret not in output
-
-
-def _wait_for(url: str) -> httpx2.Response:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return httpx2.get(url + "/", timeout=2)
-        except httpx2.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,8 +26,8 @@ from stream_outbox.emulator import Emulator
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream_import.export import export_history
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
-from tests.conftest import API_KEY, API_SECRET
-from tests.story import invite
+from tests.support.settings import API_KEY, API_SECRET
+from tests.support.story import invite
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 ORDER = ("user", "channel", "member", "message")
@@ -145,6 +146,7 @@ def test_files_are_split_below_the_size_limit_in_order(
     assert items(split.files) == items(one.files)
 
 
+@pytest.mark.slow
 def test_the_command_writes_the_files_and_records_the_watermark(
     session_factory: sessionmaker[Session], tmp_path: Path, database_url: str
 ) -> None:
@@ -194,6 +196,7 @@ def run_history(database_url: str, emu: Emulator, *args: str) -> subprocess.Comp
     return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
 
 
+@pytest.mark.slow
 def test_the_files_import_into_stream_with_their_times_once(
     session_factory: sessionmaker[Session], tmp_path: Path, database_url: str, emu: Emulator
 ) -> None:
@@ -229,6 +232,7 @@ def test_the_files_import_into_stream_with_their_times_once(
     assert all("skipped: imported before" in line for line in again.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_a_file_stream_refuses_stops_the_import_in_one_line(
     tmp_path: Path, database_url: str, emu: Emulator
 ) -> None:
@@ -247,6 +251,7 @@ def test_a_file_stream_refuses_stops_the_import_in_one_line(
     assert "max channelID length exceeded (64)" in line
 
 
+@pytest.mark.slow
 def test_members_read_state_goes_with_them(
     session_factory: sessionmaker[Session], tmp_path: Path, database_url: str, emu: Emulator
 ) -> None:

@@ -23,8 +23,10 @@ from stream_outbox.worker.stream.gateway import StreamGateway
 from stream_outbox.worker.stream.imports import ImportAPI
 from stream_outbox.worker.stream_import.export import export_history
 from stream_outbox.worker.stream_import.upload import import_files
-from tests.conftest import API_KEY, API_SECRET
 from tests.integration.test_history_export import START, history, run_history
+from tests.support.settings import API_KEY, API_SECRET
+
+pytestmark = pytest.mark.slow
 
 WATERMARK = START + timedelta(days=1)
 UNTIL = "2024-01-02T00:00:00+00:00"

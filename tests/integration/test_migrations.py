@@ -9,7 +9,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,9 @@ from stream_outbox.app_hooks.outbox import (
 )
 from stream_outbox.worker.errors import ConfigurationError
 from stream_outbox.worker.operations.migrate import alembic_config, upgrade
-from stream_outbox.worker.settings import normalize_database_url
 from stream_outbox.worker.store.schema import require_migrated
+from tests.support.database import empty_database
 
-SERVER_URL = normalize_database_url(
-    os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-)
 OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
 VERSION_TABLE = "stream_outbox_alembic_version"
 HEAD = "0005"
@@ -55,25 +51,10 @@ def include_object(
     return type_ != "table" or name in metadata.tables
 
 
-@contextmanager
-def new_database() -> Iterator[str]:
-    """Create a brand-new, empty database; drop it on exit."""
-    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"stream_outbox_migr_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture()
 def empty_url() -> Iterator[str]:
     """The URL of an empty database of this test's own."""
-    with new_database() as url:
+    with empty_database("stream_outbox_migr") as url:
         yield url
 
 
@@ -94,7 +75,7 @@ def migrated(empty_url: str, db: Engine) -> Engine:
 @pytest.fixture(scope="module")
 def shared_url() -> Iterator[str]:
     """A database migrated to head, shared by tests that only add rows or app tables."""
-    with new_database() as url:
+    with empty_database("stream_outbox_migr") as url:
         upgrade(url)
         yield url
 
@@ -365,6 +346,7 @@ def test_app_hooks_knows_the_head_revision() -> None:
     assert not any(map(older_than_code, ["10000", "9999", "a1b2c3", None]))
 
 
+@pytest.mark.slow
 def test_a_process_refuses_an_outbox_older_than_its_migrations(
     empty_url: str, db: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:

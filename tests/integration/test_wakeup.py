@@ -16,7 +16,7 @@ from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 
 from stream_outbox.worker.pipeline.wakeup import WakingRedisBroker
 from stream_outbox.worker.runtime import delete_prefixed_keys
-from tests.conftest import REDIS_PREFIX
+from tests.support.redis import REDIS_PREFIX
 
 QUEUE = "wakeup_test"
 

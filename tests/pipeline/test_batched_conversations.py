@@ -34,8 +34,8 @@ from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
 from stream_outbox.worker.sync import conversations as sync_conversations
 from stream_outbox.worker.verify.compare import compare
 from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.pipeline import Pipeline
+from tests.support.story import invite
 
 
 @pytest.fixture(autouse=True)
@@ -110,12 +110,12 @@ def one_batch(pipeline: Pipeline) -> Job:
 
 
 def test_many_conversations_converge_in_few_jobs(
-    pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
+    pipeline: Pipeline, session_factory: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.job_runner")
     # Given thirty conversations committed together, and jobs of twenty conversations
     pipeline.relay.conversations_per_job = 20
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = converse(session, 30, "many")
     # When the relay dispatches them and the workers run
     pipeline.drain()
@@ -138,14 +138,14 @@ def test_many_conversations_converge_in_few_jobs(
 
 
 def test_a_conversation_stream_refuses_fails_alone_in_its_batch(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given Stream refuses the first channel it is asked to create, and five
     # conversations committed together (one job: the first of them is refused)
     pipeline.emu.inject_failure(
         "GetOrCreateChannel", status=400, times=1, code=4, message="channel data is invalid"
     )
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = converse(session, 5, "refused")
     # When the job runs
     pipeline.drain()
@@ -172,11 +172,11 @@ def test_a_conversation_stream_refuses_fails_alone_in_its_batch(
 
 
 def test_a_transient_error_mid_batch_settles_what_was_done_and_continues_the_rest(
-    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, session_factory: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given five conversations claimed as one job, and Stream allowing two creates
     # before it answers 429 (a window long enough that it does not reset meanwhile)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = converse(session, 5, "limited")
     batch = one_batch(pipeline)
     assert len(batch.target_ids) == 5
@@ -212,10 +212,10 @@ def test_a_transient_error_mid_batch_settles_what_was_done_and_continues_the_res
 
 
 def test_twin_conversations_in_one_batch_get_distinct_channels(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given two conversations of the same two people, committed together
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         ann, bob = User(email="ann@example.com"), User(email="bob@example.com")
         first, second = Conversation(), Conversation()
         session.add_all([ann, bob, first, second])
@@ -296,10 +296,10 @@ def test_assign_channels_takes_the_first_free_candidate(clean_db: Engine) -> Non
 
 
 def test_jobs_of_the_single_conversation_shape_still_work(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given a conversation's job in the older shape (its payload is the conversation's)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     conversation_id = str(made["conversation"].id)
     claimed = pipeline.repo.claim(100)
@@ -326,11 +326,11 @@ def test_jobs_of_the_single_conversation_shape_still_work(
 
 
 def test_a_slow_batch_stops_before_its_locks_lease_runs_out(
-    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, session_factory: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given four conversations claimed as one job, a lock lease of 0.2 s, and Stream
     # taking 150 ms per call: the whole batch would outlive its locks
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = converse(session, 4, "slow")
     batch = one_batch(pipeline)
     monkeypatch.setattr(runtime.current().settings, "lock_lease", timedelta(seconds=0.2))
@@ -356,11 +356,11 @@ def test_a_slow_batch_stops_before_its_locks_lease_runs_out(
 
 
 def test_a_failed_conversation_keeps_its_error_when_the_rest_of_its_batch_retries(
-    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, session_factory: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given three conversations as one job; Stream refuses the first (400) and is
     # unavailable for the second (503)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = converse(session, 3, "kept")
     batch = one_batch(pipeline)
     pipeline.emu.inject_failure("GetOrCreateChannel", 400, code=4, message="refused")
@@ -381,10 +381,10 @@ def test_a_failed_conversation_keeps_its_error_when_the_rest_of_its_batch_retrie
 
 
 def test_a_batch_that_gets_nowhere_is_retried_by_dramatiq(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given two conversations as one job, and Stream unavailable for the first call
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         converse(session, 2, "nowhere")
     batch = one_batch(pipeline)
     pipeline.emu.inject_failure("GetOrCreateChannel", 503)
@@ -398,10 +398,10 @@ def test_a_batch_that_gets_nowhere_is_retried_by_dramatiq(
 
 
 def test_a_batch_in_a_stopping_worker_hands_the_rest_to_a_new_job(
-    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, session_factory: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given three conversations as one job, in a worker asked to shut down
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = converse(session, 3, "stopping")
     batch = one_batch(pipeline)
     monkeypatch.setattr(job_runner, "_delay_ms", lambda *_, **__: 300)
@@ -426,11 +426,11 @@ def test_a_batch_in_a_stopping_worker_hands_the_rest_to_a_new_job(
 
 
 def test_a_batch_whose_locks_vanished_settles_nothing_and_runs_again(
-    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, session_factory: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given two conversations as one job, and Redis losing the job's locks while it works
     # (a restart without persistence): another job may have overlapped it
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = converse(session, 2, "vanished")
     batch = one_batch(pipeline)
     real_reconcile = job_runner.reconcile

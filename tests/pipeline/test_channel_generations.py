@@ -18,12 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.on_demand import MigrationState, migration_status, request_migration
 from stream_outbox.worker.verify.target import describe
-from tests.pipeline.conftest import Pipeline
-from tests.pipeline.test_trigger_capture import drift
-from tests.pipeline.test_user_lifecycle import NOW, shapes
-from tests.shapes_app import BINDING, Account, Post, Thread, ada_and_bob_in_a_thread
-
-__all__ = ["shapes"]
+from tests.apps.shapes import BINDING, Account, Post, Thread, ada_and_bob_in_a_thread
+from tests.pipeline.test_user_lifecycle import NOW
+from tests.support.pipeline import Pipeline, drift
 
 
 def _posts(pipeline: Pipeline) -> dict[str, str]:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -37,8 +38,10 @@ from stream_outbox.app_hooks.reference import (
 )
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker.store.cutover import forget_cutover
-from tests.conftest import API_KEY, API_SECRET
-from tests.pipeline.conftest import Pipeline
+from tests.support.pipeline import Pipeline
+from tests.support.settings import API_KEY, API_SECRET
+
+pytestmark = pytest.mark.slow
 
 START = datetime(2023, 6, 1, tzinfo=UTC)
 LEGACY = 40
@@ -161,7 +164,7 @@ def rechecks_come_due(engine: Engine) -> int:
 
 def test_going_live_through_the_import_while_the_app_writes(
     pipeline: Pipeline,
-    app_session: Callable[[], Session],
+    session_factory: Callable[[], Session],
     emu: Emulator,
     tmp_path: Path,
 ) -> None:
@@ -169,7 +172,7 @@ def test_going_live_through_the_import_while_the_app_writes(
     engine = pipeline.engine
     made = old_history(engine, rng)
     # Given capture running first, and the app writing: a DM opened live, messages
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         ann, bob = made["users"][0]["id"], made["users"][1]["id"]
         dm = Conversation()
         session.add(dm)
@@ -184,7 +187,7 @@ def test_going_live_through_the_import_while_the_app_writes(
             (row.conversation_id, row.user_id)
             for row in conn.execute(select(ConversationParticipant)).all()
         ][:40]
-    writer = Writer(app_session, rng, pairs)
+    writer = Writer(session_factory, rng, pairs)
     writer.start()
     try:
         time.sleep(0.5)
@@ -198,7 +201,7 @@ def test_going_live_through_the_import_while_the_app_writes(
         # and, before the import is done, old messages are edited and deleted in the app
         old = made["messages"]
         edited, deleted = old[5]["id"], old[7]["id"]
-        with app_session() as session, session.begin():
+        with session_factory() as session, session.begin():
             session.get_one(Message, edited).content = "edited after the watermark"
             session.delete(session.get_one(Message, deleted))
         settle(pipeline)

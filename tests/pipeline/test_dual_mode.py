@@ -4,29 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jwt
-import pytest
-from fastapi import FastAPI, Header
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from stream_outbox.app_hooks.chat_router import chat_router
 from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.reference import Message, User
 from stream_outbox.worker import runtime
-from tests.conftest import API_KEY, API_SECRET
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.pipeline import Pipeline
+from tests.support.settings import API_KEY, API_SECRET
+from tests.support.story import invite
 
 
 def test_messages_written_by_the_old_chat_reach_the_channel(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
         session.add(
             Message(
@@ -52,10 +48,10 @@ def test_messages_written_by_the_old_chat_reach_the_channel(
 
 
 def test_edits_and_deletions_by_the_old_chat_reach_the_channel(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given two mirrored messages
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
         kept = Message(
             conversation_id=made["conversation"].id, sender_id=made["guest"].id, content="helo"
@@ -67,7 +63,7 @@ def test_edits_and_deletions_by_the_old_chat_reach_the_channel(
     pipeline.drain()
     cid = f"messaging:invitation_{made['invitation'].id}"
     # When the old chat edits one and deletes the other
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         edited = session.get(Message, kept.id)
         assert edited is not None
         edited.content = "hello"
@@ -92,22 +88,22 @@ def test_edits_and_deletions_by_the_old_chat_reach_the_channel(
 
 
 def test_an_edit_costs_one_call_and_an_edit_stream_never_got_is_sent(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given a mirrored message, and one never sent (its row lost to a restore, say)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
         sent = Message(conversation_id=made["conversation"].id, sender_id=None, content="helo")
         session.add(sent)
     pipeline.drain()
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         unsent = Message(conversation_id=made["conversation"].id, sender_id=None, content="x")
         session.add(unsent)
     with pipeline.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM stream_outbox WHERE status = 'pending'")
     pipeline.emu.reset_request_counts()
     # When the old chat edits both
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         for message_id, text in ((sent.id, "hello"), (unsent.id, "fixed")):
             edited = session.get(Message, message_id)
             assert edited is not None
@@ -123,11 +119,11 @@ def test_an_edit_costs_one_call_and_an_edit_stream_never_got_is_sent(
 
 
 def test_mirroring_can_be_turned_off_after_the_cut_over(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     rt = runtime.current()
     rt.settings = rt.settings.model_copy(update={"mirror_messages": False})
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
         session.add(Message(conversation_id=made["conversation"].id, sender_id=None, content="x"))
     pipeline.drain()
@@ -136,9 +132,9 @@ def test_mirroring_can_be_turned_off_after_the_cut_over(
 
 
 def test_channel_lookup_predicts_then_confirms(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     conversation_id = str(made["conversation"].id)
     with pipeline.engine.connect() as conn:
@@ -153,29 +149,6 @@ def test_channel_lookup_predicts_then_confirms(
     assert missing is None
 
 
-@pytest.fixture()
-def frontend(pipeline: Pipeline) -> Iterator[TestClient]:
-    def connection() -> Iterator[Connection]:
-        with pipeline.engine.connect() as conn:
-            yield conn
-
-    def current_user_id(x_user_id: str = Header()) -> str:  # the app's own auth, simplified
-        return x_user_id
-
-    app = FastAPI()
-    app.include_router(
-        chat_router(
-            connection=connection,
-            current_user_id=current_user_id,
-            api_key=API_KEY,
-            api_secret=API_SECRET,
-            app_id="1460405",
-        )
-    )
-    with TestClient(app) as client:
-        yield client
-
-
 def test_token_endpoint_signs_a_user_token_locally(frontend: TestClient) -> None:
     answer: dict[str, Any] = frontend.get("/chat/token", headers={"x-user-id": "u-1"}).json()
     assert (answer["user_id"], answer["api_key"], answer["app_id"]) == ("u-1", API_KEY, "1460405")
@@ -184,9 +157,9 @@ def test_token_endpoint_signs_a_user_token_locally(frontend: TestClient) -> None
 
 
 def test_channel_endpoint_answers_participants_only(
-    frontend: TestClient, app_session: Callable[[], Session]
+    frontend: TestClient, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
         stranger = User(email="stranger@example.com")
         session.add(stranger)

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from stream_outbox.worker import runtime
 from stream_outbox.worker.pipeline import job_runner
 from stream_outbox.worker.pipeline.job_runner import run_job
-from tests.pipeline.conftest import Pipeline
 from tests.pipeline.test_batched_conversations import (
     assert_channels_hold,
     conversation_rows,
@@ -26,6 +25,7 @@ from tests.pipeline.test_batched_conversations import (
     one_batch,
     statuses,
 )
+from tests.support.pipeline import Pipeline
 
 
 def most_at_once(calls: list[dict[str, float]]) -> int:
@@ -39,13 +39,13 @@ def most_at_once(calls: list[dict[str, float]]) -> int:
 
 
 def test_a_slow_stream_gets_a_job_s_conversations_at_once(
-    pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
+    pipeline: Pipeline, session_factory: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.job_runner")
     # Given Stream answering in 30 ms, and forty conversations in jobs of twenty
     pipeline.emu.set_latency(30)
     pipeline.relay.conversations_per_job = 20
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = converse(session, 40, "fan")
     # When the relay dispatches them and the worker runs
     pipeline.drain()
@@ -66,12 +66,12 @@ def test_a_slow_stream_gets_a_job_s_conversations_at_once(
 
 
 def test_a_transient_error_in_a_slow_batch_retries_only_what_was_left(
-    pipeline: Pipeline, app_session: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, session_factory: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given Stream answering in 30 ms and allowing two creates before it answers 429
     pipeline.emu.set_latency(30)
     pipeline.emu.set_window(3600)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = converse(session, 8, "slow")
     runtime.current().gateway.upsert_users([{"id": "warm-up"}])  # the gateway has seen 30 ms
     pipeline.emu.set_rate_limit("GetOrCreateChannel", 2)

@@ -22,7 +22,9 @@ from stream_outbox.worker.operations.backfill import Scope
 from stream_outbox.worker.operations.resync import resync
 from stream_outbox.worker.verify.compare import compare
 from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
-from tests.pipeline.conftest import Pipeline
+from tests.support.pipeline import Pipeline
+
+pytestmark = pytest.mark.slow
 
 # 800 conversations of 10 messages (8,000 SendMessage calls): GL_CONV=2000 for a larger run
 CONVERSATIONS = int(__import__("os").environ.get("GL_CONV", "800"))

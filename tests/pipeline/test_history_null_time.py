@@ -23,19 +23,18 @@ from sqlalchemy import DateTime, Engine, String, Text, insert, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from stream_outbox.app_hooks.binding import Binding
-from stream_outbox.worker import runtime
 from stream_outbox.worker.operations.backfill import Scope
 from stream_outbox.worker.operations.replay import replay
 from stream_outbox.worker.operations.resync import resync
 from stream_outbox.worker.sync.history import BATCH
-from tests.pipeline.conftest import Pipeline
-from tests.pipeline.string_id_app import (
+from tests.apps.string_ids import (
     STRING_ID_BINDING,
     SConversation,
     SParticipant,
     StringIdBase,
     SUser,
 )
+from tests.support.pipeline import Pipeline
 
 
 class UndatedBase(DeclarativeBase):
@@ -63,15 +62,10 @@ def app(pipeline: Pipeline) -> Iterator[Engine]:
     """The app's tables, and the worker's runtime bound to it (the pipeline's worker runs it)."""
     StringIdBase.metadata.create_all(pipeline.engine)
     UndatedBase.metadata.create_all(pipeline.engine)
-    previous = runtime.current()
-    own = runtime.Runtime.from_settings(pipeline.settings, binding=UNDATED_BINDING)
-    runtime.install(own)
     try:
-        yield pipeline.engine
+        with pipeline.bound_to(UNDATED_BINDING):
+            yield pipeline.engine
     finally:
-        runtime.install(previous)
-        own.engine.dispose()
-        own.redis.close()
         UndatedBase.metadata.drop_all(pipeline.engine)
         StringIdBase.metadata.drop_all(pipeline.engine)
 

@@ -45,12 +45,9 @@ from stream_outbox.app_hooks.reference import (
     Profile,
     User,
 )
-from stream_outbox.worker import runtime
 from stream_outbox.worker.verify.compare import compare
 from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
-from tests.app_model import NAMES
-from tests.pipeline.conftest import Pipeline
-from tests.pipeline.string_id_app import (
+from tests.apps.string_ids import (
     STRING_ID_BINDING,
     SConversation,
     SMessage,
@@ -59,7 +56,9 @@ from tests.pipeline.string_id_app import (
     StringIdBase,
     SUser,
 )
-from tests.story import invite
+from tests.support.app_model import NAMES
+from tests.support.pipeline import Pipeline
+from tests.support.story import invite
 
 LONG = "ü" * 10_000
 LONG_NAME = "ü" * 2_000  # 4,000 bytes: long, within Stream's 5 KB of user data
@@ -90,11 +89,11 @@ def outbox_count(engine: Engine) -> int:
 
 
 def test_unicode_names_and_emails_sync_as_written(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     names = [name for name in NAMES if name]
     emails = ["zoë@exämple.com", "משה@example.com", "🦄@example.com", "o'brien+<x>@example.com"]
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         users = [
             User(email=f"u{n}@example.com", profile=Profile(full_name=name))
             for n, name in enumerate(names)
@@ -132,9 +131,9 @@ def test_unicode_names_and_emails_sync_as_written(
     ],
 )
 def test_text_the_database_refuses_fails_the_apps_commit_and_writes_no_row(
-    pipeline: Pipeline, app_session: Callable[[], Session], make: Callable[[], User]
+    pipeline: Pipeline, session_factory: Callable[[], Session], make: Callable[[], User]
 ) -> None:
-    with pytest.raises(DataError), app_session() as session, session.begin():
+    with pytest.raises(DataError), session_factory() as session, session.begin():
         session.add(make())
     assert outbox_count(pipeline.engine) == 0
     with pipeline.engine.connect() as conn:
@@ -142,20 +141,20 @@ def test_text_the_database_refuses_fails_the_apps_commit_and_writes_no_row(
 
 
 def test_a_nul_byte_in_a_message_fails_the_apps_commit_and_writes_no_row(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     before = outbox_count(pipeline.engine)
-    with pytest.raises(DataError), app_session() as session, session.begin():
+    with pytest.raises(DataError), session_factory() as session, session.begin():
         session.add(Message(conversation_id=made["conversation"].id, content="a\x00b"))
     assert outbox_count(pipeline.engine) == before
 
 
 def test_a_message_stream_refuses_as_too_long_fails_alone(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
         guest = made["guest"].id
         session.add(Message(conversation_id=made["conversation"].id, sender_id=guest, content="ok"))
@@ -173,9 +172,9 @@ def test_a_message_stream_refuses_as_too_long_fails_alone(
 
 
 def test_a_profile_of_a_missing_user_is_refused_by_the_foreign_key(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with pytest.raises(IntegrityError), app_session() as session, session.begin():
+    with pytest.raises(IntegrityError), session_factory() as session, session.begin():
         session.add(Profile(user_id=uuid.uuid4(), full_name="Nobody"))
     assert outbox_count(pipeline.engine) == 0
 
@@ -187,17 +186,12 @@ def test_a_profile_of_a_missing_user_is_refused_by_the_foreign_key(
 def string_id_app(pipeline: Pipeline) -> Iterator[sessionmaker[Session]]:
     """The text-id app's tables, capture installed, and a worker runtime with its binding."""
     StringIdBase.metadata.create_all(pipeline.engine)
-    previous = runtime.current()
-    own = runtime.Runtime.from_settings(pipeline.settings, binding=STRING_ID_BINDING)
-    runtime.install(own)
     factory = sessionmaker(pipeline.engine, expire_on_commit=False)
     install(factory, STRING_ID_BINDING)
     try:
-        yield factory
+        with pipeline.bound_to(STRING_ID_BINDING):
+            yield factory
     finally:
-        runtime.install(previous)
-        own.engine.dispose()
-        own.redis.close()
         StringIdBase.metadata.drop_all(pipeline.engine)
 
 
@@ -276,9 +270,9 @@ def test_a_deleted_user_whose_id_stream_refuses_fails_alone(
 
 
 def test_a_payload_edited_into_garbage_fails_that_row_alone(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     conversation_id = str(made["conversation"].id)
     with pipeline.engine.begin() as conn:
@@ -296,16 +290,16 @@ def test_a_payload_edited_into_garbage_fails_that_row_alone(
 
 
 def test_a_wrong_target_kind_is_refused_by_the_check_constraint(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         invite(session)
     with pytest.raises(IntegrityError), pipeline.engine.begin() as conn:
         conn.execute(update(outbox).values(target_kind="channel"))
 
 
 def test_unknown_target_ids_hold_up_nothing(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     rows = [
         ("user", "not-a-uuid"),  # no such user: Stream must not hold one (done)
@@ -320,7 +314,7 @@ def test_unknown_target_ids_hold_up_nothing(
             insert(outbox),
             [{"target_kind": k, "target_id": i, "event": "hand", "payload": {}} for k, i in rows],
         )
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     found = by_target(pipeline)
@@ -337,9 +331,9 @@ def test_unknown_target_ids_hold_up_nothing(
 
 
 def test_a_channel_of_2500_members_is_made_100_at_a_time(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         users = [User(id=uuid.uuid4(), email=f"m{n}@example.com") for n in range(2500)]
         conversation = Conversation(id=uuid.uuid4())
         session.add_all([*users, conversation])
@@ -354,7 +348,7 @@ def test_a_channel_of_2500_members_is_made_100_at_a_time(
     assert counts["UpdateChannel 201"] == 24  # 2,400 added after the first 100
     cid = f"messaging:conversation_{conversation.id}"
     assert len(pipeline.emu.state()["channels"][cid]["members"]) == 2500
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         leaving = [user.id for user in users[:250]]
         part = ConversationParticipant
         session.execute(delete(part).where(part.user_id.in_(leaving)))
@@ -367,9 +361,9 @@ def test_a_channel_of_2500_members_is_made_100_at_a_time(
 
 
 def test_concurrent_transactions_on_one_conversation_converge(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     conversation_id, event_id = made["conversation"].id, made["event"].id
     pipeline.drain()
@@ -378,7 +372,7 @@ def test_concurrent_transactions_on_one_conversation_converge(
     def member(n: int) -> None:
         try:
             for step in range(8):
-                with app_session() as session, session.begin():
+                with session_factory() as session, session.begin():
                     user = User(email=f"t{n}-{step}@example.com")
                     session.add(user)
                     session.flush()

@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from sqlalchemy.orm import Session
 
-from tests.conftest import API_SECRET
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.pipeline import Pipeline
+from tests.support.settings import API_SECRET
+from tests.support.story import invite
 
 
 def sample(name: str, **labels: str) -> float:
@@ -22,10 +22,10 @@ def sample(name: str, **labels: str) -> float:
 
 
 def test_one_log_line_per_reconcile_with_target_rows_calls_and_outcome(
-    pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
+    pipeline: Pipeline, session_factory: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="stream_outbox.worker.pipeline.job_runner")
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     lines = [r for r in caplog.records if getattr(r, "action", None) == "reconcile"]
@@ -37,11 +37,11 @@ def test_one_log_line_per_reconcile_with_target_rows_calls_and_outcome(
 
 
 def test_metrics_count_calls_reconciles_and_outbox_figures(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     calls = sample("stream_outbox_stream_calls_total", endpoint="GetOrCreateChannel", status="200")
     done = sample("stream_outbox_reconciles_total", kind="conversation", outcome="done")
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         invite(session)
     pipeline.relay.sweep()
     assert sample("stream_outbox_pending_rows") == 3
@@ -59,12 +59,12 @@ def test_metrics_count_calls_reconciles_and_outbox_figures(
 
 
 def test_the_secret_never_reaches_logs_rows_or_metrics(
-    pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
+    pipeline: Pipeline, session_factory: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     pipeline.emu.inject_failure("GetOrCreateChannel", status=401, times=3, code=5)
     pipeline.emu.inject_failure("UpdateUsers", status=503, times=1)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         invite(session)
     pipeline.drain()
     rows = pipeline.rows()
@@ -73,6 +73,7 @@ def test_the_secret_never_reaches_logs_rows_or_metrics(
     assert API_SECRET not in text
 
 
+@pytest.mark.slow
 def test_the_stock_dramatiq_cli_module_declares_the_actor(
     settings_env: dict[str, str],
 ) -> None:

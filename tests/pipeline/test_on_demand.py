@@ -4,7 +4,6 @@ legacy conversation migrated ahead of a large backfill."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,9 +15,9 @@ from sqlalchemy import Engine, func, insert, select
 from stream_outbox.app_hooks import outbox
 from stream_outbox.app_hooks.on_demand import MigrationState, migration_status, request_migration
 from stream_outbox.app_hooks.reference import Conversation, ConversationParticipant, Message, User
-from tests.pipeline.conftest import Pipeline
-from tests.pipeline.test_dual_mode import frontend as frontend  # the app with the router
 from tests.pipeline.test_going_live import backfill
+from tests.support.pipeline import Pipeline
+from tests.support.processes import wait_for
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
 
@@ -159,6 +158,7 @@ def test_a_priority_claim_takes_the_backfills_row_of_the_conversation_with_it(
     assert all(row.event == "backfill" for row in backlog)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_legacy_conversation_migrates_on_demand_ahead_of_a_large_backfill(
     pipeline: Pipeline, frontend: TestClient
@@ -170,14 +170,16 @@ def test_a_legacy_conversation_migrates_on_demand_ahead_of_a_large_backfill(
     relay = threading.Thread(target=pipeline.relay.run, daemon=True)
     relay.start()
     try:
-        wait_for(lambda: done_rows(pipeline.engine) >= 50)
+        wait_for(lambda: done_rows(pipeline.engine) >= 50, "50 rows done", timeout=60)
         # When a participant opens the conversation whose backfill row is last of all
         last = next(c for c in conversations if c["id"] == last_backfilled(pipeline.engine))
         url = f"/chat/conversations/{last['id']}/migrate"
         member = {"x-user-id": last["members"][0]}
         asked = frontend.post(url, headers=member)
         assert asked.status_code == 202
-        wait_for(lambda: frontend.get(url, headers=member).status_code == 200)
+        wait_for(
+            lambda: frontend.get(url, headers=member).status_code == 200, "the channel", timeout=60
+        )
         # Then its channel is in Stream, with its history, while most of the backlog is not
         state = pipeline.emu.state()
         cid = asked.json()["cid"]
@@ -224,11 +226,3 @@ def last_backfilled(engine: Engine) -> str:
     )
     with engine.connect() as conn:
         return str(conn.scalar(query))
-
-
-def wait_for(condition: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {condition}")
-        time.sleep(0.05)

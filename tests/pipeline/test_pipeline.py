@@ -15,14 +15,14 @@ from stream_outbox.app_hooks.reference import (
     Profile,
     User,
 )
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.pipeline import Pipeline
+from tests.support.story import invite
 
 
 def test_an_invitation_reaches_stream(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     state = pipeline.emu.state()
@@ -38,16 +38,16 @@ def test_an_invitation_reaches_stream(
 
 
 def test_a_burst_to_one_conversation_costs_one_reconcile(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     pipeline.emu.reset_request_counts()
     conversation_id = made["conversation"].id
     extra = []
     for n in range(15):  # fifteen transactions, each adding a member
-        with app_session() as session, session.begin():
+        with session_factory() as session, session.begin():
             user = User(email=f"u{n}@example.com")
             session.add(user)
             session.flush()
@@ -66,13 +66,13 @@ def test_a_burst_to_one_conversation_costs_one_reconcile(
 
 
 def test_renames_leaving_and_deletes_converge(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     guest_id, conversation_id = made["guest"].id, made["conversation"].id
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         session.add(Profile(user_id=guest_id, full_name="Gus Guest"))
         event = session.get(Event, made["event"].id)
         assert event is not None
@@ -85,16 +85,16 @@ def test_renames_leaving_and_deletes_converge(
     assert state["users"][str(guest_id)]["name"] == "Gus Guest"
     assert state["channels"][cid]["data"]["name"] == "Launch party"
     assert state["channels"][cid]["members"] == [str(made["organizer"].id)]
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         session.delete(session.get(Conversation, conversation_id))
     pipeline.drain()
     assert pipeline.emu.state()["channels"][cid]["deleted_at"] is not None
 
 
 def test_out_of_order_and_duplicated_jobs_converge(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     conversation_id = str(made["conversation"].id)
     claimed = pipeline.repo.claim(100)  # the relay's claim, jobs sent by hand below
@@ -111,10 +111,10 @@ def test_out_of_order_and_duplicated_jobs_converge(
 
 
 def test_a_server_error_then_success_retries_and_converges(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     pipeline.emu.inject_failure("GetOrCreateChannel", status=503, times=2)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     assert f"messaging:invitation_{made['invitation'].id}" in pipeline.emu.state()["channels"]
@@ -125,12 +125,12 @@ def test_a_server_error_then_success_retries_and_converges(
 
 
 def test_a_validation_error_fails_the_row_at_once_and_spares_the_others(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     pipeline.emu.inject_failure(
         "GetOrCreateChannel", status=400, times=5, code=4, message="channel data is invalid"
     )
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         invite(session)
     pipeline.drain()
     rows = {row["target_kind"]: row for row in pipeline.rows()}
@@ -143,13 +143,13 @@ def test_a_validation_error_fails_the_row_at_once_and_spares_the_others(
 
 
 def test_a_rate_limited_call_waits_for_the_reset(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     pipeline.emu.set_window(1.0)
     pipeline.emu.set_rate_limit("GetOrCreateChannel", 1)
     conversations = []
     for n in range(3):
-        with app_session() as session, session.begin():
+        with session_factory() as session, session.begin():
             user = User(email=f"solo{n}@example.com")
             other = User(email=f"other{n}@example.com")
             conversation = Conversation()
@@ -172,12 +172,12 @@ def test_a_rate_limited_call_waits_for_the_reset(
 
 
 def test_a_lost_job_is_dispatched_again_after_the_visibility_timeout(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     for worker in pipeline.workers:
         worker.stop(timeout=5000)
     pipeline.workers.clear()
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     assert pipeline.relay.drain() == 3
     # The jobs vanish (Redis restarted without persistence)
@@ -195,11 +195,11 @@ def test_a_lost_job_is_dispatched_again_after_the_visibility_timeout(
 
 
 def test_two_workers_never_reconcile_one_target_at_once(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     pipeline.start_worker(threads=4)  # eight threads in two workers
     pipeline.emu.set_latency(30, endpoint="GetOrCreateChannel")
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     conversation_id = str(made["conversation"].id)
@@ -213,14 +213,14 @@ def test_two_workers_never_reconcile_one_target_at_once(
 
 
 def test_members_stream_lost_are_upserted_again(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     # Given Stream lost the users (deleted by hand) while the worker still thinks they exist
     pipeline.emu.reset()
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         event = session.get(Event, made["event"].id)
         assert event is not None
         event.title = "Relaunch"

@@ -26,22 +26,21 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
-from typer.testing import CliRunner
 
 from stream_outbox.app_hooks import outbox
 from stream_outbox.app_hooks.outbox import audit
 from stream_outbox.app_hooks.reference import Message, User
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker import runtime
-from stream_outbox.worker.cli import app as cli_app
 from stream_outbox.worker.dashboard import create_app
 from stream_outbox.worker.dashboard.pages import FILTER_FIELDS
 from stream_outbox.worker.errors import StreamError
 from stream_outbox.worker.operations.replay import replay
 from stream_outbox.worker.settings import Settings
-from tests.conftest import API_SECRET
-from tests.pipeline.conftest import Pipeline
-from tests.story import invite
+from tests.support.cli import invoke
+from tests.support.pipeline import Pipeline
+from tests.support.settings import API_SECRET
+from tests.support.story import invite
 
 ORIGIN = "http://dash.test"
 AUTH = ("ops", "pw-for-the-security-test")
@@ -51,7 +50,7 @@ CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
 @pytest.fixture()
 def failed_run(
-    pipeline: Pipeline, app_session: Callable[[], Session], caplog: pytest.LogCaptureFixture
+    pipeline: Pipeline, session_factory: Callable[[], Session], caplog: pytest.LogCaptureFixture
 ) -> dict[str, Any]:
     """A run with failures of every kind: permanent, exhausted retries, dropped, then OK."""
     caplog.set_level(logging.DEBUG)
@@ -60,13 +59,13 @@ def failed_run(
     emu.inject_failure("GetOrCreateChannel", status=400, times=5, code=4, message="bad data")
     emu.drop_connections("SendMessage", times=1)
     emu.inject_failure("DeactivateUsers", status=500, times=50)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
         session.add(Message(conversation_id=made["conversation"].id, content="hello"))
         leaver = User(email="leaver@example.com")
         session.add(leaver)
     pipeline.drain()
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         session.delete(session.get(User, leaver.id))
     pipeline.drain()
     rows = pipeline.rows()
@@ -116,7 +115,7 @@ def test_the_secret_and_its_token_never_leave_the_worker(
     }.items():
         monkeypatch.setenv(env, value)
     for row_id in ids:
-        shown = CliRunner().invoke(cli_app, ["admin", "show", str(row_id), "--json"])
+        shown = invoke("admin", "show", str(row_id), "--json")
         seen.append(shown.output)
     everything = "\n".join(seen)
     assert "bad data" in everything and "after 5 attempts" in everything  # the scan saw them
@@ -219,7 +218,7 @@ def test_the_dashboards_query_parameters_cannot_inject_sql(
 
 
 def test_a_wrong_secret_is_a_permanent_error_and_fails_the_rows_at_once(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     wrong = "a-wrong-secret-that-is-also-32-bytes-or-more"
     previous = runtime.current()
@@ -229,7 +228,7 @@ def test_a_wrong_secret_is_a_permanent_error_and_fails_the_rows_at_once(
     own = runtime.Runtime.from_settings(settings)
     runtime.install(own)
     try:
-        with app_session() as session, session.begin():
+        with session_factory() as session, session.begin():
             invite(session)
         pipeline.drain()
     finally:

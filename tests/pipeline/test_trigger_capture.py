@@ -17,59 +17,23 @@ test of the run.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.outbox import outbox
 from stream_outbox.app_hooks.reference import (
-    REFERENCE_BINDING,
     ConversationParticipant,
     Profile,
     User,
 )
-from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers, triggers_installed
-from stream_outbox.worker.verify.compare import compare
-from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
-from tests.pipeline.conftest import Pipeline
-from tests.pipeline.test_user_lifecycle import shapes
-from tests.shapes_app import BINDING as SHAPES
-
-__all__ = ["capture_triggers", "shapes", "trigger_sessions"]
-
-
-@contextmanager
-def capture_triggers(engine: Engine, binding: Binding = REFERENCE_BINDING) -> Iterator[None]:
-    """The binding's capture triggers, installed for the block, always dropped after."""
-    with engine.begin() as conn:
-        install_triggers(conn, binding)
-    try:
-        yield
-    finally:
-        with engine.begin() as conn:
-            drop_triggers(conn)
-        with engine.connect() as conn:
-            assert not triggers_installed(conn), "capture triggers left in the shared database"
-
-
-@pytest.fixture()
-def trigger_sessions(clean_db: Engine) -> Iterator[sessionmaker[Session]]:
-    """Sessions of the application WITHOUT listeners, the capture triggers installed."""
-    with capture_triggers(clean_db):
-        yield sessionmaker(clean_db, expire_on_commit=False)
-
-
-def drift(
-    pipeline: Pipeline, gone: Sequence[uuid.UUID] = (), binding: Binding = REFERENCE_BINDING
-) -> list[str]:
-    """Where Stream (the emulator) differs from what the database says, one line each."""
-    desired = read_desired(pipeline.engine, binding, pipeline.repo, gone=[str(c) for c in gone])
-    return [str(d) for d in compare(desired=desired, held=held_from_snapshot(pipeline.emu.state()))]
+from stream_outbox.app_hooks.triggers import triggers_installed
+from tests.apps.shapes import BINDING as SHAPES
+from tests.support.database import capture_triggers
+from tests.support.pipeline import Pipeline, drift
 
 
 def outbox_rows(engine: Engine) -> list[tuple[str, str]]:
@@ -382,13 +346,13 @@ def test_an_edge_case_in_raw_sql_converges_with_triggers(
 
 
 def test_raw_sql_writes_drift_without_triggers(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     """The listeners capture ORM sessions only: the raw writes never reach Stream."""
     with pipeline.engine.connect() as conn:
         assert not triggers_installed(conn)
     writes = RawWrites()
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         writes.create(session.connection())
     pipeline.drain()
     assert outbox_rows(pipeline.engine) == []

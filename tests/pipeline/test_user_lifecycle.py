@@ -8,22 +8,20 @@ their own row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from stream_outbox.app_hooks import install
 from stream_outbox.app_hooks.reference import Message, Profile, User
 from stream_outbox.worker import runtime
 from stream_outbox.worker.operations.resync import resync
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
-from tests.pipeline.conftest import Pipeline
-from tests.shapes_app import BINDING, Base, Post, ada_and_bob_in_a_thread
-from tests.story import invite
+from tests.apps.shapes import BINDING, Post, ada_and_bob_in_a_thread
+from tests.support.pipeline import Pipeline
+from tests.support.story import invite
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -38,28 +36,28 @@ def policy(pipeline: Pipeline, name: str) -> None:
     rt.settings = rt.settings.model_copy(update={"deleted_user_policy": name})
 
 
-def add_users(app_session: Callable[[], Session], prefix: str, count: int) -> list[User]:
-    with app_session() as session, session.begin():
+def add_users(session_factory: Callable[[], Session], prefix: str, count: int) -> list[User]:
+    with session_factory() as session, session.begin():
         people = [User(email=f"{prefix}{n}@example.com") for n in range(count)]
         session.add_all(people)
     return people
 
 
-def delete_users(app_session: Callable[[], Session], people: list[User]) -> None:
-    with app_session() as session, session.begin():
+def delete_users(session_factory: Callable[[], Session], people: list[User]) -> None:
+    with session_factory() as session, session.begin():
         for person in people:
             session.delete(session.get(User, person.id))
 
 
 def test_deleted_users_are_deactivated_in_one_batch_call(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given three synced users
-    people = add_users(app_session, "u", 3)
+    people = add_users(session_factory, "u", 3)
     pipeline.drain()
     pipeline.emu.reset_request_counts()
     # When all three are deleted in the app
-    delete_users(app_session, people)
+    delete_users(session_factory, people)
     pipeline.drain()
     # Then one batch call deactivated them all
     counts = pipeline.counts()
@@ -70,16 +68,16 @@ def test_deleted_users_are_deactivated_in_one_batch_call(
 
 
 def test_a_batch_naming_users_stream_never_held_retires_the_others_without_one_by_one(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given three synced users, and two created then deleted before they were ever synced
-    people = add_users(app_session, "u", 3)
+    people = add_users(session_factory, "u", 3)
     pipeline.drain()
-    fleeting = add_users(app_session, "f", 2)
-    delete_users(app_session, fleeting)
+    fleeting = add_users(session_factory, "f", 2)
+    delete_users(session_factory, fleeting)
     pipeline.emu.reset_request_counts()
     # When the three are deleted too, and all five go in one batch
-    delete_users(app_session, people)
+    delete_users(session_factory, people)
     pipeline.drain()
     # Then the batch Stream refuses (two unknown users) goes again with the three it holds:
     # no call one user at a time (60 a minute)
@@ -93,17 +91,17 @@ def test_a_batch_naming_users_stream_never_held_retires_the_others_without_one_b
 
 
 def test_a_user_stream_deleted_but_the_database_holds_is_restored(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given a synced user, deleted in Stream (by hand, or by an earlier delete policy)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         ada = User(email="ada@example.com")
         session.add(ada)
     pipeline.drain()
     pipeline.emu.client().delete_user(str(ada.id))
     assert users(pipeline)[str(ada.id)].get("deleted_at")
     # When the app changes the user (the database still holds it)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         session.add(Profile(user_id=ada.id, full_name="Ada Lovelace"))
     pipeline.drain()
     # Then Stream restored it and holds its new name: no row failed
@@ -113,11 +111,11 @@ def test_a_user_stream_deleted_but_the_database_holds_is_restored(
     assert {r["status"] for r in pipeline.rows()} == {"done"}
 
 
-def guest_deleted_in_stream(pipeline: Pipeline, app_session: Callable[[], Session]) -> str:
+def guest_deleted_in_stream(pipeline: Pipeline, session_factory: Callable[[], Session]) -> str:
     """Under the delete policy, an invitation's two users synced, then the guest deleted
     in Stream (which takes it out of the channel); the guest's id."""
     policy(pipeline, "delete")
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     guest = str(made["guest"].id)
@@ -134,11 +132,11 @@ def assert_back_in_its_channel(pipeline: Pipeline, guest: str) -> None:
 
 
 def test_under_the_delete_policy_a_user_back_in_the_database_is_back_in_stream(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given the delete policy and an invitation's two users, synced; when the guest is
     # deleted in Stream (by the policy, on a user deleted by hand in Stream here)
-    guest = guest_deleted_in_stream(pipeline, app_session)
+    guest = guest_deleted_in_stream(pipeline, session_factory)
     # and the app then touches it and resyncs
     resync(pipeline.engine, runtime.current().binding, actor="test", kinds=["user", "conversation"])
     pipeline.drain()
@@ -147,26 +145,6 @@ def test_under_the_delete_policy_a_user_back_in_the_database_is_back_in_stream(
 
 
 # -- a soft-deleting app: messages of senders Stream cannot hold --------------------------
-
-
-@pytest.fixture()
-def shapes(pipeline: Pipeline, clean_db: Engine) -> Iterator[sessionmaker[Session]]:
-    """The shapes app's tables, captured, and the worker's runtime on its binding."""
-    Base.metadata.create_all(clean_db)
-    old = runtime.current()
-    own = runtime.Runtime.from_settings(pipeline.settings, binding=BINDING)
-    runtime.install(own)
-    factory = sessionmaker(clean_db, expire_on_commit=False)
-    install(factory, BINDING)
-    try:
-        yield factory
-    finally:
-        runtime.install(old)
-        own.engine.dispose()
-        own.redis.close()
-        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        with clean_db.begin() as conn:
-            conn.execute(text(f"DROP TABLE IF EXISTS {names} CASCADE"))
 
 
 def test_messages_of_a_deleted_sender_are_sent_by_the_system_user(
@@ -205,12 +183,12 @@ def test_messages_of_a_deleted_sender_are_sent_by_the_system_user(
 
 
 def test_a_history_over_stream_s_per_second_limit_resumes_where_a_429_stopped_it(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given Stream's own limits in force (SendMessage: 1,000 a minute, 33 a second) and a
     # worker that does not pace itself, and a conversation of 80 messages
     pipeline.emu.set_stream_limits(True)
-    with app_session() as session, session.begin():
+    with session_factory() as session, session.begin():
         made = invite(session)
     pipeline.drain()
     conversation = made["conversation"].id
@@ -248,11 +226,11 @@ def test_a_history_over_stream_s_per_second_limit_resumes_where_a_429_stopped_it
 
 
 def test_a_conversation_reconciled_before_its_deleted_member_s_user_job_restores_it(
-    pipeline: Pipeline, app_session: Callable[[], Session]
+    pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:
     # Given the delete policy and an invitation's two users, synced, then the guest
     # deleted in Stream (which takes it out of the channel) while the cache knows it
-    guest = guest_deleted_in_stream(pipeline, app_session)
+    guest = guest_deleted_in_stream(pipeline, session_factory)
     # When only the conversation is reconciled (its user job not run first)
     resync(pipeline.engine, runtime.current().binding, actor="test", kinds=["conversation"])
     pipeline.drain()

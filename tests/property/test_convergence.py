@@ -51,10 +51,11 @@ from stream_outbox.worker.pipeline.jobs import plan_jobs
 from stream_outbox.worker.store.repository import OutboxRow
 from stream_outbox.worker.verify.compare import compare
 from stream_outbox.worker.verify.readers import held_from_snapshot, read_desired
-from tests.app_model import OPERATIONS, AppModel, Op
-from tests.conftest import REDIS_PREFIX
-from tests.pipeline.conftest import Pipeline
-from tests.property.conftest import STREAM_TIMEOUT, VISIBILITY_TIMEOUT
+from tests.support.app_model import OPERATIONS, AppModel, Op
+from tests.support.pipeline import Pipeline
+from tests.support.redis import REDIS_PREFIX
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "12"))
 SEED = os.environ.get("CONVERGENCE_SEED")
@@ -158,11 +159,20 @@ class World:
         self.rate_limited[endpoint] = time.monotonic() + RATE_LIMIT_SECONDS
 
     def _hang(self, endpoint: str | None, times: int) -> None:
-        self.pipe.emu.hang(endpoint or "*", seconds=STREAM_TIMEOUT + 0.3, times=times)
+        self.pipe.emu.hang(
+            endpoint or "*",
+            seconds=self.pipe.settings.stream_timeout.total_seconds() + 0.3,
+            times=times,
+        )
 
     def _slow(self, endpoint: str | None, times: int) -> None:
         """Calls that take a while but answer within the SDK's timeout."""
-        self.pipe.emu.hang(endpoint or "*", seconds=STREAM_TIMEOUT / 2, times=times, apply=True)
+        self.pipe.emu.hang(
+            endpoint or "*",
+            seconds=self.pipe.settings.stream_timeout.total_seconds() / 2,
+            times=times,
+            apply=True,
+        )
 
     def _drop(self, endpoint: str | None, times: int, apply: bool) -> None:
         self.pipe.emu.drop_connections(endpoint or "*", times=times, apply=apply)
@@ -294,7 +304,7 @@ def reset(pipe: Pipeline) -> None:
                 redis.delete(*keys)
     finally:
         redis.close()
-    pipe.relay.visibility_timeout = VISIBILITY_TIMEOUT
+    pipe.relay.visibility_timeout = pipe.settings.visibility_timeout.total_seconds()
 
 
 def rows_by_status(pipe: Pipeline) -> dict[str, list[dict[str, Any]]]:
@@ -372,6 +382,8 @@ def check_convergence(
 @given(steps=STEPS)
 @example(steps=RESTORED)
 def test_stream_converges_on_the_database_whatever_happens(
-    pipeline: Pipeline, app_session: Callable[[], Session], steps: list[tuple[Any, ...]]
+    pipeline_under_faults: Pipeline,
+    session_factory: Callable[[], Session],
+    steps: list[tuple[Any, ...]],
 ) -> None:
-    check_convergence(pipeline, app_session, steps)
+    check_convergence(pipeline_under_faults, session_factory, steps)

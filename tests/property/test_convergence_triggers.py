@@ -19,11 +19,10 @@ import pytest
 from hypothesis import example, given
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.pipeline.conftest import Pipeline
-from tests.pipeline.test_trigger_capture import trigger_sessions
 from tests.property.test_convergence import RESTORED, STEPS, check_convergence, search_settings
+from tests.support.pipeline import Pipeline
 
-__all__ = ["trigger_sessions"]
+pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("CONVERGENCE_TRIGGER_EXAMPLES", "6"))
 
@@ -34,6 +33,8 @@ EXAMPLES = int(os.environ.get("CONVERGENCE_TRIGGER_EXAMPLES", "6"))
 @given(steps=STEPS)
 @example(steps=RESTORED)
 def test_stream_converges_on_the_database_with_triggers_and_no_listener(
-    pipeline: Pipeline, trigger_sessions: sessionmaker[Session], steps: list[tuple[Any, ...]]
+    pipeline_under_faults: Pipeline,
+    trigger_sessions: sessionmaker[Session],
+    steps: list[tuple[Any, ...]],
 ) -> None:
-    check_convergence(pipeline, trigger_sessions, steps)
+    check_convergence(pipeline_under_faults, trigger_sessions, steps)

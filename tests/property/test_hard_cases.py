@@ -15,9 +15,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from stream_outbox.app_hooks.outbox import Status
-from tests.app_model import AppModel
-from tests.pipeline.conftest import Pipeline
 from tests.property.test_convergence import PREAMBLE, World, differences, reset, rows_by_status
+from tests.support.app_model import AppModel
+from tests.support.pipeline import Pipeline
+
+pytestmark = pytest.mark.slow
 
 # The preamble: users 0-3 (0 "Zoë Ångström" with an avatar, 1 "🎉 Party 🦄", 2 no
 # profile, 3 "שלום עולם"), conversation 0 between users 0 and 1.
@@ -133,13 +135,14 @@ CASES: dict[str, list[tuple[Any, ...]]] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_hard_case_converges(
-    pipeline: Pipeline, app_session: Callable[[], Session], case: str
+    pipeline_under_faults: Pipeline, session_factory: Callable[[], Session], case: str
 ) -> None:
-    reset(pipeline)
-    world = World(pipeline, AppModel(app_session))
+    pipe = pipeline_under_faults
+    reset(pipe)
+    world = World(pipe, AppModel(session_factory))
     world.app.transaction(PREAMBLE)
     for step in CASES[case]:
         world.step(step)
     world.settle()
-    assert set(rows_by_status(pipeline)) == {Status.DONE}, rows_by_status(pipeline)
-    assert differences(pipeline, world.app) == []
+    assert set(rows_by_status(pipe)) == {Status.DONE}, rows_by_status(pipe)
+    assert differences(pipe, world.app) == []

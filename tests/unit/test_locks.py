@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
 
 import fakeredis
 import pytest
@@ -13,13 +12,6 @@ import pytest
 from stream_outbox.worker.store.locks import LockLost, TargetBusy, TargetLocks
 
 PREFIX = "stream_outbox:lock"
-
-
-@pytest.fixture()
-def redis() -> Iterator[fakeredis.FakeRedis]:
-    client = fakeredis.FakeRedis()
-    yield client
-    client.close()
 
 
 @pytest.fixture()

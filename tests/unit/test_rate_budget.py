@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
 
 import fakeredis
 import pytest
@@ -32,13 +31,6 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.now += seconds
         self.mono += seconds
-
-
-@pytest.fixture()
-def redis() -> Iterator[fakeredis.FakeRedis]:
-    client = fakeredis.FakeRedis()
-    yield client
-    client.close()
 
 
 @pytest.fixture()

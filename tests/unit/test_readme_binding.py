@@ -13,8 +13,8 @@ import pytest
 
 from stream_outbox.app_hooks import Binding
 from stream_outbox.app_hooks.binding import ROLES
-from tests.other_app import models
-from tests.other_app.chat_binding import binding as proven
+from tests.apps.other_app import models
+from tests.apps.other_app.chat_binding import binding as proven
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

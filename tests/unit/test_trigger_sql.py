@@ -26,7 +26,7 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.app_hooks.trigger_sql import TableTriggers, TriggerError, table_triggers
-from tests.other_app.chat_binding import binding as other_binding
+from tests.apps.other_app.chat_binding import binding as other_binding
 
 
 class Base(DeclarativeBase):

@@ -9,7 +9,7 @@ from stream_outbox.worker.pipeline.processes import build_workers, run_worker
 from stream_outbox.worker.settings import Settings
 
 
-def settings(priority_threads: int) -> Settings:
+def settings_with(priority_threads: int) -> Settings:
     return Settings(
         database_url="postgresql://localhost/x",
         worker_threads=8,
@@ -19,7 +19,7 @@ def settings(priority_threads: int) -> Settings:
 
 
 def shape(queue: str, priority_threads: int) -> list[tuple[int, set[str] | None]]:
-    workers = build_workers(StubBroker(), settings(priority_threads), queue)
+    workers = build_workers(StubBroker(), settings_with(priority_threads), queue)
     return [(w.worker_threads, w.consumer_whitelist or None) for w in workers]
 
 
@@ -39,4 +39,4 @@ def test_a_process_of_its_own_for_either_queue() -> None:
 
 def test_an_unknown_queue_is_refused_in_one_line() -> None:
     with pytest.raises(ValueError, match="unknown queue 'urgent': use all, backlog or priority"):
-        run_worker(settings(2), "urgent")
+        run_worker(settings_with(2), "urgent")

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import stream_outbox.app_hooks
-from tests.other_app.chat_binding import binding
-from tests.other_app.models import OtherBase
+from tests.apps.other_app.chat_binding import binding
+from tests.apps.other_app.models import OtherBase
 
 __all__ = ["create_tables", "engine_for", "installed_sessions", "plain_sessions", "psycopg_url"]
 
@@ -51,9 +51,9 @@ def installed_sessions(engine: Engine) -> sessionmaker[Session]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m tests.other_app.db DATABASE_URL``: create the app's tables there."""
+    """``python -m tests.apps.other_app.db DATABASE_URL``: create the app's tables there."""
     if len(argv) != 1:
-        print("usage: python -m tests.other_app.db DATABASE_URL", file=sys.stderr)
+        print("usage: python -m tests.apps.other_app.db DATABASE_URL", file=sys.stderr)
         return 2
     engine = engine_for(argv[0])
     try:

@@ -1,7 +1,7 @@
 """The other application's models: its own base, tables and column names.
 
 Nothing here is named like the reference application's (``users``, ``profiles``,
-``conversations``...): the binding in :mod:`tests.other_app.chat_binding` says which
+``conversations``...): the binding in :mod:`tests.apps.other_app.chat_binding` says which
 attribute plays which part.
 """
 

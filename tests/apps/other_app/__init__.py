@@ -5,9 +5,9 @@ in ``name``, avatars in a ``photos`` table, no profile model, soft deletes on ac
 threads, thread members (``left_at``) and posts, text ids for posts, integer ids for
 meetups and their invites and proposals. ``chat_binding:binding`` maps it to Stream;
 ``web`` is its FastAPI app with the chat router; ``db`` creates its schema and its
-sessions (plain, or installed); ``seed`` writes its rows from before going live;
-``harness`` holds the acceptance test's helpers. The processes load the binding as
-``OUTBOX_BINDING=tests.other_app.chat_binding:binding``.
+sessions (plain, or installed); ``seed`` writes its rows from before going live. The
+processes load the binding as
+``OUTBOX_BINDING=tests.apps.other_app.chat_binding:binding``.
 """
 
 __all__: list[str] = []

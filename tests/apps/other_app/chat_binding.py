@@ -1,4 +1,4 @@
-"""The other application's binding: ``OUTBOX_BINDING=tests.other_app.chat_binding:binding``.
+"""The other application's binding: ``OUTBOX_BINDING=tests.apps.other_app.chat_binding:binding``.
 
 Which binding feature each difference from the reference application needs:
 
@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from stream_outbox.app_hooks import Binding
 from stream_outbox.app_hooks.fields import BoundModels
-from tests.other_app.models import (
+from tests.apps.other_app.models import (
     Account,
     Meetup,
     MeetupInvite,

@@ -3,7 +3,7 @@
 Served as a factory, so that nothing is read from the environment at import time::
 
     DATABASE_URL=... GETSTREAM_API_KEY=... GETSTREAM_API_SECRET=... \\
-        uvicorn --factory tests.other_app.web:create_app
+        uvicorn --factory tests.apps.other_app.web:create_app
 
 The signed-in account comes from the ``X-User-Id`` header (the app's stand-in for its
 own authentication); an account that does not exist, or is soft-deleted, is refused.
@@ -19,9 +19,9 @@ from fastapi import FastAPI, Header, HTTPException
 from sqlalchemy import Connection, select
 
 from stream_outbox.app_hooks.chat_router import chat_router
-from tests.other_app.chat_binding import binding
-from tests.other_app.db import engine_for
-from tests.other_app.models import Account
+from tests.apps.other_app.chat_binding import binding
+from tests.apps.other_app.db import engine_for
+from tests.apps.other_app.models import Account
 
 __all__ = ["create_app"]
 

@@ -1,7 +1,9 @@
-"""A scene of the reference app shared by tests: an organizer invites a guest."""
+"""Scenes of the reference app shared by tests and benchmarks: an organizer invites a guest."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -15,7 +17,7 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 
-__all__ = ["invite"]
+__all__ = ["invite", "organizer_and_event"]
 
 
 def invite(session: Session, title: str = "Launch") -> dict[str, Any]:
@@ -46,3 +48,17 @@ def invite(session: Session, title: str = "Launch") -> dict[str, Any]:
         "conversation": conversation,
         "invitation": invitation,
     }
+
+
+def organizer_and_event(
+    new_session: Callable[[], Session], title: str
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A new organizer (an email of its own) and its event, through ``new_session``."""
+    with new_session() as session:
+        organizer = User(email=f"org-{uuid.uuid4().hex}@example.com")
+        session.add(organizer)
+        session.flush()
+        event = Event(organizer_id=organizer.id, title=title)
+        session.add(event)
+        session.commit()
+        return organizer.id, event.id

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.other_app.models import (
+from tests.apps.other_app.models import (
     Account,
     Meetup,
     MeetupInvite,
