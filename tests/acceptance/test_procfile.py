@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import dramatiq
 import pytest
+from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -75,6 +76,16 @@ def conversations(factory: sessionmaker[Session], count: int) -> None:
             )
 
 
+def unacked(redis_url: str) -> dict[str, int]:
+    """The messages each worker has fetched and not yet acked, by its acks key."""
+    client = Redis.from_url(redis_url)
+    try:
+        keys = client.scan_iter(match=f"{REDIS_PREFIX}:dramatiq:__acks__.*")
+        return {key.decode(): n for key in keys if (n := client.scard(key))}
+    finally:
+        client.close()
+
+
 def test_honcho_runs_the_pair_to_convergence(
     honcho: Callable[[], subprocess.Popen[str]], clean_db: Engine, emu: Emulator
 ) -> None:
@@ -113,6 +124,9 @@ def test_stopping_a_busy_honcho_strands_nothing(
     assert "SIGKILL" not in out and "Traceback" not in out, out
     left = status_counts(clean_db)
     assert left.get("dispatched", 0) + left.get("pending", 0) > 0, "stopped too late to test"
+    # and the stopped worker holds no message it fetched and never ran (in its acks, no
+    # other worker could take it before Dramatiq's maintenance requeues a dead worker's)
+    assert unacked(env["REDIS_URL"]) == {}, unacked(env["REDIS_URL"])
     # Then every dispatched row's job is still in Redis: a fresh worker, with no relay
     # (so nothing is dispatched again), finishes them all.
     settings = product_settings(

@@ -12,7 +12,7 @@ from unittest import mock
 import dramatiq
 import pytest
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 
 from stream_outbox.worker.pipeline.wakeup import WakingRedisBroker
 from stream_outbox.worker.runtime import delete_prefixed_keys
@@ -90,19 +90,26 @@ def test_idle_worker_picks_up_at_once(
     make_broker: Callable[[], WakingRedisBroker],
     run_worker: Callable[[dramatiq.Broker, int], dramatiq.Worker],
 ) -> None:
-    # Plain polling (2 s timeout, idle 0.3 s) is mid-backoff: it picks up ~0.15 s late,
-    # rarely under 50 ms. A wake-up takes a millisecond or two.
+    # An idle consumer that polled would wait out its timeout (10 s here) before it
+    # fetched again; a wake-up ends the wait (a millisecond or two: the pickup latency
+    # is measured by the benchmarks, this holds only that no pickup waits for the poll).
     broker = make_broker()
     recorder = Recorder(broker)
-    run_worker(broker, 2000)
+    run_worker(broker, 10_000)
     pickups = []
     for run in range(5):
         time.sleep(0.3)
         sent = time.monotonic()
         recorder.actor.send(f"run-{run}")
         pickups.append(recorder.wait(f"run-{run}") - sent)
-    assert max(pickups) < 0.5, pickups
-    assert sorted(pickups)[3] < 0.05, pickups  # four of five
+    assert max(pickups) < 3.0, pickups
+    # And a message enqueued without a wake-up still waits for the poll (the test can fail)
+    time.sleep(0.3)
+    RedisBroker.enqueue(broker, recorder.actor.message("silent"))
+    with pytest.raises(AssertionError, match="never ran"):
+        recorder.wait("silent", timeout=3.0)
+    recorder.actor.send("wake")  # ends the consumer's wait, so the worker stops at once
+    recorder.wait("wake")
 
 
 def test_message_without_wakeup_is_still_polled(
@@ -171,7 +178,7 @@ def test_consumer_turns_pubsub_errors_into_connection_closed(
     consumer = broker.consume(QUEUE, prefetch=1, timeout=50)
     delay_consumer = broker.consume(f"{QUEUE}.DQ", prefetch=1, timeout=50)
     try:
-        assert type(delay_consumer).__name__ == "_RedisConsumer"
+        assert isinstance(delay_consumer, _RedisConsumer)
         pubsub = consumer._pubsub  # type: ignore[attr-defined]
         down = redis.ConnectionError("gone")
         with (
@@ -183,3 +190,32 @@ def test_consumer_turns_pubsub_errors_into_connection_closed(
         consumer.close()
         delay_consumer.close()
     assert pubsub.connection is None
+
+
+@pytest.mark.parametrize("queue", [QUEUE, f"{QUEUE}.DQ"])
+def test_closed_consumer_hands_back_what_it_fetched_but_never_returned(
+    make_broker: Callable[[], WakingRedisBroker], queue: str
+) -> None:
+    # Given a consumer that fetched three messages in one go and returned one (a stopping
+    # worker's consumer thread leaves its loop between two messages of a fetch)
+    broker = make_broker()
+    actor = Recorder(broker).actor
+    delay = 60_000 if queue.endswith(".DQ") else None
+    for n in range(3):
+        actor.send_with_options(args=(f"m{n}",), delay=delay)
+    consumer = broker.consume(queue, prefetch=3, timeout=50)
+    returned = next(consumer)
+    assert returned is not None
+    # When it closes (the worker stops; the returned one goes back with the work queue)
+    consumer.close()
+    consumer.close()  # a second close hands back nothing twice
+    # Then another worker gets the two it never returned, not only after Dramatiq's
+    # maintenance finds the stopped worker's acks (a heartbeat timeout later)
+    fresh = make_broker()
+    other = fresh.consume(queue, prefetch=10, timeout=50)
+    try:
+        got = [message for message in (next(other), next(other)) if message is not None]
+        assert sorted(m.args[0] for m in got) == sorted({"m0", "m1", "m2"} - {returned.args[0]})
+        assert next(other) is None
+    finally:
+        other.close()

@@ -6,6 +6,13 @@ picked up a new message 40-50 ms late on average. Here every direct enqueue also
 PUBLISHes the queue's name, and an idle consumer blocks on that channel instead of
 sleeping: pickup takes about a millisecond. The poll stays as the fallback, so a
 missed wake-up costs at most one worker timeout and never loses a message.
+
+Its consumers also hand back, when closed, the messages they fetched from Redis but
+had not yet passed to the worker. Dramatiq's consumer thread leaves its loop between
+two messages of one fetch when the worker stops, and Dramatiq requeues only those
+already on the worker's queues: the rest stayed in the stopped worker's ``acks`` set,
+out of every other worker's reach until Dramatiq's maintenance requeues a dead
+worker's messages (after its heartbeat timeout, and only now and then).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import redis
 from dramatiq.broker import Consumer, MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import dq_name
-from dramatiq.errors import ConnectionClosed
+from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
 __all__ = ["WakingRedisBroker"]
@@ -56,13 +63,32 @@ class WakingRedisBroker(RedisBroker):
         return enqueued
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Consumer:
-        """A waking consumer for a ready queue; Dramatiq's polling one for a delay queue."""
+        """A waking consumer for a ready queue; Dramatiq's polling one for a delay queue
+        (both hand their unread messages back at close)."""
         if dq_name(queue_name) == queue_name:
-            return super().consume(queue_name, prefetch, timeout)
+            return _HandingBackConsumer(  # type: ignore[no-untyped-call]
+                self, queue_name, prefetch, timeout
+            )
         return _WakingConsumer(self, queue_name, prefetch, timeout)
 
 
-class _WakingConsumer(_RedisConsumer):
+class _HandingBackConsumer(_RedisConsumer):
+    """Dramatiq's Redis consumer, which requeues at close the messages it fetched but
+    has not yet returned (its ``message_cache``), instead of leaving them in its acks."""
+
+    def close(self) -> None:
+        """Requeue the fetched messages not yet returned (best effort), then close."""
+        unread, self.message_cache = self.message_cache, []
+        if any(unread):
+            try:
+                ids = [Message.decode(data).options["redis_message_id"] for data in unread if data]
+                self.broker.do_requeue(self.queue_name, *ids)
+            except (redis.RedisError, DecodeError) as exc:  # maintenance requeues them later
+                log.warning("could not requeue %d fetched messages: %s", len(unread), exc)
+        super().close()
+
+
+class _WakingConsumer(_HandingBackConsumer):
     """A Redis consumer that waits for a wake-up (or ``timeout`` ms) instead of sleeping.
 
     The base consumer is given a timeout of 0, so its ``__next__`` never sleeps; this
@@ -115,7 +141,8 @@ class _WakingConsumer(_RedisConsumer):
             self._slot_freed.set()
 
     def close(self) -> None:
-        """Close the wake-up subscription and the consumer."""
+        """Close the wake-up subscription, then the consumer (handing back its unread
+        messages)."""
         try:
             self._pubsub.close()
         except redis.RedisError as exc:
