@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 
 from stream_outbox.app_hooks.outbox import audit, outbox
+from stream_outbox.worker.store import audit as audit_entries
 
 __all__ = [
     "EXPORT_ACTION",
@@ -71,15 +72,10 @@ def read_cutover(conn: Connection) -> Cutover | None:
     The import is complete when every file of the latest export has a completed
     import task recorded after that export.
     """
-    export = conn.execute(
-        select(audit.c.id, audit.c.detail)
-        .where(audit.c.action == EXPORT_ACTION)
-        .order_by(audit.c.id.desc())
-        .limit(1)
-    ).first()
+    export = audit_entries.latest(conn, EXPORT_ACTION)
     if export is None:
         return None
-    detail: dict[str, Any] = export.detail or {}
+    detail: dict[str, Any] = export.detail
     watermark = utc(datetime.fromisoformat(str(detail["watermark"]).replace("Z", "+00:00")))
     files = {PurePath(str(path)).name for path in detail.get("files", [])}
     imports = conn.execute(
