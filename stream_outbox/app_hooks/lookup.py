@@ -1,8 +1,14 @@
-"""Channel lookup for the frontend: a conversation's Stream channel and whether it is synced."""
+"""Channel lookup for the frontend: a conversation's Stream channel and whether it is synced.
+
+Synced means Stream holds the channel: the channel map tells an id assigned (by the
+live path just before it creates the channel, or by a history export whose import is
+still to come) from a channel created in Stream (``in_stream_at``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
@@ -10,24 +16,67 @@ from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, choose_channel_id
 from stream_outbox.app_hooks.default_binding import binding_or_reference
-from stream_outbox.app_hooks.outbox import Status, channel_map, outbox
+from stream_outbox.app_hooks.outbox import EXPORT_ACTION, Status, audit, channel_map, outbox
 
-__all__ = ["ChannelLookup", "channel_for_conversation"]
+__all__ = ["ChannelLookup", "MappedChannel", "channel_for_conversation", "mapped_channel"]
+
+
+@dataclass(frozen=True)
+class MappedChannel:
+    """A conversation's channel map entry: its channel, whether Stream holds it (created
+    and not deleted), and whether a Stream import still to complete carries it."""
+
+    channel_type: str
+    channel_id: str
+    in_stream: bool
+    pending_import: bool
+
+
+def mapped_channel(conn: Connection, conversation_id: str) -> MappedChannel | None:
+    """The conversation's channel map entry, if it has one."""
+    row = conn.execute(
+        select(
+            channel_map.c.channel_type,
+            channel_map.c.channel_id,
+            channel_map.c.deleted_at,
+            channel_map.c.in_stream_at,
+            channel_map.c.exported_in,
+        ).where(channel_map.c.conversation_id == conversation_id)
+    ).first()
+    if row is None:
+        return None
+    in_stream = row.in_stream_at is not None and row.deleted_at is None
+    pending = not in_stream and _import_pending(conn, row.exported_in)
+    return MappedChannel(row.channel_type, row.channel_id, in_stream, pending)
+
+
+def _import_pending(conn: Connection, exported_in: Any) -> bool:
+    """Whether ``exported_in`` is the latest history export and its import is not complete."""
+    if exported_in is None:
+        return False
+    latest = conn.execute(
+        select(audit.c.id, audit.c.detail)
+        .where(audit.c.action == EXPORT_ACTION)
+        .order_by(audit.c.id.desc())
+        .limit(1)
+    ).first()
+    return latest is not None and latest.id == exported_in and "imported_at" not in latest.detail
 
 
 @dataclass(frozen=True)
 class ChannelLookup:
     """Where a conversation lives in Stream.
 
-    ``synced`` is true once its channel exists (an id is assigned) and no change of
-    the conversation waits in the outbox; before the first sync ``channel_id`` is
-    the id the naming rules predict.
+    ``synced`` is true once Stream holds its channel and no change of the conversation
+    waits in the outbox; before the first sync ``channel_id`` is the id the naming rules
+    predict. ``pending_import``: a Stream import still to complete brings the channel.
     """
 
     conversation_id: str
     channel_type: str
     channel_id: str
     synced: bool
+    pending_import: bool = False
 
     @property
     def cid(self) -> str:
@@ -43,11 +92,7 @@ def channel_for_conversation(
     desired = reads.desired_channels(bound, conn, [conversation_id]).get(conversation_id)
     if desired is None:
         return None
-    row = conn.execute(
-        select(
-            channel_map.c.channel_type, channel_map.c.channel_id, channel_map.c.deleted_at
-        ).where(channel_map.c.conversation_id == conversation_id)
-    ).first()
+    row = mapped_channel(conn, conversation_id)
     if row is None:
         try:
             predicted = choose_channel_id(desired.facts)
@@ -63,5 +108,7 @@ def channel_for_conversation(
             outbox.c.status != Status.DONE,
         )
     )
-    synced = not waiting and row.deleted_at is None  # deleted: created again at its reconcile
-    return ChannelLookup(conversation_id, row.channel_type, row.channel_id, synced)
+    synced = not waiting and row.in_stream  # deleted: created again at its reconcile
+    return ChannelLookup(
+        conversation_id, row.channel_type, row.channel_id, synced, row.pending_import
+    )

@@ -24,6 +24,7 @@ from stream_outbox.app_hooks.channel_ids import (
     fallback_channel_id,
 )
 from stream_outbox.app_hooks.default_binding import binding_or_reference
+from stream_outbox.app_hooks.lookup import MappedChannel, mapped_channel
 from stream_outbox.app_hooks.outbox import (
     PRIORITY_ON_DEMAND,
     Status,
@@ -41,8 +42,9 @@ _OPEN = (Status.PENDING.value, Status.DISPATCHED.value)
 class MigrationState(StrEnum):
     """Where an on-demand migration stands."""
 
-    SYNCED = "synced"  # the channel is assigned and the last priority row (if any) is done
+    SYNCED = "synced"  # Stream holds the channel and the last priority row (if any) is done
     PENDING = "pending"  # a priority row is open: the channel is coming
+    PENDING_IMPORT = "pending_import"  # a Stream import still to complete brings it
     FAILED = "failed"  # the last priority row failed (a new request tries again)
     NOT_REQUESTED = "not_requested"  # no channel yet, and nobody asked for one
 
@@ -108,14 +110,11 @@ def _status(
     )
     if desired is None:
         return None, rows
-    mapped = conn.execute(
-        select(
-            channel_map.c.channel_type, channel_map.c.channel_id, channel_map.c.deleted_at
-        ).where(channel_map.c.conversation_id == conversation_id)
-    ).first()
+    mapped = mapped_channel(conn, conversation_id)
     # A channel deleted in Stream (the conversation is back: a soft delete undone) is not
-    # synced until it is created again: a request moves that ahead of the backlog.
-    state, error = _state(rows, mapped is not None and mapped.deleted_at is None)
+    # synced until it is created again: a request moves that ahead of the backlog. One
+    # only assigned is not synced either; a pending import brings it (nothing to ask).
+    state, error = _state(rows, mapped)
     if mapped is not None:
         found = Migration(conversation_id, mapped.channel_type, mapped.channel_id, state, error)
         return found, rows
@@ -140,7 +139,7 @@ def request_migration(
         key = f"stream_outbox:migrate:{conversation_id}"
         conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
     status, rows = _status(conn, conversation_id, binding_or_reference(binding))
-    if status is None or status.state in (MigrationState.SYNCED, MigrationState.PENDING):
+    if status is None or status.state in _NOTHING_TO_ASK:
         return status
     payload = {"legacy": True, "history": rows.history(history)} if rows.legacy else {}
     conn.execute(
@@ -153,6 +152,9 @@ def request_migration(
         )
     )
     return replace(status, state=MigrationState.PENDING, error=None)
+
+
+_NOTHING_TO_ASK = (MigrationState.SYNCED, MigrationState.PENDING, MigrationState.PENDING_IMPORT)
 
 
 def _read_rows(conn: Connection, conversation_id: str) -> _Rows:
@@ -176,14 +178,17 @@ def _read_rows(conn: Connection, conversation_id: str) -> _Rows:
     return _Rows(open_payloads, *last)
 
 
-def _state(rows: _Rows, mapped: bool) -> tuple[MigrationState, str | None]:
-    """Pending while the last priority row is open; failed when it failed (its channel id
-    may be assigned, the channel need not exist); else synced once a channel is assigned."""
+def _state(rows: _Rows, mapped: MappedChannel | None) -> tuple[MigrationState, str | None]:
+    """Pending import while a Stream import still to complete carries the channel;
+    pending while the last priority row is open; failed when it failed (its channel id
+    may be assigned, the channel need not exist); else synced once Stream holds it."""
+    if mapped is not None and mapped.pending_import:
+        return MigrationState.PENDING_IMPORT, None
     if rows.last_priority_status in _OPEN:
         return MigrationState.PENDING, None
     if rows.last_priority_status == Status.FAILED:
         return MigrationState.FAILED, rows.last_priority_error
-    if mapped:
+    if mapped is not None and mapped.in_stream:
         return MigrationState.SYNCED, None
     return MigrationState.NOT_REQUESTED, None
 

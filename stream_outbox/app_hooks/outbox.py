@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 
 __all__ = [
+    "EXPORT_ACTION",
     "NOTIFY_CHANNEL",
     "PRIORITY_ON_DEMAND",
     "SCHEMA_REVISION",
@@ -50,6 +51,8 @@ __all__ = [
 NOTIFY_CHANNEL = "stream_outbox"
 # The priority of a row an app asked to go first (on-demand migration); the backlog's is 0
 PRIORITY_ON_DEMAND = 1
+# The audit action of a history export: its entry is the cut-over to Stream's import
+EXPORT_ACTION = "history_export"
 
 
 class Status(StrEnum):
@@ -154,7 +157,7 @@ outbox = Table(
 # Alembic's version table of the outbox's migrations (the app's own keeps its name), and
 # the migration these tables are at (the head of migrations/versions: a test holds them).
 VERSION_TABLE = "stream_outbox_alembic_version"
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 channel_map = Table(
     "stream_outbox_channel",
@@ -172,6 +175,11 @@ channel_map = Table(
     Column("deleted_at", DateTime(timezone=True)),
     Column("generation", Integer, nullable=False, server_default=text("0")),
     Column("history_copying", Boolean, nullable=False, server_default=false()),
+    # Since when the channel is in Stream (created by the live path, or by the import
+    # of the export that carries it); None: an id assigned, no channel yet.
+    Column("in_stream_at", DateTime(timezone=True)),
+    # The history export (its audit entry) whose files carry the channel, if any.
+    Column("exported_in", BigInteger),
     UniqueConstraint("channel_type", "channel_id"),
 )
 

@@ -38,7 +38,7 @@ from tests.support.database import empty_database
 
 OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
 VERSION_TABLE = "stream_outbox_alembic_version"
-HEAD = "0005"
+HEAD = "0006"
 INSERT_ROW = (
     "INSERT INTO stream_outbox (target_kind, target_id, event) VALUES ('user', '1', 'insert')"
 )

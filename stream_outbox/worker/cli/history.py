@@ -17,7 +17,6 @@ from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream_import.export import (
     MAX_FILE_BYTES,
     export_history,
-    record_export,
     resumed_watermark,
 )
 from stream_outbox.worker.stream_import.files import export_files, read_state
@@ -42,7 +41,8 @@ def export(
     as_json: bool = JSON,
 ) -> None:
     """Write users, channels, members and messages up to the watermark as Stream import
-    files; the watermark is recorded in the audit table.
+    files; the cut-over (the watermark) is recorded in the audit table before the export
+    reads anything, and the import is pending from then on.
 
     An interrupted export resumes when run again with the same folder (and watermark:
     without --until, the folder's); a folder holding another export is refused."""
@@ -60,8 +60,8 @@ def export(
                 watermark=watermark,
                 max_bytes=max_bytes or max_mb * 1000 * 1000,
                 progress=bars.update,
+                actor=actor,
             )
-        record_export(engine, result, actor=actor)
     if as_json:
         emit({**result.detail(), "already_complete": result.already_complete})
     else:

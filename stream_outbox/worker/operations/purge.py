@@ -9,15 +9,23 @@ from sqlalchemy import Engine, delete, select
 from stream_outbox.app_hooks.outbox import Status, outbox
 from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.store import audit
+from stream_outbox.worker.store.cutover import read_cutover
 
 __all__ = ["purge"]
 
 
 def purge(engine: Engine, *, actor: str, older_than: timedelta, batch: int = 5000) -> int:
-    """Delete done rows older than ``older_than`` in batches (short transactions)."""
+    """Delete done rows older than ``older_than`` in batches (short transactions).
+
+    While a Stream import is pending, rows worked on since its export's snapshot are
+    kept whatever their age: its completion reconciles their targets again."""
     if batch < 1:
         raise AdminError("--batch must be at least 1")
     cutoff = datetime.now(UTC) - older_than
+    with engine.connect() as conn:
+        cutover = read_cutover(conn)
+    if cutover is not None and not cutover.imported and cutover.since is not None:
+        cutoff = min(cutoff, cutover.since)
     total = 0
     while True:
         with engine.begin() as conn:

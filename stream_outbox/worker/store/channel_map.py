@@ -33,14 +33,17 @@ __all__ = ["ChannelMap", "ChannelRef"]
 @dataclass(frozen=True)
 class ChannelRef:
     """A Stream channel's type and id; from the map, also its generation (the ids of its
-    messages), whether it is deleted and whether its messages are being copied again
-    (none of these tells channels apart)."""
+    messages), whether it is deleted, whether its messages are being copied again,
+    whether Stream holds it (created, not just assigned) and the history export whose
+    files carry it (none of these tells channels apart)."""
 
     channel_type: str
     channel_id: str
     generation: int = field(default=0, compare=False)
     deleted: bool = field(default=False, compare=False)
     copying: bool = field(default=False, compare=False)
+    in_stream: bool = field(default=False, compare=False)
+    exported_in: int | None = field(default=None, compare=False)
 
 
 _REF_COLUMNS = (
@@ -49,13 +52,20 @@ _REF_COLUMNS = (
     channel_map.c.generation,
     channel_map.c.deleted_at,
     channel_map.c.history_copying,
+    channel_map.c.in_stream_at,
+    channel_map.c.exported_in,
 )
 
 
 def _ref(row: Any) -> ChannelRef:
-    deleted = row.deleted_at is not None
     return ChannelRef(
-        row.channel_type, row.channel_id, row.generation, deleted, row.history_copying
+        row.channel_type,
+        row.channel_id,
+        row.generation,
+        deleted=row.deleted_at is not None,
+        copying=row.history_copying,
+        in_stream=row.in_stream_at is not None,
+        exported_in=row.exported_in,
     )
 
 
@@ -104,6 +114,45 @@ class ChannelMap:
         )
         with self.engine.begin() as conn:
             conn.execute(statement)
+
+    def mark_in_stream(self, conversation_id: str) -> None:
+        """Stream holds the conversation's channel now (created, or found there)."""
+        statement = (
+            update(channel_map)
+            .where(
+                channel_map.c.conversation_id == conversation_id,
+                channel_map.c.in_stream_at.is_(None),
+            )
+            .values(in_stream_at=func.now())
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def mark_exported(self, conversation_ids: Sequence[str], export_id: int) -> None:
+        """The export ``export_id`` carries these conversations' channels."""
+        if not conversation_ids:
+            return
+        statement = (
+            update(channel_map)
+            .where(channel_map.c.conversation_id.in_(list(conversation_ids)))
+            .values(exported_in=export_id)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    @staticmethod
+    def mark_imported(conn: Connection, export_id: int) -> int:
+        """The export's import is complete: its channels are in Stream (in ``conn``'s
+        transaction); returns how many were not before."""
+        statement = (
+            update(channel_map)
+            .where(
+                channel_map.c.exported_in == export_id,
+                channel_map.c.in_stream_at.is_(None),
+            )
+            .values(in_stream_at=func.now())
+        )
+        return int(conn.execute(statement).rowcount or 0)
 
     def reopen_channel(self, conversation_id: str, copy: bool) -> ChannelRef | None:
         """Make a conversation's deleted channel its next generation, its history cursor

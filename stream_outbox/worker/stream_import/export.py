@@ -7,6 +7,13 @@ most 300 MB a file. The messages keep their original ``created_at`` and the ids 
 live path gives them (``msg-{id}``), so a message is never both imported and sent;
 channels get the ids the live path uses (assigned in the channel map now, if new).
 
+**The cut-over first.** Before the export reads anything, it records the cut-over
+(:func:`~stream_outbox.worker.store.cutover.begin_export`): the watermark, and the
+time just before its snapshot; from then on the Stream import is pending, and whatever
+changes meanwhile is reconciled again once it is complete. Each channel written is
+marked in the channel map as carried by this export (``exported_in``). The entry gets
+the files and counts when the export ends.
+
 **Bounded memory.** The whole export reads one snapshot of the database (a
 ``REPEATABLE READ`` transaction): users and conversations in keyset pages, then every
 message up to the watermark from one server-side cursor, ordered by conversation,
@@ -52,8 +59,7 @@ from stream_outbox.app_hooks.channel_ids import (
 )
 from stream_outbox.app_hooks.desired import stream_message_id
 from stream_outbox.worker.errors import AdminError, BadSourceData, StreamOutboxError
-from stream_outbox.worker.store import audit
-from stream_outbox.worker.store.cutover import EXPORT_ACTION, utc
+from stream_outbox.worker.store.cutover import begin_export, finish_export, utc
 from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
 from stream_outbox.worker.stream.limits import data_too_large
 from stream_outbox.worker.stream_import.files import (
@@ -72,7 +78,6 @@ __all__ = [
     "ExportResult",
     "Progress",
     "export_history",
-    "record_export",
     "resumed_watermark",
     "rfc3339",
 ]
@@ -138,14 +143,6 @@ def resumed_watermark(out_dir: Path) -> datetime:
     return datetime.fromisoformat(state.watermark) if state else datetime.now(UTC) - DEFAULT_LAG
 
 
-def record_export(engine: Engine, result: ExportResult, *, actor: str) -> None:
-    """Record the export in the audit table, where the cut-over reads the latest one's
-    watermark and files; an export found complete already is not recorded again."""
-    if not result.already_complete:
-        count = result.counts.get("message", 0)
-        audit.record(engine, actor=actor, action=EXPORT_ACTION, count=count, detail=result.detail())
-
-
 def export_history(
     engine: Engine,
     binding: Binding,
@@ -155,17 +152,23 @@ def export_history(
     watermark: datetime,
     max_bytes: int = MAX_FILE_BYTES,
     progress: Progress | None = None,
+    actor: str = "stream-outbox",
 ) -> ExportResult:
     """Write the users, channels, members and messages (created at or before
     ``watermark``) as Stream import files in ``out_dir``, resuming an interrupted export
-    there; :class:`BadSourceData` names the first item Stream would refuse."""
+    there; :class:`BadSourceData` names the first item Stream would refuse.
+
+    The cut-over is recorded in the audit table (by ``actor``) before anything is read;
+    an export found complete already is not recorded again."""
     if watermark.tzinfo is None:
         raise StreamOutboxError("the watermark needs a time zone (UTC when in doubt)")
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _state_for(out_dir, rfc3339(watermark), max_bytes)
     already_complete = state.complete
     if not already_complete:
-        run = _Run(engine, binding, repo, watermark, progress or _silent)
+        folder = str(out_dir.resolve())
+        cutover = begin_export(engine, watermark=state.watermark, folder=folder, actor=actor)
+        run = _Run(engine, binding, repo, watermark, progress or _silent, cutover.export_id)
         try:
             run.export(ExportFiles(out_dir, state))
         except ReferencesChanged:
@@ -173,7 +176,10 @@ def export_history(
             state = ExportState(state.watermark, max_bytes)
             run.export(ExportFiles(out_dir, state))
     files = [out_dir / entry["name"] for entry in state.files]
-    return ExportResult(state.watermark, files, dict(state.counts), already_complete)
+    result = ExportResult(state.watermark, files, dict(state.counts), already_complete)
+    if not already_complete:
+        finish_export(engine, cutover.export_id, result.detail(), result.counts.get("message", 0))
+    return result
 
 
 def _state_for(out_dir: Path, watermark: str, max_bytes: int) -> ExportState:
@@ -224,9 +230,10 @@ class _Run:
         repo: OutboxRepository,
         watermark: datetime,
         progress: Progress,
+        export_id: int,
     ) -> None:
         self.engine, self.binding, self.repo = engine, binding, repo
-        self.watermark, self.progress = watermark, progress
+        self.watermark, self.progress, self.export_id = watermark, progress, export_id
         self.users: set[str] = set()
         self.channels: dict[str, ChannelRef] = {}  # by conversation id
 
@@ -275,6 +282,7 @@ class _Run:
         # those without a channel are left out
         total = reads.count(self.binding, conn, "conversation")
         for ids in self._pages(conn, "conversation"):
+            carried: list[str] = []
             desired = reads.desired_channels(self.binding, conn, ids, legacy=True)
             refs = self._channel_refs(conn, desired)
             for cid in ids:
@@ -290,6 +298,8 @@ class _Run:
                     "channel", _line("channel", {**data, "created_by": channel.created_by})
                 )
                 self.channels[cid] = ref
+                carried.append(cid)
+            self.repo.channels.mark_exported(carried, self.export_id)
             self.progress("channel", done=len(self.channels), total=total)
         self.progress("channel", done=len(self.channels), total=len(self.channels))
 

@@ -18,6 +18,10 @@ Interrupted at any point, a re-run converges:
 * a task that failed is started again on a re-run; one that completed is skipped (and
   recorded again as completed when an export was recorded since, whose files the
   cut-over counts: the same bytes imported once are imported).
+
+Once every file of the latest export is imported, the cut-over is completed
+(:func:`~stream_outbox.worker.store.cutover.complete_import`): a re-run after a crash
+in between completes it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from sqlalchemy import Engine
 
 from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.store import audit
-from stream_outbox.worker.store.cutover import EXPORT_ACTION, IMPORT_ACTION
+from stream_outbox.worker.store.cutover import EXPORT_ACTION, IMPORT_ACTION, complete_import
 from stream_outbox.worker.stream.imports import ImportAPI
 from stream_outbox.worker.stream_import.follow import FileOutcome, FileState, follow, task_on
 
@@ -108,6 +112,9 @@ def import_files(
         outcomes.append(outcome)
         if not outcome.state.ok:
             break
+    else:
+        if not dry_run:
+            complete_import(engine)
     return outcomes
 
 

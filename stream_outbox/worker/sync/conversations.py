@@ -25,6 +25,7 @@ from stream_outbox.worker.errors import (
     TransientStreamError,
 )
 from stream_outbox.worker.runtime import Runtime
+from stream_outbox.worker.store.cutover import current_cutover
 from stream_outbox.worker.store.locks import TargetBusy
 from stream_outbox.worker.store.repository import ChannelRef
 from stream_outbox.worker.stream.answers import is_deleted_user, names_missing_users
@@ -235,6 +236,11 @@ def _converge(
         rt.gateway.upsert_users([SYSTEM_USER])
         creator = SYSTEM_USER_ID
     if known is not None and known.deleted:
+        if _import_carries(rt, known):
+            # The import would fill the channel's next generation with this one's
+            # messages: the conversation comes back once it is complete (its completion
+            # reconciles every conversation worked on meanwhile, this one too).
+            return "back, after the pending Stream import", False
         known = _reopen(rt, cid, known)
     ref = known or channel_of(rt, channel)
     # The creator (an event's organizer, a proposer) need not be a member: it must exist too.
@@ -256,6 +262,8 @@ def _converge(
             data=owned,
         ),
     )
+    if not ref.in_stream:
+        rt.repo.channels.mark_in_stream(cid)
     plan = plan_channel(channel, remote.members, remote.data)
     if plan.set_data or plan.unset_data:
         rt.gateway.update_channel_data(
@@ -344,6 +352,13 @@ def _reopen(rt: Runtime, cid: str, known: ChannelRef) -> ChannelRef:
         known.channel_type, known.channel_id, hard=rt.settings.hard_delete_channels
     )
     return rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
+
+
+def _import_carries(rt: Runtime, ref: ChannelRef) -> bool:
+    """Whether a pending Stream import carries the channel (its files hold its messages
+    under this generation's ids)."""
+    cutover = current_cutover(rt.engine)
+    return cutover is not None and not cutover.imported and cutover.carries(ref.exported_in)
 
 
 def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:

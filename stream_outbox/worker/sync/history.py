@@ -22,6 +22,8 @@ are in the import files: this path sends only the later ones.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import DesiredMessage
 from stream_outbox.app_hooks.capture import write_changes
@@ -47,10 +49,7 @@ def copy_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
     _refuse_undated(rt, conversation_id)
     done = 0
     system_ready = False
-    cutover = current_cutover(rt.engine)
-    # Earlier ones are the import's; a channel of a later generation (created again after
-    # Stream deleted it, import and all) gets every message.
-    since = None if cutover is None or ref.generation else cutover.watermark
+    since = _imported_until(rt, ref)
     while done < PER_JOB:
         cursor = rt.repo.channels.history_cursor(conversation_id)
         with rt.engine.connect() as conn:
@@ -83,6 +82,20 @@ def copy_history(rt: Runtime, conversation_id: str, ref: ChannelRef) -> int:
         target = Target("conversation", conversation_id)
         write_changes(conn, [Change(target, "history", {"history": True})])
     return done
+
+
+def _imported_until(rt: Runtime, ref: ChannelRef) -> datetime | None:
+    """Up to when the Stream import carries the channel's messages: the watermark, when
+    the latest export carried this channel (one it skipped, deleted or without members
+    then, gets all its messages here); None for a channel of a later generation (created
+    again after Stream deleted it, import and all). An export recorded by an older
+    release did not mark its channels: it carried every channel of generation 0."""
+    cutover = current_cutover(rt.engine)
+    if cutover is None or ref.generation:
+        return None
+    if cutover.since is None or cutover.carries(ref.exported_in):
+        return cutover.watermark
+    return None
 
 
 def _move_cursor(rt: Runtime, conversation_id: str, sent: list[DesiredMessage]) -> None:

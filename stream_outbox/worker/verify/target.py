@@ -11,6 +11,7 @@ from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker.errors import ConfigurationError, StreamError
 from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
+from stream_outbox.worker.store.cutover import read_cutover
 from stream_outbox.worker.stream.gateway import StreamGateway
 from stream_outbox.worker.stream.protocol import StreamReader
 
@@ -52,6 +53,8 @@ def _desired(
                 "members": list(wanted.members),
                 "data": wanted.data,
             }
+            if ref is not None:
+                view["in_stream"] = _in_stream(engine, ref)
             if ref is not None and (ref.generation or ref.deleted):
                 # Created again after a deletion: its messages' ids are msg{generation}-{id}
                 # (deleted: the next reconcile makes the next generation)
@@ -70,6 +73,17 @@ def _desired(
     home = ChannelMap(engine).channel_for(message.conversation_id)
     stream_id = message.stream_id(_generation(home) if home else 0)
     return {"id": stream_id, "conversation": message.conversation_id}, None
+
+
+def _in_stream(engine: Engine, ref: ChannelRef) -> str:
+    """Whether Stream holds the channel, and if not, what brings it."""
+    if ref.in_stream and not ref.deleted:
+        return "yes"
+    with engine.connect() as conn:
+        cutover = read_cutover(conn)
+    if cutover is not None and not cutover.imported and cutover.carries(ref.exported_in):
+        return "no: the pending Stream import brings it"
+    return "no: created at the conversation's next reconcile"
 
 
 def _generation(ref: ChannelRef) -> int:
