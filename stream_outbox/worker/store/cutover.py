@@ -219,12 +219,13 @@ _cache: weakref.WeakKeyDictionary[Engine, tuple[float, Cutover | None]] = (
 _cache_lock = threading.Lock()
 
 
-def current_cutover(engine: Engine) -> Cutover | None:
-    """:func:`read_cutover`, read again at most every few seconds for an engine."""
+def current_cutover(engine: Engine, *, fresh: bool = False) -> Cutover | None:
+    """:func:`read_cutover`, read again at most every few seconds for an engine (at once
+    with ``fresh``: a decision to wait for an import that may have completed since)."""
     now = time.monotonic()
     with _cache_lock:
         cached = _cache.get(engine)
-    if cached is not None and now - cached[0] < _TTL:
+    if cached is not None and now - cached[0] < _TTL and not fresh:
         return cached[1]
     with engine.connect() as conn:
         found = read_cutover(conn)

@@ -235,12 +235,13 @@ def _converge(
         # should it have to be created, the system user creates it.
         rt.gateway.upsert_users([SYSTEM_USER])
         creator = SYSTEM_USER_ID
+    if known is not None and (known.deleted or not known.in_stream) and _import_carries(rt, known):
+        # The pending import creates the channel, with its members' read state (it sets
+        # no last_read of a member Stream holds already), or would fill its next
+        # generation with this one's messages: this waits, and the import's completion
+        # reconciles every conversation worked on meanwhile, this one too.
+        return "waits for the pending Stream import", False
     if known is not None and known.deleted:
-        if _import_carries(rt, known):
-            # The import would fill the channel's next generation with this one's
-            # messages: the conversation comes back once it is complete (its completion
-            # reconciles every conversation worked on meanwhile, this one too).
-            return "back, after the pending Stream import", False
         known = _reopen(rt, cid, known)
     ref = known or channel_of(rt, channel)
     # The creator (an event's organizer, a proposer) need not be a member: it must exist too.
@@ -356,8 +357,12 @@ def _reopen(rt: Runtime, cid: str, known: ChannelRef) -> ChannelRef:
 
 def _import_carries(rt: Runtime, ref: ChannelRef) -> bool:
     """Whether a pending Stream import carries the channel (its files hold its messages
-    under this generation's ids)."""
+    under this generation's ids). Read afresh before it says yes: a job that waits after
+    the import's completion was recorded would be reconciled by nobody."""
     cutover = current_cutover(rt.engine)
+    if cutover is None or cutover.imported or not cutover.carries(ref.exported_in):
+        return False
+    cutover = current_cutover(rt.engine, fresh=True)
     return cutover is not None and not cutover.imported and cutover.carries(ref.exported_in)
 
 
