@@ -564,6 +564,15 @@ def test_the_cut_over_keeps_every_change_made_around_it(
     assert messages["msg-p10-3"]["text"] == "edited during the import"
     assert not {"msg-p1-7", "msg-p0-200", "msg-p10-4"} & set(messages)
     assert {"msg-live-1", "msg-live-2", "msg-live-0"} <= set(messages)
+    # the threads the export skipped have their whole history (it is not the import's)
+    assert {f"msg-p{n}-{k}" for n in (57, 58) for k in range(POSTS)} <= set(messages)
+    # and the accounts renamed after the snapshot carry their new names
+    users = emu.state()["users"]
+    assert [users[str(n)]["name"] for n in (1, 3, 5)] == [
+        "Renamed-during-export Old",
+        "Renamed-between Old",
+        "Renamed-during-import Old",
+    ]
     for thread, account in (during_export["left"], left_between, left_during):
         cid = f"messaging:legacy_{thread}"
         assert str(account) not in channels[cid]["members"], (cid, account)

@@ -182,6 +182,21 @@ class ChannelMap:
                 write_changes(conn, [Change(target, "history", {"history": True})])
         return _ref(row)
 
+    def start_history_copy(self, conversation_id: str, *, write_row: bool) -> None:
+        """Copy a conversation's messages into its channel from the first (a channel
+        created after a history export that did not carry it): live messages wait for
+        the copy; with ``write_row``, the history row goes in the same transaction."""
+        statement = (
+            update(channel_map)
+            .where(channel_map.c.conversation_id == conversation_id)
+            .values(history_copying=True, history_until=None, history_message_id=None)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+            if write_row:
+                target = Target("conversation", conversation_id)
+                write_changes(conn, [Change(target, "history", {"history": True})])
+
     def end_history_copy(self, conversation_id: str) -> None:
         """The history copy of a reopened channel is complete: live messages go at once."""
         statement = (

@@ -263,8 +263,9 @@ def _converge(
             data=owned,
         ),
     )
+    copy_now = bool(payload.get("history")) and rt.settings.mirror_messages
     if not ref.in_stream:
-        rt.repo.channels.mark_in_stream(cid)
+        ref = _first_in_stream(rt, cid, ref, copy_now)
     plan = plan_channel(channel, remote.members, remote.data)
     if plan.set_data or plan.unset_data:
         rt.gateway.update_channel_data(
@@ -277,7 +278,7 @@ def _converge(
     if plan.remove:
         rt.gateway.remove_members(ref.channel_type, ref.channel_id, plan.remove)
     changes = f"+{len(plan.add)} -{len(plan.remove)} members"
-    if payload.get("history") and rt.settings.mirror_messages:
+    if copy_now:
         changes += f", history +{copy_history(rt, cid, ref)}"
     return f"{ref.channel_type}:{ref.channel_id} in step ({changes})", True
 
@@ -353,6 +354,30 @@ def _reopen(rt: Runtime, cid: str, known: ChannelRef) -> ChannelRef:
         known.channel_type, known.channel_id, hard=rt.settings.hard_delete_channels
     )
     return rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
+
+
+def _first_in_stream(rt: Runtime, cid: str, ref: ChannelRef, copy_now: bool) -> ChannelRef:
+    """Record that Stream holds the channel now. One created after a history export that
+    did not carry it (the conversation was deleted then, or had no members) gets its
+    messages up to the watermark by a history copy, as no import brings them."""
+    rt.repo.channels.mark_in_stream(cid)
+    if not _history_left_out(rt, cid, ref):
+        return replace(ref, in_stream=True)
+    rt.repo.channels.start_history_copy(cid, write_row=not copy_now)
+    return replace(ref, in_stream=True, copying=True)
+
+
+def _history_left_out(rt: Runtime, cid: str, ref: ChannelRef) -> bool:
+    """Whether the conversation has messages at or before the latest export's watermark
+    that the export did not carry (and the live mirror does not send)."""
+    cutover = current_cutover(rt.engine)
+    if cutover is None or cutover.since is None or not rt.settings.mirror_messages:
+        return False
+    if ref.generation or cutover.carries(ref.exported_in):
+        return False  # a later generation is copied whole; the import brings the rest
+    with rt.engine.connect() as conn:
+        oldest = reads.messages_after(rt.binding, conn, cid, None, 1)
+    return bool(oldest) and cutover.covers(oldest[0].created_at)
 
 
 def _import_carries(rt: Runtime, ref: ChannelRef) -> bool:
