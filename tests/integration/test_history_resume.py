@@ -6,18 +6,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, select, text
+from sqlalchemy import Engine, delete, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks import audit
+from stream_outbox.app_hooks.outbox import outbox
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, User
 from stream_outbox.emulator import Emulator
-from stream_outbox.worker.store.cutover import EXPORT_ACTION, IMPORT_ACTION, read_cutover
+from stream_outbox.worker.store.cutover import (
+    EXPORT_ACTION,
+    IMPORT_ACTION,
+    RECONCILE_EVENT,
+    read_cutover,
+)
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream.gateway import StreamGateway
 from stream_outbox.worker.stream.imports import ImportAPI
@@ -176,6 +182,52 @@ def test_a_resume_after_the_users_changed_starts_over(
     assert b"late@example.com" in b"".join(path.read_bytes() for path in whole)
 
 
+def test_a_resumed_export_keeps_its_first_snapshot_s_cut_over_and_its_completion_reconciles(
+    engine_with_history: Engine, tmp_path: Path, database_url: str, emu: Emulator
+) -> None:
+    # Given an export killed among the messages: its cut-over was recorded before it read
+    folder = tmp_path / "resumed"
+    kill_export(database_url, folder, 1000)
+    with engine_with_history.connect() as conn:
+        first = read_cutover(conn)
+    assert first is not None and not first.imported and first.since is not None
+    # and rows worked on before its snapshot, after it, and one still open
+    before, after = first.since - timedelta(seconds=1), first.since + timedelta(seconds=1)
+    with engine_with_history.begin() as conn:
+        for target, status, moment in (
+            ("u-before", "done", before),
+            ("u-after", "done", after),
+            ("u-open", "pending", before),
+        ):
+            conn.execute(
+                insert(outbox).values(
+                    target_kind="user",
+                    target_id=target,
+                    event="update",
+                    status=status,
+                    updated_at=moment,
+                    available_at=datetime.now(UTC) + timedelta(days=1),
+                )
+            )
+    # When it is resumed, Then it keeps its entry, and its snapshot's time
+    again = run_history(database_url, emu, "export", str(folder), "--json", *_limit())
+    assert again.returncode == 0, again.stderr
+    with engine_with_history.connect() as conn:
+        resumed = read_cutover(conn)
+        exports = conn.scalars(select(audit.c.id).where(audit.c.action == EXPORT_ACTION)).all()
+    assert resumed == first and resumed.since == first.since and exports == [first.export_id]
+    # When its files are imported, Then the cut-over is complete, and the targets worked
+    # on since the first snapshot (or still open) are reconciled again, the others not
+    out = run_history(database_url, emu, "import", str(folder), "--poll", "0.02")
+    assert out.returncode == 0, out.stdout + out.stderr
+    with engine_with_history.connect() as conn:
+        assert read_cutover(conn).imported is True  # type: ignore[union-attr]
+        again_rows = conn.execute(
+            select(outbox.c.target_id).where(outbox.c.event == RECONCILE_EVENT)
+        ).scalars()
+        assert {"u-after", "u-open", "u-before"} & set(again_rows) == {"u-after", "u-open"}
+
+
 def _limit() -> list[str]:
     """The command's options for MAX_BYTES, which the CLI takes in MB: a hidden override."""
     return ["--max-bytes", str(MAX_BYTES)]
@@ -233,6 +285,7 @@ def test_files_imported_before_count_for_a_later_export_of_the_same_bytes(
     out = run_history(database_url, emu, "import", str(tmp_path / "second"), "--poll", "0.02")
     assert out.returncode == 0, out.stdout + out.stderr
     assert all(line.endswith("skipped: imported before") for line in out.stdout.splitlines())
+    assert out.stderr.startswith("cut-over complete: ")
     with engine_with_history.connect() as conn:
         assert read_cutover(conn).imported is True  # type: ignore[union-attr]
 

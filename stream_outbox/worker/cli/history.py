@@ -13,6 +13,8 @@ from stream_outbox.worker.cli.options import ACTOR, JSON, Bars, connected, emit
 from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.operations.times import parse_time
 from stream_outbox.worker.settings import load_settings
+from stream_outbox.worker.store import audit
+from stream_outbox.worker.store.cutover import EXPORT_ACTION
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream_import.export import (
     MAX_FILE_BYTES,
@@ -102,3 +104,11 @@ def import_(
         )
     if not all(outcome.state.ok for outcome in outcomes):
         raise typer.Exit(1)
+    with connected(settings) as engine, engine.connect() as conn:
+        export = audit.latest(conn, EXPORT_ACTION)
+    if export is not None and "imported_at" in export.detail:
+        again = export.detail.get("reconciled", 0)
+        typer.echo(
+            f"cut-over complete: {again} targets changed since the export reconciled again",
+            err=True,  # the output is the files' lines, one each
+        )
