@@ -2,8 +2,9 @@
 
     uv run python -m benchmarks [--quick] [--latency-ms 0,50] [--only write,e2e,drain,rate]
 
-The ``write`` section runs the write path (listeners and triggers) and the bulk load
-(``benchmarks.copy_load``). Writes the figures to ``benchmarks/results/latest.json``
+The ``write`` section runs the write path (listeners and triggers), the bulk load
+(``benchmarks.copy_load``) and a statement after one in its transaction
+(``benchmarks.after_copy``). Writes the figures to ``benchmarks/results/latest.json``
 (``--json`` for another path).
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    after_copy,
     ceiling,
     copy_load,
     drain,
@@ -41,6 +43,7 @@ FULL: dict[str, Any] = {
     "history": [250_000, 1_000_000],
     "ceiling": 10_000,
     "copy_conversations": 1_000,  # x 100 participants: 100,000 rows
+    "after_copy_users": 1_000_000,
 }
 QUICK: dict[str, Any] = {
     "tx0": 300,
@@ -52,6 +55,7 @@ QUICK: dict[str, Any] = {
     "history": [20_000, 80_000],
     "ceiling": 2_000,
     "copy_conversations": 100,
+    "after_copy_users": 100_000,
 }
 
 
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             write_path.measure(size["tx0"] if lat == 0 else size["tx"], lat) for lat in latencies
         ]
         out["copy_load"] = copy_load.measure(size["copy_conversations"], 100, 3)
+        out["after_copy"] = after_copy.measure(size["after_copy_users"], 200)
     if "e2e" in only:
         out["e2e"] = []
         for n, lat in enumerate(latencies):

@@ -43,7 +43,7 @@ METHODS = ("copy", "insert_select")
 MODES = ("none", "triggers")
 
 
-def _dsn(url: str) -> str:
+def dsn(url: str) -> str:
     """The SQLAlchemy URL as libpq takes it."""
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
@@ -93,7 +93,8 @@ def _load(conn: psycopg.Connection[Any], method: str, data: str) -> tuple[float,
     return elapsed, loaded, written
 
 
-def _set_triggers(url: str, on: bool) -> None:
+def set_triggers(url: str, on: bool) -> None:
+    """Install the reference app's capture triggers in the database at ``url``, or drop them."""
     from sqlalchemy import create_engine
 
     engine = create_engine(url)
@@ -112,15 +113,15 @@ def measure(conversations: int = 1000, users: int = 100, repeat: int = 3) -> dic
     }
     with (
         outbox_database("stream_outbox_bench_copy") as url,
-        psycopg.connect(_dsn(url)) as conn,
+        psycopg.connect(dsn(url)) as conn,
     ):
         data = _seed(conn, conversations, users)
         for _ in range(repeat):
             for mode in MODES:
-                _set_triggers(url, mode == "triggers")
+                set_triggers(url, mode == "triggers")
                 for method in METHODS:
                     runs[method][mode].append(_load(conn, method, data))
-        _set_triggers(url, False)
+        set_triggers(url, False)
     result: dict[str, Any] = {
         "conversations": conversations,
         "users": users,

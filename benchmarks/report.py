@@ -131,6 +131,10 @@ def table(results: dict[str, Any]) -> str:
         from benchmarks import copy_load
 
         rows += copy_load.rows(results["copy_load"])
+    if "after_copy" in results:
+        from benchmarks import after_copy
+
+        rows += after_copy.rows(results["after_copy"])
     if "e2e" in results:
         rows += _e2e_rows(results["e2e"])
     if "drain" in results:

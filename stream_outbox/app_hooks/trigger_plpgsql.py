@@ -118,11 +118,22 @@ def insert_rows(outbox: str, kind: str, key: str, payload: str | None) -> str:
 
 
 def _register(entries: str) -> str:
-    """PL/pgSQL: add ``entries`` (of ``ids``) to ``written``; where an id holds the
-    separator, fill ``written`` instead: from then on every write merges."""
+    """PL/pgSQL: add ``entries`` (of ``ids``) to ``written`` while the result stays under
+    ``WRITTEN_MAX`` characters; else (too many targets, as in a bulk load, or an id
+    holding the separator) fill ``written`` instead: from then on every write merges.
+
+    The entries are built only when so many could fit (each takes four characters at
+    least), so a ``COPY`` of a million targets never builds them at all.
+    """
     return f"""IF length(_so_written) < {WRITTEN_MAX} THEN
-        IF strpos(array_to_string(_so_ids, ''), chr(31)) = 0 THEN
-            _so_written := _so_written || {entries};
+        _so_kept := NULL;
+        IF cardinality(_so_ids) <= ({WRITTEN_MAX} - length(_so_written)) / 4 THEN
+            IF strpos(array_to_string(_so_ids, ''), chr(31)) = 0 THEN
+                _so_kept := _so_written || {entries};
+            END IF;
+        END IF;
+        IF length(_so_kept) < {WRITTEN_MAX} THEN
+            _so_written := _so_kept;
         ELSE
             _so_written := rpad(_so_written, {WRITTEN_MAX}, '~');
         END IF;
@@ -167,5 +178,5 @@ def write_rows(outbox: str, rows: list[str], payload: str = "g.payload") -> str:
 # The variables insert_rows and write_rows need, for function_source's declare.
 ARRAYS = (
     "    _so_kinds text[];\n    _so_ids text[];\n    _so_events text[];\n"
-    "    _so_payloads jsonb[];\n    _so_merge boolean;\n"
+    "    _so_payloads jsonb[];\n    _so_merge boolean;\n    _so_kept text;\n"
 )

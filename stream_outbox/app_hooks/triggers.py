@@ -158,7 +158,8 @@ def check_triggers(conn: Connection, binding: Binding) -> list[str]:
 
     Empty when they match. Names the table and column where an installed trigger
     reads a column the table no longer has (the app's migration renamed it), a
-    trigger missing, extra, generated from another binding or edited by hand.
+    trigger missing, extra, generated from another binding or by another version of
+    stream-outbox (install again after an upgrade), or edited by hand.
     """
     installed = {(found.label, found.trigger): found for found in installed_triggers(conn)}
     if not installed:
@@ -180,7 +181,12 @@ def check_triggers(conn: Connection, binding: Binding) -> list[str]:
             drift.append(f"{key[0]}: {key[1]}'s function {found.function} was edited by hand")
         elif trigger.fingerprint != found.comment.get("ddl"):
             diff = _columns_diff(found, trigger.columns)
-            drift.append(f"{key[0]}: {key[1]} differs from the binding{diff}")
+            drift.append(
+                f"{key[0]}: {key[1]} differs from the binding{diff}"
+                if diff
+                else f"{key[0]}: {key[1]} differs from what the binding and this version of "
+                "stream-outbox generate: run `stream-outbox triggers install`"
+            )
     return drift
 
 

@@ -180,6 +180,9 @@ class Settings(BaseSettings):
     # The interface of the metrics port (with /healthz and /readyz): 0.0.0.0 for probes
     # and scrapes from outside the container or machine.
     metrics_host: str = Field("127.0.0.1", min_length=1, validation_alias="OUTBOX_METRICS_HOST")
+    # How long each readiness check (/readyz, `health --ready`) waits for the database,
+    # Redis and Stream: to connect, and again for the answer.
+    health_timeout: Duration = Field(timedelta(seconds=3), validation_alias="OUTBOX_HEALTH_TIMEOUT")
     # The admin dashboard (stream-outbox dashboard): HTTP Basic (user and password)
     # and/or a token (bearer header or login form); it refuses to start with neither.
     dashboard_user: str | None = Field(None, validation_alias="OUTBOX_DASHBOARD_USER")

@@ -7,17 +7,24 @@ import json
 import threading
 from collections.abc import Iterable
 from typing import Any
+from unittest.mock import ANY
+
+import pytest
 
 from stream_outbox.worker import metrics
 from stream_outbox.worker.errors import TransientStreamError
 from stream_outbox.worker.health import (
     Check,
     Heartbeat,
+    Readiness,
     Report,
     check_stream,
+    checks,
     health_app,
     threads_alive,
 )
+from stream_outbox.worker.settings import Settings
+from tests.support.processes import wait_for
 
 SECRET = "a-secret-that-must-never-show-0123456789"
 
@@ -136,3 +143,35 @@ def test_the_metrics_port_serves_health_beside_the_unchanged_metrics() -> None:
     assert headers["Content-Type"].startswith("text/plain")
     assert f"# TYPE {metrics.STREAM_CALLS._name}_total counter".encode() in body
     assert call(app, "/healthz", "POST")[0].startswith("405")
+
+
+def test_a_check_that_never_ends_is_reported_late_and_not_started_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given readiness whose database check blocks until released (Redis answers)
+    release, started = threading.Event(), list[str]()
+
+    def stuck(url: str, timeout: float) -> Check:
+        started.append(url)
+        release.wait()
+        return Check("database", True, "ok")
+
+    monkeypatch.setattr(checks, "check_database", stuck)
+    monkeypatch.setattr(checks, "check_redis", lambda url, timeout: Check("redis", True, "ok"))
+    settings = Settings(database_url="sqlite://", redis_url="redis://127.0.0.1:1/0")
+    readiness = Readiness(settings, timeout=0.1, cache_seconds=60, require_stream=False)
+    try:
+        # When a probe comes, Then it answers, naming the database as late
+        late = Check("database", False, "no answer within 0.1 s")
+        assert readiness.check().checks == (late, Check("redis", True, "ok"), ANY)
+
+        # When another comes while the check still hangs, Then the same answer, and the
+        # database check is not started a second time
+        assert readiness.check().checks[0] == late
+        assert started == ["sqlite://"]
+    finally:
+        release.set()
+
+    # When the check ends, Then the next probes run the checks again and say ready
+    wait_for(lambda: readiness.check().ok, "ready once the check ended", timeout=10)
+    assert len(started) == 2

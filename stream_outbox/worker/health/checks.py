@@ -1,21 +1,30 @@
 """The checks: each answers with a :class:`Check`, a name, a verdict and one line.
 
 A check never raises for a dependency that does not answer: it says why, in one
-line with no secret in it. Readiness runs the three at once, each with a short
-timeout, and keeps its answer a few seconds so probes do not hammer Stream.
+line with no secret in it, within its timeout, even where the dependency accepted
+the connection and then went quiet. Readiness runs the three at once and keeps its
+answer a few seconds so probes do not hammer Stream; no probe waits behind another.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stream_outbox.worker.errors import ConfigurationError, StreamOutboxError
 from stream_outbox.worker.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = [
     "Check",
@@ -29,8 +38,9 @@ __all__ = [
     "threads_alive",
 ]
 
-TIMEOUT = 3.0  # seconds each dependency has to answer
+TIMEOUT = 3.0  # seconds each dependency has to answer (OUTBOX_HEALTH_TIMEOUT)
 CACHE_SECONDS = 5.0  # how long a readiness answer is served again
+_GRACE = 1.0  # how long a probe waits past the checks' timeout for their answers
 
 
 @dataclass(frozen=True)
@@ -80,32 +90,99 @@ def _scrub(text: str, secrets: Iterable[str | None]) -> str:
     return text
 
 
+class _Deadline:
+    """Shuts a connection's socket down once the monotonic time ``at`` has passed, so
+    that a read from a server that stopped answering returns (an error) instead of
+    waiting for ever. It holds a duplicate of the socket: the driver may have closed
+    its own, and the number gone to another socket, by the time it fires."""
+
+    def __init__(self, at: float) -> None:
+        self._at = at
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._timer: threading.Timer | None = None
+        self.fired = False
+
+    def watch(self, fd: int) -> None:
+        """Start watching the socket ``fd``."""
+        with self._lock:
+            self._socket = socket.socket(fileno=os.dup(fd))
+            self._timer = threading.Timer(max(0.0, self._at - time.monotonic()), self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._socket is not None:
+                self.fired = True
+                with contextlib.suppress(OSError):
+                    self._socket.shutdown(socket.SHUT_RDWR)
+
+    def disarm(self) -> None:
+        """Stop watching; the duplicate socket is closed."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+
+
+def _bounded(url: URL, timeout: float) -> dict[str, Any]:
+    """The connect arguments that bound a PostgreSQL connection's wait on its own:
+    ``connect_timeout`` (whole seconds, two at least) and ``statement_timeout``,
+    added to the URL's own ``options``."""
+    if url.get_backend_name() != "postgresql":
+        return {}
+    own = f"-c statement_timeout={max(1, round(timeout * 1000))}"
+    options = url.query.get("options")
+    return {
+        "connect_timeout": max(2, math.ceil(timeout)),
+        "options": f"{options} {own}" if isinstance(options, str) and options else own,
+    }
+
+
 def check_database(url: str, timeout: float = TIMEOUT) -> Check:
-    """``SELECT 1`` on a connection of its own, opened within ``timeout``."""
-    from sqlalchemy import create_engine, text
+    """``SELECT 1`` on a connection of its own, within ``timeout``: the connection's and
+    the statement's own timeouts, and a deadline that shuts the socket down where the
+    server accepted the connection and then stopped answering."""
+    from sqlalchemy import create_engine, event, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.pool import NullPool
 
     parsed = make_url(url)
-    connect_args: dict[str, Any] = {}
-    if parsed.get_backend_name() == "postgresql":
-        connect_args["connect_timeout"] = max(1, round(timeout))
-    engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    deadline = _Deadline(time.monotonic() + timeout)
+    engine = create_engine(url, poolclass=NullPool, connect_args=_bounded(parsed, timeout))
+
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        connection = dialect.connect(*cargs, **cparams)
+        fd = getattr(getattr(connection, "pgconn", None), "socket", None)  # psycopg's
+        if isinstance(fd, int):
+            deadline.watch(fd)
+        return connection
+
+    event.listen(engine, "do_connect", connect)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
-        return Check("database", False, _scrub(_first_line(exc), [parsed.password]))
+        detail = f"no answer within {timeout:g} s" if deadline.fired else _first_line(exc)
+        return Check("database", False, _scrub(detail, [parsed.password]))
     finally:
+        deadline.disarm()
         engine.dispose()
     return Check("database", True, "ok")
 
 
 def check_redis(url: str, timeout: float = TIMEOUT) -> Check:
-    """``PING`` within ``timeout``."""
+    """``PING`` within ``timeout`` to connect and ``timeout`` to answer, tried once."""
     from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    client = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = Redis.from_url(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
     try:
         client.ping()
     except Exception as exc:
@@ -141,8 +218,53 @@ def stream_gateway(settings: Settings, timeout: float = TIMEOUT) -> _LimitsReade
     return StreamGateway(key, secret, base_url=settings.stream_chat_url, timeout=seconds)
 
 
+class _Round:
+    """One pass of the checks, each on a daemon thread of its own (a check that hangs
+    holds its thread and nothing else), answered by ``deadline`` however far it got."""
+
+    def __init__(self, calls: dict[str, Callable[[], Check]], deadline: float, late: str):
+        self._deadline, self._late = deadline, late
+        self._futures: dict[str, Future[Check]] = {name: Future() for name in calls}
+        for name, call in calls.items():
+            threading.Thread(
+                target=_settle,
+                args=(self._futures[name], name, call),
+                name=f"readiness-{name}",
+                daemon=True,
+            ).start()
+
+    def done(self) -> bool:
+        """Every check has answered."""
+        return all(future.done() for future in self._futures.values())
+
+    def report(self) -> tuple[Report, bool]:
+        """Each check's answer, waited for until the deadline (``late`` for one that has
+        none by then); whether every check answered."""
+        checks, complete = [], True
+        for name, future in self._futures.items():
+            try:
+                checks.append(future.result(timeout=max(0.0, self._deadline - time.monotonic())))
+            except FutureTimeout:
+                checks.append(Check(name, False, self._late))
+                complete = False
+        return Report(tuple(checks)), complete
+
+
+def _settle(future: Future[Check], name: str, call: Callable[[], Check]) -> None:
+    try:
+        future.set_result(call())
+    except Exception as exc:  # checks say why rather than raise; should one raise anyway
+        future.set_result(Check(name, False, _first_line(exc)))
+
+
 class Readiness:
     """Database, Redis and Stream, checked at once and cached ``cache_seconds``.
+
+    Each check has ``timeout`` seconds (default: the settings' ``health_timeout``); a
+    probe answers within about a second more, without the checks that have not
+    answered by then ("no answer within ..."). Probes that come while a round of
+    checks runs share it, and wait for it outside any lock: none waits behind a
+    stalled one, and a stalled check is not started again before it ends.
 
     ``require_stream=False``: without Stream credentials the Stream check is skipped
     (a relay may run without them); with ``True`` a missing one raises
@@ -153,10 +275,12 @@ class Readiness:
         self,
         settings: Settings,
         *,
-        timeout: float = TIMEOUT,
+        timeout: float | None = None,
         cache_seconds: float = CACHE_SECONDS,
         require_stream: bool = True,
     ) -> None:
+        if timeout is None:
+            timeout = settings.health_timeout.total_seconds()
         self._settings, self._timeout, self._ttl = settings, timeout, cache_seconds
         self._gateway: _LimitsReader | None = None
         self._skip_stream = ""
@@ -168,27 +292,33 @@ class Readiness:
             self._skip_stream = f"skipped: {exc}"
         secret = settings.getstream_api_secret
         self._secrets = [secret.get_secret_value()] if secret is not None else []
-        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="readiness")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two below; never held while waiting
         self._cached: tuple[float, Report] | None = None
+        self._round: _Round | None = None
 
     def check(self) -> Report:
         """The report, from the cache when it is younger than ``cache_seconds``."""
         with self._lock:
             now = time.monotonic()
-            if self._cached is None or now - self._cached[0] >= self._ttl:
-                self._cached = (time.monotonic(), self._run())
-            return self._cached[1]
+            if self._cached is not None and now - self._cached[0] < self._ttl:
+                return self._cached[1]
+            if self._round is None or self._round.done():
+                late = f"no answer within {self._timeout:g} s"
+                self._round = _Round(self._calls(), now + self._timeout + _GRACE, late)
+            current = self._round
+        report, complete = current.report()
+        if complete:
+            with self._lock:
+                self._cached = (time.monotonic(), report)
+        return report
 
-    def _run(self) -> Report:
+    def _calls(self) -> dict[str, Callable[[], Check]]:
         settings, timeout = self._settings, self._timeout
-        calls: list[Callable[[], Check]] = [
-            lambda: check_database(settings.database_url, timeout),
-            lambda: check_redis(settings.redis_url, timeout),
-            self._stream,
-        ]
-        futures = [self._pool.submit(call) for call in calls]
-        return Report(tuple(future.result() for future in futures))
+        return {
+            "database": lambda: check_database(settings.database_url, timeout),
+            "redis": lambda: check_redis(settings.redis_url, timeout),
+            "stream": self._stream,
+        }
 
     def _stream(self) -> Check:
         if self._gateway is None:
@@ -196,8 +326,8 @@ class Readiness:
         return check_stream(self._gateway, self._secrets)
 
     def close(self) -> None:
-        """Let the checking threads go."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to let go: the checks' threads are daemons, each ending with its
+        timeout."""
 
 
 class Heartbeat:
