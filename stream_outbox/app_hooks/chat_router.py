@@ -80,6 +80,7 @@ def chat_router(
             "channel_id": lookup.channel_id,
             "cid": lookup.cid,
             "synced": lookup.synced,
+            "pending_import": lookup.pending_import,
         }
 
     @router.post("/conversations/{conversation_id}/migrate")

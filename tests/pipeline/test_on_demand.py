@@ -13,8 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, insert, select
 
 from stream_outbox.app_hooks import outbox
+from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.on_demand import MigrationState, migration_status, request_migration
 from stream_outbox.app_hooks.reference import Conversation, ConversationParticipant, Message, User
+from stream_outbox.worker.store.channel_map import ChannelRef
 from tests.pipeline.test_going_live import backfill
 from tests.support.pipeline import Pipeline
 from tests.support.processes import wait_for
@@ -226,3 +228,28 @@ def last_backfilled(engine: Engine) -> str:
     )
     with engine.connect() as conn:
         return str(conn.scalar(query))
+
+
+def test_an_id_assigned_is_not_synced_until_stream_holds_the_channel(
+    pipeline: Pipeline,
+) -> None:
+    # Given a legacy conversation whose channel id is assigned (as an export or a
+    # job about to create it does), with nothing left in the outbox
+    [made] = legacy_conversations(pipeline.engine, 1)
+    cid = str(made["id"])
+    ref = pipeline.repo.channels.assign_channel(cid, [ChannelRef("messaging", f"legacy_{cid}")])
+    # Then neither the lookup nor the on-demand state calls it synced
+    with pipeline.engine.connect() as conn:
+        looked_up = channel_for_conversation(conn, cid)
+        status = migration_status(conn, cid)
+    assert looked_up is not None and looked_up.cid == f"messaging:{ref.channel_id}"
+    assert looked_up.synced is False and looked_up.pending_import is False
+    assert status is not None and status.state is MigrationState.NOT_REQUESTED
+    # When it is asked for, Then the job creates the channel and it is synced
+    with pipeline.engine.begin() as conn:
+        assert request_migration(conn, cid).state is MigrationState.PENDING  # type: ignore[union-attr]
+    pipeline.drain()
+    assert f"messaging:{ref.channel_id}" in pipeline.emu.state()["channels"]
+    with pipeline.engine.connect() as conn:
+        assert channel_for_conversation(conn, cid).synced is True  # type: ignore[union-attr]
+        assert migration_status(conn, cid).state is MigrationState.SYNCED  # type: ignore[union-attr]
