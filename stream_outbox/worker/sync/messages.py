@@ -21,6 +21,7 @@ from stream_outbox.worker.store.channel_map import ChannelRef
 from stream_outbox.worker.store.cutover import (
     RECHECK_AFTER,
     RECHECK_MAX,
+    Cutover,
     current_cutover,
     recheck_later,
 )
@@ -56,8 +57,9 @@ def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None 
     conversation_id = message.conversation_id if message else (payload or {}).get("conversation_id")
     if conversation_id is None:  # gone, and its row does not say where it was
         return _unmirror(rt, message_id, None)
+    pending = cutover if importing else None
     with rt.locks.hold("conversation", [str(conversation_id)]):
-        return _mirror_locked(rt, message_id, str(conversation_id), payload, importing)
+        return _mirror_locked(rt, message_id, str(conversation_id), payload, pending)
 
 
 def _wait_for_import(rt: Runtime, message_id: str, payload: dict[str, Any] | None) -> Result:
@@ -82,7 +84,7 @@ def _mirror_locked(
     message_id: str,
     conversation_id: str,
     payload: dict[str, Any] | None,
-    importing: bool,
+    pending: Cutover | None,
 ) -> Result:
     with rt.engine.connect() as conn:
         message = reads.desired_messages(rt.binding, conn, [message_id]).get(message_id)
@@ -94,6 +96,8 @@ def _mirror_locked(
         ref = rt.repo.channels.channel_for(message.conversation_id)
         if ref is None or ref.deleted:
             return Result("conversation gone")
+    if pending is not None and not ref.in_stream and pending.carries(ref.exported_in):
+        return _wait_for_import(rt, message_id, payload)  # the import creates the channel
     if ref.copying and _left_to_copy(rt, message):
         return Result("left to the channel's history copy (its messages are sent again)")
     present = ensure_users(rt, [message.sender_id]) if message.sender_id else set()
@@ -109,7 +113,7 @@ def _mirror_locked(
     except PermanentStreamError as exc:
         if not is_not_found(exc):  # Stream's DoesNotExist: no such channel
             raise
-        if importing:
+        if pending is not None:
             # The import brings this channel: created now, its members would be Stream's
             # already, and the import would not set their read state (a member's
             # last_read is not upserted). The message goes once the import is complete.
