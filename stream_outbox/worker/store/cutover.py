@@ -18,7 +18,9 @@ import's completion is level-triggered: in the transaction that records it, ever
 target whose outbox rows were worked on since ``since``, or are still open, gets a
 ``reconcile`` row, and its job makes Stream hold what the database holds then. No list
 of cases: a rename, a member removed or added, a conversation deleted or restored, a
-user deleted, an edit, all are targets with rows. The same transaction marks the
+user deleted, an edit, all are targets with rows. Messages written since are left
+out (the bulk of the rows, and a call each): one created after the watermark is in no
+file, and one at or before it waits for the import. The same transaction marks the
 export's channels as in Stream (the channel map's ``in_stream_at``).
 
 A resumed export keeps its first run's entry, ``since`` and all.
@@ -179,7 +181,8 @@ _RECONCILE = text(
     FROM (
         SELECT DISTINCT ON (target_kind, target_id) target_kind, target_id, payload
         FROM {outbox.name}
-        WHERE updated_at >= :since OR status IN (:pending, :dispatched)
+        WHERE (updated_at >= :since OR status IN (:pending, :dispatched))
+          AND (target_kind <> 'message' OR event <> 'insert')
         ORDER BY target_kind, target_id, id DESC
     ) AS touched
     """
