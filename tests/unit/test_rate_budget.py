@@ -163,13 +163,14 @@ def test_waiting_on_the_real_clock(redis: fakeredis.FakeRedis) -> None:
     budget = RedisRateBudget(redis, {"DeleteUser": 60}, max_wait=5)
 
     # When calling twice in a row on the real clock
+    window_ms = math.ceil(60_000 / 57)  # one call in each, windows counted from the epoch
     budget.acquire("DeleteUser")
-    first_second = int(time.time())
+    first_window = int(time.time() * 1000) // window_ms
     started = time.monotonic()
     budget.acquire("DeleteUser")
 
-    # Then the second call got its slot in a later second, in at most about a second
-    assert int(time.time()) > first_second
+    # Then the second call got its slot in a later window, in at most about a window
+    assert int(time.time() * 1000) // window_ms > first_window
     assert time.monotonic() - started < 2.5
 
 
@@ -263,3 +264,47 @@ def test_without_a_refresh_the_limits_stay(redis: fakeredis.FakeRedis, clock: Fa
     clock.sleep(10_000)
     budget.acquire("UpdateUsers")
     assert budget.limits == {"UpdateUsers": 300}
+
+
+class CountingRedis:
+    """A Redis client that counts its round trips (a command, or a pipeline's execute)."""
+
+    def __init__(self, inner: fakeredis.FakeRedis) -> None:
+        self.inner, self.trips = inner, 0
+
+    def pipeline(self, transaction: bool = True) -> object:
+        pipe = self.inner.pipeline(transaction=transaction)
+        execute = pipe.execute
+
+        def counted() -> list[object]:
+            self.trips += 1
+            return execute()
+
+        pipe.execute = counted  # type: ignore[method-assign]
+        return pipe
+
+    def __getattr__(self, name: str) -> object:
+        self.trips += 1
+        return getattr(self.inner, name)
+
+
+def test_a_call_costs_one_round_trip_and_a_spent_window_none(
+    redis: fakeredis.FakeRedis, clock: FakeClock
+) -> None:
+    # Given 9 calls a second
+    counting = CountingRedis(redis)
+    budget = RedisRateBudget(counting, {"UpdateUsers": 600}, max_wait=0)  # type: ignore[arg-type]
+    # When 9 calls take the second's slots, Then each made one round trip
+    assert calls_let_through(budget, "UpdateUsers", 9) == 9
+    assert counting.trips == 9
+    # When more calls come in the spent second, Then the first finds it spent (one more
+    # round trip), and the others wait without asking Redis
+    assert calls_let_through(budget, "UpdateUsers", 5) == 0
+    for _ in range(4):
+        with pytest.raises(TransientStreamError):
+            budget.acquire("UpdateUsers")
+    assert counting.trips == 10
+    # When the next second comes, Then a call asks Redis again and gets its slot
+    clock.sleep(1)
+    budget.acquire("UpdateUsers")
+    assert counting.trips == 11

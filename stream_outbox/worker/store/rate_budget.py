@@ -1,9 +1,17 @@
 """The shared rate budget: all workers together stay under Stream's per-endpoint rates.
 
 Stream counts calls per endpoint over one minute, and per second (the minute's
-limit over 30). Each endpoint's budget is spread over one-second buckets in Redis
-(Dramatiq's ``BucketRateLimiter``) at 95% of the minute's average, so workers
-neither burst at the start of a minute nor, together, exceed either limit.
+limit over 30). Each endpoint's budget is spread over one-second windows at 95% of
+the minute's average, so workers neither burst at the start of a minute nor,
+together, exceed either limit.
+
+**One round trip a call.** A window is a counter in Redis (``{prefix}:{endpoint}@{n}``,
+``n`` the window's number since the epoch) that every process increments: one
+pipelined ``SET NX PX`` (the counter's lifetime, set once) and ``INCR``. A call whose
+count is within the window's limit goes; one past it waits for the next window, and
+the process remembers the window as spent, so its other calls wait without asking
+Redis again. Counting past the limit lets nothing more through (the window is spent
+either way), so there is no read-modify-write to retry under contention.
 
 The limits can be refreshed (``refresh``, every ``refresh_every`` seconds): Stream
 tells an app its real limits, which its plan or its load may change. A budget that
@@ -19,9 +27,8 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from dramatiq.rate_limits import BucketRateLimiter
-from dramatiq.rate_limits.backends import RedisBackend
 from redis import Redis
 
 from stream_outbox.worker.errors import TransientStreamError
@@ -31,16 +38,21 @@ __all__ = ["RedisRateBudget"]
 log = logging.getLogger(__name__)
 
 
-_BUCKET_S = 1.0
+@dataclass(frozen=True)
+class _Window:
+    """At most ``limit`` calls of an endpoint per window of ``ms`` milliseconds."""
+
+    limit: int
+    ms: int
 
 
-def _limiter(backend: RedisBackend, key: str, per_minute: float) -> BucketRateLimiter:
-    """Calls per one-second bucket; budgets under 60 a minute get one call per longer bucket."""
+def _window(per_minute: float) -> _Window:
+    """Calls per one-second window; budgets under 60 a minute get one call per longer
+    window."""
     per_second = per_minute / 60
     if per_second >= 1:
-        return BucketRateLimiter(backend, key, limit=math.floor(per_second), bucket=1000)  # type: ignore[no-untyped-call]
-    bucket_ms = math.ceil(60_000 / max(per_minute, 1e-9))
-    return BucketRateLimiter(backend, key, limit=1, bucket=bucket_ms)  # type: ignore[no-untyped-call]
+        return _Window(math.floor(per_second), 1000)
+    return _Window(1, math.ceil(60_000 / max(per_minute, 1e-9)))
 
 
 class RedisRateBudget:
@@ -59,11 +71,12 @@ class RedisRateBudget:
         starved_refresh: float = 15.0,
         stopping: threading.Event | None = None,
     ) -> None:
-        self._backend = RedisBackend(client=redis)
+        self._redis = redis
         self._prefix, self._headroom = prefix, headroom
         self.max_wait = max_wait
         self.limits: dict[str, int] = {}
-        self.limiters: dict[str, BucketRateLimiter] = {}
+        self.windows: dict[str, _Window] = {}
+        self._spent: dict[str, int] = {}  # endpoint -> the last window found spent here
         self.set_limits(limits)
         self._refresh, self._refresh_every = refresh, refresh_every
         self._starved_refresh = starved_refresh
@@ -74,12 +87,10 @@ class RedisRateBudget:
 
     def set_limits(self, limits: Mapping[str, int]) -> None:
         """Use these per-minute limits from now on (endpoints not named are not limited)."""
-        self.limiters = {
-            endpoint: _limiter(
-                self._backend, f"{self._prefix}:{endpoint}", per_min * self._headroom
-            )
-            for endpoint, per_min in limits.items()
+        self.windows = {
+            endpoint: _window(per_min * self._headroom) for endpoint, per_min in limits.items()
         }
+        self._spent = {}
         self.limits = dict(limits)
 
     def refresh_now(self) -> None:
@@ -101,14 +112,15 @@ class RedisRateBudget:
         (or at once, once the process is stopping)."""
         if time.monotonic() >= self._next_refresh:
             self.refresh_now()
-        limiter = self.limiters.get(endpoint)
-        if limiter is None:
+        window = self.windows.get(endpoint)
+        if window is None:
             return
         deadline = time.monotonic() + self.max_wait
         while True:
-            with limiter.acquire(raise_on_failure=False) as acquired:
-                if acquired:
-                    return
+            number = int(time.time() * 1000) // window.ms
+            if self._spent.get(endpoint) != number and self._take(endpoint, window, number):
+                return
+            self._spent[endpoint] = number
             if self._stopping is not None and self._stopping.is_set():
                 raise TransientStreamError("worker stopping: no wait for a slot", endpoint=endpoint)
             remaining = deadline - time.monotonic()
@@ -118,4 +130,14 @@ class RedisRateBudget:
                 raise TransientStreamError(
                     "local rate budget exhausted", endpoint=endpoint, retry_after=1.0
                 )
-            time.sleep(min(remaining, _BUCKET_S - time.time() % _BUCKET_S + 0.001))
+            next_window = (number + 1) * window.ms / 1000
+            time.sleep(min(remaining, next_window - time.time() + 0.001))
+
+    def _take(self, endpoint: str, window: _Window, number: int) -> bool:
+        """Count a call in the window (one round trip); whether it is within the limit."""
+        key = f"{self._prefix}:{endpoint}@{number}"
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(key, 0, nx=True, px=2 * window.ms)
+        pipe.incr(key)
+        _, count = pipe.execute()
+        return int(count) <= window.limit
