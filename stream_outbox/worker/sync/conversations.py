@@ -222,6 +222,8 @@ def _converge(
     channel follows it, emptied when everyone has left.
     """
     channel, known = snapshot.channel, snapshot.known
+    if channel is not None and known is not None and known.deleted:
+        channel, known = _reopen(rt, cid, known, legacy=bool(payload.get("legacy")))
     if channel is None:
         return _delete_channel(rt, cid, payload, known), False
     creator = channel.created_by
@@ -234,8 +236,6 @@ def _converge(
         # should it have to be created, the system user creates it.
         rt.gateway.upsert_users([SYSTEM_USER])
         creator = SYSTEM_USER_ID
-    if known is not None and known.deleted:
-        known = _reopen(rt, cid, known)
     ref = known or channel_of(rt, channel)
     # The creator (an event's organizer, a proposer) need not be a member: it must exist too.
     needed = list(channel.members)
@@ -332,18 +332,28 @@ def _delete_channel(
     return f"{ref.channel_type}:{ref.channel_id} deleted"
 
 
-def _reopen(rt: Runtime, cid: str, known: ChannelRef) -> ChannelRef:
+def _reopen(
+    rt: Runtime, cid: str, known: ChannelRef, *, legacy: bool
+) -> tuple[DesiredChannel | None, ChannelRef]:
     """A conversation back in the database after its channel was deleted (a soft delete
     undone): the channel's next generation, its messages copied again by a history row.
+    Returns the conversation as read now (None: gone again) and its channel.
 
-    The channel is deleted first (nothing if Stream holds none): the mark precedes the
-    delete call, which a crash may have left unmade, and Stream must show the channel
-    created again empty, as it does after a deletion.
+    The database is read again first: a batch's snapshot may be older than this turn,
+    and a conversation gone again since keeps its deleted channel (its deletion's row
+    follows), while one still back is created with its members and data as they are
+    now. Then the channel is deleted (nothing if Stream holds none): the mark precedes
+    the delete call, which a crash may have left unmade, and Stream must show the
+    channel created again empty, as it does after a deletion.
     """
+    with rt.engine.connect() as conn:
+        channel = reads.desired_channels(rt.binding, conn, [cid], legacy=legacy).get(cid)
+    if channel is None:
+        return None, known
     rt.gateway.delete_channel(
         known.channel_type, known.channel_id, hard=rt.settings.hard_delete_channels
     )
-    return rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
+    return channel, rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
 
 
 def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:
