@@ -72,7 +72,7 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
                 "worker stopping" if rt.stopping.is_set() else "batch ran past half the lock lease"
             )
             raise _Stop(f"{why}: the rest goes to a new job")
-        return _converge(rt, cid, snapshots[cid], targets[cid], ready=ready)
+        return _converge(rt, cid, snapshots[cid], targets[cid], ready=ready, deadline=deadline)
 
     slow = rt.gateway.call_latency() > SLOW_CALL
     pool = rt.fanout if slow and len(order) > 1 else None
@@ -211,6 +211,7 @@ def _converge(
     *,
     need_channel: bool = False,
     ready: set[str] | frozenset[str] = frozenset(),
+    deadline: float | None = None,
 ) -> tuple[str, bool]:
     """Bring one conversation's channel in step with its snapshot.
 
@@ -219,7 +220,8 @@ def _converge(
 
     A conversation with no members (and no event) gets no channel until it has some,
     unless ``need_channel`` (a message must go somewhere); once it has a channel, the
-    channel follows it, emptied when everyone has left.
+    channel follows it, emptied when everyone has left. A history copy stops at
+    ``deadline`` (see :func:`copy_history`).
     """
     channel, known = snapshot.channel, snapshot.known
     if channel is not None and known is not None and known.deleted:
@@ -269,7 +271,7 @@ def _converge(
         rt.gateway.remove_members(ref.channel_type, ref.channel_id, plan.remove)
     changes = f"+{len(plan.add)} -{len(plan.remove)} members"
     if payload.get("history") and rt.settings.mirror_messages:
-        changes += f", history +{copy_history(rt, cid, ref)}"
+        changes += f", history +{copy_history(rt, cid, ref, deadline)}"
     return f"{ref.channel_type}:{ref.channel_id} in step ({changes})", True
 
 
