@@ -60,21 +60,21 @@ def _run(job: Job) -> None:
 def test_a_long_copy_stops_well_inside_its_lock_lease_and_a_new_job_goes_on(
     pipeline: Pipeline, shapes: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a restored thread of 40 posts, its copy due
-    _restored_thread(pipeline, shapes, 40)
+    # Given a restored thread of 60 posts, its copy due
+    _restored_thread(pipeline, shapes, 60)
     copy = _copy_job(pipeline)
-    # and a lock lease of 2 s while Stream takes 100 ms a message: the whole copy (4 s and
+    # and a lock lease of 3 s while Stream takes 100 ms a message: the whole copy (6 s and
     # more) would outlive its lock, and other jobs of the thread would run meanwhile
     rt = runtime.current()
-    monkeypatch.setattr(rt.settings, "lock_lease", timedelta(seconds=2))
-    monkeypatch.setattr(rt.locks, "lease_ms", 2000)
+    monkeypatch.setattr(rt.settings, "lock_lease", timedelta(seconds=3))
+    monkeypatch.setattr(rt.locks, "lease_ms", 3000)
     pipeline.emu.set_latency(100, endpoint="SendMessage")
     # When the copy's job runs once
     _run(copy)  # (it raised dramatiq.Retry for a LockLost when it outlived its lock)
     # Then it stopped in time: the first posts are in Stream in order, its row is done and
     # a continuation row waits for the rest
     sent = list(_posts(pipeline))
-    assert 0 < len(sent) < 40
+    assert 0 < len(sent) < 60
     assert sent == [f"msg1-p-{n}" for n in range(1, len(sent) + 1)]
     rows = pipeline.rows()
     assert {row["status"] for row in rows if row["id"] in copy.row_ids} == {"done"}
@@ -84,7 +84,7 @@ def test_a_long_copy_stops_well_inside_its_lock_lease_and_a_new_job_goes_on(
     pipeline.emu.clear_faults()
     monkeypatch.undo()
     pipeline.drain()
-    assert list(_posts(pipeline)) == [f"msg1-p-{n}" for n in range(1, 41)]
+    assert list(_posts(pipeline)) == [f"msg1-p-{n}" for n in range(1, 61)]
     assert {row["status"] for row in pipeline.rows()} == {"done"}
 
 
