@@ -14,7 +14,7 @@ from requests.structures import CaseInsensitiveDict
 from stream_chat.base.exceptions import StreamAPIException
 
 from stream_outbox.worker.errors import PermanentStreamError, StreamError, TransientStreamError
-from stream_outbox.worker.stream.answers import error_from
+from stream_outbox.worker.stream.answers import error_from, refuses_the_message
 from stream_outbox.worker.stream.gateway import StreamGateway
 
 API_KEY = "unit-key"
@@ -286,3 +286,16 @@ def test_calls_are_counted_per_thread(gateway: StreamGateway) -> None:
 
     # Then this thread's count grows by its own two only
     assert (before, gateway.thread_calls()) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("code", "alone"),
+    [(20, True), ("20", True), (22, True), (4, False), (16, False), (17, False), (None, False)],
+)
+def test_only_a_refusal_of_the_message_itself_lets_a_history_copy_go_on(
+    code: int | str | None, alone: bool
+) -> None:
+    # Too long (20) or too big (22) is the message's own; an input error, a missing channel
+    # or a forbidden call (or an answer without a code) is not
+    error = PermanentStreamError("refused", endpoint="SendMessage", status=400, code=code)
+    assert refuses_the_message(error) is alone

@@ -22,16 +22,28 @@ __all__ = [
     "is_duplicate_message",
     "is_not_found",
     "names_missing_users",
+    "refuses_the_message",
     "retry_after",
 ]
 
 INPUT_ERROR = 4  # Stream's InputError: the request is invalid
 NOT_FOUND = 16  # Stream's DoesNotExist: no such user, channel or message
+MESSAGE_TOO_LONG = 20  # Stream's MessageTooLong: over the channel type's max_message_length
+PAYLOAD_TOO_BIG = 22  # Stream's PayloadTooBig (HTTP 413)
 
 
 def is_not_found(error: StreamError) -> bool:
     """Stream holds no such resource (code 16)."""
     return error.code is not None and str(error.code) == str(NOT_FOUND)
+
+
+def refuses_the_message(error: StreamError) -> bool:
+    """A send refused for the message itself, not its channel or author: its text over the
+    channel type's ``max_message_length`` (code 20) or its body too big (code 22)."""
+    return error.code is not None and str(error.code) in (
+        str(MESSAGE_TOO_LONG),
+        str(PAYLOAD_TOO_BIG),
+    )
 
 
 def is_deleted_user(error: StreamError) -> bool:

@@ -73,7 +73,7 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
                 "worker stopping" if rt.stopping.is_set() else "batch ran past half the lock lease"
             )
             raise _Stop(f"{why}: the rest goes to a new job")
-        return _converge(rt, cid, snapshots[cid], targets[cid], ready=ready)
+        return _converge(rt, cid, snapshots[cid], targets[cid], ready=ready, deadline=deadline)
 
     slow = rt.gateway.call_latency() > SLOW_CALL
     pool = rt.fanout if slow and len(order) > 1 else None
@@ -212,6 +212,7 @@ def _converge(
     *,
     need_channel: bool = False,
     ready: set[str] | frozenset[str] = frozenset(),
+    deadline: float | None = None,
 ) -> tuple[str, bool]:
     """Bring one conversation's channel in step with its snapshot.
 
@@ -220,9 +221,14 @@ def _converge(
 
     A conversation with no members (and no event) gets no channel until it has some,
     unless ``need_channel`` (a message must go somewhere); once it has a channel, the
-    channel follows it, emptied when everyone has left.
+    channel follows it, emptied when everyone has left. A history copy stops at
+    ``deadline`` (see :func:`copy_history`).
     """
     channel, known = snapshot.channel, snapshot.known
+    if channel is not None and _waits_for_import(rt, known):
+        return "waits for the pending Stream import", False
+    if channel is not None and known is not None and known.deleted:
+        channel, known = _reopen(rt, cid, known, legacy=bool(payload.get("legacy")))
     if channel is None:
         return _delete_channel(rt, cid, payload, known), False
     creator = channel.created_by
@@ -235,14 +241,6 @@ def _converge(
         # should it have to be created, the system user creates it.
         rt.gateway.upsert_users([SYSTEM_USER])
         creator = SYSTEM_USER_ID
-    if known is not None and (known.deleted or not known.in_stream) and _import_carries(rt, known):
-        # The pending import creates the channel, with its members' read state (it sets
-        # no last_read of a member Stream holds already), or would fill its next
-        # generation with this one's messages: this waits, and the import's completion
-        # reconciles every conversation worked on meanwhile, this one too.
-        return "waits for the pending Stream import", False
-    if known is not None and known.deleted:
-        known = _reopen(rt, cid, known)
     ref = known or channel_of(rt, channel)
     # The creator (an event's organizer, a proposer) need not be a member: it must exist too.
     needed = list(channel.members)
@@ -279,7 +277,7 @@ def _converge(
         rt.gateway.remove_members(ref.channel_type, ref.channel_id, plan.remove)
     changes = f"+{len(plan.add)} -{len(plan.remove)} members"
     if copy_now:
-        changes += f", history +{copy_history(rt, cid, ref)}"
+        changes += f", history +{copy_history(rt, cid, ref, deadline)}"
     return f"{ref.channel_type}:{ref.channel_id} in step ({changes})", True
 
 
@@ -342,18 +340,28 @@ def _delete_channel(
     return f"{ref.channel_type}:{ref.channel_id} deleted"
 
 
-def _reopen(rt: Runtime, cid: str, known: ChannelRef) -> ChannelRef:
+def _reopen(
+    rt: Runtime, cid: str, known: ChannelRef, *, legacy: bool
+) -> tuple[DesiredChannel | None, ChannelRef]:
     """A conversation back in the database after its channel was deleted (a soft delete
     undone): the channel's next generation, its messages copied again by a history row.
+    Returns the conversation as read now (None: gone again) and its channel.
 
-    The channel is deleted first (nothing if Stream holds none): the mark precedes the
-    delete call, which a crash may have left unmade, and Stream must show the channel
-    created again empty, as it does after a deletion.
+    The database is read again first: a batch's snapshot may be older than this turn,
+    and a conversation gone again since keeps its deleted channel (its deletion's row
+    follows), while one still back is created with its members and data as they are
+    now. Then the channel is deleted (nothing if Stream holds none): the mark precedes
+    the delete call, which a crash may have left unmade, and Stream must show the
+    channel created again empty, as it does after a deletion.
     """
+    with rt.engine.connect() as conn:
+        channel = reads.desired_channels(rt.binding, conn, [cid], legacy=legacy).get(cid)
+    if channel is None:
+        return None, known
     rt.gateway.delete_channel(
         known.channel_type, known.channel_id, hard=rt.settings.hard_delete_channels
     )
-    return rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
+    return channel, rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
 
 
 def _first_in_stream(rt: Runtime, cid: str, ref: ChannelRef, copy_now: bool) -> ChannelRef:
@@ -378,6 +386,16 @@ def _history_left_out(rt: Runtime, cid: str, ref: ChannelRef) -> bool:
     with rt.engine.connect() as conn:
         oldest = reads.messages_after(rt.binding, conn, cid, None, 1)
     return bool(oldest) and cutover.covers(oldest[0].created_at)
+
+
+def _waits_for_import(rt: Runtime, known: ChannelRef | None) -> bool:
+    """Whether a pending import brings this channel (not in Stream yet: it creates it with
+    its members' read state, which it sets for no member Stream holds already), or holds
+    its messages under the ids of this deleted generation (the next one would get them).
+    It waits; the import's completion reconciles every conversation worked on meanwhile."""
+    return (
+        known is not None and (known.deleted or not known.in_stream) and _import_carries(rt, known)
+    )
 
 
 def _import_carries(rt: Runtime, ref: ChannelRef) -> bool:

@@ -107,7 +107,9 @@ def _mirror_locked(
     stream_id = message.stream_id(ref.generation)
     if (payload or {}).get("edit") and _edited(rt, stream_id, message.text, author):
         return Result("edited")
-    body = message_body(message, silent=False, present=present, generation=ref.generation)
+    # A history message the copy left to its own row (Stream refused it) goes silent too
+    silent = bool((payload or {}).get("history"))
+    body = message_body(message, silent=silent, present=present, generation=ref.generation)
     try:
         sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
     except PermanentStreamError as exc:
