@@ -191,19 +191,19 @@ def test_a_resumed_export_keeps_its_first_snapshot_s_cut_over_and_its_completion
     with engine_with_history.connect() as conn:
         first = read_cutover(conn)
     assert first is not None and not first.imported and first.since is not None
-    # and rows worked on before its snapshot, after it, and one still open
+    # and rows worked on before its snapshot, after it, and one waiting for the import
     before, after = first.since - timedelta(seconds=1), first.since + timedelta(seconds=1)
     with engine_with_history.begin() as conn:
-        for target, status, moment in (
-            ("u-before", "done", before),
-            ("u-after", "done", after),
-            ("u-open", "pending", before),
+        for target, status, moment, event in (
+            ("u-before", "done", before, "update"),
+            ("u-after", "done", after, "update"),
+            ("u-waits", "pending", after, "recheck"),
         ):
             conn.execute(
                 insert(outbox).values(
                     target_kind="user",
                     target_id=target,
-                    event="update",
+                    event=event,
                     status=status,
                     updated_at=moment,
                     available_at=datetime.now(UTC) + timedelta(days=1),
@@ -215,9 +215,12 @@ def test_a_resumed_export_keeps_its_first_snapshot_s_cut_over_and_its_completion
     with engine_with_history.connect() as conn:
         resumed = read_cutover(conn)
         exports = conn.scalars(select(audit.c.id).where(audit.c.action == EXPORT_ACTION)).all()
-    assert resumed == first and resumed.since == first.since and exports == [first.export_id]
-    # When its files are imported, Then the cut-over is complete, and the targets worked
-    # on since the first snapshot (or still open) are reconciled again, the others not
+    assert first.exporting and resumed is not None and not resumed.exporting
+    assert (resumed.export_id, resumed.since) == (first.export_id, first.since)
+    assert exports == [first.export_id]
+    # When its files are imported, Then the cut-over is complete, the targets worked on
+    # since the first snapshot are reconciled again, the others not, and the one waiting
+    # comes due now (its own row runs: no second one)
     out = run_history(database_url, emu, "import", str(folder), "--poll", "0.02")
     assert out.returncode == 0, out.stdout + out.stderr
     with engine_with_history.connect() as conn:
@@ -225,7 +228,9 @@ def test_a_resumed_export_keeps_its_first_snapshot_s_cut_over_and_its_completion
         again_rows = conn.execute(
             select(outbox.c.target_id).where(outbox.c.event == RECONCILE_EVENT)
         ).scalars()
-        assert {"u-after", "u-open", "u-before"} & set(again_rows) == {"u-after", "u-open"}
+        assert {"u-after", "u-waits", "u-before"} & set(again_rows) == {"u-after"}
+        waiting = conn.execute(select(outbox.c.available_at).where(outbox.c.target_id == "u-waits"))
+        assert waiting.scalar_one() <= datetime.now(UTC)
 
 
 def _limit() -> list[str]:

@@ -117,18 +117,29 @@ class ChannelMap:
         with self.engine.begin() as conn:
             conn.execute(statement)
 
-    def mark_in_stream(self, conversation_id: str) -> None:
-        """Stream holds the conversation's channel now (created, or found there)."""
+    def mark_in_stream(
+        self, conversation_id: str, *, copy_history: bool = False, write_row: bool = False
+    ) -> None:
+        """Stream holds the conversation's channel now (created, or found there). With
+        ``copy_history``, in the same transaction, its messages are copied into it from the
+        first (a channel created after a history export that did not carry it): live
+        messages wait for the copy; with ``write_row``, the history row goes with it."""
+        values: dict[str, Any] = {"in_stream_at": func.now()}
+        if copy_history:
+            values.update(history_copying=True, history_until=None, history_message_id=None)
         statement = (
             update(channel_map)
             .where(
                 channel_map.c.conversation_id == conversation_id,
                 channel_map.c.in_stream_at.is_(None),
             )
-            .values(in_stream_at=func.now())
+            .values(**values)
         )
         with self.engine.begin() as conn:
-            conn.execute(statement)
+            marked = conn.execute(statement).rowcount
+            if marked and write_row:
+                target = Target("conversation", conversation_id)
+                write_changes(conn, [Change(target, "history", {"history": True})])
 
     def mark_exported(self, conversation_ids: Sequence[str], export_id: int) -> None:
         """The export ``export_id`` carries these conversations' channels."""
@@ -138,6 +149,16 @@ class ChannelMap:
             update(channel_map)
             .where(channel_map.c.conversation_id.in_(list(conversation_ids)))
             .values(exported_in=export_id)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def unmark_exported(self, export_id: int) -> None:
+        """No channel is carried by the export ``export_id`` (before a pass writes them)."""
+        statement = (
+            update(channel_map)
+            .where(channel_map.c.exported_in == export_id)
+            .values(exported_in=None)
         )
         with self.engine.begin() as conn:
             conn.execute(statement)
@@ -183,21 +204,6 @@ class ChannelMap:
                 target = Target("conversation", conversation_id)
                 write_changes(conn, [Change(target, "history", {"history": True})])
         return _ref(row)
-
-    def start_history_copy(self, conversation_id: str, *, write_row: bool) -> None:
-        """Copy a conversation's messages into its channel from the first (a channel
-        created after a history export that did not carry it): live messages wait for
-        the copy; with ``write_row``, the history row goes in the same transaction."""
-        statement = (
-            update(channel_map)
-            .where(channel_map.c.conversation_id == conversation_id)
-            .values(history_copying=True, history_until=None, history_message_id=None)
-        )
-        with self.engine.begin() as conn:
-            conn.execute(statement)
-            if write_row:
-                target = Target("conversation", conversation_id)
-                write_changes(conn, [Change(target, "history", {"history": True})])
 
     def end_history_copy(self, conversation_id: str, generation: int) -> None:
         """The history copy of a reopened channel's ``generation`` is complete: live messages

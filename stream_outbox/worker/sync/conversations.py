@@ -25,7 +25,7 @@ from stream_outbox.worker.errors import (
     TransientStreamError,
 )
 from stream_outbox.worker.runtime import Runtime
-from stream_outbox.worker.store.cutover import current_cutover
+from stream_outbox.worker.store.cutover import current_cutover, wait_for_import
 from stream_outbox.worker.store.locks import TargetBusy
 from stream_outbox.worker.store.repository import ChannelRef
 from stream_outbox.worker.stream.answers import is_deleted_user, names_missing_users
@@ -39,6 +39,7 @@ __all__ = [
     "channel_of",
     "reconcile_conversation",
     "reconcile_conversations",
+    "waits_for_import",
 ]
 
 
@@ -225,8 +226,9 @@ def _converge(
     ``deadline`` (see :func:`copy_history`).
     """
     channel, known = snapshot.channel, snapshot.known
-    if channel is not None and _waits_for_import(rt, known):
-        return "waits for the pending Stream import", False
+    if channel is not None and waits_for_import(rt, known):
+        after = wait_for_import(rt.engine, "conversation", cid, payload)
+        return f"waits for the Stream import (looked at again in {after.seconds} s)", False
     if channel is not None and known is not None and known.deleted:
         channel, known = _reopen(rt, cid, known, legacy=bool(payload.get("legacy")))
     if channel is None:
@@ -367,12 +369,11 @@ def _reopen(
 def _first_in_stream(rt: Runtime, cid: str, ref: ChannelRef, copy_now: bool) -> ChannelRef:
     """Record that Stream holds the channel now. One created after a history export that
     did not carry it (the conversation was deleted then, or had no members) gets its
-    messages up to the watermark by a history copy, as no import brings them."""
-    rt.repo.channels.mark_in_stream(cid)
-    if not _history_left_out(rt, cid, ref):
-        return replace(ref, in_stream=True)
-    rt.repo.channels.start_history_copy(cid, write_row=not copy_now)
-    return replace(ref, in_stream=True, copying=True)
+    messages up to the watermark by a history copy, as no import brings them; both in
+    one transaction (a crash between would leave the history out)."""
+    left_out = _history_left_out(rt, cid, ref)
+    rt.repo.channels.mark_in_stream(cid, copy_history=left_out, write_row=left_out and not copy_now)
+    return replace(ref, in_stream=True, copying=ref.copying or left_out)
 
 
 def _history_left_out(rt: Runtime, cid: str, ref: ChannelRef) -> bool:
@@ -388,25 +389,15 @@ def _history_left_out(rt: Runtime, cid: str, ref: ChannelRef) -> bool:
     return bool(oldest) and cutover.covers(oldest[0].created_at)
 
 
-def _waits_for_import(rt: Runtime, known: ChannelRef | None) -> bool:
-    """Whether a pending import brings this channel (not in Stream yet: it creates it with
-    its members' read state, which it sets for no member Stream holds already), or holds
-    its messages under the ids of this deleted generation (the next one would get them).
-    It waits; the import's completion reconciles every conversation worked on meanwhile."""
-    return (
-        known is not None and (known.deleted or not known.in_stream) and _import_carries(rt, known)
-    )
-
-
-def _import_carries(rt: Runtime, ref: ChannelRef) -> bool:
-    """Whether a pending Stream import carries the channel (its files hold its messages
-    under this generation's ids). Read afresh before it says yes: a job that waits after
-    the import's completion was recorded would be reconciled by nobody."""
+def waits_for_import(rt: Runtime, known: ChannelRef | None) -> bool:
+    """Whether the conversation of channel ``known`` (None: none assigned) waits for a
+    pending import (:meth:`Cutover.brings`). Read afresh before it says yes: a job that
+    waits after the import's completion was recorded would wait for nothing."""
     cutover = current_cutover(rt.engine)
-    if cutover is None or cutover.imported or not cutover.carries(ref.exported_in):
+    if cutover is None or not cutover.brings(known):
         return False
     cutover = current_cutover(rt.engine, fresh=True)
-    return cutover is not None and not cutover.imported and cutover.carries(ref.exported_in)
+    return cutover is not None and cutover.brings(known)
 
 
 def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:
