@@ -348,6 +348,15 @@ def cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def authors_of(engine: Engine, thread: Any) -> list[int]:
+    """The thread's live members."""
+    with engine.connect() as conn:
+        query = select(Member.account_id).where(
+            Member.thread_id == thread, Member.left_at.is_(None)
+        )
+        return sorted(conn.scalars(query))
+
+
 def come_due(engine: Engine) -> int:
     """Time passes: rows waiting for the import come due."""
     with engine.begin() as conn:
@@ -450,6 +459,10 @@ def test_the_cut_over_keeps_every_change_made_around_it(
         s.add_all(Member(thread_id=live.id, account_id=a) for a in (1, 2))
         s.add(Post(key="live-0", thread_id=live.id, author_id=1, body="before the export"))
     settle(pipeline, 120.0)
+    with engine.connect() as conn:
+        found = channel_for_conversation(conn, str(live.id), BINDING)
+    assert found is not None and found.synced
+    live_cid = found.channel_id
     watermark = datetime.now(UTC) - timedelta(seconds=0.1)
     out = tmp_path / "history"
 
@@ -472,9 +485,19 @@ def test_the_cut_over_keeps_every_change_made_around_it(
         with engine.connect() as conn:
             during_export["lookup"] = channel_for_conversation(conn, str(threads[5]), BINDING)
 
-    paused = threading.Event()
+    def change_while_users_are_written() -> None:
+        # before the export has come to the threads: which it carries is not known yet
+        changes.join(threads[14], 37)
+        changes.post("live-3", threads[15], authors_of(engine, threads[15])[0])
+        settle(pipeline, 120.0)
+        during_export["early"] = set(emu.state()["channels"])
+
+    paused, early = threading.Event(), threading.Event()
 
     def progress(kind: str, *, done: int, total: int | None) -> None:
+        if kind == "user" and not early.is_set():
+            early.set()
+            change_while_users_are_written()
         if kind == "message" and not paused.is_set():
             paused.set()
             change_during_export()
@@ -489,7 +512,9 @@ def test_the_cut_over_keeps_every_change_made_around_it(
         progress=progress,
         actor="test",
     )
-    assert paused.is_set() and result.counts["message"] >= BIG
+    assert paused.is_set() and early.is_set() and result.counts["message"] >= BIG
+    # Then no channel was created while the export ran: the import brings them
+    assert during_export["early"] == {f"messaging:{live_cid}"}
     # Then the request during the export says the import brings the channel
     assert during_export["opened"] is MigrationState.PENDING_IMPORT
     assert during_export["lookup"].synced is False
@@ -563,7 +588,8 @@ def test_the_cut_over_keeps_every_change_made_around_it(
     assert messages["msg-p0-100"]["text"] == "edited between export and import"
     assert messages["msg-p10-3"]["text"] == "edited during the import"
     assert not {"msg-p1-7", "msg-p0-200", "msg-p10-4"} & set(messages)
-    assert {"msg-live-1", "msg-live-2", "msg-live-0"} <= set(messages)
+    assert {"msg-live-1", "msg-live-2", "msg-live-0", "msg-live-3"} <= set(messages)
+    assert "37" in channels[f"messaging:legacy_{threads[14]}"]["members"]
     # the threads the export skipped have their whole history (it is not the import's)
     assert {f"msg-p{n}-{k}" for n in (57, 58) for k in range(POSTS)} <= set(messages)
     # and the accounts renamed after the snapshot carry their new names
