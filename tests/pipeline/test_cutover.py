@@ -128,6 +128,9 @@ def history_command(pipeline: Pipeline, emu: Emulator, *args: str) -> str:
         "GETSTREAM_API_KEY": API_KEY,
         "GETSTREAM_API_SECRET": API_SECRET,
         "STREAM_CHAT_URL": emu.base_url,
+        # the shared rate budget of verify's calls: the tests' Redis, the pipeline's prefix
+        "REDIS_URL": pipeline.settings.redis_url,
+        "OUTBOX_REDIS_PREFIX": pipeline.settings.redis_prefix,
     }
     command = [str(Path(sys.executable).parent / "stream-outbox"), *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
