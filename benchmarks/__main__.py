@@ -1,6 +1,6 @@
 """Run every benchmark against real PostgreSQL, real Redis and the emulator; print a table.
 
-    uv run python -m benchmarks [--quick] [--latency-ms 0,50] [--only write,e2e,drain,rate]
+    uv run python -m benchmarks [--quick] [--latency-ms 0,50] [--only write,e2e,drain,rate,verify]
 
 The ``write`` section runs the write path (listeners and triggers) and the bulk load
 (``benchmarks.copy_load``). Writes the figures to ``benchmarks/results/latest.json``
@@ -26,11 +26,12 @@ from benchmarks import (
     history_export,
     rate_limited,
     report,
+    verify_at_scale,
     write_path,
 )
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
-SECTIONS = ("write", "e2e", "drain", "rate", "history")
+SECTIONS = ("write", "e2e", "drain", "rate", "history", "verify")
 FULL: dict[str, Any] = {
     "tx0": 1500,
     "tx": 200,
@@ -41,6 +42,7 @@ FULL: dict[str, Any] = {
     "history": [250_000, 1_000_000],
     "ceiling": 10_000,
     "copy_conversations": 1_000,  # x 100 participants: 100,000 rows
+    "verify": (100_000, 150_000),  # channels; messages of one conversation
 }
 QUICK: dict[str, Any] = {
     "tx0": 300,
@@ -52,6 +54,7 @@ QUICK: dict[str, Any] = {
     "history": [20_000, 80_000],
     "ceiling": 2_000,
     "copy_conversations": 100,
+    "verify": (10_000, 20_000),
 }
 
 
@@ -94,6 +97,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "history" in only:  # 20 messages a conversation; files under the emulator's 32 MiB
         most = max(size["history"])
         out["history_export"] = history_export.measure(size["history"], most // 50, most // 20, 30)
+    if "verify" in only:  # admin verify under Stream's default limits
+        out["verify_at_scale"] = verify_at_scale.measure(*size["verify"])
     return out
 
 

@@ -108,6 +108,27 @@ def test_differences_are_found_across_pages(clean_db: Engine, emu: Emulator) -> 
     assert (found.users, found.channels, found.messages, found.dated) == (22, 40, 50, 50)
 
 
+def test_a_channel_of_more_members_than_an_answer_carries_is_read_whole(
+    clean_db: Engine, emu: Emulator
+) -> None:
+    # Given a channel of 250 members in Stream (an answer carries 100)
+    seed_database(clean_db, 2, big=250)
+    seed_stream(emu, clean_db)
+    [big] = [cid for cid, ch in emu.core.store.channels.items() if len(ch.members) == 250]
+    gateway = StreamGateway(API_KEY, API_SECRET, base_url=emu.base_url)
+    emu.reset_request_counts()
+
+    # When the gateway reads it, as verify does and as a reconcile does
+    held = gateway.channel_states([big])[big]
+    kind, name = big.split(":")
+    created = gateway.get_or_create_channel(kind, name, created_by="x", members=[], data={})
+
+    # Then every member is there, read past the answer's 100 by user id, 100 a call
+    assert len(held.members) == len(created.members) == 250
+    assert held.members == frozenset(emu.core.store.channels[big].members)
+    assert emu.request_counts()["counts"]["QueryMembers"] == 2 * 3
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_verify_messages_of_a_conversation_of_more_than_65535_messages(

@@ -10,7 +10,13 @@ from typing import Any
 from stream_outbox.emulator.endpoints.call import Call
 from stream_outbox.emulator.endpoints.messages import create_message
 from stream_outbox.emulator.rules.errors import input_error, not_found, user_deleted
-from stream_outbox.emulator.rules.filters import MISSING, matches, normalize_sort, sort_items
+from stream_outbox.emulator.rules.filters import (
+    MISSING,
+    matches,
+    named_values,
+    normalize_sort,
+    sort_items,
+)
 from stream_outbox.emulator.rules.validation import (
     MAX_CHANNELS_PER_DELETE,
     MAX_MEMBERS_ON_CREATE,
@@ -312,24 +318,10 @@ def _channel_field(channel: ChannelRecord, name: str) -> Any:
     return channel.data.get(name, MISSING)
 
 
-def _named_cids(condition: Any) -> list[str] | None:
-    """The cids a ``cid`` condition names (``"t:i"``, ``{"$eq": ...}``, ``{"$in": [...]}``),
-    or None when it names none that way."""
-    if isinstance(condition, str):
-        return [condition]
-    if isinstance(condition, Mapping) and len(condition) == 1:
-        ((op, arg),) = condition.items()
-        if op == "$eq" and isinstance(arg, str):
-            return [arg]
-        if op == "$in" and isinstance(arg, list):
-            return [str(cid) for cid in arg]
-    return None
-
-
 def _candidates(store: Store, conditions: Any) -> Iterable[ChannelRecord]:
     """The channels a filter may match: those its ``cid`` names (Stream's index: the
     fastest filter, its docs say), else every channel."""
-    named = _named_cids(conditions.get("cid")) if isinstance(conditions, Mapping) else None
+    named = named_values(conditions, "cid")
     if named is None:
         return store.channels.values()
     return [store.channels[cid] for cid in dict.fromkeys(named) if cid in store.channels]
