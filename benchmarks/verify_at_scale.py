@@ -6,8 +6,9 @@ Stream to hold straight into the emulator's store (no API call), by
 :mod:`tests.support.bulk_app`. The emulator runs in this process with Stream's
 published limits on (per minute and per second); ``stream-outbox admin verify`` runs
 as a subprocess, its Stream calls paced by the shared budget in Redis. Then the same
-for ``admin verify --messages`` of a conversation of ``--messages`` messages (150,000 by
-default), imported at their original times. Printed: wall time, CPU, peak RSS (the
+for ``admin verify --messages`` of those channels (without messages: what a channel's
+walk costs) and of a conversation of ``--messages`` messages (150,000 by default),
+imported at their original times. Printed: wall time, CPU, peak RSS (the
 process's ``VmHWM``, read every 50 ms while it runs: ``wait4``'s ``ru_maxrss`` would
 report this process's size, the emulator's state included, which Linux carries across
 the ``exec``), Stream calls by endpoint and 429s.
@@ -106,6 +107,8 @@ def measure(channels: int, messages: int) -> dict[str, Any]:
             results["seed_seconds"] = time.monotonic() - started
             print(f"seeded {channels:,} channels; verifying", file=sys.stderr)
             results["verify"] = run_verify(url, emu)
+            print("verifying them with --messages (no message in them)", file=sys.stderr)
+            results["verify_each_history"] = run_verify(url, emu, "--messages")
             engine.dispose()
         if messages:
             emu.reset()
@@ -134,6 +137,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"{calls} (QueryMembers per channel: {hours:.1f} h)",
         )
     ]
+    if "verify_each_history" in results:
+        e = results["verify_each_history"]
+        title = f"admin verify --messages, the same {results['channels']:,} channels (empty)"
+        found.append(_row(title, e, f"QueryChannels {e['calls']['QueryChannels']:,}"))
     if "verify_messages" in results:
         m = results["verify_messages"]
         title = f"admin verify --messages, a conversation of {results['messages']:,} messages"

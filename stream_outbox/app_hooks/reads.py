@@ -37,6 +37,7 @@ __all__ = [
     "messages_after",
     "messages_before",
     "read_states",
+    "undated_conversations",
     "undated_message",
     "undated_messages",
 ]
@@ -343,6 +344,16 @@ def undated_messages(
     if after is not None:
         query = query.where(key > b.typed_ids(key, [after])[0])
     return _messages(b, conn, query)
+
+
+def undated_conversations(
+    b: BoundModels, conn: Connection, conversation_ids: Collection[str]
+) -> set[str]:
+    """Those of the conversations that have live messages without ``created_at``."""
+    _, conversation, _, _, created = _message_columns(b)
+    ids = _row_ids(conversation, conversation_ids)
+    query = select(conversation).distinct().where(conversation.in_(ids), created.is_(None))
+    return {str(value) for value in conn.scalars(_where_live(b, query, "message"))}
 
 
 def undated_message(b: BoundModels, conn: Connection, conversation_id: str) -> str | None:

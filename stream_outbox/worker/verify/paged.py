@@ -133,6 +133,7 @@ class _Channel:
     generation: int
     view: ChannelView
     reads: Mapping[str, datetime]
+    undated: bool  # some of its messages have no created_at
 
 
 def _live_channels(asked: _Asked, found: Verification) -> None:
@@ -159,15 +160,19 @@ def _wanted_channels(asked: _Asked, conn: Connection, ids: list[str]) -> dict[st
     desired = reads.desired_channels(asked.binding, conn, ids)
     refs = ChannelMap(asked.engine).channels_for(ids, conn)
     last_reads = (
-        reads.read_states(asked.binding, conn, ids) if asked.history and asked.cutover else {}
+        reads.read_states(asked.binding, conn, ids)
+        if asked.history and asked.cutover is not None
+        else {}
     )
+    undated = reads.undated_conversations(asked.binding, conn, ids) if asked.history else set()
     wanted: dict[str, _Channel] = {}
     for conversation_id, channel in desired.items():
         cid, generation = channel_key(channel, refs.get(conversation_id))
         if cid is not None:
             view = ChannelView(members=channel.members, data=dict(channel.data))
             kept = {} if generation else last_reads.get(conversation_id, {})  # a copy sets none
-            wanted[cid] = _Channel(conversation_id, generation, view, kept)
+            undated_ones = conversation_id in undated
+            wanted[cid] = _Channel(conversation_id, generation, view, kept, undated_ones)
     return wanted
 
 
@@ -193,24 +198,36 @@ def _database_side(asked: _Asked, found: Verification, channel: _Channel) -> Ite
     """A conversation's live messages, undated ones first, then newest first, in keyset
     pages; each with the time Stream must hold where the cut-over's import carried it
     (none in a channel created again: its messages were sent again, at Stream's time)."""
-    cutover = None if channel.generation else asked.cutover
+    with asked.engine.connect() as conn:  # one connection for the channel's walk
+        if channel.undated:
+            yield from _undated(asked, conn, found, channel)
+        yield from _dated(asked, conn, found, channel)
+
+
+def _undated(
+    asked: _Asked, conn: Connection, found: Verification, channel: _Channel
+) -> Iterator[Wanted]:
     after: str | None = None
     while True:
-        with asked.engine.connect() as conn:
-            undated = reads.undated_messages(
-                asked.binding, conn, channel.conversation_id, after, asked.page
-            )
-        found.messages += len(undated)
-        yield from (Wanted(stream_message_id(m.id, channel.generation), None) for m in undated)
-        if len(undated) < asked.page:
-            break
-        after = undated[-1].id
+        page = reads.undated_messages(
+            asked.binding, conn, channel.conversation_id, after, asked.page
+        )
+        found.messages += len(page)
+        yield from (Wanted(stream_message_id(m.id, channel.generation), None) for m in page)
+        if len(page) < asked.page:
+            return
+        after = page[-1].id
+
+
+def _dated(
+    asked: _Asked, conn: Connection, found: Verification, channel: _Channel
+) -> Iterator[Wanted]:
+    cutover = None if channel.generation else asked.cutover
     before: tuple[datetime, str] | None = None
     while True:
-        with asked.engine.connect() as conn:
-            page = reads.messages_before(
-                asked.binding, conn, channel.conversation_id, before, asked.page
-            )
+        page = reads.messages_before(
+            asked.binding, conn, channel.conversation_id, before, asked.page
+        )
         for message in page:
             created = message.created_at
             assert created is not None  # dated ones only
