@@ -139,6 +139,9 @@ def history_command(pipeline: Pipeline, emu: Emulator, *args: str) -> str:
         "GETSTREAM_API_KEY": API_KEY,
         "GETSTREAM_API_SECRET": API_SECRET,
         "STREAM_CHAT_URL": emu.base_url,
+        # the shared rate budget of verify's calls: the tests' Redis, the pipeline's prefix
+        "REDIS_URL": pipeline.settings.redis_url,
+        "OUTBOX_REDIS_PREFIX": pipeline.settings.redis_prefix,
     }
     command = [str(Path(sys.executable).parent / "stream-outbox"), *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -330,6 +333,8 @@ def cli_env(pipeline: Pipeline) -> dict[str, str]:
         "GETSTREAM_API_SECRET": API_SECRET,
         "STREAM_CHAT_URL": pipeline.emu.base_url,
         "OUTBOX_BINDING": "tests.apps.shapes:BINDING",
+        "REDIS_URL": pipeline.settings.redis_url,
+        "OUTBOX_REDIS_PREFIX": pipeline.settings.redis_prefix,
     }
 
 
@@ -602,3 +607,8 @@ def test_the_cut_over_keeps_every_change_made_around_it(
     for thread, account in (during_export["left"], left_between, left_during):
         cid = f"messaging:legacy_{thread}"
         assert str(account) not in channels[cid]["members"], (cid, account)
+    # and verify finds Stream holding exactly what the database holds
+    checked = cli(pipeline, "admin", "verify")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    checked = cli(pipeline, "admin", "verify", "--messages")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
