@@ -1,6 +1,6 @@
 """Run every benchmark against real PostgreSQL, real Redis and the emulator; print a table.
 
-    uv run python -m benchmarks [--quick] [--latency-ms 0,50] [--only write,e2e,drain,rate]
+    uv run python -m benchmarks [--quick] [--latency-ms 0,50] [--only write,e2e,drain,rate,verify]
 
 The ``write`` section runs the write path (listeners and triggers), the bulk load
 (``benchmarks.copy_load``) and a statement after one in its transaction
@@ -28,11 +28,12 @@ from benchmarks import (
     history_export,
     rate_limited,
     report,
+    verify_at_scale,
     write_path,
 )
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
-SECTIONS = ("write", "e2e", "drain", "rate", "history")
+SECTIONS = ("write", "e2e", "drain", "rate", "history", "verify")
 FULL: dict[str, Any] = {
     "tx0": 1500,
     "tx": 200,
@@ -44,6 +45,7 @@ FULL: dict[str, Any] = {
     "ceiling": 10_000,
     "copy_conversations": 1_000,  # x 100 participants: 100,000 rows
     "after_copy_users": 1_000_000,
+    "verify": (100_000, 150_000),  # channels; messages of one conversation
 }
 QUICK: dict[str, Any] = {
     "tx0": 300,
@@ -56,6 +58,7 @@ QUICK: dict[str, Any] = {
     "ceiling": 2_000,
     "copy_conversations": 100,
     "after_copy_users": 100_000,
+    "verify": (10_000, 20_000),
 }
 
 
@@ -99,6 +102,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "history" in only:  # 20 messages a conversation; files under the emulator's 32 MiB
         most = max(size["history"])
         out["history_export"] = history_export.measure(size["history"], most // 50, most // 20, 30)
+    if "verify" in only:  # admin verify under Stream's default limits
+        out["verify_at_scale"] = verify_at_scale.measure(*size["verify"])
     return out
 
 

@@ -109,7 +109,8 @@ def _release(url: str) -> float:
     return float(row[0]) if row else time.time()
 
 
-def _peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int) -> float:
+    """A running process's peak RSS so far (``VmHWM``), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -133,7 +134,7 @@ def run(template: str, conversations: int, latency_ms: float, limits: bool) -> d
                 sampler.start()
                 began = _release(url)
                 settled = _settle(url, timeout=1800)
-                rss = _peak_rss_mb(worker_pid)
+                rss = peak_rss_mb(worker_pid)
         finally:
             sampler.stop.set()
         counts = emu.request_counts()

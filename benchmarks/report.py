@@ -149,6 +149,10 @@ def table(results: dict[str, Any]) -> str:
         from benchmarks import history_export
 
         rows += history_export.rows(results["history_export"])
+    if "verify_at_scale" in results:
+        from benchmarks import verify_at_scale
+
+        rows += verify_at_scale.rows(results["verify_at_scale"])
     machine = results.get("machine", {})
     lines = [
         f"{machine.get('cpus')} CPUs, {machine.get('model')}, {results.get('date', '')}",

@@ -51,16 +51,17 @@ def mapped_channel(conn: Connection, conversation_id: str) -> MappedChannel | No
 
 
 def _import_pending(conn: Connection, exported_in: Any) -> bool:
-    """Whether ``exported_in`` is the latest history export and its import is not complete."""
+    """Whether ``exported_in`` is the current history export (the latest not abandoned)
+    and its import is not complete."""
     if exported_in is None:
         return False
-    latest = conn.execute(
+    rows = conn.execute(
         select(audit.c.id, audit.c.detail)
-        .where(audit.c.action == EXPORT_ACTION)
+        .where(audit.c.action == EXPORT_ACTION, audit.c.id >= exported_in)
         .order_by(audit.c.id.desc())
-        .limit(1)
-    ).first()
-    return latest is not None and latest.id == exported_in and "imported_at" not in latest.detail
+    ).all()
+    current = next((row for row in rows if "abandoned_at" not in row.detail), None)
+    return current is not None and current.id == exported_in and "imported_at" not in current.detail
 
 
 @dataclass(frozen=True)

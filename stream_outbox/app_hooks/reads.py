@@ -29,13 +29,17 @@ __all__ = [
     "desired_messages",
     "desired_users",
     "ids_after",
+    "live_among",
     "live_ids",
     "live_query",
     "members",
     "members_of",
     "messages_after",
+    "messages_before",
     "read_states",
+    "undated_conversations",
     "undated_message",
+    "undated_messages",
 ]
 
 
@@ -136,6 +140,13 @@ def ids_after(
 def live_ids(b: BoundModels, conn: Connection, role: str) -> list[str]:
     """Every live row's id of a role (user, conversation or message)."""
     return [str(value) for value in conn.scalars(live_query(b, role, b.column(role, "id")))]
+
+
+def live_among(b: BoundModels, conn: Connection, role: str, ids: Collection[str]) -> set[str]:
+    """Those of ``ids`` that name a live row of a role (ids no row can have are not)."""
+    key = b.column(role, "id")
+    query = live_query(b, role, key).where(key.in_(_row_ids(key, ids)))
+    return {str(value) for value in conn.scalars(query)}
 
 
 def live_query(b: BoundModels, role: str, *columns: Any) -> Select[Any]:
@@ -293,18 +304,63 @@ def messages_after(
     return _messages(b, conn, query)
 
 
+def messages_before(
+    b: BoundModels,
+    conn: Connection,
+    conversation_id: str,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[DesiredMessage]:
+    """Up to ``limit`` of a conversation's live messages before ``(created_at, id)``, newest
+    first (Stream's pages' order); those without ``created_at`` are left out."""
+    key, conversation, _, _, created = _message_columns(b)
+    query = (
+        select(*_message_columns(b))
+        .where(conversation == b.typed_ids(conversation, [conversation_id])[0])
+        .where(created.is_not(None))
+        .order_by(created.desc(), key.desc())
+        .limit(limit)
+    )
+    if before is not None:
+        moment, message_id = before
+        mid = b.typed_ids(key, [message_id])[0]
+        query = query.where(tuple_(created, key) < tuple_(literal(moment), literal(mid)))
+    return _messages(b, conn, query)
+
+
+def undated_messages(
+    b: BoundModels, conn: Connection, conversation_id: str, after: str | None, limit: int
+) -> list[DesiredMessage]:
+    """Up to ``limit`` of a conversation's live messages without ``created_at``, in id order
+    after ``after``."""
+    key, conversation, _, _, created = _message_columns(b)
+    query = (
+        select(*_message_columns(b))
+        .where(conversation == b.typed_ids(conversation, [conversation_id])[0])
+        .where(created.is_(None))
+        .order_by(key)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(key > b.typed_ids(key, [after])[0])
+    return _messages(b, conn, query)
+
+
+def undated_conversations(
+    b: BoundModels, conn: Connection, conversation_ids: Collection[str]
+) -> set[str]:
+    """Those of the conversations that have live messages without ``created_at``."""
+    _, conversation, _, _, created = _message_columns(b)
+    ids = _row_ids(conversation, conversation_ids)
+    query = select(conversation).distinct().where(conversation.in_(ids), created.is_(None))
+    return {str(value) for value in conn.scalars(_where_live(b, query, "message"))}
+
+
 def undated_message(b: BoundModels, conn: Connection, conversation_id: str) -> str | None:
     """A live message of the conversation without ``created_at``, if it has one (the history
     import orders by it and cannot place such a message)."""
-    key, conversation, _, _, created = _message_columns(b)
-    query = (
-        select(key)
-        .where(conversation == b.typed_ids(conversation, [conversation_id])[0], created.is_(None))
-        .order_by(key)
-        .limit(1)
-    )
-    found = conn.execute(_where_live(b, query, "message")).scalar()
-    return None if found is None else str(found)
+    found = undated_messages(b, conn, conversation_id, None, 1)
+    return found[0].id if found else None
 
 
 def _row_ids(column: Any, values: Iterable[str]) -> list[Any]:

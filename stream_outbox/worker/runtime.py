@@ -20,7 +20,10 @@ from stream_outbox.worker.stream.gateway import StreamGateway
 from stream_outbox.worker.stream.limits import PUBLISHED_LIMITS
 from stream_outbox.worker.stream.protocol import Gateway
 
-__all__ = ["Runtime", "current", "delete_prefixed_keys", "install", "reset"]
+__all__ = ["Runtime", "current", "delete_prefixed_keys", "install", "operator_gateway", "reset"]
+
+# How long an operator's Stream call may wait out Stream's rate limits, in seconds
+OPERATOR_PATIENCE_S = 900.0
 
 
 @dataclass
@@ -79,6 +82,18 @@ class Runtime:
             if settings.stream_concurrency > 1
             else None,
         )
+
+
+def operator_gateway(
+    settings: Settings, *, patience: float = OPERATOR_PATIENCE_S, redis: Redis | None = None
+) -> StreamGateway:
+    """The gateway of the operators' tools (``admin verify``, ``admin show``, the
+    dashboard): its calls take slots of the workers' shared budget, and a 429 waits as
+    Stream asks, up to ``patience`` seconds a call, rather than fail."""
+    redis = redis if redis is not None else Redis.from_url(settings.redis_url)
+    budget = _budget(settings, redis, lambda: gateway.rate_limits())
+    gateway = StreamGateway.from_settings(settings, budget, patience=patience)
+    return gateway
 
 
 def _budget(

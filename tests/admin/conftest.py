@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,19 +12,29 @@ from typer.testing import Result
 from stream_outbox.emulator import Emulator
 from tests.support.cli import invoke
 from tests.support.outbox import add_row
+from tests.support.redis import clear_redis, new_prefix
 from tests.support.settings import API_KEY, API_SECRET
 
 
 @pytest.fixture()
 def cli(
-    database_url: str, clean_db: Engine, emu: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Result]:
-    """Run ``stream-outbox`` in-process with DATABASE_URL and the emulator's credentials."""
+    database_url: str,
+    redis_url: str,
+    clean_db: Engine,
+    emu: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., Result]]:
+    """Run ``stream-outbox`` in-process with DATABASE_URL, the tests' Redis (the shared rate
+    budget, under a prefix of this test's own) and the emulator's credentials."""
+    prefix = new_prefix("admin")
     monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("OUTBOX_REDIS_PREFIX", prefix)
     monkeypatch.setenv("GETSTREAM_API_KEY", API_KEY)
     monkeypatch.setenv("GETSTREAM_API_SECRET", API_SECRET)
     monkeypatch.setenv("STREAM_CHAT_URL", emu.base_url)
-    return invoke
+    yield invoke
+    clear_redis(redis_url, prefix)
 
 
 @pytest.fixture()

@@ -248,6 +248,44 @@ def test_query_channels_sort_and_limit(client: StreamChat, users: list[str]):
     assert [c["channel"]["cid"] for c in found] == ["messaging:b", "team:c"]
 
 
+def test_query_channels_by_cid_combines_with_the_other_conditions(client, users):
+    # A cid filter reads the channels it names only, the rest of the filter still applies
+    _make_channels(client)
+    named = {"cid": {"$in": ["messaging:a", "team:c", "messaging:none"]}, "type": "team"}
+    assert [c["channel"]["cid"] for c in client.query_channels(named)["channels"]] == ["team:c"]
+
+
+def test_query_channels_answers_the_100_most_recently_added_members(client, users):
+    # Given a channel of 130 members, added one after the other
+    ids = [f"m{n:03d}" for n in range(130)]
+    client.upsert_users([{"id": uid} for uid in ids[:100]])
+    client.upsert_users([{"id": uid} for uid in ids[100:]])
+    channel = client.channel("messaging", "big", {"members": ids[:100]})
+    channel.create(ids[0])
+    channel.add_members(ids[100:])
+
+    # When queried (member_limit: 100 at most, Stream's default)
+    found = client.query_channels({"cid": "messaging:big"}, member_limit=500)["channels"][0]
+
+    # Then the answer carries the count, and the 100 newest members, newest first
+    assert found["channel"]["member_count"] == 130
+    assert [m["user_id"] for m in found["members"]] == ids[::-1][:100]
+    small = client.query_channels({"cid": "messaging:big"}, member_limit=3)["channels"][0]
+    assert [m["user_id"] for m in small["members"]] == ["m129", "m128", "m127"]
+
+
+def test_query_members_pages_by_user_id(channel: Any):
+    channel.add_members(["carol", "dave", "erin"])
+    by_id = [{"field": "user_id", "direction": 1}]
+    first = channel.query_members({}, by_id, limit=2)
+    rest = channel.query_members({}, by_id, limit=2, user_id_gt=first[-1]["user_id"])
+    last = channel.query_members({}, by_id, limit=2, user_id_gt=rest[-1]["user_id"])
+    pages = [[m["user_id"] for m in page] for page in (first, rest, last)]
+    assert pages == [["alice", "bob"], ["carol", "dave"], ["erin"]]
+    below = channel.query_members({}, by_id, user_id_lte="bob", user_id_gte="b")
+    assert [m["user_id"] for m in below] == ["bob"]
+
+
 def test_query_members_filter(channel: Any):
     channel.add_members(["carol"])
     assert [m["user_id"] for m in channel.query_members({"id": {"$in": ["carol", "bob"]}})] == [

@@ -23,6 +23,7 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.emulator import Emulator
+from stream_outbox.worker.store.channel_map import ChannelRef
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream_import.export import export_history
 from stream_outbox.worker.sync.bodies import SYSTEM_USER_ID
@@ -275,3 +276,46 @@ def test_members_read_state_goes_with_them(
     assert out.returncode == 0, out.stdout + out.stderr
     channel = emu.state()["channels"][f"messaging:legacy_{made['dm'].id}"]
     assert channel["member_records"][str(made["ann"].id)]["last_read"] == "2024-01-01T00:00:00Z"
+
+
+def test_a_channel_stream_holds_whose_members_all_left_goes_with_its_messages(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    # Given a conversation whose channel Stream holds, everyone gone from it since, with
+    # a message of before (the live path keeps such a channel, emptied)
+    engine: Engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        made = history(session)
+        left = made["dm"].id
+        session.execute(
+            insert(Message),
+            [{"conversation_id": left, "sender_id": None, "content": "old", "created_at": START}],
+        )
+        session.query(ConversationParticipant).filter_by(conversation_id=left).delete()
+    channels = OutboxRepository(engine).channels
+    ref = channels.assign_channel(str(left), [ChannelRef("messaging", f"dm_{left}")])
+    channels.mark_in_stream(str(left))
+    # When the history is exported
+    result = export_history(
+        engine,
+        REFERENCE_BINDING,
+        OutboxRepository(engine),
+        tmp_path,
+        watermark=START + timedelta(days=1),
+    )
+    # Then the channel is in the files, made by the system user, with its messages
+    written = items(result.files)
+    [channel] = [
+        i["data"] for i in written if i["type"] == "channel" and i["data"]["id"] == ref.channel_id
+    ]
+    assert channel["created_by"] == SYSTEM_USER_ID
+    texts = {
+        i["data"]["text"]
+        for i in written
+        if i["type"] == "message" and i["data"]["channel_id"] == ref.channel_id
+    }
+    assert {"hi", "joined", "old"} <= texts
+    # and a conversation nobody is in that Stream does not hold is left out, as live
+    assert not [
+        i for i in written if i["type"] == "channel" and str(made["empty"].id) in str(i["data"])
+    ]

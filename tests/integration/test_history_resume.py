@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, insert, select, text
+from sqlalchemy import Engine, delete, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks import audit
-from stream_outbox.app_hooks.outbox import outbox
+from stream_outbox.app_hooks.lookup import mapped_channel
+from stream_outbox.app_hooks.outbox import channel_map, outbox
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, User
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker.store.cutover import (
@@ -191,19 +192,19 @@ def test_a_resumed_export_keeps_its_first_snapshot_s_cut_over_and_its_completion
     with engine_with_history.connect() as conn:
         first = read_cutover(conn)
     assert first is not None and not first.imported and first.since is not None
-    # and rows worked on before its snapshot, after it, and one still open
+    # and rows worked on before its snapshot, after it, and one waiting for the import
     before, after = first.since - timedelta(seconds=1), first.since + timedelta(seconds=1)
     with engine_with_history.begin() as conn:
-        for target, status, moment in (
-            ("u-before", "done", before),
-            ("u-after", "done", after),
-            ("u-open", "pending", before),
+        for target, status, moment, event in (
+            ("u-before", "done", before, "update"),
+            ("u-after", "done", after, "update"),
+            ("u-waits", "pending", after, "recheck"),
         ):
             conn.execute(
                 insert(outbox).values(
                     target_kind="user",
                     target_id=target,
-                    event="update",
+                    event=event,
                     status=status,
                     updated_at=moment,
                     available_at=datetime.now(UTC) + timedelta(days=1),
@@ -215,9 +216,12 @@ def test_a_resumed_export_keeps_its_first_snapshot_s_cut_over_and_its_completion
     with engine_with_history.connect() as conn:
         resumed = read_cutover(conn)
         exports = conn.scalars(select(audit.c.id).where(audit.c.action == EXPORT_ACTION)).all()
-    assert resumed == first and resumed.since == first.since and exports == [first.export_id]
-    # When its files are imported, Then the cut-over is complete, and the targets worked
-    # on since the first snapshot (or still open) are reconciled again, the others not
+    assert first.exporting and resumed is not None and not resumed.exporting
+    assert (resumed.export_id, resumed.since) == (first.export_id, first.since)
+    assert exports == [first.export_id]
+    # When its files are imported, Then the cut-over is complete, the targets worked on
+    # since the first snapshot are reconciled again, the others not, and the one waiting
+    # comes due now (its own row runs: no second one)
     out = run_history(database_url, emu, "import", str(folder), "--poll", "0.02")
     assert out.returncode == 0, out.stdout + out.stderr
     with engine_with_history.connect() as conn:
@@ -225,7 +229,65 @@ def test_a_resumed_export_keeps_its_first_snapshot_s_cut_over_and_its_completion
         again_rows = conn.execute(
             select(outbox.c.target_id).where(outbox.c.event == RECONCILE_EVENT)
         ).scalars()
-        assert {"u-after", "u-open", "u-before"} & set(again_rows) == {"u-after", "u-open"}
+        assert {"u-after", "u-waits", "u-before"} & set(again_rows) == {"u-after"}
+        waiting = conn.execute(select(outbox.c.available_at).where(outbox.c.target_id == "u-waits"))
+        assert waiting.scalar_one() <= datetime.now(UTC)
+
+
+def test_an_abandoned_export_stops_the_waiting_and_the_lookup_s_pending_import(
+    engine_with_history: Engine, tmp_path: Path, database_url: str, emu: Emulator
+) -> None:
+    # Given an export whose import will never run: its channels are pending import
+    out = run_history(database_url, emu, "export", str(tmp_path), "--until", UNTIL)
+    assert out.returncode == 0, out.stderr
+    with engine_with_history.connect() as conn:
+        cutover = read_cutover(conn)
+        carried = conn.scalar(
+            select(channel_map.c.conversation_id).where(
+                channel_map.c.exported_in == cutover.export_id  # type: ignore[union-attr]
+            )
+        )
+        assert cutover is not None and cutover.pending
+        assert mapped_channel(conn, str(carried)).pending_import  # type: ignore[union-attr]
+    # When it is abandoned, Then no cut-over is pending, nor is the channel's import
+    given_up = run_history(database_url, emu, "abandon")
+    assert given_up.returncode == 0, given_up.stderr
+    assert given_up.stdout.startswith("abandoned the export up to 2024-01-02T00:00:00")
+    with engine_with_history.connect() as conn:
+        assert read_cutover(conn) is None
+        assert not mapped_channel(conn, str(carried)).pending_import  # type: ignore[union-attr]
+    # and a second abandon says, in one line, that there is nothing to give up
+    again = run_history(database_url, emu, "abandon")
+    assert again.returncode == 2
+    assert again.stderr.strip() == "error: no export waits for its import: nothing to abandon"
+
+
+def test_a_complete_export_that_stopped_before_recording_its_files_records_them_when_run_again(
+    engine_with_history: Engine, tmp_path: Path, database_url: str, emu: Emulator
+) -> None:
+    # Given an export whose files are complete, but whose entry never got them (it
+    # stopped between the two)
+    assert run_history(database_url, emu, "export", str(tmp_path), "--until", UNTIL).returncode == 0
+    with engine_with_history.begin() as conn:
+        entry = conn.execute(
+            select(audit.c.id, audit.c.detail).where(audit.c.action == EXPORT_ACTION)
+        ).one()
+        stopped = {**entry.detail, "state": "exporting", "files": []}
+        conn.execute(update(audit).where(audit.c.id == entry.id).values(detail=stopped))
+        assert read_cutover(conn).exporting  # type: ignore[union-attr]
+    # When the export runs again, Then it writes nothing but records its files
+    again = run_history(database_url, emu, "export", str(tmp_path), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["already_complete"] is True
+    with engine_with_history.connect() as conn:
+        cutover = read_cutover(conn)
+        detail = conn.scalar(select(audit.c.detail).where(audit.c.id == entry.id))
+    assert cutover is not None and not cutover.exporting and detail["files"]
+    # and its import then completes the cut-over
+    out = run_history(database_url, emu, "import", str(tmp_path), "--poll", "0.02")
+    assert out.returncode == 0, out.stdout + out.stderr
+    with engine_with_history.connect() as conn:
+        assert read_cutover(conn).imported  # type: ignore[union-attr]
 
 
 def _limit() -> list[str]:

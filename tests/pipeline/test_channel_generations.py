@@ -10,15 +10,20 @@ deletions reach those. Against the emulator, through the real SDK.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.on_demand import MigrationState, migration_status, request_migration
+from stream_outbox.worker import runtime
+from stream_outbox.worker.sync import conversations as sync_conversations
+from stream_outbox.worker.sync.conversations import reconcile_conversations
 from stream_outbox.worker.verify.target import describe
-from tests.apps.shapes import BINDING, Account, Post, Thread, ada_and_bob_in_a_thread
+from tests.apps.shapes import BINDING, Account, Member, Post, Thread, ada_and_bob_in_a_thread
 from tests.pipeline.test_user_lifecycle import NOW
 from tests.support.pipeline import Pipeline, drift
 
@@ -182,3 +187,59 @@ def test_a_post_restored_from_its_soft_delete_is_back_in_stream(
     assert pipeline.emu.request_counts()["counts"]["UndeleteMessage"] == 2
     assert {r["status"] for r in pipeline.rows()} == {"done"}
     assert drift(pipeline, binding=BINDING) == []
+
+
+def test_a_batch_reads_a_restored_thread_again_before_it_makes_its_channel_anew(
+    pipeline: Pipeline, shapes: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three threads of ada and bob in Stream, the last two deleted, then restored
+    with shapes.begin() as session:
+        ada, bob, first = ada_and_bob_in_a_thread(session)
+        again, left = Thread(), Thread()
+        session.add_all([again, left])
+        session.flush()
+        for thread in (again, left):
+            session.add_all(Member(thread_id=thread.id, account_id=a.id) for a in (ada, bob))
+            session.add(_post(1 if thread is again else 2, thread, ada))
+    pipeline.drain()
+    for thread in (again, left):
+        _set_deleted(shapes, thread.id, True)
+    pipeline.drain()
+    for thread in (again, left):
+        _set_deleted(shapes, thread.id, False)
+    # and a batch of the three whose snapshot is read before, while the first thread's
+    # channel is being brought in step, one restored thread is deleted again and bob
+    # leaves the other
+    rt = runtime.current()
+    first_ref = rt.repo.channels.channel_for(str(first.id))
+    assert first_ref is not None
+    real = rt.gateway.get_or_create_channel
+
+    def get_or_create_then_change(channel_type: str, channel_id: str, **options: Any) -> Any:
+        answer = real(channel_type, channel_id, **options)
+        if channel_id == first_ref.channel_id:
+            _set_deleted(shapes, again.id, True)
+            with shapes.begin() as session:
+                session.get_one(Member, (left.id, bob.id)).left_at = NOW
+        return answer
+
+    monkeypatch.setattr(rt.gateway, "get_or_create_channel", get_or_create_then_change)
+    monkeypatch.setattr(sync_conversations, "SLOW_CALL", math.inf)  # in turn
+    # When the batch runs
+    ids = [str(first.id), str(again.id), str(left.id)]
+    result = reconcile_conversations(rt, {cid: {} for cid in ids})
+    assert result.failed == {} and result.error is None
+    # Then the thread deleted again keeps its channel deleted, no new generation made
+    channels = pipeline.emu.state()["channels"]
+    again_ref = rt.repo.channels.channel_for(str(again.id))
+    assert again_ref is not None and again_ref.deleted and again_ref.generation == 0
+    assert channels[f"{again_ref.channel_type}:{again_ref.channel_id}"]["deleted_at"]
+    # and the other is made anew with its members as they are now
+    left_ref = rt.repo.channels.channel_for(str(left.id))
+    assert left_ref is not None and not left_ref.deleted and left_ref.generation == 1
+    assert channels[f"{left_ref.channel_type}:{left_ref.channel_id}"]["members"] == [str(ada.id)]
+    # And once every row has run, Stream is in step
+    monkeypatch.undo()
+    pipeline.drain()
+    assert drift(pipeline, gone=[again.id], binding=BINDING) == []
+    assert {r["status"] for r in pipeline.rows()} == {"done"}

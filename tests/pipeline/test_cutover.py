@@ -139,6 +139,9 @@ def history_command(pipeline: Pipeline, emu: Emulator, *args: str) -> str:
         "GETSTREAM_API_KEY": API_KEY,
         "GETSTREAM_API_SECRET": API_SECRET,
         "STREAM_CHAT_URL": emu.base_url,
+        # the shared rate budget of verify's calls: the tests' Redis, the pipeline's prefix
+        "REDIS_URL": pipeline.settings.redis_url,
+        "OUTBOX_REDIS_PREFIX": pipeline.settings.redis_prefix,
     }
     command = [str(Path(sys.executable).parent / "stream-outbox"), *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -330,6 +333,8 @@ def cli_env(pipeline: Pipeline) -> dict[str, str]:
         "GETSTREAM_API_SECRET": API_SECRET,
         "STREAM_CHAT_URL": pipeline.emu.base_url,
         "OUTBOX_BINDING": "tests.apps.shapes:BINDING",
+        "REDIS_URL": pipeline.settings.redis_url,
+        "OUTBOX_REDIS_PREFIX": pipeline.settings.redis_prefix,
     }
 
 
@@ -346,6 +351,15 @@ def cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
     )
+
+
+def authors_of(engine: Engine, thread: Any) -> list[int]:
+    """The thread's live members."""
+    with engine.connect() as conn:
+        query = select(Member.account_id).where(
+            Member.thread_id == thread, Member.left_at.is_(None)
+        )
+        return sorted(conn.scalars(query))
 
 
 def come_due(engine: Engine) -> int:
@@ -450,6 +464,10 @@ def test_the_cut_over_keeps_every_change_made_around_it(
         s.add_all(Member(thread_id=live.id, account_id=a) for a in (1, 2))
         s.add(Post(key="live-0", thread_id=live.id, author_id=1, body="before the export"))
     settle(pipeline, 120.0)
+    with engine.connect() as conn:
+        found = channel_for_conversation(conn, str(live.id), BINDING)
+    assert found is not None and found.synced
+    live_cid = found.channel_id
     watermark = datetime.now(UTC) - timedelta(seconds=0.1)
     out = tmp_path / "history"
 
@@ -472,9 +490,19 @@ def test_the_cut_over_keeps_every_change_made_around_it(
         with engine.connect() as conn:
             during_export["lookup"] = channel_for_conversation(conn, str(threads[5]), BINDING)
 
-    paused = threading.Event()
+    def change_while_users_are_written() -> None:
+        # before the export has come to the threads: which it carries is not known yet
+        changes.join(threads[14], 37)
+        changes.post("live-3", threads[15], authors_of(engine, threads[15])[0])
+        settle(pipeline, 120.0)
+        during_export["early"] = set(emu.state()["channels"])
+
+    paused, early = threading.Event(), threading.Event()
 
     def progress(kind: str, *, done: int, total: int | None) -> None:
+        if kind == "user" and not early.is_set():
+            early.set()
+            change_while_users_are_written()
         if kind == "message" and not paused.is_set():
             paused.set()
             change_during_export()
@@ -489,7 +517,9 @@ def test_the_cut_over_keeps_every_change_made_around_it(
         progress=progress,
         actor="test",
     )
-    assert paused.is_set() and result.counts["message"] >= BIG
+    assert paused.is_set() and early.is_set() and result.counts["message"] >= BIG
+    # Then no channel was created while the export ran: the import brings them
+    assert during_export["early"] == {f"messaging:{live_cid}"}
     # Then the request during the export says the import brings the channel
     assert during_export["opened"] is MigrationState.PENDING_IMPORT
     assert during_export["lookup"].synced is False
@@ -563,7 +593,8 @@ def test_the_cut_over_keeps_every_change_made_around_it(
     assert messages["msg-p0-100"]["text"] == "edited between export and import"
     assert messages["msg-p10-3"]["text"] == "edited during the import"
     assert not {"msg-p1-7", "msg-p0-200", "msg-p10-4"} & set(messages)
-    assert {"msg-live-1", "msg-live-2", "msg-live-0"} <= set(messages)
+    assert {"msg-live-1", "msg-live-2", "msg-live-0", "msg-live-3"} <= set(messages)
+    assert "37" in channels[f"messaging:legacy_{threads[14]}"]["members"]
     # the threads the export skipped have their whole history (it is not the import's)
     assert {f"msg-p{n}-{k}" for n in (57, 58) for k in range(POSTS)} <= set(messages)
     # and the accounts renamed after the snapshot carry their new names
@@ -576,3 +607,8 @@ def test_the_cut_over_keeps_every_change_made_around_it(
     for thread, account in (during_export["left"], left_between, left_during):
         cid = f"messaging:legacy_{thread}"
         assert str(account) not in channels[cid]["members"], (cid, account)
+    # and verify finds Stream holding exactly what the database holds
+    checked = cli(pipeline, "admin", "verify")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    checked = cli(pipeline, "admin", "verify", "--messages")
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -177,7 +177,7 @@ def test_a_message_without_time_fails_the_import_until_it_has_one(
     # and the channel is made, but nothing of the refused batch was sent, nor the cursor moved
     assert held_messages(pipeline) == []
     assert pipeline.counts().get("SendMessage", 0) == 0
-    assert pipeline.repo.channels.history_cursor(CONVERSATION) is None
+    assert pipeline.repo.channels.history_cursor(CONVERSATION, 0) is None
     assert {r["status"] for r in pipeline.rows() if r["target_kind"] == "user"} == {"done"}
 
     # When the worker and relay keep running, Then nothing loops: no retry, no continuation row
@@ -234,7 +234,7 @@ def test_a_message_without_time_after_a_full_batch_is_refused_too(
     assert (row["status"], len(held)) == ("failed", 0), (row["last_error"], len(held))
     assert UNDATED in row["last_error"]
     assert "created_at" in row["last_error"]
-    assert pipeline.repo.channels.history_cursor(CONVERSATION) is None
+    assert pipeline.repo.channels.history_cursor(CONVERSATION, 0) is None
 
     # When it gets a time after the others and the row is replayed
     set_time_and_replay(pipeline, START + timedelta(days=1))

@@ -9,13 +9,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from dramatiq.middleware import Middleware
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, insert, select
 
 from stream_outbox.app_hooks import outbox
+from stream_outbox.app_hooks.capture import write_changes
+from stream_outbox.app_hooks.changes import Change, Target
 from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.on_demand import MigrationState, migration_status, request_migration
+from stream_outbox.app_hooks.outbox import PRIORITY_ON_DEMAND
 from stream_outbox.app_hooks.reference import Conversation, ConversationParticipant, Message, User
+from stream_outbox.worker.pipeline import job_runner
 from stream_outbox.worker.store.channel_map import ChannelRef
 from tests.pipeline.test_going_live import backfill
 from tests.support.pipeline import Pipeline
@@ -158,6 +163,53 @@ def test_a_priority_claim_takes_the_backfills_row_of_the_conversation_with_it(
         row.target_id for row in backlog if row.event != "backfill"
     }
     assert all(row.event == "backfill" for row in backlog)
+
+
+class _Attempts(Middleware):
+    """Every job the worker runs: its actor, targets, retries so far, and whether it failed."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, list[str], int, bool]] = []
+
+    def after_process_message(
+        self, broker: Any, message: Any, *, result: Any = None, exception: Any = None
+    ) -> None:
+        retries = int(message.options.get("retries", 0))
+        self.seen.append((message.actor_name, message.args[1], retries, exception is not None))
+
+
+def test_a_priority_job_retried_after_an_error_stays_a_priority_job(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a conversation asked for, whose first attempt Stream answers 503
+    attempts = _Attempts()
+    pipeline.broker.add_middleware(attempts)
+    (wanted,) = legacy_conversations(pipeline.engine, 1)
+    with pipeline.engine.begin() as conn:
+        request_migration(conn, wanted["id"])
+    monkeypatch.setattr(job_runner, "_delay_ms", lambda *_, **__: 300)
+    pipeline.emu.inject_failure("GetOrCreateChannel", 503)
+    pipeline.relay.run_once()
+    wait_for(lambda: priority_rows(pipeline.engine, wanted["id"])[0]["last_error"], "the 503")
+    # and, while its retry waits, a backlog of a hundred conversations dispatched
+    others = legacy_conversations(pipeline.engine, 100)
+    backlog = Change(Target("conversation", ""), "backfill", {"legacy": True, "history": True})
+    with pipeline.engine.begin() as conn:
+        write_changes(
+            conn, [backlog._replace(target=Target("conversation", c["id"])) for c in others]
+        )
+    pipeline.relay.run_once()
+    # When the worker has run it all
+    pipeline.drain()
+    wait_for(lambda: priority_rows(pipeline.engine, wanted["id"])[0]["status"] == "done", "done")
+    # Then the retry ran as a priority job, and the row is still a priority row
+    assert [a for a in attempts.seen if wanted["id"] in a[1]] == [
+        ("reconcile_priority", [wanted["id"]], 0, True),
+        ("reconcile_priority", [wanted["id"]], 1, False),
+    ]
+    (row,) = priority_rows(pipeline.engine, wanted["id"])
+    assert row["priority"] == PRIORITY_ON_DEMAND
+    assert len(pipeline.emu.state()["channels"]) == 101
 
 
 @pytest.mark.slow

@@ -45,7 +45,7 @@ from stream_outbox.worker.pipeline.relay import Relay
 from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.store.locks import TargetLocks
 from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
-from stream_outbox.worker.stream.protocol import ChannelHistory, RemoteChannel
+from stream_outbox.worker.stream.protocol import HistoryPage, RemoteChannel
 
 MAX_RETRIES = 2  # three attempts in all
 
@@ -158,13 +158,16 @@ class FakeGateway:
         self._enter("channel_members", channel_type, channel_id)
         return sorted(self.channels[(channel_type, channel_id)].members)
 
-    def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
-        self._enter("channel_state", channel_type, channel_id)
-        return self.channels.get((channel_type, channel_id))
+    def channel_states(
+        self, cids: Sequence[str], *, history: bool = False
+    ) -> dict[str, RemoteChannel]:
+        self._enter("channel_states", *cids)
+        keys = [tuple(cid.split(":", 1)) for cid in cids]
+        return {f"{k[0]}:{k[1]}": self.channels[k] for k in keys if k in self.channels}
 
-    def channel_history(self, channel_type: str, channel_id: str) -> ChannelHistory:
-        self._enter("channel_history", channel_type, channel_id)
-        return ChannelHistory()
+    def history_page(self, channel_type: str, channel_id: str, before: str) -> HistoryPage:
+        self._enter("history_page", channel_type, channel_id)
+        return HistoryPage()
 
     def update_channel_data(
         self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from stream_outbox.worker.stream.protocol import ChannelHistory, RemoteChannel
+from stream_outbox.worker.stream.protocol import HistoryPage, RemoteChannel
 from stream_outbox.worker.sync.bodies import SYSTEM_USER
 from stream_outbox.worker.verify.compare import (
     ChannelView,
@@ -15,6 +14,7 @@ from stream_outbox.worker.verify.compare import (
     UserView,
     compare,
 )
+from stream_outbox.worker.verify.history import Wanted, walk_history
 from stream_outbox.worker.verify.readers import held_from_snapshot, held_from_stream
 
 CID = "messaging:invitation_1"
@@ -251,27 +251,23 @@ def test_the_emulator_document_becomes_streams_side() -> None:
 
 
 class FakeGateway:
-    """Answers like the gateway: users found among those asked, channel state or None."""
+    """Answers like the gateway: users found among those asked, the channels it holds."""
 
-    def __init__(
-        self,
-        users: dict[str, dict[str, Any]],
-        channels: dict[str, RemoteChannel],
-        histories: dict[str, ChannelHistory] | None = None,
-    ):
+    def __init__(self, users: dict[str, dict[str, Any]], channels: dict[str, RemoteChannel]):
         self.users, self.channels = users, channels
-        self.histories = histories or {}
         self.asked: list[str] = []
 
     def query_users(self, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {uid: self.users[uid] for uid in user_ids if uid in self.users}
 
-    def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
-        self.asked.append(f"{channel_type}:{channel_id}")
-        return self.channels.get(f"{channel_type}:{channel_id}")
+    def channel_states(
+        self, cids: Sequence[str], *, history: bool = False
+    ) -> dict[str, RemoteChannel]:
+        self.asked += cids
+        return {cid: self.channels[cid] for cid in cids if cid in self.channels}
 
-    def channel_history(self, channel_type: str, channel_id: str) -> ChannelHistory:
-        return self.histories.get(f"{channel_type}:{channel_id}", ChannelHistory())
+    def history_page(self, channel_type: str, channel_id: str, before: str) -> HistoryPage:
+        return HistoryPage()
 
 
 def test_stream_is_asked_about_what_the_database_names() -> None:
@@ -359,18 +355,74 @@ def test_a_read_state_is_compared_unless_stream_moved_it_on() -> None:
     assert compare(desired=history({}, {"o": None}), held=history({}, {"o": T3})) == []
 
 
-def test_stream_s_history_is_read_through_the_gateway_with_later_reads_left_out() -> None:
-    # Given Stream holding two messages and two reads, one after the watermark
-    remote = RemoteChannel("messaging", "invitation_1", frozenset({"o", "g"}), {})
-    answer = ChannelHistory((("msg-1", T1), ("msg-2", T2)), {"o": T1, "g": T3})
-    gateway = FakeGateway({}, {CID: remote}, {CID: answer})
+# -- the same, walked page by page ----------------------------------------------------
 
-    # When Stream's side is read with the history, up to a watermark between them
-    watermark = datetime(2024, 1, 1, 11, tzinfo=UTC)
-    held = held_from_stream(gateway, history({}), history=True, watermark=watermark)
 
-    # Then the messages are there in Stream's order, and the later read is not compared
-    view = held.channels[CID]
-    assert list((view.times or {}).items()) == [("msg-1", T1), ("msg-2", T2)]
-    assert view.reads == {"o": T1, "g": None}
-    assert view.messages == 2
+def walked(want: dict[str, str | None], have: dict[str, str], kept: bool = True) -> list[Any]:
+    """``walk_history`` of two histories given oldest first (both read newest first)."""
+    wanted = [
+        Wanted(mid, at, at if kept else None)
+        for mid, at in sorted(want.items(), key=lambda m: (m[1] is not None, m[1]), reverse=True)
+    ]
+    return list(walk_history(wanted, reversed(list(have.items()))))
+
+
+def test_a_walk_of_the_same_history_finds_nothing() -> None:
+    assert walked({"msg-1": T1, "msg-2": T2}, {"msg-1": T1, "msg-2": "2024-01-01T11:00:00Z"}) == []
+
+
+def test_a_walk_names_missing_and_extra_messages_and_other_times() -> None:
+    # Given Stream missing msg-2, holding msg-9 the database does not, msg-3 at another time
+    found = walked({"msg-1": T1, "msg-2": T2, "msg-3": T2}, {"msg-1": T1, "msg-9": T2, "msg-3": T3})
+
+    # Then each is named, as compare_history names them
+    assert sorted(found) == [
+        ("created_at of msg-3", T2, T3),
+        ("message msg-2", "present", "missing"),
+        ("message msg-9", "missing", "present"),
+    ]
+
+
+def test_a_walk_names_the_order_stream_lists_otherwise() -> None:
+    # Given Stream listing msg-2 before msg-1, though the database has msg-1 earlier
+    found = walked({"msg-1": T1, "msg-2": T2}, {"msg-2": T2, "msg-1": T1})
+
+    # Then the order differs, as compare_history says it
+    assert found == [("order", "msg-1 before msg-2", "msg-1 after msg-2")]
+
+
+def test_a_walk_matches_messages_sent_live_at_a_later_time_in_stream() -> None:
+    # Given messages sent live (times not compared): Stream's times are later, and Stream
+    # lists msg-1 after msg-2, whose database time is later
+    found = walked(
+        {"msg-0": None, "msg-1": T1, "msg-2": T2}, {"msg-2": T2, "msg-1": T3, "msg-0": T3}, False
+    )
+
+    # Then each is found once, and nothing differs
+    assert found == []
+
+
+def test_a_walk_reads_the_database_only_as_far_as_stream_s_side() -> None:
+    # Given a long history on both sides, Stream's time for each to the millisecond
+    times = [
+        f"2024-01-01T10:{n // 60000 % 60:02d}:{n // 1000 % 60:02d}.{n % 1000:03d}Z"
+        for n in range(20_000)
+    ]
+    want = (Wanted(f"msg-{n}", times[n], times[n]) for n in reversed(range(20_000)))
+    seen: list[int] = []
+
+    def have() -> Any:
+        for n in reversed(range(20_000)):
+            seen.append(n)
+            yield (f"msg-{n}", times[n])
+
+    # When walked, the database's side is read only as far as Stream's has come
+    walk = walk_history(_counting(want, seen), have())
+    assert list(walk) == []
+
+
+def _counting(want: Any, seen: list[int]) -> Any:
+    for wanted in want:
+        n = int(wanted.id.split("-")[1])
+        assert not seen or n >= seen[-1] - 1, "read ahead of Stream's side"
+        yield wanted

@@ -14,7 +14,7 @@ from requests.structures import CaseInsensitiveDict
 from stream_chat.base.exceptions import StreamAPIException
 
 from stream_outbox.worker.errors import PermanentStreamError, StreamError, TransientStreamError
-from stream_outbox.worker.stream.answers import error_from
+from stream_outbox.worker.stream.answers import error_from, rate_limit_wait, refuses_the_message
 from stream_outbox.worker.stream.gateway import StreamGateway
 
 API_KEY = "unit-key"
@@ -212,6 +212,76 @@ def test_call_does_not_reuse_headers_of_an_earlier_response(gateway: StreamGatew
     assert raised.value.retry_after is None
 
 
+def test_a_patient_call_waits_out_429s_as_stream_asks_and_goes_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a patient gateway and Stream answering 429 twice (a reset 2 s away, then none)
+    patient = StreamGateway(API_KEY, API_SECRET, base_url="http://127.0.0.1:9", patience=60)
+    waits: list[float] = []
+    monkeypatch.setattr("stream_outbox.worker.stream.gateway.time.sleep", waits.append)
+    answers = iter([str(int(time.time()) + 2), None])
+
+    def limited_twice(client: Any) -> Any:
+        reset = next(answers, "done")
+        if reset == "done":
+            return {"channels": []}
+        patient._local.last_headers = {"X-RateLimit-Reset": reset} if reset else {}
+        raise api_exception(429, 9, "Too many requests")
+
+    # When it calls, Then the third call's answer comes back
+    assert patient.call("QueryChannels", limited_twice) == {"channels": []}
+    # after waiting until the reset, then a second (Stream named no reset)
+    assert len(waits) == 2
+    assert 1.0 <= waits[0] <= 2.1
+    assert waits[1] == pytest.approx(1.05)
+
+
+def test_a_patient_call_still_fails_at_once_on_other_errors_and_past_its_patience(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    patient = StreamGateway(API_KEY, API_SECRET, base_url="http://127.0.0.1:9", patience=5)
+    waits: list[float] = []
+    monkeypatch.setattr("stream_outbox.worker.stream.gateway.time.sleep", waits.append)
+
+    # A 503 is not waited out here
+    with pytest.raises(TransientStreamError):
+        patient.call("QueryChannels", raising(api_exception(503, -1)))
+    assert waits == []
+
+    # nor a 429 whose reset is further away than the patience left
+    def far(client: Any) -> Any:
+        patient._local.last_headers = {"X-RateLimit-Reset": str(int(time.time()) + 30)}
+        raise api_exception(429, 9)
+
+    with pytest.raises(TransientStreamError):
+        patient.call("QueryChannels", far)
+    assert waits == []
+
+
+def test_the_worker_s_gateway_never_waits_out_a_429(gateway: StreamGateway) -> None:
+    # (its job goes back to the queue with Stream's reset time instead)
+    with pytest.raises(TransientStreamError):
+        gateway.call("UpdateUsers", raising(api_exception(429, 9)))
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "left", "wait"),
+    [
+        (429, 2.0, 60.0, 2.05),  # Stream's reset (or Retry-After), a little past it
+        (429, None, 60.0, 1.05),  # a 429 naming no time: a second
+        (None, 1.0, 60.0, 1.05),  # the shared budget had no slot in time
+        (429, 30.0, 10.0, None),  # further than the patience left
+        (503, None, 60.0, None),  # not a rate limit
+        (None, None, 60.0, None),  # a timeout
+    ],
+)
+def test_how_long_a_rate_limited_call_waits(
+    status: int | None, retry_after: float | None, left: float, wait: float | None
+) -> None:
+    error = TransientStreamError("x", status=status, retry_after=retry_after)
+    assert rate_limit_wait(error, left) == (None if wait is None else pytest.approx(wait))
+
+
 def test_missing_ok_turns_not_found_into_nothing(gateway: StreamGateway) -> None:
     # Given Stream answering "does not exist" (code 16)
     not_found = api_exception(404, 16, "channel does not exist")
@@ -286,3 +356,16 @@ def test_calls_are_counted_per_thread(gateway: StreamGateway) -> None:
 
     # Then this thread's count grows by its own two only
     assert (before, gateway.thread_calls()) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("code", "alone"),
+    [(20, True), ("20", True), (22, True), (4, False), (16, False), (17, False), (None, False)],
+)
+def test_only_a_refusal_of_the_message_itself_lets_a_history_copy_go_on(
+    code: int | str | None, alone: bool
+) -> None:
+    # Too long (20) or too big (22) is the message's own; an input error, a missing channel
+    # or a forbidden call (or an answer without a code) is not
+    error = PermanentStreamError("refused", endpoint="SendMessage", status=400, code=code)
+    assert refuses_the_message(error) is alone

@@ -7,7 +7,13 @@ from typing import Any
 
 from stream_outbox.emulator.endpoints.call import Call
 from stream_outbox.emulator.rules.errors import input_error, user_deleted
-from stream_outbox.emulator.rules.filters import MISSING, matches, normalize_sort, sort_items
+from stream_outbox.emulator.rules.filters import (
+    MISSING,
+    matches,
+    named_values,
+    normalize_sort,
+    sort_items,
+)
 from stream_outbox.emulator.rules.validation import (
     MAX_USERS_PER_UPSERT,
     QUERY_USERS_DEFAULT_LIMIT,
@@ -91,15 +97,21 @@ def _user_field(user: dict[str, Any], name: str) -> Any:
     return user.get(name, MISSING)
 
 
+def _users_named(store: Store, user_ids: list[str]) -> list[dict[str, Any]]:
+    return [store.users[uid] for uid in dict.fromkeys(user_ids) if uid in store.users]
+
+
 def query_users(call: Call) -> dict[str, Any]:
     """``GET /users?payload=`` (QueryUsers)."""
     options = call.payload()
     include_deactivated = as_bool(options.get("include_deactivated_users", False))
     conditions = options.get("filter_conditions") or {}
     store = call.store
+    named = named_values(conditions, "id")  # an id filter reads those users only
+    candidates = store.users.values() if named is None else _users_named(store, named)
     found = [
         user
-        for user in store.users.values()
+        for user in candidates
         if user.get("deleted_at") is None
         and (include_deactivated or user.get("deactivated_at") is None)
         and matches(conditions, partial(_user_field, user))

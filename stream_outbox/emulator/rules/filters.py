@@ -27,6 +27,21 @@ def matches(conditions: Mapping[str, Any] | None, get: Getter) -> bool:
     return all(_match_key(key, value, get) for key, value in conditions.items())
 
 
+def named_values(conditions: Any, key: str) -> list[str] | None:
+    """The values a filter's condition on ``key`` names (plain, ``$eq`` or ``$in``): only
+    objects with one of them can match (an index's lookup); None when it names none so."""
+    condition = conditions.get(key) if isinstance(conditions, Mapping) else None
+    if isinstance(condition, str):
+        return [condition]
+    if isinstance(condition, Mapping) and len(condition) == 1:
+        ((op, arg),) = condition.items()
+        if op == "$eq" and isinstance(arg, str):
+            return [arg]
+        if op == "$in" and isinstance(arg, list):
+            return [str(value) for value in arg]
+    return None
+
+
 def _match_key(key: str, value: Any, get: Getter) -> bool:
     if key == "$and":
         return all(matches(sub, get) for sub in _sub_filters(key, value))

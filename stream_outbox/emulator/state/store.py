@@ -245,10 +245,12 @@ class Store:
         member_limit: int = 100,
         before: str | None = None,
     ) -> dict[str, Any]:
-        """``channel`` + ``members`` + ``messages`` (the latest ``message_limit``, or those
+        """``channel`` + ``members`` (the ``member_limit`` most recently added, newest
+        first, as Stream answers them) + ``messages`` (the latest ``message_limit``, or those
         before the message ``before``: Stream's ``id_lt``) + ``read`` (the members'
         ``last_read``), as a channel query returns them."""
         members = list(channel.members.values())  # insertion order = join order
+        newest = members[::-1][:member_limit]
         messages = self.messages.get(channel.cid, [])
         if before is not None:
             at = next((n for n, m in enumerate(messages) if m["id"] == before), len(messages))
@@ -256,7 +258,7 @@ class Store:
         recent = messages[-message_limit:] if message_limit > 0 else []
         return {
             "channel": self.channel_view(channel),
-            "members": [self.member_view(m) for m in members[:member_limit]],
+            "members": [self.member_view(m) for m in newest],
             "messages": [self.message_view(m) for m in recent],
             "pinned_messages": [],
             "read": [

@@ -30,7 +30,7 @@ from stream_outbox.worker.operations.stats import read_stats, stream_call_figure
 from stream_outbox.worker.operations.times import parse_duration
 from stream_outbox.worker.settings import Settings, load_settings
 from stream_outbox.worker.store.audit import naming_row
-from stream_outbox.worker.verify.compare import State, compare
+from stream_outbox.worker.verify.paged import Verification
 
 __all__ = ["app"]
 
@@ -276,23 +276,24 @@ def verify(
     ),
     as_json: bool = JSON,
 ) -> None:
-    """Compare what the database wants with what Stream holds (read-only).
+    """Compare what the database wants with what Stream holds (read-only), a page at a
+    time; Stream's calls take slots of the workers' shared budget, and wait out 429s.
 
     Prints the differences and exits with status 1 when there are any.
     """
-    from stream_outbox.worker.stream.gateway import StreamGateway
-    from stream_outbox.worker.verify.readers import against_stream
+    from stream_outbox.worker.runtime import operator_gateway
+    from stream_outbox.worker.verify.paged import verify as verify_in_pages
 
     if kind not in (None, "user", "channel"):
         raise AdminError(f"unknown kind {kind!r}: use user or channel")
     settings = load_settings()
     with connected(settings) as engine:
         binding = resolve_binding(engine, settings.binding)
-        gateway = StreamGateway.from_settings(settings)
-        desired, held = against_stream(engine, binding, gateway, history=messages)
+        gateway = operator_gateway(settings)
+        found = verify_in_pages(engine, binding, gateway, history=messages)
     differences = [
         d
-        for d in compare(desired=desired, held=held)
+        for d in found.differences
         if (kind is None or d.kind == kind) and (target_id is None or d.id == target_id)
     ]
     if as_json:
@@ -303,16 +304,14 @@ def verify(
             table.add_row(d.kind, d.id, d.what, d.database, d.stream)
         console.print(table)
     else:
-        console.print(f"[green]in step[/green]: {_counted(desired, messages=messages)}")
+        console.print(f"[green]in step[/green]: {_counted(found, messages=messages)}")
     if differences:
         raise typer.Exit(1)
 
 
-def _counted(desired: State, *, messages: bool) -> str:
+def _counted(found: Verification, *, messages: bool) -> str:
     """What was compared: users, channels and, with the history, messages."""
-    counted = f"{len(desired.users)} users, {len(desired.channels)} channels"
+    counted = f"{found.users} users, {found.channels} channels"
     if messages:
-        times = [t for view in desired.channels.values() for t in (view.times or {}).values()]
-        dated = sum(1 for t in times if t is not None)
-        counted += f", {len(times)} messages ({dated} at their original created_at)"
+        counted += f", {found.messages} messages ({found.dated} at their original created_at)"
     return counted

@@ -14,7 +14,7 @@ from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.operations.times import parse_time
 from stream_outbox.worker.settings import load_settings
 from stream_outbox.worker.store import audit
-from stream_outbox.worker.store.cutover import EXPORT_ACTION
+from stream_outbox.worker.store.cutover import EXPORT_ACTION, abandon_export
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream_import.export import (
     MAX_FILE_BYTES,
@@ -112,3 +112,16 @@ def import_(
             f"cut-over complete: {again} targets changed since the export reconciled again",
             err=True,  # the output is the files' lines, one each
         )
+
+
+@app.command("abandon")
+def abandon(actor: str = ACTOR) -> None:
+    """Give up the latest export whose import is not complete (a failed import you will
+    not retry, an export stopped for good): messages up to its watermark stop waiting,
+    and the cut-over is the export before it, if any."""
+    settings = load_settings()
+    with connected(settings) as engine:
+        given_up = abandon_export(engine, actor=actor)
+    if given_up is None:
+        raise AdminError("no export waits for its import: nothing to abandon")
+    typer.echo(f"abandoned the export up to {given_up.watermark.isoformat()}")

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import typer
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from stream_outbox.worker.cli.options import ACTOR, JSON, connected, emit, run_with_progress
@@ -236,6 +237,10 @@ def main() -> None:
     except OperationalError as exc:
         reason = str(exc.orig or exc).strip().splitlines()[0]
         typer.echo(f"error: the database (DATABASE_URL) is unreachable: {reason}", err=True)
+        sys.exit(3)
+    except RedisConnectionError as exc:  # the shared rate budget of Stream's calls
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        typer.echo(f"error: Redis (REDIS_URL) is unreachable: {reason}", err=True)
         sys.exit(3)
     except ProgrammingError as exc:
         reason = str(exc.orig or exc).strip().splitlines()[0]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import OperationalError
@@ -44,7 +45,7 @@ from stream_outbox.worker.dashboard.pages import (
     row_id_of,
     series_charts,
 )
-from stream_outbox.worker.errors import AdminError
+from stream_outbox.worker.errors import AdminError, ConfigurationError
 from stream_outbox.worker.operations.error_groups import find_group
 from stream_outbox.worker.operations.replay import replay, replay_group
 from stream_outbox.worker.operations.rows import (
@@ -61,10 +62,14 @@ from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.store.audit import naming_row
 from stream_outbox.worker.store.schema import require_migrated
 
+if TYPE_CHECKING:  # the SDK is imported when the target panel first asks Stream
+    from stream_outbox.worker.stream.gateway import StreamGateway
+
 __all__ = ["create_app", "serve"]
 
 log = logging.getLogger(__name__)
 KINDS = ("user", "conversation", "message")
+TARGET_PATIENCE_S = 10.0  # how long the target panel waits out Stream's rate limits
 PREVIEW_IDS = 50
 
 
@@ -85,6 +90,7 @@ class Dashboard:
         self.credentials = credentials
         self.throttle = throttle
         self.templates = Jinja2Templates(env=environment())
+        self._gateway: StreamGateway | None = None  # built on first use (target panel)
 
     # -- rendering -----------------------------------------------------------------
 
@@ -194,10 +200,21 @@ class Dashboard:
                 self.binding,
                 kind=row.target_kind,
                 target_id=row.target_id,
+                gateway=self._stream(),
             )
         except Exception as exc:  # informational panel: never break the page for it
             reason = (str(exc).strip().splitlines() or [""])[0][:200]
             return {"database": f"unavailable ({type(exc).__name__}: {reason})", "stream": "-"}
+
+    def _stream(self) -> StreamGateway | None:
+        """The panel's gateway (the workers' budget, 429s waited out briefly: a page is
+        waiting), built once; None without Stream's credentials (the panel says so)."""
+        from stream_outbox.worker.runtime import operator_gateway
+
+        if self._gateway is None:
+            with suppress(ConfigurationError):
+                self._gateway = operator_gateway(self.settings, patience=TARGET_PATIENCE_S)
+        return self._gateway
 
     async def replay_row(self, request: Request) -> Response:
         """POST: replay one failed row, then back to its page."""

@@ -22,12 +22,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from stream_outbox.app_hooks.capture import write_changes
 from stream_outbox.app_hooks.changes import Change, Target
 from stream_outbox.app_hooks.outbox import channel_map
+from stream_outbox.worker.errors import RetryableError
 
-__all__ = ["ChannelMap", "ChannelRef"]
+__all__ = ["ChannelMap", "ChannelRef", "StaleChannel"]
 
 
 @dataclass(frozen=True)
@@ -115,18 +117,29 @@ class ChannelMap:
         with self.engine.begin() as conn:
             conn.execute(statement)
 
-    def mark_in_stream(self, conversation_id: str) -> None:
-        """Stream holds the conversation's channel now (created, or found there)."""
+    def mark_in_stream(
+        self, conversation_id: str, *, copy_history: bool = False, write_row: bool = False
+    ) -> None:
+        """Stream holds the conversation's channel now (created, or found there). With
+        ``copy_history``, in the same transaction, its messages are copied into it from the
+        first (a channel created after a history export that did not carry it): live
+        messages wait for the copy; with ``write_row``, the history row goes with it."""
+        values: dict[str, Any] = {"in_stream_at": func.now()}
+        if copy_history:
+            values.update(history_copying=True, history_until=None, history_message_id=None)
         statement = (
             update(channel_map)
             .where(
                 channel_map.c.conversation_id == conversation_id,
                 channel_map.c.in_stream_at.is_(None),
             )
-            .values(in_stream_at=func.now())
+            .values(**values)
         )
         with self.engine.begin() as conn:
-            conn.execute(statement)
+            marked = conn.execute(statement).rowcount
+            if marked and write_row:
+                target = Target("conversation", conversation_id)
+                write_changes(conn, [Change(target, "history", {"history": True})])
 
     def mark_exported(self, conversation_ids: Sequence[str], export_id: int) -> None:
         """The export ``export_id`` carries these conversations' channels."""
@@ -136,6 +149,16 @@ class ChannelMap:
             update(channel_map)
             .where(channel_map.c.conversation_id.in_(list(conversation_ids)))
             .values(exported_in=export_id)
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
+    def unmark_exported(self, export_id: int) -> None:
+        """No channel is carried by the export ``export_id`` (before a pass writes them)."""
+        statement = (
+            update(channel_map)
+            .where(channel_map.c.exported_in == export_id)
+            .values(exported_in=None)
         )
         with self.engine.begin() as conn:
             conn.execute(statement)
@@ -182,27 +205,14 @@ class ChannelMap:
                 write_changes(conn, [Change(target, "history", {"history": True})])
         return _ref(row)
 
-    def start_history_copy(self, conversation_id: str, *, write_row: bool) -> None:
-        """Copy a conversation's messages into its channel from the first (a channel
-        created after a history export that did not carry it): live messages wait for
-        the copy; with ``write_row``, the history row goes in the same transaction."""
-        statement = (
-            update(channel_map)
-            .where(channel_map.c.conversation_id == conversation_id)
-            .values(history_copying=True, history_until=None, history_message_id=None)
-        )
-        with self.engine.begin() as conn:
-            conn.execute(statement)
-            if write_row:
-                target = Target("conversation", conversation_id)
-                write_changes(conn, [Change(target, "history", {"history": True})])
-
-    def end_history_copy(self, conversation_id: str) -> None:
-        """The history copy of a reopened channel is complete: live messages go at once."""
+    def end_history_copy(self, conversation_id: str, generation: int) -> None:
+        """The history copy of a reopened channel's ``generation`` is complete: live messages
+        go at once (a copy of an older generation ends nothing)."""
         statement = (
             update(channel_map)
             .where(
                 channel_map.c.conversation_id == conversation_id,
+                channel_map.c.generation == generation,
                 channel_map.c.history_copying.is_(True),
             )
             .values(history_copying=False)
@@ -305,26 +315,54 @@ class ChannelMap:
                         del left[cid]
         return assigned
 
-    def history_cursor(self, conversation_id: str) -> tuple[datetime, str] | None:
-        """The last message copied into the conversation's channel, as ``(created_at, id)``."""
+    def history_cursor(self, conversation_id: str, generation: int) -> tuple[datetime, str] | None:
+        """The last message copied into the conversation's channel of ``generation``, as
+        ``(created_at, id)``; :class:`StaleChannel` when the channel is no longer that
+        generation, live (deleted since, or made again)."""
         query = select(channel_map.c.history_until, channel_map.c.history_message_id).where(
-            channel_map.c.conversation_id == conversation_id
+            *_live(conversation_id, generation)
         )
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
-        if row is None or row.history_until is None or row.history_message_id is None:
+        if row is None:
+            raise StaleChannel(conversation_id, generation)
+        if row.history_until is None or row.history_message_id is None:
             return None
         return row.history_until, row.history_message_id
 
-    def set_history_cursor(self, conversation_id: str, until: datetime, message_id: str) -> None:
-        """Record the last message copied (the import resumes after it)."""
+    def set_history_cursor(
+        self, conversation_id: str, generation: int, until: datetime, message_id: str
+    ) -> None:
+        """Record the last message copied into the channel of ``generation`` (the copy
+        resumes after it); :class:`StaleChannel`, nothing written, when the channel is no
+        longer that generation, live: a copy of an older one never moves a newer one's."""
         statement = (
             update(channel_map)
-            .where(channel_map.c.conversation_id == conversation_id)
+            .where(*_live(conversation_id, generation))
             .values(history_until=until, history_message_id=message_id)
         )
         with self.engine.begin() as conn:
-            conn.execute(statement)
+            if conn.execute(statement).rowcount == 0:
+                raise StaleChannel(conversation_id, generation)
+
+
+class StaleChannel(RetryableError):
+    """The channel map no longer holds this generation of the conversation's channel live."""
+
+    def __init__(self, conversation_id: str, generation: int) -> None:
+        super().__init__(
+            f"the channel of conversation {conversation_id} is no longer generation "
+            f"{generation} (deleted, or made again): that generation's history copy stops"
+        )
+
+
+def _live(conversation_id: str, generation: int) -> tuple[ColumnElement[bool], ...]:
+    """The map entry of the conversation's channel while it is ``generation``, not deleted."""
+    return (
+        channel_map.c.conversation_id == conversation_id,
+        channel_map.c.generation == generation,
+        channel_map.c.deleted_at.is_(None),
+    )
 
 
 _ASSIGN = text(

@@ -3,7 +3,7 @@ hands out the channel map (:mod:`stream_outbox.worker.store.channel_map`) on its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy import (
     and_,
     any_,
     func,
+    insert,
     literal,
     select,
     tuple_,
@@ -24,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
+from stream_outbox.app_hooks.changes import Target
 from stream_outbox.app_hooks.outbox import PRIORITY_ON_DEMAND, Status, outbox
 from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
 
@@ -238,6 +240,25 @@ class OutboxRepository:
         Rows already failed keep their own error.
         """
         self._set(ids, open_only=True, status=Status.FAILED, last_error=error[:_ERROR_MAX])
+
+    def add_failed(self, target: Target, event: str, payload: Mapping[str, Any], error: str) -> int:
+        """Write a row for ``target`` failed at once with ``error`` (a part of another job
+        that failed alone, for an admin to replay); returns its id."""
+        statement = (
+            insert(outbox)
+            .values(
+                target_kind=target.kind,
+                target_id=target.id,
+                event=event,
+                payload=dict(payload),
+                status=Status.FAILED,
+                last_error=error[:_ERROR_MAX],
+            )
+            .returning(outbox.c.id)
+        )
+        with self.engine.begin() as conn:
+            row_id: int = conn.execute(statement).scalar_one()
+        return row_id
 
     def mark_retrying(self, ids: Sequence[int], error: str, delay: float) -> None:
         """Record a transient error on the rows still open; the visibility timeout

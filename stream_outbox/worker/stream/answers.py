@@ -22,16 +22,32 @@ __all__ = [
     "is_duplicate_message",
     "is_not_found",
     "names_missing_users",
+    "rate_limit_wait",
+    "refuses_the_message",
     "retry_after",
 ]
 
 INPUT_ERROR = 4  # Stream's InputError: the request is invalid
 NOT_FOUND = 16  # Stream's DoesNotExist: no such user, channel or message
+MESSAGE_TOO_LONG = 20  # Stream's MessageTooLong: over the channel type's max_message_length
+PAYLOAD_TOO_BIG = 22  # Stream's PayloadTooBig (HTTP 413)
+# Past the reset Stream names (its clock and ours are not one), and when it names none
+_RESET_MARGIN_S = 0.05
+_UNSAID_WAIT_S = 1.0
 
 
 def is_not_found(error: StreamError) -> bool:
     """Stream holds no such resource (code 16)."""
     return error.code is not None and str(error.code) == str(NOT_FOUND)
+
+
+def refuses_the_message(error: StreamError) -> bool:
+    """A send refused for the message itself, not its channel or author: its text over the
+    channel type's ``max_message_length`` (code 20) or its body too big (code 22)."""
+    return error.code is not None and str(error.code) in (
+        str(MESSAGE_TOO_LONG),
+        str(PAYLOAD_TOO_BIG),
+    )
 
 
 def is_deleted_user(error: StreamError) -> bool:
@@ -83,6 +99,17 @@ def error_from(endpoint: str, exc: Any, headers: Mapping[str, str]) -> StreamErr
     if status >= 500 or status == 408:
         return TransientStreamError(message, endpoint=endpoint, status=status, code=code)
     return PermanentStreamError(message, endpoint=endpoint, status=status, code=code)
+
+
+def rate_limit_wait(error: TransientStreamError, left: float) -> float | None:
+    """How long a rate-limited call waits before it goes again: until the time a 429 names
+    (a second when it names none), or the budget's next slot. None when ``error`` is no
+    rate limit, or when the wait would run past ``left`` seconds."""
+    if error.status != 429 and error.retry_after is None:
+        return None  # a timeout, a refused connection, a 5xx: not ours to wait out here
+    named = error.retry_after if error.retry_after is not None else _UNSAID_WAIT_S
+    wait = named + _RESET_MARGIN_S
+    return wait if wait <= left else None
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -27,9 +27,12 @@ def create_channel(
     return client.channel(ctype, cid, data).create(created_by)
 
 
-def query_members(client: StreamChat, ctype: str, cid: str, offset: int) -> Any:
+def query_members(client: StreamChat, ctype: str, cid: str, after: str | None) -> Any:
+    # By user id, after the last one seen (Stream's offset stops at 1,000)
+    by_id = [{"field": "user_id", "direction": 1}]
+    keyset = {"user_id_gt": after} if after is not None else {}
     channel = client.channel(ctype, cid)
-    return channel.query_members({}, limit=MAX_MEMBERS_PER_CALL, offset=offset)
+    return channel.query_members({}, by_id, limit=MAX_MEMBERS_PER_CALL, **keyset)
 
 
 def query_messages(client: StreamChat, ctype: str, cid: str, messages: dict[str, Any]) -> Any:

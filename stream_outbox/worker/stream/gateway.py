@@ -2,12 +2,15 @@
 
 Every call names its Stream endpoint, takes a slot of the shared rate budget,
 counts itself in the metrics and turns SDK and HTTP failures into
-:class:`TransientStreamError` or :class:`PermanentStreamError`. A move to
-Stream's newer SDK, or a fake in unit tests, touches this file only.
+:class:`TransientStreamError` or :class:`PermanentStreamError`. A gateway given
+``patience`` (the operators' tools) waits out a 429 as Stream's headers ask, and goes
+again, rather than fail. A move to Stream's newer SDK, or a fake in unit tests,
+touches this file only.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,19 +27,28 @@ from stream_outbox.worker import metrics
 from stream_outbox.worker.errors import PermanentStreamError, TransientStreamError
 from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.stream import channel_calls as sdk
-from stream_outbox.worker.stream.answers import error_from, is_duplicate_message, is_not_found
-from stream_outbox.worker.stream.history_pages import read_history
+from stream_outbox.worker.stream.answers import (
+    error_from,
+    is_duplicate_message,
+    is_not_found,
+    rate_limit_wait,
+)
+from stream_outbox.worker.stream.history_pages import page_of, reads_of
 from stream_outbox.worker.stream.http_session import StreamTransportError, http_session
 from stream_outbox.worker.stream.limits import (
     MAX_MEMBERS_PER_CALL,
     MAX_USERS_PER_CALL,
+    MESSAGES_PER_QUERY,
+    QUERY_CHANNELS_PER_CALL,
     limits_from_answer,
 )
-from stream_outbox.worker.stream.protocol import ChannelHistory, RateBudget, RemoteChannel
+from stream_outbox.worker.stream.protocol import HistoryPage, RateBudget, RemoteChannel
 from stream_outbox.worker.stream.tasks import follow_task
 
 __all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
 
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # How much each call moves the moving average of call times
@@ -56,8 +68,12 @@ class StreamGateway:
         timeout: float = 6.0,
         budget: RateBudget | None = None,
         stopping: threading.Event | None = None,
+        patience: float = 0.0,
     ) -> None:
         self._options: dict[str, Any] = {"timeout": timeout}
+        # Seconds a call may spend waiting out 429s (and a dry budget) before it fails:
+        # none for the worker (its job retries later, freeing the thread)
+        self._patience = patience
         self._stopping = stopping  # set when the process shuts down: task polls end at once
         if base_url:
             self._options["base_url"] = base_url.rstrip("/")
@@ -74,13 +90,21 @@ class StreamGateway:
         settings: Settings,
         budget: RateBudget | None = None,
         stopping: threading.Event | None = None,
+        *,
+        patience: float = 0.0,
     ) -> StreamGateway:
         """The gateway the settings name (credentials, URL, timeout); a
         :class:`ConfigurationError` names a missing credential."""
         key, secret = settings.stream_credentials()
-        timeout = settings.stream_timeout.total_seconds()
-        url = settings.stream_chat_url
-        return cls(key, secret, base_url=url, timeout=timeout, budget=budget, stopping=stopping)
+        return cls(
+            key,
+            secret,
+            base_url=settings.stream_chat_url,
+            timeout=settings.stream_timeout.total_seconds(),
+            budget=budget,
+            stopping=stopping,
+            patience=patience,
+        )
 
     def __repr__(self) -> str:
         return f"StreamGateway(api_key={self._key!r}, base_url={self._options.get('base_url')!r})"
@@ -215,36 +239,62 @@ class StreamGateway:
         return remote
 
     def channel_members(self, channel_type: str, channel_id: str) -> list[str]:
-        """Every member of a channel, paging through Stream's query-members."""
+        """Every member of a channel, paging through Stream's query-members by user id."""
         members: list[str] = []
         while True:
-            page = self.call(
-                "QueryMembers", sdk.query_members, channel_type, channel_id, len(members)
-            )
+            after = members[-1] if members else None
+            page = self.call("QueryMembers", sdk.query_members, channel_type, channel_id, after)
             members += [member["user_id"] for member in page]
             if len(page) < MAX_MEMBERS_PER_CALL:
                 return members
 
-    def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
-        """What Stream holds for a channel, or None when it has none (read-only)."""
-        query = {"cid": f"{channel_type}:{channel_id}"}
-        response = self.call("QueryChannels", StreamChat.query_channels, query, limit=1)
-        channels = response.get("channels", [])
-        if not channels or channels[0].get("channel", {}).get("deleted_at"):
-            return None
-        remote = _remote_channel(channel_type, channel_id, channels[0])
-        return replace(remote, members=frozenset(self.channel_members(channel_type, channel_id)))
-
-    def channel_history(self, channel_type: str, channel_id: str) -> ChannelHistory:
-        """Every message of a channel Stream holds, oldest first, and the members'
-        ``last_read`` (read-only; the channel must exist)."""
-
-        def page(options: dict[str, Any]) -> Any:
-            return self.call(
-                "GetOrCreateChannel", sdk.query_messages, channel_type, channel_id, options
+    def channel_states(
+        self, cids: Sequence[str], *, history: bool = False
+    ) -> dict[str, RemoteChannel]:
+        """What Stream holds for these channels (``type:id``), by cid, read-only: 30 a
+        QueryChannels call (filtered by ``cid``), members from its answer (up to 100 a
+        channel; query-members for a channel with more). Those Stream holds none of, or
+        holds deleted, are absent. With ``history``, each with its newest page of messages
+        (300) and its members' ``last_read``."""
+        found: dict[str, RemoteChannel] = {}
+        messages = MESSAGES_PER_QUERY if history else 0
+        for chunk in _chunks(cids, QUERY_CHANNELS_PER_CALL):
+            response = self.call(
+                "QueryChannels",
+                StreamChat.query_channels,
+                {"cid": {"$in": list(chunk)}},
+                limit=len(chunk),
+                member_limit=MAX_MEMBERS_PER_CALL,
+                message_limit=messages,
             )
+            for answer in response.get("channels", []):
+                remote = self._held_channel(answer)
+                if remote is not None:
+                    if history:
+                        remote = replace(remote, latest=page_of(answer), reads=reads_of(answer))
+                    found[f"{remote.channel_type}:{remote.channel_id}"] = remote
+        return found
 
-        return read_history(page)
+    def _held_channel(self, answer: dict[str, Any]) -> RemoteChannel | None:
+        """A channel of QueryChannels' answer, its members whole (None: deleted)."""
+        channel = answer.get("channel") or {}
+        if channel.get("deleted_at"):
+            return None
+        channel_type, channel_id = str(channel.get("type")), str(channel.get("id"))
+        remote = _remote_channel(channel_type, channel_id, answer)
+        if int(channel.get("member_count") or 0) > len(remote.members):
+            members = frozenset(self.channel_members(channel_type, channel_id))
+            remote = replace(remote, members=members)
+        return remote
+
+    def history_page(self, channel_type: str, channel_id: str, before: str) -> HistoryPage:
+        """The page of a channel's messages before the message ``before`` (read-only; the
+        channel must exist): a channel query."""
+        options = {"limit": MESSAGES_PER_QUERY, "id_lt": before}
+        answer = self.call(
+            "GetOrCreateChannel", sdk.query_messages, channel_type, channel_id, options
+        )
+        return page_of(answer)
 
     def update_channel_data(
         self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]
@@ -354,7 +404,29 @@ class StreamGateway:
     ) -> Any:
         """Call an SDK method as ``endpoint``: a slot of its budget taken first, counted per
         thread and in the metrics, its errors turned into ours (``None`` for a missing
-        resource when ``missing_ok``). Every call to Stream goes through here."""
+        resource when ``missing_ok``). Every call to Stream goes through here.
+
+        With ``patience``, a 429 (or a budget with no slot) waits as long as Stream asks,
+        and the call goes again, for up to that many seconds in all."""
+        deadline = time.monotonic() + self._patience
+        while True:
+            try:
+                return self._call_once(endpoint, call, *args, missing_ok=missing_ok, **kwargs)
+            except TransientStreamError as exc:
+                wait = rate_limit_wait(exc, deadline - time.monotonic())
+                if wait is None:
+                    raise
+                log.info("%s rate-limited: going again in %.1f s", endpoint, wait)
+                time.sleep(wait)
+
+    def _call_once(
+        self,
+        endpoint: str,
+        call: Callable[..., Any],
+        *args: Any,
+        missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         if self._budget is not None:
             self._budget.acquire(endpoint)
         self._local.last_headers = {}

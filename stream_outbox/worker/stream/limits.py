@@ -19,6 +19,7 @@ __all__ = [
     "MAX_USERS_PER_CALL",
     "MESSAGES_PER_QUERY",
     "PUBLISHED_LIMITS",
+    "QUERY_CHANNELS_PER_CALL",
     "data_too_large",
     "limits_from_answer",
 ]
@@ -26,6 +27,9 @@ __all__ = [
 MAX_USERS_PER_CALL = 100  # Stream: at most 100 users per upsert (and per batch delete)
 MAX_MEMBERS_PER_CALL = 100  # Stream: at most 100 members added, removed or listed per call
 MESSAGES_PER_QUERY = 300  # Stream: at most 300 messages in one channel query's page
+# Stream: QueryChannels answers at most 30 channels a call, each with at most 100 members
+# (``limit`` max 30, ``member_limit`` max 100: docs/channels/query_channels.md)
+QUERY_CHANNELS_PER_CALL = 30
 # Stream takes at most 5 KB of custom data on a user, a channel or a message.
 MAX_DATA_BYTES = 5 * 1024
 

@@ -11,27 +11,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["ChannelHistory", "Gateway", "RateBudget", "RemoteChannel", "StreamReader"]
+__all__ = ["Gateway", "HistoryPage", "RateBudget", "RemoteChannel", "StreamReader"]
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A page of a channel's messages as Stream answers it, oldest first (``(id,
+    created_at)``, deleted ones left out); ``before`` the id to ask the next, older, page
+    with (None: this page is the oldest)."""
+
+    messages: tuple[tuple[str, str], ...] = ()
+    before: str | None = None
 
 
 @dataclass(frozen=True)
 class RemoteChannel:
-    """What Stream holds for a channel."""
+    """What Stream holds for a channel; read with its history, also its newest page of
+    messages (``latest``) and each member's ``last_read`` as Stream answers it."""
 
     channel_type: str
     channel_id: str
     members: frozenset[str]
     data: dict[str, Any]
     created_by: str | None = None
-
-
-@dataclass(frozen=True)
-class ChannelHistory:
-    """A channel's messages as Stream holds them, oldest first (``(id, created_at)``, deleted
-    ones left out), and each member's ``last_read`` as Stream answers it."""
-
-    messages: tuple[tuple[str, str], ...] = ()
-    reads: dict[str, str] = field(default_factory=dict)
+    latest: HistoryPage | None = field(default=None, compare=False)
+    reads: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 class RateBudget(Protocol):
@@ -47,12 +51,16 @@ class StreamReader(Protocol):
         """The users Stream holds among ``user_ids``."""
         ...
 
-    def channel_state(self, channel_type: str, channel_id: str) -> RemoteChannel | None:
-        """What Stream holds for a channel, or None when it has none."""
+    def channel_states(
+        self, cids: Sequence[str], *, history: bool = False
+    ) -> dict[str, RemoteChannel]:
+        """What Stream holds for these channels (``type:id``), by cid; those it holds none
+        of (or holds deleted) are absent. With ``history``, each with its newest messages
+        and its members' reads."""
         ...
 
-    def channel_history(self, channel_type: str, channel_id: str) -> ChannelHistory:
-        """Every message of a channel Stream holds, oldest first, and members' read state."""
+    def history_page(self, channel_type: str, channel_id: str, before: str) -> HistoryPage:
+        """The page of a channel's messages before the message ``before``."""
         ...
 
 

@@ -59,7 +59,12 @@ from stream_outbox.app_hooks.channel_ids import (
 )
 from stream_outbox.app_hooks.desired import stream_message_id
 from stream_outbox.worker.errors import AdminError, BadSourceData, StreamOutboxError
-from stream_outbox.worker.store.cutover import begin_export, finish_export, utc
+from stream_outbox.worker.store.cutover import (
+    begin_export,
+    finish_export,
+    recorded_export,
+    utc,
+)
 from stream_outbox.worker.store.repository import ChannelRef, OutboxRepository
 from stream_outbox.worker.stream.limits import data_too_large
 from stream_outbox.worker.stream_import.files import (
@@ -165,8 +170,15 @@ def export_history(
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _state_for(out_dir, rfc3339(watermark), max_bytes)
     already_complete = state.complete
-    if not already_complete:
-        folder = str(out_dir.resolve())
+    folder = str(out_dir.resolve())
+    if already_complete:
+        with engine.connect() as conn:
+            cutover = recorded_export(conn, watermark=state.watermark, folder=folder)
+        if cutover is None or not cutover.exporting:  # recorded as it ended, or another's
+            files = [out_dir / entry["name"] for entry in state.files]
+            return ExportResult(state.watermark, files, dict(state.counts), True)
+        # Complete, but stopped before it recorded its files: record them now
+    else:
         cutover = begin_export(engine, watermark=state.watermark, folder=folder, actor=actor)
         run = _Run(engine, binding, repo, watermark, progress or _silent, cutover.export_id)
         try:
@@ -177,8 +189,7 @@ def export_history(
             run.export(ExportFiles(out_dir, state))
     files = [out_dir / entry["name"] for entry in state.files]
     result = ExportResult(state.watermark, files, dict(state.counts), already_complete)
-    if not already_complete:
-        finish_export(engine, cutover.export_id, result.detail(), result.counts.get("message", 0))
+    finish_export(engine, cutover.export_id, result.detail(), result.counts.get("message", 0))
     return result
 
 
@@ -241,6 +252,8 @@ class _Run:
         """Every item in Stream's order; the files complete, or none recorded past the last."""
         self.users.clear()
         self.channels.clear()
+        # Carried are the channels this pass writes (an earlier pass may have written others)
+        self.repo.channels.unmark_exported(self.export_id)
         try:
             with self.engine.connect() as conn, conn.begin():
                 conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -287,16 +300,15 @@ class _Run:
             refs = self._channel_refs(conn, desired)
             for cid in ids:
                 channel, ref = desired.get(cid), refs.get(cid)
-                if channel is None or ref is None or channel.created_by is None:
+                creator = None if channel is None or ref is None else _creator(channel, ref)
+                if channel is None or ref is None or creator is None:
                     continue
                 _checked(validate_channel_id, ref.channel_id, what=f"conversation {cid}")
-                _require(channel.created_by in self.users, f"creator of {cid}: no user")
+                _require(creator in self.users, f"creator of {cid}: no user")
                 data = {"id": ref.channel_id, "type": ref.channel_type, **channel.data}
                 refused = data_too_large("channel", ref.channel_id, channel.data)
                 _require(refused is None, str(refused))
-                files.reference(
-                    "channel", _line("channel", {**data, "created_by": channel.created_by})
-                )
+                files.reference("channel", _line("channel", {**data, "created_by": creator}))
                 self.channels[cid] = ref
                 carried.append(cid)
             self.repo.channels.mark_exported(carried, self.export_id)
@@ -426,6 +438,15 @@ class _Run:
         if live is not None:
             query = query.where(live)
         return int(conn.scalar(query) or 0)
+
+
+def _creator(channel: DesiredChannel, ref: ChannelRef) -> str | None:
+    """Who creates the channel in the file: its creator; for a channel Stream holds whose
+    conversation has none now (everyone left), the system user, as the live path does:
+    the file carries its messages too. None: the channel is left out, as live."""
+    if channel.created_by is not None:
+        return channel.created_by
+    return SYSTEM_USER_ID if ref.in_stream and not ref.deleted else None
 
 
 def _channel_fields(ref: ChannelRef) -> str:

@@ -25,7 +25,7 @@ from stream_outbox.worker.errors import (
     TransientStreamError,
 )
 from stream_outbox.worker.runtime import Runtime
-from stream_outbox.worker.store.cutover import current_cutover
+from stream_outbox.worker.store.cutover import current_cutover, wait_for_import
 from stream_outbox.worker.store.locks import TargetBusy
 from stream_outbox.worker.store.repository import ChannelRef
 from stream_outbox.worker.stream.answers import is_deleted_user, names_missing_users
@@ -39,6 +39,7 @@ __all__ = [
     "channel_of",
     "reconcile_conversation",
     "reconcile_conversations",
+    "waits_for_import",
 ]
 
 
@@ -73,7 +74,7 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
                 "worker stopping" if rt.stopping.is_set() else "batch ran past half the lock lease"
             )
             raise _Stop(f"{why}: the rest goes to a new job")
-        return _converge(rt, cid, snapshots[cid], targets[cid], ready=ready)
+        return _converge(rt, cid, snapshots[cid], targets[cid], ready=ready, deadline=deadline)
 
     slow = rt.gateway.call_latency() > SLOW_CALL
     pool = rt.fanout if slow and len(order) > 1 else None
@@ -212,6 +213,7 @@ def _converge(
     *,
     need_channel: bool = False,
     ready: set[str] | frozenset[str] = frozenset(),
+    deadline: float | None = None,
 ) -> tuple[str, bool]:
     """Bring one conversation's channel in step with its snapshot.
 
@@ -220,9 +222,15 @@ def _converge(
 
     A conversation with no members (and no event) gets no channel until it has some,
     unless ``need_channel`` (a message must go somewhere); once it has a channel, the
-    channel follows it, emptied when everyone has left.
+    channel follows it, emptied when everyone has left. A history copy stops at
+    ``deadline`` (see :func:`copy_history`).
     """
     channel, known = snapshot.channel, snapshot.known
+    if channel is not None and waits_for_import(rt, known):
+        after = wait_for_import(rt.engine, "conversation", cid, payload)
+        return f"waits for the Stream import (looked at again in {after.seconds} s)", False
+    if channel is not None and known is not None and known.deleted:
+        channel, known = _reopen(rt, cid, known, legacy=bool(payload.get("legacy")))
     if channel is None:
         return _delete_channel(rt, cid, payload, known), False
     creator = channel.created_by
@@ -235,14 +243,6 @@ def _converge(
         # should it have to be created, the system user creates it.
         rt.gateway.upsert_users([SYSTEM_USER])
         creator = SYSTEM_USER_ID
-    if known is not None and (known.deleted or not known.in_stream) and _import_carries(rt, known):
-        # The pending import creates the channel, with its members' read state (it sets
-        # no last_read of a member Stream holds already), or would fill its next
-        # generation with this one's messages: this waits, and the import's completion
-        # reconciles every conversation worked on meanwhile, this one too.
-        return "waits for the pending Stream import", False
-    if known is not None and known.deleted:
-        known = _reopen(rt, cid, known)
     ref = known or channel_of(rt, channel)
     # The creator (an event's organizer, a proposer) need not be a member: it must exist too.
     needed = list(channel.members)
@@ -279,7 +279,7 @@ def _converge(
         rt.gateway.remove_members(ref.channel_type, ref.channel_id, plan.remove)
     changes = f"+{len(plan.add)} -{len(plan.remove)} members"
     if copy_now:
-        changes += f", history +{copy_history(rt, cid, ref)}"
+        changes += f", history +{copy_history(rt, cid, ref, deadline)}"
     return f"{ref.channel_type}:{ref.channel_id} in step ({changes})", True
 
 
@@ -342,29 +342,38 @@ def _delete_channel(
     return f"{ref.channel_type}:{ref.channel_id} deleted"
 
 
-def _reopen(rt: Runtime, cid: str, known: ChannelRef) -> ChannelRef:
+def _reopen(
+    rt: Runtime, cid: str, known: ChannelRef, *, legacy: bool
+) -> tuple[DesiredChannel | None, ChannelRef]:
     """A conversation back in the database after its channel was deleted (a soft delete
     undone): the channel's next generation, its messages copied again by a history row.
+    Returns the conversation as read now (None: gone again) and its channel.
 
-    The channel is deleted first (nothing if Stream holds none): the mark precedes the
-    delete call, which a crash may have left unmade, and Stream must show the channel
-    created again empty, as it does after a deletion.
+    The database is read again first: a batch's snapshot may be older than this turn,
+    and a conversation gone again since keeps its deleted channel (its deletion's row
+    follows), while one still back is created with its members and data as they are
+    now. Then the channel is deleted (nothing if Stream holds none): the mark precedes
+    the delete call, which a crash may have left unmade, and Stream must show the
+    channel created again empty, as it does after a deletion.
     """
+    with rt.engine.connect() as conn:
+        channel = reads.desired_channels(rt.binding, conn, [cid], legacy=legacy).get(cid)
+    if channel is None:
+        return None, known
     rt.gateway.delete_channel(
         known.channel_type, known.channel_id, hard=rt.settings.hard_delete_channels
     )
-    return rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
+    return channel, rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
 
 
 def _first_in_stream(rt: Runtime, cid: str, ref: ChannelRef, copy_now: bool) -> ChannelRef:
     """Record that Stream holds the channel now. One created after a history export that
     did not carry it (the conversation was deleted then, or had no members) gets its
-    messages up to the watermark by a history copy, as no import brings them."""
-    rt.repo.channels.mark_in_stream(cid)
-    if not _history_left_out(rt, cid, ref):
-        return replace(ref, in_stream=True)
-    rt.repo.channels.start_history_copy(cid, write_row=not copy_now)
-    return replace(ref, in_stream=True, copying=True)
+    messages up to the watermark by a history copy, as no import brings them; both in
+    one transaction (a crash between would leave the history out)."""
+    left_out = _history_left_out(rt, cid, ref)
+    rt.repo.channels.mark_in_stream(cid, copy_history=left_out, write_row=left_out and not copy_now)
+    return replace(ref, in_stream=True, copying=ref.copying or left_out)
 
 
 def _history_left_out(rt: Runtime, cid: str, ref: ChannelRef) -> bool:
@@ -380,15 +389,15 @@ def _history_left_out(rt: Runtime, cid: str, ref: ChannelRef) -> bool:
     return bool(oldest) and cutover.covers(oldest[0].created_at)
 
 
-def _import_carries(rt: Runtime, ref: ChannelRef) -> bool:
-    """Whether a pending Stream import carries the channel (its files hold its messages
-    under this generation's ids). Read afresh before it says yes: a job that waits after
-    the import's completion was recorded would be reconciled by nobody."""
+def waits_for_import(rt: Runtime, known: ChannelRef | None) -> bool:
+    """Whether the conversation of channel ``known`` (None: none assigned) waits for a
+    pending import (:meth:`Cutover.brings`). Read afresh before it says yes: a job that
+    waits after the import's completion was recorded would wait for nothing."""
     cutover = current_cutover(rt.engine)
-    if cutover is None or cutover.imported or not cutover.carries(ref.exported_in):
+    if cutover is None or not cutover.brings(known):
         return False
     cutover = current_cutover(rt.engine, fresh=True)
-    return cutover is not None and not cutover.imported and cutover.carries(ref.exported_in)
+    return cutover is not None and cutover.brings(known)
 
 
 def _with_users(rt: Runtime, user_ids: Sequence[str], call: Any) -> Any:

@@ -18,16 +18,10 @@ from stream_outbox.app_hooks.binding import DesiredMessage, stream_message_id
 from stream_outbox.worker.errors import PermanentStreamError
 from stream_outbox.worker.runtime import Runtime
 from stream_outbox.worker.store.channel_map import ChannelRef
-from stream_outbox.worker.store.cutover import (
-    RECHECK_AFTER,
-    RECHECK_MAX,
-    Cutover,
-    current_cutover,
-    recheck_later,
-)
+from stream_outbox.worker.store.cutover import Cutover, current_cutover, wait_for_import
 from stream_outbox.worker.stream.answers import is_not_found
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
-from stream_outbox.worker.sync.conversations import reconcile_conversation
+from stream_outbox.worker.sync.conversations import reconcile_conversation, waits_for_import
 from stream_outbox.worker.sync.result import Result
 from stream_outbox.worker.sync.users import ensure_users
 
@@ -47,29 +41,29 @@ def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None 
     with rt.engine.connect() as conn:
         message = reads.desired_messages(rt.binding, conn, [message_id]).get(message_id)
     cutover = current_cutover(rt.engine)
-    importing = cutover is not None and not cutover.imported
-    if (
-        cutover is not None
-        and importing
-        and (message is None or cutover.covers(message.created_at))
+    if _import_holds(cutover, message) and _import_holds(
+        cutover := current_cutover(rt.engine, fresh=True), message
     ):
         return _wait_for_import(rt, message_id, payload)
     conversation_id = message.conversation_id if message else (payload or {}).get("conversation_id")
     if conversation_id is None:  # gone, and its row does not say where it was
         return _unmirror(rt, message_id, None)
-    pending = cutover if importing else None
+    pending = cutover if cutover is not None and cutover.pending else None
     with rt.locks.hold("conversation", [str(conversation_id)]):
         return _mirror_locked(rt, message_id, str(conversation_id), payload, pending)
 
 
+def _import_holds(cutover: Cutover | None, message: DesiredMessage | None) -> bool:
+    """Whether a pending import holds the message (created at or before its watermark;
+    one gone may be in it too): its edits and deletions wait, or the import undoes them."""
+    if cutover is None or not cutover.pending:
+        return False
+    return message is None or cutover.covers(message.created_at)
+
+
 def _wait_for_import(rt: Runtime, message_id: str, payload: dict[str, Any] | None) -> Result:
-    """Settle this row with a new one due later: twice as late each time, up to 10 minutes
-    (an import can take hours; a waiting message costs a database read a look)."""
-    looks = int((payload or {}).get("rechecks", 0))
-    after = min(RECHECK_AFTER * 2**looks, RECHECK_MAX)
-    recheck_later(
-        rt.engine, "message", message_id, {**(payload or {}), "rechecks": looks + 1}, after
-    )
+    """Settle this row with a new one due later (:func:`wait_for_import`)."""
+    after = wait_for_import(rt.engine, "message", message_id, payload)
     return Result(f"waits for the Stream import (looked at again in {after.seconds} s)")
 
 
@@ -91,13 +85,13 @@ def _mirror_locked(
         if message is None:
             return _unmirror(rt, message_id, rt.repo.channels.channel_for(conversation_id, conn))
         ref = rt.repo.channels.channel_for(message.conversation_id, conn)
+    if pending is not None and waits_for_import(rt, ref):
+        return _wait_for_import(rt, message_id, payload)  # as its conversation does
     if ref is None or ref.deleted:  # no channel yet, or Stream deleted it (and it is back?)
         reconcile_conversation(rt, message.conversation_id, {}, need_channel=True)
         ref = rt.repo.channels.channel_for(message.conversation_id)
         if ref is None or ref.deleted:
             return Result("conversation gone")
-    if pending is not None and not ref.in_stream and pending.carries(ref.exported_in):
-        return _wait_for_import(rt, message_id, payload)  # the import creates the channel
     if ref.copying and _left_to_copy(rt, message):
         return Result("left to the channel's history copy (its messages are sent again)")
     present = ensure_users(rt, [message.sender_id]) if message.sender_id else set()
@@ -107,7 +101,9 @@ def _mirror_locked(
     stream_id = message.stream_id(ref.generation)
     if (payload or {}).get("edit") and _edited(rt, stream_id, message.text, author):
         return Result("edited")
-    body = message_body(message, silent=False, present=present, generation=ref.generation)
+    # A history message the copy left to its own row (Stream refused it) goes silent too
+    silent = bool((payload or {}).get("history"))
+    body = message_body(message, silent=silent, present=present, generation=ref.generation)
     try:
         sent = rt.gateway.send_message(ref.channel_type, ref.channel_id, body, author)
     except PermanentStreamError as exc:

@@ -1,38 +1,41 @@
-"""The two sides of a comparison, read: the database's and Stream's.
+"""The two sides of a comparison, read whole: the database's and Stream's.
 
 :func:`read_desired` reads the database's side (through the binding and the channel
 map), :func:`held_from_snapshot` turns the emulator's state document into Stream's
-side, :func:`held_from_stream` asks Stream itself through the gateway, :func:`gather`
-reads both (the demo) and :func:`against_stream` both as ``admin verify`` compares them.
+side, :func:`held_from_stream` asks Stream itself through the gateway (:func:`held_users`
+and :func:`held_channels` for some of them) and :func:`gather` reads both (the demo).
+``admin verify`` reads them a page at a time (:mod:`.paged`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding, DesiredChannel, stream_message_id
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, choose_channel_id
-from stream_outbox.app_hooks.outbox import channel_map
-from stream_outbox.worker.store.cutover import Cutover, read_cutover
+from stream_outbox.worker.store.channel_map import ChannelRef
+from stream_outbox.worker.store.cutover import Cutover
 from stream_outbox.worker.store.repository import OutboxRepository
-from stream_outbox.worker.stream.protocol import StreamReader
+from stream_outbox.worker.stream.protocol import RemoteChannel, StreamReader
 from stream_outbox.worker.sync.bodies import SYSTEM_USER
 from stream_outbox.worker.verify.compare import ChannelView, State, UserView
 from stream_outbox.worker.verify.history import held_read, instant
 
 __all__ = [
-    "against_stream",
+    "askable",
+    "channel_key",
     "gather",
+    "held_channels",
     "held_from_snapshot",
     "held_from_stream",
-    "mapped_conversations",
+    "held_users",
+    "held_view",
     "read_desired",
 ]
 
@@ -135,7 +138,7 @@ def read_desired(
                 }
     channels: dict[str, ChannelView] = {}
     for channel in desired.values():
-        cid, generation = _cid(repo, channel)
+        cid, generation = channel_key(channel, repo.channels.channel_for(channel.conversation_id))
         if cid is not None:
             conversation = channel.conversation_id
             listed = messages or history
@@ -170,9 +173,10 @@ def _times(by_id: Mapping[str, str | None], generation: int) -> dict[str, str | 
     return kept if not generation else dict.fromkeys(kept)
 
 
-def _cid(repo: OutboxRepository, channel: DesiredChannel) -> tuple[str | None, int]:
-    """The channel's cid (None: the product creates none) and its generation."""
-    ref = repo.channels.channel_for(channel.conversation_id)
+def channel_key(channel: DesiredChannel, ref: ChannelRef | None) -> tuple[str | None, int]:
+    """The channel's cid (None: the product creates none) and its generation, from its
+    entry in the channel map (``ref``), else as the naming rules predict it (``type:?id``
+    for a conversation they can name no channel for)."""
     if ref is not None:
         return f"{ref.channel_type}:{ref.channel_id}", ref.generation
     if channel.created_by is None:
@@ -183,42 +187,40 @@ def _cid(repo: OutboxRepository, channel: DesiredChannel) -> tuple[str | None, i
         return f"{channel.channel_type}:?{channel.conversation_id}", 0
 
 
-def held_from_stream(
-    gateway: StreamReader,
-    desired: State,
-    *,
-    history: bool = False,
-    watermark: datetime | None = None,
-) -> State:
-    """Stream's side as Stream answers for the desired users and channels (with
-    ``history``, each channel's messages and members' reads; reads Stream moved on after
-    the ``watermark`` are not compared).
+def held_from_stream(gateway: StreamReader, desired: State) -> State:
+    """Stream's side as Stream answers for the desired users and channels.
 
     Stream is asked about what the database names only: users or channels Stream
     holds beyond those are not seen, and deleted channels read as absent.
     """
-    users = {
+    users = held_users(gateway, sorted(desired.users))
+    return State(users, held_channels(gateway, sorted(desired.channels)))
+
+
+def held_users(gateway: StreamReader, user_ids: Sequence[str]) -> dict[str, UserView]:
+    """The users Stream holds among ``user_ids`` (deactivated and deleted ones count as
+    absent)."""
+    return {
         user_id: UserView(name=str(user.get("name") or ""), image=user.get("image") or None)
-        for user_id, user in gateway.query_users(sorted(desired.users)).items()
+        for user_id, user in gateway.query_users(user_ids).items()
         if not user.get("deactivated_at") and not user.get("deleted_at")
     }
-    channels: dict[str, ChannelView] = {}
-    for cid in sorted(desired.channels):
-        channel_type, _, channel_id = cid.partition(":")
-        remote = gateway.channel_state(channel_type, channel_id)
-        if remote is None:
-            continue
-        view = ChannelView(members=tuple(sorted(remote.members)), data=dict(remote.data))
-        if history:
-            held = gateway.channel_history(channel_type, channel_id)
-            view = replace(
-                view,
-                messages=len(held.messages),
-                times=dict(held.messages),
-                reads={uid: held_read(last, watermark) for uid, last in held.reads.items() if last},
-            )
-        channels[cid] = view
-    return State(users, channels)
+
+
+def held_channels(gateway: StreamReader, cids: Sequence[str]) -> dict[str, ChannelView]:
+    """The channels Stream holds among ``cids`` (deleted ones count as absent; a cid the
+    naming rules could not make, ``type:?id``, names none)."""
+    return {cid: held_view(remote) for cid, remote in gateway.channel_states(askable(cids)).items()}
+
+
+def askable(cids: Iterable[str]) -> list[str]:
+    """The cids Stream can hold: not those the naming rules could not make (``type:?id``)."""
+    return [cid for cid in cids if ":?" not in cid]
+
+
+def held_view(remote: RemoteChannel) -> ChannelView:
+    """A channel as Stream answers it, members and data (messages not counted)."""
+    return ChannelView(members=tuple(sorted(remote.members)), data=dict(remote.data))
 
 
 def gather(
@@ -237,30 +239,3 @@ def gather(
     """
     desired = read_desired(engine, binding, repo, gone=gone, messages=messages)
     return desired, stream(desired)
-
-
-def mapped_conversations(engine: Engine) -> list[str]:
-    """Every conversation that has a channel in the map (deleted ones included)."""
-    with engine.connect() as conn:
-        return list(conn.scalars(select(channel_map.c.conversation_id)))
-
-
-def against_stream(
-    engine: Engine, binding: Binding, gateway: StreamReader, *, history: bool = False
-) -> tuple[State, State]:
-    """Both sides as ``admin verify`` compares them: the database's, deleted
-    conversations' channels included, then what Stream answers for it (with ``history``,
-    the messages and reads the cut-over's import carried)."""
-    with engine.connect() as conn:
-        cutover = read_cutover(conn) if history else None
-    desired = read_desired(
-        engine,
-        binding,
-        OutboxRepository(engine),
-        gone=mapped_conversations(engine),
-        messages=False,
-        history=history,
-        cutover=cutover,
-    )
-    watermark = cutover.watermark if cutover is not None else None
-    return desired, held_from_stream(gateway, desired, history=history, watermark=watermark)

@@ -1,4 +1,8 @@
-"""One target's desired state next to what Stream holds (for ``admin show`` and the dashboard)."""
+"""One target's desired state next to what Stream holds (for ``admin show`` and the dashboard).
+
+Stream is asked through the operators' gateway: its calls take slots of the workers'
+shared budget and wait out 429s.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,33 @@ from sqlalchemy import Engine
 from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker.errors import ConfigurationError, StreamError
+from stream_outbox.worker.runtime import operator_gateway
 from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
 from stream_outbox.worker.store.cutover import read_cutover
-from stream_outbox.worker.stream.gateway import StreamGateway
 from stream_outbox.worker.stream.protocol import StreamReader
 
 __all__ = ["describe"]
 
 
 def describe(
-    engine: Engine, settings: Settings, binding: Binding, *, kind: str, target_id: str
+    engine: Engine,
+    settings: Settings,
+    binding: Binding,
+    *,
+    kind: str,
+    target_id: str,
+    gateway: StreamReader | None = None,
 ) -> dict[str, Any]:
-    """``{"database": ..., "stream": ...}`` for a user, conversation or message (read-only)."""
+    """``{"database": ..., "stream": ...}`` for a user, conversation or message (read-only);
+    Stream asked through ``gateway``, else the operators' gateway the settings make."""
     database, channel = _desired(engine, binding, kind=kind, target_id=target_id)
     try:
-        key, secret = settings.stream_credentials()
+        stream = gateway if gateway is not None else operator_gateway(settings)
     except ConfigurationError as exc:
         return {"database": database, "stream": f"not asked ({exc})"}
-    gateway = StreamGateway(key, secret, base_url=settings.stream_chat_url, timeout=5.0)
     try:
-        held = _held(gateway, kind=kind, target_id=target_id, channel=channel)
+        held = _held(stream, kind=kind, target_id=target_id, channel=channel)
         return {"database": database, "stream": held}
     except StreamError as exc:
         return {"database": database, "stream": f"unavailable: {exc.describe()}"}
@@ -99,7 +109,8 @@ def _held(
     if kind == "conversation":
         if channel is None:
             return "no channel assigned"
-        remote = gateway.channel_state(*channel)
+        cid = f"{channel[0]}:{channel[1]}"
+        remote = gateway.channel_states([cid]).get(cid)
         if remote is None:
             return "absent"
         return {"members": sorted(remote.members), "data": remote.data}
