@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "AdminError",
     "BadSourceData",
+    "BudgetExhausted",
     "ConfigurationError",
     "PermanentError",
     "PermanentStreamError",
@@ -97,3 +98,8 @@ class TransientStreamError(StreamError, RetryableError):
 
 class PermanentStreamError(StreamError, PermanentError):
     """Stream rejected the request (validation); retrying cannot help."""
+
+
+class BudgetExhausted(TransientStreamError):
+    """The shared rate budget had no slot for an endpoint in time: the job goes again
+    later without spending a retry (no call was made, nothing failed)."""

@@ -17,8 +17,8 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from stream_outbox.worker import metrics, runtime
-from stream_outbox.worker.errors import PermanentError, RetryableError
-from stream_outbox.worker.pipeline.jobs import batch_job, job_targets, plan_jobs
+from stream_outbox.worker.errors import BudgetExhausted, PermanentError, RetryableError
+from stream_outbox.worker.pipeline.jobs import Job, batch_job, job_targets, plan_jobs
 from stream_outbox.worker.pipeline.middleware import CurrentBroker
 from stream_outbox.worker.pipeline.retry import describe, retry_delay_ms
 from stream_outbox.worker.store.locks import TargetBusy
@@ -56,6 +56,10 @@ def run_job(kind: str, target_ids: list[str], row_ids: list[int], payload: dict[
         outcome, detail = _reconcile_and_settle(rt, kind, target_ids, row_ids, payload)
     except _Leftover as stop:  # a conversation batch stopped before some of its targets
         outcome, detail, retry = _continue_or_retry(rt, stop)
+    except BudgetExhausted as exc:  # no call was made: the job goes again, no retry spent
+        outcome, detail = _again_later(
+            rt, Job(kind, tuple(target_ids), tuple(row_ids), payload), exc
+        )
     except PermanentError as exc:
         outcome, detail = JobOutcome.FAILED, exc.describe()
         rt.repo.mark_failed(row_ids, detail)
@@ -250,6 +254,8 @@ def _continue_or_retry(
     got somewhere (a busy Stream should not spend the budget of targets it never tried),
     else a retry of this job like any transient error."""
     rows = [row for rows, _ in stop.left.values() for row in rows]
+    if isinstance(stop.error, BudgetExhausted):
+        return (*_again_later(rt, batch_job(stop.kind, stop.left), stop.error), None)
     if not stop.progressed:
         return _retry_or_fail(rt, rows, stop.error)
     detail = describe(stop.error)
@@ -263,6 +269,24 @@ def _continue_or_retry(
         args=(job.kind, list(job.target_ids), list(job.row_ids), job.payload), delay=delay_ms
     )
     return JobOutcome.CONTINUED, f"{detail}; {len(stop.left)} left to a new job", None
+
+
+def _again_later(rt: runtime.Runtime, job: Job, exc: BudgetExhausted) -> tuple[JobOutcome, str]:
+    """Send the job again, due when the budget has slots, with this attempt's retry count
+    (a wait for the budget is not a failure: a busy budget must not fail rows)."""
+    detail = describe(exc)
+    delay_ms = _delay_ms(rt, exc, retries=0)
+    rt.repo.mark_retrying(list(job.row_ids), detail, delay_ms / 1000)
+    message = CurrentMessage.get_current_message()  # the same actor: priority stays priority
+    name = message.actor_name if message is not None else ACTOR_NAME
+    retries = int(message.options.get("retries", 0)) if message is not None else 0
+    actor = (CurrentBroker.get() or dramatiq.get_broker()).get_actor(name)
+    actor.send_with_options(
+        args=(job.kind, list(job.target_ids), list(job.row_ids), job.payload),
+        delay=delay_ms,
+        retries=retries,
+    )
+    return JobOutcome.CONTINUED, f"{detail}; sent again, no retry spent"
 
 
 def _retry_or_fail(

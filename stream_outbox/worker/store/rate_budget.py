@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from stream_outbox.worker.errors import TransientStreamError
+from stream_outbox.worker.errors import BudgetExhausted, TransientStreamError
 
 __all__ = ["RedisRateBudget"]
 
@@ -127,7 +127,7 @@ class RedisRateBudget:
             if remaining <= 0:
                 if time.monotonic() - self._asked_at >= self._starved_refresh:
                     self.refresh_now()  # for the next call: this one's wait is over
-                raise TransientStreamError(
+                raise BudgetExhausted(
                     "local rate budget exhausted", endpoint=endpoint, retry_after=1.0
                 )
             next_window = (number + 1) * window.ms / 1000
