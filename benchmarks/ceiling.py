@@ -15,12 +15,18 @@ GetOrCreateChannel's pace as a fraction of its limit, the worker's peak RSS and 
 database connections open at once.
 
     uv run python -m benchmarks.ceiling [--conversations 10000] [--latency-ms 0,50,150]
+
+With ``--budget``, the budget's own cost: the emulator's limits off, each latency run
+with the worker's default settings (its shared budget on) and then with
+``OUTBOX_STREAM_LIMITS=false``, back to back, with the ratio of the two; each run also
+prints the worker's CPU seconds per 1,000 conversations.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import threading
 import time
@@ -117,23 +123,53 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run(template: str, conversations: int, latency_ms: float, limits: bool) -> dict[str, Any]:
-    """One drain of a copy of the backlog at ``latency_ms``, Stream's limits on or off."""
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) a running process and its descendants have used."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        used[child] = (int(fields[11]) + int(fields[12])) / tick
+    family = {pid}
+    while grown := {c for c, parent in parents.items() if parent in family} - family:
+        family |= grown
+    return sum(used.get(member, 0.0) for member in family)
+
+
+def run(
+    template: str,
+    conversations: int,
+    latency_ms: float,
+    limits: bool,
+    budget: bool | None = None,
+) -> dict[str, Any]:
+    """One drain of a copy of the backlog at ``latency_ms``, Stream's limits on or off in
+    the emulator; the worker's budget (``OUTBOX_STREAM_LIMITS``) as ``budget``, else as
+    ``limits``."""
+    budget = limits if budget is None else budget
     with (
         remote_emulator(latency_ms=latency_ms, stream_limits=limits) as emu,
         backlog.clone(template) as url,
     ):
         sampler = _Sampler(url)
         try:
-            with Processes(url, emu, "ceiling", OUTBOX_STREAM_LIMITS=str(limits).lower()) as procs:
+            with Processes(url, emu, "ceiling", OUTBOX_STREAM_LIMITS=str(budget).lower()) as procs:
                 procs.worker(0)
                 worker_pid = procs.procs[-1].pid
                 procs.relay()
                 _users_synced(url, timeout=600)
                 emu.reset_request_counts()
                 sampler.start()
+                cpu_before = cpu_seconds(worker_pid)
                 began = _release(url)
                 settled = _settle(url, timeout=1800)
+                cpu = cpu_seconds(worker_pid) - cpu_before
                 rss = peak_rss_mb(worker_pid)
         finally:
             sampler.stop.set()
@@ -145,6 +181,8 @@ def run(template: str, conversations: int, latency_ms: float, limits: bool) -> d
     return {
         "latency_ms": latency_ms,
         "limits": limits,
+        "budget": budget,
+        "worker_cpu_s_per_1000": cpu / conversations * 1000,
         "conversations": conversations,
         "by_status": settled["by_status"],
         "seconds": seconds,
@@ -172,10 +210,28 @@ def measure(conversations: int, latencies: list[float]) -> dict[str, Any]:
     return results
 
 
+def measure_budget(conversations: int, latencies: list[float]) -> dict[str, Any]:
+    """The budget's cost: each latency with the emulator's limits off, the worker's
+    budget on (the default) and off, back to back on one backlog."""
+    results: dict[str, Any] = {"runs": []}
+    with outbox_database("stream_outbox_ceiling") as template:
+        results["backlog"] = fill(template, conversations)
+        for latency in latencies:
+            pair = [run(template, conversations, latency, False, on) for on in (True, False)]
+            results["runs"] += pair
+            for r in pair:
+                print_run(r)
+            ratio = pair[0]["conversations_per_s"] / pair[1]["conversations_per_s"]
+            print(f"{latency:>5.0f} ms  default settings / budget off: {ratio:.1%}", flush=True)
+    return results
+
+
 def print_run(r: dict[str, Any]) -> None:
     """One line for a run."""
     print(
         f"{r['latency_ms']:>5.0f} ms  limits {'on ' if r['limits'] else 'off'}  "
+        f"budget {'on ' if r.get('budget', r['limits']) else 'off'}  "
+        f"CPU {r.get('worker_cpu_s_per_1000', 0):.2f} s/1000  "
         f"{r['conversations_per_s']:7.1f} conv/s  {r['calls_per_conversation']:.2f} calls/conv  "
         f"429s {r['429s']:>4}  {BINDING} {r['binding_per_minute']:7.0f}/min "
         f"({r['binding_fraction']:.1%} of {PUBLISHED_LIMITS[BINDING]:,})  "
@@ -208,9 +264,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=10_000)
     parser.add_argument("--latency-ms", default="0,50,150")
+    parser.add_argument(
+        "--budget",
+        action="store_true",
+        help="the budget's cost: emulator limits off, the worker's budget on, then off",
+    )
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
-    results = measure(args.conversations, [float(x) for x in args.latency_ms.split(",")])
+    latencies = [float(x) for x in args.latency_ms.split(",")]
+    results = (measure_budget if args.budget else measure)(args.conversations, latencies)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(results, indent=2))
 
