@@ -197,6 +197,10 @@ class FakeGateway:
     def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
         self._enter("update_message_text", message_id, text, user_id)
 
+    def restore_message(self, message_id: str, text: str, user_id: str) -> bool:
+        self._enter("restore_message", message_id, text, user_id)
+        return True
+
     def delete_message(self, message_id: str) -> None:
         self._enter("delete_message", message_id)
 

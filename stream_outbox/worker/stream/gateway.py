@@ -377,6 +377,22 @@ class StreamGateway:
                 raise refused from None
             set_text()
 
+    def restore_message(self, message_id: str, text: str, user_id: str) -> bool:
+        """Undelete a message (as ``user_id``), then set its text if Stream's differs: one
+        call for a soft delete undone. One Stream holds not deleted gets its text only;
+        ``False`` when Stream does not hold it (it is to be sent)."""
+        try:
+            answer = self.call("UndeleteMessage", StreamChat.undelete_message, message_id, user_id)
+        except PermanentStreamError as exc:
+            if is_not_found(exc):
+                return False
+            self.update_message_text(message_id, text, user_id)  # not deleted: its text only
+            return True
+        held = (answer or {}).get("message") or {}
+        if held.get("text") != text:
+            self.update_message_text(message_id, text, user_id)
+        return True
+
     def delete_message(self, message_id: str) -> None:
         """Delete a message (soft); one Stream does not know counts as deleted."""
         self.call("DeleteMessage", StreamChat.delete_message, message_id, missing_ok=True)

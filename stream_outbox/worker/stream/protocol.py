@@ -144,6 +144,11 @@ class Gateway(StreamReader, Protocol):
         deleted)."""
         ...
 
+    def restore_message(self, message_id: str, text: str, user_id: str) -> bool:
+        """Undelete a message, then set its text if Stream's differs; ``False`` when Stream
+        does not hold it."""
+        ...
+
     def delete_message(self, message_id: str) -> None:
         """Delete a message (soft); one Stream does not know counts as deleted."""
         ...
