@@ -319,6 +319,18 @@ class StreamGateway:
         for chunk in _chunks(user_ids, MAX_MEMBERS_PER_CALL):
             self.call("UpdateChannel", sdk.remove_members, channel_type, channel_id, list(chunk))
 
+    def update_members(
+        self, channel_type: str, channel_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> None:
+        """Add and remove members in one UpdateChannel (at most 100 of each a call)."""
+        adds = [list(chunk) for chunk in _chunks(add, MAX_MEMBERS_PER_CALL)]
+        removes = [list(chunk) for chunk in _chunks(remove, MAX_MEMBERS_PER_CALL)]
+        for n in range(max(len(adds), len(removes))):
+            to_add = adds[n] if n < len(adds) else []
+            to_remove = removes[n] if n < len(removes) else []
+            call = partial(sdk.update_members, add=to_add, remove=to_remove)
+            self.call("UpdateChannel", call, channel_type, channel_id)
+
     def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
         """Delete a channel; one Stream does not know counts as deleted."""
         self.call(

@@ -129,6 +129,12 @@ class Gateway(StreamReader, Protocol):
         """Remove members from a channel."""
         ...
 
+    def update_members(
+        self, channel_type: str, channel_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> None:
+        """Add and remove members of a channel, both in one call."""
+        ...
+
     def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
         """Delete a channel; one Stream does not know counts as deleted."""
         ...
