@@ -156,6 +156,15 @@ def test_remove_members(emu: Emulator, channel: Any):
     assert emu.state()["channels"]["messaging:general"]["members"] == ["alice"]
 
 
+def test_one_update_adds_and_removes_members(emu: Emulator, channel: Any):
+    # Stream's UpdateChannel takes add_members and remove_members in one request body
+    emu.reset_request_counts()
+    response = channel.add_members(["carol"], remove_members=["bob"])
+    assert {m["user_id"] for m in response["members"]} == {"alice", "carol"}
+    assert emu.state()["channels"]["messaging:general"]["members"] == ["alice", "carol"]
+    assert emu.request_counts()["counts"] == {"UpdateChannel": 1}
+
+
 def test_add_members_limit_is_100(emu: Emulator, client: StreamChat, channel: Any):
     for start in range(0, 101, 100):
         client.upsert_users([{"id": f"m{i}"} for i in range(start, min(start + 100, 101))])

@@ -66,6 +66,32 @@ def test_a_burst_to_one_conversation_costs_one_reconcile(
     assert len(channel["members"]) == 17
 
 
+def test_a_leave_and_a_join_cost_one_read_and_one_update(
+    pipeline: Pipeline, session_factory: Callable[[], Session]
+) -> None:
+    # Given a conversation of two in Stream, and a user Stream holds already
+    with session_factory() as session, session.begin():
+        made = invite(session)
+        newcomer = User(email="new@example.com")
+        session.add(newcomer)
+    pipeline.drain()
+    pipeline.emu.reset_request_counts()
+    # When the guest leaves and the newcomer joins, in one transaction
+    with session_factory() as session, session.begin():
+        conversation_id = made["conversation"].id
+        session.delete(
+            session.get_one(ConversationParticipant, (conversation_id, made["guest"].id))
+        )
+        session.add(ConversationParticipant(conversation_id=conversation_id, user_id=newcomer.id))
+    pipeline.drain()
+    # Then the channel's members were read once, and changed both ways in one call
+    counts = pipeline.counts()
+    assert (counts.get("GetOrCreateChannel"), counts.get("UpdateChannel")) == (1, 1), counts
+    channel = pipeline.emu.state()["channels"][f"messaging:invitation_{made['invitation'].id}"]
+    assert sorted(channel["members"]) == sorted([str(made["organizer"].id), str(newcomer.id)])
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
 def test_renames_leaving_and_deletes_converge(
     pipeline: Pipeline, session_factory: Callable[[], Session]
 ) -> None:

@@ -181,6 +181,11 @@ class FakeGateway:
     def remove_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
         self._enter("remove_members", channel_type, channel_id, list(user_ids))
 
+    def update_members(
+        self, channel_type: str, channel_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> None:
+        self._enter("update_members", channel_type, channel_id, list(add), list(remove))
+
     def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
         self._enter("delete_channel", channel_type, channel_id, hard)
         self.deleted_channels.append((channel_type, channel_id, hard))
@@ -196,6 +201,10 @@ class FakeGateway:
 
     def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
         self._enter("update_message_text", message_id, text, user_id)
+
+    def restore_message(self, message_id: str, text: str, user_id: str) -> bool:
+        self._enter("restore_message", message_id, text, user_id)
+        return True
 
     def delete_message(self, message_id: str) -> None:
         self._enter("delete_message", message_id)

@@ -239,6 +239,25 @@ def test_a_message_whose_rows_are_all_edits_is_marked_an_edit() -> None:
     assert [job.payload.get("edit", False) for job in plan_jobs(rows)] == [True, False]
 
 
+def test_a_message_restored_from_its_soft_delete_is_marked_a_restore() -> None:
+    # Given a message restored then edited, one deleted then restored, and one sent,
+    # deleted and restored before its job ran
+    rows = [
+        OutboxRow(1, "message", "m1", "restore", {"conversation_id": "c1"}),
+        OutboxRow(2, "message", "m1", "update", {"conversation_id": "c1"}),
+        OutboxRow(3, "message", "m2", "delete", {"conversation_id": "c1"}),
+        OutboxRow(4, "message", "m2", "restore", {"conversation_id": "c1"}),
+        OutboxRow(5, "message", "m3", "insert", {"conversation_id": "c1"}),
+        OutboxRow(6, "message", "m3", "delete", {"conversation_id": "c1"}),
+        OutboxRow(7, "message", "m3", "restore", {"conversation_id": "c1"}),
+    ]
+
+    # When planning jobs, Then the first two undelete first; the last (new) is sent
+    jobs = plan_jobs(rows)
+    assert [job.payload.get("restore", False) for job in jobs] == [True, True, False]
+    assert not any(job.payload.get("edit") for job in jobs)
+
+
 def test_a_mixed_batch_groups_by_target_and_kind() -> None:
     # Given rows of every kind, interleaved; "x" is both a user id and a conversation id
     rows = [

@@ -30,7 +30,8 @@ def plan_jobs(
     with a map of which rows belong to which target, so one target's failure fails
     its own rows only; a conversation asking for a history copy (a long job) and
     each message get a job of their own (``edit`` in its payload when its rows, with an
-    ``event``, are all updates).
+    ``event``, are all updates; ``restore`` when one undoes a soft delete and none is an
+    insert).
     """
     grouped: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
@@ -49,8 +50,11 @@ def plan_jobs(
         elif kind == "conversation":
             jobs += _batches("conversation", [(target_id, group, payload)], 1)
         else:
-            if kind == "message" and all(getattr(row, "event", "") == "update" for row in group):
+            events = {getattr(row, "event", "") for row in group}
+            if kind == "message" and events == {"update"}:
                 payload["edit"] = True  # Stream holds it most likely: set its text first
+            elif kind == "message" and "restore" in events and "insert" not in events:
+                payload["restore"] = True  # Stream holds it deleted most likely: undelete
             jobs.append(Job(kind, (target_id,), tuple(row.id for row in group), payload))
     jobs += _batches("conversation", conversations, conversations_per_job)
     jobs += _batches("user", users, users_per_job)

@@ -17,6 +17,7 @@ __all__ = [
     "query_messages",
     "remove_members",
     "send_message",
+    "update_members",
     "update_partial",
 ]
 
@@ -52,6 +53,15 @@ def add_members(client: StreamChat, ctype: str, cid: str, user_ids: list[str]) -
 
 def remove_members(client: StreamChat, ctype: str, cid: str, user_ids: list[str]) -> Any:
     return client.channel(ctype, cid).remove_members(user_ids)
+
+
+def update_members(
+    client: StreamChat, ctype: str, cid: str, add: list[str], remove: list[str]
+) -> Any:
+    """One UpdateChannel adding and removing members (Stream takes both keys at once)."""
+    body = {key: ids for key, ids in (("add_members", add), ("remove_members", remove)) if ids}
+    channel = client.channel(ctype, cid)
+    return client.post(channel.url, data=body)
 
 
 def delete_channel(client: StreamChat, ctype: str, cid: str, hard: bool) -> Any:

@@ -319,6 +319,18 @@ class StreamGateway:
         for chunk in _chunks(user_ids, MAX_MEMBERS_PER_CALL):
             self.call("UpdateChannel", sdk.remove_members, channel_type, channel_id, list(chunk))
 
+    def update_members(
+        self, channel_type: str, channel_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> None:
+        """Add and remove members in one UpdateChannel (at most 100 of each a call)."""
+        adds = [list(chunk) for chunk in _chunks(add, MAX_MEMBERS_PER_CALL)]
+        removes = [list(chunk) for chunk in _chunks(remove, MAX_MEMBERS_PER_CALL)]
+        for n in range(max(len(adds), len(removes))):
+            to_add = adds[n] if n < len(adds) else []
+            to_remove = removes[n] if n < len(removes) else []
+            call = partial(sdk.update_members, add=to_add, remove=to_remove)
+            self.call("UpdateChannel", call, channel_type, channel_id)
+
     def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
         """Delete a channel; one Stream does not know counts as deleted."""
         self.call(
@@ -376,6 +388,22 @@ class StreamGateway:
             except PermanentStreamError:
                 raise refused from None
             set_text()
+
+    def restore_message(self, message_id: str, text: str, user_id: str) -> bool:
+        """Undelete a message (as ``user_id``), then set its text if Stream's differs: one
+        call for a soft delete undone. One Stream holds not deleted gets its text only;
+        ``False`` when Stream does not hold it (it is to be sent)."""
+        try:
+            answer = self.call("UndeleteMessage", StreamChat.undelete_message, message_id, user_id)
+        except PermanentStreamError as exc:
+            if is_not_found(exc):
+                return False
+            self.update_message_text(message_id, text, user_id)  # not deleted: its text only
+            return True
+        held = (answer or {}).get("message") or {}
+        if held.get("text") != text:
+            self.update_message_text(message_id, text, user_id)
+        return True
 
     def delete_message(self, message_id: str) -> None:
         """Delete a message (soft); one Stream does not know counts as deleted."""

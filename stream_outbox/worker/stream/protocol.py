@@ -129,6 +129,12 @@ class Gateway(StreamReader, Protocol):
         """Remove members from a channel."""
         ...
 
+    def update_members(
+        self, channel_type: str, channel_id: str, add: Sequence[str], remove: Sequence[str]
+    ) -> None:
+        """Add and remove members of a channel, both in one call."""
+        ...
+
     def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
         """Delete a channel; one Stream does not know counts as deleted."""
         ...
@@ -142,6 +148,11 @@ class Gateway(StreamReader, Protocol):
     def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
         """Set a message's text, its other fields kept (undeleted first if Stream holds it
         deleted)."""
+        ...
+
+    def restore_message(self, message_id: str, text: str, user_id: str) -> bool:
+        """Undelete a message, then set its text if Stream's differs; ``False`` when Stream
+        does not hold it."""
         ...
 
     def delete_message(self, message_id: str) -> None:

@@ -271,12 +271,14 @@ def _converge(
         rt.gateway.update_channel_data(
             ref.channel_type, ref.channel_id, plan.set_data, plan.unset_data
         )
-    if plan.add:
+    if plan.add or plan.remove:  # one UpdateChannel both ways, against what Stream holds
         _with_users(
-            rt, plan.add, lambda: rt.gateway.add_members(ref.channel_type, ref.channel_id, plan.add)
+            rt,
+            plan.add,
+            lambda: rt.gateway.update_members(
+                ref.channel_type, ref.channel_id, plan.add, plan.remove
+            ),
         )
-    if plan.remove:
-        rt.gateway.remove_members(ref.channel_type, ref.channel_id, plan.remove)
     changes = f"+{len(plan.add)} -{len(plan.remove)} members"
     if copy_now:
         changes += f", history +{copy_history(rt, cid, ref, deadline)}"

@@ -99,8 +99,9 @@ def _mirror_locked(
     if author == SYSTEM_USER_ID:  # no sender, or one Stream cannot hold (deleted)
         rt.gateway.upsert_users([SYSTEM_USER])
     stream_id = message.stream_id(ref.generation)
-    if (payload or {}).get("edit") and _edited(rt, stream_id, message.text, author):
-        return Result("edited")
+    done = _in_place(rt, payload or {}, stream_id, message.text, author)
+    if done is not None:
+        return done
     # A history message the copy left to its own row (Stream refused it) goes silent too
     silent = bool((payload or {}).get("history"))
     body = message_body(message, silent=silent, present=present, generation=ref.generation)
@@ -136,6 +137,18 @@ def _left_to_copy(rt: Runtime, message: DesiredMessage) -> bool:
     if message.created_at is None:  # the copy refuses such a history: nothing to wait for
         return False
     return not rt.repo.channels.copied_past(message.conversation_id, message.created_at)
+
+
+def _in_place(
+    rt: Runtime, payload: dict[str, Any], stream_id: str, text: str, author: str
+) -> Result | None:
+    """An edit's text set, or a restored message undeleted, where Stream holds it (the
+    fewest calls for its rows); ``None`` when it is to be sent."""
+    if payload.get("edit") and _edited(rt, stream_id, text, author):
+        return Result("edited")
+    if payload.get("restore") and rt.gateway.restore_message(stream_id, text, author):
+        return Result("undeleted")
+    return None
 
 
 def _edited(rt: Runtime, stream_id: str, text: str, author: str) -> bool:
