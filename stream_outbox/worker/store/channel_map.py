@@ -141,6 +141,21 @@ class ChannelMap:
                 target = Target("conversation", conversation_id)
                 write_changes(conn, [Change(target, "history", {"history": True})])
 
+    def mark_in_stream_many(self, conversation_ids: Sequence[str]) -> None:
+        """:meth:`mark_in_stream` for many conversations, in one statement."""
+        if not conversation_ids:
+            return
+        statement = (
+            update(channel_map)
+            .where(
+                channel_map.c.conversation_id.in_(list(conversation_ids)),
+                channel_map.c.in_stream_at.is_(None),
+            )
+            .values(in_stream_at=func.now())
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement)
+
     def mark_exported(self, conversation_ids: Sequence[str], export_id: int) -> None:
         """The export ``export_id`` carries these conversations' channels."""
         if not conversation_ids:

@@ -67,6 +67,7 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
     snapshots = _assign_channels(rt, _read_conversations(rt, targets))
     ready = _ensure_members(rt, [s.channel for s in snapshots.values() if s.channel is not None])
     order = list(targets)
+    created: list[str] = []  # channels Stream holds now, marked so together below
 
     def converge(n: int, cid: str) -> tuple[str, bool]:
         if n and (time.monotonic() > deadline or rt.stopping.is_set()):
@@ -74,11 +75,16 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
                 "worker stopping" if rt.stopping.is_set() else "batch ran past half the lock lease"
             )
             raise _Stop(f"{why}: the rest goes to a new job")
-        return _converge(rt, cid, snapshots[cid], targets[cid], ready=ready, deadline=deadline)
+        return _converge(
+            rt, cid, snapshots[cid], targets[cid], ready=ready, deadline=deadline, created=created
+        )
 
     slow = rt.gateway.call_latency() > SLOW_CALL
     pool = rt.fanout if slow and len(order) > 1 else None
     steps = _in_turn(order, converge) if pool is None else _at_once(pool, order, converge)
+    # One statement for the batch (a commit a channel costs more than the calls): a crash
+    # before it leaves a channel unmarked, which its next reconcile marks
+    rt.repo.channels.mark_in_stream_many(created)
     result = Result("")
     outcomes: list[str] = []
     for cid, step in steps:
@@ -214,8 +220,10 @@ def _converge(
     need_channel: bool = False,
     ready: set[str] | frozenset[str] = frozenset(),
     deadline: float | None = None,
+    created: list[str] | None = None,
 ) -> tuple[str, bool]:
-    """Bring one conversation's channel in step with its snapshot.
+    """Bring one conversation's channel in step with its snapshot (a channel Stream holds
+    for the first time is marked at once, or added to ``created`` for its batch to mark).
 
     Returns the outcome and whether the channel now matches the snapshot (only
     then are the conversation's other open rows settled with this job's).
@@ -265,7 +273,7 @@ def _converge(
     )
     copy_now = bool(payload.get("history")) and rt.settings.mirror_messages
     if not ref.in_stream:
-        ref = _first_in_stream(rt, cid, ref, copy_now)
+        ref = _first_in_stream(rt, cid, ref, copy_now, created)
     plan = plan_channel(channel, remote.members, remote.data)
     if plan.set_data or plan.unset_data:
         rt.gateway.update_channel_data(
@@ -368,13 +376,20 @@ def _reopen(
     return channel, rt.repo.channels.reopen_channel(cid, copy=rt.settings.mirror_messages) or known
 
 
-def _first_in_stream(rt: Runtime, cid: str, ref: ChannelRef, copy_now: bool) -> ChannelRef:
-    """Record that Stream holds the channel now. One created after a history export that
-    did not carry it (the conversation was deleted then, or had no members) gets its
-    messages up to the watermark by a history copy, as no import brings them; both in
-    one transaction (a crash between would leave the history out)."""
+def _first_in_stream(
+    rt: Runtime, cid: str, ref: ChannelRef, copy_now: bool, created: list[str] | None
+) -> ChannelRef:
+    """Record that Stream holds the channel now (in ``created``, when given, for the
+    batch to mark). One created after a history export that did not carry it (the
+    conversation was deleted then, or had no members) gets its messages up to the
+    watermark by a history copy, as no import brings them: marked now, in one
+    transaction with the copy (a crash between would leave the history out)."""
     left_out = _history_left_out(rt, cid, ref)
-    rt.repo.channels.mark_in_stream(cid, copy_history=left_out, write_row=left_out and not copy_now)
+    if left_out or created is None:
+        write_row = left_out and not copy_now
+        rt.repo.channels.mark_in_stream(cid, copy_history=left_out, write_row=write_row)
+    else:
+        created.append(cid)  # list.append is atomic: the batch's threads share it
     return replace(ref, in_stream=True, copying=ref.copying or left_out)
 
 
