@@ -112,6 +112,14 @@ class Cutover:
             return False
         return self.exporting or (ref is not None and self.carries(ref.exported_in))
 
+    def imports_messages_of(self, ref: ChannelRef | None) -> bool:
+        """Whether the import carries a channel's messages: generation 0 (ids ``msg-``) of
+        a channel this export carried; an export recorded by an older release marked
+        none, and carried every channel."""
+        if ref is not None and ref.generation:
+            return False
+        return self.since is None or (ref is not None and self.carries(ref.exported_in))
+
     def covers(self, created_at: datetime | None) -> bool:
         """Whether a message created then is in the import files (at or before the watermark)."""
         return created_at is not None and utc(created_at) <= self.watermark

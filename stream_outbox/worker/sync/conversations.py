@@ -399,7 +399,7 @@ def _history_left_out(rt: Runtime, cid: str, ref: ChannelRef) -> bool:
     cutover = current_cutover(rt.engine)
     if cutover is None or cutover.since is None or not rt.settings.mirror_messages:
         return False
-    if ref.generation or cutover.carries(ref.exported_in):
+    if ref.generation or cutover.imports_messages_of(ref):
         return False  # a later generation is copied whole; the import brings the rest
     with rt.engine.connect() as conn:
         oldest = reads.messages_after(rt.binding, conn, cid, None, 1)

@@ -169,8 +169,4 @@ def _imported_until(rt: Runtime, ref: ChannelRef) -> datetime | None:
     again after Stream deleted it, import and all). An export recorded by an older
     release did not mark its channels: it carried every channel of generation 0."""
     cutover = current_cutover(rt.engine)
-    if cutover is None or ref.generation:
-        return None
-    if cutover.since is None or cutover.carries(ref.exported_in):
-        return cutover.watermark
-    return None
+    return cutover.watermark if cutover is not None and cutover.imports_messages_of(ref) else None

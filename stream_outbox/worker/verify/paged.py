@@ -183,9 +183,7 @@ def _imported(cutover: Cutover | None, generation: int, ref: ChannelRef | None) 
     """Whether the cut-over's import carried the channel's messages: not one created again
     (its messages sent again), nor one the export skipped (copied by SendMessage); an
     export recorded by an older release marked none, and carried them all."""
-    if cutover is None or generation:
-        return False
-    return cutover.since is None or (ref is not None and cutover.carries(ref.exported_in))
+    return cutover is not None and not generation and cutover.imports_messages_of(ref)
 
 
 def _history(
