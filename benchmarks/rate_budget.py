@@ -2,9 +2,9 @@
 
 ``--threads`` threads of one process take ``--calls`` slots each from a budget too
 large to bind (every acquisition succeeds at once), on the real Redis, first through
-the budget (one pipelined round trip a call), then through Dramatiq's
-``BucketRateLimiter``, which the budget used before (a ``WATCH``/``GET``/``MULTI``/
-``EXEC`` increment, retried under contention). Each run prints its acquisitions a
+the budget (a process leases its slots, one pipelined round trip a lease), then
+through Dramatiq's ``BucketRateLimiter``, which the budget used before (a ``WATCH``/
+``GET``/``MULTI``/``EXEC`` increment, retried under contention). Each run prints its acquisitions a
 second, its process CPU per acquisition and its Redis commands per acquisition
 (``INFO commandstats`` before and after); the best of ``--repeat`` runs.
 

@@ -10,7 +10,7 @@ import fakeredis
 import pytest
 
 from stream_outbox.worker.errors import TransientStreamError
-from stream_outbox.worker.store.rate_budget import RedisRateBudget
+from stream_outbox.worker.store.rate_budget import RedisRateBudget, lease_size
 
 
 class FakeClock:
@@ -308,3 +308,79 @@ def test_a_call_costs_one_round_trip_and_a_spent_window_none(
     clock.sleep(1)
     budget.acquire("UpdateUsers")
     assert counting.trips == 11
+
+
+def test_a_busy_process_takes_leases_and_asks_redis_less(
+    redis: fakeredis.FakeRedis, clock: FakeClock
+) -> None:
+    # Given 60,000 calls a minute (950 a second), and one process's counting Redis
+    counting = CountingRedis(redis)
+    budget = RedisRateBudget(counting, {"GetOrCreateChannel": 60_000}, max_wait=0)  # type: ignore[arg-type]
+
+    # When 500 calls come within one second
+    assert calls_let_through(budget, "GetOrCreateChannel", 500) == 500
+
+    # Then its leases grew (1, 2, 4, 8, 16, 32, then 59 a time): 14 round trips, not 500
+    assert counting.trips == 14
+    # And the counter holds what was leased, never more than the second allows
+    (key,) = redis.keys("*")
+    assert 500 <= int(redis.get(key)) <= 950
+
+
+def test_processes_with_leases_together_never_pass_a_window(
+    redis: fakeredis.FakeRedis, clock: FakeClock
+) -> None:
+    # Given two processes sharing 6,000 calls a minute (95 a second)
+    first = RedisRateBudget(redis, {"UpdateUsers": 6000}, max_wait=0)
+    second = RedisRateBudget(redis, {"UpdateUsers": 6000}, max_wait=0)
+
+    # When both call, in turn, until each is refused
+    through, refused = 0, set()
+    while len(refused) < 2:
+        for name, budget in (("first", first), ("second", second)):
+            if name in refused:
+                continue
+            try:
+                budget.acquire("UpdateUsers")
+                through += 1
+            except TransientStreamError:
+                refused.add(name)
+
+    # Then together they made exactly the second's 95 calls: every leased slot was used
+    assert through == 95
+
+
+def test_a_lease_left_unused_shrinks_so_the_others_keep_the_window(
+    redis: fakeredis.FakeRedis, clock: FakeClock
+) -> None:
+    # Given a process whose leases grew in a busy second (60,000 a minute)
+    budget = RedisRateBudget(redis, {"UpdateUsers": 60_000}, max_wait=0)
+    assert calls_let_through(budget, "UpdateUsers", 200) == 200
+
+    # When it calls once a second for a while
+    for _ in range(8):
+        clock.sleep(1)
+        budget.acquire("UpdateUsers")
+
+    # Then each quiet second holds fewer of its slots, down to one
+    clock.sleep(1)
+    budget.acquire("UpdateUsers")
+    assert int(redis.get(f"stream_outbox:rate:UpdateUsers@{int(clock.now)}")) == 1
+
+
+@pytest.mark.parametrize(
+    ("current", "limit", "spent", "unused", "expected"),
+    [
+        (1, 950, True, False, 2),  # spent within its window: doubles
+        (32, 950, True, False, 59),  # up to a sixteenth of the window's limit
+        (64, 100_000, True, False, 64),  # and never over 64
+        (8, 950, False, True, 4),  # a window left with slots unused: halves
+        (1, 950, False, True, 1),  # never under one
+        (4, 9, True, False, 1),  # a small window: one slot a time
+        (8, 950, False, False, 8),  # spent at the window's end: kept
+    ],
+)
+def test_a_lease_follows_demand(
+    current: int, limit: int, spent: bool, unused: bool, expected: int
+) -> None:
+    assert lease_size(current, limit, spent=spent, unused=unused) == expected

@@ -5,13 +5,18 @@ limit over 30). Each endpoint's budget is spread over one-second windows at 95% 
 the minute's average, so workers neither burst at the start of a minute nor,
 together, exceed either limit.
 
-**One round trip a call.** A window is a counter in Redis (``{prefix}:{endpoint}@{n}``,
-``n`` the window's number since the epoch) that every process increments: one
-pipelined ``SET NX PX`` (the counter's lifetime, set once) and ``INCR``. A call whose
-count is within the window's limit goes; one past it waits for the next window, and
-the process remembers the window as spent, so its other calls wait without asking
-Redis again. Counting past the limit lets nothing more through (the window is spent
-either way), so there is no read-modify-write to retry under contention.
+**Less than one round trip a call.** A window is a counter in Redis
+(``{prefix}:{endpoint}@{n}``, ``n`` the window's number since the epoch) that every
+process increments: one pipelined ``SET NX PX`` (the counter's lifetime, set once) and
+``INCRBY``. A process takes a *lease* of several slots at once and hands them to its
+threads without asking Redis again; the slots the counter grants are those within the
+window's limit, so all processes together never pass it. A lease's size follows the
+process's demand (``lease_size``): it doubles when the process spends a lease within its
+window, up to a sixteenth of the window's limit, and halves when a window ends with
+slots of it unused, so a process that calls seldom takes one slot at a time and leaves
+the rest to the others. A window found spent is remembered, so the process's other calls
+wait without asking Redis again. Counting past the limit lets nothing more through (the
+window is spent either way), so there is no read-modify-write to retry under contention.
 
 The limits can be refreshed (``refresh``, every ``refresh_every`` seconds): Stream
 tells an app its real limits, which its plan or its load may change. A budget that
@@ -38,6 +43,10 @@ __all__ = ["RedisRateBudget"]
 log = logging.getLogger(__name__)
 
 
+_LEASE_SHARE = 16  # a lease holds at most this fraction of a window's limit
+_LEASE_MAX = 64
+
+
 @dataclass(frozen=True)
 class _Window:
     """At most ``limit`` calls of an endpoint per window of ``ms`` milliseconds."""
@@ -53,6 +62,26 @@ def _window(per_minute: float) -> _Window:
     if per_second >= 1:
         return _Window(math.floor(per_second), 1000)
     return _Window(1, math.ceil(60_000 / max(per_minute, 1e-9)))
+
+
+def lease_size(current: int, window_limit: int, *, spent: bool, unused: bool) -> int:
+    """The next lease's size: doubled after a lease spent within its window, halved after
+    a window left with slots unused; between 1 and a sixteenth of the limit (at most 64)."""
+    ceiling = max(1, min(_LEASE_MAX, window_limit // _LEASE_SHARE))
+    if unused:
+        current //= 2
+    elif spent:
+        current *= 2
+    return max(1, min(ceiling, current))
+
+
+@dataclass
+class _Lease:
+    """Slots of one window this process holds; its size is that of the next lease."""
+
+    number: int = -1
+    left: int = 0
+    size: int = 1
 
 
 class RedisRateBudget:
@@ -77,6 +106,8 @@ class RedisRateBudget:
         self.limits: dict[str, int] = {}
         self.windows: dict[str, _Window] = {}
         self._spent: dict[str, int] = {}  # endpoint -> the last window found spent here
+        self._leases: dict[str, _Lease] = {}
+        self._leasing = threading.Lock()
         self.set_limits(limits)
         self._refresh, self._refresh_every = refresh, refresh_every
         self._starved_refresh = starved_refresh
@@ -91,6 +122,7 @@ class RedisRateBudget:
             endpoint: _window(per_min * self._headroom) for endpoint, per_min in limits.items()
         }
         self._spent = {}
+        self._leases = {}
         self.limits = dict(limits)
 
     def refresh_now(self) -> None:
@@ -134,10 +166,34 @@ class RedisRateBudget:
             time.sleep(min(remaining, next_window - time.time() + 0.001))
 
     def _take(self, endpoint: str, window: _Window, number: int) -> bool:
-        """Count a call in the window (one round trip); whether it is within the limit."""
+        """A slot of the window, from this process's lease or a new one; whether one came."""
+        with self._leasing:
+            lease = self._leases.setdefault(endpoint, _Lease())
+            if lease.number == number and lease.left > 0:
+                lease.left -= 1
+                return True
+            lease.size = lease_size(
+                lease.size,
+                window.limit,
+                spent=lease.number == number,
+                unused=lease.number != number and lease.left > 0,
+            )
+            lease.number, lease.left = number, 0
+            size = lease.size
+        granted = self._lease(endpoint, window, number, size)
+        if granted == 0:
+            return False
+        with self._leasing:
+            if lease.number == number:
+                lease.left += granted - 1
+        return True
+
+    def _lease(self, endpoint: str, window: _Window, number: int, size: int) -> int:
+        """Count ``size`` calls in the window (one round trip); how many are within its
+        limit."""
         key = f"{self._prefix}:{endpoint}@{number}"
         pipe = self._redis.pipeline(transaction=False)
         pipe.set(key, 0, nx=True, px=2 * window.ms)
-        pipe.incr(key)
+        pipe.incrby(key, size)
         _, count = pipe.execute()
-        return int(count) <= window.limit
+        return max(0, min(size, window.limit - (int(count) - size)))
