@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker.app_binding import load_binding
 from stream_outbox.worker.settings import Settings
+from stream_outbox.worker.store.held_channels import HeldChannels
 from stream_outbox.worker.store.locks import TargetLocks
 from stream_outbox.worker.store.rate_budget import RedisRateBudget
 from stream_outbox.worker.store.repository import OutboxRepository
@@ -41,6 +42,11 @@ class Runtime:
     stopping: threading.Event = field(default_factory=threading.Event)
     # The threads a job's conversations fan out to when Stream is slow (started on use)
     fanout: ThreadPoolExecutor | None = None
+
+    @property
+    def held(self) -> HeldChannels:
+        """What Stream last answered for the channels this process reconciles."""
+        return HeldChannels(self.redis, self.settings.redis_prefix)
 
     @classmethod
     def from_settings(

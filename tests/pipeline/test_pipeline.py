@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -56,8 +57,10 @@ def test_a_burst_to_one_conversation_costs_one_reconcile(
             extra.append(str(user.id))
     pipeline.drain()
     counts = pipeline.counts()
-    assert counts.get("GetOrCreateChannel") == 1  # one reconcile for fifteen rows
-    assert counts.get("UpdateChannel") == 1  # fifteen members added in one call
+    # one reconcile for fifteen rows: fifteen members added in one call, with no read
+    # (planned against Stream's answer when the channel was created)
+    assert counts.get("GetOrCreateChannel", 0) == 0
+    assert counts.get("UpdateChannel") == 1
     # the users' batch job, and the channel's own upsert of members not yet known
     # to be in Stream when it ran first: at most two calls for fifteen users
     assert counts.get("UpdateUsers", 0) <= 2
@@ -66,28 +69,85 @@ def test_a_burst_to_one_conversation_costs_one_reconcile(
     assert len(channel["members"]) == 17
 
 
-def test_a_leave_and_a_join_cost_one_read_and_one_update(
-    pipeline: Pipeline, session_factory: Callable[[], Session]
+def _leave_and_join(
+    session_factory: Callable[[], Session], made: dict[str, Any], user: Any
 ) -> None:
-    # Given a conversation of two in Stream, and a user Stream holds already
+    """The guest leaves and ``user`` joins, in one transaction."""
+    with session_factory() as session, session.begin():
+        conversation_id = made["conversation"].id
+        session.delete(
+            session.get_one(ConversationParticipant, (conversation_id, made["guest"].id))
+        )
+        session.add(ConversationParticipant(conversation_id=conversation_id, user_id=user.id))
+
+
+def _synced_with_newcomer(
+    pipeline: Pipeline, session_factory: Callable[[], Session]
+) -> tuple[dict[str, Any], User]:
+    """A conversation of two in Stream, and a user Stream holds already."""
     with session_factory() as session, session.begin():
         made = invite(session)
         newcomer = User(email="new@example.com")
         session.add(newcomer)
     pipeline.drain()
     pipeline.emu.reset_request_counts()
+    return made, newcomer
+
+
+def test_a_leave_and_a_join_cost_one_update_and_no_read(
+    pipeline: Pipeline, session_factory: Callable[[], Session]
+) -> None:
+    # Given a conversation of two in Stream, and a user Stream holds already
+    made, newcomer = _synced_with_newcomer(pipeline, session_factory)
     # When the guest leaves and the newcomer joins, in one transaction
-    with session_factory() as session, session.begin():
-        conversation_id = made["conversation"].id
-        session.delete(
-            session.get_one(ConversationParticipant, (conversation_id, made["guest"].id))
-        )
-        session.add(ConversationParticipant(conversation_id=conversation_id, user_id=newcomer.id))
+    _leave_and_join(session_factory, made, newcomer)
     pipeline.drain()
-    # Then the channel's members were read once, and changed both ways in one call
+    # Then the channel was changed both ways in one call, planned against Stream's answer
+    # when it was created: no read
     counts = pipeline.counts()
-    assert (counts.get("GetOrCreateChannel"), counts.get("UpdateChannel")) == (1, 1), counts
+    assert counts == {"UpdateChannel": 1}, counts
     channel = pipeline.emu.state()["channels"][f"messaging:invitation_{made['invitation'].id}"]
+    assert sorted(channel["members"]) == sorted([str(made["organizer"].id), str(newcomer.id)])
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def test_members_changed_in_stream_by_someone_else_are_corrected_from_the_answer(
+    pipeline: Pipeline, session_factory: Callable[[], Session]
+) -> None:
+    # Given a synced conversation, and a stranger added to its channel in Stream directly
+    made, newcomer = _synced_with_newcomer(pipeline, session_factory)
+    with session_factory() as session, session.begin():
+        stranger = User(email="stranger@example.com")
+        session.add(stranger)
+    pipeline.drain()
+    cid = f"invitation_{made['invitation'].id}"
+    pipeline.emu.client().channel("messaging", cid).add_members([str(stranger.id)])
+    pipeline.emu.reset_request_counts()
+    # When the guest leaves and the newcomer joins
+    _leave_and_join(session_factory, made, newcomer)
+    pipeline.drain()
+    # Then the answer of the one update named the stranger, and a second update removed it
+    assert pipeline.counts() == {"UpdateChannel": 2}
+    channel = pipeline.emu.state()["channels"][f"messaging:{cid}"]
+    assert sorted(channel["members"]) == sorted([str(made["organizer"].id), str(newcomer.id)])
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def test_a_channel_deleted_in_stream_by_hand_is_read_and_made_again(
+    pipeline: Pipeline, session_factory: Callable[[], Session]
+) -> None:
+    # Given a synced conversation whose channel someone deleted in Stream directly
+    made, newcomer = _synced_with_newcomer(pipeline, session_factory)
+    cid = f"invitation_{made['invitation'].id}"
+    pipeline.emu.client().channel("messaging", cid).delete(hard=True)
+    pipeline.emu.reset_request_counts()
+    # When the guest leaves and the newcomer joins
+    _leave_and_join(session_factory, made, newcomer)
+    pipeline.drain()
+    # Then the update Stream refused (no such channel) led to a read that made it again
+    counts = pipeline.counts()
+    assert counts.get("GetOrCreateChannel") == 1, counts
+    channel = pipeline.emu.state()["channels"][f"messaging:{cid}"]
     assert sorted(channel["members"]) == sorted([str(made["organizer"].id), str(newcomer.id)])
     assert {row["status"] for row in pipeline.rows()} == {"done"}
 
@@ -231,8 +291,8 @@ def test_two_workers_never_reconcile_one_target_at_once(
         made = invite(session)
     pipeline.drain()
     conversation_id = str(made["conversation"].id)
-    for _ in range(8):
-        pipeline.actor.send("conversation", [conversation_id], [], {})
+    for _ in range(8):  # reconciles that read Stream, each a GetOrCreateChannel
+        pipeline.actor.send("conversation", [conversation_id], [], {"read": True})
     pipeline.broker.join(pipeline.settings.queue_name, timeout=30_000)
     log = pipeline.emu.request_log("GetOrCreateChannel")
     spans = sorted((entry["received"], entry["answered"]) for entry in log)

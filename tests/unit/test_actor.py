@@ -298,14 +298,19 @@ class Harness:
     # -- the outbox ----------------------------------------------------------------
 
     def add_rows(
-        self, kind: str, target_id: str, count: int = 1, payload: dict[str, Any] | None = None
+        self,
+        kind: str,
+        target_id: str,
+        count: int = 1,
+        payload: dict[str, Any] | None = None,
+        event: str = "upsert",
     ) -> list[int]:
-        """Pending outbox rows, as the capture writes them."""
+        """Pending outbox rows, as the capture writes them (or an operator: ``event``)."""
         values = [
             {
                 "target_kind": kind,
                 "target_id": target_id,
-                "event": "upsert",
+                "event": event,
                 "payload": payload or {},
             }
             for _ in range(count)
@@ -762,7 +767,7 @@ def test_a_conversation_job_creates_the_invitation_channel(harness: Harness) -> 
     assert harness.status(rows) == {Status.DONE}
 
 
-def test_a_second_run_of_a_synced_conversation_only_looks(harness: Harness) -> None:
+def test_a_second_run_of_a_synced_conversation_makes_no_call(harness: Harness) -> None:
     # Given a conversation already in Stream
     made = harness.add_invitation()
     harness.add_rows("conversation", made.conversation)
@@ -773,7 +778,26 @@ def test_a_second_run_of_a_synced_conversation_only_looks(harness: Harness) -> N
     rows = harness.add_rows("conversation", made.conversation)
     harness.dispatch_and_work()
 
-    # Then the known members are not upserted again and nothing is changed
+    # Then Stream's last answer says it is in step: no call at all
+    assert harness.gateway.log == []
+    assert harness.status(rows) == {Status.DONE}
+
+
+@pytest.mark.parametrize("event", ["resync", "reconcile", "backfill", "migrate"])
+def test_an_operators_reconcile_reads_stream_whatever_it_last_answered(
+    harness: Harness, event: str
+) -> None:
+    # Given a conversation already in Stream
+    made = harness.add_invitation()
+    harness.add_rows("conversation", made.conversation)
+    harness.dispatch_and_work()
+    harness.gateway.log.clear()
+
+    # When an operator's row (a resync, a cut-over's reconcile...) names it
+    rows = harness.add_rows("conversation", made.conversation, event=event)
+    harness.dispatch_and_work()
+
+    # Then the channel is read from Stream, not taken from its last answer
     assert [name for name, _ in harness.gateway.log] == ["get_or_create_channel"]
     assert harness.status(rows) == {Status.DONE}
 

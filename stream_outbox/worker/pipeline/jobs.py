@@ -19,6 +19,12 @@ class Job:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+# Rows an operator or a migration writes (a backfill, a resync, a cut-over's reconcile, a
+# migration on demand): their reconcile reads Stream rather than trust what Stream last
+# answered (see store.held_channels), as does a replay of such a row.
+SEE_STREAM = frozenset({"backfill", "resync", "reconcile", "recheck", "migrate"})
+
+
 def plan_jobs(
     rows: Sequence[Any], users_per_job: int = 100, conversations_per_job: int = 50
 ) -> list[Job]:
@@ -43,6 +49,8 @@ def plan_jobs(
         payload: dict[str, Any] = {}
         for row in group:
             payload.update(row.payload or {})
+        if kind == "conversation" and {getattr(r, "event", "") for r in group} & SEE_STREAM:
+            payload["read"] = True  # a resync, a backfill, a cut-over's: see Stream itself
         if kind == "user":
             users.append((target_id, group, {}))
         elif kind == "conversation" and not payload.get("history"):

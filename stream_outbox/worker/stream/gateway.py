@@ -298,9 +298,10 @@ class StreamGateway:
 
     def update_channel_data(
         self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]
-    ) -> None:
-        """Set and unset custom fields of a channel (partial update)."""
-        self.call(
+    ) -> dict[str, Any] | None:
+        """Set and unset custom fields of a channel (partial update); the channel's data
+        as Stream answers it (None if the answer holds none)."""
+        response = self.call(
             "UpdateChannelPartial",
             sdk.update_partial,
             channel_type,
@@ -308,6 +309,8 @@ class StreamGateway:
             set_,
             list(unset),
         )
+        channel = (response or {}).get("channel")
+        return dict(channel) if isinstance(channel, dict) else None
 
     def add_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
         """Add members, in calls of at most 100."""
@@ -321,15 +324,23 @@ class StreamGateway:
 
     def update_members(
         self, channel_type: str, channel_id: str, add: Sequence[str], remove: Sequence[str]
-    ) -> None:
-        """Add and remove members in one UpdateChannel (at most 100 of each a call)."""
+    ) -> frozenset[str] | None:
+        """Add and remove members in one UpdateChannel (at most 100 of each a call); the
+        members Stream answers the channel holds after one call (None after several, or
+        an answer that names none)."""
         adds = [list(chunk) for chunk in _chunks(add, MAX_MEMBERS_PER_CALL)]
         removes = [list(chunk) for chunk in _chunks(remove, MAX_MEMBERS_PER_CALL)]
-        for n in range(max(len(adds), len(removes))):
+        calls = max(len(adds), len(removes))
+        response: Any = None
+        for n in range(calls):
             to_add = adds[n] if n < len(adds) else []
             to_remove = removes[n] if n < len(removes) else []
             call = partial(sdk.update_members, add=to_add, remove=to_remove)
-            self.call("UpdateChannel", call, channel_type, channel_id)
+            response = self.call("UpdateChannel", call, channel_type, channel_id)
+        members = (response or {}).get("members")
+        if calls != 1 or not isinstance(members, list):
+            return None
+        return frozenset(m["user_id"] for m in members if isinstance(m, dict) and "user_id" in m)
 
     def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
         """Delete a channel; one Stream does not know counts as deleted."""

@@ -117,8 +117,8 @@ class Gateway(StreamReader, Protocol):
 
     def update_channel_data(
         self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]
-    ) -> None:
-        """Set and unset custom fields of a channel."""
+    ) -> dict[str, Any] | None:
+        """Set and unset custom fields of a channel; its data as Stream answers it."""
         ...
 
     def add_members(self, channel_type: str, channel_id: str, user_ids: Sequence[str]) -> None:
@@ -131,8 +131,9 @@ class Gateway(StreamReader, Protocol):
 
     def update_members(
         self, channel_type: str, channel_id: str, add: Sequence[str], remove: Sequence[str]
-    ) -> None:
-        """Add and remove members of a channel, both in one call."""
+    ) -> frozenset[str] | None:
+        """Add and remove members of a channel, both in one call; the members Stream
+        answers it holds after (None when unknown)."""
         ...
 
     def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:

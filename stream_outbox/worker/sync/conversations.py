@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from stream_outbox.app_hooks import reads
@@ -26,9 +27,10 @@ from stream_outbox.worker.errors import (
 )
 from stream_outbox.worker.runtime import Runtime
 from stream_outbox.worker.store.cutover import current_cutover, wait_for_import
+from stream_outbox.worker.store.held_channels import HeldChannel
 from stream_outbox.worker.store.locks import TargetBusy
 from stream_outbox.worker.store.repository import ChannelRef
-from stream_outbox.worker.stream.answers import is_deleted_user, names_missing_users
+from stream_outbox.worker.stream.answers import is_deleted_user, is_not_found, names_missing_users
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
 from stream_outbox.worker.sync.history import copy_history
 from stream_outbox.worker.sync.plan import OWNED_CHANNEL_FIELDS, channel_candidates, plan_channel
@@ -258,8 +260,39 @@ def _converge(
         needed.append(creator)
     for member in needed:
         require_valid_user(member)
-    owned = {k: v for k, v in channel.data.items() if k in OWNED_CHANNEL_FIELDS}
     ensure_users(rt, [user_id for user_id in needed if user_id not in ready])
+    copy_now = bool(payload.get("history")) and rt.settings.mirror_messages
+    read = bool(payload.get("read"))
+    ref, changed = _in_step(rt, cid, ref, channel, creator, needed, copy_now, read, created)
+    changes = f"+{changed[0]} -{changed[1]} members"
+    if copy_now:
+        changes += f", history +{copy_history(rt, cid, ref, deadline)}"
+    return f"{ref.channel_type}:{ref.channel_id} in step ({changes})", True
+
+
+def _in_step(
+    rt: Runtime,
+    cid: str,
+    ref: ChannelRef,
+    channel: DesiredChannel,
+    creator: str,
+    needed: list[str],
+    copy_now: bool,
+    read: bool,
+    created: list[str] | None,
+) -> tuple[ChannelRef, tuple[int, int]]:
+    """Bring the channel in step: planned against Stream's last answer where it is kept
+    (one call for a change) unless ``read``, else against a read that creates the channel
+    if Stream lacks it. Returns the channel and the members added and removed."""
+    held = rt.held.get(ref) if ref.in_stream and not read else None
+    if held is not None:
+        try:
+            return ref, _bring_in_step(rt, ref, channel, held)
+        except PermanentStreamError as exc:
+            if not is_not_found(exc):
+                raise
+            rt.held.forget(ref)  # Stream holds no such channel (deleted by hand): read it
+    owned = {k: v for k, v in channel.data.items() if k in OWNED_CHANNEL_FIELDS}
     remote = _with_users(
         rt,
         needed,
@@ -271,26 +304,44 @@ def _converge(
             data=owned,
         ),
     )
-    copy_now = bool(payload.get("history")) and rt.settings.mirror_messages
+    rt.held.put(ref, remote.members, remote.data, OWNED_CHANNEL_FIELDS)
     if not ref.in_stream:
         ref = _first_in_stream(rt, cid, ref, copy_now, created)
-    plan = plan_channel(channel, remote.members, remote.data)
-    if plan.set_data or plan.unset_data:
-        rt.gateway.update_channel_data(
-            ref.channel_type, ref.channel_id, plan.set_data, plan.unset_data
-        )
-    if plan.add or plan.remove:  # one UpdateChannel both ways, against what Stream holds
-        _with_users(
-            rt,
-            plan.add,
-            lambda: rt.gateway.update_members(
-                ref.channel_type, ref.channel_id, plan.add, plan.remove
-            ),
-        )
-    changes = f"+{len(plan.add)} -{len(plan.remove)} members"
-    if copy_now:
-        changes += f", history +{copy_history(rt, cid, ref, deadline)}"
-    return f"{ref.channel_type}:{ref.channel_id} in step ({changes})", True
+    return ref, _bring_in_step(rt, ref, channel, HeldChannel(remote.members, remote.data))
+
+
+def _bring_in_step(
+    rt: Runtime, ref: ChannelRef, channel: DesiredChannel, held: HeldChannel
+) -> tuple[int, int]:
+    """Send what differs between the desired channel and what Stream ``held``: its data,
+    then its members added and removed in one UpdateChannel. Stream's answers are kept
+    (:mod:`~stream_outbox.worker.store.held_channels`), and checked: members someone else
+    changed meanwhile are corrected by one more call. Returns the members added and
+    removed."""
+    members, data = held.members, held.data
+    added = removed = 0
+    for _ in range(2):
+        plan = plan_channel(channel, members, data)
+        if plan.empty:
+            break
+        rt.held.forget(ref)  # a crash before the answer is kept leaves nothing stale
+        data_now: dict[str, Any] | None = data
+        if plan.set_data or plan.unset_data:
+            data_now = rt.gateway.update_channel_data(
+                ref.channel_type, ref.channel_id, plan.set_data, plan.unset_data
+            )
+        members_now: frozenset[str] | None = members
+        if plan.add or plan.remove:
+            update = partial(
+                rt.gateway.update_members, ref.channel_type, ref.channel_id, plan.add, plan.remove
+            )
+            members_now = _with_users(rt, plan.add, update)
+        added, removed = added + len(plan.add), removed + len(plan.remove)
+        if members_now is None or data_now is None:
+            break  # Stream's answer did not say: nothing kept, the next change reads it
+        members, data = members_now, data_now
+        rt.held.put(ref, members, data, OWNED_CHANNEL_FIELDS)
+    return added, removed
 
 
 def channel_of(rt: Runtime, channel: DesiredChannel) -> ChannelRef:
@@ -346,6 +397,7 @@ def _delete_channel(
         return f"conversation gone, never synced ({ref.channel_id} is {owner}'s)"
     if owner == cid:  # marked first: a return after any crash makes a new generation
         rt.repo.channels.mark_channel_deleted(cid, ref)
+    rt.held.forget(ref)
     rt.gateway.delete_channel(
         ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
     )
@@ -370,6 +422,7 @@ def _reopen(
         channel = reads.desired_channels(rt.binding, conn, [cid], legacy=legacy).get(cid)
     if channel is None:
         return None, known
+    rt.held.forget(known)
     rt.gateway.delete_channel(
         known.channel_type, known.channel_id, hard=rt.settings.hard_delete_channels
     )
