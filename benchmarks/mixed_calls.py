@@ -5,7 +5,8 @@ profiles, conversations of three, a few messages each; the real relay and one
 ``stream-outbox worker`` sync it all (not counted). Then, in one go, the app renames
 users, members join and leave conversations, conversations are deleted, messages are
 sent and edited; the outbox drains again, and the emulator's counts of that drain are
-set beside the rows each kind of change wrote.
+set beside the rows each kind of change wrote, and beside the fewest calls Stream
+could take for the mix (``fewest_calls``).
 
     uv run python -m benchmarks.mixed_calls [--users 600] [--conversations 200]
 """
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +117,16 @@ def workload(
     return done
 
 
+def fewest_calls(changes: Mapping[str, int]) -> int:
+    """The fewest Stream calls that can make the mix: renames and deletions 100 to a call
+    (UpdateUsers, DeleteChannels), a leave with a join one UpdateChannel, a message sent or
+    edited one call each."""
+    per_hundred = ("user renamed", "conversation deleted")
+    return sum(
+        math.ceil(count / 100) if kind in per_hundred else count for kind, count in changes.items()
+    )
+
+
 def measure(users: int, conversations: int) -> dict[str, Any]:
     """Seed and sync, then the mixed workload's rows and Stream calls."""
     rng = random.Random(23)
@@ -144,6 +157,7 @@ def measure(users: int, conversations: int) -> dict[str, Any]:
             engine.dispose()
         counts = emu.request_counts()
     total_rows = sum(rows.values())
+    fewest = fewest_calls(changes)
     return {
         "changes": dict(changes),
         "rows": rows,
@@ -151,6 +165,8 @@ def measure(users: int, conversations: int) -> dict[str, Any]:
         "calls": int(counts["total"]),
         "calls_by_endpoint": counts["counts"],
         "calls_per_row": int(counts["total"]) / max(1, total_rows),
+        "fewest_calls": fewest,
+        "calls_over_fewest": int(counts["total"]) / max(1, fewest),
     }
 
 
