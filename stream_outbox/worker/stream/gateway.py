@@ -370,13 +370,13 @@ class StreamGateway:
             answer = self.call("DeleteChannels", StreamChat.delete_channels, cids, hard_delete=hard)
             task_id = str((answer or {}).get("task_id") or "")
             if not task_id:  # answered at once: its result, if any, is in the answer
-                return channels_not_deleted((answer or {}).get("result"))
+                return _not_deleted((answer or {}).get("result"))
             get_task = partial(self.call, "GetTask", StreamChat.get_task, task_id)
-            return channels_not_deleted(
+            return _not_deleted(
                 follow_task(get_task, task_id, "DeleteChannels", stopping=self._stopping)
             )
         except PermanentStreamError as exc:
-            named = channels_not_deleted(exc.result) if isinstance(exc, TaskFailed) else {}
+            named = _not_deleted(exc.result) if isinstance(exc, TaskFailed) else {}
             if named:
                 return named
             half = len(cids) // 2
@@ -542,6 +542,12 @@ def _remote_channel(channel_type: str, channel_id: str, response: dict[str, Any]
     created_by = (channel.get("created_by") or {}).get("id")
     members = frozenset(m["user_id"] for m in response.get("members", []) if "user_id" in m)
     return RemoteChannel(channel_type, channel_id, members, channel, created_by)
+
+
+def _not_deleted(result: Any) -> dict[str, str]:
+    """The channels a DeleteChannels result names not deleted, each with its reason as
+    an outbox row's error tells it."""
+    return {cid: f"DeleteChannels: {why}" for cid, why in channels_not_deleted(result).items()}
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
