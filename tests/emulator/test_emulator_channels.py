@@ -216,10 +216,25 @@ def test_delete_channels_batch(emu: Emulator, client: StreamChat, channel: Any):
     task_id = client.delete_channels(["messaging:general", "messaging:nope"], hard_delete=True)[
         "task_id"
     ]
-    result = client.get_task(task_id)["result"]
-    assert result["messaging:general"] == {"status": "ok"}
-    assert result["messaging:nope"]["status"] == "error"
+    task = client.get_task(task_id)
+    assert task["status"] == "completed"
+    # Stream's DeleteChannelsResult: each cid's status, and an error when not "ok"
+    assert task["result"] == {
+        "messaging:general": {"status": "ok"},
+        "messaging:nope": {"status": "error", "error": "Can't find channel with id messaging:nope"},
+    }
     assert emu.state()["channels"] == {}
+
+
+def test_delete_channels_soft_leaves_the_channels_deleted(
+    emu: Emulator, client: StreamChat, channel: Any
+):
+    task_id = client.delete_channels(["messaging:general"])["task_id"]
+    assert client.get_task(task_id)["result"] == {"messaging:general": {"status": "ok"}}
+    assert emu.state()["channels"]["messaging:general"]["deleted_at"]
+    # deleted already: Stream cannot find it
+    again = client.get_task(client.delete_channels(["messaging:general"])["task_id"])["result"]
+    assert again["messaging:general"]["status"] == "error"
 
 
 def _make_channels(client: StreamChat) -> None:

@@ -191,6 +191,12 @@ class FakeGateway:
         self.deleted_channels.append((channel_type, channel_id, hard))
         self.channels.pop((channel_type, channel_id), None)
 
+    def delete_channels(self, cids: Sequence[str], *, hard: bool = False) -> dict[str, str]:
+        for cid in cids:  # recorded as single deletes: these tests are about which channel
+            channel_type, _, channel_id = cid.partition(":")
+            self.delete_channel(channel_type, channel_id, hard=hard)
+        return {}
+
     # -- messages ------------------------------------------------------------------
 
     def send_message(

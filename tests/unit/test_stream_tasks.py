@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stream_outbox.worker.errors import PermanentStreamError, TransientStreamError
-from stream_outbox.worker.stream.tasks import follow_task
+from stream_outbox.worker.stream.tasks import TaskFailed, channels_not_deleted, follow_task
 
 
 def _answers(*statuses: dict[str, Any]) -> tuple[Callable[[], Any], list[int]]:
@@ -52,3 +52,27 @@ def test_a_task_still_running_at_the_timeout_is_retried_later() -> None:
     get_task, _ = _answers({"status": "running"})
     with pytest.raises(TransientStreamError, match="task t1 still running after 0 s"):
         follow_task(get_task, "t1", "DeactivateUsers", timeout=0.0)
+
+
+def test_a_failed_task_keeps_its_result_for_the_caller() -> None:
+    result = {"messaging:a": {"status": "error", "error": "boom"}}
+    get_task, _ = _answers({"status": "failed", "result": result})
+    with pytest.raises(TaskFailed) as caught:
+        follow_task(get_task, "t1", "DeleteChannels")
+    assert caught.value.result == result
+
+
+def test_a_delete_channels_result_names_the_channels_not_deleted() -> None:
+    # Stream's DeleteChannels result: each cid with its status, and an error when not "ok";
+    # a channel Stream cannot find counts as deleted
+    result = {
+        "messaging:a": {"status": "ok"},
+        "messaging:b": {"status": "error", "error": "Can't find channel with id messaging:b"},
+        "messaging:c": {"status": "error", "error": "channel is frozen"},
+        "messaging:d": {"status": "error"},
+    }
+    assert channels_not_deleted(result) == {
+        "messaging:c": "channel is frozen",
+        "messaging:d": "not deleted",
+    }
+    assert channels_not_deleted("something went wrong") == {}

@@ -36,6 +36,7 @@ from stream_outbox.worker.stream.answers import (
 from stream_outbox.worker.stream.history_pages import page_of, reads_of
 from stream_outbox.worker.stream.http_session import StreamTransportError, http_session
 from stream_outbox.worker.stream.limits import (
+    MAX_CHANNELS_PER_DELETE,
     MAX_MEMBERS_PER_CALL,
     MAX_USERS_PER_CALL,
     MESSAGES_PER_QUERY,
@@ -43,7 +44,7 @@ from stream_outbox.worker.stream.limits import (
     limits_from_answer,
 )
 from stream_outbox.worker.stream.protocol import HistoryPage, RateBudget, RemoteChannel
-from stream_outbox.worker.stream.tasks import follow_task
+from stream_outbox.worker.stream.tasks import TaskFailed, channels_not_deleted, follow_task
 
 __all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
 
@@ -353,6 +354,48 @@ class StreamGateway:
             missing_ok=True,
         )
 
+    def delete_channels(self, cids: Sequence[str], *, hard: bool = False) -> dict[str, str]:
+        """Delete channels (``type:id``), 100 a ``DeleteChannels`` call, each call's task
+        followed to its end (a lone channel: one ``DeleteChannel``, a call less); those
+        Stream does not know count as deleted. Returns the channels Stream did not
+        delete, each with its reason.
+
+        A failed task that names its channels refuses those only; a call (or failed
+        task) Stream refuses naming none goes again in halves, down to single channels,
+        so that one channel Stream refuses does not hold back the rest. A transient
+        failure raises: deleting again is harmless."""
+        refused: dict[str, str] = {}
+        for chunk in _chunks(cids, MAX_CHANNELS_PER_DELETE):
+            refused.update(self._delete_batch(list(chunk), hard))
+        return refused
+
+    def _delete_batch(self, cids: list[str], hard: bool) -> dict[str, str]:
+        if len(cids) == 1:
+            channel_type, _, channel_id = cids[0].partition(":")
+            try:
+                self.delete_channel(channel_type, channel_id, hard=hard)
+            except PermanentStreamError as exc:
+                return {cids[0]: exc.describe()}
+            return {}
+        try:
+            answer = self.call("DeleteChannels", StreamChat.delete_channels, cids, hard_delete=hard)
+            task_id = str((answer or {}).get("task_id") or "")
+            if not task_id:  # answered at once: its result, if any, is in the answer
+                return _not_deleted((answer or {}).get("result"))
+            get_task = partial(self.call, "GetTask", StreamChat.get_task, task_id)
+            return _not_deleted(
+                follow_task(get_task, task_id, "DeleteChannels", stopping=self._stopping)
+            )
+        except PermanentStreamError as exc:
+            named = _not_deleted(exc.result) if isinstance(exc, TaskFailed) else {}
+            if named:
+                return named
+            half = len(cids) // 2
+            return {
+                **self._delete_batch(cids[:half], hard),
+                **self._delete_batch(cids[half:], hard),
+            }
+
     # -- messages ----------------------------------------------------------------------
 
     def send_message(
@@ -510,6 +553,12 @@ def _remote_channel(channel_type: str, channel_id: str, response: dict[str, Any]
     created_by = (channel.get("created_by") or {}).get("id")
     members = frozenset(m["user_id"] for m in response.get("members", []) if "user_id" in m)
     return RemoteChannel(channel_type, channel_id, members, channel, created_by)
+
+
+def _not_deleted(result: Any) -> dict[str, str]:
+    """The channels a DeleteChannels result names not deleted, each with its reason as
+    an outbox row's error tells it."""
+    return {cid: f"DeleteChannels: {why}" for cid, why in channels_not_deleted(result).items()}
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:

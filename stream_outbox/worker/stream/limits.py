@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "MAX_CHANNELS_PER_DELETE",
     "MAX_DATA_BYTES",
     "MAX_MEMBERS_PER_CALL",
     "MAX_USERS_PER_CALL",
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 MAX_USERS_PER_CALL = 100  # Stream: at most 100 users per upsert (and per batch delete)
+MAX_CHANNELS_PER_DELETE = 100  # Stream: at most 100 channels per DeleteChannels call
 MAX_MEMBERS_PER_CALL = 100  # Stream: at most 100 members added, removed or listed per call
 MESSAGES_PER_QUERY = 300  # Stream: at most 300 messages in one channel query's page
 # Stream: QueryChannels answers at most 30 channels a call, each with at most 100 members
@@ -35,7 +37,8 @@ MAX_DATA_BYTES = 5 * 1024
 
 # The endpoints the worker calls, by the names the gateway gives them, with Stream's
 # published per-minute defaults ("Edit Users" and "Update Users" are UpdateUsers,
-# "Activate User" is ReactivateUser; the batch endpoints count as their single forms).
+# "Activate User" is ReactivateUser; the batch endpoints, which Stream's table does not
+# list, are given their single forms' limits: DeleteChannels that of "Delete Channel").
 PUBLISHED_LIMITS: dict[str, int] = {
     "GetOrCreateChannel": 10_000,
     "QueryChannels": 10_000,
@@ -54,6 +57,7 @@ PUBLISHED_LIMITS: dict[str, int] = {
     "DeleteUsers": 60,
     "RestoreUsers": 60,
     "DeleteChannel": 60,
+    "DeleteChannels": 60,
 }
 
 

@@ -140,6 +140,11 @@ class Gateway(StreamReader, Protocol):
         """Delete a channel; one Stream does not know counts as deleted."""
         ...
 
+    def delete_channels(self, cids: Sequence[str], *, hard: bool = False) -> dict[str, str]:
+        """Delete channels (``type:id``) in batches; those Stream does not know count as
+        deleted. Returns the channels Stream did not delete, each with its reason."""
+        ...
+
     def send_message(
         self, channel_type: str, channel_id: str, message: dict[str, Any], user_id: str
     ) -> bool:

@@ -58,7 +58,9 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
     """Reconcile a batch of conversations (``targets``: each with its payload).
 
     One database read serves the whole batch, and members not known to exist in
-    Stream are upserted together; then each channel is brought in step on its own.
+    Stream are upserted together; then each channel is brought in step on its own,
+    but for the channels of deleted conversations: each is marked deleted in turn, and
+    Stream deletes them together at the end (:func:`_delete_together`).
     A permanent error fails its conversation only; a transient one stops the batch
     (``Result.error``, the rest ``unreached``) so the job retries what is left.
     """
@@ -70,6 +72,7 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
     ready = _ensure_members(rt, [s.channel for s in snapshots.values() if s.channel is not None])
     order = list(targets)
     created: list[str] = []  # channels Stream holds now, marked so together below
+    deletions: list[tuple[str, ChannelRef]] = []  # marked deleted, deleted together below
 
     def converge(n: int, cid: str) -> tuple[str, bool]:
         if n and (time.monotonic() > deadline or rt.stopping.is_set()):
@@ -78,12 +81,20 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
             )
             raise _Stop(f"{why}: the rest goes to a new job")
         return _converge(
-            rt, cid, snapshots[cid], targets[cid], ready=ready, deadline=deadline, created=created
+            rt,
+            cid,
+            snapshots[cid],
+            targets[cid],
+            ready=ready,
+            deadline=deadline,
+            created=created,
+            deletions=deletions,
         )
 
     slow = rt.gateway.call_latency() > SLOW_CALL
     pool = rt.fanout if slow and len(order) > 1 else None
     steps = _in_turn(order, converge) if pool is None else _at_once(pool, order, converge)
+    steps = _delete_together(rt, deletions, steps)
     # One statement for the batch (a commit a channel costs more than the calls): a crash
     # before it leaves a channel unmarked, which its next reconcile marks
     rt.repo.channels.mark_in_stream_many(created)
@@ -158,6 +169,31 @@ def _at_once(
     return [(cid, future.result()) for cid, future in zip(order, futures, strict=True)]
 
 
+def _delete_together(
+    rt: Runtime, deletions: list[tuple[str, ChannelRef]], steps: list[tuple[str, _Step]]
+) -> list[tuple[str, _Step]]:
+    """Delete the batch's channels of deleted conversations (each marked deleted already)
+    in Stream at once: ``DeleteChannels`` calls of 100, not a ``DeleteChannel`` each
+    (Stream allows 60 of either a minute). The conversations' steps as they are then: a
+    transient failure leaves them all to be retried (deleting again is harmless), a
+    channel Stream refuses fails its conversation alone."""
+    if not deletions:
+        return steps
+    channels = {cid: f"{ref.channel_type}:{ref.channel_id}" for cid, ref in deletions}
+    failed: dict[str, Exception] = {}
+    try:
+        refused = rt.gateway.delete_channels(
+            list(dict.fromkeys(channels.values())), hard=rt.settings.hard_delete_channels
+        )
+    except Exception as exc:  # the job retries these conversations
+        failed = dict.fromkeys(channels, exc)
+    else:
+        for cid, channel in channels.items():
+            if channel in refused:
+                failed[cid] = PermanentError(refused[channel])
+    return [(cid, failed.get(cid, step)) for cid, step in steps]
+
+
 def _summary(outcomes: list[str], result: Result) -> str:
     return (
         f"{len(outcomes)} conversations in step, {len(result.failed)} failed, "
@@ -223,9 +259,12 @@ def _converge(
     ready: set[str] | frozenset[str] = frozenset(),
     deadline: float | None = None,
     created: list[str] | None = None,
+    deletions: list[tuple[str, ChannelRef]] | None = None,
 ) -> tuple[str, bool]:
     """Bring one conversation's channel in step with its snapshot (a channel Stream holds
-    for the first time is marked at once, or added to ``created`` for its batch to mark).
+    for the first time is marked at once, or added to ``created`` for its batch to mark;
+    a channel to delete is deleted at once, or added to ``deletions`` for its batch to
+    delete).
 
     Returns the outcome and whether the channel now matches the snapshot (only
     then are the conversation's other open rows settled with this job's).
@@ -242,7 +281,7 @@ def _converge(
     if channel is not None and known is not None and known.deleted:
         channel, known = _reopen(rt, cid, known, legacy=bool(payload.get("legacy")))
     if channel is None:
-        return _delete_channel(rt, cid, payload, known), False
+        return _delete_channel(rt, cid, payload, known, deletions), False
     creator = channel.created_by
     if creator is None:
         if known is None and not need_channel:
@@ -374,9 +413,14 @@ def _assign_channels(rt: Runtime, snapshots: dict[str, _Snapshot]) -> dict[str, 
 
 
 def _delete_channel(
-    rt: Runtime, cid: str, payload: dict[str, Any], known: ChannelRef | None
+    rt: Runtime,
+    cid: str,
+    payload: dict[str, Any],
+    known: ChannelRef | None,
+    deletions: list[tuple[str, ChannelRef]] | None = None,
 ) -> str:
-    """Delete the channel of a conversation the database no longer holds.
+    """Delete the channel of a conversation the database no longer holds (or, given
+    ``deletions``, add it there for its batch to delete, once marked).
 
     With no map entry, nothing was ever created for the conversation (creation follows
     the assignment, and this job holds the conversation's lock), so an id the naming
@@ -398,9 +442,12 @@ def _delete_channel(
     if owner == cid:  # marked first: a return after any crash makes a new generation
         rt.repo.channels.mark_channel_deleted(cid, ref)
     rt.held.forget(ref)
-    rt.gateway.delete_channel(
-        ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
-    )
+    if deletions is not None:
+        deletions.append((cid, ref))  # list.append is atomic: the batch's threads share it
+    else:
+        rt.gateway.delete_channel(
+            ref.channel_type, ref.channel_id, hard=rt.settings.hard_delete_channels
+        )
     return f"{ref.channel_type}:{ref.channel_id} deleted"
 
 
