@@ -70,7 +70,8 @@ def deactivate_users(call: Call) -> dict[str, Any]:
     mark = as_bool(call.body.get("mark_messages_deleted"))
     for user_id in user_ids:
         _deactivate(call.store, user_id, call.now, mark)
-    result = {"deactivated_user_ids": list(user_ids)}
+    # The users as they are now, each with its deactivated_at, as DeactivateUser answers one
+    result = {"users": [dict(call.store.require_live_user(uid)) for uid in user_ids]}
     return {"task_id": call.store.add_task(result, call.now, call.clock, call.task_seconds)}
 
 
