@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream_outbox.emulator.rules.errors import not_found, user_deleted
+from stream_outbox.emulator.rules.hooks import Hook
 
 # Fields Stream manages itself; a payload cannot set them.
 USER_SERVER_FIELDS = frozenset(
@@ -146,11 +147,20 @@ class Store:
     message_cids: dict[str, str] = field(default_factory=dict)
     retired_message_ids: set[str] = field(default_factory=set)
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    # app settings given through ``update_app_settings`` (``GET /app`` shows them) and
+    # the hooks they configure
+    app_settings: dict[str, Any] = field(default_factory=dict)
+    hooks: tuple[Hook, ...] = ()
+    legacy_hook: Hook | None = None  # the one of ``webhook_url``, also in ``hooks``
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     def next_seq(self) -> int:
         """Monotonic counter used to order records created in the same instant."""
         return next(self._counter)
+
+    def hook_urls(self, event_type: str) -> list[str]:
+        """The webhook URLs an event of ``event_type`` is delivered to."""
+        return [hook.url for hook in self.hooks if hook.wants(event_type)]
 
     # ---- users -------------------------------------------------------------
 
