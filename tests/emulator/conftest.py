@@ -11,6 +11,7 @@ from stream_chat import StreamChat
 
 from stream_outbox.emulator import Emulator
 from tests.support.settings import API_KEY, API_SECRET
+from tests.support.user_client import UserClient
 from tests.support.webhook_receiver import WebhookReceiver
 
 
@@ -80,3 +81,16 @@ def hooked(client: StreamChat, receiver: WebhookReceiver, emu: Emulator) -> Webh
     hook = {"enabled": True, "hook_type": "webhook", "webhook_url": receiver.url}
     client.update_app_settings(event_hooks=[{**hook, "event_types": []}])
     return receiver
+
+
+@pytest.fixture
+def as_user(
+    emu: Emulator, client: StreamChat, http: requests.Session
+) -> Callable[[str], UserClient]:
+    """Client-side calls of a user, with the token the app's ``/chat/token`` hands out."""
+
+    def make(user_id: str) -> UserClient:
+        token = client.create_token(user_id)
+        return UserClient(emu.base_url, emu.api_key, user_id, token, http)
+
+    return make
