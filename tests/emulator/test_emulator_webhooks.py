@@ -324,9 +324,8 @@ def test_webhook_faults_are_set_and_listed_over_http(
     assert bad.status_code == 400
 
     channel.send_message({"text": "one"}, "alice")
-    assert http.post(f"{emu.base_url}/_emulator/webhooks/wait", json={"timeout": 5}).json() == {
-        "idle": True
-    }
+    assert emu.wait_webhooks()
+    assert http.get(f"{emu.base_url}/_emulator/webhooks/idle").json() == {"idle": True}
     attempts = http.get(f"{emu.base_url}/_emulator/webhooks/attempts").json()["attempts"]
     assert [a["outcome"] for a in attempts] == ["dropped"]
     emu.clear_faults()
@@ -367,3 +366,20 @@ def test_events_are_posted_while_other_threads_send(
         sent = [e for e in _of_type(hooked, "message.new") if e["cid"] == ch.cid]
         texts = [e["message"]["text"] for e in sent]
         assert texts == [f"{ch.id}-{k}" for k in range(10)]
+
+
+def test_user_lifecycle_changes_post_user_events(
+    emu: Emulator, client: StreamChat, users: list[str], hooked: WebhookReceiver
+):
+    client.deactivate_user("carol")
+    client.reactivate_user("carol")
+    client.update_user_partial({"id": "carol", "set": {"name": "Caroline"}})
+    client.delete_user("carol")
+    assert emu.wait_webhooks()
+    assert [(e["type"], e["user"]["id"]) for e in hooked.events()] == [
+        ("user.deactivated", "carol"),
+        ("user.reactivated", "carol"),
+        ("user.updated", "carol"),
+        ("user.deleted", "carol"),
+    ]
+    assert hooked.events()[2]["user"]["name"] == "Caroline"

@@ -301,7 +301,8 @@ _OPS: dict[tuple[str, str], _Op] = {
         core, b.get("timeout"), b.get("backoff")
     ),
     ("GET", "/webhooks/attempts"): lambda core, _: {"attempts": webhook_attempts(core)},
-    ("POST", "/webhooks/wait"): lambda core, b: {"idle": wait_webhooks(core, b.get("timeout", 10))},
+    # answers at once (the admin API runs on the server's loop): callers poll
+    ("GET", "/webhooks/idle"): lambda core, _: {"idle": core.webhooks.state()["pending"] == 0},
     ("GET", "/rate_limits"): lambda core, _: _rate_limits(core, {}),
     ("POST", "/rate_limits"): _rate_limits,
     ("POST", "/tasks"): lambda core, b: set_task_seconds(core, b["task_seconds"]),
