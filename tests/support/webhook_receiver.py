@@ -19,6 +19,7 @@ class Received:
 
     headers: dict[str, str]
     body: bytes
+    at: float  # wall-clock arrival
 
     @property
     def event(self) -> dict[str, Any]:
@@ -49,7 +50,8 @@ class WebhookReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                answer = receiver._record(Received(dict(self.headers.items()), body))
+                received = Received(dict(self.headers.items()), body, time.time())
+                answer = receiver._record(received)
                 receiver.gate.wait()
                 if answer.pause:
                     time.sleep(answer.pause)
