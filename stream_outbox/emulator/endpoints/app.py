@@ -7,6 +7,7 @@ from typing import Any
 
 from stream_outbox.emulator.endpoints.call import Call
 from stream_outbox.emulator.rules.hooks import legacy_hook, parse_event_hooks
+from stream_outbox.emulator.state.store import channel_config
 
 _HOOK_SETTINGS = ("event_hooks", "webhook_url", "webhook_events")
 
@@ -19,9 +20,7 @@ def get_app(call: Call) -> dict[str, Any]:
         "disable_auth_checks": False,
         "disable_permissions_checks": False,
         "enforce_unique_usernames": "no",
-        "channel_configs": {
-            t: {"name": t, "max_message_length": 5000} for t in sorted(call.channel_types)
-        },
+        "channel_configs": {t: channel_config(t) for t in sorted(call.channel_types)},
         "suspended": False,
         "event_hooks": [],
         "webhook_url": "",

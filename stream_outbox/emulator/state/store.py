@@ -71,6 +71,12 @@ def new_member(user_id: str, created_by: str | None, now: str) -> dict[str, Any]
     }
 
 
+def channel_config(channel_type: str) -> dict[str, Any]:
+    """A channel type's ``config`` as answers carry it: the message limit, and
+    ``read_events`` on (stream-chat-js's ``markRead`` sends nothing without it)."""
+    return {"name": channel_type, "max_message_length": 5000, "read_events": True}
+
+
 def now_iso() -> str:
     """Current UTC time in Stream's RFC 3339 format with microseconds."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -243,7 +249,7 @@ class Store:
                 "frozen": False,
                 "disabled": False,
                 "member_count": len(channel.members),
-                "config": {"name": channel.type, "max_message_length": 5000},
+                "config": channel_config(channel.type),
             }
         )
         return view
