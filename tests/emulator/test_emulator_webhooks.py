@@ -330,6 +330,9 @@ def test_webhook_faults_are_set_and_listed_over_http(
     assert [a["outcome"] for a in attempts] == ["dropped"]
     emu.clear_faults()
     assert http.get(f"{emu.base_url}/_emulator/faults").json()["webhooks"] == []
+    options = http.post(f"{emu.base_url}/_emulator/webhooks", json={"timeout": 2, "backoff": 0.1})
+    assert (options.json()["timeout"], options.json()["backoff"]) == (2, 0.1)
+    assert http.post(f"{emu.base_url}/_emulator/webhooks", json={"timeout": 0}).status_code == 400
 
 
 def test_reset_forgets_the_hooks(emu: Emulator, client: StreamChat, hooked: WebhookReceiver):
