@@ -28,7 +28,9 @@ class EmulatorConfig:
     costing ``api_budget_cost_ms``. Async tasks (batch deletes and deactivations) stay
     ``pending``/``running`` for ``task_seconds``. ``latency_ms`` is added to every call.
     Import tasks spend ``import_state_seconds`` in each state; files over
-    ``import_max_bytes`` (Stream: 300 MB) fail analysis.
+    ``import_max_bytes`` (Stream: 300 MB) fail analysis. Webhook requests time out after
+    ``webhook_timeout_seconds`` (Stream: 6) and are retried after
+    ``webhook_backoff_seconds``, doubling.
     """
 
     api_key: str = DEFAULT_API_KEY
@@ -45,3 +47,5 @@ class EmulatorConfig:
     channel_types: tuple[str, ...] = DEFAULT_CHANNEL_TYPES
     import_state_seconds: float = DEFAULT_STATE_SECONDS
     import_max_bytes: int = MAX_FILE_BYTES
+    webhook_timeout_seconds: float = 6.0
+    webhook_backoff_seconds: float = 0.25

@@ -230,6 +230,26 @@ class Emulator:
         """Remove pending failures, drops, hangs and latency."""
         admin.clear_faults(self.core)
 
+    def webhook_fault(
+        self, kind: str, times: int = 1, seconds: float = 0.0, event_type: str | None = None
+    ) -> None:
+        """Drop, delay, duplicate or reorder the next ``times`` webhook events."""
+        admin.webhook_fault(self.core, kind, times, seconds, event_type)
+
+    def set_webhook_options(
+        self, timeout: float | None = None, backoff: float | None = None
+    ) -> dict[str, Any]:
+        """Webhook request timeout and first pause between attempts, in seconds."""
+        return admin.set_webhook_options(self.core, timeout, backoff)
+
+    def webhook_attempts(self) -> list[dict[str, Any]]:
+        """Every webhook attempt made (and event dropped), oldest first."""
+        return admin.webhook_attempts(self.core)
+
+    def wait_webhooks(self, timeout: float = 10.0) -> bool:
+        """Wait until every webhook event so far is delivered or given up on."""
+        return admin.wait_webhooks(self.core, timeout)
+
     def set_rate_limit(self, endpoint: str, limit: int | None) -> None:
         """Allow ``limit`` calls of ``endpoint`` per window; ``None`` drops the override."""
         admin.set_rate_limit(self.core, endpoint, limit)

@@ -11,6 +11,8 @@ from stream_chat import StreamChat
 
 from stream_outbox.emulator import Emulator
 from tests.support.settings import API_KEY, API_SECRET
+from tests.support.user_client import UserClient
+from tests.support.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture
@@ -63,3 +65,32 @@ def fast(emu: Emulator) -> Emulator:
     """The emulator with imports moving to their next state at once."""
     emu.set_import_options(state_seconds=0)
     return emu
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """An HTTP endpoint recording the webhooks it receives."""
+    with WebhookReceiver() as stub:
+        yield stub
+
+
+@pytest.fixture
+def hooked(client: StreamChat, receiver: WebhookReceiver, emu: Emulator) -> WebhookReceiver:
+    """The receiver subscribed to every event (``event_types`` empty), with short retries."""
+    emu.set_webhook_options(timeout=1.0, backoff=0.05)
+    hook = {"enabled": True, "hook_type": "webhook", "webhook_url": receiver.url}
+    client.update_app_settings(event_hooks=[{**hook, "event_types": []}])
+    return receiver
+
+
+@pytest.fixture
+def as_user(
+    emu: Emulator, client: StreamChat, http: requests.Session
+) -> Callable[[str], UserClient]:
+    """Client-side calls of a user, with the token the app's ``/chat/token`` hands out."""
+
+    def make(user_id: str) -> UserClient:
+        token = client.create_token(user_id)
+        return UserClient(emu.base_url, emu.api_key, user_id, token, http)
+
+    return make

@@ -77,8 +77,27 @@ def test_expired_token_is_401_code_40(emu: Emulator, http: requests.Session):
     assert (response.status_code, response.json()["code"]) == (401, 40)
 
 
-def test_user_token_is_not_a_server_token(emu: Emulator, http: requests.Session):
+def test_user_token_of_a_user_stream_does_not_know_is_401_code_5(
+    emu: Emulator, http: requests.Session
+):
     token = jwt.encode({"user_id": "alice"}, emu.api_secret, algorithm="HS256")
+    response = _raw(emu, http, {"Authorization": token, "stream-auth-type": "jwt"})
+    assert (response.status_code, response.json()["code"]) == (401, 5)
+
+
+def test_user_token_acts_client_side(emu: Emulator, client: StreamChat, http: requests.Session):
+    client.upsert_user({"id": "alice"})
+    token = jwt.encode({"user_id": "alice"}, emu.api_secret, algorithm="HS256")
+    headers = {"Authorization": token, "stream-auth-type": "jwt"}
+    assert _raw(emu, http, headers).status_code == 200  # GetApp is open to clients
+    refused = http.post(
+        f"{emu.base_url}/users", params={"api_key": emu.api_key}, headers=headers, json={}
+    )
+    assert (refused.status_code, refused.json()["code"]) == (403, 17)
+
+
+def test_token_with_neither_server_nor_user_id_is_401_code_5(emu: Emulator, http: requests.Session):
+    token = jwt.encode({"role": "admin"}, emu.api_secret, algorithm="HS256")
     response = _raw(emu, http, {"Authorization": token, "stream-auth-type": "jwt"})
     assert (response.status_code, response.json()["code"]) == (401, 5)
 

@@ -7,6 +7,8 @@
 - ``processes``: starting commands in process groups of their own, waiting for them,
   stopping them; free ports;
 - ``emulator``: the Stream emulator in a process of its own;
+- ``user_client``: client-side calls with a user token, as stream-chat-js makes them;
+- ``webhook_receiver``: an HTTP endpoint on a thread recording the webhooks it gets;
 - ``pipeline``: the relay and a worker in the test's process, against real services;
 - ``outbox``: outbox rows written and read by hand;
 - ``story``: scenes of the reference app; ``app_model``: random changes through it.

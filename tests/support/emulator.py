@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +93,27 @@ class RemoteEmulator:
         """Users, channels and messages."""
         result: dict[str, Any] = self._admin("GET", "/state")
         return result
+
+    def webhook_fault(
+        self, kind: str, times: int = 1, seconds: float = 0.0, event_type: str | None = None
+    ) -> None:
+        """Drop, delay, duplicate or reorder the next ``times`` webhook events."""
+        body = {"kind": kind, "times": times, "seconds": seconds, "event_type": event_type}
+        self._admin("POST", "/faults/webhook", body)
+
+    def webhook_attempts(self) -> list[dict[str, Any]]:
+        """Every webhook attempt made (and event dropped), oldest first."""
+        attempts: list[dict[str, Any]] = self._admin("GET", "/webhooks/attempts")["attempts"]
+        return attempts
+
+    def wait_webhooks(self, timeout: float = 10.0) -> bool:
+        """Wait until every webhook event so far is delivered or given up on."""
+        deadline = time.monotonic() + timeout
+        while not self._admin("GET", "/webhooks/idle")["idle"]:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def close(self) -> None:
         """Stop the emulator process."""

@@ -28,6 +28,13 @@ class Call:
     task_seconds: float = 0.0
     imports: ImportBook = field(default_factory=ImportBook)
     host: str = ""  # the Host header, for URLs the emulator hands out
+    actor: str | None = None  # the user of a client-side (user-token) call; None: server-side
+    events: list[dict[str, Any]] = field(default_factory=list)  # for the app's webhooks
+
+    def emit(self, event_type: str, build: Callable[[], dict[str, Any]]) -> None:
+        """Record an event for the webhooks, built only when a hook wants its type."""
+        if self.store.hook_urls(event_type):
+            self.events.append(build())
 
     def payload(self) -> dict[str, Any]:
         """Decode the ``payload`` query parameter GET endpoints use for their options."""

@@ -1,4 +1,8 @@
-"""Channel endpoints: get-or-create, update, partial update, delete, truncate, queries."""
+"""Channel endpoints: get-or-create, update, partial update, delete, truncate, queries.
+
+A user-token call sees and changes only what Stream's default permissions let it
+(``rules/permissions.py``); each change is an event for the webhooks.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from functools import partial
 from typing import Any
 
 from stream_outbox.emulator.endpoints.call import Call
-from stream_outbox.emulator.endpoints.messages import create_message
+from stream_outbox.emulator.endpoints.events import emit_channel, emit_member, emit_message
+from stream_outbox.emulator.endpoints.messages import as_caller, create_message
 from stream_outbox.emulator.rules.errors import input_error, not_found, user_deleted
 from stream_outbox.emulator.rules.filters import (
     MISSING,
@@ -17,6 +22,7 @@ from stream_outbox.emulator.rules.filters import (
     normalize_sort,
     sort_items,
 )
+from stream_outbox.emulator.rules.permissions import can_read, require, require_owner
 from stream_outbox.emulator.rules.validation import (
     MAX_CHANNELS_PER_DELETE,
     MAX_MEMBERS_ON_CREATE,
@@ -62,7 +68,9 @@ def _member_entries(raw: list[Any], field: str) -> list[tuple[str, dict[str, Any
 
 def _add_members(
     channel: ChannelRecord, entries: list[tuple[str, dict[str, Any]]], now: str
-) -> None:
+) -> list[dict[str, Any]]:
+    """Add (or update) members; return the records of those who were not members."""
+    added = []
     for user_id, extra in entries:
         if user_id in channel.members:
             channel.members[user_id].update(extra)
@@ -70,6 +78,8 @@ def _add_members(
         member = {**new_member(user_id, channel.created_by, now), "updated_at": now}
         member.update(extra)
         channel.members[user_id] = member
+        added.append(member)
+    return added
 
 
 def _custom(data: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +180,9 @@ def get_or_create_channel(call: Call) -> dict[str, Any]:
     data = call.body.get("data") or {}
     if not isinstance(data, dict):
         raise input_error("data must be an object")
+    if call.actor is not None:  # a user creates a channel as itself
+        data = {k: v for k, v in data.items() if k != "created_by"}
+        data["created_by_id"] = call.actor
     if len(call.params) > 1:
         channel_id = check_channel_id(call.params[1])
     else:
@@ -177,6 +190,8 @@ def get_or_create_channel(call: Call) -> dict[str, Any]:
     existing = call.store.channels.get(f"{channel_type}:{channel_id}")
     if existing is None or existing.deleted_at is not None:
         existing = _create(call, channel_type, channel_id, data)
+        emit_channel(call, "channel.created", existing)
+    require(existing, call.actor, "ReadChannel")
     pages = call.body.get("messages")
     before = pages.get("id_lt") if isinstance(pages, dict) else None
     return call.store.channel_state(
@@ -204,20 +219,25 @@ def _member_ops(call: Call, channel: ChannelRecord) -> None:
         if user_id not in store.users and user_id not in store.deleted_user_ids:
             raise input_error(f"could not find user {user_id} from add_members")
     _refuse_deleted(store, [uid for uid, _ in add] + [str(m) for m in moderators])
-    _add_members(channel, add, call.now)
+    added = _add_members(channel, add, call.now)
     promoted = [(m, {"channel_role": "channel_moderator"}) for m in moderators]
-    _add_members(channel, promoted, call.now)
+    added += _add_members(channel, promoted, call.now)
+    for member in added:
+        emit_member(call, "member.added", channel, member)
     for user_id in demote:
         if user_id in channel.members:
             channel.members[user_id]["channel_role"] = "channel_member"
     for user_id in remove:
-        channel.members.pop(check_user_id(user_id, "remove_members[]"), None)
+        gone = channel.members.pop(check_user_id(user_id, "remove_members[]"), None)
+        if gone is not None:
+            emit_member(call, "member.removed", channel, gone)
 
 
 def update_channel(call: Call) -> dict[str, Any]:
     """``POST /channels/{type}/{id}`` (UpdateChannel): data, add/remove members, moderators."""
     _check_type(call)
     channel = call.store.require_channel(*call.params[:2])
+    require_owner(channel, call.actor, "UpdateChannel")
     data = call.body.get("data")
     if data is not None and not isinstance(data, dict):
         raise input_error("data must be an object")
@@ -225,9 +245,13 @@ def update_channel(call: Call) -> dict[str, Any]:
     _member_ops(call, channel)
     if custom is not None:
         channel.data = custom
-    message = call.body.get("message")
+    message = as_caller(call, call.body.get("message"))
     created = create_message(call.store, channel, message, call.now) if message else None
     channel.updated_at = call.now
+    if custom is not None:
+        emit_channel(call, "channel.updated", channel)
+    if created is not None:
+        emit_message(call, "message.new", channel, created)
     state = call.store.channel_state(channel, message_limit=0)
     state["message"] = call.store.message_view(created) if created else None
     return {"channel": state["channel"], "members": state["members"], "message": state["message"]}
@@ -237,6 +261,7 @@ def update_channel_partial(call: Call) -> dict[str, Any]:
     """``PATCH /channels/{type}/{id}`` (UpdateChannelPartial): set / unset custom fields."""
     _check_type(call)
     channel = call.store.require_channel(*call.params[:2])
+    require_owner(channel, call.actor, "UpdateChannel")
     to_set = call.body.get("set") or {}
     to_unset = call.body.get("unset") or []
     if not isinstance(to_set, dict) or not isinstance(to_unset, list):
@@ -249,18 +274,23 @@ def update_channel_partial(call: Call) -> dict[str, Any]:
         updated.pop(name, None)
     channel.data = _custom(updated)
     channel.updated_at = call.now
+    emit_channel(call, "channel.updated", channel)
     state = call.store.channel_state(channel, message_limit=0)
     return {"channel": state["channel"], "members": state["members"]}
 
 
-def _delete(store: Store, channel: ChannelRecord, hard: bool, now: str) -> dict[str, Any]:
+def _delete(call: Call, channel: ChannelRecord, hard: bool) -> dict[str, Any]:
+    store, now = call.store, call.now
     view = store.channel_view(channel)
     if hard:
+        channel.deleted_at = now
+        emit_channel(call, "channel.deleted", channel, hard_delete=True)
         store.drop_channel(channel.cid)
         view["deleted_at"] = now
         return view
     channel.deleted_at = now
     channel.updated_at = now
+    emit_channel(call, "channel.deleted", channel, hard_delete=False)
     return store.channel_view(channel)
 
 
@@ -269,7 +299,7 @@ def delete_channel(call: Call) -> dict[str, Any]:
     _check_type(call)
     channel = call.store.require_channel(*call.params[:2])
     hard = as_bool(call.query.get("hard_delete", False))
-    return {"channel": _delete(call.store, channel, hard, call.now)}
+    return {"channel": _delete(call, channel, hard)}
 
 
 def delete_channels(call: Call) -> dict[str, Any]:
@@ -284,7 +314,7 @@ def delete_channels(call: Call) -> dict[str, Any]:
         if channel is None or channel.deleted_at is not None:
             result[cid] = {"status": "error", "error": f"Can't find channel with id {cid}"}
             continue
-        _delete(call.store, channel, hard, call.now)
+        _delete(call, channel, hard)
         result[cid] = {"status": "ok"}
     return {"task_id": call.store.add_task(result, call.now, call.clock, call.task_seconds)}
 
@@ -296,6 +326,7 @@ def truncate_channel(call: Call) -> dict[str, Any]:
     for message in call.store.messages.pop(channel.cid, []):
         call.store.message_cids.pop(message["id"], None)
     channel.updated_at = call.now
+    emit_channel(call, "channel.truncated", channel)
     return {"channel": call.store.channel_view(channel)}
 
 
@@ -334,7 +365,9 @@ def query_channels(call: Call) -> dict[str, Any]:
     found = [
         ch
         for ch in _candidates(call.store, conditions)
-        if ch.deleted_at is None and matches(conditions, partial(_channel_field, ch))
+        if ch.deleted_at is None
+        and can_read(ch, call.actor)
+        and matches(conditions, partial(_channel_field, ch))
     ]
     found.sort(key=lambda ch: ch.seq, reverse=True)
     sort = normalize_sort(body.get("sort")) or [("updated_at", -1)]
@@ -383,6 +416,7 @@ def query_members(call: Call) -> dict[str, Any]:
     if not channel_type or not channel_id:
         raise input_error("type and id are required fields")
     channel = call.store.require_channel(channel_type, channel_id)
+    require(channel, call.actor, "ReadChannel")
     store = call.store
     conditions = options.get("filter_conditions") or {}
     members = sorted(channel.members.values(), key=lambda m: (m["created_at"], m["user_id"]))

@@ -1,4 +1,8 @@
-"""Message endpoints: send, get many, get one, partial update, delete."""
+"""Message endpoints: send, get many, get one, update, partial update, delete, undelete.
+
+A user-token call acts as its user: the message's author is the caller, and the channel's
+permissions apply (``rules/permissions.py``). Each change is an event for the webhooks.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import uuid
 from typing import Any
 
 from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.endpoints.events import emit_message
 from stream_outbox.emulator.rules.errors import (
     MESSAGE_TOO_LONG,
     StreamError,
@@ -14,6 +19,7 @@ from stream_outbox.emulator.rules.errors import (
     user_deactivated,
     user_deleted,
 )
+from stream_outbox.emulator.rules.permissions import require, require_own_message
 from stream_outbox.emulator.rules.validation import (
     MAX_MESSAGE_LENGTH,
     check_custom_size,
@@ -115,16 +121,27 @@ def create_message(store: Store, channel: ChannelRecord, message: Any, now: str)
     return record
 
 
+def as_caller(call: Call, message: Any) -> Any:
+    """A client-side message is the caller's, whatever user the body names."""
+    if call.actor is None or not isinstance(message, dict):
+        return message
+    return {**{k: v for k, v in message.items() if k != "user"}, "user_id": call.actor}
+
+
 def send_message(call: Call) -> dict[str, Any]:
     """``POST /channels/{type}/{id}/message`` (SendMessage)."""
     channel = call.store.require_channel(*call.params[:2])
-    record = create_message(call.store, channel, call.body.get("message"), call.now)
+    require(channel, call.actor, "CreateMessage")
+    message = as_caller(call, call.body.get("message"))
+    record = create_message(call.store, channel, message, call.now)
+    emit_message(call, "message.new", channel, record)
     return {"message": call.store.message_view(record)}
 
 
 def get_many_messages(call: Call) -> dict[str, Any]:
     """``GET /channels/{type}/{id}/messages?ids=a,b`` (GetManyMessages)."""
     channel = call.store.require_channel(*call.params[:2])
+    require(channel, call.actor, "ReadChannel")
     wanted = [i for i in call.query.get("ids", "").split(",") if i]
     by_id = {m["id"]: m for m in call.store.messages.get(channel.cid, [])}
     found = [call.store.message_view(by_id[i]) for i in wanted if i in by_id]
@@ -140,9 +157,47 @@ def _stored(store: Store, message_id: str) -> dict[str, Any]:
     raise not_found(f"message with id {message_id} not found")
 
 
+def _channel_of(call: Call, record: dict[str, Any]) -> ChannelRecord:
+    return call.store.channels[record["cid"]]
+
+
 def get_message(call: Call) -> dict[str, Any]:
     """``GET /messages/{id}`` (GetMessage)."""
-    return {"message": call.store.message_view(_stored(call.store, call.params[0]))}
+    record = _stored(call.store, call.params[0])
+    require(_channel_of(call, record), call.actor, "ReadChannel")
+    return {"message": call.store.message_view(record)}
+
+
+def update_message(call: Call) -> dict[str, Any]:
+    """``POST /messages/{id}`` (UpdateMessage): the whole message replaced (its text and
+    custom data); the id, channel, author, type and times stay the server's."""
+    record = _stored(call.store, call.params[0])
+    channel = _channel_of(call, record)
+    require_own_message(channel, record, call.actor, "UpdateMessage")
+    message = call.body.get("message")
+    if not isinstance(message, dict):
+        raise input_error("message is a required field")
+    if message.get("id") not in (None, record["id"]):
+        raise input_error("message.id does not match the message being updated")
+    if record.get("deleted_at"):
+        raise input_error("a deleted message cannot be updated")
+    text = _checked_text(message.get("text", ""))
+    kept = {k: v for k, v in record.items() if k in MESSAGE_SERVER_FIELDS or k == "id"}
+    fresh = new_message(**{k: v for k, v in message.items() if k not in MESSAGE_SERVER_FIELDS})
+    fresh.update(kept)
+    fresh.update({"text": text, "updated_at": call.now})
+    check_custom_size("message", fresh, MESSAGE_BUILTIN_FIELDS)
+    record.clear()
+    record.update(fresh)
+    emit_message(call, "message.updated", channel, record, _named_user(message))
+    return {"message": call.store.message_view(record)}
+
+
+def _named_user(body: dict[str, Any]) -> str | None:
+    """The acting user a server-side call names (``user_id`` or ``user.id``)."""
+    user = body.get("user")
+    named = body.get("user_id") or (user.get("id") if isinstance(user, dict) else None)
+    return named if isinstance(named, str) else None
 
 
 def update_message_partial(call: Call) -> dict[str, Any]:
@@ -152,6 +207,8 @@ def update_message_partial(call: Call) -> dict[str, Any]:
     cannot be edited.
     """
     record = _stored(call.store, call.params[0])
+    channel = _channel_of(call, record)
+    require_own_message(channel, record, call.actor, "UpdateMessage")
     set_ = call.body.get("set") or {}
     unset = call.body.get("unset") or []
     if not isinstance(set_, dict) or not isinstance(unset, list):
@@ -170,6 +227,7 @@ def update_message_partial(call: Call) -> dict[str, Any]:
         record.pop(key, None)
     record.update(set_)
     record["updated_at"] = call.now
+    emit_message(call, "message.updated", channel, record, _named_user(call.body))
     return {"message": call.store.message_view(record)}
 
 
@@ -186,16 +244,24 @@ def undelete_message(call: Call) -> dict[str, Any]:
         raise input_error(f"message {record['id']} is not deleted")
     record.pop("deleted_at")
     record.update({"type": "regular", "updated_at": call.now})
+    emit_message(call, "message.undeleted", _channel_of(call, record), record, user_id)
     return {"message": call.store.message_view(record)}
 
 
 def delete_message(call: Call) -> dict[str, Any]:
-    """``DELETE /messages/{id}`` (DeleteMessage): soft by default; ``hard=true`` removes it."""
+    """``DELETE /messages/{id}`` (DeleteMessage): soft by default; ``hard=true`` removes it.
+    Its ``message.deleted`` event carries ``hard_delete`` and the message as deleted."""
     record = _stored(call.store, call.params[0])
+    channel = _channel_of(call, record)
+    require_own_message(channel, record, call.actor, "DeleteMessage")
+    deleted_by = call.query.get("deleted_by")
     if call.query.get("hard") in ("true", "1"):
         call.store.messages[record["cid"]].remove(record)
         del call.store.message_cids[record["id"]]
+        gone = {**record, "type": "deleted", "deleted_at": call.now}
+        emit_message(call, "message.deleted", channel, gone, deleted_by, hard_delete=True)
         return {"message": call.store.message_view(record)}
     if not record.get("deleted_at"):
         record.update({"type": "deleted", "deleted_at": call.now, "updated_at": call.now})
+        emit_message(call, "message.deleted", channel, record, deleted_by, hard_delete=False)
     return {"message": call.store.message_view(record)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.endpoints.events import emit_user
 from stream_outbox.emulator.rules.errors import input_error, user_deleted
 from stream_outbox.emulator.rules.validation import (
     MAX_USERS_PER_DEACTIVATE,
@@ -57,6 +58,7 @@ def deactivate_user(call: Call) -> dict[str, Any]:
     """``POST /users/{id}/deactivate`` (DeactivateUser)."""
     user_id = check_user_id(call.params[0], "user_id")
     _deactivate(call.store, user_id, call.now, as_bool(call.body.get("mark_messages_deleted")))
+    emit_user(call, "user.deactivated", user_id)
     return {"user": dict(call.store.users[user_id])}
 
 
@@ -70,6 +72,7 @@ def deactivate_users(call: Call) -> dict[str, Any]:
     mark = as_bool(call.body.get("mark_messages_deleted"))
     for user_id in user_ids:
         _deactivate(call.store, user_id, call.now, mark)
+        emit_user(call, "user.deactivated", user_id)
     # The users as they are now, each with its deactivated_at, as DeactivateUser answers one
     result = {"users": [dict(call.store.require_live_user(uid)) for uid in user_ids]}
     return {"task_id": call.store.add_task(result, call.now, call.clock, call.task_seconds)}
@@ -83,6 +86,7 @@ def reactivate_user(call: Call) -> dict[str, Any]:
     if call.body.get("name"):
         user["name"] = call.body["name"]
     user["updated_at"] = call.now
+    emit_user(call, "user.reactivated", user_id)
     return {"user": dict(user)}
 
 
@@ -115,6 +119,7 @@ def delete_user(call: Call) -> dict[str, Any]:
     marks = as_bool(call.query.get("mark_messages_deleted", False))
     mode, messages = ("hard", "hard") if hard else ("soft", "soft" if marks else None)
     _delete_user(call.store, user_id, call.now, mode, messages)
+    emit_user(call, "user.deleted", user_id)
     if hard:
         user["deleted_at"] = call.now
         return {"user": user}
@@ -165,6 +170,7 @@ def delete_users(call: Call) -> dict[str, Any]:
         if conversations:
             _delete_conversations(call.store, user_id, conversations == "hard", call.now)
         _delete_user(call.store, user_id, call.now, mode, messages)
+        emit_user(call, "user.deleted", user_id)
     result = {uid: {"status": "ok"} for uid in user_ids}
     return {"task_id": call.store.add_task(result, call.now, call.clock, call.task_seconds)}
 

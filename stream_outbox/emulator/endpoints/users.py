@@ -6,6 +6,7 @@ from functools import partial
 from typing import Any
 
 from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.endpoints.events import emit_user
 from stream_outbox.emulator.rules.errors import input_error, user_deleted
 from stream_outbox.emulator.rules.filters import (
     MISSING,
@@ -57,7 +58,10 @@ def update_users(call: Call) -> dict[str, Any]:
         _check_usable(call.store, payload["id"], payload)
         payloads.append(payload)
     # The stored dicts are encoded straight away on the loop thread; no copy needed.
-    return {"users": {p["id"]: call.store.put_user(p, call.now) for p in payloads}}
+    stored = {p["id"]: call.store.put_user(p, call.now) for p in payloads}
+    for user_id in stored:
+        emit_user(call, "user.updated", user_id)
+    return {"users": stored}
 
 
 def update_users_partial(call: Call) -> dict[str, Any]:
@@ -78,6 +82,7 @@ def update_users_partial(call: Call) -> dict[str, Any]:
         user["updated_at"] = call.now
         call.store.users[user["id"]] = user
         result[user["id"]] = dict(user)
+        emit_user(call, "user.updated", user["id"])
     return {"users": result}
 
 

@@ -35,6 +35,7 @@ STREAM_DEFAULT_LIMITS: dict[str, int] = {
     "GetMessage": 1_000,
     "QueryUsers": 1_000,
     "SendMessage": 1_000,
+    "UpdateMessage": 1_000,
     "UpdateMessagePartial": 1_000,  # "Update Message" (inferred for the partial update)
     "QueryMembers": 300,
     "UpdateChannel": 300,

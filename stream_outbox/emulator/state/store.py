@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream_outbox.emulator.rules.errors import not_found, user_deleted
+from stream_outbox.emulator.rules.hooks import Hook
 
 # Fields Stream manages itself; a payload cannot set them.
 USER_SERVER_FIELDS = frozenset(
@@ -68,6 +69,12 @@ def new_member(user_id: str, created_by: str | None, now: str) -> dict[str, Any]
         "notifications_muted": False,
         "created_at": now,
     }
+
+
+def channel_config(channel_type: str) -> dict[str, Any]:
+    """A channel type's ``config`` as answers carry it: the message limit, and
+    ``read_events`` on (stream-chat-js's ``markRead`` sends nothing without it)."""
+    return {"name": channel_type, "max_message_length": 5000, "read_events": True}
 
 
 def now_iso() -> str:
@@ -146,11 +153,20 @@ class Store:
     message_cids: dict[str, str] = field(default_factory=dict)
     retired_message_ids: set[str] = field(default_factory=set)
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    # app settings given through ``update_app_settings`` (``GET /app`` shows them) and
+    # the hooks they configure
+    app_settings: dict[str, Any] = field(default_factory=dict)
+    hooks: tuple[Hook, ...] = ()
+    legacy_hook: Hook | None = None  # the one of ``webhook_url``, also in ``hooks``
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     def next_seq(self) -> int:
         """Monotonic counter used to order records created in the same instant."""
         return next(self._counter)
+
+    def hook_urls(self, event_type: str) -> list[str]:
+        """The webhook URLs an event of ``event_type`` is delivered to."""
+        return [hook.url for hook in self.hooks if hook.wants(event_type)]
 
     # ---- users -------------------------------------------------------------
 
@@ -233,7 +249,7 @@ class Store:
                 "frozen": False,
                 "disabled": False,
                 "member_count": len(channel.members),
-                "config": {"name": channel.type, "max_message_length": 5000},
+                "config": channel_config(channel.type),
             }
         )
         return view

@@ -16,6 +16,7 @@ from stream_outbox.emulator.transport.core import (
     Response,
     json_response,
 )
+from stream_outbox.emulator.webhooks.faults import WebhookFault
 
 
 class AdminError(ValueError):
@@ -148,9 +149,50 @@ def set_latency(core: EmulatorCore, ms: float, endpoint: str | None = None) -> N
 
 
 def clear_faults(core: EmulatorCore) -> None:
-    """Remove pending failures, drops, hangs and latency."""
+    """Remove pending failures, drops, hangs, latency and webhook faults."""
     with core.lock:
         core.faults.clear()
+    core.webhooks.clear_faults()
+
+
+def webhook_fault(
+    core: EmulatorCore,
+    kind: str,
+    times: int = 1,
+    seconds: float = 0.0,
+    event_type: str | None = None,
+) -> None:
+    """Apply ``kind`` (drop, delay, duplicate, reorder) to the next ``times`` webhook events
+    (of ``event_type`` only, when given); ``seconds``: the delay, or how long a reordered
+    event waits for a next one."""
+    try:
+        core.webhooks.add_fault(
+            WebhookFault(str(kind), _positive(times), float(seconds), event_type)
+        )
+    except ValueError as exc:
+        raise AdminError(str(exc)) from exc
+
+
+def set_webhook_options(
+    core: EmulatorCore, timeout: float | None = None, backoff: float | None = None
+) -> dict[str, Any]:
+    """The timeout of one webhook request and the first pause between attempts (seconds)."""
+    for name, value in (("timeout", timeout), ("backoff", backoff)):
+        if value is not None and float(value) <= 0:
+            raise AdminError(f"{name} must be positive")
+    core.webhooks.configure(timeout, backoff)
+    return core.webhooks.state()
+
+
+def webhook_attempts(core: EmulatorCore) -> list[dict[str, Any]]:
+    """Every webhook attempt (``webhook_id``, ``type``, ``attempt``, ``outcome``: an HTTP
+    status, ``timeout``, ``error`` or ``dropped``; wall-clock ``sent`` and ``answered``)."""
+    return core.webhooks.attempts()
+
+
+def wait_webhooks(core: EmulatorCore, timeout: float = 10.0) -> bool:
+    """Wait until every webhook event so far is delivered or given up on; False on timeout."""
+    return core.webhooks.wait_idle(float(timeout))
 
 
 def set_rate_limit(core: EmulatorCore, endpoint: str, limit: int | None) -> None:
@@ -226,7 +268,9 @@ def _rate_limits(core: EmulatorCore, body: dict[str, Any]) -> dict[str, Any]:
 
 def _faults(core: EmulatorCore) -> dict[str, Any]:
     with core.lock:
-        return core.faults.pending()
+        pending = core.faults.pending()
+    pending["webhooks"] = core.webhooks.state()["faults"]
+    return pending
 
 
 _Op = Callable[[EmulatorCore, dict[str, Any]], Any]
@@ -249,6 +293,16 @@ _OPS: dict[tuple[str, str], _Op] = {
     ("POST", "/faults/hang"): lambda core, b: hang(
         core, b.get("endpoint"), b["seconds"], b.get("times", 1), b.get("apply", False)
     ),
+    ("POST", "/faults/webhook"): lambda core, b: webhook_fault(
+        core, b["kind"], b.get("times", 1), b.get("seconds", 0.0), b.get("event_type")
+    ),
+    ("GET", "/webhooks"): lambda core, _: core.webhooks.state(),
+    ("POST", "/webhooks"): lambda core, b: set_webhook_options(
+        core, b.get("timeout"), b.get("backoff")
+    ),
+    ("GET", "/webhooks/attempts"): lambda core, _: {"attempts": webhook_attempts(core)},
+    # answers at once (the admin API runs on the server's loop): callers poll
+    ("GET", "/webhooks/idle"): lambda core, _: {"idle": core.webhooks.state()["pending"] == 0},
     ("GET", "/rate_limits"): lambda core, _: _rate_limits(core, {}),
     ("POST", "/rate_limits"): _rate_limits,
     ("POST", "/tasks"): lambda core, b: set_task_seconds(core, b["task_seconds"]),

@@ -1,4 +1,5 @@
-"""Server-side authentication as Stream checks it: api_key, auth type and an HS256 JWT."""
+"""Authentication as Stream checks it: api_key, auth type and an HS256 JWT, either a server
+token (``{"server": true}``) or a user token (``{"user_id": ...}``, client-side)."""
 
 from __future__ import annotations
 
@@ -27,22 +28,36 @@ def _unauthorized(code: int, detail: str) -> StreamError:
     return StreamError(401, code, detail)
 
 
+def _actor(claims: dict[str, Any]) -> str | None:
+    """None for a server token, the user id of a user token."""
+    if claims.get("server") is True:
+        return None
+    user_id = claims.get("user_id")
+    if not isinstance(user_id, str) or not user_id:
+        raise _unauthorized(
+            AUTHENTICATION_ERROR, "JWTAuth error: token has neither server nor user_id claims"
+        )
+    return user_id
+
+
 class Authenticator:
     """Checks the ``api_key`` query parameter, ``stream-auth-type`` and the JWT.
 
     The signature is checked with PyJWT's HMAC-SHA256 primitive and the claims
     with ``jwt.decode``; tokens without time claims (the SDK's ``{"server": true}``
-    token) are cached once verified, since the SDK sends the same token every call.
+    token, ``/chat/token``'s user tokens) are cached once verified, since a client sends
+    the same token every call.
     """
 
     def __init__(self, api_key: str, api_secret: str) -> None:
         self.api_key = api_key
         self._secret = api_secret.encode()
         self._hmac = HMACAlgorithm(HMACAlgorithm.SHA256)
-        self._verified: set[str] = set()
+        self._verified: dict[str, str | None] = {}
 
-    def check(self, query: Mapping[str, str], headers: Mapping[str, str]) -> None:
-        """Raise ``StreamError`` (401) unless the request is a valid server-side call."""
+    def check(self, query: Mapping[str, str], headers: Mapping[str, str]) -> str | None:
+        """The user acting (a user token), or None for a server-side call; ``StreamError``
+        (401) unless the request is authenticated."""
         api_key = query.get("api_key")
         if not api_key:
             raise _unauthorized(ACCESS_KEY_ERROR, "api_key is required")
@@ -56,18 +71,14 @@ class Authenticator:
         if not token:
             raise _unauthorized(AUTHENTICATION_ERROR, "JWTAuth error: token is missing")
         if token in self._verified:
-            return
+            return self._verified[token]
         claims = self._verify(token)
-        if claims.get("server") is not True:
-            raise _unauthorized(
-                AUTHENTICATION_ERROR,
-                "JWTAuth error: a server-side token is required "
-                "(the emulator does not support client-side auth)",
-            )
+        actor = _actor(claims)
         if not any(claim in claims for claim in _TIME_CLAIMS):
             if len(self._verified) >= _CACHE_LIMIT:
                 self._verified.clear()
-            self._verified.add(token)
+            self._verified[token] = actor
+        return actor
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from stream_outbox.emulator.config import EmulatorConfig
 from stream_outbox.emulator.endpoints.call import Call
 from stream_outbox.emulator.importing.tasks import ImportBook
 from stream_outbox.emulator.rules.errors import (
+    AUTHENTICATION_ERROR,
     INPUT_ERROR,
     INTERNAL_ERROR,
     RATE_LIMIT,
@@ -21,6 +23,7 @@ from stream_outbox.emulator.rules.errors import (
     default_code_for_status,
     error_body,
     not_found,
+    user_deactivated,
 )
 from stream_outbox.emulator.rules.faults import Decision, Failure, Faults
 from stream_outbox.emulator.rules.limits import (
@@ -30,10 +33,13 @@ from stream_outbox.emulator.rules.limits import (
     Verdict,
     canonical_limits,
 )
+from stream_outbox.emulator.rules.permissions import check_endpoint
 from stream_outbox.emulator.state.request_log import RequestLog
 from stream_outbox.emulator.state.store import Store, now_iso, unix_now
 from stream_outbox.emulator.transport.auth import Authenticator
 from stream_outbox.emulator.transport.routes import Route, match
+from stream_outbox.emulator.webhooks.delivery import Delivery
+from stream_outbox.emulator.webhooks.sender import SenderOptions, WebhookSender
 
 log = logging.getLogger("stream_outbox.emulator")
 
@@ -56,6 +62,7 @@ class Request:
     started: float = field(default_factory=time.perf_counter)
     received: float = field(default_factory=time.time)
     upload: Any = None  # the streamed body of a PUT to an import upload URL
+    client_ip: str = ""
 
 
 @dataclass
@@ -102,6 +109,7 @@ class EmulatorCore:
         self.auth = Authenticator(config.api_key, config.api_secret)
         self.channel_types = frozenset(config.channel_types)
         self.imports = _import_book(config, self.lock)
+        self.webhooks = WebhookSender(config.api_key, config.api_secret, _sender_options(config))
 
     def plan(self, request: Request) -> Plan:
         """Route an API request and take its pending fault, if any."""
@@ -137,7 +145,9 @@ class EmulatorCore:
     ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         if plan.route is None:
             raise not_found(f"{request.method} {request.path} is not an emulated endpoint")
-        self.auth.check(request.query, request.headers)
+        actor = self.auth.check(request.query, request.headers)
+        if actor is not None:
+            self._check_client(actor, plan.endpoint)
         limits = self._admit(plan.endpoint, now)
         call = Call(
             store=self.store,
@@ -151,12 +161,39 @@ class EmulatorCore:
             task_seconds=self.task_seconds,
             imports=self.imports,
             host=request.headers.get("host", ""),
+            actor=actor,
         )
         try:
-            return plan.route.handler(call), limits
+            payload = plan.route.handler(call)
         except StreamError as err:
             err.headers = err.headers or limits  # the counted call's X-RateLimit-* values
             raise
+        if call.events:
+            self._publish(call.events, _request_info(request, actor))
+        return payload, limits
+
+    def _check_client(self, user_id: str, endpoint: str) -> None:
+        """A user token: an endpoint open to clients, a user that exists and is active."""
+        user = self.store.users.get(user_id)
+        if user is None or self.store.was_deleted(user_id):
+            raise StreamError(
+                401, AUTHENTICATION_ERROR, f'JWTAuth error: user "{user_id}" does not exist'
+            )
+        if user.get("deactivated_at"):
+            raise user_deactivated(user_id)
+        check_endpoint(user_id, endpoint)
+
+    def _publish(self, events: list[dict[str, Any]], request_info: dict[str, Any]) -> None:
+        """Hand the call's events to the webhook sender (under the lock: in state order)."""
+        deliveries = []
+        for event in events:
+            event["request_info"] = request_info
+            body = json.dumps(event, separators=(",", ":")).encode()
+            user = event.get("user") or {}
+            key = event.get("cid") or f"user:{user.get('id', '')}"
+            for url in self.store.hook_urls(event["type"]):
+                deliveries.append(Delivery(str(uuid.uuid4()), url, body, event["type"], key))
+        self.webhooks.publish(deliveries)
 
     def _admit(self, endpoint: str, now: float) -> list[tuple[str, str]]:
         """Count the call against its rate limits and budget; 429 when either is spent."""
@@ -210,12 +247,14 @@ class EmulatorCore:
             self.limits, self.budget, self.task_seconds = _configured(self.config)
             self.imports.close()
             self.imports = _import_book(self.config, self.lock)
+            self.webhooks.reset(_sender_options(self.config))
 
     def close(self) -> None:
-        """Stop import work and remove uploaded files (import tasks are forgotten)."""
+        """Stop import work and webhooks, remove uploaded files (import tasks are forgotten)."""
         with self.lock:
             self.imports.close()
             self.imports = _import_book(self.config, self.lock)
+        self.webhooks.close()
 
 
 def _import_book(config: EmulatorConfig, lock: threading.Lock) -> ImportBook:
@@ -228,6 +267,10 @@ def _import_book(config: EmulatorConfig, lock: threading.Lock) -> ImportBook:
     )
 
 
+def _sender_options(config: EmulatorConfig) -> SenderOptions:
+    return SenderOptions(config.webhook_timeout_seconds, config.webhook_backoff_seconds)
+
+
 def _configured(config: EmulatorConfig) -> tuple[RateLimits, ApiBudget, float]:
     """Rate limits, API budget and task duration as configured (fresh usage)."""
     limits = RateLimits(
@@ -237,6 +280,19 @@ def _configured(config: EmulatorConfig) -> tuple[RateLimits, ApiBudget, float]:
     )
     budget = ApiBudget(config.api_budget_ms, config.api_budget_cost_ms, config.window_seconds)
     return limits, budget, config.task_seconds
+
+
+def _request_info(request: Request, actor: str | None) -> dict[str, Any]:
+    """Stream's ``request_info``: who issued the request that caused an event."""
+    info = {
+        "type": "client" if actor is not None else "server",
+        "ip": request.client_ip,
+        "user_agent": request.headers.get("user-agent", ""),
+        "sdk": request.headers.get("x-stream-client", ""),
+    }
+    if "x-stream-ext" in request.headers:
+        info["ext"] = request.headers["x-stream-ext"]
+    return info
 
 
 def _limit_headers(verdict: Verdict) -> list[tuple[str, str]]:

@@ -6,26 +6,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from stream_outbox.emulator.endpoints import channels, imports, messages, user_lifecycle, users
+from stream_outbox.emulator.endpoints import (
+    app,
+    channels,
+    imports,
+    messages,
+    reads,
+    user_lifecycle,
+    users,
+)
 from stream_outbox.emulator.endpoints.call import Call, Handler
 from stream_outbox.emulator.rules.errors import not_found
-
-
-def get_app(call: Call) -> dict[str, Any]:
-    """``GET /app`` (GetApp)."""
-    return {
-        "app": {
-            "name": "stream-emulator",
-            "organization": "stream-emulator",
-            "disable_auth_checks": False,
-            "disable_permissions_checks": False,
-            "enforce_unique_usernames": "no",
-            "channel_configs": {
-                t: {"name": t, "max_message_length": 5000} for t in sorted(call.channel_types)
-            },
-            "suspended": False,
-        }
-    }
 
 
 def get_rate_limits(call: Call) -> dict[str, Any]:
@@ -80,15 +71,18 @@ _TABLE: list[tuple[str, str, str, Handler]] = [
     ("POST", "channels/*/*/message", "SendMessage", messages.send_message),
     ("GET", "channels/*/*/messages", "GetManyMessages", messages.get_many_messages),
     ("POST", "channels/*/*/truncate", "TruncateChannel", channels.truncate_channel),
+    ("POST", "channels/*/*/read", "MarkRead", reads.mark_read),
     ("POST", "channels/*/*", "UpdateChannel", channels.update_channel),
     ("PATCH", "channels/*/*", "UpdateChannelPartial", channels.update_channel_partial),
     ("DELETE", "channels/*/*", "DeleteChannel", channels.delete_channel),
     ("GET", "members", "QueryMembers", channels.query_members),
     ("GET", "messages/*", "GetMessage", messages.get_message),
+    ("POST", "messages/*", "UpdateMessage", messages.update_message),
     ("PUT", "messages/*", "UpdateMessagePartial", messages.update_message_partial),
     ("DELETE", "messages/*", "DeleteMessage", messages.delete_message),
     ("POST", "messages/*/undelete", "UndeleteMessage", messages.undelete_message),
-    ("GET", "app", "GetApp", get_app),
+    ("GET", "app", "GetApp", app.get_app),
+    ("PATCH", "app", "UpdateApp", app.update_app),
     ("GET", "rate_limits", "GetRateLimits", get_rate_limits),
     ("GET", "tasks/*", "GetTask", get_task),
     ("POST", "import_urls", "CreateImportURL", imports.create_import_url),

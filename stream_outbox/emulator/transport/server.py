@@ -94,6 +94,7 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = False
         self.closed = False
         self.upload: _Streamed | None = None
+        self.peer = ""
 
     # ---- asyncio callbacks -------------------------------------------------
 
@@ -101,6 +102,8 @@ class HttpProtocol(asyncio.Protocol):
         """Remember the transport."""
         self.transport = cast(asyncio.Transport, transport)
         self.tracker.connections.add(self)
+        peer = self.transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else ""
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection (a delayed call still runs to its end)."""
@@ -175,7 +178,8 @@ class HttpProtocol(asyncio.Protocol):
             return None
         body = bytes(buf[end + 4 : total])
         del buf[:total]
-        return Request(method.upper(), path, query, headers, body), keep_alive
+        request = Request(method.upper(), path, query, headers, body, client_ip=self.peer)
+        return request, keep_alive
 
     def _stream(
         self, request: Request, keep_alive: bool, end: int, length: int

@@ -1,0 +1,131 @@
+"""The events a call causes, shaped as Stream's webhooks carry them.
+
+Shapes follow Stream's webhook events page (https://getstream.io/chat/docs/python/webhook_events/,
+the ``message.new`` example): ``type``, ``cid``, ``channel_type``, ``channel_id``, the
+``message`` with its ``user``, the acting ``user``, ``created_at``, and for message and
+channel events the channel's ``members`` ("truncated up to 50 members"); the event
+object's fields (``member``, ``channel``, ``user``) as ``docs/features/events.md`` lists
+them. ``request_info`` is added by the core, which knows the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.state.store import ChannelRecord
+
+MAX_EVENT_MEMBERS = 50
+
+
+def _base(call: Call, event_type: str, channel: ChannelRecord) -> dict[str, Any]:
+    return {
+        "type": event_type,
+        "cid": channel.cid,
+        "channel_type": channel.type,
+        "channel_id": channel.id,
+        "created_at": call.now,
+    }
+
+
+def _members(call: Call, channel: ChannelRecord) -> list[dict[str, Any]]:
+    members = list(channel.members.values())[:MAX_EVENT_MEMBERS]
+    return [call.store.member_view(m) for m in members]
+
+
+def _user(call: Call, user_id: str | None) -> dict[str, Any] | None:
+    return call.store.user_view(user_id) if user_id else None
+
+
+def emit_message(
+    call: Call,
+    event_type: str,
+    channel: ChannelRecord,
+    message: dict[str, Any],
+    user_id: str | None = None,
+    **extra: Any,
+) -> None:
+    """``message.new``, ``.updated``, ``.deleted`` (with ``hard_delete``), ``.undeleted``:
+    ``user`` is who acted (the caller, else the one named in the call, else the author)."""
+
+    def build() -> dict[str, Any]:
+        event = _base(call, event_type, channel)
+        actor = call.actor or user_id or message.get("user_id")
+        event.update(
+            {
+                "message": call.store.message_view(message),
+                "user": _user(call, actor),
+                "members": _members(call, channel),
+                "channel_member_count": len(channel.members),
+                **extra,
+            }
+        )
+        return event
+
+    call.emit(event_type, build)
+
+
+def emit_read(
+    call: Call, channel: ChannelRecord, user_id: str, last_read_message_id: str | None
+) -> None:
+    """``message.read``: the reader (``user``, with ``channel_last_read_at``) and the channel."""
+
+    def build() -> dict[str, Any]:
+        event = _base(call, "message.read", channel)
+        user = dict(call.store.user_view(user_id))
+        user["channel_last_read_at"] = call.now
+        user["channel_unread_count"] = 0
+        event.update(
+            {
+                "user": user,
+                "channel": call.store.channel_view(channel),
+                "last_read_message_id": last_read_message_id,
+            }
+        )
+        return event
+
+    call.emit("message.read", build)
+
+
+def emit_member(
+    call: Call, event_type: str, channel: ChannelRecord, member: dict[str, Any]
+) -> None:
+    """``member.added`` / ``member.removed`` / ``member.updated``: the ``member`` and its
+    ``user``."""
+
+    def build() -> dict[str, Any]:
+        event = _base(call, event_type, channel)
+        event.update(
+            {
+                "member": call.store.member_view(member),
+                "user": call.store.user_view(member["user_id"]),
+                "channel_member_count": len(channel.members),
+            }
+        )
+        return event
+
+    call.emit(event_type, build)
+
+
+def emit_channel(call: Call, event_type: str, channel: ChannelRecord, **extra: Any) -> None:
+    """``channel.created``, ``.updated``, ``.deleted``, ``.truncated``: the ``channel`` (as
+    it is after the change), the acting ``user`` when there is one, the ``members``."""
+
+    def build() -> dict[str, Any]:
+        event = _base(call, event_type, channel)
+        event["channel"] = call.store.channel_view(channel)
+        event["members"] = _members(call, channel)
+        if call.actor:
+            event["user"] = call.store.user_view(call.actor)
+        event.update(extra)
+        return event
+
+    call.emit(event_type, build)
+
+
+def emit_user(call: Call, event_type: str, user_id: str) -> None:
+    """``user.updated`` (and other user events): the ``user``, no channel."""
+    call.emit(
+        event_type,
+        lambda: {"type": event_type, "user": call.store.user_view(user_id), "created_at": call.now},
+    )
