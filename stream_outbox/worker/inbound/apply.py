@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, delete, func, insert, inspect, select, text
+from sqlalchemy import Column, Connection, DateTime, Engine, delete, insert, inspect, select, text
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 
@@ -183,7 +183,7 @@ class _Applier:
             ),
             self.column("message", "sender_id"): self.sender(message.user_id, message.id),
             self.column("message", "content"): message.text,
-            created: moment.isoformat() if _python_type(created) is str else moment,
+            created: _moment_for(created, moment),
         }
         if not _makes_its_own(key):
             if _python_type(key) is not str:
@@ -194,7 +194,7 @@ class _Applier:
             values[key] = message.id  # a text key with no default: Stream's id
         mark = self.mark()
         if deleted and mark is not None:
-            values[mark] = message.deleted_at or func.now()
+            values[mark] = _moment_for(mark, message.deleted_at or datetime.now(UTC))
         made = str(self.conn.scalar(insert(key.table).values(values).returning(key)))
         if deleted and mark is None:
             self.conn.execute(delete(key.table).where(key == self.typed("message", "id", made)))
@@ -228,9 +228,8 @@ class _Applier:
         where = key == self.typed("message", "id", message_id)
         if mark is None:
             return bool(self.conn.execute(delete(key.table).where(where)).rowcount)
-        statement = (
-            sql_update(key.table).where(where, mark.is_(None)).values({mark: at or func.now()})
-        )
+        moment = _moment_for(mark, at or datetime.now(UTC))
+        statement = sql_update(key.table).where(where, mark.is_(None)).values({mark: moment})
         return bool(self.conn.execute(statement).rowcount)
 
 
@@ -240,6 +239,16 @@ def _python_type(column: Column[Any]) -> type[Any] | None:
     except NotImplementedError:
         return None
     return found
+
+
+def _moment_for(column: Column[Any], moment: datetime) -> Any:
+    """Stream's time as the app's column holds times: text (ISO 8601), a timestamp without
+    a time zone (UTC, whatever the session's zone), or with one."""
+    if _python_type(column) is str:
+        return moment.isoformat()
+    if isinstance(column.type, DateTime) and not column.type.timezone:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
 
 
 def _makes_its_own(key: Column[Any]) -> bool:
@@ -341,9 +350,9 @@ def _message_read(a: _Applier, event: InboundEvent) -> Outcome:
         .where(
             part_conversation == a.typed("participant", "conversation_id", conversation),
             user == a.typed("participant", "user_id", event.user_id),
-            (column.is_(None)) | (column < event.created_at),
+            (column.is_(None)) | (column < _moment_for(column, event.created_at)),
         )
-        .values({column: event.created_at})
+        .values({column: _moment_for(column, event.created_at)})
     )
     moved = a.conn.execute(statement).rowcount
     return Outcome("read moved forward" if moved else "read at or past it already")

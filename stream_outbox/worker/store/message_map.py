@@ -33,6 +33,7 @@ __all__ = [
     "set_updated",
     "stream_id_of",
     "stream_ids",
+    "undelete",
 ]
 
 # The ids the mirror gives the app's messages in Stream: msg-{id}, msg{generation}-{id}
@@ -135,4 +136,13 @@ def mark_deleted(conn: Connection, message_id: str) -> None:
         update(message_map)
         .where(message_map.c.message_id == message_id, message_map.c.deleted_at.is_(None))
         .values(deleted_at=func.now())
+    )
+
+
+def undelete(conn: Connection, message_id: str) -> None:
+    """The message is live again (a soft delete undone in the app)."""
+    conn.execute(
+        update(message_map)
+        .where(message_map.c.message_id == message_id, message_map.c.deleted_at.is_not(None))
+        .values(deleted_at=None)
     )
