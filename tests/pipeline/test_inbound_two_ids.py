@@ -23,6 +23,7 @@ from stream_outbox.worker.verify.paged import verify
 from tests.support.pipeline import Pipeline, drift
 from tests.support.settings import API_KEY, API_SECRET
 from tests.support.story import invite
+from tests.support.stream_events import event_of
 
 
 def _stream_message(pipeline: Pipeline, cid: str, message_id: str) -> dict[str, Any]:
@@ -30,30 +31,6 @@ def _stream_message(pipeline: Pipeline, cid: str, message_id: str) -> dict[str, 
         m for m in pipeline.emu.state()["messages"][cid] if m["id"] == message_id
     )
     return held
-
-
-def _event(kind: str, cid: str, held: dict[str, Any], client: bool | None) -> dict[str, Any]:
-    """The webhook Stream sends for ``held`` (the emulator's record of the message)."""
-    channel_type, _, channel_id = cid.partition(":")
-    event: dict[str, Any] = {
-        "type": kind,
-        "cid": cid,
-        "channel_type": channel_type,
-        "channel_id": channel_id,
-        "user": {"id": held["user_id"]},
-        "created_at": held.get("updated_at") or held["created_at"],
-        "message": {
-            "id": held["id"],
-            "text": held["text"],
-            "user": {"id": held["user_id"]},
-            "created_at": held["created_at"],
-            "updated_at": held.get("updated_at") or held["created_at"],
-            "deleted_at": held.get("deleted_at"),
-        },
-    }
-    if client is not None:
-        event["request_info"] = {"type": "client" if client else "server"}
-    return event
 
 
 def _born_in_stream(
@@ -74,7 +51,7 @@ def _born_in_stream(
     client = StreamChat(API_KEY, API_SECRET, base_url=pipeline.emu.base_url)
     guest = str(made["guest"].id)
     client.channel(*cid.split(":")).send_message({"id": stream_id, "text": "from Stream"}, guest)
-    new = _event("message.new", cid, _stream_message(pipeline, cid, stream_id), client=True)
+    new = event_of("message.new", cid, _stream_message(pipeline, cid, stream_id), client=True)
     assert apply_event(pipeline.engine, REFERENCE_BINDING, new).startswith("message inserted")
     with pipeline.engine.connect() as conn:
         app_id = conn.scalar(
@@ -120,7 +97,7 @@ def test_the_apps_edit_and_deletion_reach_streams_message_under_its_id(
     assert counts.get("SendMessage", 0) == 0 and counts["UpdateMessagePartial"] == 1
     assert f"msg-{app_id}" not in {m["id"] for m in pipeline.emu.state()["messages"][cid]}
     # And the edit's webhook coming back writes nothing (the text is in step)
-    echo = _event("message.updated", cid, held, client=None)
+    echo = event_of("message.updated", cid, held, client=None)
     outcome = apply_event(pipeline.engine, REFERENCE_BINDING, echo)
     assert outcome in ("text in step already", "edit ignored: a later edit was applied")
     # When the old client deletes it, Stream's message is deleted
@@ -135,7 +112,7 @@ def test_the_apps_edit_and_deletion_reach_streams_message_under_its_id(
         )
     assert deleted is not None
     # and its deletion's webhook writes nothing either
-    gone_event = _event("message.deleted", cid, _stream_message(pipeline, cid, stream_id), None)
+    gone_event = event_of("message.deleted", cid, _stream_message(pipeline, cid, stream_id), None)
     assert apply_event(pipeline.engine, REFERENCE_BINDING, gone_event) == "deleted already"
     assert {r["status"] for r in pipeline.rows()} == {"done"}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["T0", "at", "channel_event", "message_event", "read_event"]
+__all__ = ["T0", "at", "channel_event", "event_of", "message_event", "read_event"]
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -62,6 +62,21 @@ def message_event(
     }
     if kind == "message.deleted":
         event["hard_delete"] = False
+    return event
+
+
+def event_of(kind: str, cid: str, held: dict[str, Any], client: bool | None) -> dict[str, Any]:
+    """The message event Stream sends for ``held`` (the emulator's record of a message)."""
+    updated = held.get("updated_at") or held["created_at"]
+    event = _base(kind, cid, held["user_id"], updated, client)
+    event["message"] = {
+        "id": held["id"],
+        "text": held["text"],
+        "user": {"id": held["user_id"]},
+        "created_at": held["created_at"],
+        "updated_at": updated,
+        "deleted_at": held.get("deleted_at"),
+    }
     return event
 
 
