@@ -15,6 +15,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks import audit
+from stream_outbox.app_hooks.outbox import message_map
 from stream_outbox.app_hooks.reference import (
     REFERENCE_BINDING,
     Conversation,
@@ -319,3 +320,29 @@ def test_a_channel_stream_holds_whose_members_all_left_goes_with_its_messages(
     assert not [
         i for i in written if i["type"] == "channel" and str(made["empty"].id) in str(i["data"])
     ]
+
+
+def test_a_message_born_in_stream_is_left_out_of_the_files(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    # Given the history, one of whose messages a client sent in Stream (the map says so)
+    engine: Engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        history(session)
+    with engine.begin() as conn:
+        born = conn.scalar(select(Message.id).where(Message.content == "hi"))
+        conn.execute(
+            insert(message_map).values(message_id=str(born), stream_id="c-1", born_in="stream")
+        )
+    # When the history is exported
+    result = export_history(
+        engine,
+        REFERENCE_BINDING,
+        OutboxRepository(engine),
+        tmp_path,
+        watermark=START + timedelta(days=1),
+    )
+    # Then Stream's own message is not in the files (Stream holds it), the others are
+    texts = [i["data"]["text"] for i in items(result.files) if i["type"] == "message"]
+    assert sorted(texts) == ["joined", "thanks"]
+    assert result.counts["message"] == 2

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Text, cast, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from stream_outbox.app_hooks.desired import stream_message_id
 from stream_outbox.app_hooks.outbox import BornIn, message_map
@@ -29,6 +30,7 @@ __all__ = [
     "entry_for",
     "entry_for_stream_id",
     "mark_deleted",
+    "not_born_in_stream",
     "record",
     "set_updated",
     "stream_id_of",
@@ -90,6 +92,16 @@ def stream_ids(conn: Connection, message_ids: Collection[str]) -> dict[str, str]
         message_map.c.born_in == BornIn.STREAM.value,
     )
     return {row.message_id: row.stream_id for row in conn.execute(query)}
+
+
+def not_born_in_stream(key: Any) -> ColumnElement[bool]:
+    """SQL: the app's message whose id is ``key`` (its id column) was not born in Stream
+    (for queries that give every other message the deterministic id)."""
+    born = exists().where(
+        message_map.c.message_id == cast(key, Text),
+        message_map.c.born_in == BornIn.STREAM.value,
+    )
+    return ~born
 
 
 def stream_id_of(message_id: str, generation: int, mapped: Mapping[str, str]) -> str:
