@@ -70,6 +70,17 @@ def history(session: Session) -> dict[str, Any]:
     return {**made, "ann": ann, "bob": bob, "dm": dm, "empty": empty}
 
 
+def _export_a_day(engine: Engine, out: Path) -> Any:
+    """The history exported up to a day after the start."""
+    return export_history(
+        engine,
+        REFERENCE_BINDING,
+        OutboxRepository(engine),
+        out,
+        watermark=START + timedelta(days=1),
+    )
+
+
 def test_the_history_is_written_in_stream_s_order_with_the_live_path_s_ids(
     session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
@@ -77,13 +88,7 @@ def test_the_history_is_written_in_stream_s_order_with_the_live_path_s_ids(
     with session_factory() as session, session.begin():
         made = history(session)
     # When the history is exported up to a day after the start
-    result = export_history(
-        engine,
-        REFERENCE_BINDING,
-        OutboxRepository(engine),
-        tmp_path,
-        watermark=START + timedelta(days=1),
-    )
+    result = _export_a_day(engine, tmp_path)
     found = items(result.files)
     # Then users, channels, members and messages come in that order
     kinds = [item["type"] for item in found]
@@ -297,13 +302,7 @@ def test_a_channel_stream_holds_whose_members_all_left_goes_with_its_messages(
     ref = channels.assign_channel(str(left), [ChannelRef("messaging", f"dm_{left}")])
     channels.mark_in_stream(str(left))
     # When the history is exported
-    result = export_history(
-        engine,
-        REFERENCE_BINDING,
-        OutboxRepository(engine),
-        tmp_path,
-        watermark=START + timedelta(days=1),
-    )
+    result = _export_a_day(engine, tmp_path)
     # Then the channel is in the files, made by the system user, with its messages
     written = items(result.files)
     [channel] = [
@@ -335,13 +334,7 @@ def test_a_message_born_in_stream_is_left_out_of_the_files(
             insert(message_map).values(message_id=str(born), stream_id="c-1", born_in="stream")
         )
     # When the history is exported
-    result = export_history(
-        engine,
-        REFERENCE_BINDING,
-        OutboxRepository(engine),
-        tmp_path,
-        watermark=START + timedelta(days=1),
-    )
+    result = _export_a_day(engine, tmp_path)
     # Then Stream's own message is not in the files (Stream holds it), the others are
     texts = [i["data"]["text"] for i in items(result.files) if i["type"] == "message"]
     assert sorted(texts) == ["joined", "thanks"]
