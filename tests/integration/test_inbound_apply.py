@@ -339,8 +339,11 @@ def test_a_member_change_made_in_stream_is_undone_through_an_outbox_row(app: App
     # A change that leaves the channel as the database has it writes nothing
     before = app.snapshot()
     assert app.apply(channel_event("member.added", CID, app.ada, member_id=app.bob)) == (
-        "members in step with the database already"
+        "channel in step with the database already"
     )
+    in_step = channel_event("channel.updated", CID, app.ada)
+    in_step["channel"] = {"cid": CID, "conversation_id": app.conversation}  # the app's data
+    assert app.apply(in_step) == "channel in step with the database already"
     assert app.snapshot() == before
 
 

@@ -364,14 +364,24 @@ def _channel_change(a: _Applier, event: InboundEvent) -> Outcome:
     conversation = a.conversation_of(event)
     if isinstance(conversation, Outcome):
         return conversation
-    if event.type != "channel.updated":
-        member = event.member_id or event.user_id
-        present = member in reads.members_of(a.b, a.conn, conversation)
-        if present == (event.type == "member.added"):
-            return Outcome("members in step with the database already")
+    if _in_step(a, event, conversation):
+        return Outcome("channel in step with the database already")
     target = Target(TargetKind.CONVERSATION.value, conversation)
     write_changes(a.conn, [Change(target, RECONCILE_EVENT, {})])
     return Outcome(f"{event.type} made in Stream: undone (conversation {conversation} reconciled)")
+
+
+def _in_step(a: _Applier, event: InboundEvent, conversation: str) -> bool:
+    """Whether the change leaves the channel as the database has it (the mirror's own
+    member and channel calls coming back): a member added who is one, or removed who is
+    not; a channel whose fields the product owns are the database's."""
+    if event.type == "channel.updated":
+        wanted = reads.desired_channels(a.b, a.conn, [conversation]).get(conversation)
+        held = event.channel or {}
+        return wanted is not None and all(held.get(k) == v for k, v in wanted.data.items())
+    member = event.member_id or event.user_id
+    present = member in reads.members_of(a.b, a.conn, conversation)
+    return present == (event.type == "member.added")
 
 
 _HANDLERS: dict[str, Callable[[_Applier, InboundEvent], Outcome]] = {

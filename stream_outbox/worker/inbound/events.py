@@ -68,6 +68,7 @@ class InboundEvent:
     member_id: str | None = None
     hard_delete: bool = False
     from_client: bool | None = None  # request_info.type == "client"; None: not said
+    channel: Mapping[str, Any] | None = None  # the channel as a channel event carries it
 
     @property
     def cid(self) -> str | None:
@@ -137,6 +138,7 @@ def parse_event(event: Mapping[str, Any]) -> InboundEvent:
         member_id=member_id,
         hard_delete=bool(event.get("hard_delete")),
         from_client=client,
+        channel=event["channel"] if isinstance(event.get("channel"), Mapping) else None,
     )
 
 
