@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -148,3 +149,34 @@ def test_the_history_copy_passes_a_message_born_in_stream(
     assert pipeline.counts().get("SendMessage", 0) == 1  # the app's own message only
     ids = [m["id"] for m in pipeline.emu.state()["messages"][cid]]
     assert ids.count(stream_id) == 1 and f"msg-{app_id}" not in ids
+
+
+def test_an_edit_on_both_sides_the_later_wins_on_both(
+    pipeline: Pipeline, session_factory: Callable[[], Session]
+) -> None:
+    _, cid, stream_id, app_id = _born_in_stream(pipeline, session_factory)
+    held = _stream_message(pipeline, cid, stream_id)
+    # The app edits it; the worker sends the edit (its time recorded in the map)
+    with session_factory() as session, session.begin():
+        message = session.get(Message, uuid.UUID(app_id))
+        assert message is not None
+        message.content = "the app's edit"
+    pipeline.drain()
+    # A client's edit made before the app's, arriving after it: it loses on both sides
+    earlier = event_of("message.updated", cid, held | {"text": "older client edit"}, True)
+    earlier["message"]["updated_at"] = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    assert apply_event(pipeline.engine, REFERENCE_BINDING, earlier) == (
+        "edit ignored: a later edit was applied"
+    )
+    # A client's edit made after it wins in the app (and Stream holds it already)
+    later = event_of("message.updated", cid, held | {"text": "newer client edit"}, True)
+    later["message"]["updated_at"] = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    assert apply_event(pipeline.engine, REFERENCE_BINDING, later) == "text set"
+    with session_factory() as session:
+        message = session.get(Message, uuid.UUID(app_id))
+        assert message is not None and message.content == "newer client edit"
+    # and sends nothing back to Stream
+    pipeline.emu.reset_request_counts()
+    pipeline.drain()
+    assert pipeline.emu.request_counts()["total"] == 0
+    assert [r for r in pipeline.rows() if r["status"] != "done"] == []
