@@ -279,16 +279,7 @@ def test_a_deletion_is_the_bindings_soft_delete_mark_or_a_hard_delete(app: App) 
 def test_a_client_edit_or_deletion_of_a_message_born_in_the_app_reaches_its_row(
     reference: App,
 ) -> None:
-    mid = uuid.uuid4()
-    with reference.engine.begin() as conn:
-        conn.execute(
-            insert(Message).values(
-                id=mid,
-                conversation_id=uuid.UUID(reference.conversation),
-                sender_id=uuid.UUID(reference.ada),
-                content="from the app",
-            )
-        )
+    mid = _app_message(reference, "from the app", T0)
     stream_id = f"msg-{mid}"
     edit = message_event("message.updated", CID, stream_id, reference.ada, "fixed", updated=5)
     assert reference.apply(edit) == "text set (born in the app)"
@@ -296,6 +287,22 @@ def test_a_client_edit_or_deletion_of_a_message_born_in_the_app_reaches_its_row(
     gone = message_event("message.deleted", CID, stream_id, reference.ada, deleted=6)
     assert reference.apply(gone) == "deleted (born in the app)"
     assert reference.messages() == [] and reference.mapped() == []
+
+
+def _app_message(app: App, content: str, created: datetime) -> uuid.UUID:
+    """A message the app wrote itself (born in the app: Stream has it as ``msg-{id}``)."""
+    mid = uuid.uuid4()
+    with app.engine.begin() as conn:
+        conn.execute(
+            insert(Message).values(
+                id=mid,
+                conversation_id=uuid.UUID(app.conversation),
+                sender_id=uuid.UUID(app.ada),
+                content=content,
+                created_at=created,
+            )
+        )
+    return mid
 
 
 # -- message.read ---------------------------------------------------------------------------
@@ -317,6 +324,23 @@ def test_a_read_moves_the_participants_last_read_forward_only(reference: App) ->
     assert reference.apply(read_event(CID, reference.bob, 60)) == "read at or past it already"
     assert reference.snapshot() == before
     assert last_read() == datetime.fromisoformat(at(60))
+
+
+def test_a_read_up_to_a_message_the_apps_read_time_passed_writes_nothing(
+    reference: App,
+) -> None:
+    # The app's read time is past the message (the app marked it read; the mirror's mark
+    # read up to it comes back, even without Stream saying who called)
+    read_me = _app_message(reference, "read me", T0)
+    reference.apply(read_event(CID, reference.bob, 10))
+    before = reference.snapshot()
+    echo = read_event(CID, reference.bob, 20, client=None, up_to=f"msg-{read_me}")
+    assert reference.apply(echo) == "read at or past it already"
+    assert reference.snapshot() == before
+    # A read up to a message after the app's read time moves it
+    later = _app_message(reference, "new", datetime.fromisoformat(at(15)))
+    read = read_event(CID, reference.bob, 20, client=None, up_to=f"msg-{later}")
+    assert reference.apply(read) == "read moved forward"
 
 
 def test_an_app_without_read_state_ignores_reads(shaped: App) -> None:

@@ -80,9 +80,15 @@ def event_of(kind: str, cid: str, held: dict[str, Any], client: bool | None) -> 
     return event
 
 
-def read_event(cid: str, user_id: str, when: float, client: bool | None = True) -> dict[str, Any]:
-    """A ``message.read`` event: ``user_id`` marked the channel read at ``when``."""
-    return _base("message.read", cid, user_id, at(when), client)
+def read_event(
+    cid: str, user_id: str, when: float, client: bool | None = True, up_to: str | None = None
+) -> dict[str, Any]:
+    """A ``message.read`` event: ``user_id`` marked the channel read at ``when`` (up to
+    Stream's message ``up_to``)."""
+    event = _base("message.read", cid, user_id, at(when), client)
+    if up_to is not None:
+        event["last_read_message_id"] = up_to
+    return event
 
 
 def channel_event(

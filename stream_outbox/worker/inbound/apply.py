@@ -49,7 +49,7 @@ from stream_outbox.worker.inbound.events import (
     parse_event,
 )
 from stream_outbox.worker.store import message_map
-from stream_outbox.worker.store.message_map import MapEntry
+from stream_outbox.worker.store.message_map import MapEntry, app_born_id
 
 __all__ = ["RECONCILE_EVENT", "Outcome", "UnknownUser", "apply_event"]
 
@@ -169,6 +169,25 @@ class _Applier:
         self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:id))"), {"id": stream_id})
         return message_map.entry_for_stream_id(self.conn, stream_id)
 
+    def created_at_of(self, stream_id: str | None) -> datetime | None:
+        """The app's ``created_at`` of Stream's message ``stream_id`` (born in the app, or
+        in Stream and recorded), or ``None`` when the app does not hold it."""
+        if stream_id is None:
+            return None
+        app_id = app_born_id(stream_id)
+        if app_id is None:
+            entry = message_map.entry_for_stream_id(self.conn, stream_id)
+            app_id = None if entry is None else entry.message_id
+        if app_id is None:
+            return None
+        key = self.column("message", "id")
+        try:
+            typed = self.typed("message", "id", app_id)
+        except BadEvent:
+            return None
+        found = self.conn.scalar(select(self.column("message", "created_at")).where(key == typed))
+        return _as_aware(found)
+
     # -- writes ----------------------------------------------------------------------------
 
     def insert_message(self, conversation_id: str, message: InboundMessage, deleted: bool) -> str:
@@ -249,6 +268,18 @@ def _moment_for(column: Column[Any], moment: datetime) -> Any:
     if isinstance(column.type, DateTime) and not column.type.timezone:
         return moment.astimezone(UTC).replace(tzinfo=None)
     return moment
+
+
+def _as_aware(value: Any) -> datetime | None:
+    """A time the app holds (text, naive UTC or aware) as an aware time; ``None`` for none."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _makes_its_own(key: Column[Any]) -> bool:
@@ -343,16 +374,20 @@ def _message_read(a: _Applier, event: InboundEvent) -> Outcome:
     if isinstance(conversation, Outcome):
         return conversation
     column = a.by_attribute("participant", last_read.key)
-    part_conversation = a.column("participant", "conversation_id")
-    user = a.column("participant", "user_id")
+    moment = _moment_for(column, event.created_at)
+    behind = column.is_(None) | (column < moment)
+    upto = a.created_at_of(event.read_message_id)
+    if upto is not None:  # a read up to a message the app's read time has passed: known
+        behind = column.is_(None) | ((column < moment) & (column < _moment_for(column, upto)))
     statement = (
         sql_update(column.table)
         .where(
-            part_conversation == a.typed("participant", "conversation_id", conversation),
-            user == a.typed("participant", "user_id", event.user_id),
-            (column.is_(None)) | (column < _moment_for(column, event.created_at)),
+            a.column("participant", "conversation_id")
+            == a.typed("participant", "conversation_id", conversation),
+            a.column("participant", "user_id") == a.typed("participant", "user_id", event.user_id),
+            behind,
         )
-        .values({column: _moment_for(column, event.created_at)})
+        .values({column: moment})
     )
     moved = a.conn.execute(statement).rowcount
     return Outcome("read moved forward" if moved else "read at or past it already")

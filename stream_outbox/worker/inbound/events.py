@@ -69,6 +69,7 @@ class InboundEvent:
     hard_delete: bool = False
     from_client: bool | None = None  # request_info.type == "client"; None: not said
     channel: Mapping[str, Any] | None = None  # the channel as a channel event carries it
+    read_message_id: str | None = None  # message.read: the message read up to, if said
 
     @property
     def cid(self) -> str | None:
@@ -139,6 +140,7 @@ def parse_event(event: Mapping[str, Any]) -> InboundEvent:
         hard_delete=bool(event.get("hard_delete")),
         from_client=client,
         channel=event["channel"] if isinstance(event.get("channel"), Mapping) else None,
+        read_message_id=str(event.get("last_read_message_id") or "") or None,
     )
 
 
