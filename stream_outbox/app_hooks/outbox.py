@@ -38,10 +38,12 @@ __all__ = [
     "PRIORITY_ON_DEMAND",
     "SCHEMA_REVISION",
     "VERSION_TABLE",
+    "BornIn",
     "Status",
     "TargetKind",
     "audit",
     "channel_map",
+    "message_map",
     "metadata",
     "older_than_code",
     "outbox",
@@ -62,6 +64,13 @@ class Status(StrEnum):
     DISPATCHED = "dispatched"
     DONE = "done"
     FAILED = "failed"
+
+
+class BornIn(StrEnum):
+    """Where a message was first written: the app's database or Stream (a client)."""
+
+    STREAM = "stream"
+    APP = "app"
 
 
 class TargetKind(StrEnum):
@@ -157,7 +166,7 @@ outbox = Table(
 # Alembic's version table of the outbox's migrations (the app's own keeps its name), and
 # the migration these tables are at (the head of migrations/versions: a test holds them).
 VERSION_TABLE = "stream_outbox_alembic_version"
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 channel_map = Table(
     "stream_outbox_channel",
@@ -181,6 +190,22 @@ channel_map = Table(
     # The history export (its audit entry) whose files carry the channel, if any.
     Column("exported_in", BigInteger),
     UniqueConstraint("channel_type", "channel_id"),
+)
+
+# A message's two ids: the app's (as text) and Stream's. Messages born in the app keep
+# their deterministic ``msg-{id}`` and need no row; one born in Stream keeps Stream's id,
+# recorded here when it is written into the app's table. ``updated_at``: the time of the
+# last edit applied, either side (the later wins); ``deleted_at``: deleted on either
+# side (a deletion wins over any edit).
+message_map = Table(
+    "stream_outbox_message_map",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("stream_id", Text, nullable=False, unique=True),
+    Column("born_in", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("deleted_at", DateTime(timezone=True)),
+    CheckConstraint(f"born_in IN ({_in(BornIn)})", name="born_in"),
 )
 
 audit = Table(

@@ -20,6 +20,8 @@ __all__ = [
     "MARK_VALUE",
     "NEW_ROWS",
     "OLD_ROWS",
+    "ORIGIN_SETTING",
+    "ORIGIN_STREAM",
     "WRITTEN_MAX",
     "WRITTEN_SETTING",
     "function_source",
@@ -28,6 +30,11 @@ __all__ = [
     "write_rows",
 ]
 
+# A transaction that writes what came from Stream (the inbound applier) sets this to
+# ``ORIGIN_STREAM`` (``SET LOCAL``): the triggers write no outbox row for its changes,
+# which Stream holds already (no echo).
+ORIGIN_SETTING = "stream_outbox.origin"
+ORIGIN_STREAM = "stream"
 MARK_SETTING = "stream_outbox.capture"
 MARK_VALUE = "triggers"
 WRITTEN_SETTING = "stream_outbox.written"
@@ -59,7 +66,8 @@ def not_written(kind: str, key: str) -> str:
 
 
 def function_source(body: str, declare: str = "", skip_cascades: bool = False) -> str:
-    """A trigger function's body: mark the transaction, then ``body``.
+    """A trigger function's body: mark the transaction, then ``body``; nothing at all in a
+    transaction writing what came from Stream (:data:`ORIGIN_SETTING`).
 
     ``skip_cascades``: do nothing for rows the database changes itself through a
     foreign key (a message going with its conversation or sender).
@@ -69,6 +77,9 @@ def function_source(body: str, declare: str = "", skip_cascades: bool = False) -
 DECLARE
 {declare}    _so_written text := {_WRITTEN};
 BEGIN
+    IF current_setting('{ORIGIN_SETTING}', true) = '{ORIGIN_STREAM}' THEN
+        RETURN NULL;
+    END IF;
     IF current_setting('{MARK_SETTING}', true) IS DISTINCT FROM '{MARK_VALUE}' THEN
         PERFORM set_config('{MARK_SETTING}', '{MARK_VALUE}', true);
     END IF;

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks import audit
+from stream_outbox.app_hooks.outbox import message_map
 from stream_outbox.app_hooks.reference import (
     REFERENCE_BINDING,
     Conversation,
@@ -69,6 +70,17 @@ def history(session: Session) -> dict[str, Any]:
     return {**made, "ann": ann, "bob": bob, "dm": dm, "empty": empty}
 
 
+def _export_a_day(engine: Engine, out: Path) -> Any:
+    """The history exported up to a day after the start."""
+    return export_history(
+        engine,
+        REFERENCE_BINDING,
+        OutboxRepository(engine),
+        out,
+        watermark=START + timedelta(days=1),
+    )
+
+
 def test_the_history_is_written_in_stream_s_order_with_the_live_path_s_ids(
     session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
@@ -76,13 +88,7 @@ def test_the_history_is_written_in_stream_s_order_with_the_live_path_s_ids(
     with session_factory() as session, session.begin():
         made = history(session)
     # When the history is exported up to a day after the start
-    result = export_history(
-        engine,
-        REFERENCE_BINDING,
-        OutboxRepository(engine),
-        tmp_path,
-        watermark=START + timedelta(days=1),
-    )
+    result = _export_a_day(engine, tmp_path)
     found = items(result.files)
     # Then users, channels, members and messages come in that order
     kinds = [item["type"] for item in found]
@@ -296,13 +302,7 @@ def test_a_channel_stream_holds_whose_members_all_left_goes_with_its_messages(
     ref = channels.assign_channel(str(left), [ChannelRef("messaging", f"dm_{left}")])
     channels.mark_in_stream(str(left))
     # When the history is exported
-    result = export_history(
-        engine,
-        REFERENCE_BINDING,
-        OutboxRepository(engine),
-        tmp_path,
-        watermark=START + timedelta(days=1),
-    )
+    result = _export_a_day(engine, tmp_path)
     # Then the channel is in the files, made by the system user, with its messages
     written = items(result.files)
     [channel] = [
@@ -319,3 +319,23 @@ def test_a_channel_stream_holds_whose_members_all_left_goes_with_its_messages(
     assert not [
         i for i in written if i["type"] == "channel" and str(made["empty"].id) in str(i["data"])
     ]
+
+
+def test_a_message_born_in_stream_is_left_out_of_the_files(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    # Given the history, one of whose messages a client sent in Stream (the map says so)
+    engine: Engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        history(session)
+    with engine.begin() as conn:
+        born = conn.scalar(select(Message.id).where(Message.content == "hi"))
+        conn.execute(
+            insert(message_map).values(message_id=str(born), stream_id="c-1", born_in="stream")
+        )
+    # When the history is exported
+    result = _export_a_day(engine, tmp_path)
+    # Then Stream's own message is not in the files (Stream holds it), the others are
+    texts = [i["data"]["text"] for i in items(result.files) if i["type"] == "message"]
+    assert sorted(texts) == ["joined", "thanks"]
+    assert result.counts["message"] == 2

@@ -36,9 +36,14 @@ from stream_outbox.worker.operations.migrate import alembic_config, upgrade
 from stream_outbox.worker.store.schema import require_migrated
 from tests.support.database import empty_database
 
-OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
+OUTBOX_TABLES = {
+    "stream_outbox",
+    "stream_outbox_channel",
+    "stream_outbox_audit",
+    "stream_outbox_message_map",
+}
 VERSION_TABLE = "stream_outbox_alembic_version"
-HEAD = "0006"
+HEAD = "0007"
 INSERT_ROW = (
     "INSERT INTO stream_outbox (target_kind, target_id, event) VALUES ('user', '1', 'insert')"
 )

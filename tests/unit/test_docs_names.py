@@ -22,7 +22,12 @@ DOCS = sorted(
 NOT_IMPORTED = {"stream_outbox.worker.actors"}
 # Dotted names that are not Python: PostgreSQL settings of the capture triggers and a
 # column of the outbox table (``stream_outbox.priority``).
-NOT_PYTHON = {"stream_outbox.capture", "stream_outbox.written", "stream_outbox.priority"}
+NOT_PYTHON = {
+    "stream_outbox.capture",
+    "stream_outbox.written",
+    "stream_outbox.priority",
+    "stream_outbox.origin",
+}  # PostgreSQL settings
 # Paths cited that are not the repository's: Stream's own docs, a git-ignored output.
 NOT_OURS = {"docs/migrating/import.md", "benchmarks/results/latest.json"}
 DOTTED = re.compile(r"(?<![\w./-])stream_outbox(?:\.\w+)+")

@@ -59,6 +59,7 @@ from stream_outbox.app_hooks.channel_ids import (
 )
 from stream_outbox.app_hooks.desired import stream_message_id
 from stream_outbox.worker.errors import AdminError, BadSourceData, StreamOutboxError
+from stream_outbox.worker.store import message_map
 from stream_outbox.worker.store.cutover import (
     begin_export,
     finish_export,
@@ -366,7 +367,8 @@ class _Run:
         return query.order_by(conversation)
 
     def _messages(self, conn: Connection, files: ExportFiles) -> None:
-        """Every live message up to the watermark, by conversation, then time, then id."""
+        """Every live message up to the watermark (not those born in Stream: it holds them),
+        by conversation, then time, then id."""
         query, total = self._message_query(files.state.last_message), self._count(conn)
         done = files.state.counts.get("message", 0)
         self.progress("message", done=done, total=total)
@@ -408,7 +410,8 @@ class _Run:
         ]
         key, conversation, _, _, created = columns
         query = select(*columns).where(
-            or_(created <= self._watermark_for(created), created.is_(None))
+            or_(created <= self._watermark_for(created), created.is_(None)),
+            message_map.not_born_in_stream(key),  # Stream holds those already
         )
         live = b.live("message")
         if live is not None:
@@ -432,7 +435,10 @@ class _Run:
 
     def _count(self, conn: Connection) -> int:
         created = self.binding.column("message", "created_at")
-        query = select(func.count()).where(created <= self._watermark_for(created))
+        key = self.binding.column("message", "id")
+        query = select(func.count()).where(
+            created <= self._watermark_for(created), message_map.not_born_in_stream(key)
+        )
         live = self.binding.live("message")
         query = query.select_from(self.binding.message)
         if live is not None:

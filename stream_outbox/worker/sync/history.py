@@ -20,7 +20,8 @@ time travels in the custom field ``original_created_at``; imported messages are
 sent ``silent`` (no notifications, no unread counts for old messages).
 
 After a history export (:mod:`stream_outbox.worker.store.cutover`), the messages up to its watermark
-are in the import files: this path sends only the later ones.
+are in the import files: this path sends only the later ones. Messages born in Stream (the
+message map) are there already: the copy passes them without a call.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from stream_outbox.app_hooks.capture import write_changes
 from stream_outbox.app_hooks.changes import Change, Target
 from stream_outbox.worker.errors import BadSourceData, PermanentStreamError
 from stream_outbox.worker.runtime import Runtime
+from stream_outbox.worker.store import message_map
 from stream_outbox.worker.store.channel_map import StaleChannel
 from stream_outbox.worker.store.cutover import current_cutover
 from stream_outbox.worker.store.repository import ChannelRef
@@ -99,19 +101,22 @@ class _Copy:
                 batch = reads.messages_after(
                     self.rt.binding, conn, self.conversation_id, cursor, BATCH, since
                 )
+                born = set(message_map.stream_ids(conn, [m.id for m in batch]))
             if not batch:
                 if self.ref.copying:  # a reopened channel has all its messages: live ones go
                     channels.end_history_copy(self.conversation_id, generation)
                 return True
-            if not self._send(batch):
+            if not self._send(batch, born):
                 return False
         return False
 
-    def _send(self, batch: list[DesiredMessage]) -> bool:
+    def _send(self, batch: list[DesiredMessage], born: set[str]) -> bool:
         """Send a batch in order, the cursor moved past each message as it goes (a retry
         resumes after the last one, each send being a call Stream counts); ``False`` when
-        the job's time ran out first."""
-        senders = sorted({m.sender_id for m in batch if m.sender_id is not None})
+        the job's time ran out first. Those ``born`` in Stream are passed, not sent."""
+        senders = sorted(
+            {m.sender_id for m in batch if m.sender_id is not None and m.id not in born}
+        )
         present = ensure_users(self.rt, senders)  # not those the database no longer holds
         # Every body first: an id Stream cannot take fails the batch before any is sent
         generation = self.ref.generation
@@ -125,7 +130,10 @@ class _Copy:
         for message, body, author in zip(batch, bodies, authors, strict=True):
             if self.done and (time.monotonic() > self.deadline or self.rt.stopping.is_set()):
                 return False
-            self._send_one(message, body, author)
+            if message.id in born:
+                self._passed(message)
+            else:
+                self._send_one(message, body, author)
             self.done += 1
         return True
 
@@ -140,9 +148,13 @@ class _Copy:
             payload = {"conversation_id": self.conversation_id, "history": True}
             target = Target("message", message.id)
             self.rt.repo.add_failed(target, "history", payload, exc.describe())
+        self._passed(message)
+
+    def _passed(self, message: DesiredMessage) -> None:
+        """Move the cursor past a message (sent, refused alone, or born in Stream)."""
         if message.created_at is not None:  # undated ones are refused up front
             self.rt.repo.channels.set_history_cursor(
-                self.conversation_id, ref.generation, message.created_at, message.id
+                self.conversation_id, self.ref.generation, message.created_at, message.id
             )
 
 

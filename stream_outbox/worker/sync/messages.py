@@ -4,6 +4,10 @@ Live messages only; older ones arrive by the history copy (through SendMessage) 
 the Stream import (import files). The id is derived
 from the database id, so a repeat finds the message there and sets its text.
 
+A message born in Stream (a client sent it; the inbound side wrote its row) keeps
+Stream's id, recorded in the message map: its row is never sent again, and its later
+edits, restores and deletions in the database go to that id (:func:`_born_in_stream`).
+
 After a history export (:mod:`~stream_outbox.worker.store.cutover`), messages created at
 or before its watermark belong to the import files: none is sent before the import is complete, and
 their edits and deletions wait for it too (an import applied later would undo them).
@@ -17,8 +21,10 @@ from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import DesiredMessage, stream_message_id
 from stream_outbox.worker.errors import PermanentStreamError
 from stream_outbox.worker.runtime import Runtime
+from stream_outbox.worker.store import message_map
 from stream_outbox.worker.store.channel_map import ChannelRef
 from stream_outbox.worker.store.cutover import Cutover, current_cutover, wait_for_import
+from stream_outbox.worker.store.message_map import MapEntry
 from stream_outbox.worker.stream.answers import is_not_found
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID, author_of, message_body
 from stream_outbox.worker.sync.conversations import reconcile_conversation, waits_for_import
@@ -68,9 +74,44 @@ def _wait_for_import(rt: Runtime, message_id: str, payload: dict[str, Any] | Non
 
 
 def _unmirror(rt: Runtime, message_id: str, ref: ChannelRef | None) -> Result:
-    """Delete a message the database no longer holds (its id in ``ref``'s generation)."""
-    rt.gateway.delete_message(stream_message_id(message_id, ref.generation if ref else 0))
-    return Result("message gone: deleted in Stream")
+    """Delete a message the database no longer holds (its id in ``ref``'s generation, or
+    the id Stream gave it where it was born there)."""
+    with rt.engine.connect() as conn:
+        entry = message_map.entry_for(conn, message_id)
+    if entry is None or not entry.born_in_stream:
+        rt.gateway.delete_message(stream_message_id(message_id, ref.generation if ref else 0))
+        return Result("message gone: deleted in Stream")
+    if entry.deleted_at is not None:  # deleted in Stream first (the inbound side wrote it)
+        return Result("message gone: deleted in Stream already")
+    rt.gateway.delete_message(entry.stream_id)
+    with rt.engine.begin() as conn:
+        message_map.mark_deleted(conn, message_id)
+    return Result("message gone: deleted in Stream (born there)")
+
+
+def _born_in_stream(
+    rt: Runtime, entry: MapEntry | None, message: DesiredMessage, payload: dict[str, Any]
+) -> Result | None:
+    """A live message born in Stream (``entry``): never sent again; an edit in the
+    database sets its text under Stream's id (and is the latest edit, either side), a soft
+    delete undone undeletes it there. ``None`` for a message born in the app."""
+    if entry is None or not entry.born_in_stream:
+        return None
+    author = message.sender_id or SYSTEM_USER_ID
+    if payload.get("restore"):
+        if not rt.gateway.restore_message(entry.stream_id, message.text, author):
+            return Result("born in Stream, gone from it: not sent again")
+        with rt.engine.begin() as conn:
+            message_map.undelete(conn, entry.message_id)
+        return Result("undeleted (born in Stream)")
+    if entry.deleted_at is not None:
+        return Result("deleted in Stream: its edit is not sent (a deletion wins)")
+    if not payload.get("edit"):
+        return Result("born in Stream: not sent again")
+    rt.gateway.update_message_text(entry.stream_id, message.text, author)
+    with rt.engine.begin() as conn:
+        message_map.set_updated(conn, entry.message_id)
+    return Result("edited (born in Stream)")
 
 
 def _mirror_locked(
@@ -85,6 +126,10 @@ def _mirror_locked(
         if message is None:
             return _unmirror(rt, message_id, rt.repo.channels.channel_for(conversation_id, conn))
         ref = rt.repo.channels.channel_for(message.conversation_id, conn)
+        entry = message_map.entry_for(conn, message_id)
+    born = _born_in_stream(rt, entry, message, payload or {})
+    if born is not None:
+        return born
     if pending is not None and waits_for_import(rt, ref):
         return _wait_for_import(rt, message_id, payload)  # as its conversation does
     if ref is None or ref.deleted:  # no channel yet, or Stream deleted it (and it is back?)
@@ -94,10 +139,7 @@ def _mirror_locked(
             return Result("conversation gone")
     if ref.copying and _left_to_copy(rt, message):
         return Result("left to the channel's history copy (its messages are sent again)")
-    present = ensure_users(rt, [message.sender_id]) if message.sender_id else set()
-    author = author_of(message, present)
-    if author == SYSTEM_USER_ID:  # no sender, or one Stream cannot hold (deleted)
-        rt.gateway.upsert_users([SYSTEM_USER])
+    present, author = _author(rt, message)
     stream_id = message.stream_id(ref.generation)
     done = _in_place(rt, payload or {}, stream_id, message.text, author)
     if done is not None:
@@ -128,6 +170,16 @@ def _mirror_locked(
     # the text is set either way (the id, channel and author never change).
     rt.gateway.update_message_text(stream_id, message.text, author)
     return Result("already there, text set")
+
+
+def _author(rt: Runtime, message: DesiredMessage) -> tuple[set[str], str]:
+    """The message's sender made present in Stream (those present), and its author there:
+    the system user where it has no sender, or one Stream cannot hold (deleted)."""
+    present = ensure_users(rt, [message.sender_id]) if message.sender_id else set()
+    author = author_of(message, present)
+    if author == SYSTEM_USER_ID:
+        rt.gateway.upsert_users([SYSTEM_USER])
+    return present, author
 
 
 def _left_to_copy(rt: Runtime, message: DesiredMessage) -> bool:

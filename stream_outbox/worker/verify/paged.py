@@ -19,8 +19,9 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, select
 
 from stream_outbox.app_hooks import reads
-from stream_outbox.app_hooks.binding import Binding, stream_message_id
+from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.outbox import channel_map
+from stream_outbox.worker.store import message_map
 from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
 from stream_outbox.worker.store.cutover import Cutover, read_cutover
 from stream_outbox.worker.stream.protocol import RemoteChannel, StreamReader
@@ -223,7 +224,9 @@ def _undated(
             asked.binding, conn, channel.conversation_id, after, asked.page
         )
         found.messages += len(page)
-        yield from (Wanted(stream_message_id(m.id, channel.generation), None) for m in page)
+        mapped = message_map.stream_ids(conn, [m.id for m in page])
+        ids = (message_map.stream_id_of(m.id, channel.generation, mapped) for m in page)
+        yield from (Wanted(stream_id, None) for stream_id in ids)
         if len(page) < asked.page:
             return
         after = page[-1].id
@@ -238,13 +241,15 @@ def _dated(
         page = reads.messages_before(
             asked.binding, conn, channel.conversation_id, before, asked.page
         )
+        mapped = message_map.stream_ids(conn, [m.id for m in page])  # born in Stream
         for message in page:
             created = message.created_at
             assert created is not None  # dated ones only
             kept = instant(created) if cutover is not None and cutover.covers(created) else None
             found.messages += 1
             found.dated += kept is not None
-            yield Wanted(stream_message_id(message.id, channel.generation), instant(created), kept)
+            stream_id = message_map.stream_id_of(message.id, channel.generation, mapped)
+            yield Wanted(stream_id, instant(created), kept)
             before = (created, message.id)
         if len(page) < asked.page:
             return

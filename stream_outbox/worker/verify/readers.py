@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from stream_outbox.app_hooks import reads
-from stream_outbox.app_hooks.binding import Binding, DesiredChannel, stream_message_id
+from stream_outbox.app_hooks.binding import Binding, DesiredChannel
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, choose_channel_id
+from stream_outbox.worker.store import message_map
 from stream_outbox.worker.store.channel_map import ChannelRef
 from stream_outbox.worker.store.cutover import Cutover
 from stream_outbox.worker.store.repository import OutboxRepository
@@ -117,8 +118,10 @@ def read_desired(
         texts: dict[str, dict[str, str]] = {}
         times: dict[str, dict[str, str | None]] = {}
         last_reads: dict[str, dict[str, str | None]] = {}
+        mapped: dict[str, str] = {}  # messages born in Stream: under Stream's ids
         if messages or history:
             message_ids = reads.live_ids(binding, conn, "message")
+            mapped = message_map.stream_ids(conn, message_ids)
             found = sorted(
                 reads.desired_messages(binding, conn, message_ids).values(),
                 key=lambda m: (instant(m.created_at) if m.created_at else "~", m.id),
@@ -143,7 +146,9 @@ def read_desired(
             conversation = channel.conversation_id
             listed = messages or history
             count = counts[conversation] if listed else None
-            text = _by_stream_id(texts.get(conversation, {}), generation) if listed else None
+            text = (
+                _by_stream_id(texts.get(conversation, {}), generation, mapped) if listed else None
+            )
             read = {} if generation else last_reads.get(conversation, {})  # a copy sets no read
             channels[cid] = ChannelView(
                 members=channel.members,
@@ -151,7 +156,7 @@ def read_desired(
                 deleted=False,
                 messages=count,
                 texts=text,
-                times=_times(times.get(conversation, {}), generation) if history else None,
+                times=_times(times.get(conversation, {}), generation, mapped) if history else None,
                 reads=read if history else None,
             )
     for conversation_id in set(gone) - set(desired):
@@ -161,15 +166,22 @@ def read_desired(
     return State(users, channels)
 
 
-def _by_stream_id(by_id: Mapping[str, _V], generation: int) -> dict[str, _V]:
-    """Messages' values keyed by their Stream ids in a channel of ``generation``."""
-    return {stream_message_id(mid, generation): value for mid, value in by_id.items()}
+def _by_stream_id(
+    by_id: Mapping[str, _V], generation: int, mapped: Mapping[str, str]
+) -> dict[str, _V]:
+    """Messages' values keyed by their Stream ids in a channel of ``generation`` (those
+    born in Stream by the ids ``mapped`` records)."""
+    return {
+        message_map.stream_id_of(mid, generation, mapped): value for mid, value in by_id.items()
+    }
 
 
-def _times(by_id: Mapping[str, str | None], generation: int) -> dict[str, str | None]:
+def _times(
+    by_id: Mapping[str, str | None], generation: int, mapped: Mapping[str, str]
+) -> dict[str, str | None]:
     """The original times the import carried, by Stream id: none in a channel created
     again (its messages were sent again, at Stream's time, and nobody's read set)."""
-    kept = _by_stream_id(by_id, generation)
+    kept = _by_stream_id(by_id, generation, mapped)
     return kept if not generation else dict.fromkeys(kept)
 
 

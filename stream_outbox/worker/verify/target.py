@@ -15,6 +15,7 @@ from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.worker.errors import ConfigurationError, StreamError
 from stream_outbox.worker.runtime import operator_gateway
 from stream_outbox.worker.settings import Settings
+from stream_outbox.worker.store import message_map
 from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
 from stream_outbox.worker.store.cutover import read_cutover
 from stream_outbox.worker.stream.protocol import StreamReader
@@ -80,8 +81,9 @@ def _desired(
         message = reads.desired_messages(binding, conn, [target_id]).get(target_id)
         if message is None:
             return "absent (deleted)", None
+        mapped = message_map.stream_ids(conn, [target_id])  # born in Stream: Stream's id
     home = ChannelMap(engine).channel_for(message.conversation_id)
-    stream_id = message.stream_id(_generation(home) if home else 0)
+    stream_id = message_map.stream_id_of(target_id, _generation(home) if home else 0, mapped)
     return {"id": stream_id, "conversation": message.conversation_id}, None
 
 
