@@ -74,11 +74,11 @@ class UpsertQueue:
     def pop(self, count: int = 100, gather: float = 0.05) -> list[str]:
         """Take up to ``count`` users, oldest first, off the queue; while it has fewer and
         keeps growing (other jobs adding theirs), wait for them, ``gather`` seconds at most
-        (a lone user waits one look, 5 ms)."""
+        (a lone user waits one look, 10 ms)."""
         deadline = time.monotonic() + gather
         size = int(self.redis.zcard(self.pending_key))
         while 0 < size < count and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.01)
             grown = int(self.redis.zcard(self.pending_key))
             if grown == size:
                 break
