@@ -46,13 +46,23 @@ from tests.support.emulator import remote_emulator
 BINDING = "GetOrCreateChannel"
 
 
-def fill(url: str, conversations: int, seed: int = 17) -> dict[str, int]:
-    """Users (none in Stream) and new conversations, one pending outbox row each."""
+def fill(
+    url: str,
+    conversations: int,
+    seed: int = 17,
+    *,
+    users: int | None = None,
+    user_rows: bool = True,
+) -> dict[str, int]:
+    """Users (none in Stream; ``users``: a fifth as many as conversations unless given) and
+    new conversations, one outbox row each, due when :func:`_release`d. ``user_rows``: the
+    users have rows of their own too (due at once)."""
     rng = random.Random(seed)
-    users = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(conversations // 5)]
+    count = conversations // 5 if users is None else users
+    people = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(count)]
     with psycopg.connect(backlog._conninfo(url)) as conn, conn.cursor() as cur:
         with cur.copy("COPY users (id, email) FROM STDIN") as copy:
-            for u in users:
+            for u in people:
                 copy.write_row((u, f"{u.hex}@example.com"))
         ids = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(conversations)]
         with cur.copy("COPY conversations (id) FROM STDIN") as copy:
@@ -60,17 +70,18 @@ def fill(url: str, conversations: int, seed: int = 17) -> dict[str, int]:
                 copy.write_row((c,))
         with cur.copy("COPY conversation_participants (conversation_id, user_id) FROM STDIN") as cp:
             for c in ids:
-                for m in rng.sample(users, rng.choice([2, 3])):
+                for m in rng.sample(people, rng.choice([2, 3])):
                     cp.write_row((c, m))
-        with cur.copy("COPY stream_outbox (target_kind, target_id, event) FROM STDIN") as copy:
-            for u in users:
-                copy.write_row(("user", str(u), "insert"))
+        if user_rows:
+            with cur.copy("COPY stream_outbox (target_kind, target_id, event) FROM STDIN") as copy:
+                for u in people:
+                    copy.write_row(("user", str(u), "insert"))
         columns = "target_kind, target_id, event, available_at"
         with cur.copy(f"COPY stream_outbox ({columns}) FROM STDIN") as copy:
             for c in ids:  # due once the users are synced
                 copy.write_row(("conversation", str(c), "insert", "infinity"))
         cur.execute("ANALYZE")
-    return {"conversations": conversations, "users": len(users)}
+    return {"conversations": conversations, "users": len(people)}
 
 
 class _Sampler(threading.Thread):

@@ -22,6 +22,7 @@ from stream_outbox.worker.pipeline.jobs import Job, batch_job, job_targets, plan
 from stream_outbox.worker.pipeline.middleware import CurrentBroker
 from stream_outbox.worker.pipeline.retry import describe, retry_delay_ms
 from stream_outbox.worker.store.locks import TargetBusy
+from stream_outbox.worker.stream.limits import MAX_USERS_PER_CALL
 from stream_outbox.worker.sync import Result, reconcile
 
 __all__ = ["ACTOR_NAME", "PRIORITY_ACTOR_NAME", "JobOutcome", "run_job", "run_priority_job"]
@@ -114,7 +115,17 @@ def _reconcile_and_settle(
         targets: dict[str, tuple[list[int], dict[str, Any]]] = {
             target_id: (rows.get(target_id, []), {}) for target_id in target_ids
         }
-        return _batch(rt, kind, targets, row_ids)
+        room = MAX_USERS_PER_CALL - len(targets)
+        if room <= 0 or _retried() or _priority() or not _users_in_a_burst(rt):
+            return _batch(rt, kind, targets, row_ids)
+        window = _gathering_window(rt)
+        if window is None:  # another job of this window took this one's users along
+            return _batch(rt, kind, targets, row_ids)
+        try:
+            others = rt.repo.open_targets(kind, room, exclude=target_ids)
+            return _batch(rt, kind, targets, row_ids, others)
+        finally:
+            rt.redis.delete(window)
     with rt.locks.hold(kind, target_ids):
         if row_ids and not _retried() and not rt.repo.open_of(row_ids):
             return JobOutcome.DONE, _ALREADY_SETTLED  # a duplicate (a job dispatched again)
@@ -124,6 +135,43 @@ def _reconcile_and_settle(
     if result.error is not None:
         raise result.error
     return outcome
+
+
+# A burst's user jobs wait for the end of a window of this many seconds; the first of
+# each window takes along the users of the others (and of rows come meanwhile)
+_GATHER = 0.1
+# How long after a user job the next is of the same burst; the longest the others of a
+# window wait for its first to end (should it die)
+_BURST = 1.0
+
+
+def _priority() -> bool:
+    """Whether this job is the priority actor's (it waits for no window)."""
+    message = CurrentMessage.get_current_message()
+    return message is not None and message.actor_name == PRIORITY_ACTOR_NAME
+
+
+def _users_in_a_burst(rt: runtime.Runtime) -> bool:
+    """Whether another user job started less than :data:`_BURST` ago (a lone rename
+    goes at once; a burst of renames gathers them, 100 an UpdateUsers call)."""
+    key = f"{rt.settings.redis_prefix}:user_jobs_recent"
+    return rt.redis.set(key, 1, px=int(_BURST * 1000), get=True) is not None
+
+
+def _gathering_window(rt: runtime.Runtime) -> str | None:
+    """Wait for the end of the current window (the same instants in every process). The
+    window's first job gets its key, to delete when done; the others wait until it is
+    done (their users taken along, most likely) and get None."""
+    now = time.time()
+    window = int(now / _GATHER) + 1
+    time.sleep(max(0.0, window * _GATHER - now))
+    key = f"{rt.settings.redis_prefix}:user_gather:{window}"
+    if rt.redis.set(key, 1, nx=True, px=int(_BURST * 1000)):
+        return key
+    deadline = time.monotonic() + _BURST
+    while rt.redis.exists(key) and time.monotonic() < deadline and not rt.stopping.is_set():
+        time.sleep(0.01)
+    return None
 
 
 _ALREADY_SETTLED = "already in step (settled by an earlier reconcile)"
@@ -153,6 +201,7 @@ def _batch(
     kind: str,
     targets: dict[str, tuple[list[int], dict[str, Any]]],
     row_ids: list[int],
+    others: dict[str, list[int]] | None = None,
 ) -> tuple[JobOutcome, str]:
     """Reconcile a batch of users or conversations in rounds: each round takes the locks
     of the targets free at that moment and reconciles those (whose rows are still open)
@@ -161,6 +210,10 @@ def _batch(
     Never waiting for every lock at once, a batch cannot be starved by the short jobs
     that keep taking one or two of its targets. Targets a transient error or a lock held
     too long leaves undone raise :class:`_Leftover`.
+
+    ``others``: other jobs' targets with open rows (read before the targets' state), taken
+    along in the first round when free and settled with the batch, so their own jobs find
+    nothing left to do; left to those jobs when busy or when the batch stops.
     """
     rows_by_target = {target_id: rows for target_id, (rows, _) in targets.items()}
     waiting = list(targets)
@@ -168,18 +221,27 @@ def _batch(
     reached = 0
     deadline = time.monotonic() + _BUSY_WAIT
     delay = 0.005
+    others = dict(others or {})
     while True:
-        with rt.locks.hold_free(kind, waiting) as held:
-            todo = _still_open(rt, {target_id: targets[target_id] for target_id in held})
+        with rt.locks.hold_free(kind, waiting + list(others)) as held:
+            along: dict[str, tuple[list[int], dict[str, Any]]] = {
+                target: (others[target], {}) for target in held if target in others
+            }
+            mine = {target_id: targets[target_id] for target_id in held if target_id not in along}
+            todo = {**_still_open(rt, mine), **_still_open(rt, along, retried=False)}
             result = reconcile(rt, kind, todo) if todo else None
+        others = {}  # the first round only
+        rows_by_target.update({target_id: rows for target_id, (rows, _) in along.items()})
         taken = set(held)
         waiting = [target_id for target_id in waiting if target_id not in taken]
         error: Exception | None = None
         left = list(waiting)
         if result is not None:  # settled once the locks are released (and were still ours)
+            row_ids = row_ids + [row for rows, _ in along.values() for row in rows]
             outcomes.append(_settle(rt, row_ids, rows_by_target, result, only=list(todo)))
             reached += len(todo) - len(result.unreached)
-            error, left = result.error, list(result.unreached) + waiting
+            unreached = [target_id for target_id in result.unreached if target_id in targets]
+            error, left = result.error, unreached + waiting
         if error is None and waiting and (time.monotonic() >= deadline or rt.stopping.is_set()):
             error = TargetBusy(f"{kind} target busy: {', '.join(waiting[:3])}")
         if error is not None:
@@ -205,11 +267,14 @@ def _retried() -> bool:
 
 
 def _still_open(
-    rt: runtime.Runtime, targets: dict[str, tuple[list[int], dict[str, Any]]]
+    rt: runtime.Runtime,
+    targets: dict[str, tuple[list[int], dict[str, Any]]],
+    *,
+    retried: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The targets (with their payloads) with open rows, or with no rows at all; all of
-    them in a retry (:func:`_retried`)."""
-    if _retried():
+    them in a retry (``retried``, by default :func:`_retried`)."""
+    if _retried() if retried is None else retried:
         return {target_id: target_payload for target_id, (_, target_payload) in targets.items()}
     open_rows = set(rt.repo.open_of([row for rows, _ in targets.values() for row in rows]))
     return {

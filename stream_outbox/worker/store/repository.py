@@ -20,6 +20,7 @@ from sqlalchemy import (
     literal,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -32,6 +33,8 @@ from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
 __all__ = ["ChannelRef", "OutboxRepository", "OutboxRow", "OutboxStats"]
 
 _ERROR_MAX = 2000
+# Rows :meth:`OutboxRepository.open_targets` looks at, of the pending and the dispatched
+_LOOK_AHEAD = 2000
 _JSON_TYPES = {str: "string", list: "array", int: "number", float: "number", bool: "boolean"}
 
 
@@ -218,6 +221,42 @@ class OutboxRepository:
         for row in conn.execute(query):
             if not (row.payload or {}).get("history"):
                 rows.setdefault(row.target_id, []).append(row.id)
+        return rows
+
+    def open_targets(
+        self, kind: str, limit: int, exclude: Sequence[str] = ()
+    ) -> dict[str, list[int]]:
+        """Up to ``limit`` targets of ``kind`` (``exclude`` left out) with open rows among
+        the first due pending rows and the first dispatched ones, each with those rows.
+
+        Only the first :data:`_LOOK_AHEAD` rows of each are looked at (the partial
+        indexes' order), so a long backlog costs no more than a short one.
+        """
+        if limit <= 0:
+            return {}
+        pending = (
+            select(outbox.c.id, outbox.c.target_kind, outbox.c.target_id)
+            .where(outbox.c.status == Status.PENDING, outbox.c.available_at <= func.now())
+            .order_by(outbox.c.available_at, outbox.c.id)
+            .limit(_LOOK_AHEAD)
+        )
+        dispatched = (
+            select(outbox.c.id, outbox.c.target_kind, outbox.c.target_id)
+            .where(outbox.c.status == Status.DISPATCHED)
+            .order_by(outbox.c.dispatched_at)
+            .limit(_LOOK_AHEAD)
+        )
+        first = union_all(  # each its own subquery: SQLite takes no LIMIT in a UNION's part
+            select(pending.subquery()), select(dispatched.subquery())
+        ).subquery()
+        query = select(first.c.id, first.c.target_id).where(first.c.target_kind == kind)
+        if exclude:
+            query = query.where(first.c.target_id.not_in(list(exclude)))
+        rows: dict[str, list[int]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query.order_by(first.c.id)):
+                if row.target_id in rows or len(rows) < limit:
+                    rows.setdefault(row.target_id, []).append(row.id)
         return rows
 
     def open_of(self, ids: Sequence[int]) -> list[int]:

@@ -7,14 +7,16 @@ and :func:`stream_outbox.worker.sync.conversations` heals it when Stream says a 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.channel_ids import InvalidStreamId, validate_user_id
 from stream_outbox.worker.errors import PermanentStreamError
+from stream_outbox.worker.store.upsert_queue import UpsertQueue
 from stream_outbox.worker.stream.answers import is_deleted_user
-from stream_outbox.worker.stream.limits import data_too_large
+from stream_outbox.worker.stream.limits import MAX_USERS_PER_CALL, data_too_large
 from stream_outbox.worker.sync.result import Result
 
 if TYPE_CHECKING:
@@ -136,13 +138,17 @@ def ensure_users(
 ) -> set[str]:
     """Make sure these users exist in Stream: upsert those not known to be there.
 
-    Under the users' locks, like a user job: otherwise a user job could rename one of
-    them between this read and this upsert, and the older name would land last.
+    Those not known go through the shared queue (:class:`UpsertQueue`), so users many
+    jobs need at once are upserted once, 100 a call; any the queue leaves unknown (the
+    database lacks them, Stream refuses them, the queue's flusher died or is slow) are
+    upserted here, as are all of them with ``force``. Always under the users' locks, like
+    a user job: otherwise a user job could rename one of them between the read and the
+    upsert, and the older name would land last.
     Returns the ids now known to be in Stream (not those the database lacks).
     """
     if not user_ids:
         return set()
-    missing = list(user_ids) if force else _unknown(rt, user_ids)
+    missing = list(user_ids) if force else _through_queue(rt, _unknown(rt, user_ids))
     if not missing:
         return set(user_ids)
     with rt.locks.hold("user", missing, wait=wait):
@@ -161,6 +167,63 @@ def ensure_users(
         _remember_users(rt, [user["id"] for user in users])
     lacking = set(missing) - set(desired)  # not in the database: not in Stream either
     return {uid for uid in user_ids if uid not in lacking}
+
+
+def _through_queue(rt: Runtime, missing: list[str]) -> list[str]:
+    """Queue these users and wait until they are known, flushing the queue when no one
+    else does; returns those still unknown (after the flusher's lease at most)."""
+    if not missing:
+        return []
+    queue = UpsertQueue(rt.redis, prefix=rt.settings.redis_prefix)
+    queue.offer(missing)
+    deadline = time.monotonic() + queue.lease_ms / 1000
+    delay = 0.005
+    while missing := _unknown(rt, missing):
+        token = queue.take_flusher()
+        if token is not None:
+            try:
+                _flush(rt, queue, token, missing)
+            finally:
+                queue.release(token)
+            return _unknown(rt, missing)
+        if time.monotonic() >= deadline or rt.stopping.is_set():
+            return missing
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return []
+
+
+def _flush(rt: Runtime, queue: UpsertQueue, token: str, mine: list[str]) -> None:
+    """As the flusher: upsert the queue's users, 100 a call, oldest first, until ours are
+    known or out of the queue (the next waiter flushes the rest)."""
+    while batch := _unknown_popped(rt, queue, queue.pop(MAX_USERS_PER_CALL)):
+        _upsert_free(rt, batch)
+        waiting = _unknown(rt, mine)
+        if not waiting or not queue.holds_any(waiting) or not queue.renew(token):
+            return
+
+
+def _unknown_popped(rt: Runtime, queue: UpsertQueue, popped: list[str]) -> list[str]:
+    """Of the users popped, those still unknown, topped up from the queue to a full call
+    (a user queued again while its upsert was in flight is known by now)."""
+    batch = _unknown(rt, popped) if popped else []
+    while popped and len(batch) < MAX_USERS_PER_CALL:
+        popped = queue.pop(MAX_USERS_PER_CALL - len(batch), gather=0)
+        batch += _unknown(rt, popped) if popped else []
+    return batch
+
+
+def _upsert_free(rt: Runtime, user_ids: list[str]) -> None:
+    """Upsert those of these users the database holds, Stream takes and no one else holds
+    (a user job holding one upserts it itself); under their locks."""
+    with rt.locks.hold_free("user", user_ids) as held:
+        todo = _unknown(rt, held) if held else []
+        if not todo:
+            return
+        with rt.engine.connect() as conn:
+            desired = reads.desired_users(rt.binding, conn, todo)
+        users = [desired[uid].as_stream() for uid in todo if uid in desired]
+        _upsert_isolating(rt, [user for user in users if user_refusal(user["id"], user) is None])
 
 
 def user_refusal(user_id: str, user: dict[str, Any]) -> str | None:
