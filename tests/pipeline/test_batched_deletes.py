@@ -141,3 +141,29 @@ def test_threads_back_after_a_batch_delete_get_a_new_generation(
         assert dict(conn.execute(query).all()) == dict.fromkeys(ids, 1)
     channels = pipeline.emu.state()["channels"].values()
     assert [bool(channel["deleted_at"]) for channel in channels] == [False, False]
+
+
+def test_a_burst_of_deletions_one_job_each_goes_to_stream_in_few_calls(
+    pipeline: Pipeline, session_factory: Callable[[], Session]
+) -> None:
+    # Given forty conversations in Stream
+    with session_factory() as session, session.begin():
+        made = converse(session, 40, "burst")
+    pipeline.drain(timeout=60)
+    cids = channels_of(pipeline.engine, list(made))
+    pipeline.emu.reset_request_counts()
+    # When each is deleted in a transaction of its own, and each deletion is a job of its
+    # own (as when the relay claims them one at a time), run by two workers' threads
+    for conversation_id in made:
+        _delete(session_factory, [conversation_id])
+    pipeline.start_worker(threads=8)
+    pipeline.relay.conversations_per_job = 1
+    pipeline.drain(timeout=60)
+    # Then every channel is deleted, in a few calls of many channels each
+    channels = pipeline.emu.state()["channels"]
+    assert all(channels[cid]["deleted_at"] for cid in cids.values())
+    assert _marked_deleted(pipeline, list(made)) == set(made)
+    assert statuses(pipeline.rows()) == {"done"}
+    counts = pipeline.counts()
+    deletions = counts.get("DeleteChannels", 0) + counts.get("DeleteChannel", 0)
+    assert deletions <= 6, counts

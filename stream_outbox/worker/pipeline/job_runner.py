@@ -109,23 +109,16 @@ def _reconcile_and_settle(
     payload: dict[str, Any],
 ) -> tuple[JobOutcome, str]:
     if kind == "conversation":
-        return _batch(rt, kind, job_targets(target_ids, row_ids, payload), row_ids)
+        targets = job_targets(target_ids, row_ids, payload)
+        if any(target_payload.get("deleted") for _, target_payload in targets.values()):
+            return _gathering(rt, kind, targets, row_ids, event="delete")
+        return _batch(rt, kind, targets, row_ids)
     if kind == "user":
         rows: dict[str, list[int]] = payload.get("rows", {})
-        targets: dict[str, tuple[list[int], dict[str, Any]]] = {
+        users: dict[str, tuple[list[int], dict[str, Any]]] = {
             target_id: (rows.get(target_id, []), {}) for target_id in target_ids
         }
-        room = MAX_USERS_PER_CALL - len(targets)
-        if room <= 0 or _retried() or _priority() or not _users_in_a_burst(rt):
-            return _batch(rt, kind, targets, row_ids)
-        window = _gathering_window(rt)
-        if window is None:  # another job of this window took this one's users along
-            return _batch(rt, kind, targets, row_ids)
-        try:
-            others = rt.repo.open_targets(kind, room, exclude=target_ids)
-            return _batch(rt, kind, targets, row_ids, others)
-        finally:
-            rt.redis.delete(window)
+        return _gathering(rt, kind, users, row_ids)
     with rt.locks.hold(kind, target_ids):
         if row_ids and not _retried() and not rt.repo.open_of(row_ids):
             return JobOutcome.DONE, _ALREADY_SETTLED  # a duplicate (a job dispatched again)
@@ -137,12 +130,39 @@ def _reconcile_and_settle(
     return outcome
 
 
-# A burst's user jobs wait for the end of a window of this many seconds; the first of
-# each window takes along the users of the others (and of rows come meanwhile)
+# Batches whose Stream calls are scarce gather a burst's targets, 100 a call: users
+# (UpdateUsers, 300 a minute; their retirements, 60) and deleted conversations
+# (DeleteChannels, 60). A burst's jobs wait for the end of a window of this many seconds;
+# the first of each window takes along the targets of the others (and of rows come
+# meanwhile)
 _GATHER = 0.1
-# How long after a user job the next is of the same burst; the longest the others of a
+# How long after such a job the next is of the same burst; the longest the others of a
 # window wait for its first to end (should it die)
 _BURST = 1.0
+
+
+def _gathering(
+    rt: runtime.Runtime,
+    kind: str,
+    targets: dict[str, tuple[list[int], dict[str, Any]]],
+    row_ids: list[int],
+    *,
+    event: str | None = None,
+) -> tuple[JobOutcome, str]:
+    """A batch that, in a burst, takes along other jobs' open targets of ``kind`` (with a
+    row of ``event``, if given) up to 100 in all; a lone job goes at once."""
+    room = MAX_USERS_PER_CALL - len(targets)
+    burst = f"{kind}:{event or 'any'}"
+    if room <= 0 or _retried() or _priority() or not _in_a_burst(rt, burst):
+        return _batch(rt, kind, targets, row_ids)
+    window = _gathering_window(rt, burst)
+    if window is None:  # another job of this window took this one's targets along
+        return _batch(rt, kind, targets, row_ids)
+    try:
+        others = rt.repo.open_targets(kind, room, exclude=list(targets), event=event)
+        return _batch(rt, kind, targets, row_ids, others)
+    finally:
+        rt.redis.delete(window)
 
 
 def _priority() -> bool:
@@ -151,21 +171,20 @@ def _priority() -> bool:
     return message is not None and message.actor_name == PRIORITY_ACTOR_NAME
 
 
-def _users_in_a_burst(rt: runtime.Runtime) -> bool:
-    """Whether another user job started less than :data:`_BURST` ago (a lone rename
-    goes at once; a burst of renames gathers them, 100 an UpdateUsers call)."""
-    key = f"{rt.settings.redis_prefix}:user_jobs_recent"
+def _in_a_burst(rt: runtime.Runtime, burst: str) -> bool:
+    """Whether another job of ``burst`` started less than :data:`_BURST` ago."""
+    key = f"{rt.settings.redis_prefix}:burst:{burst}"
     return rt.redis.set(key, 1, px=int(_BURST * 1000), get=True) is not None
 
 
-def _gathering_window(rt: runtime.Runtime) -> str | None:
+def _gathering_window(rt: runtime.Runtime, burst: str) -> str | None:
     """Wait for the end of the current window (the same instants in every process). The
     window's first job gets its key, to delete when done; the others wait until it is
-    done (their users taken along, most likely) and get None."""
+    done (their targets taken along, most likely) and get None."""
     now = time.time()
     window = int(now / _GATHER) + 1
     time.sleep(max(0.0, window * _GATHER - now))
-    key = f"{rt.settings.redis_prefix}:user_gather:{window}"
+    key = f"{rt.settings.redis_prefix}:gather:{burst}:{window}"
     if rt.redis.set(key, 1, nx=True, px=int(_BURST * 1000)):
         return key
     deadline = time.monotonic() + _BURST
@@ -201,7 +220,7 @@ def _batch(
     kind: str,
     targets: dict[str, tuple[list[int], dict[str, Any]]],
     row_ids: list[int],
-    others: dict[str, list[int]] | None = None,
+    others: dict[str, tuple[list[int], dict[str, Any]]] | None = None,
 ) -> tuple[JobOutcome, str]:
     """Reconcile a batch of users or conversations in rounds: each round takes the locks
     of the targets free at that moment and reconciles those (whose rows are still open)
@@ -224,9 +243,7 @@ def _batch(
     others = dict(others or {})
     while True:
         with rt.locks.hold_free(kind, waiting + list(others)) as held:
-            along: dict[str, tuple[list[int], dict[str, Any]]] = {
-                target: (others[target], {}) for target in held if target in others
-            }
+            along = {target: others[target] for target in held if target in others}
             mine = {target_id: targets[target_id] for target_id in held if target_id not in along}
             todo = {**_still_open(rt, mine), **_still_open(rt, along, retried=False)}
             result = reconcile(rt, kind, todo) if todo else None

@@ -49,8 +49,11 @@ def plan_jobs(
         payload: dict[str, Any] = {}
         for row in group:
             payload.update(row.payload or {})
-        if kind == "conversation" and {getattr(r, "event", "") for r in group} & SEE_STREAM:
+        events = {getattr(row, "event", "") for row in group}
+        if kind == "conversation" and events & SEE_STREAM:
             payload["read"] = True  # a resync, a backfill, a cut-over's: see Stream itself
+        if kind == "conversation" and "delete" in events:
+            payload["deleted"] = True  # its batch gathers a burst's deletions (job_runner)
         if kind == "user":
             users.append((target_id, group, {}))
         elif kind == "conversation" and not payload.get("history"):
@@ -58,7 +61,6 @@ def plan_jobs(
         elif kind == "conversation":
             jobs += _batches("conversation", [(target_id, group, payload)], 1)
         else:
-            events = {getattr(row, "event", "") for row in group}
             if kind == "message" and events == {"update"}:
                 payload["edit"] = True  # Stream holds it most likely: set its text first
             elif kind == "message" and "restore" in events and "insert" not in events:

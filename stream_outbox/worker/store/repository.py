@@ -224,24 +224,32 @@ class OutboxRepository:
         return rows
 
     def open_targets(
-        self, kind: str, limit: int, exclude: Sequence[str] = ()
-    ) -> dict[str, list[int]]:
-        """Up to ``limit`` targets of ``kind`` (``exclude`` left out) with open rows among
-        the first due pending rows and the first dispatched ones, each with those rows.
+        self, kind: str, limit: int, exclude: Sequence[str] = (), event: str | None = None
+    ) -> dict[str, tuple[list[int], dict[str, Any]]]:
+        """Up to ``limit`` targets of ``kind`` (``exclude`` left out; with ``event``, those
+        with a row of that event) with open rows among the first due pending rows and the
+        first dispatched ones, each with those rows and their payloads merged.
 
         Only the first :data:`_LOOK_AHEAD` rows of each are looked at (the partial
         indexes' order), so a long backlog costs no more than a short one.
         """
         if limit <= 0:
             return {}
+        columns = (
+            outbox.c.id,
+            outbox.c.target_kind,
+            outbox.c.target_id,
+            outbox.c.event,
+            outbox.c.payload,
+        )
         pending = (
-            select(outbox.c.id, outbox.c.target_kind, outbox.c.target_id)
+            select(*columns)
             .where(outbox.c.status == Status.PENDING, outbox.c.available_at <= func.now())
             .order_by(outbox.c.available_at, outbox.c.id)
             .limit(_LOOK_AHEAD)
         )
         dispatched = (
-            select(outbox.c.id, outbox.c.target_kind, outbox.c.target_id)
+            select(*columns)
             .where(outbox.c.status == Status.DISPATCHED)
             .order_by(outbox.c.dispatched_at)
             .limit(_LOOK_AHEAD)
@@ -249,15 +257,21 @@ class OutboxRepository:
         first = union_all(  # each its own subquery: SQLite takes no LIMIT in a UNION's part
             select(pending.subquery()), select(dispatched.subquery())
         ).subquery()
-        query = select(first.c.id, first.c.target_id).where(first.c.target_kind == kind)
+        query = select(first.c.id, first.c.target_id, first.c.event, first.c.payload).where(
+            first.c.target_kind == kind
+        )
         if exclude:
             query = query.where(first.c.target_id.not_in(list(exclude)))
-        rows: dict[str, list[int]] = {}
+        found: dict[str, tuple[list[int], dict[str, Any]]] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(query.order_by(first.c.id)):
-                if row.target_id in rows or len(rows) < limit:
-                    rows.setdefault(row.target_id, []).append(row.id)
-        return rows
+            rows = conn.execute(query.order_by(first.c.id)).all()
+        wanted = {row.target_id for row in rows if event is None or row.event == event}
+        for row in rows:
+            if row.target_id in wanted and (row.target_id in found or len(found) < limit):
+                ids, payload = found.setdefault(row.target_id, ([], {}))
+                ids.append(row.id)
+                payload.update(row.payload or {})
+        return found
 
     def open_of(self, ids: Sequence[int]) -> list[int]:
         """Those of ``ids`` still pending or dispatched (not settled by anyone yet)."""
