@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from stream_outbox.emulator.endpoints import channels, imports, messages, user_lifecycle, users
+from stream_outbox.emulator.endpoints import (
+    channels,
+    imports,
+    messages,
+    reads,
+    user_lifecycle,
+    users,
+)
 from stream_outbox.emulator.endpoints.call import Call, Handler
 from stream_outbox.emulator.rules.errors import not_found
 
@@ -80,6 +87,7 @@ _TABLE: list[tuple[str, str, str, Handler]] = [
     ("POST", "channels/*/*/message", "SendMessage", messages.send_message),
     ("GET", "channels/*/*/messages", "GetManyMessages", messages.get_many_messages),
     ("POST", "channels/*/*/truncate", "TruncateChannel", channels.truncate_channel),
+    ("POST", "channels/*/*/read", "MarkRead", reads.mark_read),
     ("POST", "channels/*/*", "UpdateChannel", channels.update_channel),
     ("PATCH", "channels/*/*", "UpdateChannelPartial", channels.update_channel_partial),
     ("DELETE", "channels/*/*", "DeleteChannel", channels.delete_channel),
