@@ -1,0 +1,66 @@
+"""Read state: a participant's ``last_read_at`` in the app marks the channel read in Stream.
+
+A conversation's ``read`` rows name who read (``{"reads": [user_id, ...]}``); the read
+times themselves are read now, from the database (level-triggered: a later read, or a
+participant gone, is what counts). Each reader's channel is marked read up to the newest
+message at or before their ``last_read_at`` (Stream's server-side MarkRead with that
+message's Stream id): one call a reader. A participant who left, or whose read time was
+cleared, is skipped, and so is a read before the conversation's first message (nothing
+to mark: Stream keeps the channel unread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from stream_outbox.app_hooks import reads
+from stream_outbox.worker.errors import PermanentStreamError, RetryableError
+from stream_outbox.worker.runtime import Runtime
+from stream_outbox.worker.stream.answers import is_not_found
+
+__all__ = ["NotInStreamYet", "mark_reads"]
+
+
+class NotInStreamYet(RetryableError):
+    """Stream cannot mark the read yet: the message read last, or the reader's membership,
+    is still on its way there (another job's); the job goes again later."""
+
+
+def mark_reads(rt: Runtime, conversation_id: str, user_ids: Collection[str]) -> str:
+    """Mark the conversation's channel read in Stream for ``user_ids`` as the database
+    says they read it; returns the outcome. Nothing happens for a channel Stream does not
+    hold (yet, or any more): the conversation's own reconcile creates it first."""
+    if not user_ids:
+        return "no reads"
+    with rt.engine.connect() as conn:
+        ref = rt.repo.channels.channel_for(conversation_id, conn)
+        if ref is None or ref.deleted or not ref.in_stream:
+            return "no channel in Stream: no read marked"
+        times = reads.last_reads(rt.binding, conn, conversation_id, user_ids)
+        newest = {
+            moment: reads.newest_message_at(rt.binding, conn, conversation_id, moment)
+            for moment in set(times.values())
+        }
+    marked = []
+    for user_id in sorted(user_ids):
+        moment = times.get(user_id)
+        message = None if moment is None else newest[moment]
+        if message is None:  # left, read cleared, or read before the first message
+            continue
+        stream_id = message.stream_id(ref.generation)
+        try:
+            held = rt.gateway.mark_read(ref.channel_type, ref.channel_id, user_id, stream_id)
+        except PermanentStreamError as exc:
+            if not is_not_found(exc):
+                raise
+            raise NotInStreamYet(
+                f"{ref.channel_type}:{ref.channel_id}: message {stream_id} read by {user_id} "
+                "is not in Stream yet"
+            ) from None
+        if not held:
+            raise NotInStreamYet(
+                f"{ref.channel_type}:{ref.channel_id}: {user_id} is no member in Stream yet"
+            )
+        marked.append(user_id)
+    skipped = len(user_ids) - len(marked)
+    return f"read marked for {len(marked)}" + (f", {skipped} skipped" if skipped else "")
