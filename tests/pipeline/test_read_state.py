@@ -1,0 +1,174 @@
+"""Read state outbound: a participant's ``last_read_at`` set in the app marks the channel
+read in Stream for that user (PostgreSQL, Redis, the emulator over HTTP).
+
+Captured by the session listeners (an ORM session) and by the capture triggers (raw
+SQL); either way one outbox row, and after the drain the emulator's member holds
+``last_read_message_id`` = the newest message at or before the read time, for exactly
+one Stream call. A read before any message, and a participant who left, cost none.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from stream_outbox.app_hooks.binding import stream_message_id
+from stream_outbox.app_hooks.reference import ConversationParticipant, Message, User
+from tests.support.pipeline import Pipeline
+from tests.support.story import invite
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _conversation(
+    pipeline: Pipeline, new_session: Callable[[], Session], messages: int = 2
+) -> dict[str, Any]:
+    """An invitation with ``messages`` messages from the organizer, a minute apart from
+    T0, all in Stream."""
+    with new_session() as session, session.begin():
+        made = invite(session)
+        made["messages"] = [
+            Message(
+                conversation_id=made["conversation"].id,
+                sender_id=made["organizer"].id,
+                content=f"m{n}",
+                created_at=T0 + timedelta(minutes=n),
+            )
+            for n in range(messages)
+        ]
+        session.add_all(made["messages"])
+    pipeline.drain()
+    made["cid"] = f"messaging:invitation_{made['invitation'].id}"
+    return made
+
+
+def _set_read(new_session: Callable[[], Session], made: dict[str, Any], at: datetime) -> None:
+    """The guest reads the conversation at ``at``, through an ORM session."""
+    with new_session() as session, session.begin():
+        key = (made["conversation"].id, made["guest"].id)
+        session.get_one(ConversationParticipant, key).last_read_at = at
+
+
+def _member(pipeline: Pipeline, made: dict[str, Any], who: str = "guest") -> dict[str, Any]:
+    record: dict[str, Any] = pipeline.emu.state()["channels"][made["cid"]]["member_records"][
+        str(made[who].id)
+    ]
+    return record
+
+
+def _read_rows(pipeline: Pipeline) -> list[dict[str, Any]]:
+    return [row for row in pipeline.rows() if row["event"] == "read"]
+
+
+def test_a_read_in_an_orm_session_marks_the_channel_read_up_to_the_message_read_last(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    made = _conversation(pipeline, session_factory)
+    pipeline.emu.reset_request_counts()
+    _set_read(session_factory, made, T0 + timedelta(seconds=30))  # after m0, before m1
+    assert [(row["target_id"], row["payload"]) for row in _read_rows(pipeline)] == [
+        (str(made["conversation"].id), {"reads": [str(made["guest"].id)]})
+    ]
+    pipeline.drain()
+    member = _member(pipeline, made)
+    assert member["last_read_message_id"] == stream_message_id(str(made["messages"][0].id))
+    assert member["last_read"]
+    assert "last_read" not in _member(pipeline, made, "organizer")
+    assert pipeline.counts() == {"MarkRead": 1}  # its members left alone: one call
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def test_a_read_in_raw_sql_with_the_triggers_marks_the_channel_read(
+    pipeline: Pipeline,
+    session_factory: sessionmaker[Session],
+    trigger_sessions: sessionmaker[Session],
+) -> None:
+    made = _conversation(pipeline, session_factory)
+    pipeline.emu.reset_request_counts()
+    with pipeline.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE conversation_participants SET last_read_at = :at "
+                "WHERE conversation_id = :c AND user_id = :u"
+            ),
+            {"at": T0 + timedelta(hours=1), "c": made["conversation"].id, "u": made["guest"].id},
+        )
+    assert len(_read_rows(pipeline)) == 1
+    pipeline.drain()
+    newest = made["messages"][-1]
+    assert _member(pipeline, made)["last_read_message_id"] == stream_message_id(str(newest.id))
+    assert pipeline.counts() == {"MarkRead": 1}
+
+
+def test_reads_of_two_members_and_a_newcomer_go_in_one_job(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    """A read in the transaction that adds a member: the members are reconciled too (the
+    newcomer added), then both reads marked."""
+    made = _conversation(pipeline, session_factory)
+    pipeline.emu.reset_request_counts()
+    with session_factory() as session, session.begin():
+        for who in ("organizer", "guest"):
+            key = (made["conversation"].id, made[who].id)
+            session.get_one(ConversationParticipant, key).last_read_at = T0 + timedelta(hours=1)
+        newcomer = _new_user(session)
+        session.add(
+            ConversationParticipant(conversation_id=made["conversation"].id, user_id=newcomer)
+        )
+    pipeline.drain()
+    newest = stream_message_id(str(made["messages"][-1].id))
+    assert _member(pipeline, made)["last_read_message_id"] == newest
+    assert _member(pipeline, made, "organizer")["last_read_message_id"] == newest
+    assert str(newcomer) in pipeline.emu.state()["channels"][made["cid"]]["members"]
+    assert pipeline.counts()["MarkRead"] == 2
+
+
+def test_a_read_in_a_channel_without_messages_marks_nothing_and_does_not_fail(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    made = _conversation(pipeline, session_factory, messages=0)
+    pipeline.emu.reset_request_counts()
+    _set_read(session_factory, made, T0)
+    pipeline.drain()
+    assert pipeline.counts() == {}
+    assert "last_read" not in _member(pipeline, made)
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def test_a_read_older_than_the_first_message_marks_nothing(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    made = _conversation(pipeline, session_factory)
+    pipeline.emu.reset_request_counts()
+    _set_read(session_factory, made, T0 - timedelta(days=1))
+    pipeline.drain()
+    assert pipeline.counts() == {}  # Stream keeps the channel unread for the guest
+    assert "last_read" not in _member(pipeline, made)
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def test_a_participant_who_left_is_skipped(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    made = _conversation(pipeline, session_factory)
+    pipeline.emu.reset_request_counts()
+    _set_read(session_factory, made, T0 + timedelta(hours=1))
+    with session_factory() as session, session.begin():
+        key = (made["conversation"].id, made["guest"].id)
+        session.delete(session.get_one(ConversationParticipant, key))
+    pipeline.drain()
+    assert "MarkRead" not in pipeline.counts()
+    assert str(made["guest"].id) not in pipeline.emu.state()["channels"][made["cid"]]["members"]
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+
+
+def _new_user(session: Session) -> uuid.UUID:
+    user = User(email=f"{uuid.uuid4().hex}@example.com")
+    session.add(user)
+    session.flush()
+    return user.id
