@@ -172,3 +172,25 @@ def _new_user(session: Session) -> uuid.UUID:
     session.add(user)
     session.flush()
     return user.id
+
+
+def test_a_read_of_a_message_not_in_stream_yet_goes_again_until_it_is(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    """The message read last is still on its way to Stream (its send failing for now):
+    the read's job goes again, and marks it once it is there."""
+    made = _conversation(pipeline, session_factory)
+    pipeline.emu.inject_failure("SendMessage", status=500, times=2)
+    with session_factory() as session, session.begin():
+        late = Message(
+            conversation_id=made["conversation"].id,
+            sender_id=made["organizer"].id,
+            content="late",
+            created_at=T0 + timedelta(hours=1),
+        )
+        session.add(late)
+    _set_read(session_factory, made, T0 + timedelta(hours=2))
+    pipeline.drain()
+    assert _member(pipeline, made)["last_read_message_id"] == stream_message_id(str(late.id))
+    assert {row["status"] for row in pipeline.rows()} == {"done"}
+    assert pipeline.emu.request_counts()["by_status"]["MarkRead 201"] == 1
