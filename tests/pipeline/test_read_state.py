@@ -14,12 +14,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import cast, insert, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks.binding import stream_message_id
+from stream_outbox.app_hooks.outbox import EXPORT_ACTION, audit, channel_map, outbox
 from stream_outbox.app_hooks.reference import ConversationParticipant, Message, User
-from tests.support.pipeline import Pipeline
+from stream_outbox.worker.store.cutover import forget_cutover
+from tests.support.pipeline import Pipeline, settle
 from tests.support.story import invite
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -193,4 +196,51 @@ def test_a_read_of_a_message_not_in_stream_yet_goes_again_until_it_is(
     pipeline.drain()
     assert _member(pipeline, made)["last_read_message_id"] == stream_message_id(str(late.id))
     assert {row["status"] for row in pipeline.rows()} == {"done"}
+    assert pipeline.emu.request_counts()["by_status"]["MarkRead 201"] == 1
+
+
+def test_a_read_of_a_message_a_pending_import_brings_waits_for_the_import(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    """Messages at or before a pending export's watermark are the import's to bring: a
+    read of one is marked once the import is complete (a row due later), not before."""
+    made = _conversation(pipeline, session_factory)
+    with pipeline.engine.begin() as conn:
+        export = conn.execute(
+            insert(audit)
+            .values(
+                actor="test",
+                action=EXPORT_ACTION,
+                detail={
+                    "watermark": (T0 + timedelta(seconds=30)).isoformat(),
+                    "since": T0.isoformat(),
+                    "state": "exported",
+                },
+            )
+            .returning(audit.c.id)
+        ).scalar_one()
+        conn.execute(update(channel_map).values(exported_in=export))
+    forget_cutover()
+    pipeline.emu.reset_request_counts()
+    try:
+        _set_read(session_factory, made, T0 + timedelta(seconds=30))  # m0: the import's
+        settle(pipeline)
+        assert pipeline.counts() == {}
+        [recheck] = [row for row in pipeline.rows() if row["event"] == "recheck"]
+        assert recheck["status"] == "pending"
+        assert recheck["payload"]["reads"] == [str(made["guest"].id)]
+        with pipeline.engine.begin() as conn:  # the import completes; the recheck comes due
+            detail = {"imported_at": datetime.now(UTC).isoformat()}
+            conn.execute(
+                update(audit)
+                .where(audit.c.id == export)
+                .values(detail=audit.c.detail.op("||")(cast(detail, JSONB)))
+            )
+            conn.execute(update(outbox).values(available_at=datetime.now(UTC)))
+        forget_cutover()
+        settle(pipeline)
+    finally:
+        forget_cutover()
+    first = stream_message_id(str(made["messages"][0].id))
+    assert _member(pipeline, made)["last_read_message_id"] == first
     assert pipeline.emu.request_counts()["by_status"]["MarkRead 201"] == 1

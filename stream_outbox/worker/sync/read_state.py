@@ -6,7 +6,8 @@ participant gone, is what counts). Each reader's channel is marked read up to th
 message at or before their ``last_read_at`` (Stream's server-side MarkRead with that
 message's Stream id): one call a reader. A participant who left, or whose read time was
 cleared, is skipped, and so is a read before the conversation's first message (nothing
-to mark: Stream keeps the channel unread).
+to mark: Stream keeps the channel unread). A read of a message a pending Stream import
+brings is marked once the import is complete (a row of its own, due later).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from stream_outbox.app_hooks import reads
+from stream_outbox.app_hooks.changes import READS_KEY
 from stream_outbox.worker.errors import PermanentStreamError, RetryableError
 from stream_outbox.worker.runtime import Runtime
+from stream_outbox.worker.store.cutover import current_cutover, wait_for_import
 from stream_outbox.worker.stream.answers import is_not_found
 
 __all__ = ["NotInStreamYet", "mark_reads"]
@@ -41,11 +44,17 @@ def mark_reads(rt: Runtime, conversation_id: str, user_ids: Collection[str]) -> 
             moment: reads.newest_message_at(rt.binding, conn, conversation_id, moment)
             for moment in set(times.values())
         }
-    marked = []
+    cutover = current_cutover(rt.engine)
+    if cutover is not None and not (cutover.pending and cutover.imports_messages_of(ref)):
+        cutover = None  # no import to bring this channel's messages
+    marked, waiting = [], []
     for user_id in sorted(user_ids):
         moment = times.get(user_id)
         message = None if moment is None else newest[moment]
         if message is None:  # left, read cleared, or read before the first message
+            continue
+        if cutover is not None and cutover.covers(message.created_at):
+            waiting.append(user_id)  # the import brings the message: marked after it
             continue
         stream_id = message.stream_id(ref.generation)
         try:
@@ -62,5 +71,9 @@ def mark_reads(rt: Runtime, conversation_id: str, user_ids: Collection[str]) -> 
                 f"{ref.channel_type}:{ref.channel_id}: {user_id} is no member in Stream yet"
             )
         marked.append(user_id)
-    skipped = len(user_ids) - len(marked)
-    return f"read marked for {len(marked)}" + (f", {skipped} skipped" if skipped else "")
+    outcome = f"read marked for {len(marked)}"
+    if waiting:
+        after = wait_for_import(rt.engine, "conversation", conversation_id, {READS_KEY: waiting})
+        outcome += f", {len(waiting)} wait for the Stream import ({after.seconds} s)"
+    skipped = len(user_ids) - len(marked) - len(waiting)
+    return outcome + (f", {skipped} skipped" if skipped else "")
