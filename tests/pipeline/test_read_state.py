@@ -10,11 +10,12 @@ one Stream call. A read before any message, and a participant who left, cost non
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import cast, insert, text, update
+from sqlalchemy import Connection, cast, insert, inspect, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +23,7 @@ from stream_outbox.app_hooks.binding import stream_message_id
 from stream_outbox.app_hooks.outbox import EXPORT_ACTION, audit, channel_map, outbox
 from stream_outbox.app_hooks.reference import ConversationParticipant, Message, User
 from stream_outbox.worker.store.cutover import forget_cutover
+from stream_outbox.worker.sync.read_state import MESSAGE_MAP
 from tests.support.pipeline import Pipeline, settle
 from tests.support.story import invite
 
@@ -244,3 +246,65 @@ def test_a_read_of_a_message_a_pending_import_brings_waits_for_the_import(
     first = stream_message_id(str(made["messages"][0].id))
     assert _member(pipeline, made)["last_read_message_id"] == first
     assert pipeline.emu.request_counts()["by_status"]["MarkRead 201"] == 1
+
+
+def test_a_read_of_a_message_born_in_stream_marks_it_by_stream_s_own_id(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    """A message written in Stream (the new client) and brought home keeps Stream's id,
+    which the message map records: the read names that id."""
+    made = _conversation(pipeline, session_factory)
+    channel_type, channel_id = made["cid"].split(":")
+    client = pipeline.emu.client()
+    client.channel(channel_type, channel_id).send_message(
+        {"id": "born-in-stream", "text": "from the new client"}, str(made["guest"].id)
+    )
+    client.session.close()
+    home = uuid.uuid4()
+    with _message_map(pipeline) as conn:
+        conn.execute(  # as the inbound side writes it: Core, no capture
+            insert(Message.__table__).values(
+                id=home,
+                conversation_id=made["conversation"].id,
+                sender_id=made["guest"].id,
+                content="from the new client",
+                created_at=T0 + timedelta(hours=1),
+            )
+        )
+        conn.execute(
+            text(f"INSERT INTO {MESSAGE_MAP} VALUES (:m, 'born-in-stream', 'stream', NULL, NULL)"),
+            {"m": str(home)},
+        )
+        conn.commit()
+        pipeline.emu.reset_request_counts()
+        _set_read(session_factory, made, T0 + timedelta(hours=2))
+        pipeline.drain()
+    assert _member(pipeline, made)["last_read_message_id"] == "born-in-stream"
+    assert pipeline.counts() == {"MarkRead": 1}
+
+
+@contextmanager
+def _message_map(pipeline: Pipeline) -> Iterator[Connection]:
+    """The inbound side's message map as its contract names it, made for the test where
+    the schema has none yet (and dropped after)."""
+    with pipeline.engine.connect() as conn:
+        made = not inspect(conn).has_table(MESSAGE_MAP)
+        if made:
+            conn.execute(
+                text(
+                    f"CREATE TABLE {MESSAGE_MAP} (message_id text PRIMARY KEY, "
+                    "stream_id text UNIQUE NOT NULL, born_in text NOT NULL, "
+                    "updated_at timestamptz, deleted_at timestamptz)"
+                )
+            )
+            conn.commit()
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+            conn.execute(
+                text(f"DROP TABLE {MESSAGE_MAP}")
+                if made
+                else text(f"DELETE FROM {MESSAGE_MAP} WHERE stream_id = 'born-in-stream'")
+            )
+            conn.commit()

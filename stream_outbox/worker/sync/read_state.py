@@ -4,18 +4,23 @@ A conversation's ``read`` rows name who read (``{"reads": [user_id, ...]}``); th
 times themselves are read now, from the database (level-triggered: a later read, or a
 participant gone, is what counts). Each reader's channel is marked read up to the newest
 message at or before their ``last_read_at`` (Stream's server-side MarkRead with that
-message's Stream id): one call a reader. A participant who left, or whose read time was
-cleared, is skipped, and so is a read before the conversation's first message (nothing
-to mark: Stream keeps the channel unread). A read of a message a pending Stream import
-brings is marked once the import is complete (a row of its own, due later).
+message's Stream id: ``msg-{id}``, or Stream's own for a message born there, as the
+inbound side's message map records it): one call a reader. A participant who left, or
+whose read time was cleared, is skipped, and so is a read before the conversation's
+first message (nothing to mark: Stream keeps the channel unread). A read of a message a
+pending Stream import brings is marked once the import is complete (a row of its own,
+due later).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import Connection, inspect, text
 
 from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.changes import READS_KEY
+from stream_outbox.app_hooks.desired import DesiredMessage
 from stream_outbox.worker.errors import PermanentStreamError, RetryableError
 from stream_outbox.worker.runtime import Runtime
 from stream_outbox.worker.store.cutover import current_cutover, wait_for_import
@@ -44,6 +49,8 @@ def mark_reads(rt: Runtime, conversation_id: str, user_ids: Collection[str]) -> 
             moment: reads.newest_message_at(rt.binding, conn, conversation_id, moment)
             for moment in set(times.values())
         }
+        found = [message for message in newest.values() if message is not None]
+        stream_ids = _stream_ids(conn, found, ref.generation)
     cutover = current_cutover(rt.engine)
     if cutover is not None and not (cutover.pending and cutover.imports_messages_of(ref)):
         cutover = None  # no import to bring this channel's messages
@@ -56,7 +63,7 @@ def mark_reads(rt: Runtime, conversation_id: str, user_ids: Collection[str]) -> 
         if cutover is not None and cutover.covers(message.created_at):
             waiting.append(user_id)  # the import brings the message: marked after it
             continue
-        stream_id = message.stream_id(ref.generation)
+        stream_id = stream_ids[message.id]
         try:
             held = rt.gateway.mark_read(ref.channel_type, ref.channel_id, user_id, stream_id)
         except PermanentStreamError as exc:
@@ -77,3 +84,24 @@ def mark_reads(rt: Runtime, conversation_id: str, user_ids: Collection[str]) -> 
         outcome += f", {len(waiting)} wait for the Stream import ({after.seconds} s)"
     skipped = len(user_ids) - len(marked) - len(waiting)
     return outcome + (f", {skipped} skipped" if skipped else "")
+
+
+# The inbound side's map of a message's two ids (migration 0008): a message born in
+# Stream keeps Stream's id, and its database row is found there.
+MESSAGE_MAP = "stream_outbox_message_map"
+
+
+def _stream_ids(
+    conn: Connection, messages: Sequence[DesiredMessage], generation: int
+) -> dict[str, str]:
+    """The Stream id of each message: the one the map records for a message born in
+    Stream, else the deterministic id of an app's message in the channel's generation."""
+    ids = {message.id: message.stream_id(generation) for message in messages}
+    if ids and inspect(conn).has_table(MESSAGE_MAP):
+        query = text(
+            f"SELECT message_id, stream_id FROM {MESSAGE_MAP} "
+            "WHERE message_id = ANY(:ids) AND born_in = 'stream'"
+        )
+        for message_id, stream_id in conn.execute(query, {"ids": list(ids)}):
+            ids[str(message_id)] = str(stream_id)
+    return ids
