@@ -308,3 +308,24 @@ def _message_map(pipeline: Pipeline) -> Iterator[Connection]:
                 else text(f"DELETE FROM {MESSAGE_MAP} WHERE stream_id = 'born-in-stream'")
             )
             conn.commit()
+
+
+def test_a_read_of_a_member_stream_lost_brings_them_back_then_marks(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    """Stream holds the reader as no member (removed there by hand): it marks nothing (its
+    answer holds no event), so the channel's members are reconciled against Stream
+    itself, and the read marked then."""
+    made = _conversation(pipeline, session_factory)
+    channel_type, channel_id = made["cid"].split(":")
+    client = pipeline.emu.client()
+    client.channel(channel_type, channel_id).remove_members([str(made["guest"].id)])
+    client.session.close()
+    pipeline.emu.reset_request_counts()
+    _set_read(session_factory, made, T0 + timedelta(hours=1))
+    pipeline.drain()
+    assert str(made["guest"].id) in pipeline.emu.state()["channels"][made["cid"]]["members"]
+    newest = stream_message_id(str(made["messages"][-1].id))
+    assert _member(pipeline, made)["last_read_message_id"] == newest
+    assert pipeline.counts() == {"MarkRead": 2, "GetOrCreateChannel": 1, "UpdateChannel": 1}
+    assert {row["status"] for row in pipeline.rows()} == {"done"}

@@ -35,7 +35,7 @@ from stream_outbox.worker.stream.answers import is_deleted_user, is_not_found, n
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
 from stream_outbox.worker.sync.history import copy_history
 from stream_outbox.worker.sync.plan import OWNED_CHANNEL_FIELDS, channel_candidates, plan_channel
-from stream_outbox.worker.sync.read_state import mark_reads
+from stream_outbox.worker.sync.read_state import NoMemberInStream, mark_reads
 from stream_outbox.worker.sync.result import Result
 from stream_outbox.worker.sync.users import ensure_users, is_valid_user, require_valid_user
 
@@ -189,12 +189,25 @@ def _with_reads(
             done.append((cid, step if step is not None else _Stop("not reached")))
             continue
         try:
-            marked = mark_reads(rt, cid, readers)
+            marked = _marks(rt, cid, readers, reconciled=step is not None)
         except Exception as exc:  # a permanent error fails it alone; a transient one retries
             done.append((cid, exc))
             continue
         done.append((cid, (marked, False) if step is None else (f"{step[0]}; {marked}", step[1])))
     return done
+
+
+def _marks(rt: Runtime, cid: str, readers: list[str], *, reconciled: bool) -> str:
+    """Mark the readers' reads; where Stream holds a reader as no member (their joining's
+    job not run yet, or removed in Stream) and the conversation was not just reconciled,
+    its members are reconciled against Stream itself first, and the reads marked again."""
+    try:
+        return mark_reads(rt, cid, readers)
+    except NoMemberInStream:
+        if reconciled:
+            raise
+    outcome = reconcile_conversation(rt, cid, {"read": True})
+    return f"{outcome}; {mark_reads(rt, cid, readers)}"
 
 
 def _summary(outcomes: list[str], result: Result) -> str:

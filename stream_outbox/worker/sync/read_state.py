@@ -26,12 +26,17 @@ from stream_outbox.worker.runtime import Runtime
 from stream_outbox.worker.store.cutover import current_cutover, wait_for_import
 from stream_outbox.worker.stream.answers import is_not_found
 
-__all__ = ["NotInStreamYet", "mark_reads"]
+__all__ = ["NoMemberInStream", "NotInStreamYet", "mark_reads"]
 
 
 class NotInStreamYet(RetryableError):
-    """Stream cannot mark the read yet: the message read last, or the reader's membership,
-    is still on its way there (another job's); the job goes again later."""
+    """Stream cannot mark the read yet: the message read last is still on its way there
+    (another job's); the job goes again later."""
+
+
+class NoMemberInStream(NotInStreamYet):
+    """Stream marked nothing: the reader is no member of the channel there (their joining
+    still on its way, or removed in Stream): the channel's members need reconciling."""
 
 
 def mark_reads(rt: Runtime, conversation_id: str, user_ids: Collection[str]) -> str:
@@ -74,8 +79,8 @@ def mark_reads(rt: Runtime, conversation_id: str, user_ids: Collection[str]) -> 
                 "is not in Stream yet"
             ) from None
         if not held:
-            raise NotInStreamYet(
-                f"{ref.channel_type}:{ref.channel_id}: {user_id} is no member in Stream yet"
+            raise NoMemberInStream(
+                f"{ref.channel_type}:{ref.channel_id}: {user_id} is no member in Stream"
             )
         marked.append(user_id)
     outcome = f"read marked for {len(marked)}"
