@@ -372,7 +372,9 @@ class _BulkStatement:
                 changes += self.rule.changes(self.rule.update_event(old, new), old, new)
             read = self.rule.read
             if read is not None and old[read] != new[read]:
-                changes += [c for c in (self.rule.read_change(new),) if c is not None]
+                change = self.rule.read_change(new)
+                if change is not None:
+                    changes.append(change)
         return changes
 
     def _key(self, row: Mapping[str, Any]) -> tuple[Any, ...]:

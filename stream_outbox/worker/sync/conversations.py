@@ -189,7 +189,7 @@ def _with_reads(
             done.append((cid, step if step is not None else _Stop("not reached")))
             continue
         try:
-            marked = _marks(rt, cid, readers, reconciled=step is not None)
+            marked = _marks(rt, cid, payload, reconciled=step is not None)
         except Exception as exc:  # a permanent error fails it alone; a transient one retries
             done.append((cid, exc))
             continue
@@ -197,16 +197,18 @@ def _with_reads(
     return done
 
 
-def _marks(rt: Runtime, cid: str, readers: list[str], *, reconciled: bool) -> str:
-    """Mark the readers' reads; where Stream holds a reader as no member (their joining's
-    job not run yet, or removed in Stream) and the conversation was not just reconciled,
-    its members are reconciled against Stream itself first, and the reads marked again."""
+def _marks(rt: Runtime, cid: str, payload: dict[str, Any], *, reconciled: bool) -> str:
+    """Mark the reads of the payload's readers; where Stream holds a reader as no member
+    (their joining's job not run yet, or removed in Stream) and the conversation was not
+    just reconciled, its members are reconciled against Stream itself first, and the
+    reads marked again."""
+    readers = payload.get(READS_KEY) or []
     try:
         return mark_reads(rt, cid, readers)
     except NoMemberInStream:
         if reconciled:
             raise
-    outcome = reconcile_conversation(rt, cid, {"read": True})
+    outcome = reconcile_conversation(rt, cid, {**payload, "read": True})
     return f"{outcome}; {mark_reads(rt, cid, readers)}"
 
 
