@@ -9,7 +9,7 @@ the capture's rules. What the capture and the worker read through a binding is
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -50,8 +50,10 @@ class Binding(BoundModels):
         rules = {
             self.user: self._rule("user", user, "id", self._user_watched()),
             self.conversation: self._rule("conversation", conversation, "id", ("id",)),
-            self.participant: self._rule(
-                "participant", conversation, "conversation_id", ("conversation_id", "user_id")
+            self.participant: self._read_rule(
+                self._rule(
+                    "participant", conversation, "conversation_id", ("conversation_id", "user_id")
+                )
             ),
             self.invitation: self._rule(
                 "invitation", conversation, "conversation_id", ("conversation_id", "event_id")
@@ -99,6 +101,13 @@ class Binding(BoundModels):
             deleted=mark,
             payload_keys=payload,
         )
+
+    def _read_rule(self, rule: Rule) -> Rule:
+        """The participant's rule, with its read time where the app keeps one."""
+        column = self.last_read_column()
+        if column is None:
+            return rule
+        return replace(rule, read=column.key, reader=self.attribute_name("participant", "user_id"))
 
     def _user_watched(self) -> tuple[str, ...]:
         """The user row's fields, and its columns the name and image expressions read."""

@@ -271,6 +271,10 @@ class _Capture:
             return
         if event_name == "update":
             attrs = inspect(target).attrs
+            if rule.read is not None and attrs[rule.read].history.has_changes():
+                read = rule.read_change(_values(target, rule.read_names))
+                if read is not None:
+                    self._of(session).flushing.append(read)
             if not any(attrs[name].history.has_changes() for name in rule.watched):
                 return
             versions = [_old_values(target, rule.names), _values(target, rule.names)]
@@ -341,7 +345,7 @@ class _BulkStatement:
         assert mapper is not None
         self.cls = mapper.class_
         self.pk = [prop.key for prop in mapper.iterate_properties if _is_pk(mapper, prop.key)]
-        self.names = sorted({*self.pk, rule.key, *rule.payload, *rule.watched})
+        self.names = sorted({*self.pk, rule.key, *rule.payload, *rule.watched, *rule.read_names})
 
     def run(self) -> Result[Any]:
         conn = self.state.session.connection()
@@ -366,6 +370,11 @@ class _BulkStatement:
             new = after.get(self._key(old), old)
             if any(old[name] != new[name] for name in self.rule.watched):
                 changes += self.rule.changes(self.rule.update_event(old, new), old, new)
+            read = self.rule.read
+            if read is not None and old[read] != new[read]:
+                change = self.rule.read_change(new)
+                if change is not None:
+                    changes.append(change)
         return changes
 
     def _key(self, row: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -6,11 +6,28 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-__all__ = ["EVENT_KIND", "Change", "Rule", "Target", "merge_changes"]
+__all__ = [
+    "EVENT_KIND",
+    "READS_KEY",
+    "READS_ONLY",
+    "READ_EVENT",
+    "Change",
+    "Rule",
+    "Target",
+    "merge_changes",
+    "merge_payloads",
+]
 
 # Changes to an event fan out to the conversations of its invitations and
 # proposals (their channel name comes from the event); the fan-out needs a query.
 EVENT_KIND = "event"
+# A participant's read time changed: the conversation's row carries who read
+# (``{"reads": [user_id, ...]}``); its channel is marked read for them, and its
+# members are not reconciled for it (an event of its own, which any other yields to).
+READ_EVENT = "read"
+READS_KEY = "reads"
+# A job's mark of a conversation whose rows are all reads: its members are left alone.
+READS_ONLY = "reads_only"
 
 
 # Named tuples rather than frozen dataclasses: capture builds one per changed row
@@ -49,6 +66,8 @@ class Rule:
     deleted: str | None = None
     payload_keys: tuple[str, ...] = ()
     owns_target: bool = True
+    read: str | None = None
+    reader: str | None = None
 
     @property
     def _payload_items(self) -> zip[tuple[str, str]]:
@@ -71,6 +90,23 @@ class Rule:
     def names(self) -> tuple[str, ...]:
         """The attributes a change needs: the key, the payload's and the soft-delete mark."""
         return (self.key, *self.payload, *((self.deleted,) if self.deleted else ()))
+
+    @property
+    def read_names(self) -> tuple[str, ...]:
+        """The attributes a read change needs (none when the rule has no read time)."""
+        if self.read is None or self.reader is None:
+            return ()
+        return (self.key, self.reader, self.read)
+
+    def read_change(self, values: Mapping[str, Any]) -> Change | None:
+        """The read change of a row whose read time changed to ``values`` (None when it
+        was cleared: Stream's read state is not taken back)."""
+        if self.read is None or self.reader is None or values.get(self.read) is None:
+            return None
+        key, reader = values.get(self.key), values.get(self.reader)
+        if key is None or reader is None:
+            return None
+        return Change(Target(self.kind, str(key)), READ_EVENT, {READS_KEY: [str(reader)]})
 
     def targets(self, values: Mapping[str, Any]) -> list[Target]:
         """Targets named by one version (old or new) of a row's values."""
@@ -101,14 +137,29 @@ def _json(value: Any) -> Any:
     return str(value)
 
 
+def merge_payloads(first: Mapping[str, Any], then: Mapping[str, Any]) -> dict[str, Any]:
+    """Two payloads of one target as one: ``then``'s keys win, but who read is the union
+    of both's ``reads``."""
+    merged = {**first, **then}
+    if READS_KEY in first and READS_KEY in then:
+        merged[READS_KEY] = sorted({*first[READS_KEY], *then[READS_KEY]})
+    return merged
+
+
 def merge_changes(changes: Iterable[Change]) -> list[Change]:
-    """One change per target: a delete wins over other events, payloads merge."""
+    """One change per target: a delete wins over other events, any other over a read;
+    payloads merge (:func:`merge_payloads`)."""
     merged: dict[Target, Change] = {}
     for change in changes:
         seen = merged.get(change.target)
         if seen is None:
             merged[change.target] = change
             continue
-        event = "delete" if "delete" in (seen.event, change.event) else seen.event
-        merged[change.target] = Change(change.target, event, {**seen.payload, **change.payload})
+        event = seen.event
+        if "delete" in (seen.event, change.event):
+            event = "delete"
+        elif seen.event == READ_EVENT:
+            event = change.event
+        payload = merge_payloads(seen.payload, change.payload)
+        merged[change.target] = Change(change.target, event, payload)
     return sorted(merged.values(), key=lambda change: change.target)

@@ -29,6 +29,7 @@ __all__ = [
     "desired_messages",
     "desired_users",
     "ids_after",
+    "last_reads",
     "live_among",
     "live_ids",
     "live_query",
@@ -36,6 +37,7 @@ __all__ = [
     "members_of",
     "messages_after",
     "messages_before",
+    "newest_message_at",
     "read_states",
     "undated_conversations",
     "undated_message",
@@ -393,3 +395,45 @@ def members_of(b: BoundModels, conn: Connection, conversation_id: str) -> set[st
     """The (live) members of one conversation."""
     ids = b.typed_ids(b.column("participant", "conversation_id"), [conversation_id])
     return set(members(b, conn, ids).get(conversation_id, ()))
+
+
+def last_reads(
+    b: BoundModels, conn: Connection, conversation_id: str, user_ids: Collection[str]
+) -> dict[str, datetime]:
+    """The read times of those of ``user_ids`` who are live participants of the
+    conversation and have read it (those who left, or never read, are absent)."""
+    last_read = b.last_read_column()
+    if last_read is None:
+        return {}
+    conversation, user = (
+        b.column("participant", "conversation_id"),
+        b.column("participant", "user_id"),
+    )
+    query = select(user, last_read).where(
+        conversation == b.typed_ids(conversation, [conversation_id])[0],
+        user.in_(_row_ids(user, user_ids)),
+        last_read.is_not(None),
+    )
+    if b.live("user") is not None:
+        query = query.join(b.user, b.column("user", "id") == user)
+    return {
+        str(uid): moment
+        for uid, moment in conn.execute(_where_live(b, query, "participant", "user"))
+    }
+
+
+def newest_message_at(
+    b: BoundModels, conn: Connection, conversation_id: str, moment: datetime
+) -> DesiredMessage | None:
+    """The conversation's newest live message created at or before ``moment`` (what a
+    read at that time read last), if it has one."""
+    key, conversation, _, _, created = _message_columns(b)
+    query = (
+        select(*_message_columns(b))
+        .where(conversation == b.typed_ids(conversation, [conversation_id])[0])
+        .where(created <= moment)
+        .order_by(created.desc(), key.desc())
+        .limit(1)
+    )
+    found = _messages(b, conn, query)
+    return found[0] if found else None

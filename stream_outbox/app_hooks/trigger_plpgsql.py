@@ -12,6 +12,7 @@ statement at all: one small query over its transition table, and back.
 
 from __future__ import annotations
 
+from stream_outbox.app_hooks.changes import READ_EVENT, READS_KEY
 from stream_outbox.app_hooks.outbox import NOTIFY_CHANNEL
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "function_source",
     "insert_rows",
     "not_written",
+    "read_row",
     "write_rows",
 ]
 
@@ -184,6 +186,20 @@ def write_rows(outbox: str, rows: list[str], payload: str = "g.payload") -> str:
       FROM unnest(_so_kinds, _so_ids, _so_events, _so_payloads) AS t(kind, id, event, payload)
     {_MERGE}
     {_register(entries)}"""
+
+
+def read_row(outbox: str, kind: str, key: str, reader: str) -> str:
+    """PL/pgSQL: the ``read`` row of one participant whose read time changed (``key``:
+    the target's id, ``reader``: who read; expressions of ``NEW``).
+
+    A row of its own, outside the pending-row key (no ``capture_tx``): it neither merges
+    into nor holds back the transaction's other rows of the target (whose membership
+    change it must not hide), and the relay coalesces a target's rows into one job.
+    """
+    return f"""PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+    INSERT INTO {outbox} (target_kind, target_id, event, payload)
+    VALUES ('{kind}', {key}::text, '{READ_EVENT}',
+            jsonb_build_object('{READS_KEY}', jsonb_build_array({reader}::text)));"""
 
 
 # The variables insert_rows and write_rows need, for function_source's declare.

@@ -10,7 +10,10 @@ another service):
   per conversation, and a statement adding nothing to the transaction's rows (the
   second participant of a new conversation) writes none (``app_hooks.trigger_plpgsql``);
 - UPDATE: a row trigger on the watched columns only (``UPDATE OF ... WHEN`` they
-  changed): an update of anything else (a read time) runs no function at all.
+  changed): an update of anything else runs no function at all;
+- READ (a participant's read time, where the binding has one): a row trigger of its
+  own on that column (``UPDATE OF last_read_at WHEN`` it changed to a time), writing
+  the conversation's ``read`` row with who read (``{"reads": [user_id]}``).
 
 Rows coalesce to one per target per transaction on the pending-row key
 ``(target_kind, target_id, capture_tx)`` (``ON CONFLICT``: a delete wins, payloads
@@ -39,6 +42,7 @@ from stream_outbox.app_hooks.trigger_plpgsql import (
     OLD_ROWS,
     function_source,
     insert_rows,
+    read_row,
     write_rows,
 )
 
@@ -69,7 +73,7 @@ class TriggerError(ValueError):
 class TriggerSQL:
     """One function and its trigger: DDL, and what ``check`` compares."""
 
-    op: str  # insert | update | delete
+    op: str  # insert | update | delete | read
     function: str  # unqualified name
     body: str  # the PL/pgSQL between the dollar quotes
     create_function: str
@@ -204,6 +208,8 @@ class _Generator:
         ops = ["update", "delete"]
         if self.rule.kind != EVENT_KIND:  # nothing refers to a new event yet
             ops = ["insert", *ops]
+        if self.rule.read is not None:
+            ops.append("read")
         triggers = tuple(self._trigger(op) for op in ops)
         return TableTriggers(self.table.schema, self.table.name, self.model.__name__, triggers)
 
@@ -315,6 +321,12 @@ class _Generator:
             key = f"r.{self.col(rule.key)}"
             payload = self._payload("r") if rule.payload else None
             body = insert_rows(self.outbox, rule.kind, key, payload)
+        elif op == "read":
+            assert rule.reader is not None
+            body = read_row(
+                self.outbox, rule.kind, f"NEW.{self.col(rule.key)}", f"NEW.{self.col(rule.reader)}"
+            )
+            declare = ""
         elif op == "delete":
             event = f"'{rule.delete_event()}'"
             ids = f"SELECT r.{self.col(rule.key)} FROM {OLD_ROWS} r"
@@ -361,6 +373,14 @@ class _Generator:
     def _create_trigger(self, op: str, function: str) -> str:
         table = qualified(self.table.schema, self.table.name)
         name = _quote(f"{PREFIX}_{op}")
+        if op == "read":
+            assert self.rule.read is not None
+            read = self.col(self.rule.read)
+            return (
+                f"CREATE TRIGGER {name} AFTER UPDATE OF {read} ON {table} FOR EACH ROW "
+                f"WHEN (NEW.{read} IS NOT NULL AND OLD.{read} IS DISTINCT FROM NEW.{read}) "
+                f"EXECUTE FUNCTION {function}()"
+            )
         if op == "update":
             watched = [self.col(name) for name in sorted(self.rule.watched)]
             changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in watched)

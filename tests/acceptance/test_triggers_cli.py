@@ -38,12 +38,12 @@ def test_install_check_a_renamed_column_then_drop(cli: Run, fresh_url: str) -> N
     # When the triggers are installed: every table named, and check finds no drift
     installed = cli("triggers", "install", "--actor", "ops", DATABASE_URL=fresh_url)
     assert installed.returncode == 0, installed.stderr
-    assert "installed 23 capture triggers on 8 tables" in installed.stdout
-    assert "conversation_participants: insert, update, delete" in installed.stdout
+    assert "installed 24 capture triggers on 8 tables" in installed.stdout
+    assert "conversation_participants: insert, update, delete, read" in installed.stdout
     checked = cli("triggers", "check", DATABASE_URL=fresh_url)
     assert (checked.returncode, checked.stdout.strip()) == (
         0,
-        "capture triggers match the binding (23 triggers)",
+        "capture triggers match the binding (24 triggers)",
     )
     # and a raw SQL write is captured
     execute(fresh_url, "INSERT INTO users (id, email) VALUES (gen_random_uuid(), 'raw@x')")
@@ -60,14 +60,14 @@ def test_install_check_a_renamed_column_then_drop(cli: Run, fresh_url: str) -> N
         drifted.stdout
     )
     as_json = json.loads(cli("triggers", "check", "--json", DATABASE_URL=fresh_url).stdout)
-    assert as_json["installed"] == 23 and len(as_json["drift"]) == 1
+    assert as_json["installed"] == 24 and len(as_json["drift"]) == 1
 
     # When they are dropped: nothing installed, the audit has both operations
     dropped = cli("triggers", "drop", "--actor", "ops", DATABASE_URL=fresh_url)
-    assert (dropped.returncode, dropped.stdout.strip()) == (0, "dropped 23 capture triggers")
+    assert (dropped.returncode, dropped.stdout.strip()) == (0, "dropped 24 capture triggers")
     assert execute(fresh_url, "SELECT actor, action, row_count FROM stream_outbox_audit") == [
-        ("ops", "triggers_install", 23),
-        ("ops", "triggers_drop", 23),
+        ("ops", "triggers_install", 24),
+        ("ops", "triggers_drop", 24),
     ]
     after = cli("triggers", "check", DATABASE_URL=fresh_url)
     assert after.returncode == 1

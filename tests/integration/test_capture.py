@@ -91,15 +91,60 @@ def test_unrelated_column_change_writes_nothing(session_factory: sessionmaker[Se
         made = invite(session)
     before = rows(engine)
     with session_factory() as session, session.begin():
+        event = session.get(Event, made["event"].id)
+        assert event is not None
+        event.title = "Launch"  # same value: no net change
+    assert rows(engine) == before
+
+
+def test_a_read_time_writes_a_read_row_naming_who_read(
+    session_factory: sessionmaker[Session],
+) -> None:
+    engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        made = invite(session)
+    count = len(rows(engine))
+    conversation, guest = str(made["conversation"].id), str(made["guest"].id)
+    with session_factory() as session, session.begin():
         participant = session.get(
             ConversationParticipant, (made["conversation"].id, made["guest"].id)
         )
         assert participant is not None
         participant.last_read_at = made["conversation"].created_at
-        event = session.get(Event, made["event"].id)
-        assert event is not None
-        event.title = "Launch"  # same value: no net change
-    assert rows(engine) == before
+    assert rows(engine)[count:] == [("conversation", conversation, "read")]
+    assert {"reads": [guest]} in payloads(engine, "conversation", conversation)
+    with session_factory() as session, session.begin():  # cleared: nothing to send
+        participant = session.get(
+            ConversationParticipant, (made["conversation"].id, made["guest"].id)
+        )
+        assert participant is not None
+        participant.last_read_at = None
+    assert len(rows(engine)) == count + 1
+
+
+def test_reads_and_a_membership_change_of_one_conversation_make_one_row(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Both readers in the row, and the membership change's event: its members are
+    reconciled too (a read alone leaves them be)."""
+    engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        made = invite(session)
+    count = len(rows(engine))
+    conversation = made["conversation"].id
+    with session_factory() as session, session.begin():
+        for member in ("organizer", "guest"):
+            participant = session.get(ConversationParticipant, (conversation, made[member].id))
+            assert participant is not None
+            participant.last_read_at = made["conversation"].created_at
+        newcomer = User(email="new@example.com")
+        session.add(newcomer)
+        session.flush()
+        session.add(ConversationParticipant(conversation_id=conversation, user_id=newcomer.id))
+    new = [row for row in rows(engine)[count:] if row[0] == "conversation"]
+    assert new == [("conversation", str(conversation), "insert")]
+    readers = sorted([str(made["organizer"].id), str(made["guest"].id)])
+    assert {"reads": readers} in payloads(engine, "conversation", str(conversation))
 
 
 def test_profile_change_marks_its_user(session_factory: sessionmaker[Session]) -> None:
@@ -388,3 +433,20 @@ def test_a_failed_commit_leaves_no_row(session_factory: sessionmaker[Session]) -
     with session_factory() as session, session.begin():
         session.add(User(email="after@example.com"))
     assert len(rows(engine)) == count + 1
+
+
+def test_a_bulk_update_of_read_times_writes_read_rows(
+    session_factory: sessionmaker[Session],
+) -> None:
+    engine = session_factory.kw["bind"]
+    with session_factory() as session, session.begin():
+        made = invite(session)
+    count = len(rows(engine))
+    conversation = str(made["conversation"].id)
+    with session_factory() as session, session.begin():
+        session.execute(
+            update(ConversationParticipant).values(last_read_at=made["conversation"].created_at)
+        )
+    assert rows(engine)[count:] == [("conversation", conversation, "read")]
+    readers = sorted([str(made["organizer"].id), str(made["guest"].id)])
+    assert {"reads": readers} in payloads(engine, "conversation", conversation)

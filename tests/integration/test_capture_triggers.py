@@ -173,7 +173,12 @@ def run_story(factory: sessionmaker[Session], engine: Engine) -> list[Rows]:
 
 
 def _named(payload: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    return {key: names.get(str(value), value) for key, value in payload.items()}
+    def name(value: Any) -> Any:
+        if isinstance(value, list):
+            return [name(item) for item in value]
+        return names.get(str(value), value)
+
+    return {key: name(value) for key, value in payload.items()}
 
 
 def test_triggers_write_for_each_transaction_the_targets_the_listeners_write(
@@ -195,10 +200,13 @@ def test_triggers_write_for_each_transaction_the_targets_the_listeners_write(
         assert {(k, t) for k, t, _, _ in mine} == {(k, t) for k, t, _, _ in theirs}, step
         # users and messages: the same events and payloads too (a conversation's event is
         # a hint only: the worker reads the database)
-        exact = [row for row in mine if row[0] in ("user", "message")]
-        assert exact == [row for row in theirs if row[0] in ("user", "message")], step
+        # a hint only: the worker reads the database); reads, who read
+        exact = [row for row in mine if row[0] in ("user", "message") or row[2] == "read"]
+        assert exact == [
+            row for row in theirs if row[0] in ("user", "message") or row[2] == "read"
+        ], step
         assert len(mine) == len({(k, t) for k, t, _, _ in mine}), "one row per target"
-    assert by_triggers[5] == [], "a read time writes nothing"
+    assert by_triggers[5] == [("conversation", "conv", "read", {"reads": ["guest"]})]
     assert ("message", "msg", "insert", {"conversation_id": "conv"}) in by_triggers[4]
 
 
@@ -237,7 +245,7 @@ def test_raw_sql_is_captured_and_coalesced_per_transaction(triggers: Engine) -> 
     ]
 
 
-def test_a_trigger_written_transaction_wakes_the_relay_once_and_a_read_time_never(
+def test_a_trigger_written_transaction_wakes_the_relay_once_and_a_read_time_once(
     triggers: Engine,
 ) -> None:
     url = triggers.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -254,7 +262,11 @@ def test_a_trigger_written_transaction_wakes_the_relay_once_and_a_read_time_neve
         assert len(list(listener.notifies(timeout=2, stop_after=2))) == 1
         with triggers.begin() as conn:
             conn.execute(text("UPDATE conversation_participants SET last_read_at = now()"))
+        assert len(list(listener.notifies(timeout=2, stop_after=2))) == 1
+        with triggers.begin() as conn:  # cleared: Stream's read state is not taken back
+            conn.execute(text("UPDATE conversation_participants SET last_read_at = NULL"))
         assert list(listener.notifies(timeout=0.5)) == []
+    assert [rows[0][2] for rows in rows_by_transaction(triggers)] == ["insert", "read"]
 
 
 def test_past_the_written_targets_memory_every_write_merges_one_row_per_target(
@@ -433,7 +445,7 @@ def test_check_names_a_function_edited_by_hand(triggers: Engine) -> None:
 
 def test_drop_leaves_nothing(triggers: Engine) -> None:
     with triggers.begin() as conn:
-        assert drop_triggers(conn) == 23
+        assert drop_triggers(conn) == 24  # the participants' read time has its own
         assert installed_triggers(conn) == []
         names = conn.scalars(
             text("SELECT proname FROM pg_proc WHERE proname LIKE 'stream_outbox_capture%'")

@@ -231,7 +231,7 @@ def test_a_batch_reads_a_restored_thread_again_before_it_makes_its_channel_anew(
     monkeypatch.setattr(sync_conversations, "SLOW_CALL", math.inf)  # in turn
     # When the batch runs (reading each channel from Stream: the change above hooks the read)
     ids = [str(first.id), str(again.id), str(left.id)]
-    result = reconcile_conversations(rt, {cid: {"read": True} for cid in ids})
+    result = reconcile_conversations(rt, {cid: {"see_stream": True} for cid in ids})
     assert result.failed == {} and result.error is None
     # Then the thread deleted again keeps its channel deleted, no new generation made
     channels = pipeline.emu.state()["channels"]

@@ -49,7 +49,7 @@ from stream_outbox.worker.store.cutover import forget_cutover
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.stream_import.export import export_history
 from tests.apps.shapes import BINDING, Account, Base, Member, Post, Thread
-from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.pipeline import Pipeline, running_pipeline, settle
 from tests.support.settings import API_KEY, API_SECRET
 
 pytestmark = pytest.mark.slow
@@ -147,23 +147,6 @@ def history_command(pipeline: Pipeline, emu: Emulator, *args: str) -> str:
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}"
     return done.stdout
-
-
-def settle(pipeline: Pipeline, timeout: float = 60.0) -> None:
-    """Dispatch and work until no row is due or in flight (rechecks may wait, not yet due)."""
-    due = select(outbox.c.id).where(
-        outbox.c.status.in_((Status.PENDING, Status.DISPATCHED)),
-        outbox.c.available_at <= datetime.now(UTC),
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pipeline.relay.drain()
-        pipeline.broker.join(pipeline.settings.queue_name, timeout=int(timeout * 1000))
-        with pipeline.engine.connect() as conn:
-            if conn.execute(due.limit(1)).first() is None:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"rows still due after {timeout}s: {pipeline.repo.stats()}")
 
 
 def rechecks_come_due(engine: Engine) -> int:

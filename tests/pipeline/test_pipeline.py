@@ -292,7 +292,7 @@ def test_two_workers_never_reconcile_one_target_at_once(
     pipeline.drain()
     conversation_id = str(made["conversation"].id)
     for _ in range(8):  # reconciles that read Stream, each a GetOrCreateChannel
-        pipeline.actor.send("conversation", [conversation_id], [], {"read": True})
+        pipeline.actor.send("conversation", [conversation_id], [], {"see_stream": True})
     pipeline.broker.join(pipeline.settings.queue_name, timeout=30_000)
     log = pipeline.emu.request_log("GetOrCreateChannel")
     spans = sorted((entry["received"], entry["answered"]) for entry in log)

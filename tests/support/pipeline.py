@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, select
 
 from stream_outbox.app_hooks import outbox
 from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.app_hooks.outbox import Status
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker import runtime
@@ -133,3 +135,20 @@ def running_pipeline(settings: Settings, engine: Engine, emu: Emulator) -> Itera
         rt.engine.dispose()
         rt.redis.close()
         clear_redis(settings.redis_url, settings.redis_prefix)
+
+
+def settle(pipeline: Pipeline, timeout: float = 60.0) -> None:
+    """Dispatch and work until no row is due or in flight (rechecks may wait, not yet due)."""
+    due = select(outbox.c.id).where(
+        outbox.c.status.in_((Status.PENDING, Status.DISPATCHED)),
+        outbox.c.available_at <= datetime.now(UTC),
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pipeline.relay.drain()
+        pipeline.broker.join(pipeline.settings.queue_name, timeout=int(timeout * 1000))
+        with pipeline.engine.connect() as conn:
+            if conn.execute(due.limit(1)).first() is None:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"rows still due after {timeout}s: {pipeline.repo.stats()}")

@@ -271,3 +271,46 @@ def test_merge_accepts_a_generator_of_rule_changes() -> None:
             {"conversation_id": str(NEW_CONVERSATION)},
         )
     ]
+
+
+# -- read times -----------------------------------------------------------------------
+
+PARTICIPANT_RULE = Rule(
+    "conversation",
+    "conversation_id",
+    frozenset({"conversation_id", "user_id"}),
+    read="last_read_at",
+    reader="user_id",
+)
+
+
+def test_a_read_time_set_is_a_read_of_the_conversation_naming_who_read() -> None:
+    values = {"conversation_id": "c", "user_id": 7, "last_read_at": dt.datetime(2026, 1, 1)}
+    assert PARTICIPANT_RULE.read_change(values) == Change(
+        Target("conversation", "c"), "read", {"reads": ["7"]}
+    )
+
+
+def test_a_read_time_cleared_or_a_rule_without_one_reads_nothing() -> None:
+    assert PARTICIPANT_RULE.read_change({"conversation_id": "c", "user_id": 7}) is None
+    assert USER_RULE.read_change({"user_id": "u", "last_read_at": dt.datetime(2026, 1, 1)}) is None
+    assert USER_RULE.read_names == ()
+
+
+def test_readers_merge_into_one_change_and_any_other_event_wins_over_a_read() -> None:
+    merged = merge_changes(
+        [
+            change("conversation", "c", "read", reads=["b"]),
+            change("conversation", "c", "read", reads=["a", "b"]),
+            change("conversation", "c", "update"),
+        ]
+    )
+    assert merged == [change("conversation", "c", "update", reads=["a", "b"])]
+    merged = merge_changes(
+        [change("conversation", "c", "insert"), change("conversation", "c", "read", reads=["a"])]
+    )
+    assert merged == [change("conversation", "c", "insert", reads=["a"])]
+    merged = merge_changes(
+        [change("conversation", "c", "read", reads=["a"]), change("conversation", "c", "delete")]
+    )
+    assert merged == [change("conversation", "c", "delete", reads=["a"])]

@@ -355,3 +355,20 @@ def test_every_row_lands_in_exactly_one_job(
             )
         else:
             assert len(job.target_ids) == 1
+
+
+def test_a_conversation_whose_rows_are_all_reads_marks_reads_only_with_every_reader() -> None:
+    rows = [
+        OutboxRow(1, "conversation", "c1", "read", {"reads": ["u2"]}),
+        OutboxRow(2, "conversation", "c1", "read", {"reads": ["u1", "u2"]}),
+        OutboxRow(3, "conversation", "c2", "read", {"reads": ["u1"]}),
+        OutboxRow(4, "conversation", "c2", "insert", {}),
+        # a row written again later (a recheck) carries the mark it was written with
+        OutboxRow(5, "conversation", "c3", "recheck", {"reads": ["u3"], "reads_only": True}),
+    ]
+    [job] = plan_jobs(rows)
+    assert job.payload["payloads"] == {
+        "c1": {"reads": ["u1", "u2"], "reads_only": True},
+        "c2": {"reads": ["u1"]},
+        "c3": {"reads": ["u3"], "see_stream": True},
+    }

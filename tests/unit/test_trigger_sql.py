@@ -112,7 +112,7 @@ def test_a_participant_s_update_trigger_fires_on_its_keys_only_not_on_a_read_tim
 
 
 def test_inserts_and_deletes_are_statement_triggers_over_transition_tables() -> None:
-    insert, _, delete = by_table(REFERENCE_BINDING)["conversation_participants"].triggers
+    insert, _, delete, _ = by_table(REFERENCE_BINDING)["conversation_participants"].triggers
     assert "REFERENCING NEW TABLE AS stream_outbox_new FOR EACH STATEMENT" in insert.create_trigger
     assert "REFERENCING OLD TABLE AS stream_outbox_old FOR EACH STATEMENT" in delete.create_trigger
     # one row per conversation, however many rows; none for one written already
@@ -172,4 +172,26 @@ def test_the_fingerprint_follows_the_binding() -> None:
     )
     assert (
         before["stream_outbox_capture_users_update"] != after["stream_outbox_capture_users_update"]
+    )
+
+
+def test_a_participant_s_read_time_has_a_row_trigger_of_its_own() -> None:
+    [read] = [
+        t
+        for t in by_table(REFERENCE_BINDING)["conversation_participants"].triggers
+        if t.op == "read"
+    ]
+    assert read.create_trigger.startswith(
+        "CREATE TRIGGER stream_outbox_capture_read AFTER UPDATE OF last_read_at "
+        "ON conversation_participants FOR EACH ROW WHEN (NEW.last_read_at IS NOT NULL AND "
+        "OLD.last_read_at IS DISTINCT FROM NEW.last_read_at)"
+    )
+    # one row of its own (no capture_tx: it neither merges into nor holds back the
+    # transaction's membership row), carrying who read
+    assert "jsonb_build_object('reads', jsonb_build_array(NEW.user_id::text))" in read.body
+    assert "capture_tx" not in read.body
+    assert read.columns == (
+        "conversation_participants.conversation_id",
+        "conversation_participants.user_id",
+        "conversation_participants.last_read_at",
     )

@@ -4,7 +4,8 @@ Server-side the SDK names the user (``channel.mark_read(user_id, message_id=...)
 ``user_id``); client-side it is the token's user, who must be able to read the channel.
 The member's ``last_read`` becomes the time of the call and ``last_read_message_id`` the
 message given, else the channel's newest; the answer is the ``message.read`` event, which
-also goes to the webhooks.
+also goes to the webhooks. A user who is no member has no read state: nothing is marked
+and the answer's event is null (GetStream/stream-chat-react#2753).
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def mark_read(call: Call) -> dict[str, Any]:
         raise not_found(f"message with id {message_id} not found")
     last_id = message_id or (messages[-1]["id"] if messages else None)
     member = channel.members.get(user_id)
-    if member is not None:
-        member["last_read"] = call.now
-        member["last_read_message_id"] = last_id
+    if member is None:  # no read state: nothing marked, a null event
+        return {"event": None}  # (GetStream/stream-chat-react#2753)
+    member["last_read"] = call.now
+    member["last_read_message_id"] = last_id
     emit_read(call, channel, user_id, last_id)
     event = {
         "type": "message.read",

@@ -31,6 +31,7 @@ STREAM_DEFAULT_LIMITS: dict[str, int] = {
     "GetOrCreateChannel": 10_000,
     "GetApp": 10_000,
     "QueryChannels": 10_000,
+    "MarkRead": 10_000,
     "DeleteMessage": 1_000,
     "GetMessage": 1_000,
     "QueryUsers": 1_000,

@@ -281,6 +281,7 @@ class Store:
                 {
                     "user": self.user_view(m["user_id"]),
                     "last_read": m["last_read"],
+                    "last_read_message_id": m.get("last_read_message_id"),
                     "unread_messages": 0,
                 }
                 for m in members

@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream_outbox.app_hooks.changes import READ_EVENT, READS_ONLY, merge_payloads
+from stream_outbox.worker.sync.plan import SEE_STREAM_KEY
+
 __all__ = ["Job", "batch_job", "job_targets", "plan_jobs"]
 
 
@@ -37,7 +40,8 @@ def plan_jobs(
     its own rows only; a conversation asking for a history copy (a long job) and
     each message get a job of their own (``edit`` in its payload when its rows, with an
     ``event``, are all updates; ``restore`` when one undoes a soft delete and none is an
-    insert).
+    insert). A conversation's ``reads`` (who read) are the union of its rows'; one whose
+    rows are all reads is marked :data:`READS_ONLY`.
     """
     grouped: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
@@ -48,12 +52,15 @@ def plan_jobs(
     for (kind, target_id), group in grouped.items():
         payload: dict[str, Any] = {}
         for row in group:
-            payload.update(row.payload or {})
+            payload = merge_payloads(payload, row.payload or {})
+        payload.pop(READS_ONLY, None)  # a row written again later (a recheck) says it anew
         events = {getattr(row, "event", "") for row in group}
         if kind == "conversation" and events & SEE_STREAM:
-            payload["read"] = True  # a resync, a backfill, a cut-over's: see Stream itself
+            payload[SEE_STREAM_KEY] = True  # a resync, a backfill, a cut-over's: see Stream itself
         if kind == "conversation" and "delete" in events:
             payload["deleted"] = True  # its batch gathers a burst's deletions (job_runner)
+        if kind == "conversation" and events == {READ_EVENT}:
+            payload[READS_ONLY] = True  # marks read, and nothing else (its members stay)
         if kind == "user":
             users.append((target_id, group, {}))
         elif kind == "conversation" and not payload.get("history"):

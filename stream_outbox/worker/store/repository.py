@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
-from stream_outbox.app_hooks.changes import Target
+from stream_outbox.app_hooks.changes import READS_KEY, Target
 from stream_outbox.app_hooks.outbox import PRIORITY_ON_DEMAND, Status, outbox
 from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
 
@@ -208,7 +208,8 @@ class OutboxRepository:
 
         Read before the targets' state, on the same connection: a reconcile that
         brings Stream in step with the state it reads after this settles these rows too.
-        Rows asking for a history copy ask for more than the state: they are left out.
+        Rows asking for a history copy, or carrying reads (marks read in Stream), ask for
+        more than the state: they are left out.
         """
         if not target_ids:
             return {}
@@ -219,7 +220,8 @@ class OutboxRepository:
         )
         rows: dict[str, list[int]] = {}
         for row in conn.execute(query):
-            if not (row.payload or {}).get("history"):
+            payload = row.payload or {}
+            if not (payload.get("history") or payload.get(READS_KEY)):
                 rows.setdefault(row.target_id, []).append(row.id)
         return rows
 

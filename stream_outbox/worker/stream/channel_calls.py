@@ -13,6 +13,7 @@ __all__ = [
     "add_members",
     "create_channel",
     "delete_channel",
+    "mark_read",
     "query_members",
     "query_messages",
     "remove_members",
@@ -72,3 +73,8 @@ def send_message(
     client: StreamChat, ctype: str, cid: str, message: dict[str, Any], user_id: str
 ) -> Any:
     return client.channel(ctype, cid).send_message(message, user_id)
+
+
+def mark_read(client: StreamChat, ctype: str, cid: str, user_id: str, message_id: str) -> Any:
+    """Server-side MarkRead: the channel read for ``user_id`` up to ``message_id``."""
+    return client.channel(ctype, cid).mark_read(user_id, message_id=message_id)

@@ -396,6 +396,13 @@ class StreamGateway:
                 **self._delete_batch(cids[half:], hard),
             }
 
+    def mark_read(self, channel_type: str, channel_id: str, user_id: str, message_id: str) -> bool:
+        """Mark the channel read for a member up to a message (server-side MarkRead);
+        ``False`` when Stream marked nothing: its answer holds no read event, as for a user
+        who is no member of the channel (GetStream/stream-chat-react#2753)."""
+        answer = self.call("MarkRead", sdk.mark_read, channel_type, channel_id, user_id, message_id)
+        return bool((answer or {}).get("event"))
+
     # -- messages ----------------------------------------------------------------------
 
     def send_message(

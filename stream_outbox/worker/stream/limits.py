@@ -42,6 +42,7 @@ MAX_DATA_BYTES = 5 * 1024
 PUBLISHED_LIMITS: dict[str, int] = {
     "GetOrCreateChannel": 10_000,
     "QueryChannels": 10_000,
+    "MarkRead": 10_000,
     "SendMessage": 1_000,
     "UpdateMessagePartial": 1_000,
     "DeleteMessage": 1_000,

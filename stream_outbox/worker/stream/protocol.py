@@ -145,6 +145,11 @@ class Gateway(StreamReader, Protocol):
         deleted. Returns the channels Stream did not delete, each with its reason."""
         ...
 
+    def mark_read(self, channel_type: str, channel_id: str, user_id: str, message_id: str) -> bool:
+        """Mark the channel read for a member up to a message (server-side); ``False`` when
+        Stream marked nothing (the user is no member of the channel in Stream)."""
+        ...
+
     def send_message(
         self, channel_type: str, channel_id: str, message: dict[str, Any], user_id: str
     ) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import DesiredChannel
+from stream_outbox.app_hooks.changes import READS_KEY, READS_ONLY
 from stream_outbox.worker.errors import (
     PermanentError,
     PermanentStreamError,
@@ -33,7 +34,13 @@ from stream_outbox.worker.store.repository import ChannelRef
 from stream_outbox.worker.stream.answers import is_deleted_user, is_not_found, names_missing_users
 from stream_outbox.worker.sync.bodies import SYSTEM_USER, SYSTEM_USER_ID
 from stream_outbox.worker.sync.history import copy_history
-from stream_outbox.worker.sync.plan import OWNED_CHANNEL_FIELDS, channel_candidates, plan_channel
+from stream_outbox.worker.sync.plan import (
+    OWNED_CHANNEL_FIELDS,
+    SEE_STREAM_KEY,
+    channel_candidates,
+    plan_channel,
+)
+from stream_outbox.worker.sync.read_state import NoMemberInStream, mark_reads
 from stream_outbox.worker.sync.result import Result
 from stream_outbox.worker.sync.users import ensure_users, is_valid_user, require_valid_user
 
@@ -68,9 +75,11 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
     # retries the rest, rather than outlive the locks of the conversations it holds; a
     # batch in a worker that is shutting down stops too, so the shutdown stays short.
     deadline = time.monotonic() + rt.settings.lock_lease.total_seconds() / 2
-    snapshots = _assign_channels(rt, _read_conversations(rt, targets))
+    marks_only = _marks_only(rt, targets)
+    full = {cid: payload for cid, payload in targets.items() if cid not in marks_only}
+    snapshots = _assign_channels(rt, _read_conversations(rt, full))
     ready = _ensure_members(rt, [s.channel for s in snapshots.values() if s.channel is not None])
-    order = list(targets)
+    order = list(full)
     created: list[str] = []  # channels Stream holds now, marked so together below
     deletions: list[tuple[str, ChannelRef]] = []  # marked deleted, deleted together below
 
@@ -98,6 +107,8 @@ def reconcile_conversations(rt: Runtime, targets: dict[str, dict[str, Any]]) -> 
     # One statement for the batch (a commit a channel costs more than the calls): a crash
     # before it leaves a channel unmarked, which its next reconcile marks
     rt.repo.channels.mark_in_stream_many(created)
+    steps = _with_reads(rt, targets, dict(steps))
+    order = list(targets)
     result = Result("")
     outcomes: list[str] = []
     for cid, step in steps:
@@ -192,6 +203,54 @@ def _delete_together(
             if channel in refused:
                 failed[cid] = PermanentError(refused[channel])
     return [(cid, failed.get(cid, step)) for cid, step in steps]
+
+
+def _marks_only(rt: Runtime, targets: dict[str, dict[str, Any]]) -> set[str]:
+    """The conversations whose rows only mark reads (:data:`READS_ONLY`) and whose
+    channel Stream holds: their members are left alone (a read costs its mark alone).
+    The others are reconciled first (a channel Stream does not hold yet is created)."""
+    asked = [cid for cid, payload in targets.items() if payload.get(READS_ONLY)]
+    if not asked:
+        return set()
+    with rt.engine.connect() as conn:
+        known = rt.repo.channels.channels_for(asked, conn)
+    return {cid for cid, ref in known.items() if ref.in_stream and not ref.deleted}
+
+
+def _with_reads(
+    rt: Runtime, targets: dict[str, dict[str, Any]], steps: dict[str, _Step]
+) -> list[tuple[str, _Step]]:
+    """Each target's step, in ``targets``' order, with its reads marked (after its
+    reconcile, if it had one that went well): the outcomes joined, or the marks' error."""
+    done: list[tuple[str, _Step]] = []
+    for cid, payload in targets.items():
+        step = steps.get(cid)
+        readers = payload.get(READS_KEY) or []
+        if isinstance(step, Exception) or not (readers or step is None):
+            done.append((cid, step if step is not None else _Stop("not reached")))
+            continue
+        try:
+            marked = _marks(rt, cid, payload, reconciled=step is not None)
+        except Exception as exc:  # a permanent error fails it alone; a transient one retries
+            done.append((cid, exc))
+            continue
+        done.append((cid, (marked, False) if step is None else (f"{step[0]}; {marked}", step[1])))
+    return done
+
+
+def _marks(rt: Runtime, cid: str, payload: dict[str, Any], *, reconciled: bool) -> str:
+    """Mark the reads of the payload's readers; where Stream holds a reader as no member
+    (their joining's job not run yet, or removed in Stream) and the conversation was not
+    just reconciled, its members are reconciled against Stream itself first, and the
+    reads marked again."""
+    readers = payload.get(READS_KEY) or []
+    try:
+        return mark_reads(rt, cid, readers)
+    except NoMemberInStream:
+        if reconciled:
+            raise
+    outcome = reconcile_conversation(rt, cid, {**payload, SEE_STREAM_KEY: True})
+    return f"{outcome}; {mark_reads(rt, cid, readers)}"
 
 
 def _summary(outcomes: list[str], result: Result) -> str:
@@ -301,7 +360,7 @@ def _converge(
         require_valid_user(member)
     ensure_users(rt, [user_id for user_id in needed if user_id not in ready])
     copy_now = bool(payload.get("history")) and rt.settings.mirror_messages
-    read = bool(payload.get("read"))
+    read = bool(payload.get(SEE_STREAM_KEY))
     ref, changed = _in_step(rt, cid, ref, channel, creator, needed, copy_now, read, created)
     changes = f"+{changed[0]} -{changed[1]} members"
     if copy_now:

@@ -16,7 +16,17 @@ from stream_outbox.app_hooks.channel_ids import (
 from stream_outbox.worker.errors import PermanentStreamError
 from stream_outbox.worker.store.repository import ChannelRef
 
-__all__ = ["OWNED_CHANNEL_FIELDS", "ChannelPlan", "channel_candidates", "plan_channel"]
+__all__ = [
+    "OWNED_CHANNEL_FIELDS",
+    "SEE_STREAM_KEY",
+    "ChannelPlan",
+    "channel_candidates",
+    "plan_channel",
+]
+
+# A conversation payload's mark: reconcile against Stream itself, not its last answer
+# (store.held_channels): rows of an operator or a migration (see pipeline.jobs)
+SEE_STREAM_KEY = "see_stream"
 
 # Custom channel fields this product writes; anything else on the channel is left alone.
 OWNED_CHANNEL_FIELDS = ("name", "conversation_id", "event_id")
