@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 _BUSY_DRAIN_INTERVAL = 1.0
 # At most this many buffered wake-ups are read in one drain.
 _DRAIN_LIMIT = 10_000
-_PUBSUB_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# ValueError: the subscription's socket closed under a wait (the broker closed while a
+# stopping worker's consumer still waited for a wake-up), as redis-py reports it
+_PUBSUB_ERRORS = (redis.ConnectionError, redis.TimeoutError, ValueError)
 
 
 class WakingRedisBroker(RedisBroker):
