@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 import time
 
 import fakeredis
@@ -384,3 +385,45 @@ def test_a_lease_follows_demand(
     current: int, limit: int, spent: bool, unused: bool, expected: int
 ) -> None:
     assert lease_size(current, limit, spent=spent, unused=unused) == expected
+
+
+class RacingRedis(CountingRedis):
+    """Runs ``meanwhile`` once, just before the first pipeline's round trip: another
+    thread's lease, taken between this lease's start and its answer."""
+
+    def __init__(self, inner: fakeredis.FakeRedis, meanwhile: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self.meanwhile: Callable[[], None] | None = meanwhile
+
+    def pipeline(self, transaction: bool = True) -> object:
+        pipe = super().pipeline(transaction)
+        execute = pipe.execute  # type: ignore[attr-defined]
+
+        def racing() -> list[object]:
+            if self.meanwhile is not None:
+                run, self.meanwhile = self.meanwhile, None
+                run()
+            return execute()  # type: ignore[no-any-return]
+
+        pipe.execute = racing  # type: ignore[attr-defined]
+        return pipe
+
+
+def test_slots_leased_stay_usable_once_another_lease_finds_the_window_spent(
+    redis: fakeredis.FakeRedis, clock: FakeClock
+) -> None:
+    # Given 95 calls a second, 93 of this second already counted by other processes
+    second = f"stream_outbox:rate:UpdateUsers@{int(clock.now)}"
+    redis.set(second, 93)
+    # and two threads of this process leasing at once: the second's lease (of two: the
+    # last two slots) is answered before the first's
+    racing = RacingRedis(redis, lambda: None)
+    budget = RedisRateBudget(racing, {"UpdateUsers": 6000}, max_wait=0)  # type: ignore[arg-type]
+    racing.meanwhile = lambda: budget.acquire("UpdateUsers")
+    # When the first thread's lease finds the second spent
+    with pytest.raises(TransientStreamError):
+        budget.acquire("UpdateUsers")
+    # Then the slot left of the second thread's lease is still this process's to use
+    budget.acquire("UpdateUsers")
+    assert calls_let_through(budget, "UpdateUsers", 3) == 0
+    assert int(redis.get(second)) == 96

@@ -150,9 +150,8 @@ class RedisRateBudget:
         deadline = time.monotonic() + self.max_wait
         while True:
             number = int(time.time() * 1000) // window.ms
-            if self._spent.get(endpoint) != number and self._take(endpoint, window, number):
+            if self._take(endpoint, window, number):
                 return
-            self._spent[endpoint] = number
             if self._stopping is not None and self._stopping.is_set():
                 raise TransientStreamError("worker stopping: no wait for a slot", endpoint=endpoint)
             remaining = deadline - time.monotonic()
@@ -170,8 +169,10 @@ class RedisRateBudget:
         with self._leasing:
             lease = self._leases.setdefault(endpoint, _Lease())
             if lease.number == number and lease.left > 0:
-                lease.left -= 1
+                lease.left -= 1  # before the spent mark: slots leased stay usable
                 return True
+            if self._spent.get(endpoint) == number:
+                return False  # found spent here: no need to ask Redis again
             lease.size = lease_size(
                 lease.size,
                 window.limit,
@@ -181,9 +182,10 @@ class RedisRateBudget:
             lease.number, lease.left = number, 0
             size = lease.size
         granted = self._lease(endpoint, window, number, size)
-        if granted == 0:
-            return False
         with self._leasing:
+            if granted == 0:
+                self._spent[endpoint] = number
+                return False
             if lease.number == number:
                 lease.left += granted - 1
         return True
