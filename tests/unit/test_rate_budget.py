@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 
 import fakeredis
 import pytest
