@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 from collections.abc import Callable
+from types import FrameType
 
 from prometheus_client import make_asgi_app
 from sqlalchemy import Engine, create_engine
@@ -97,6 +99,18 @@ def _sync_on_schedule(settings: Settings, engine: Engine, stop: threading.Event)
             log.exception("inbound sync failed; next in %g s", every)
 
 
+def _keep_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``: uvicorn, which takes them while it serves, hands
+    them back to these handlers once it has shut down (instead of the default, which
+    would end the process before the runner finishes its batch)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 def run_inbound(settings: Settings, *, port: int | None = None) -> None:
     """Serve the receiver and run the runner until SIGTERM/SIGINT."""
     import uvicorn
@@ -115,6 +129,7 @@ def run_inbound(settings: Settings, *, port: int | None = None) -> None:
         threads.append(scheduled)
     for thread in threads:
         thread.start()
+    _keep_signals(stop)
     host, port = settings.inbound_host, port if port is not None else settings.inbound_port
     log.info("inbound: Stream's webhooks on http://%s:%d/stream/webhook", host, port)
     try:
