@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from stream_outbox.app_hooks.outbox import InboxStatus, inbox
 from stream_outbox.worker.inbound.events import InboxEvent
 
-__all__ = ["Inbox", "InboxRow", "unknown_type_error"]
+__all__ = ["Inbox", "InboxRow", "inbox_row", "unknown_type_error"]
 
 _ERROR_MAX = 2000
 
@@ -43,8 +43,11 @@ def unknown_type_error(event_type: str) -> str:
     return f"not applied: event type {event_type!r} is not one the inbound side takes"
 
 
-def _values(event: InboxEvent) -> dict[str, Any]:
-    values: dict[str, Any] = {
+def _values(event: InboxEvent, now: datetime) -> dict[str, Any]:
+    """The row of an event; one of a type not applied is settled as ignored at once (every
+    row has the same keys: one multi-row INSERT takes them all)."""
+    known = event.known
+    return {
         "webhook_id": event.webhook_id,
         "event_type": event.event_type,
         "cid": event.cid,
@@ -52,14 +55,10 @@ def _values(event: InboxEvent) -> dict[str, Any]:
         "user_id": event.user_id,
         "event_at": event.event_at,
         "payload": event.payload,
+        "status": (InboxStatus.PENDING if known else InboxStatus.IGNORED).value,
+        "last_error": None if known else unknown_type_error(event.event_type),
+        "settled_at": None if known else now,
     }
-    if not event.known:
-        values.update(
-            status=InboxStatus.IGNORED.value,
-            last_error=unknown_type_error(event.event_type),
-            settled_at=func.now(),
-        )
-    return values
 
 
 class Inbox:
@@ -80,9 +79,10 @@ class Inbox:
         """Store events in one statement, each ``webhook_id`` once; how many were new."""
         if not events:
             return 0
+        now = datetime.now(UTC)
         statement = (
             insert(inbox)
-            .values([_values(e) for e in events])
+            .values([_values(e, now) for e in events])
             .on_conflict_do_nothing(index_elements=["webhook_id"])
             .returning(inbox.c.id)
         )
@@ -99,7 +99,7 @@ class Inbox:
         if skip:
             query = query.where(inbox.c.id.not_in(list(skip)))
         query = query.order_by(inbox.c.id).limit(limit).with_for_update(skip_locked=True)
-        rows = [_row(found) for found in conn.execute(query).mappings()]
+        rows = [inbox_row(found) for found in conn.execute(query).mappings()]
         if not rows:
             return rows
         held = self._held_channels(conn, rows, skip)
@@ -181,5 +181,6 @@ def _skipped_cids(skip: Collection[int]) -> Any:
     return select(inbox.c.cid).where(inbox.c.id.in_(list(skip)), inbox.c.cid.is_not(None))
 
 
-def _row(found: Any) -> InboxRow:
+def inbox_row(found: Any) -> InboxRow:
+    """An inbox row of a result mapping (a SELECT of the whole table)."""
     return InboxRow(**{column.name: found[column.name] for column in inbox.columns})

@@ -39,6 +39,7 @@ ApplyEvent = Callable[[Engine, Binding, dict[str, Any]], str]
 # The applier's outcomes that settle a row as ignored (the outcome kept as its reason)
 _IGNORED_ENDINGS = ("ignored", "reported")
 _APPLIER = "stream_outbox.worker.inbound.apply"
+_MEASURE_EVERY_S = 1.0
 
 
 def status_of(outcome: str) -> InboxStatus:
@@ -91,6 +92,7 @@ class Runner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._not_before: dict[int, float] = {}  # rows waiting for a retry: monotonic time
+        self._measured = 0.0
 
     def wake(self) -> None:
         """A row was stored: claim now rather than at the next poll."""
@@ -109,10 +111,24 @@ class Runner:
             except Exception:  # the database away: log, wait, go again
                 log.exception("inbound runner: claiming failed; trying again")
                 handled = 0
+            self._measure()
             if handled < self.batch_size:
                 self._wake.wait(self._idle_wait())
                 self._wake.clear()
         log.info("inbound runner stopped")
+
+    def _measure(self) -> None:
+        """The pending rows and the oldest one's age, in the metrics (once a second)."""
+        now = time.monotonic()
+        if now - self._measured < _MEASURE_EVERY_S:
+            return
+        self._measured = now
+        try:
+            count, age = self.inbox.pending()
+        except Exception:  # figures only: the next pass tries again
+            return
+        metrics.INBOX_PENDING.set(count)
+        metrics.INBOX_OLDEST_PENDING_AGE.set(age)
 
     def _idle_wait(self) -> float:
         if not self._not_before:
