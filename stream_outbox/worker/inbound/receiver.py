@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from stream_outbox.worker import metrics
+from stream_outbox.worker.errors import StreamOutboxError
 from stream_outbox.worker.inbound.events import event_from
 from stream_outbox.worker.inbound.inbox import Inbox
 from stream_outbox.worker.settings import Settings
@@ -49,8 +50,8 @@ def signature_valid(secret: bytes, body: bytes, signature: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), signature.strip().lower().encode())
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StreamOutboxError):
+    """The webhook's body is over the limit."""
 
 
 def _refused(status: int, outcome: str, reason: str) -> Response:
