@@ -46,7 +46,7 @@ OUTBOX_OLDEST_PENDING_AGE = Gauge(
 INBOUND_WEBHOOKS = Counter(
     "stream_outbox_inbound_webhooks_total",
     "Webhooks received from Stream by outcome: stored, duplicate, unknown_type, "
-    "bad_signature, bad_api_key, too_large, bad_body",
+    "bad_signature, bad_api_key, too_large, bad_body, not_stored (the database away: 503)",
     ["outcome"],
 )
 INBOUND_APPLIED = Counter(

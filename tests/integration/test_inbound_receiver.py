@@ -180,3 +180,24 @@ def test_signature_valid_compares_the_hex_digest() -> None:
     assert signature_valid(API_SECRET.encode(), body, sign(body).upper())
     assert not signature_valid(API_SECRET.encode(), body, None)
     assert not signature_valid(API_SECRET.encode(), body + b" ", sign(body))
+
+
+def test_concurrent_posts_are_stored_together_each_webhook_id_once(
+    url: str, clean_db: Engine
+) -> None:
+    # Given 40 posts at once: 20 webhooks, each delivered twice (Stream's retries racing)
+    events = [(f"w-{n}", message_event(f"messaging:c{n % 3}", f"m-{n}")) for n in range(20)]
+    answers: list[str] = []
+
+    def deliver(webhook_id: str, event: dict[str, Any]) -> None:
+        with requests.Session() as session:
+            answers.append(post_event(session, url, event, webhook_id=webhook_id).json()["outcome"])
+
+    threads = [threading.Thread(target=deliver, args=pair) for pair in events * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then each was acknowledged, stored once, and the other delivery said duplicate
+    assert sorted(answers) == ["duplicate"] * 20 + ["stored"] * 20
+    assert sorted(row["webhook_id"] for row in rows(clean_db)) == sorted(w for w, _ in events)

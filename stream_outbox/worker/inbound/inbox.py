@@ -8,13 +8,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from stream_outbox.app_hooks.outbox import InboxStatus, inbox
 from stream_outbox.worker.inbound.events import InboxEvent
 
-__all__ = ["Inbox", "InboxRow", "inbox_row", "unknown_type_error"]
+__all__ = ["Inbox", "InboxRow", "Settlement", "inbox_row", "unknown_type_error"]
 
 _ERROR_MAX = 2000
 
@@ -61,6 +61,17 @@ def _values(event: InboxEvent, now: datetime) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """How a claimed row settles: its status, error or reason, and whether its attempt
+    is counted already (a transient error's, past the retries)."""
+
+    row_id: int
+    status: InboxStatus
+    error: str | None = None
+    counted: bool = False
+
+
 class Inbox:
     """Inbox rows on one engine."""
 
@@ -73,21 +84,33 @@ class Inbox:
         """Store one event; False when its ``webhook_id`` is already stored (a retry).
 
         An event of a type not applied is stored settled as ``ignored``."""
-        return self.store_many([event]) == 1
+        return self.store_batch([event]) == [True]
 
     def store_many(self, events: Sequence[InboxEvent]) -> int:
         """Store events in one statement, each ``webhook_id`` once; how many were new."""
+        return sum(self.store_batch(events))
+
+    def store_batch(self, events: Sequence[InboxEvent]) -> list[bool]:
+        """Store events in one statement and transaction (one commit for all); for each,
+        whether it was new (False: its ``webhook_id`` was stored before, or earlier in
+        ``events``)."""
         if not events:
-            return 0
+            return []
         now = datetime.now(UTC)
         statement = (
             insert(inbox)
             .values([_values(e, now) for e in events])
             .on_conflict_do_nothing(index_elements=["webhook_id"])
-            .returning(inbox.c.id)
+            .returning(inbox.c.webhook_id)
         )
         with self.engine.begin() as conn:
-            return len(conn.execute(statement).all())
+            inserted = {found for found in conn.scalars(statement) if found is not None}
+        new: list[bool] = []
+        for event in events:
+            fresh = event.webhook_id is None or event.webhook_id in inserted
+            inserted.discard(event.webhook_id)  # a second one of the batch is a duplicate
+            new.append(fresh)
+        return new
 
     # -- the runner ------------------------------------------------------------------
 
@@ -126,25 +149,29 @@ class Inbox:
         return held | {str(cid) for cid in conn.scalars(_skipped_cids(skip))} if skip else held
 
     @staticmethod
-    def settle(
-        conn: Connection,
-        row_id: int,
-        status: InboxStatus,
-        error: str | None,
-        *,
-        counted: bool = False,
-    ) -> None:
-        """Settle a claimed row: done, ignored (with the reason) or failed (with the error);
-        ``counted``: its attempt is already counted."""
+    def settle(conn: Connection, settled: Sequence[Settlement]) -> None:
+        """Settle claimed rows in one statement: done, ignored (with the reason) or failed
+        (with the error)."""
+        if not settled:
+            return
         conn.execute(
             update(inbox)
-            .where(inbox.c.id == row_id)
+            .where(inbox.c.id == bindparam("row_id"))
             .values(
-                status=status.value,
-                attempts=inbox.c.attempts + (0 if counted else 1),
-                last_error=error[:_ERROR_MAX] if error else None,
+                status=bindparam("new_status"),
+                attempts=inbox.c.attempts + bindparam("added"),
+                last_error=bindparam("error"),
                 settled_at=func.now(),
-            )
+            ),
+            [
+                {
+                    "row_id": one.row_id,
+                    "new_status": one.status.value,
+                    "added": 0 if one.counted else 1,
+                    "error": one.error[:_ERROR_MAX] if one.error else None,
+                }
+                for one in settled
+            ],
         )
 
     @staticmethod

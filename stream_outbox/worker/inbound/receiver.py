@@ -15,11 +15,12 @@ Serve it with ``stream-outbox inbound`` or mount it in the app's own ASGI app,
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine
@@ -31,11 +32,11 @@ from starlette.routing import BaseRoute, Route
 
 from stream_outbox.worker import metrics
 from stream_outbox.worker.errors import StreamOutboxError
-from stream_outbox.worker.inbound.events import event_from
+from stream_outbox.worker.inbound.events import InboxEvent, event_from
 from stream_outbox.worker.inbound.inbox import Inbox
 from stream_outbox.worker.settings import Settings
 
-__all__ = ["WEBHOOK_PATH", "Receiver", "create_receiver", "signature_valid"]
+__all__ = ["WEBHOOK_PATH", "GroupCommit", "Receiver", "create_receiver", "signature_valid"]
 
 log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/stream/webhook"
@@ -50,6 +51,42 @@ def signature_valid(secret: bytes, body: bytes, signature: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), signature.strip().lower().encode())
 
 
+class GroupCommit:
+    """Stores the events of concurrent requests together: each request waits for the
+    commit of the batch its event is in (its row is durable before Stream hears 200), and
+    the batches grow with the load (one INSERT and one commit for all), up to
+    ``max_batch``. Runs on the server's event loop; the INSERT in a thread."""
+
+    def __init__(self, inbox: Inbox, max_batch: int = 500) -> None:
+        self.inbox, self.max_batch = inbox, max_batch
+        self._waiting: list[tuple[InboxEvent, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def store(self, event: InboxEvent) -> bool:
+        """Store ``event`` with those waiting; whether it was new (not a retry)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self.max_batch]
+                del self._waiting[: self.max_batch]
+                try:
+                    new = await run_in_threadpool(self.inbox.store_batch, [e for e, _ in batch])
+                except Exception as exc:  # the database away: each request answers 503
+                    for _, future in batch:
+                        future.set_exception(exc)
+                    continue
+                for (_, future), fresh in zip(batch, new, strict=True):
+                    future.set_result(fresh)
+        finally:
+            self._flusher = None
+
+
 class _TooLarge(StreamOutboxError):
     """The webhook's body is over the limit."""
 
@@ -61,11 +98,12 @@ def _refused(status: int, outcome: str, reason: str) -> Response:
 
 @dataclass
 class Receiver:
-    """The webhook view over an inbox, the app's key and secret, and a body limit.
+    """The webhook view over the inbox's ``store``, the app's key and secret, and a body
+    limit.
 
     ``on_stored`` is called after each new row is committed (the runner's wake-up)."""
 
-    inbox: Inbox
+    store: Callable[[InboxEvent], Awaitable[bool]]
     api_key: str
     secret: bytes
     max_body: int
@@ -97,7 +135,11 @@ class Receiver:
             event = event_from(json.loads(body), request.headers.get("x-webhook-id"))
         except ValueError as exc:  # json's errors are ValueErrors too
             return _refused(400, "bad_body", f"not a Stream event: {str(exc)[:100]}")
-        stored = await run_in_threadpool(self.inbox.store, event)
+        try:
+            stored = await self.store(event)
+        except Exception as exc:
+            log.error("webhook not stored: %s", type(exc).__name__)
+            return _refused(503, "not_stored", "the inbox is unavailable: try again")
         if not stored:
             outcome = "duplicate"
         elif not event.known:
@@ -121,8 +163,9 @@ def create_receiver(
     key, secret = settings.stream_credentials()
     if engine is None:
         engine = create_engine(settings.database_url, pool_pre_ping=True)
+    store = GroupCommit(Inbox(engine)).store
     receiver = Receiver(
-        Inbox(engine), key, secret.encode(), settings.inbound_max_body, on_stored or (lambda: None)
+        store, key, secret.encode(), settings.inbound_max_body, on_stored or (lambda: None)
     )
     webhook = Route(WEBHOOK_PATH, receiver.webhook, methods=["POST"], name="stream_webhook")
     return Starlette(routes=[webhook, *(routes or [])])

@@ -21,14 +21,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.outbox import InboxStatus
 from stream_outbox.worker import metrics
 from stream_outbox.worker.errors import PermanentError
 from stream_outbox.worker.health import Heartbeat
-from stream_outbox.worker.inbound.inbox import Inbox, InboxRow
+from stream_outbox.worker.inbound.inbox import Inbox, InboxRow, Settlement
 from stream_outbox.worker.pipeline.retry import describe, retry_delay_ms
 
 __all__ = ["ApplyEvent", "Runner", "default_apply", "status_of"]
@@ -144,47 +144,45 @@ class Runner:
         self._not_before = {i: at for i, at in self._not_before.items() if at > now}
         with self.engine.begin() as conn:
             rows = self.inbox.claim(conn, self.batch_size, skip=self._not_before.keys())
+            settled: list[Settlement] = []
             put_off: set[str] = set()  # channels with a row put off: their later rows wait
             for row in rows:
                 if row.cid is not None and row.cid in put_off:
                     continue
-                if not self._settle(conn, row) and row.cid is not None:
+                settlement = self._apply(conn, row)
+                if settlement is not None:
+                    settled.append(settlement)
+                    self._count(row, settlement)
+                elif row.cid is not None:
                     put_off.add(row.cid)
+            self.inbox.settle(conn, settled)
         return len(rows)
 
-    def _settle(self, conn: Any, row: InboxRow) -> bool:
-        """Apply one row and settle it; False when it is left pending for a retry."""
+    def _apply(self, conn: Connection, row: InboxRow) -> Settlement | None:
+        """Apply one row: how it settles, or None when it is left pending for a retry."""
         try:
             outcome = self.apply(self.engine, self.binding, row.payload)
         except PermanentError as exc:
-            return self._finish(conn, row, InboxStatus.FAILED, describe(exc))
+            return Settlement(row.id, InboxStatus.FAILED, describe(exc))
         except Exception as exc:  # transient: the database, a lock, Stream
             error = describe(exc)
             attempts = self.inbox.count_attempt(conn, row.id, error)
             if attempts >= self.max_retries:
-                return self._finish(conn, row, InboxStatus.FAILED, error, counted=True)
+                return Settlement(row.id, InboxStatus.FAILED, error, counted=True)
             delay = retry_delay_ms(exc, attempts, **self._backoff) / 1000
             self._not_before[row.id] = time.monotonic() + delay
             metrics.INBOUND_APPLIED.labels("retried").inc()
             log.info("inbox row %d: %s; retry %d in %.1f s", row.id, error, attempts, delay)
-            return False
+            return None
         status = status_of(outcome)
-        return self._finish(conn, row, status, outcome if status is InboxStatus.IGNORED else None)
+        return Settlement(row.id, status, outcome if status is InboxStatus.IGNORED else None)
 
-    def _finish(
-        self,
-        conn: Any,
-        row: InboxRow,
-        status: InboxStatus,
-        error: str | None,
-        *,
-        counted: bool = False,
-    ) -> bool:
-        self.inbox.settle(conn, row.id, status, error, counted=counted)
-        metrics.INBOUND_APPLIED.labels(status.value).inc()
+    @staticmethod
+    def _count(row: InboxRow, settlement: Settlement) -> None:
+        """The metrics of a settled row (lag: webhooks only, a catch-up's rows are old)."""
+        metrics.INBOUND_APPLIED.labels(settlement.status.value).inc()
         if row.event_at is not None and not (row.webhook_id or "").startswith("sync:"):
             lag = (datetime.now(UTC) - row.event_at).total_seconds()
             metrics.INBOUND_LAG.observe(max(0.0, lag))
-        if status is InboxStatus.FAILED:
-            log.warning("inbox row %d (%s) failed: %s", row.id, row.event_type, error)
-        return True
+        if settlement.status is InboxStatus.FAILED:
+            log.warning("inbox row %d (%s) failed: %s", row.id, row.event_type, settlement.error)
