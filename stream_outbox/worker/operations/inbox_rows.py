@@ -22,6 +22,7 @@ __all__ = [
     "InboxFilters",
     "count_inbox",
     "get_inbox_row",
+    "inbox_counts",
     "list_inbox",
     "replay_inbox",
 ]
@@ -95,6 +96,14 @@ def count_inbox(engine: Engine, filters: InboxFilters) -> int:
     query = select(func.count()).select_from(inbox).where(*filters.where())
     with engine.connect() as conn:
         return int(conn.scalar(query) or 0)
+
+
+def inbox_counts(engine: Engine) -> dict[str, int]:
+    """Rows by status (every status, 0 where none)."""
+    query = select(inbox.c.status, func.count()).group_by(inbox.c.status)
+    with engine.connect() as conn:
+        found = {str(status): int(count) for status, count in conn.execute(query)}
+    return {status.value: found.get(status.value, 0) for status in InboxStatus}
 
 
 def get_inbox_row(engine: Engine, row_id: int) -> InboxRow:
