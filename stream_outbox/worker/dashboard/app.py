@@ -173,13 +173,7 @@ class Dashboard:
             lambda: list_rows(self.engine, filters, limit=limit, offset=offset)
         )
         total = await run_in_threadpool(count_rows, self.engine, filters)
-        pages = max(1, -(-total // limit))
-        per = {"limit": limit if limit != PER_PAGE else ""}
-        context.update(rows=rows, total=total, page=page, pages=pages)
-        if page > 1:
-            context["prev_url"] = query({**raw, **per, "page": page - 1})
-        if page < pages:
-            context["next_url"] = query({**raw, **per, "page": page + 1})
+        context.update(rows=rows, **_pages(raw, page, limit, total))
         if raw["status"] in ("", "failed"):
             context["bulk_query"] = query({**raw, "status": ""})
         return self.render(request, "rows.html", context)
@@ -323,11 +317,7 @@ class Dashboard:
             lambda: list_inbox(self.engine, filters, limit=limit, offset=offset)
         )
         total = await run_in_threadpool(count_inbox, self.engine, filters)
-        pages = max(1, -(-total // limit))
-        context.update(rows=rows, total=total, page=page, pages=pages, prev_url=None)
-        context["next_url"] = query({**raw, "page": page + 1}) if page < pages else None
-        if page > 1:
-            context["prev_url"] = query({**raw, "page": page - 1})
+        context.update(rows=rows, **_pages(raw, page, limit, total))
         return self.render(request, "inbox.html", context)
 
     async def inbox_row(self, request: Request) -> Response:
@@ -397,6 +387,20 @@ class Dashboard:
         response = RedirectResponse(request.url_for("login").path, status_code=303)
         response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request), httponly=True)
         return response
+
+
+def _pages(raw: dict[str, str], page: int, limit: int, total: int) -> dict[str, Any]:
+    """A page's place among ``total`` rows: its number, how many, and the query strings of
+    the pages before and after it (None at either end)."""
+    pages = max(1, -(-total // limit))
+    per = {**raw, "limit": limit if limit != PER_PAGE else ""}
+    return {
+        "total": total,
+        "page": page,
+        "pages": pages,
+        "prev_url": query({**per, "page": page - 1}) if page > 1 else None,
+        "next_url": query({**per, "page": page + 1}) if page < pages else None,
+    }
 
 
 def _per_second(text: str) -> float:
