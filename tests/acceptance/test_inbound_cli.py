@@ -64,6 +64,8 @@ def test_the_inbound_process_stores_applies_answers_and_stops(
         serving(process, f"{base}/healthz")
         wait_for(lambda: http.get(f"{base}/healthz").status_code == 200, "alive")
         assert http.get(f"{base}/readyz", timeout=10).json()["status"] == "ready"
+        alive = cli("health", "--port", str(port), **env)
+        assert (alive.returncode, alive.stdout.startswith("alive")) == (0, True), alive
         # When Stream posts a signed event, and someone a forged one
         webhook = f"{base}/stream/webhook"
         assert post_event(http, webhook, message_event(), webhook_id="w-1").status_code == 200
@@ -98,3 +100,35 @@ def test_inbound_refuses_to_start_without_streams_secret(cli: Run, env: dict[str
     env = {k: v for k, v in env.items() if k != "GETSTREAM_API_SECRET"}
     done = cli("inbound", "--port", str(free_port()), **env)
     assert (done.returncode, done.stderr.strip()) == (2, "error: GETSTREAM_API_SECRET is not set")
+
+
+def test_the_inbound_process_catches_up_on_its_schedule(
+    env: dict[str, str], clean_db: Engine, http: requests.Session, emu: Emulator
+) -> None:
+    # Given the process catching up from Stream every half second, and one webhook stored
+    # (the newest event: where the first catch-up starts, less a minute)
+    port = free_port()
+    with started_processes(env) as launch:
+        process = launch(
+            *script("stream-outbox", "inbound", "--port", str(port)),
+            OUTBOX_INBOUND_SYNC_EVERY="0.5",
+        )
+        serving(process, f"http://127.0.0.1:{port}/healthz")
+        webhook = f"http://127.0.0.1:{port}/stream/webhook"
+        assert post_event(http, webhook, message_event()).status_code == 200
+        # When a message is written in Stream and no webhook brings it
+        client = StreamChat(API_KEY, API_SECRET, base_url=emu.base_url)
+        client.upsert_users([{"id": "ann"}])
+        channel = client.channel("messaging", "unsent", {"members": ["ann"]})
+        channel.create("ann")
+        sent = channel.send_message({"text": "no webhook for me"}, "ann")["message"]["id"]
+
+        # Then the scheduled catch-up stores it, once
+        def synced() -> list[str]:
+            with clean_db.connect() as conn:
+                query = select(inbox.c.message_id).where(inbox.c.webhook_id.like("sync:%"))
+                return list(conn.scalars(query))
+
+        wait_for(lambda: synced() == [sent], "the message caught up", process=process)
+        stop(process, timeout=30)
+    assert synced() == [sent]
