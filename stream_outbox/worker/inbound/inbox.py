@@ -72,6 +72,13 @@ class Settlement:
     counted: bool = False
 
 
+_STORE = (
+    insert(inbox)
+    .on_conflict_do_nothing(index_elements=["webhook_id"])
+    .returning(inbox.c.webhook_id)
+)
+
+
 class Inbox:
     """Inbox rows on one engine."""
 
@@ -97,14 +104,9 @@ class Inbox:
         if not events:
             return []
         now = datetime.now(UTC)
-        statement = (
-            insert(inbox)
-            .values([_values(e, now) for e in events])
-            .on_conflict_do_nothing(index_elements=["webhook_id"])
-            .returning(inbox.c.webhook_id)
-        )
-        with self.engine.begin() as conn:
-            inserted = {found for found in conn.scalars(statement) if found is not None}
+        with self.engine.begin() as conn:  # one cached statement, its rows sent in batches
+            found = conn.execute(_STORE, [_values(e, now) for e in events])
+            inserted = {webhook_id for webhook_id in found.scalars() if webhook_id is not None}
         new: list[bool] = []
         for event in events:
             fresh = event.webhook_id is None or event.webhook_id in inserted
