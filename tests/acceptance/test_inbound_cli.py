@@ -30,14 +30,19 @@ from tests.support.settings import API_KEY, API_SECRET, BIN, clean_environ, prod
 
 
 @pytest.fixture()
-def env(database_url: str, redis_url: str, emu: Emulator) -> dict[str, str]:
+def product(database_url: str, redis_url: str, emu: Emulator) -> dict[str, str]:
+    """The product's variables (for the ``cli`` fixture, which adds the rest)."""
     emu.set_stream_limits(False)
+    return product_env(
+        database_url, redis_url, emu.base_url, prefix=REDIS_PREFIX, OUTBOX_STREAM_LIMITS="0"
+    )
+
+
+@pytest.fixture()
+def env(product: dict[str, str]) -> dict[str, str]:
+    """A process's whole environment: ours only, and the venv's scripts on the PATH."""
     return clean_environ(
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
-        **product_env(
-            database_url, redis_url, emu.base_url, prefix=REDIS_PREFIX, OUTBOX_STREAM_LIMITS="0"
-        ),
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1", **product
     )
 
 
@@ -54,7 +59,12 @@ def statuses(engine: Engine) -> list[str]:
 
 
 def test_the_inbound_process_stores_applies_answers_and_stops(
-    env: dict[str, str], clean_db: Engine, http: requests.Session, emu: Emulator, cli: Run
+    env: dict[str, str],
+    product: dict[str, str],
+    clean_db: Engine,
+    http: requests.Session,
+    emu: Emulator,
+    cli: Run,
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -64,7 +74,7 @@ def test_the_inbound_process_stores_applies_answers_and_stops(
         serving(process, f"{base}/healthz")
         wait_for(lambda: http.get(f"{base}/healthz").status_code == 200, "alive")
         assert http.get(f"{base}/readyz", timeout=10).json()["status"] == "ready"
-        alive = cli("health", "--port", str(port), **env)
+        alive = cli("health", "--port", str(port), **product)
         assert (alive.returncode, alive.stdout.startswith("alive")) == (0, True), alive
         # When Stream posts a signed event, and someone a forged one
         webhook = f"{base}/stream/webhook"
@@ -85,7 +95,7 @@ def test_the_inbound_process_stores_applies_answers_and_stops(
         channel.create("ann")
         channel.send_message({"text": "while you were out"}, "ann")
         for stored in (1, 0):
-            done = cli("inbound", "sync", "--since", "1h", "--json", **env)
+            done = cli("inbound", "sync", "--since", "1h", "--json", **product)
             assert done.returncode == 0, done.stderr
             assert json.loads(done.stdout)["stored"] == stored
         wait_for(lambda: "pending" not in statuses(clean_db), "the sync's row settled")
@@ -96,9 +106,9 @@ def test_the_inbound_process_stores_applies_answers_and_stops(
     assert API_SECRET not in out
 
 
-def test_inbound_refuses_to_start_without_streams_secret(cli: Run, env: dict[str, str]) -> None:
-    env = {k: v for k, v in env.items() if k != "GETSTREAM_API_SECRET"}
-    done = cli("inbound", "--port", str(free_port()), **env)
+def test_inbound_refuses_to_start_without_streams_secret(cli: Run, product: dict[str, str]) -> None:
+    without = {k: v for k, v in product.items() if k != "GETSTREAM_API_SECRET"}
+    done = cli("inbound", "--port", str(free_port()), **without)
     assert (done.returncode, done.stderr.strip()) == (2, "error: GETSTREAM_API_SECRET is not set")
 
 
