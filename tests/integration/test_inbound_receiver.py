@@ -13,9 +13,13 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from stream_outbox.app_hooks.outbox import inbox
 from stream_outbox.worker.inbound import WEBHOOK_PATH, create_receiver, signature_valid
+from stream_outbox.worker.inbound.receiver import Receiver
 from stream_outbox.worker.settings import Settings
 from tests.support.inbound import message_event, post_event, serve_app, sign
 from tests.support.settings import API_SECRET
@@ -201,3 +205,20 @@ def test_concurrent_posts_are_stored_together_each_webhook_id_once(
     # Then each was acknowledged, stored once, and the other delivery said duplicate
     assert sorted(answers) == ["duplicate"] * 20 + ["stored"] * 20
     assert sorted(row["webhook_id"] for row in rows(clean_db)) == sorted(w for w, _ in events)
+
+
+def test_a_store_that_fails_answers_503_without_its_reason(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a receiver whose inbox is unreachable (the database down)
+    async def down(event: object) -> bool:
+        raise OperationalError("INSERT", {}, Exception(f"password {API_SECRET} refused"))
+
+    receiver = Receiver(down, "test-key", API_SECRET.encode(), MAX_BODY)
+    app = Starlette(routes=[Route(WEBHOOK_PATH, receiver.webhook, methods=["POST"])])
+    with serve_app(app) as base, requests.Session() as session:
+        answer = post_event(session, base + WEBHOOK_PATH, message_event())
+    # Then Stream hears 503 (it retries), and neither answer nor log carries the reason
+    assert answer.status_code == 503
+    assert answer.json() == {"error": "the inbox is unavailable: try again"}
+    assert API_SECRET not in caplog.text and "password" not in caplog.text

@@ -101,11 +101,12 @@ class Runner:
     def stop(self) -> None:
         """End :meth:`run` after the batch in hand."""
         self._stop.set()
-        self._wake.set()
+        self._wake.set()  # ends an idle wait (the loop checks _stop first)
 
     def run(self) -> None:
         """Claim and apply until stopped; sleep when the inbox has nothing due."""
         while not self._stop.is_set():
+            self._wake.clear()  # before the pass: a wake-up during it is not lost
             try:
                 handled = self.run_once()
             except Exception:  # the database away: log, wait, go again
@@ -114,7 +115,6 @@ class Runner:
             self._measure()
             if handled < self.batch_size:
                 self._wake.wait(self._idle_wait())
-                self._wake.clear()
         log.info("inbound runner stopped")
 
     def _measure(self) -> None:
