@@ -145,16 +145,21 @@ def default_since(engine: Engine) -> datetime:
 
 
 def sync_from_stream(
-    settings: Settings, engine: Engine, since: datetime | None = None, *, actor: str = "inbound"
+    settings: Settings,
+    engine: Engine,
+    since: datetime | None = None,
+    *,
+    actor: str = "inbound",
+    reader: _Reader | None = None,
 ) -> SyncResult:
-    """One catch-up through the operators' gateway (the workers' shared budget), recorded
-    in the audit (its start: the next one's default ``since``)."""
+    """One catch-up through ``reader`` (default: the operators' gateway, under the
+    workers' shared budget), recorded in the audit (its start: the next one's default
+    ``since``)."""
     from stream_outbox.worker.runtime import operator_gateway
 
     started = datetime.now(UTC)
     since = since if since is not None else default_since(engine)
-    gateway = operator_gateway(settings)
-    found = sync(engine, gateway, since)
+    found = sync(engine, reader if reader is not None else operator_gateway(settings), since)
     detail: dict[str, Any] = {"since": since.isoformat(), "started_at": stream_time(started)}
     detail |= {"channels": found.channels, "messages": found.messages}
     audit.record(engine, actor=actor, action=SYNC_ACTION, count=found.stored, detail=detail)

@@ -89,11 +89,13 @@ def build_app(
 
 def _sync_on_schedule(settings: Settings, engine: Engine, stop: threading.Event) -> None:
     from stream_outbox.worker.inbound.catch_up import sync_from_stream
+    from stream_outbox.worker.runtime import operator_gateway
 
     every = settings.inbound_sync_every
+    gateway = operator_gateway(settings)  # one for every round: its Redis pool is kept
     while not stop.wait(every):
         try:
-            found = sync_from_stream(settings, engine)
+            found = sync_from_stream(settings, engine, reader=gateway)
             log.info("inbound sync: %s", found.line())
         except Exception:  # Stream or the database away: the next round tries again
             log.exception("inbound sync failed; next in %g s", every)
