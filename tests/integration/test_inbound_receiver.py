@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from stream_outbox.app_hooks.outbox import inbox
 from stream_outbox.worker.inbound import WEBHOOK_PATH, create_receiver, signature_valid
@@ -222,3 +222,15 @@ def test_a_store_that_fails_answers_503_without_its_reason(
     assert answer.status_code == 503
     assert answer.json() == {"error": "the inbox is unavailable: try again"}
     assert API_SECRET not in caplog.text and "password" not in caplog.text
+
+
+def test_the_receiver_mounted_in_the_apps_own_asgi_app(
+    settings: Settings, clean_db: Engine
+) -> None:
+    # Given the app's own ASGI app with the receiver mounted under /hooks
+    app = Starlette(routes=[Mount("/hooks", create_receiver(settings, clean_db))])
+    with serve_app(app) as base, requests.Session() as session:
+        # When Stream posts to /hooks/stream/webhook
+        answer = post_event(session, f"{base}/hooks{WEBHOOK_PATH}", message_event())
+    # Then the event is stored
+    assert answer.status_code == 200 and len(rows(clean_db)) == 1
