@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -21,9 +22,11 @@ from tests.support.processes import (
     free_port,
     script,
     serving,
+    start,
     started_processes,
     stop,
     wait_for,
+    wait_for_line,
 )
 from tests.support.redis import REDIS_PREFIX
 from tests.support.settings import API_KEY, API_SECRET, BIN, clean_environ, product_env
@@ -142,3 +145,19 @@ def test_the_inbound_process_catches_up_on_its_schedule(
         wait_for(lambda: synced() == [sent], "the message caught up", process=process)
         stop(process, timeout=30)
     assert synced() == [sent]
+
+
+def test_a_sigterm_as_the_server_starts_stops_the_process(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given the process stopped the moment it says it serves (uvicorn not listening yet)
+    log = tmp_path / "inbound.log"
+    with log.open("w") as output:
+        process = start(
+            script("stream-outbox", "inbound", "--port", str(free_port())), env=env, output=output
+        )
+        wait_for_line(log, "Stream's webhooks on", process)
+        stop(process, timeout=30)
+    # Then it stopped cleanly all the same
+    text = log.read_text()
+    assert "inbound stopped" in text and "Traceback" not in text, text

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+import uvicorn
 from prometheus_client import make_asgi_app
 from sqlalchemy import Engine, create_engine
 from starlette.applications import Starlette
@@ -101,12 +102,15 @@ def _sync_on_schedule(settings: Settings, engine: Engine, stop: threading.Event)
             log.exception("inbound sync failed; next in %g s", every)
 
 
-def _keep_signals(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``: uvicorn, which takes them while it serves, hands
-    them back to these handlers once it has shut down (instead of the default, which
-    would end the process before the runner finishes its batch)."""
+def _on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``, from the start: one that comes before the server
+    serves stops it as soon as it has started (uvicorn, which takes the signals while it
+    serves, hands them back here once it has shut down, instead of the default handler,
+    which would end the process before the runner finishes its batch)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            log.info("%s received: shutting down", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
@@ -115,14 +119,13 @@ def _keep_signals(stop: threading.Event) -> None:
 
 def run_inbound(settings: Settings, *, port: int | None = None) -> None:
     """Serve the receiver and run the runner until SIGTERM/SIGINT."""
-    import uvicorn
-
+    stop = threading.Event()
+    _on_signals(stop)
     engine = create_engine(settings.database_url, pool_pre_ping=True, **_POOL)
     require_migrated(engine)
     settings.stream_credentials()  # refuse to start without the key and secret
     binding = resolve_binding(engine, settings.binding)
     app, runner = build_app(settings, engine, binding)
-    stop = threading.Event()
     threads = [threading.Thread(target=runner.run, name="inbound-runner", daemon=True)]
     if settings.inbound_sync_every > 0:
         scheduled = threading.Thread(
@@ -131,16 +134,24 @@ def run_inbound(settings: Settings, *, port: int | None = None) -> None:
         threads.append(scheduled)
     for thread in threads:
         thread.start()
-    _keep_signals(stop)
     host, port = settings.inbound_host, port if port is not None else settings.inbound_port
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", server_header=False, access_log=False
+    )
+    server = uvicorn.Server(config)
+    # a signal before the server serves (or between two of its checks) ends it too
+    threading.Thread(target=_stop_server, args=(stop, server), daemon=True).start()
     log.info("inbound: Stream's webhooks on http://%s:%d/stream/webhook", host, port)
     try:
-        uvicorn.run(
-            app, host=host, port=port, log_level="warning", server_header=False, access_log=False
-        )
+        server.run()
     finally:
         stop.set()
         runner.stop()
         threads[0].join(timeout=30)
         engine.dispose()
         log.info("inbound stopped")
+
+
+def _stop_server(stop: threading.Event, server: uvicorn.Server) -> None:
+    stop.wait()
+    server.should_exit = True
