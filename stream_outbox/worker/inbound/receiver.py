@@ -79,10 +79,12 @@ class GroupCommit:
                     new = await run_in_threadpool(self.inbox.store_batch, [e for e, _ in batch])
                 except Exception as exc:  # the database away: each request answers 503
                     for _, future in batch:
-                        future.set_exception(exc)
+                        if not future.done():
+                            future.set_exception(exc)
                     continue
                 for (_, future), fresh in zip(batch, new, strict=True):
-                    future.set_result(fresh)
+                    if not future.done():  # a request cancelled meanwhile (its client gone)
+                        future.set_result(fresh)
         finally:
             self._flusher = None
 
@@ -109,10 +111,12 @@ class Receiver:
     max_body: int
     on_stored: Callable[[], None] = lambda: None
 
+    def _declared_too_large(self, request: Request) -> bool:
+        declared = request.headers.get("content-length", "")
+        return declared.isdigit() and int(declared) > self.max_body
+
     async def _body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise _TooLarge
+        """The body, read no further than the limit."""
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
@@ -121,14 +125,18 @@ class Receiver:
         return bytes(body)
 
     async def webhook(self, request: Request) -> Response:
-        """POST: check, store once, answer 200 (the runner applies the row)."""
-        try:
-            body = await self._body(request)
-        except _TooLarge:
-            return _refused(413, "too_large", f"the body is over {self.max_body} bytes")
+        """POST: check, store once, answer 200 (the runner applies the row). The size a
+        request declares and its key are checked before its body is read."""
+        too_large = f"the body is over {self.max_body} bytes"
+        if self._declared_too_large(request):
+            return _refused(413, "too_large", too_large)
         key = request.headers.get("x-api-key", "")
         if not hmac.compare_digest(key.encode(), self.api_key.encode()):
             return _refused(401, "bad_api_key", "X-Api-Key is not this app's key")
+        try:
+            body = await self._body(request)
+        except _TooLarge:
+            return _refused(413, "too_large", too_large)
         if not signature_valid(self.secret, body, request.headers.get("x-signature")):
             return _refused(401, "bad_signature", "X-Signature is missing or wrong")
         try:
