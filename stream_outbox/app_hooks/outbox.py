@@ -39,10 +39,12 @@ __all__ = [
     "SCHEMA_REVISION",
     "VERSION_TABLE",
     "BornIn",
+    "InboxStatus",
     "Status",
     "TargetKind",
     "audit",
     "channel_map",
+    "inbox",
     "message_map",
     "metadata",
     "older_than_code",
@@ -71,6 +73,15 @@ class BornIn(StrEnum):
 
     STREAM = "stream"
     APP = "app"
+
+
+class InboxStatus(StrEnum):
+    """Life of an inbox row (an event Stream sent): pending -> done | ignored | failed."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    IGNORED = "ignored"
 
 
 class TargetKind(StrEnum):
@@ -166,7 +177,7 @@ outbox = Table(
 # Alembic's version table of the outbox's migrations (the app's own keeps its name), and
 # the migration these tables are at (the head of migrations/versions: a test holds them).
 VERSION_TABLE = "stream_outbox_alembic_version"
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 channel_map = Table(
     "stream_outbox_channel",
@@ -217,6 +228,34 @@ audit = Table(
     Column("action", String(64), nullable=False),
     Column("row_count", Integer, nullable=False, server_default=text("0")),
     Column("detail", _JSON, nullable=False, server_default=text("'{}'")),
+)
+
+# The inbound side's mirror of the outbox: each event Stream sent (a webhook, or one
+# `inbound sync` found in Stream's state), applied to the app's tables by the runner.
+inbox = Table(
+    "stream_outbox_inbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    # Stream's X-Webhook-Id (the same across its retries); a catch-up's sync:{id}:{time}
+    Column("webhook_id", Text, unique=True),
+    Column("event_type", Text, nullable=False),
+    Column("cid", Text),
+    Column("message_id", Text),
+    Column("user_id", Text),
+    Column("event_at", DateTime(timezone=True)),
+    Column("payload", _JSON, nullable=False),
+    Column("status", Text, nullable=False, server_default=InboxStatus.PENDING.value),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("settled_at", DateTime(timezone=True)),
+    CheckConstraint(f"status IN ({_in(InboxStatus)})", name="status"),
+    Index(
+        "ix_stream_outbox_inbox_pending",
+        "id",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
 )
 
 

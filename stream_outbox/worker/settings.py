@@ -192,6 +192,16 @@ class Settings(BaseSettings):
     # gets 429 until the window moves on, right credentials or not.
     dashboard_lockout: str = Field("10 per 5 minutes", validation_alias="OUTBOX_DASHBOARD_LOCKOUT")
 
+    # The inbound side (`stream-outbox inbound`): the port its webhook receiver listens on
+    # (POST /stream/webhook, /healthz, /metrics), the largest body it reads, and how often
+    # it catches up from Stream's own state (`inbound sync`; 0: only when asked).
+    inbound_port: int = Field(8090, ge=0, le=65535, validation_alias="OUTBOX_INBOUND_PORT")
+    inbound_host: str = Field("127.0.0.1", min_length=1, validation_alias="OUTBOX_INBOUND_HOST")
+    inbound_max_body: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024, validation_alias="OUTBOX_INBOUND_MAX_BODY"
+    )
+    inbound_sync_every: float = Field(0.0, ge=0, validation_alias="OUTBOX_INBOUND_SYNC_EVERY")
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:

@@ -132,6 +132,7 @@ def env(app_url: str, redis_url: str, stream: Emulator) -> Iterator[dict[str, st
             STREAM_CHAT_TIMEOUT="3",
             OUTBOX_QUEUE=f"other_app_{os.getpid()}_{uuid.uuid4().hex[:6]}",
             OUTBOX_WORKER_THREADS="2",
+            OUTBOX_INBOUND_PORT=str(free_port()),
             OUTBOX_RELAY_POLL_INTERVAL="0.2",
             OUTBOX_VISIBILITY_TIMEOUT="30",
             OUTBOX_LOCK_LEASE="30",
@@ -292,6 +293,7 @@ def test_an_existing_app_goes_live_and_stays_in_step(
     out = stop(procfile)
     # Then both processes stop cleanly
     assert "relay stopped" in out and "worker stopped" in out, out
+    assert "inbound stopped" in out, out
     assert "Traceback" not in out, out
 
 

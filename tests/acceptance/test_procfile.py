@@ -23,7 +23,7 @@ from stream_outbox.emulator import Emulator
 from stream_outbox.worker import runtime
 from stream_outbox.worker.pipeline.broker import build_broker, declare_actors
 from tests.support.outbox import status_counts
-from tests.support.processes import script, started_processes, stop, wait_for
+from tests.support.processes import free_port, script, started_processes, stop, wait_for
 from tests.support.redis import REDIS_PREFIX, clear_redis, redis_db_url
 from tests.support.settings import BIN, ROOT, clean_environ, product_env, product_settings
 
@@ -44,6 +44,7 @@ def env(database_url: str, redis_url: str, emu: Emulator) -> dict[str, str]:
             emu.base_url,
             prefix=REDIS_PREFIX,
             OUTBOX_WORKER_THREADS="2",
+            OUTBOX_INBOUND_PORT=str(free_port()),
             OUTBOX_VISIBILITY_TIMEOUT="600",
             PYTHONUNBUFFERED="1",
         ),
@@ -97,6 +98,7 @@ def test_honcho_runs_the_pair_to_convergence(
     assert sum(1 for cid in emu.state()["channels"] if cid.startswith("messaging:dm_")) == 5
     out = stop(process, timeout=60)
     assert "relay stopped" in out and "worker stopped" in out, out
+    assert "inbound stopped" in out, out
 
 
 def test_stopping_a_busy_honcho_strands_nothing(

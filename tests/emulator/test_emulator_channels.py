@@ -324,3 +324,21 @@ def test_truncate_channel(emu: Emulator, channel: Any):
     channel.send_message({"text": "hello"}, "alice")
     channel.truncate()
     assert emu.state()["messages"] == {}
+
+
+def test_query_channels_by_last_message_at(client: StreamChat, users: list[str]):
+    # Given three channels: one never written in, then two written in one after the other
+    for cid in ("quiet", "early", "late"):
+        client.channel("messaging", cid, {"members": ["alice"]}).create("alice")
+    client.channel("messaging", "early").send_message({"text": "first"}, "alice")
+    since = client.channel("messaging", "early").query()["channel"]["last_message_at"]
+    client.channel("messaging", "late").send_message({"text": "second"}, "alice")
+    # Then each channel says when its newest message came, and a query filters and sorts on it
+    quiet = client.channel("messaging", "quiet").query()["channel"]
+    assert quiet["last_message_at"] is None
+    found = client.query_channels(
+        {"last_message_at": {"$gte": since}}, [{"field": "last_message_at", "direction": 1}]
+    )
+    assert [c["channel"]["id"] for c in found["channels"]] == ["early", "late"]
+    later = client.query_channels({"last_message_at": {"$gt": since}})
+    assert [c["channel"]["id"] for c in later["channels"]] == ["late"]

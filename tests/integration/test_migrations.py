@@ -41,9 +41,10 @@ OUTBOX_TABLES = {
     "stream_outbox_channel",
     "stream_outbox_audit",
     "stream_outbox_message_map",
+    "stream_outbox_inbox",
 }
 VERSION_TABLE = "stream_outbox_alembic_version"
-HEAD = "0007"
+HEAD = "0008"
 INSERT_ROW = (
     "INSERT INTO stream_outbox (target_kind, target_id, event) VALUES ('user', '1', 'insert')"
 )
@@ -237,6 +238,25 @@ def test_constraints_hold_after_migration(shared: Engine) -> None:
     with shared.begin() as conn:
         row = conn.execute(text(f"{INSERT_ROW} RETURNING status, attempts, payload")).one()
     assert tuple(row) == ("pending", 0, {})
+
+
+def test_the_inbox_stores_a_webhook_id_once(shared: Engine) -> None:
+    insert_event = (
+        "INSERT INTO stream_outbox_inbox (webhook_id, event_type, payload) "
+        "VALUES ('w-1', 'message.new', '{}') ON CONFLICT (webhook_id) DO NOTHING "
+        "RETURNING status, attempts"
+    )
+    with shared.begin() as conn:
+        first = conn.execute(text(insert_event)).all()
+        again = conn.execute(text(insert_event)).all()
+    assert [tuple(row) for row in first] == [("pending", 0)] and again == []
+    with pytest.raises(Exception, match="ck_stream_outbox_inbox_status"), shared.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO stream_outbox_inbox (event_type, payload, status) "
+                "VALUES ('message.new', '{}', 'bogus')"
+            )
+        )
 
 
 # -- downgrade --------------------------------------------------------------------------

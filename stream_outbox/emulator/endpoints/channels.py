@@ -341,6 +341,7 @@ def _channel_field(channel: ChannelRecord, name: str) -> Any:
         "created_at": channel.created_at,
         "updated_at": channel.updated_at,
         "last_updated": channel.updated_at,
+        "last_message_at": channel.last_message_at,
         "frozen": False,
         "disabled": False,
     }

@@ -117,7 +117,7 @@ def create_message(store: Store, channel: ChannelRecord, message: Any, now: str)
     )
     store.messages.setdefault(channel.cid, []).append(record)
     store.message_cids[message_id] = channel.cid
-    channel.updated_at = now
+    channel.updated_at = channel.last_message_at = now
     return record
 
 

@@ -100,6 +100,8 @@ class ChannelRecord:
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     updated_at: str = ""
     deleted_at: str | None = None
+    # The time of the newest message sent (Stream's last_message_at; queried and sorted on)
+    last_message_at: str | None = None
 
     @property
     def cid(self) -> str:
@@ -245,6 +247,7 @@ class Store:
                 "created_at": channel.created_at,
                 "updated_at": channel.updated_at,
                 "deleted_at": channel.deleted_at,
+                "last_message_at": channel.last_message_at,
                 "created_by": self.user_view(channel.created_by),
                 "frozen": False,
                 "disabled": False,

@@ -214,6 +214,15 @@ def replay_failed(
 app.command()(errors)
 
 
+def _add_inbox() -> None:
+    from stream_outbox.worker.cli.inbox import app as inbox_app
+
+    app.add_typer(inbox_app, name="inbox")
+
+
+_add_inbox()
+
+
 @app.command("purge")
 def purge_done(
     older_than: str = typer.Option(

@@ -69,10 +69,12 @@ def backfill(
 def _add_admin() -> None:
     from stream_outbox.worker.cli.admin import app as admin_app
     from stream_outbox.worker.cli.history import app as history_app
+    from stream_outbox.worker.cli.inbound import app as inbound_app
     from stream_outbox.worker.cli.triggers import app as triggers_app
 
     app.add_typer(admin_app, name="admin")
     app.add_typer(history_app, name="history")
+    app.add_typer(inbound_app, name="inbound")
     app.add_typer(triggers_app, name="triggers")
 
 

@@ -47,6 +47,15 @@ from stream_outbox.worker.dashboard.pages import (
 )
 from stream_outbox.worker.errors import AdminError, ConfigurationError
 from stream_outbox.worker.operations.error_groups import find_group
+from stream_outbox.worker.operations.inbox_rows import (
+    REPLAYABLE,
+    InboxFilters,
+    count_inbox,
+    get_inbox_row,
+    inbox_counts,
+    list_inbox,
+    replay_inbox,
+)
 from stream_outbox.worker.operations.replay import replay, replay_group
 from stream_outbox.worker.operations.rows import (
     Filters,
@@ -71,6 +80,7 @@ log = logging.getLogger(__name__)
 KINDS = ("user", "conversation", "message")
 TARGET_PATIENCE_S = 10.0  # how long the target panel waits out Stream's rate limits
 PREVIEW_IDS = 50
+INBOX_FILTERS = ("status", "event_type", "cid", "error", "since", "until")
 
 
 class Dashboard:
@@ -163,13 +173,7 @@ class Dashboard:
             lambda: list_rows(self.engine, filters, limit=limit, offset=offset)
         )
         total = await run_in_threadpool(count_rows, self.engine, filters)
-        pages = max(1, -(-total // limit))
-        per = {"limit": limit if limit != PER_PAGE else ""}
-        context.update(rows=rows, total=total, page=page, pages=pages)
-        if page > 1:
-            context["prev_url"] = query({**raw, **per, "page": page - 1})
-        if page < pages:
-            context["next_url"] = query({**raw, **per, "page": page + 1})
+        context.update(rows=rows, **_pages(raw, page, limit, total))
         if raw["status"] in ("", "failed"):
             context["bulk_query"] = query({**raw, "status": ""})
         return self.render(request, "rows.html", context)
@@ -296,6 +300,51 @@ class Dashboard:
         context = {"count": len(ids), "ids": ids[:PREVIEW_IDS], "seconds": len(ids) / per_second}
         return self.render(request, "replayed.html", context)
 
+    # -- the inbox (the inbound side) ----------------------------------------------
+
+    async def inbox(self, request: Request) -> Response:
+        """Inbox rows (Stream's events) by status, type and channel, newest first."""
+        raw = {name: (request.query_params.get(name) or "").strip() for name in INBOX_FILTERS}
+        counts = await run_in_threadpool(inbox_counts, self.engine)
+        context: dict[str, Any] = {"raw": raw, "counts": counts, "rows": [], "total": 0}
+        try:
+            filters = InboxFilters.parse(**raw)
+            page, limit = page_and_limit(request.query_params)
+        except AdminError as exc:
+            return self.render(request, "inbox.html", {**context, "error": str(exc)}, 400)
+        offset = (page - 1) * limit
+        rows = await run_in_threadpool(
+            lambda: list_inbox(self.engine, filters, limit=limit, offset=offset)
+        )
+        total = await run_in_threadpool(count_inbox, self.engine, filters)
+        context.update(rows=rows, **_pages(raw, page, limit, total))
+        return self.render(request, "inbox.html", context)
+
+    async def inbox_row(self, request: Request) -> Response:
+        """One inbox row: the event as Stream sent it, attempts, error or reason."""
+        row_id = row_id_of(request)
+        try:
+            row = await run_in_threadpool(get_inbox_row, self.engine, row_id)
+        except AdminError as exc:
+            raise PageError(404, str(exc)) from None
+        message = None
+        if request.query_params.get("replayed"):
+            message = "Replayed: the row is pending again; the inbound runner applies it."
+        replayable = row.status in REPLAYABLE
+        context = {"row": row, "message": message, "replayable": replayable}
+        return self.render(request, "inbox_row.html", context)
+
+    async def replay_inbox_row(self, request: Request) -> Response:
+        """POST: send one failed or ignored inbox row back to pending, then to its page."""
+        identity, _ = await self._checked_form(request)
+        row_id = row_id_of(request)
+        await run_in_threadpool(
+            lambda: replay_inbox(self.engine, actor=f"dashboard:{identity}", ids=[row_id])
+        )
+        log.info("dashboard: %s replayed inbox row %d", identity, row_id)
+        url = request.url_for("inbox_row", row_id=str(row_id)).path
+        return RedirectResponse(f"{url}?replayed=1", status_code=303)
+
     # -- token login ---------------------------------------------------------------
 
     async def login_form(self, request: Request) -> Response:
@@ -340,6 +389,20 @@ class Dashboard:
         return response
 
 
+def _pages(raw: dict[str, str], page: int, limit: int, total: int) -> dict[str, Any]:
+    """A page's place among ``total`` rows: its number, how many, and the query strings of
+    the pages before and after it (None at either end)."""
+    pages = max(1, -(-total // limit))
+    per = {**raw, "limit": limit if limit != PER_PAGE else ""}
+    return {
+        "total": total,
+        "page": page,
+        "pages": pages,
+        "prev_url": query({**per, "page": page - 1}) if page > 1 else None,
+        "next_url": query({**per, "page": page + 1}) if page < pages else None,
+    }
+
+
 def _per_second(text: str) -> float:
     try:
         value = float(text or 50)
@@ -382,6 +445,14 @@ def create_app(
         Route("/replay", views.replay_bulk, methods=["POST"], name="replay_bulk"),
         Route("/errors/{key}/replay", views.confirm_group, name="confirm_group"),
         Route("/errors/{key}/replay", views.replay_group, methods=["POST"], name="replay_group"),
+        Route("/inbox", views.inbox, name="inbox"),
+        Route("/inbox/{row_id}", views.inbox_row, name="inbox_row"),
+        Route(
+            "/inbox/{row_id}/replay",
+            views.replay_inbox_row,
+            methods=["POST"],
+            name="replay_inbox_row",
+        ),
         Route("/login", views.login_form, name="login"),
         Route("/login", views.login, methods=["POST"], name="login_post"),
         Route("/logout", views.logout, methods=["POST"], name="logout"),

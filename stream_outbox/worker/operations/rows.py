@@ -17,7 +17,16 @@ from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.operations.error_groups import ErrorGroup, FailedRow, group_failures
 from stream_outbox.worker.operations.times import parse_time
 
-__all__ = ["Filters", "RowView", "count_rows", "failure_groups", "get_row", "list_rows"]
+__all__ = [
+    "Filters",
+    "RowView",
+    "count_rows",
+    "escape_like",
+    "failure_groups",
+    "get_row",
+    "list_rows",
+    "time_window",
+]
 
 
 @dataclass(frozen=True)
@@ -39,11 +48,7 @@ class Filters:
             raise AdminError(f"unknown status {status!r}: use one of {', '.join(Status)}")
         if kind is not None and kind not in set(TargetKind):
             raise AdminError(f"unknown target kind {kind!r}: use one of {', '.join(TargetKind)}")
-        since_text, until_text = raw.get("since"), raw.get("until")
-        since = parse_time(since_text) if since_text else None
-        until = parse_time(until_text) if until_text else None
-        if since and until and since > until:
-            raise AdminError("--since is later than --until")
+        since, until = time_window(raw.get("since"), raw.get("until"))
         return cls(
             status, kind, raw.get("target_id") or None, raw.get("error") or None, since, until
         )
@@ -59,7 +64,7 @@ class Filters:
         if self.target_id:
             conditions.append(c.target_id == self.target_id)
         if self.error:
-            conditions.append(c.last_error.ilike(f"%{_escape_like(self.error)}%", escape="\\"))
+            conditions.append(c.last_error.ilike(f"%{escape_like(self.error)}%", escape="\\"))
         if self.since:
             conditions.append(c.created_at >= self.since)
         if self.until:
@@ -71,7 +76,19 @@ class Filters:
         return {k: str(v) for k, v in asdict(self).items() if v is not None}
 
 
-def _escape_like(text: str) -> str:
+def time_window(
+    since_text: str | None, until_text: str | None
+) -> tuple[datetime | None, datetime | None]:
+    """``--since`` and ``--until`` (ISO 8601 or an age), checked to be in order."""
+    since = parse_time(since_text) if since_text else None
+    until = parse_time(until_text) if until_text else None
+    if since and until and since > until:
+        raise AdminError("--since is later than --until")
+    return since, until
+
+
+def escape_like(text: str) -> str:
+    """``text`` for a LIKE pattern: its wildcards and the escape character taken literally."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 

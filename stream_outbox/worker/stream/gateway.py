@@ -297,6 +297,36 @@ class StreamGateway:
         )
         return page_of(answer)
 
+    def channels_with_messages_since(self, since: str, *, offset: int = 0) -> list[str]:
+        """A page (30) of the cids (``type:id``) of channels whose newest message is at or
+        after ``since`` (Stream's RFC 3339 time), oldest ``last_message_at`` first:
+        QueryChannels, without members or messages."""
+        response = self.call(
+            "QueryChannels",
+            StreamChat.query_channels,
+            {"last_message_at": {"$gte": since}},
+            [{"field": "last_message_at", "direction": 1}],
+            limit=QUERY_CHANNELS_PER_CALL,
+            offset=offset,
+            member_limit=0,
+            message_limit=0,
+        )
+        channels = [answer.get("channel") or {} for answer in response.get("channels", [])]
+        return [str(c.get("cid") or f"{c.get('type')}:{c.get('id')}") for c in channels]
+
+    def message_page(
+        self, channel_type: str, channel_id: str, before: str | None = None
+    ) -> list[dict[str, Any]]:
+        """A channel's newest page of messages (300), or the page before the message
+        ``before``, oldest first, deleted ones included, each as Stream answers it."""
+        options: dict[str, Any] = {"limit": MESSAGES_PER_QUERY}
+        if before is not None:
+            options["id_lt"] = before
+        answer = self.call(
+            "GetOrCreateChannel", sdk.query_messages, channel_type, channel_id, options
+        )
+        return list(answer.get("messages") or [])
+
     def update_channel_data(
         self, channel_type: str, channel_id: str, set_: dict[str, Any], unset: Sequence[str]
     ) -> dict[str, Any] | None:
