@@ -1,0 +1,224 @@
+"""Dual mode, both ways, through the Procfile's processes: in one conversation two users
+write through the app's session (the old client) and two through user-token calls to
+Stream (the new client); relay, worker and inbound run under honcho, Stream's webhooks
+reach the inbound process. Every message ends in both places once, in the same order,
+and edits, deletions and reads made on either side arrive on the other."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from stream_outbox.app_hooks.reference import (
+    Conversation,
+    ConversationParticipant,
+    Message,
+    User,
+)
+from stream_outbox.emulator import Emulator
+from tests.support.processes import free_port, script, started_processes, stop, wait_for
+from tests.support.redis import REDIS_PREFIX, clear_redis, redis_db_url
+from tests.support.settings import BIN, ROOT, clean_environ, product_env
+from tests.support.user_client import UserClient
+
+pytestmark = pytest.mark.slow
+
+REDIS_DB = 13
+ROUNDS = 5  # each round: one message from each of the four users
+
+
+@pytest.fixture()
+def inbound_port() -> int:
+    return free_port()
+
+
+@pytest.fixture()
+def env(database_url: str, redis_url: str, emu: Emulator, inbound_port: int) -> dict[str, str]:
+    redis = redis_db_url(REDIS_DB)
+    clear_redis(redis, REDIS_PREFIX)
+    hook = f"http://127.0.0.1:{inbound_port}/stream/webhook"
+    emu.client().update_app_settings(
+        event_hooks=[{"hook_type": "webhook", "webhook_url": hook, "enabled": True}]
+    )
+    return clean_environ(
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **product_env(
+            database_url,
+            redis,
+            emu.base_url,
+            prefix=REDIS_PREFIX,
+            OUTBOX_WORKER_THREADS="4",
+            OUTBOX_INBOUND_PORT=str(inbound_port),
+            PYTHONUNBUFFERED="1",
+        ),
+    )
+
+
+@pytest.fixture()
+def honcho(env: dict[str, str]) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+    with started_processes(env, cwd=ROOT) as launch:
+        yield lambda: launch(*script("honcho", "start", "-f", str(ROOT / "Procfile")))
+
+
+def _texts_in_db(engine: Engine, conversation_id: Any) -> list[str]:
+    query = (
+        select(Message.content)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.created_at, Message.id)
+    )
+    with engine.connect() as conn:
+        return list(conn.scalars(query))
+
+
+def _texts_in_stream(emu: Emulator, cid: str) -> list[str]:
+    held = emu.state()["messages"].get(cid, [])
+    live = [m for m in held if not m.get("deleted_at")]
+    return [m["text"] for m in sorted(live, key=lambda m: (m["created_at"], m["id"]))]
+
+
+def _sees(side: Callable[[], list[str]], expected: list[str]) -> bool:
+    return side() == expected
+
+
+def _last_read(engine: Engine, conversation_id: Any, user_id: Any) -> datetime | None:
+    with engine.connect() as conn:
+        return conn.scalar(
+            select(ConversationParticipant.last_read_at).where(
+                ConversationParticipant.conversation_id == conversation_id,
+                ConversationParticipant.user_id == user_id,
+            )
+        )
+
+
+def test_two_clients_on_two_sides_of_one_conversation_see_the_same_chat(
+    emu: Emulator,
+    clean_db: Engine,
+    session_factory: sessionmaker[Session],
+    honcho: Callable[[], subprocess.Popen[str]],
+) -> None:
+    sessions = session_factory
+    # Given a conversation of four, its channel in Stream
+    with sessions() as session, session.begin():
+        people = [User(email=f"dual{n}@example.com") for n in range(4)]
+        conversation = Conversation()
+        session.add_all([*people, conversation])
+        session.flush()
+        session.add_all(
+            ConversationParticipant(conversation_id=conversation.id, user_id=p.id) for p in people
+        )
+    procs = honcho()
+    try:
+
+        def four_members() -> str | None:
+            channels = emu.state()["channels"].items()
+            return next((c for c, ch in channels if len(ch["members"]) == 4), None)
+
+        wait_for(four_members, "the conversation's channel in Stream", timeout=60, process=procs)
+        cid = str(four_members())
+        server = emu.client()
+        http = requests.Session()
+        new = [
+            UserClient(emu.base_url, emu.api_key, str(p.id), server.create_token(str(p.id)), http)
+            for p in people[2:]
+        ]
+        # When the old clients write through the app and the new ones in Stream, in turn,
+        # each replying once the message before is on its own side (as people do)
+        expected: list[str] = []
+        for n in range(ROUNDS):
+            for k, person in enumerate(people):
+                side = partial(_texts_in_db, clean_db, conversation.id)
+                if k >= 2:
+                    side = partial(_texts_in_stream, emu, cid)
+                wait_for(
+                    partial(_sees, side, list(expected)),
+                    f"{expected[-1:]} seen by user {k}",
+                    timeout=30,
+                    process=procs,
+                )
+                text = f"round {n} from {k}"
+                if k < 2:
+                    with sessions() as session, session.begin():
+                        session.add(
+                            Message(
+                                conversation_id=conversation.id, sender_id=person.id, content=text
+                            )
+                        )
+                else:
+                    new[k - 2].send_message(cid, {"text": text})
+                expected.append(text)
+        # Then every message is in both places once, in the same order
+        wait_for(
+            lambda: _texts_in_db(clean_db, conversation.id) == expected,
+            "the new clients' messages in the app's database",
+            timeout=60,
+            process=procs,
+        )
+        wait_for(
+            lambda: _texts_in_stream(emu, cid) == expected,
+            "the old clients' messages in Stream",
+            timeout=60,
+            process=procs,
+        )
+        # When each side edits and deletes a message of its own, and reads
+        with sessions() as session, session.begin():
+            own = session.scalars(
+                select(Message).where(Message.content.in_(["round 0 from 0", "round 1 from 1"]))
+            ).all()
+            by_text = {m.content: m for m in own}
+            by_text["round 0 from 0"].content = "edited in the app"
+            session.delete(by_text["round 1 from 1"])
+        in_stream = {m["text"]: m["id"] for m in emu.state()["messages"][cid]}
+        new[0].update_message({"id": in_stream["round 0 from 2"], "text": "edited in Stream"})
+        new[1].delete_message(in_stream["round 1 from 3"])
+        read_at = datetime.now(UTC)
+        new[0].mark_read(cid)
+        with sessions() as session, session.begin():
+            participant = session.get_one(ConversationParticipant, (conversation.id, people[0].id))
+            participant.last_read_at = read_at
+        expected = [
+            {"round 0 from 0": "edited in the app", "round 0 from 2": "edited in Stream"}.get(t, t)
+            for t in expected
+            if t not in ("round 1 from 1", "round 1 from 3")
+        ]
+        # Then both sides hold the same messages again, and each read is on the other side
+        wait_for(
+            lambda: _texts_in_db(clean_db, conversation.id) == expected,
+            "Stream's edit and deletion in the app's database",
+            timeout=60,
+            process=procs,
+        )
+        wait_for(
+            lambda: _texts_in_stream(emu, cid) == expected,
+            "the app's edit and deletion in Stream",
+            timeout=60,
+            process=procs,
+        )
+        wait_for(
+            lambda: _last_read(clean_db, conversation.id, people[2].id),
+            "the new client's read in the app's database",
+            timeout=30,
+        )
+        members = emu.state()["channels"][cid]["members"]
+        assert str(people[0].id) in members
+        wait_for(
+            lambda: _member_read(emu, cid, str(people[0].id)),
+            "the old client's read in Stream",
+            timeout=30,
+        )
+    finally:
+        stop(procs)
+
+
+def _member_read(emu: Emulator, cid: str, user_id: str) -> str | None:
+    member = emu.state()["channels"][cid]["member_records"].get(user_id) or {}
+    read: str | None = member.get("last_read")
+    return read
