@@ -25,7 +25,7 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.emulator import Emulator
-from tests.support.processes import free_port, script, started_processes, stop, wait_for
+from tests.support.processes import Run, free_port, script, started_processes, stop, wait_for
 from tests.support.redis import REDIS_PREFIX, clear_redis, redis_db_url
 from tests.support.settings import BIN, ROOT, clean_environ, product_env
 from tests.support.user_client import UserClient
@@ -42,24 +42,28 @@ def inbound_port() -> int:
 
 
 @pytest.fixture()
-def env(database_url: str, redis_url: str, emu: Emulator, inbound_port: int) -> dict[str, str]:
+def product(database_url: str, redis_url: str, emu: Emulator, inbound_port: int) -> dict[str, str]:
+    """The product's settings, Stream's webhooks sent to the inbound process."""
     redis = redis_db_url(REDIS_DB)
     clear_redis(redis, REDIS_PREFIX)
     hook = f"http://127.0.0.1:{inbound_port}/stream/webhook"
     emu.client().update_app_settings(
         event_hooks=[{"hook_type": "webhook", "webhook_url": hook, "enabled": True}]
     )
+    return product_env(
+        database_url,
+        redis,
+        emu.base_url,
+        prefix=REDIS_PREFIX,
+        OUTBOX_WORKER_THREADS="4",
+        OUTBOX_INBOUND_PORT=str(inbound_port),
+    )
+
+
+@pytest.fixture()
+def env(product: dict[str, str]) -> dict[str, str]:
     return clean_environ(
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        **product_env(
-            database_url,
-            redis,
-            emu.base_url,
-            prefix=REDIS_PREFIX,
-            OUTBOX_WORKER_THREADS="4",
-            OUTBOX_INBOUND_PORT=str(inbound_port),
-            PYTHONUNBUFFERED="1",
-        ),
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1", **product
     )
 
 
@@ -131,19 +135,22 @@ def test_two_clients_on_two_sides_of_one_conversation_see_the_same_chat(
             for p in people[2:]
         ]
         # When the old clients write through the app and the new ones in Stream, in turn,
-        # each replying once the message before is on its own side (as people do)
+        # each replying once the message before has reached both sides (Stream stamps a
+        # message when it gets it: two sent within the mirror's lag of each other may be
+        # in a different order on the two sides)
         expected: list[str] = []
         for n in range(ROUNDS):
             for k, person in enumerate(people):
-                side = partial(_texts_in_db, clean_db, conversation.id)
-                if k >= 2:
-                    side = partial(_texts_in_stream, emu, cid)
-                wait_for(
-                    partial(_sees, side, list(expected)),
-                    f"{expected[-1:]} seen by user {k}",
-                    timeout=30,
-                    process=procs,
-                )
+                for side in (
+                    partial(_texts_in_db, clean_db, conversation.id),
+                    partial(_texts_in_stream, emu, cid),
+                ):
+                    wait_for(
+                        partial(_sees, side, list(expected)),
+                        f"{expected[-1:]} on both sides before user {k} writes",
+                        timeout=30,
+                        process=procs,
+                    )
                 text = f"round {n} from {k}"
                 if k < 2:
                     with sessions() as session, session.begin():
@@ -222,3 +229,68 @@ def _member_read(emu: Emulator, cid: str, user_id: str) -> str | None:
     member = emu.state()["channels"][cid]["member_records"].get(user_id) or {}
     read: str | None = member.get("last_read")
     return read
+
+
+def test_webhooks_lost_duplicated_and_reordered_still_bring_every_message_once(
+    emu: Emulator,
+    clean_db: Engine,
+    session_factory: sessionmaker[Session],
+    honcho: Callable[[], subprocess.Popen[str]],
+    product: dict[str, str],
+    cli: Run,
+) -> None:
+    # Given a conversation of two in Stream, both on the new client
+    with session_factory() as session, session.begin():
+        people = [User(email=f"faulty{n}@example.com") for n in range(2)]
+        conversation = Conversation()
+        session.add_all([*people, conversation])
+        session.flush()
+        session.add_all(
+            ConversationParticipant(conversation_id=conversation.id, user_id=p.id) for p in people
+        )
+    procs = honcho()
+    try:
+        wait_for(lambda: emu.state()["channels"], "the channel", timeout=60, process=procs)
+        (cid,) = emu.state()["channels"]
+        server = emu.client()
+        writer = UserClient(
+            emu.base_url,
+            emu.api_key,
+            str(people[0].id),
+            server.create_token(str(people[0].id)),
+            requests.Session(),
+        )
+        # When Stream's webhooks are duplicated, reordered, and some lost for good (the
+        # receiver down past Stream's retries), while the new client writes
+        emu.webhook_fault("duplicate", times=4, event_type="message.new")
+        emu.webhook_fault("reorder", times=4, event_type="message.new")
+        texts = [f"m{n:02d}" for n in range(12)]
+        for text in texts[:8]:
+            writer.send_message(cid, {"text": text})
+        emu.wait_webhooks(timeout=30)
+        emu.webhook_fault("drop", times=4, event_type="message.new")
+        for text in texts[8:]:
+            writer.send_message(cid, {"text": text})
+        emu.wait_webhooks(timeout=30)
+        # Then every delivered message is in the app's database once, the lost ones not yet
+        wait_for(
+            lambda: len(_texts_in_db(clean_db, conversation.id)) == 8,
+            "the delivered messages in the app's database",
+            timeout=30,
+            process=procs,
+        )
+        assert _texts_in_db(clean_db, conversation.id) == texts[:8]
+        # And once `inbound sync` has caught up from Stream's own state, every one, once,
+        # in Stream's order
+        done = cli("inbound", "sync", "--since", "1h", **product)
+        assert done.returncode == 0, done.stderr
+        wait_for(
+            lambda: _texts_in_db(clean_db, conversation.id) == texts,
+            "the lost messages caught up by inbound sync",
+            timeout=30,
+            process=procs,
+        )
+        assert cli("inbound", "sync", "--since", "1h", **product).returncode == 0
+        assert _texts_in_db(clean_db, conversation.id) == texts
+    finally:
+        stop(procs)
