@@ -108,6 +108,8 @@ def test_two_clients_on_two_sides_of_one_conversation_see_the_same_chat(
     clean_db: Engine,
     session_factory: sessionmaker[Session],
     honcho: Callable[[], subprocess.Popen[str]],
+    product: dict[str, str],
+    cli: Run,
 ) -> None:
     sessions = session_factory
     # Given a conversation of four, its channel in Stream
@@ -221,6 +223,9 @@ def test_two_clients_on_two_sides_of_one_conversation_see_the_same_chat(
             "the old client's read in Stream",
             timeout=30,
         )
+        # And verify finds both sides the same, messages included
+        checked = cli("admin", "verify", "--messages", **product)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
     finally:
         stop(procs)
 
