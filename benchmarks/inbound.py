@@ -6,7 +6,8 @@ Starts ``stream-outbox inbound`` on a scratch database (the reference app), post
 ``message.new`` events shaped and signed as Stream sends them (each its own
 ``X-Webhook-Id``) from ``--threads`` threads with keep-alive connections, and prints the
 webhooks acknowledged per second, then the rows applied per second by the process's
-runner (the real applier where it is installed, else every row settled as ignored),
+runner (the real applier: each event a message inserted in a conversation whose channel
+the channel map knows),
 timed from the first POST to the last row settled, and the same per CPU-second of the
 process (its rate on one free core, whatever else the machine runs). Goal: 500
 webhooks/s or more. Then 200 webhooks paced at 20 a second, and the lag from each
@@ -26,13 +27,15 @@ import os
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.pool import NullPool
 
-from stream_outbox.app_hooks.outbox import inbox
+from stream_outbox.app_hooks.outbox import channel_map, inbox
+from stream_outbox.app_hooks.reference import Conversation, ConversationParticipant, User
 from stream_outbox.worker.inbound import WEBHOOK_PATH
 from tests.support.database import outbox_database
 from tests.support.inbound import message_event, sign
@@ -43,12 +46,14 @@ PACED_RATE = 20.0  # webhooks a second, one at a time, for the lag
 PACED_COUNT = 200
 
 
-def _bodies(count: int, channels: int) -> list[tuple[str, bytes]]:
+def _bodies(count: int, channels: int, user_id: str) -> list[tuple[str, bytes]]:
     """Pre-built (webhook id, body) pairs, so the clients spend their time posting."""
     return [
         (
             str(uuid.uuid4()),
-            json.dumps(message_event(f"messaging:bench{n % channels}", text=f"m{n}")).encode(),
+            json.dumps(
+                message_event(f"messaging:bench{n % channels}", text=f"m{n}", user_id=user_id)
+            ).encode(),
         )
         for n in range(count)
     ]
@@ -82,7 +87,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _paced_lags(port: int, url: str, rate: float, count: int) -> list[float]:
+def _paced_lags(port: int, url: str, rate: float, count: int, user_id: str) -> list[float]:
     """Post ``count`` events at ``rate`` a second (each dated when posted), then each row's
     time from that date to its settling (the runner's commit), in milliseconds."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -91,7 +96,8 @@ def _paced_lags(port: int, url: str, rate: float, count: int) -> list[float]:
         started = time.perf_counter()
         for n in range(count):
             time.sleep(max(0.0, started + n / rate - time.perf_counter()))
-            body = json.dumps(message_event(f"messaging:paced{n % 5}", text=marker)).encode()
+            event = message_event(f"messaging:bench{n % 5}", text=marker, user_id=user_id)
+            body = json.dumps(event).encode()
             headers = {"X-Webhook-Id": str(uuid.uuid4()), "X-Api-Key": API_KEY}
             connection.request("POST", WEBHOOK_PATH, body, {**headers, "X-Signature": sign(body)})
             connection.getresponse().read()
@@ -120,11 +126,52 @@ def _settled(url: str, marker: str | None = None) -> int:
         engine.dispose()
 
 
+def _statuses(url: str) -> dict[str, int]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            query = select(inbox.c.status, func.count()).group_by(inbox.c.status)
+            return {str(status): int(n) for status, n in conn.execute(query)}
+    finally:
+        engine.dispose()
+
+
+def _known_channels(db_url: str, channels: int) -> str:
+    """A user and ``channels`` conversations of theirs, each with its channel in Stream
+    (``messaging:bench{n}``), so that every event posted is applied as a message; the
+    user's id."""
+    user_id = uuid.uuid4()
+    engine = create_engine(db_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(User.__table__.insert(), [{"id": user_id, "email": "bench@example.com"}])
+        ids = [uuid.uuid4() for _ in range(channels)]
+        conn.execute(Conversation.__table__.insert(), [{"id": c} for c in ids])
+        conn.execute(
+            ConversationParticipant.__table__.insert(),
+            [{"conversation_id": c, "user_id": user_id} for c in ids],
+        )
+        conn.execute(
+            channel_map.insert(),
+            [
+                {
+                    "conversation_id": str(c),
+                    "channel_type": "messaging",
+                    "channel_id": f"bench{n}",
+                    "in_stream_at": datetime.now(UTC),
+                }
+                for n, c in enumerate(ids)
+            ],
+        )
+    engine.dispose()
+    return str(user_id)
+
+
 def measure(webhooks: int, threads: int, channels: int) -> dict[str, Any]:
     """Post ``webhooks`` events from ``threads`` threads; the figures."""
-    bodies = _bodies(webhooks, channels)
     port = free_port()
     with outbox_database("stream_outbox_bench_inbound") as db_url:
+        user_id = _known_channels(db_url, channels)
+        bodies = _bodies(webhooks, channels, user_id)
         env = clean_environ(
             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             **product_env(db_url, REDIS_URL, "http://127.0.0.1:9"),
@@ -146,7 +193,8 @@ def measure(webhooks: int, threads: int, channels: int) -> dict[str, Any]:
             wait_for(lambda: _settled(db_url) >= webhooks, "every row settled", timeout=600)
             applied = time.perf_counter() - started
             cpu_applied = _cpu_seconds(process.pid) - cpu_before
-            lags = _paced_lags(port, db_url, PACED_RATE, PACED_COUNT)
+            statuses = _statuses(db_url)
+            lags = _paced_lags(port, db_url, PACED_RATE, PACED_COUNT, user_id)
         finally:
             stop(process, timeout=60, check=False)
     return {
@@ -154,6 +202,7 @@ def measure(webhooks: int, threads: int, channels: int) -> dict[str, Any]:
         "client_threads": threads,
         "channels": channels,
         "refused": len(failures),
+        "rows_by_status": statuses,
         "received_per_second": round(webhooks / received),
         "applied_per_second": round(webhooks / applied),
         # The process's own CPU time: its rate on one free core, however loaded the machine
