@@ -186,6 +186,10 @@ class FakeGateway:
     ) -> None:
         self._enter("update_members", channel_type, channel_id, list(add), list(remove))
 
+    def mark_read(self, channel_type: str, channel_id: str, user_id: str, message_id: str) -> bool:
+        self._enter("mark_read", channel_type, channel_id, user_id, message_id)
+        return True
+
     def delete_channel(self, channel_type: str, channel_id: str, *, hard: bool = False) -> None:
         self._enter("delete_channel", channel_type, channel_id, hard)
         self.deleted_channels.append((channel_type, channel_id, hard))
