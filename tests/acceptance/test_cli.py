@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 
+from stream_outbox.app_hooks.outbox import metadata
 from stream_outbox.worker.settings import normalize_database_url
 from tests.support.processes import Run
 from tests.support.settings import BIN
@@ -16,7 +17,8 @@ from tests.support.settings import BIN
 pytestmark = pytest.mark.slow
 
 SCRIPT = BIN / "stream-outbox"
-OUTBOX_TABLES = {"stream_outbox", "stream_outbox_channel", "stream_outbox_audit"}
+# The product's tables (the outbox, channel map, audit, inbox and message map)
+OUTBOX_TABLES = set(metadata.tables)
 
 
 def table_names(url: str) -> set[str]:
