@@ -25,7 +25,15 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 from stream_outbox.emulator import Emulator
-from tests.support.processes import Run, free_port, script, started_processes, stop, wait_for
+from tests.support.processes import (
+    Run,
+    free_port,
+    script,
+    serving,
+    started_processes,
+    stop,
+    wait_for,
+)
 from tests.support.redis import REDIS_PREFIX, clear_redis, redis_db_url
 from tests.support.settings import BIN, ROOT, clean_environ, product_env
 from tests.support.user_client import UserClient
@@ -68,9 +76,17 @@ def env(product: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture()
-def honcho(env: dict[str, str]) -> Iterator[Callable[[], subprocess.Popen[str]]]:
-    with started_processes(env, cwd=ROOT) as launch:
-        yield lambda: launch(*script("honcho", "start", "-f", str(ROOT / "Procfile")))
+def launch(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    with started_processes(env, cwd=ROOT) as start:
+        yield start
+
+
+@pytest.fixture()
+def honcho(
+    launch: Callable[..., subprocess.Popen[str]],
+) -> Callable[..., subprocess.Popen[str]]:
+    """The Procfile under honcho: every process, or those named."""
+    return lambda *names: launch(*script("honcho", "start", "-f", str(ROOT / "Procfile"), *names))
 
 
 def _texts_in_db(engine: Engine, conversation_id: Any) -> list[str]:
@@ -297,5 +313,62 @@ def test_webhooks_lost_duplicated_and_reordered_still_bring_every_message_once(
         )
         assert cli("inbound", "sync", "--since", "1h", **product).returncode == 0
         assert _texts_in_db(clean_db, conversation.id) == texts
+    finally:
+        stop(procs)
+
+
+def test_a_receiver_down_is_caught_up_by_inbound_sync_once_it_is_back(
+    emu: Emulator,
+    clean_db: Engine,
+    session_factory: sessionmaker[Session],
+    honcho: Callable[..., subprocess.Popen[str]],
+    launch: Callable[..., subprocess.Popen[str]],
+    product: dict[str, str],
+    inbound_port: int,
+    cli: Run,
+) -> None:
+    # Given the relay and worker running, the inbound receiver down, and a conversation
+    with session_factory() as session, session.begin():
+        people = [User(email=f"down{n}@example.com") for n in range(2)]
+        conversation = Conversation()
+        session.add_all([*people, conversation])
+        session.flush()
+        session.add_all(
+            ConversationParticipant(conversation_id=conversation.id, user_id=p.id) for p in people
+        )
+    procs = honcho("relay", "worker")
+    try:
+        wait_for(lambda: emu.state()["channels"], "the channel", timeout=60, process=procs)
+        (cid,) = emu.state()["channels"]
+        user = str(people[1].id)
+        writer = UserClient(
+            emu.base_url, emu.api_key, user, emu.client().create_token(user), requests.Session()
+        )
+        # When the new client writes while nothing receives Stream's webhooks (Stream
+        # tries each, then gives up)
+        texts = [f"while down {n}" for n in range(6)]
+        for text in texts:
+            writer.send_message(cid, {"text": text})
+        emu.wait_webhooks(timeout=30)
+        assert _texts_in_db(clean_db, conversation.id) == []
+        # Then, the receiver back and `inbound sync` run, every message is in the app once
+        inbound = launch(*script("stream-outbox", "inbound"))
+        serving(inbound, f"http://127.0.0.1:{inbound_port}/healthz")
+        done = cli("inbound", "sync", "--since", "1h", **product)
+        assert done.returncode == 0, done.stderr
+        wait_for(
+            lambda: _texts_in_db(clean_db, conversation.id) == texts,
+            "the messages written while the receiver was down",
+            timeout=30,
+            process=inbound,
+        )
+        # And what the client writes now comes by webhook again
+        writer.send_message(cid, {"text": "back"})
+        wait_for(
+            lambda: _texts_in_db(clean_db, conversation.id) == [*texts, "back"],
+            "a message written once the receiver is back",
+            timeout=30,
+            process=inbound,
+        )
     finally:
         stop(procs)
