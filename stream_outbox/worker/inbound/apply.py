@@ -303,11 +303,7 @@ def _message_new(a: _Applier, event: InboundEvent) -> Outcome:
         return Outcome("message born in the app: nothing to insert", ignored=True)
     if entry is not None:
         return Outcome("message recorded already: nothing to do")
-    conversation = a.conversation_of(event)
-    if isinstance(conversation, Outcome):
-        return conversation
-    made = a.insert_message(conversation, message, deleted=False)
-    return Outcome(f"message inserted as {made}")
+    return _insert(a, event, message, deleted=False, said="message inserted as {}")
 
 
 def _message_updated(a: _Applier, event: InboundEvent) -> Outcome:
@@ -319,11 +315,8 @@ def _message_updated(a: _Applier, event: InboundEvent) -> Outcome:
         changed = a.set_text(message.app_id, message.text)
         return Outcome("text set (born in the app)" if changed else "text in step already")
     if entry is None:  # before its message.new: written as it is now
-        conversation = a.conversation_of(event)
-        if isinstance(conversation, Outcome):
-            return conversation
-        made = a.insert_message(conversation, message, deleted=False)
-        return Outcome(f"message inserted as {made} (its update came first)")
+        said = "message inserted as {} (its update came first)"
+        return _insert(a, event, message, deleted=False, said=said)
     if not edit_applies(entry, message.updated_at):
         why = "deleted" if entry.deleted_at is not None else "a later edit was applied"
         return Outcome(f"edit ignored: {why}")
@@ -342,16 +335,24 @@ def _message_deleted(a: _Applier, event: InboundEvent) -> Outcome:
         gone = a.delete_message(message.app_id, message.deleted_at)
         return Outcome("deleted (born in the app)" if gone else "deleted already")
     if entry is None:  # before its message.new: recorded deleted
-        conversation = a.conversation_of(event)
-        if isinstance(conversation, Outcome):
-            return conversation
-        made = a.insert_message(conversation, message, deleted=True)
-        return Outcome(f"message {made} recorded deleted (its deletion came first)")
+        said = "message {} recorded deleted (its deletion came first)"
+        return _insert(a, event, message, deleted=True, said=said)
     if entry.deleted_at is not None:
         return Outcome("deleted already")
     a.delete_message(entry.message_id, message.deleted_at)
     message_map.mark_deleted(a.conn, entry.message_id)
     return Outcome("message deleted")
+
+
+def _insert(
+    a: _Applier, event: InboundEvent, message: InboundMessage, *, deleted: bool, said: str
+) -> Outcome:
+    """Insert the message in its channel's conversation (``said`` names the new row's id
+    in its ``{}``), or what stands in the way (an unknown channel)."""
+    conversation = a.conversation_of(event)
+    if isinstance(conversation, Outcome):
+        return conversation
+    return Outcome(said.format(a.insert_message(conversation, message, deleted=deleted)))
 
 
 def _message_of(event: InboundEvent) -> InboundMessage:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import threading
 from collections.abc import Callable
-from types import FrameType
 
 import uvicorn
 from prometheus_client import make_asgi_app
@@ -30,6 +28,7 @@ from stream_outbox.worker.app_binding import resolve_binding
 from stream_outbox.worker.health import Heartbeat, Readiness, Report
 from stream_outbox.worker.inbound.receiver import create_receiver
 from stream_outbox.worker.inbound.runner import ApplyEvent, Runner
+from stream_outbox.worker.pipeline.processes import stop_on_signals
 from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.store.schema import require_migrated
 
@@ -102,25 +101,13 @@ def _sync_on_schedule(settings: Settings, engine: Engine, stop: threading.Event)
             log.exception("inbound sync failed; next in %g s", every)
 
 
-def _on_signals(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``, from the start: one that comes before the server
-    serves stops it as soon as it has started (uvicorn, which takes the signals while it
-    serves, hands them back here once it has shut down, instead of the default handler,
-    which would end the process before the runner finishes its batch)."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if not stop.is_set():
-            log.info("%s received: shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 def run_inbound(settings: Settings, *, port: int | None = None) -> None:
     """Serve the receiver and run the runner until SIGTERM/SIGINT."""
+    # SIGTERM and SIGINT set stop from the start: one before the server serves stops it as
+    # soon as it has started (uvicorn, which takes the signals while it serves, hands them
+    # back once it has shut down, so the runner finishes its batch)
     stop = threading.Event()
-    _on_signals(stop)
+    stop_on_signals(stop)
     engine = create_engine(settings.database_url, pool_pre_ping=True, **_POOL)
     require_migrated(engine)
     settings.stream_credentials()  # refuse to start without the key and secret

@@ -22,7 +22,6 @@ from stream_outbox.worker.pipeline.jobs import Job, batch_job, job_targets, plan
 from stream_outbox.worker.pipeline.middleware import CurrentBroker
 from stream_outbox.worker.pipeline.retry import describe, retry_delay_ms
 from stream_outbox.worker.store.locks import TargetBusy
-from stream_outbox.worker.stream.limits import MAX_USERS_PER_CALL
 from stream_outbox.worker.sync import Result, reconcile
 
 __all__ = ["ACTOR_NAME", "PRIORITY_ACTOR_NAME", "JobOutcome", "run_job", "run_priority_job"]
@@ -136,6 +135,8 @@ def _reconcile_and_settle(
 # the first of each window takes along the targets of the others (and of rows come
 # meanwhile)
 _GATHER = 0.1
+# The targets a gathering batch holds at most: UpdateUsers and DeleteChannels each take 100
+_GATHER_AT_MOST = 100
 # How long after such a job the next is of the same burst; the longest the others of a
 # window wait for its first to end (should it die)
 _BURST = 1.0
@@ -151,7 +152,7 @@ def _gathering(
 ) -> tuple[JobOutcome, str]:
     """A batch that, in a burst, takes along other jobs' open targets of ``kind`` (with a
     row of ``event``, if given) up to 100 in all; a lone job goes at once."""
-    room = MAX_USERS_PER_CALL - len(targets)
+    room = _GATHER_AT_MOST - len(targets)
     burst = f"{kind}:{event or 'any'}"
     if room <= 0 or _retried() or _priority() or not _in_a_burst(rt, burst):
         return _batch(rt, kind, targets, row_ids)

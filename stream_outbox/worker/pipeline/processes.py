@@ -26,7 +26,7 @@ from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.store.repository import OutboxRepository
 from stream_outbox.worker.store.schema import require_migrated
 
-__all__ = ["QUEUES", "build_workers", "run_relay", "run_worker"]
+__all__ = ["QUEUES", "build_workers", "run_relay", "run_worker", "stop_on_signals"]
 
 log = logging.getLogger(__name__)
 _SHUTDOWN_TIMEOUT_MS = 30_000
@@ -34,7 +34,10 @@ _SHUTDOWN_TIMEOUT_MS = 30_000
 _RELAY_STALE_SECONDS = 60.0
 
 
-def _on_signals(stop: threading.Event) -> None:
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop`` (logged once), from now on: the process then ends
+    its work in hand and shuts down, rather than die by the default handler."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         if not stop.is_set():
             log.info("%s received: shutting down", signal.Signals(signum).name)
@@ -99,7 +102,7 @@ def run_relay(settings: Settings, *, listen: bool = True) -> None:
         heartbeat=heartbeat,
     )
     stop = threading.Event()
-    _on_signals(stop)
+    stop_on_signals(stop)
     _serve_metrics(settings, heartbeat.check, stream=False)
 
     def stop_relay_on_signal() -> None:
@@ -133,7 +136,7 @@ def run_worker(settings: Settings, queue: str = "all") -> None:
     declare_actors(broker, settings)
     runtime.install(rt)
     stop = rt.stopping  # in-flight batches see it too, and hand their rest to a new job
-    _on_signals(stop)
+    stop_on_signals(stop)
     workers = build_workers(broker, settings, queue)
     for worker in workers:
         worker.start()
