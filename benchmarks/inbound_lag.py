@@ -37,14 +37,12 @@ from benchmarks.drain import _settle
 from benchmarks.pipeline import Processes
 from stream_outbox.app_hooks.outbox import inbox
 from stream_outbox.app_hooks.reference import (
-    Conversation,
-    ConversationParticipant,
     Message,
-    User,
 )
 from tests.support.database import outbox_database
 from tests.support.emulator import RemoteEmulator, remote_emulator
 from tests.support.processes import free_port, script, wait_for
+from tests.support.story import group
 from tests.support.user_client import UserClient
 
 
@@ -81,14 +79,7 @@ def measure(messages: int, rate: float) -> dict[str, Any]:
                 procs.relay()
                 procs.start("inbound", script("stream-outbox", "inbound"), "inbound: Stream's")
                 with sessions() as session, session.begin():
-                    people = [User(email=f"lag{n}@example.com") for n in range(2)]
-                    conversation = Conversation()
-                    session.add_all([*people, conversation])
-                    session.flush()
-                    session.add_all(
-                        ConversationParticipant(conversation_id=conversation.id, user_id=p.id)
-                        for p in people
-                    )
+                    people, conversation = group(session, 2, "lag")
                 _settle(url, timeout=120)
                 (cid,) = _channels(emu)
                 results = {

@@ -19,10 +19,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks.reference import (
-    Conversation,
     ConversationParticipant,
     Message,
-    User,
 )
 from stream_outbox.emulator import Emulator
 from tests.support.processes import (
@@ -36,6 +34,7 @@ from tests.support.processes import (
 )
 from tests.support.redis import REDIS_PREFIX, clear_redis, redis_db_url
 from tests.support.settings import BIN, ROOT, clean_environ, product_env
+from tests.support.story import group
 from tests.support.user_client import UserClient
 
 pytestmark = pytest.mark.slow
@@ -130,13 +129,7 @@ def test_two_clients_on_two_sides_of_one_conversation_see_the_same_chat(
     sessions = session_factory
     # Given a conversation of four, its channel in Stream
     with sessions() as session, session.begin():
-        people = [User(email=f"dual{n}@example.com") for n in range(4)]
-        conversation = Conversation()
-        session.add_all([*people, conversation])
-        session.flush()
-        session.add_all(
-            ConversationParticipant(conversation_id=conversation.id, user_id=p.id) for p in people
-        )
+        people, conversation = group(session, 4, "dual")
     procs = honcho()
     try:
 
@@ -262,13 +255,7 @@ def test_webhooks_lost_duplicated_and_reordered_still_bring_every_message_once(
 ) -> None:
     # Given a conversation of two in Stream, both on the new client
     with session_factory() as session, session.begin():
-        people = [User(email=f"faulty{n}@example.com") for n in range(2)]
-        conversation = Conversation()
-        session.add_all([*people, conversation])
-        session.flush()
-        session.add_all(
-            ConversationParticipant(conversation_id=conversation.id, user_id=p.id) for p in people
-        )
+        people, conversation = group(session, 2, "faulty")
     procs = honcho()
     try:
         wait_for(lambda: emu.state()["channels"], "the channel", timeout=60, process=procs)
@@ -329,13 +316,7 @@ def test_a_receiver_down_is_caught_up_by_inbound_sync_once_it_is_back(
 ) -> None:
     # Given the relay and worker running, the inbound receiver down, and a conversation
     with session_factory() as session, session.begin():
-        people = [User(email=f"down{n}@example.com") for n in range(2)]
-        conversation = Conversation()
-        session.add_all([*people, conversation])
-        session.flush()
-        session.add_all(
-            ConversationParticipant(conversation_id=conversation.id, user_id=p.id) for p in people
-        )
+        people, conversation = group(session, 2, "down")
     procs = honcho("relay", "worker")
     try:
         wait_for(lambda: emu.state()["channels"], "the channel", timeout=60, process=procs)

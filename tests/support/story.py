@@ -17,7 +17,19 @@ from stream_outbox.app_hooks.reference import (
     User,
 )
 
-__all__ = ["invite", "organizer_and_event"]
+__all__ = ["group", "invite", "organizer_and_event"]
+
+
+def group(session: Session, count: int, tag: str) -> tuple[list[User], Conversation]:
+    """``count`` new users (``{tag}{n}@example.com``) and a conversation of them all."""
+    people = [User(email=f"{tag}{n}@example.com") for n in range(count)]
+    conversation = Conversation()
+    session.add_all([*people, conversation])
+    session.flush()
+    session.add_all(
+        ConversationParticipant(conversation_id=conversation.id, user_id=p.id) for p in people
+    )
+    return people, conversation
 
 
 def invite(session: Session, title: str = "Launch") -> dict[str, Any]:
