@@ -10,7 +10,7 @@
   columns (tables ``sid_*``), bound through a custom ``Binding``;
 - ``other_app``: a whole second application (models, binding, schema and sessions, the
   rows it held before going live, its web app), run by the acceptance test as separate
-  processes; the README's binding example is its binding.
+  processes; the binding example of docs/binding.md is its binding.
 
 The reference app itself is ``stream_outbox.app_hooks.reference``.
 """

@@ -1,4 +1,4 @@
-"""The README's binding example is the second test app's binding, which the acceptance
+"""The binding page's example (docs/binding.md) is the second test app's binding, which the acceptance
 tests run as separate processes: the documentation shows what is proven."""
 
 from __future__ import annotations
@@ -16,27 +16,27 @@ from stream_outbox.app_hooks.binding import ROLES
 from tests.apps.other_app import models
 from tests.apps.other_app.chat_binding import binding as proven
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+BINDING_DOC = Path(__file__).resolve().parents[2] / "docs" / "binding.md"
 
 
-def readme_binding(monkeypatch: pytest.MonkeyPatch) -> Binding:
-    """Run the README's example with ``myapp.models`` standing for the test app's models."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+def documented_binding(monkeypatch: pytest.MonkeyPatch) -> Binding:
+    """Run the binding page's example with ``myapp.models`` standing for the test app's models."""
+    blocks = re.findall(r"```python\n(.*?)```", BINDING_DOC.read_text(), re.S)
     [example] = [block for block in blocks if "binding = Binding(" in block]
     package = types.ModuleType("myapp")
     monkeypatch.setitem(sys.modules, "myapp", package)
     monkeypatch.setitem(sys.modules, "myapp.models", models)
     namespace: dict[str, Any] = {}
-    exec(compile(example, str(README), "exec"), namespace)
+    exec(compile(example, str(BINDING_DOC), "exec"), namespace)
     found = namespace["binding"]
     assert isinstance(found, Binding)
     return found
 
 
-def test_the_readme_example_is_the_binding_the_acceptance_tests_run(
+def test_the_documented_example_is_the_binding_the_acceptance_tests_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    shown = readme_binding(monkeypatch)
+    shown = documented_binding(monkeypatch)
     # Same models by role, attribute names, soft deletes and other sources
     assert {role: shown.model_of(role) for role in ROLES} == {
         role: proven.model_of(role) for role in ROLES

@@ -1,4 +1,5 @@
-"""The README's settings table names every environment variable of the settings, and no other."""
+"""The settings reference (docs/settings.md) names every environment variable of the
+settings, and no other."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pydantic import AliasChoices
 
 from stream_outbox.worker.settings import Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SETTINGS_DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 HEADER = re.compile(r"^\|\s*Variable\s*\|\s*Default\s*\|\s*Meaning\s*\|\s*$")
 ROW_NAME = re.compile(r"^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|")
 
@@ -27,10 +28,10 @@ def settings_variables() -> set[str]:
 
 
 def readme_variables() -> list[str]:
-    """The first cells of the rows of the README's ``| Variable | Default | Meaning |`` table."""
-    lines = README.read_text(encoding="utf-8").splitlines()
+    """The first cells of the rows of docs/settings.md's ``| Variable | Default | Meaning |`` table."""
+    lines = SETTINGS_DOC.read_text(encoding="utf-8").splitlines()
     starts = [i for i, line in enumerate(lines) if HEADER.match(line)]
-    assert len(starts) == 1, "README.md needs one '| Variable | Default | Meaning |' table"
+    assert len(starts) == 1, "docs/settings.md needs one '| Variable | Default | Meaning |' table"
     names = []
     for line in lines[starts[0] + 2 :]:
         if not line.startswith("|"):
@@ -44,7 +45,7 @@ def readme_variables() -> list[str]:
 def test_readme_table_lists_each_variable_once() -> None:
     names = readme_variables()
     repeated = sorted({name for name in names if names.count(name) > 1})
-    assert not repeated, f"README settings table lists these more than once: {repeated}"
+    assert not repeated, f"docs/settings.md settings table lists these more than once: {repeated}"
 
 
 def test_readme_table_matches_the_settings() -> None:
@@ -53,6 +54,6 @@ def test_readme_table_matches_the_settings() -> None:
     missing = sorted(variables - documented)
     extra = sorted(documented - variables)
     assert not missing and not extra, (
-        f"README settings table and stream_outbox.worker.settings.Settings differ: "
+        f"docs/settings.md settings table and stream_outbox.worker.settings.Settings differ: "
         f"missing rows for {missing or 'none'}; rows for unknown variables {extra or 'none'}"
     )
