@@ -1,5 +1,5 @@
-"""The binding page's example (docs/binding.md) is the second test app's binding, which the acceptance
-tests run as separate processes: the documentation shows what is proven."""
+"""The binding page's example (docs/binding.md) is the second test app's binding, which
+the acceptance tests run as separate processes: the documentation shows what is proven."""
 
 from __future__ import annotations
 

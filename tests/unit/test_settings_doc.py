@@ -27,8 +27,8 @@ def settings_variables() -> set[str]:
     return names
 
 
-def readme_variables() -> list[str]:
-    """The first cells of the rows of docs/settings.md's ``| Variable | Default | Meaning |`` table."""
+def documented_variables() -> list[str]:
+    """The first cells of the rows of the ``| Variable | Default | Meaning |`` table."""
     lines = SETTINGS_DOC.read_text(encoding="utf-8").splitlines()
     starts = [i for i, line in enumerate(lines) if HEADER.match(line)]
     assert len(starts) == 1, "docs/settings.md needs one '| Variable | Default | Meaning |' table"
@@ -43,13 +43,13 @@ def readme_variables() -> list[str]:
 
 
 def test_readme_table_lists_each_variable_once() -> None:
-    names = readme_variables()
+    names = documented_variables()
     repeated = sorted({name for name in names if names.count(name) > 1})
     assert not repeated, f"docs/settings.md settings table lists these more than once: {repeated}"
 
 
 def test_readme_table_matches_the_settings() -> None:
-    documented = set(readme_variables())
+    documented = set(documented_variables())
     variables = settings_variables()
     missing = sorted(variables - documented)
     extra = sorted(documented - variables)
