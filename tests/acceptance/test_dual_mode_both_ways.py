@@ -88,6 +88,12 @@ def honcho(
     return lambda *names: launch(*script("honcho", "start", "-f", str(ROOT / "Procfile"), *names))
 
 
+def _receiving(procs: subprocess.Popen[str], inbound_port: int) -> None:
+    """Wait until the inbound process serves: Stream gives up on a webhook after a few
+    seconds of retries, so a client writing before it is up would lose its messages."""
+    serving(procs, f"http://127.0.0.1:{inbound_port}/healthz", timeout=60)
+
+
 def _texts_in_db(engine: Engine, conversation_id: Any) -> list[str]:
     query = (
         select(Message.content)
@@ -124,6 +130,7 @@ def test_two_clients_on_two_sides_of_one_conversation_see_the_same_chat(
     session_factory: sessionmaker[Session],
     honcho: Callable[[], subprocess.Popen[str]],
     product: dict[str, str],
+    inbound_port: int,
     cli: Run,
 ) -> None:
     sessions = session_factory
@@ -139,6 +146,7 @@ def test_two_clients_on_two_sides_of_one_conversation_see_the_same_chat(
 
         wait_for(four_members, "the conversation's channel in Stream", timeout=60, process=procs)
         cid = str(four_members())
+        _receiving(procs, inbound_port)
         server = emu.client()
         http = requests.Session()
         new = [
@@ -251,6 +259,7 @@ def test_webhooks_lost_duplicated_and_reordered_still_bring_every_message_once(
     session_factory: sessionmaker[Session],
     honcho: Callable[[], subprocess.Popen[str]],
     product: dict[str, str],
+    inbound_port: int,
     cli: Run,
 ) -> None:
     # Given a conversation of two in Stream, both on the new client
@@ -260,6 +269,7 @@ def test_webhooks_lost_duplicated_and_reordered_still_bring_every_message_once(
     try:
         wait_for(lambda: emu.state()["channels"], "the channel", timeout=60, process=procs)
         (cid,) = emu.state()["channels"]
+        _receiving(procs, inbound_port)
         server = emu.client()
         writer = UserClient(
             emu.base_url,
