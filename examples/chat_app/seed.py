@@ -46,8 +46,11 @@ def seed(engine: Engine) -> Cast:
     app's history before stream-outbox did; the new conversation through a captured one.
     """
     with Session(engine) as session, session.begin():
-        organizer = User(email="olga@example.com", profile=Profile(full_name="Olga Organizer"))
-        guest = User(email="gus@example.com", profile=Profile(full_name="Gus Guest"))
+        tag = uuid.uuid4().hex[:8]  # a database seeded before keeps its users
+        organizer = User(
+            email=f"olga-{tag}@example.com", profile=Profile(full_name="Olga Organizer")
+        )
+        guest = User(email=f"gus-{tag}@example.com", profile=Profile(full_name="Gus Guest"))
         session.add_all([organizer, guest])
         session.flush()
         start = datetime.now(UTC) - timedelta(days=30)
