@@ -1,10 +1,14 @@
 """The chat page's stack (examples/chat_app/stack.py) as the demo, the browser tests and the
 latency benchmark start it: the emulator, the app, and the real relay, worker and inbound
 processes on a scratch database. A message goes both ways through it, and everything it
-started is gone after it."""
+started is gone after it; the demo command prints the pages and stops on Ctrl-C."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import sys
 import uuid
 from pathlib import Path
 
@@ -17,7 +21,8 @@ from examples.chat_app.stack import Stack, running_stack
 from stream_outbox.app_hooks.lookup import channel_for_conversation
 from stream_outbox.app_hooks.reference import Message
 from tests.support import database
-from tests.support.processes import wait_for
+from tests.support.processes import start, stop, wait_for, wait_for_line
+from tests.support.settings import REDIS_URL, ROOT, SERVER_URL, clean_environ
 from tests.support.user_client import UserClient
 
 pytestmark = pytest.mark.slow
@@ -93,3 +98,26 @@ def test_the_stack_serves_the_page_and_carries_messages_both_ways(tmp_path: Path
     with pytest.raises(requests.ConnectionError):
         http.get(f"{stack.app_url}/health", timeout=2)
     assert database.databases_named(str(name)) == []
+
+
+def test_the_demo_command_prints_the_pages_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    log = tmp_path / "demo.log"
+    env = clean_environ(DATABASE_URL=SERVER_URL, REDIS_URL=REDIS_URL, PYTHONUNBUFFERED="1")
+    with log.open("w") as output:
+        command = [sys.executable, "-m", "examples.chat_app", "--port", "0"]
+        demo = start(command, env=env, cwd=ROOT, output=output)
+        try:
+            wait_for_line(log, "Ctrl-C stops it all.", demo, timeout=90)
+            printed = log.read_text()
+            pages = re.findall(r"(?:Olga Organizer|Gus Guest) +(http://\S+)", printed)
+            assert len(pages) == 4 and len(set(pages)) == 4
+            app_url = pages[0].split("/?")[0]
+            with requests.Session() as http:
+                http.trust_env = False
+                assert http.get(f"{app_url}/health", timeout=5).json() == {"status": "ok"}
+            # When Ctrl-C
+            os.killpg(demo.pid, signal.SIGINT)
+            assert demo.wait(60) == 0
+        finally:
+            stop(demo, check=False)
+    assert log.read_text().rstrip().endswith("stopping...")
