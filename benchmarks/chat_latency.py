@@ -4,13 +4,17 @@ commit to its rendering in the other user's stream-chat-react page.
 The chat page's whole stack runs (``examples/chat_app/stack.py``: the emulator with its
 WebSocket, the reference app, the real relay, worker and inbound processes); the guest's
 page is open in headless Chromium (Debian's). The organizer's old client posts messages
-through ``POST /chat/conversations/{id}/messages``, one at a time. A message is committed
+through ``POST /chat/conversations/{id}/messages``, one at a time, ``--gap`` seconds apart
+(default 1 s, a chat's pace: stream-chat-react's ``Channel`` copies the channel's state
+into the page at most every 500 ms, leading and trailing, on any event of the channel,
+the reader's own ``message.read`` included; messages closer together than that are shown
+together, up to 500 ms late, with real Stream as here). A message is committed
 at its ``created_at`` (PostgreSQL's transaction time, just before the COMMIT: the figure
 includes the commit); it is rendered when a MutationObserver in the guest's page sees its
 text in the message list (``performance.timeOrigin + performance.now()``). One machine,
 one clock.
 
-    uv run python -m benchmarks.chat_latency [--messages 100] [--latency-ms 0,50]
+    uv run python -m benchmarks.chat_latency [--messages 100] [--latency-ms 0,50] [--gap 1]
 
 Needs the page built (``cd examples/frontend && npm ci && npm run build``).
 """
@@ -39,7 +43,7 @@ OBSERVE = """() => {
   const seen = () => {
     const now = performance.timeOrigin + performance.now();
     for (const node of document.querySelectorAll('.str-chat__message-text')) {
-      const text = node.textContent.trim();
+      const text = (node.lastElementChild || node).textContent.trim();
       if (!(text in window.__rendered)) window.__rendered[text] = now;
     }
   };
@@ -62,8 +66,9 @@ def _committed_at(answer: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(answer["created_at"])).timestamp()
 
 
-def run(stack: Stack, page: Page, messages: int) -> list[float]:
-    """Post ``messages`` (after a warm-up) and return each one's latency in ms."""
+def run(stack: Stack, page: Page, messages: int, gap: float) -> list[float]:
+    """Post ``messages`` (after a warm-up), ``gap`` seconds after the one before is shown;
+    each one's latency in ms."""
     cast = stack.cast
     page.evaluate(OBSERVE)
     latencies: list[float] = []
@@ -73,12 +78,13 @@ def run(stack: Stack, page: Page, messages: int) -> list[float]:
             text = f"latency probe {n:04d}"
             answer = post_legacy(stack, http, cast.organizer, cast.conversation, text)
             shown = _rendered_at(page, text, 30_000)
+            time.sleep(gap)
             if n >= WARM_UP:
                 latencies.append((shown - _committed_at(answer)) * 1000)
     return latencies
 
 
-def measure(latencies_ms: list[float], messages: int) -> list[dict[str, Any]]:
+def measure(latencies_ms: list[float], messages: int, gap: float = 1.0) -> list[dict[str, Any]]:
     """Each emulator latency in turn, on a stack of its own; the figures."""
     problem = missing_build() or missing_chromium()
     if problem is not None:
@@ -91,13 +97,14 @@ def measure(latencies_ms: list[float], messages: int) -> list[dict[str, Any]]:
                 with running_stack(latency_ms=latency) as stack:
                     page = open_page(browser, stack, stack.cast.guest, stack.cast.conversation)
                     started = time.monotonic()
-                    samples = run(stack, page, messages)
+                    samples = run(stack, page, messages, gap)
                     seconds = time.monotonic() - started
                     page.context.close()
                 results.append(
                     {
                         "latency_ms": latency,
                         "messages": len(samples),
+                        "gap_s": gap,
                         "p50_ms": median(samples),
                         "p95_ms": percentile(samples, 95),
                         "p99_ms": percentile(samples, 99),
@@ -114,17 +121,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100)
     parser.add_argument("--latency-ms", default="0,50", help="emulator latencies, comma-separated")
+    parser.add_argument("--gap", type=float, default=1.0, help="seconds between messages")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
     if args.messages < 1:
         parser.error("--messages must be at least 1")
+    if args.gap < 0:
+        parser.error("--gap must not be negative")
     latencies = [float(x) for x in args.latency_ms.split(",")]
-    results = measure(latencies, args.messages)
+    results = measure(latencies, args.messages, args.gap)
     for r in results:
         print(
             f"emulator {r['latency_ms']:g} ms: legacy POST commit -> rendered in the other "
             f"browser p50 {r['p50_ms']:.1f} ms  p95 {r['p95_ms']:.1f} ms  "
-            f"p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  ({r['messages']} messages)"
+            f"p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  "
+            f"({r['messages']} messages, {r['gap_s']:g} s apart)"
         )
     if args.json_path:
         with open(args.json_path, "w") as fh:

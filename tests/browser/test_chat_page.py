@@ -20,7 +20,9 @@ from examples.chat_app.seed import OLD_MESSAGES
 from examples.chat_app.stack import Stack, running_stack
 from stream_outbox.app_hooks.reference import ConversationParticipant, Message
 from tests.support.chat_page import (
+    COMPOSER,
     MESSAGE_TEXT,
+    shown_texts,
     captured,
     missing_build,
     new_conversation,
@@ -90,7 +92,7 @@ def _not_reloaded(page: Page) -> bool:
 
 
 def _type(page: Page, text: str) -> None:
-    box = page.locator("textarea.str-chat__message-textarea")
+    box = page.locator(COMPOSER)
     box.click()
     box.fill(text)
     box.press("Enter")
@@ -147,8 +149,8 @@ def test_an_edit_and_a_deletion_are_seen_on_both_sides(
     bubble = guest.locator(".str-chat__message", has=_message(guest, "Firts draft"))
     bubble.hover()
     bubble.get_by_role("button", name="Message actions").click()
-    guest.get_by_role("button", name="Edit Message").click()
-    box = guest.locator("textarea.str-chat__message-textarea")
+    guest.get_by_text("Edit Message", exact=True).click()
+    box = guest.locator(COMPOSER)
     box.fill("First draft")
     box.press("Enter")
     # Then the organizer's page shows the new text, and the app's database holds it
@@ -216,8 +218,7 @@ def test_a_legacy_conversation_opened_in_the_page_migrates_and_shows_its_history
         page = context.new_page()
         page.goto(stack.page_url(stack.cast.guest, stack.cast.legacy))
         # Then it is moved to Stream on demand and shows its history, in order
-        texts = page.locator(MESSAGE_TEXT)
-        expect(texts).to_have_count(len(OLD_MESSAGES), timeout=30_000)
-        assert [t.strip() for t in texts.all_inner_texts()] == list(OLD_MESSAGES)
+        expect(page.locator(MESSAGE_TEXT)).to_have_count(len(OLD_MESSAGES), timeout=30_000)
+        assert shown_texts(page) == list(OLD_MESSAGES)
     finally:
         context.close()

@@ -20,6 +20,10 @@ from tests.support.processes import wait_for
 
 BUILD = "cd examples/frontend && npm ci && npm run build (./dev test does it)"
 MESSAGE_TEXT = ".str-chat__message-text"
+# A message's text as shown: the text element's last child (before it, a visually hidden
+# "Message from <name>," for screen readers)
+SHOWN_TEXT = f"{MESSAGE_TEXT} > :last-child"
+COMPOSER = "textarea.str-chat__message-textarea"
 
 
 def missing_build() -> str | None:
@@ -60,11 +64,11 @@ def channel_cid(stack: Stack, conversation: uuid.UUID) -> str | None:
 
 def open_page(browser: Browser, stack: Stack, user: uuid.UUID, conversation: uuid.UUID) -> Page:
     """The page of ``conversation`` as ``user`` in a browser context of its own, once its
-    message list is shown."""
+    channel is shown (the composer is there: the channel is watched)."""
     context = browser.new_context(viewport={"width": 1000, "height": 800})
     page = context.new_page()
     page.goto(stack.page_url(user, conversation))
-    page.locator(".str-chat__list, .str-chat__empty-channel").first.wait_for(timeout=30_000)
+    page.locator(COMPOSER).wait_for(timeout=30_000)
     return page
 
 
@@ -81,3 +85,8 @@ def post_legacy(
     answer.raise_for_status()
     posted: dict[str, object] = answer.json()
     return posted
+
+
+def shown_texts(page: Page) -> list[str]:
+    """The texts of the messages the page shows, top to bottom."""
+    return [text.strip() for text in page.locator(SHOWN_TEXT).all_inner_texts()]
