@@ -22,12 +22,12 @@ from stream_outbox.app_hooks.reference import ConversationParticipant, Message
 from tests.support.chat_page import (
     COMPOSER,
     MESSAGE_TEXT,
-    shown_texts,
     captured,
     missing_build,
     new_conversation,
     open_page,
     post_legacy,
+    shown_texts,
 )
 from tests.support.processes import wait_for
 
