@@ -11,6 +11,12 @@ from stream_outbox.emulator.importing.tasks import ImportBook
 from stream_outbox.emulator.rules.errors import input_error
 from stream_outbox.emulator.rules.limits import RateLimits
 from stream_outbox.emulator.state.store import Store
+from stream_outbox.emulator.transport.hub import Connection, Hub
+
+# Events that go to WebSocket watchers only, never to webhooks.
+WEBSOCKET_ONLY = frozenset(
+    {"typing.start", "typing.stop", "user.watching.start", "user.watching.stop"}
+)
 
 
 @dataclass
@@ -29,12 +35,22 @@ class Call:
     imports: ImportBook = field(default_factory=ImportBook)
     host: str = ""  # the Host header, for URLs the emulator hands out
     actor: str | None = None  # the user of a client-side (user-token) call; None: server-side
-    events: list[dict[str, Any]] = field(default_factory=list)  # for the app's webhooks
+    events: list[dict[str, Any]] = field(default_factory=list)  # for webhooks and watchers
+    hub: Hub = field(default_factory=Hub)  # the open WebSocket connections
+    connection_id: str | None = None  # the caller's WebSocket (``connection_id`` query)
 
-    def emit(self, event_type: str, build: Callable[[], dict[str, Any]]) -> None:
-        """Record an event for the webhooks, built only when a hook wants its type."""
-        if self.store.hook_urls(event_type):
+    def emit(
+        self, event_type: str, build: Callable[[], dict[str, Any]], cid: str | None = None
+    ) -> None:
+        """Record an event, built only when a webhook wants its type or someone watches
+        its channel ``cid``."""
+        hooked = event_type not in WEBSOCKET_ONLY and self.store.hook_urls(event_type)
+        if hooked or self.hub.has_watchers(cid):
             self.events.append(build())
+
+    def connection(self) -> Connection | None:
+        """The caller's open WebSocket connection, if the call names one of its own."""
+        return self.hub.connection_of(self.connection_id, self.actor)
 
     def payload(self) -> dict[str, Any]:
         """Decode the ``payload`` query parameter GET endpoints use for their options."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from stream_outbox.emulator.endpoints.call import Call
-from stream_outbox.emulator.state.store import ChannelRecord
+from stream_outbox.emulator.state.store import ChannelRecord, Store
+from stream_outbox.emulator.transport.hub import Connection, Hub
 
 MAX_EVENT_MEMBERS = 50
 
@@ -62,7 +63,7 @@ def emit_message(
         )
         return event
 
-    call.emit(event_type, build)
+    call.emit(event_type, build, channel.cid)
 
 
 def emit_read(
@@ -84,7 +85,7 @@ def emit_read(
         )
         return event
 
-    call.emit("message.read", build)
+    call.emit("message.read", build, channel.cid)
 
 
 def emit_member(
@@ -104,7 +105,7 @@ def emit_member(
         )
         return event
 
-    call.emit(event_type, build)
+    call.emit(event_type, build, channel.cid)
 
 
 def emit_channel(call: Call, event_type: str, channel: ChannelRecord, **extra: Any) -> None:
@@ -120,7 +121,7 @@ def emit_channel(call: Call, event_type: str, channel: ChannelRecord, **extra: A
         event.update(extra)
         return event
 
-    call.emit(event_type, build)
+    call.emit(event_type, build, channel.cid)
 
 
 def emit_user(call: Call, event_type: str, user_id: str) -> None:
@@ -129,3 +130,46 @@ def emit_user(call: Call, event_type: str, user_id: str) -> None:
         event_type,
         lambda: {"type": event_type, "user": call.store.user_view(user_id), "created_at": call.now},
     )
+
+
+def emit_client_event(
+    call: Call, channel: ChannelRecord, user_id: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """SendEvent: ``typing.start``, ``typing.stop`` or a custom event of ``user_id`` in the
+    channel (its ``parent_id`` and custom fields kept); return the event."""
+    event = {**fields, **_base(call, str(fields["type"]), channel)}
+    event["user"] = call.store.user_view(user_id)
+    call.emit(event["type"], lambda: dict(event), channel.cid)
+    return event
+
+
+def emit_watching(call: Call, event_type: str, channel: ChannelRecord, user_id: str) -> None:
+    """``user.watching.start`` / ``.stop``: the user and the channel's ``watcher_count``."""
+
+    def build() -> dict[str, Any]:
+        event = _base(call, event_type, channel)
+        event["user"] = call.store.user_view(user_id)
+        event["watcher_count"] = call.hub.watcher_count(channel.cid)
+        return event
+
+    call.emit(event_type, build, channel.cid)
+
+
+_NOT_LIVE = ("members", "request_info")
+
+
+def live_event(
+    store: Store, hub: Hub, event: dict[str, Any], connection: Connection
+) -> dict[str, Any]:
+    """An event as a watcher's WebSocket gets it."""
+    live = {k: v for k, v in event.items() if k not in _NOT_LIVE}
+    if event["type"] == "message.new":
+        channel = store.channels.get(event["cid"])
+        total, channels = store.unread_totals(connection.user_id)
+        live["watcher_count"] = hub.watcher_count(event["cid"])
+        live["total_unread_count"] = total
+        live["unread_channels"] = channels
+        live["unread_count"] = total
+        if channel is not None:
+            live["channel_last_message_at"] = channel.last_message_at
+    return live

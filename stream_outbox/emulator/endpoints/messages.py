@@ -24,6 +24,7 @@ from stream_outbox.emulator.rules.validation import (
     MAX_MESSAGE_LENGTH,
     check_custom_size,
     check_message_id,
+    clamp_limit,
 )
 from stream_outbox.emulator.state.store import (
     MESSAGE_SERVER_FIELDS,
@@ -115,10 +116,23 @@ def create_message(store: Store, channel: ChannelRecord, message: Any, now: str)
             "updated_at": now,
         }
     )
+    _count_reply(store, channel, record)
     store.messages.setdefault(channel.cid, []).append(record)
     store.message_cids[message_id] = channel.cid
     channel.updated_at = channel.last_message_at = now
     return record
+
+
+def _count_reply(store: Store, channel: ChannelRecord, record: dict[str, Any]) -> None:
+    """A reply (``parent_id``) counts in its parent's ``reply_count``; the parent must be a
+    message of the channel."""
+    parent_id = record.get("parent_id")
+    if not parent_id:
+        return
+    if store.message_cids.get(parent_id) != channel.cid:
+        raise input_error(f"parent message {parent_id} does not exist in channel {channel.cid}")
+    parent = next(m for m in store.messages[channel.cid] if m["id"] == parent_id)
+    parent["reply_count"] = parent.get("reply_count", 0) + 1
 
 
 def as_caller(call: Call, message: Any) -> Any:
@@ -155,6 +169,17 @@ def _stored(store: Store, message_id: str) -> dict[str, Any]:
         if message["id"] == message_id:
             return message
     raise not_found(f"message with id {message_id} not found")
+
+
+def get_replies(call: Call) -> dict[str, Any]:
+    """``GET /messages/{id}/replies`` (GetReplies): a thread's replies, oldest first (the
+    latest ``limit``, default 25)."""
+    parent = _stored(call.store, call.params[0])
+    require(_channel_of(call, parent), call.actor, "ReadChannel")
+    limit = clamp_limit(call.query.get("limit"), 25, 300)
+    thread = call.store.messages.get(parent["cid"], [])
+    replies = [m for m in thread if m.get("parent_id") == parent["id"]]
+    return {"messages": [call.store.message_view(m) for m in replies[-limit:] if limit > 0]}
 
 
 def _channel_of(call: Call, record: dict[str, Any]) -> ChannelRecord:
