@@ -229,3 +229,20 @@ def test_cors_preflight_and_headers(emu: Emulator, http: requests.Session):
     answer = http.get(f"{emu.base_url}/app", params={"api_key": "nope"})
     assert answer.status_code == 401
     assert answer.headers["access-control-allow-origin"] == "*"
+
+
+def test_watchers_are_listed_and_a_closed_socket_is_seen_leaving(
+    channel: Any, online: Callable[..., Any]
+):
+    with online("alice") as (alice, socket):
+        alice.watch(CID)
+        socket.next("user.watching.start")  # her own
+        with online("bob") as (bob, _):
+            state = bob.watch(CID)
+            assert [w["id"] for w in state["watchers"]] == ["alice", "bob"]
+            joined = socket.next("user.watching.start")
+            assert (joined["user"]["id"], joined["watcher_count"]) == ("bob", 2)
+
+        left = socket.next("user.watching.stop")
+        assert (left["user"]["id"], left["watcher_count"]) == ("bob", 1)
+        assert left["user"]["online"] is False

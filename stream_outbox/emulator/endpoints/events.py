@@ -145,14 +145,26 @@ def emit_client_event(
 
 def emit_watching(call: Call, event_type: str, channel: ChannelRecord, user_id: str) -> None:
     """``user.watching.start`` / ``.stop``: the user and the channel's ``watcher_count``."""
+    call.emit(
+        event_type,
+        lambda: watching_event(call.store, call.hub, event_type, channel, user_id, call.now),
+        channel.cid,
+    )
 
-    def build() -> dict[str, Any]:
-        event = _base(call, event_type, channel)
-        event["user"] = call.store.user_view(user_id)
-        event["watcher_count"] = call.hub.watcher_count(channel.cid)
-        return event
 
-    call.emit(event_type, build, channel.cid)
+def watching_event(
+    store: Store, hub: Hub, event_type: str, channel: ChannelRecord, user_id: str, now: str
+) -> dict[str, Any]:
+    """A ``user.watching.*`` event (also sent when a watcher's socket closes)."""
+    return {
+        "type": event_type,
+        "cid": channel.cid,
+        "channel_type": channel.type,
+        "channel_id": channel.id,
+        "created_at": now,
+        "user": store.user_view(user_id),
+        "watcher_count": hub.watcher_count(channel.cid),
+    }
 
 
 _NOT_LIVE = ("members", "request_info")

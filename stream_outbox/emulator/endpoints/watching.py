@@ -4,7 +4,7 @@ sending events (``channel.keystroke()`` / ``stopTyping()`` send ``typing.start``
 ``typing.stop`` through SendEvent).
 
 Answers to a client carry what stream-chat-js reads of a channel: ``watcher_count``
-(``watchers`` when asked), the caller's ``membership`` and ``own_capabilities``.
+and ``watchers`` (the users watching), the caller's ``membership`` and ``own_capabilities``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from stream_outbox.emulator.rules.validation import as_bool, clamp_limit
 from stream_outbox.emulator.state.store import ChannelRecord
 
 MAX_WATCHERS = 300
+DEFAULT_WATCHERS = 100  # the emulator's choice: Stream does not document its default
 
 
 def watch(call: Call, channel: ChannelRecord) -> None:
@@ -32,14 +33,14 @@ def watch(call: Call, channel: ChannelRecord) -> None:
 
 
 def for_caller(call: Call, channel: ChannelRecord, state: dict[str, Any]) -> dict[str, Any]:
-    """A channel state with the watchers and, client-side, the caller's own view."""
+    """A channel state with its watchers (the users) and, client-side, the caller's own view."""
     cid = channel.cid
     state["watcher_count"] = call.hub.watcher_count(cid)
     asked = call.body.get("watchers")
-    if isinstance(asked, dict):
-        limit = clamp_limit(asked.get("limit"), MAX_WATCHERS, MAX_WATCHERS)
-        ids = call.hub.watcher_ids(cid)[: max(limit, 0)]
-        state["watchers"] = [call.store.user_view(uid) for uid in ids]
+    limit = asked.get("limit") if isinstance(asked, dict) else None
+    ids = call.hub.watcher_ids(cid)[: clamp_limit(limit, DEFAULT_WATCHERS, MAX_WATCHERS)]
+    # stream-chat-react's header shows a DM's other member "Online" from these
+    state["watchers"] = [call.store.user_view(uid) for uid in ids]
     if call.actor is not None:
         member = channel.members.get(call.actor)
         state["membership"] = call.store.member_view(member) if member else None

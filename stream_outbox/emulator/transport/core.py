@@ -16,7 +16,7 @@ from typing import Any
 from stream_outbox.emulator.config import EmulatorConfig
 from stream_outbox.emulator.endpoints import connect
 from stream_outbox.emulator.endpoints.call import WEBSOCKET_ONLY, Call
-from stream_outbox.emulator.endpoints.events import live_event
+from stream_outbox.emulator.endpoints.events import live_event, watching_event
 from stream_outbox.emulator.importing.tasks import ImportBook
 from stream_outbox.emulator.rules.errors import (
     AUTHENTICATION_ERROR,
@@ -254,12 +254,26 @@ class EmulatorCore:
         """Forget a closed connection: it watches nothing now; its user is offline when it
         has no other connection."""
         with self.lock:
+            watched = set(connection.watching)
             if self.hub.remove(connection.id) is None:
                 return
             user = self.store.users.get(connection.user_id)
             if user is not None and not self.hub.online(connection.user_id):
                 user["online"] = False
                 user["last_active"] = now_iso()
+            self._stopped_watching(connection.user_id, watched)
+
+    def _stopped_watching(self, user_id: str, cids: set[str]) -> None:
+        """``user.watching.stop`` to the other watchers of channels the user no longer
+        watches from any connection."""
+        for cid in sorted(cids):
+            channel = self.store.channels.get(cid)
+            if channel is None or user_id in self.hub.watcher_ids(cid):
+                continue
+            event = watching_event(
+                self.store, self.hub, "user.watching.stop", channel, user_id, now_iso()
+            )
+            self.hub.deliver(cid, partial(_same, event))
 
     def _admit(self, endpoint: str, now: float) -> list[tuple[str, str]]:
         """Count the call against its rate limits and budget; 429 when either is spent."""
@@ -324,6 +338,10 @@ class EmulatorCore:
         self.webhooks.close()
         with self.lock:
             self.hub.close_all()
+
+
+def _same(event: dict[str, Any], _connection: Connection) -> dict[str, Any]:
+    return event
 
 
 def _import_book(config: EmulatorConfig, lock: threading.Lock) -> ImportBook:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from wsproto import ConnectionType, WSConnection
@@ -122,7 +122,13 @@ class WsSession:
 
     def send(self, text: str) -> None:
         """Send a text frame; safe from any thread (it is written by the event loop)."""
-        self.loop.call_soon_threadsafe(self._send_now, text)
+        self._soon(self._send_now, text)
+
+    def _soon(self, *callback: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(*callback)
+        except RuntimeError:  # the loop is closed: the socket went with it
+            self.closed = True
 
     def _send_now(self, text: str) -> None:
         if self.closed or self.ws.state is not ConnectionState.OPEN:
@@ -152,7 +158,7 @@ class WsSession:
 
     def close_going_away(self) -> None:
         """Close from any thread (the emulator is reset or stopping)."""
-        self.loop.call_soon_threadsafe(self.close, CLOSE_GOING_AWAY, "")
+        self._soon(self.close, CLOSE_GOING_AWAY, "")
 
     def abort(self) -> None:
         """Drop the socket."""
