@@ -27,6 +27,7 @@ from stream_outbox.emulator.rules.validation import (
     clamp_limit,
 )
 from stream_outbox.emulator.state.store import (
+    MESSAGE_DERIVED_FIELDS,
     MESSAGE_SERVER_FIELDS,
     ChannelRecord,
     Store,
@@ -34,25 +35,40 @@ from stream_outbox.emulator.state.store import (
 )
 
 # A message's own fields; the rest is custom data (at most 5 KB).
-MESSAGE_BUILTIN_FIELDS = MESSAGE_SERVER_FIELDS | {
+MESSAGE_BUILTIN_FIELDS = (
+    MESSAGE_SERVER_FIELDS
+    | MESSAGE_DERIVED_FIELDS
+    | {
+        "id",
+        "text",
+        "html",
+        "attachments",
+        "mentioned_users",
+        "parent_id",
+        "show_in_channel",
+        "quoted_message_id",
+        "silent",
+        "pinned",
+        "pin_expires",
+        "skip_push",
+        "restricted_visibility",
+        "latest_reactions",
+        "own_reactions",
+        "reaction_counts",
+        "reaction_scores",
+        "reply_count",
+    }
+)
+
+_NOT_STORED = MESSAGE_SERVER_FIELDS | MESSAGE_DERIVED_FIELDS
+# What a whole-message update keeps: the server's fields and the counts it keeps itself
+_KEPT_ON_UPDATE = MESSAGE_SERVER_FIELDS | {
     "id",
-    "text",
-    "html",
-    "attachments",
-    "mentioned_users",
-    "parent_id",
-    "show_in_channel",
-    "quoted_message_id",
-    "silent",
-    "pinned",
-    "pin_expires",
-    "skip_push",
-    "restricted_visibility",
+    "reply_count",
     "latest_reactions",
     "own_reactions",
     "reaction_counts",
     "reaction_scores",
-    "reply_count",
 }
 
 
@@ -104,7 +120,7 @@ def create_message(store: Store, channel: ChannelRecord, message: Any, now: str)
     """
     payload, message_id, user_id, text = _checked(store, message)
     record = new_message()
-    record.update({k: v for k, v in payload.items() if k not in MESSAGE_SERVER_FIELDS})
+    record.update({k: v for k, v in payload.items() if k not in _NOT_STORED})
     record.update(
         {
             "id": message_id,
@@ -207,8 +223,8 @@ def update_message(call: Call) -> dict[str, Any]:
     if record.get("deleted_at"):
         raise input_error("a deleted message cannot be updated")
     text = _checked_text(message.get("text", ""))
-    kept = {k: v for k, v in record.items() if k in MESSAGE_SERVER_FIELDS or k == "id"}
-    fresh = new_message(**{k: v for k, v in message.items() if k not in MESSAGE_SERVER_FIELDS})
+    kept = {k: v for k, v in record.items() if k in _KEPT_ON_UPDATE}
+    fresh = new_message(**{k: v for k, v in message.items() if k not in _NOT_STORED})
     fresh.update(kept)
     fresh.update({"text": text, "updated_at": call.now})
     check_custom_size("message", fresh, MESSAGE_BUILTIN_FIELDS)

@@ -43,6 +43,21 @@ MESSAGE_SERVER_FIELDS = frozenset(
 )
 
 
+# Fields answers derive (``message_view``); a client's payload echoes them back (the JS
+# client's ``updateMessage`` sends the message as it holds it), and they are not stored.
+MESSAGE_DERIVED_FIELDS = frozenset(
+    {
+        "status",
+        "shadowed",
+        "pinned_at",
+        "pinned_by",
+        "deleted_reply_count",
+        "thread_participants",
+        "i18n",
+        "quoted_message",
+        "reaction_groups",
+    }
+)
 _MESSAGE_VIEW_DEFAULTS: dict[str, Any] = {
     "pinned": False,
     "pinned_at": None,
