@@ -169,12 +169,18 @@ def test_member_and_channel_events_reach_watchers(
 
 
 def test_stop_watching_and_a_closed_socket_end_the_events(
-    emu: Emulator, channel: Any, online: Callable[..., Any], as_user: AsUser
+    emu: Emulator, channel: Any, online: Callable[..., Any], as_user: AsUser, http: Any
 ):
     with online("bob") as (bob, socket):
         bob.watch(CID)
         socket.next("user.watching.start")
+        assert emu.watching(CID) == ["bob"]
+        listed = http.get(f"{emu.base_url}/_emulator/connections").json()["connections"]
+        assert listed == [
+            {"connection_id": socket.connection_id, "user_id": "bob", "watching": [CID]}
+        ]
         bob.stop_watching(CID)
+        assert emu.watching(CID) == []
 
         channel.send_message({"text": "nobody watches"}, "alice")
 
