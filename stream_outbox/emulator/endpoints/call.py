@@ -10,8 +10,8 @@ from typing import Any
 from stream_outbox.emulator.importing.tasks import ImportBook
 from stream_outbox.emulator.rules.errors import input_error
 from stream_outbox.emulator.rules.limits import RateLimits
+from stream_outbox.emulator.state.hub import Connection, Hub
 from stream_outbox.emulator.state.store import Store
-from stream_outbox.emulator.transport.hub import Connection, Hub
 
 # Events that go to WebSocket watchers only, never to webhooks.
 WEBSOCKET_ONLY = frozenset(

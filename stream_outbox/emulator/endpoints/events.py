@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.state.hub import Connection, Hub
 from stream_outbox.emulator.state.store import ChannelRecord, Store
-from stream_outbox.emulator.transport.hub import Connection, Hub
 
 MAX_EVENT_MEMBERS = 50
 

@@ -38,10 +38,10 @@ from stream_outbox.emulator.rules.limits import (
     canonical_limits,
 )
 from stream_outbox.emulator.rules.permissions import check_endpoint
+from stream_outbox.emulator.state.hub import Connection, Hub
 from stream_outbox.emulator.state.request_log import RequestLog
 from stream_outbox.emulator.state.store import Store, now_iso, unix_now
 from stream_outbox.emulator.transport.auth import Authenticator
-from stream_outbox.emulator.transport.hub import Connection, Hub
 from stream_outbox.emulator.transport.routes import Route, match
 from stream_outbox.emulator.webhooks.delivery import Delivery
 from stream_outbox.emulator.webhooks.sender import SenderOptions, WebhookSender

@@ -29,8 +29,8 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 if TYPE_CHECKING:
+    from stream_outbox.emulator.state.hub import Connection
     from stream_outbox.emulator.transport.core import EmulatorCore
-    from stream_outbox.emulator.transport.hub import Connection
 
 log = logging.getLogger("stream_outbox.emulator")
 
