@@ -252,3 +252,26 @@ def test_watchers_are_listed_and_a_closed_socket_is_seen_leaving(
         left = socket.next("user.watching.stop")
         assert (left["user"]["id"], left["watcher_count"]) == ("bob", 1)
         assert left["user"]["online"] is False
+
+
+def test_a_thread_reply_goes_live_and_stays_in_its_thread(
+    channel: Any, online: Callable[..., Any], as_user: AsUser, hooked: Any, emu: Emulator
+):
+    with online("bob") as (bob, socket):
+        bob.watch(CID)
+        parent = bob.send_message(CID, {"id": "p-1", "text": "start a thread"})["message"]
+
+        bob.send_message(CID, {"id": "r-1", "text": "in the thread", "parent_id": parent["id"]})
+
+        live = socket.next("message.new", timeout=3)
+        while live["message"]["id"] != "r-1":
+            live = socket.next("message.new")
+        assert (live["message"]["parent_id"], live["message"]["type"]) == ("p-1", "reply")
+        parent_now = socket.next("message.updated")["message"]  # for watchers only
+        assert (parent_now["id"], parent_now["reply_count"]) == ("p-1", 1)
+    replies = bob.call("GET", "messages/p-1/replies")["messages"]
+    assert [m["id"] for m in replies] == ["r-1"]
+    state = as_user("alice").watch(CID)
+    assert [(m["id"], m["reply_count"]) for m in state["messages"]] == [("p-1", 1)]
+    assert emu.wait_webhooks()
+    assert "message.updated" not in [e["type"] for e in hooked.events()]

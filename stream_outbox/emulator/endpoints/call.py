@@ -17,6 +17,7 @@ from stream_outbox.emulator.state.store import Store
 WEBSOCKET_ONLY = frozenset(
     {"typing.start", "typing.stop", "user.watching.start", "user.watching.stop"}
 )
+LIVE_ONLY = "_live_only"  # the mark of an event for watchers only (not sent)
 
 
 @dataclass
@@ -40,13 +41,22 @@ class Call:
     connection_id: str | None = None  # the caller's WebSocket (``connection_id`` query)
 
     def emit(
-        self, event_type: str, build: Callable[[], dict[str, Any]], cid: str | None = None
+        self,
+        event_type: str,
+        build: Callable[[], dict[str, Any]],
+        cid: str | None = None,
+        *,
+        live_only: bool = False,
     ) -> None:
-        """Record an event, built only when a webhook wants its type or someone watches
-        its channel ``cid``."""
-        hooked = event_type not in WEBSOCKET_ONLY and self.store.hook_urls(event_type)
+        """Record an event, built only when a webhook wants its type (not ``live_only``)
+        or someone watches its channel ``cid``."""
+        hookable = not live_only and event_type not in WEBSOCKET_ONLY
+        hooked = hookable and self.store.hook_urls(event_type)
         if hooked or self.hub.has_watchers(cid):
-            self.events.append(build())
+            event = build()
+            if not hookable:
+                event[LIVE_ONLY] = True
+            self.events.append(event)
 
     def connection(self) -> Connection | None:
         """The caller's open WebSocket connection, if the call names one of its own."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.endpoints.call import LIVE_ONLY, Call
 from stream_outbox.emulator.state.hub import Connection, Hub
 from stream_outbox.emulator.state.store import ChannelRecord, Store
 
@@ -44,10 +44,14 @@ def emit_message(
     channel: ChannelRecord,
     message: dict[str, Any],
     user_id: str | None = None,
+    *,
+    live_only: bool = False,
     **extra: Any,
 ) -> None:
     """``message.new``, ``.updated``, ``.deleted`` (with ``hard_delete``), ``.undeleted``:
-    ``user`` is who acted (the caller, else the one named in the call, else the author)."""
+    ``user`` is who acted (the caller, else the one named in the call, else the author).
+    ``live_only``: for the watchers, not the webhooks (a thread's parent after a reply:
+    stream-chat-js takes a parent's ``reply_count`` from events, it does not count)."""
 
     def build() -> dict[str, Any]:
         event = _base(call, event_type, channel)
@@ -63,7 +67,7 @@ def emit_message(
         )
         return event
 
-    call.emit(event_type, build, channel.cid)
+    call.emit(event_type, build, channel.cid, live_only=live_only)
 
 
 def emit_read(
@@ -167,7 +171,7 @@ def watching_event(
     }
 
 
-_NOT_LIVE = ("members", "request_info")
+_NOT_LIVE = ("members", "request_info", LIVE_ONLY)
 
 
 def live_event(

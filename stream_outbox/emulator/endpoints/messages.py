@@ -125,7 +125,7 @@ def create_message(store: Store, channel: ChannelRecord, message: Any, now: str)
         {
             "id": message_id,
             "text": text,
-            "type": "regular",
+            "type": "reply" if payload.get("parent_id") else "regular",
             "user_id": user_id,
             "cid": channel.cid,
             "created_at": now,
@@ -165,6 +165,9 @@ def send_message(call: Call) -> dict[str, Any]:
     message = as_caller(call, call.body.get("message"))
     record = create_message(call.store, channel, message, call.now)
     emit_message(call, "message.new", channel, record)
+    if record.get("parent_id"):  # watchers see the parent's new reply_count
+        parent = _stored(call.store, record["parent_id"])
+        emit_message(call, "message.updated", channel, parent, live_only=True)
     return {"message": call.store.message_view(record)}
 
 

@@ -343,7 +343,12 @@ class Store:
         ``last_read``), as a channel query returns them."""
         members = list(channel.members.values())  # insertion order = join order
         newest = members[::-1][:member_limit]
-        messages = self.messages.get(channel.cid, [])
+        # a thread's replies are in the thread, not the channel, unless shown in both
+        messages = [
+            m
+            for m in self.messages.get(channel.cid, [])
+            if not m.get("parent_id") or m.get("show_in_channel")
+        ]
         if before is not None:
             at = next((n for n, m in enumerate(messages) if m["id"] == before), len(messages))
             messages = messages[:at]

@@ -15,7 +15,7 @@ from typing import Any
 
 from stream_outbox.emulator.config import EmulatorConfig
 from stream_outbox.emulator.endpoints import connect
-from stream_outbox.emulator.endpoints.call import WEBSOCKET_ONLY, Call
+from stream_outbox.emulator.endpoints.call import LIVE_ONLY, Call
 from stream_outbox.emulator.endpoints.events import live_event, watching_event
 from stream_outbox.emulator.importing.tasks import ImportBook
 from stream_outbox.emulator.rules.errors import (
@@ -199,7 +199,7 @@ class EmulatorCore:
             cid = event.get("cid")
             if cid and self.hub.has_watchers(cid):
                 self.hub.deliver(cid, partial(live_event, self.store, self.hub, event))
-            if event["type"] in WEBSOCKET_ONLY:
+            if event.pop(LIVE_ONLY, False):
                 continue
             event["request_info"] = request_info
             urls = self.store.hook_urls(event["type"])
