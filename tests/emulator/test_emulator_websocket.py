@@ -150,7 +150,8 @@ def test_typing_read_edit_and_delete_reach_the_other_watcher(
         assert (read["user"]["id"], read["last_read_message_id"]) == ("bob", sent["id"])
 
         bob.update_message({"id": "b-1", "text": "one, edited"})
-        assert socket.next("message.updated")["message"]["text"] == "one, edited"
+        edited = socket.next("message.updated")["message"]
+        assert edited["text"] == "one, edited" and edited["message_text_updated_at"]
         bob.delete_message("b-1")
         deleted = socket.next("message.deleted")
         assert (deleted["message"]["id"], deleted["message"]["type"]) == ("b-1", "deleted")

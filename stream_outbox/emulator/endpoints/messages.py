@@ -64,6 +64,7 @@ _NOT_STORED = MESSAGE_SERVER_FIELDS | MESSAGE_DERIVED_FIELDS
 # What a whole-message update keeps: the server's fields and the counts it keeps itself
 _KEPT_ON_UPDATE = MESSAGE_SERVER_FIELDS | {
     "id",
+    "message_text_updated_at",
     "reply_count",
     "latest_reactions",
     "own_reactions",
@@ -230,11 +231,18 @@ def update_message(call: Call) -> dict[str, Any]:
     fresh = new_message(**{k: v for k, v in message.items() if k not in _NOT_STORED})
     fresh.update(kept)
     fresh.update({"text": text, "updated_at": call.now})
+    _mark_edited(fresh, record, call.now)
     check_custom_size("message", fresh, MESSAGE_BUILTIN_FIELDS)
     record.clear()
     record.update(fresh)
     emit_message(call, "message.updated", channel, record, _named_user(message))
     return {"message": call.store.message_view(record)}
+
+
+def _mark_edited(updated: dict[str, Any], before: dict[str, Any], now: str) -> None:
+    """A changed text is an edit: ``message_text_updated_at`` (stream-chat-react's "Edited")."""
+    if updated.get("text") != before.get("text"):
+        updated["message_text_updated_at"] = now
 
 
 def _named_user(body: dict[str, Any]) -> str | None:
@@ -267,9 +275,11 @@ def update_message_partial(call: Call) -> dict[str, Any]:
     updated = {k: v for k, v in record.items() if k not in unset}
     updated.update(set_)
     check_custom_size("message", updated, MESSAGE_BUILTIN_FIELDS)
+    old_text = record.get("text")
     for key in unset:
         record.pop(key, None)
     record.update(set_)
+    _mark_edited(record, {**record, "text": old_text}, call.now)
     record["updated_at"] = call.now
     emit_message(call, "message.updated", channel, record, _named_user(call.body))
     return {"message": call.store.message_view(record)}

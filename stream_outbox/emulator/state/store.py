@@ -39,7 +39,16 @@ CHANNEL_RESERVED_FIELDS = frozenset(
     }
 )
 MESSAGE_SERVER_FIELDS = frozenset(
-    {"user", "user_id", "cid", "created_at", "updated_at", "deleted_at", "type"}
+    {
+        "user",
+        "user_id",
+        "cid",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "type",
+        "message_text_updated_at",
+    }
 )
 
 
