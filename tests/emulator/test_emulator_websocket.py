@@ -38,6 +38,16 @@ def online(emu: Emulator, as_user: AsUser) -> Callable[..., Any]:
     return make
 
 
+def _eventually(check: Callable[[], bool], timeout: float = 3.0) -> bool:
+    """Whether ``check`` holds within ``timeout`` (a closed socket is seen a moment later)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def _refusal(emu: Emulator, token: str, api_key: str | None = None) -> tuple[Any, ...]:
     """What a refused connection gets: its error event, then the close code."""
     with open_socket(connect_url(emu.base_url, api_key or emu.api_key, "bob", token)) as s:
@@ -61,8 +71,7 @@ def test_connect_answers_a_health_check_with_the_connection_and_me(
         assert (me["total_unread_count"], me["unread_channels"]) == (0, 0)
         assert emu.state()["users"]["bob"]["name"] == "Bobby"  # upserted as on connect
 
-    time.sleep(0.1)
-    assert emu.state()["users"]["bob"]["online"] is False
+    assert _eventually(lambda: emu.state()["users"]["bob"]["online"] is False)
 
 
 def test_connect_creates_a_user_that_does_not_exist(emu: Emulator, online: Callable[..., Any]):
@@ -188,7 +197,7 @@ def test_stop_watching_and_a_closed_socket_end_the_events(
         assert [e["type"] for e in socket.quiet()] == []
     with online("bob") as (bob, _):
         assert bob.watch(CID)["watcher_count"] == 1
-    time.sleep(0.1)
+    assert _eventually(lambda: emu.watching(CID) == [])
     assert as_user("alice").watch(CID)["watcher_count"] == 0
 
 
