@@ -37,6 +37,7 @@ def chat_router(
     api_key: str,
     api_secret: str,
     app_id: str | None = None,
+    base_url: str | None = None,
     binding: Binding | None = None,
     token_ttl: timedelta = timedelta(hours=1),
     prefix: str = "/chat",
@@ -48,6 +49,10 @@ def chat_router(
     (a SQLAlchemy ``Connection`` and the user's id). Only participants of a
     conversation may look up its channel or ask for its migration. The ``POST``
     commits its outbox row on that connection.
+
+    ``GET {prefix}/token`` answers ``{token, user_id, api_key, app_id, base_url}``:
+    ``base_url`` is the Stream base URL the frontend's client must use (an emulator's,
+    say), None for Stream itself.
     """
     bound = binding_or_reference(binding)
     router = APIRouter(prefix=prefix, tags=["chat"])
@@ -60,6 +65,7 @@ def chat_router(
             "user_id": uid,
             "api_key": api_key,
             "app_id": app_id,
+            "base_url": base_url,
         }
 
     @router.get("/conversations/{conversation_id}/channel")

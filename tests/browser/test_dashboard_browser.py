@@ -8,7 +8,6 @@ install, it is not skipped.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -17,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -33,41 +32,10 @@ from tests.support.story import invite
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 USER = "admin"
 PASSWORD = "browser-pw-Never-Shown-41d2"
 TOKEN = "browser-token-Never-Shown-9e07"
 FAILURE = "UpdateUsers HTTP 400 code 4: name is too long"
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    """Debian's Chromium, headless, with its background networking off."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's Chromium "
-            "(apt-get update && apt-get install -y chromium)",
-            pytrace=False,
-        )
-    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield launched
-    launched.close()
 
 
 @pytest.fixture()

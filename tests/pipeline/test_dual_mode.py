@@ -156,6 +156,7 @@ def test_channel_lookup_predicts_then_confirms(
 def test_token_endpoint_signs_a_user_token_locally(frontend: TestClient) -> None:
     answer: dict[str, Any] = frontend.get("/chat/token", headers={"x-user-id": "u-1"}).json()
     assert (answer["user_id"], answer["api_key"], answer["app_id"]) == ("u-1", API_KEY, "1460405")
+    assert answer["base_url"] is None  # Stream itself
     claims = jwt.decode(answer["token"], API_SECRET, algorithms=["HS256"])
     assert claims["user_id"] == "u-1" and claims["exp"] - claims["iat"] == 3600
 

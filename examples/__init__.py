@@ -1,0 +1,1 @@
+"""Examples of an application using stream-outbox (not part of the installed package)."""
