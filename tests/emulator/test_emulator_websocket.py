@@ -194,7 +194,8 @@ def test_stop_watching_and_a_closed_socket_end_the_events(
 
         channel.send_message({"text": "nobody watches"}, "alice")
 
-        assert [e["type"] for e in socket.quiet()] == []
+        # a member not watching is only notified
+        assert [e["type"] for e in socket.quiet()] == ["notification.message_new"]
     with online("bob") as (bob, _):
         assert bob.watch(CID)["watcher_count"] == 1
     assert _eventually(lambda: emu.watching(CID) == [])
@@ -285,3 +286,22 @@ def test_a_thread_reply_goes_live_and_stays_in_its_thread(
     assert [(m["id"], m["reply_count"]) for m in state["messages"]] == [("p-1", 1)]
     assert emu.wait_webhooks()
     assert "message.updated" not in [e["type"] for e in hooked.events()]
+
+
+def test_members_not_watching_are_notified(emu: Emulator, channel: Any, online: Callable[..., Any]):
+    with online("bob") as (_, bob_socket), online("carol") as (carol, carol_socket):
+        # a member's connection that does not watch the channel hears of its messages
+        channel.send_message({"id": "n-1", "text": "while you were away"}, "alice")
+        note = bob_socket.next("notification.message_new")
+        assert (note["cid"], note["message"]["id"], note["channel"]["cid"]) == (CID, "n-1", CID)
+        assert (note["unread_count"], note["unread_channels"]) == (1, 1)
+
+        # a user added hears of it, and a member removed too, and stops watching
+        channel.add_members(["carol"])
+        added = carol_socket.next("notification.added_to_channel")
+        assert (added["cid"], added["member"]["user_id"]) == (CID, "carol")
+        carol.watch(CID)
+        channel.remove_members(["carol"])
+        removed = carol_socket.next("notification.removed_from_channel")
+        assert (removed["cid"], removed["member"]["user_id"]) == (CID, "carol")
+        assert emu.watching(CID) == []

@@ -49,10 +49,11 @@ class Call:
         live_only: bool = False,
     ) -> None:
         """Record an event, built only when a webhook wants its type (not ``live_only``)
-        or someone watches its channel ``cid``."""
+        or a WebSocket may hear of it (its channel ``cid`` is watched; a member's
+        connection elsewhere gets a ``notification.*``)."""
         hookable = not live_only and event_type not in WEBSOCKET_ONLY
         hooked = hookable and self.store.hook_urls(event_type)
-        if hooked or self.hub.has_watchers(cid):
+        if hooked or (cid is not None and bool(self.hub.connections)):
             event = build()
             if not hookable:
                 event[LIVE_ONLY] = True

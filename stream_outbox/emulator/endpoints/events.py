@@ -189,3 +189,57 @@ def live_event(
         if channel is not None:
             live["channel_last_message_at"] = channel.last_message_at
     return live
+
+
+# Events of a channel that its members' other connections hear of (Stream's
+# ``notification.*``): to a member whose connection does not watch the channel, or, for a
+# membership change, to the user added or removed.
+NOTIFICATIONS = {
+    "message.new": "notification.message_new",
+    "member.added": "notification.added_to_channel",
+    "member.removed": "notification.removed_from_channel",
+}
+
+
+def notifications(
+    store: Store, hub: Hub, event: dict[str, Any]
+) -> list[tuple[Connection, dict[str, Any]]]:
+    """The ``notification.*`` events a channel event causes, each with its connection.
+    A removed member's connections stop watching the channel first."""
+    kind, cid = NOTIFICATIONS.get(event["type"]), event.get("cid")
+    channel = store.channels.get(cid) if kind and cid else None
+    if kind is None or channel is None or not hub.connections:
+        return []
+    member = event.get("member")
+    users = {member["user_id"]} if member else set(channel.members)
+    if event["type"] == "member.removed":
+        for connection in hub.watching(channel.cid):
+            if connection.user_id in users:
+                hub.unwatch(connection.id, channel.cid)
+    found = []
+    for connection in list(hub.connections.values()):
+        if connection.user_id in users and channel.cid not in connection.watching:
+            found.append((connection, _notification(store, kind, channel, event, connection)))
+    return found
+
+
+def _notification(
+    store: Store, kind: str, channel: ChannelRecord, event: dict[str, Any], to: Connection
+) -> dict[str, Any]:
+    note: dict[str, Any] = {
+        "type": kind,
+        "cid": channel.cid,
+        "channel_type": channel.type,
+        "channel_id": channel.id,
+        "channel": store.channel_view(channel),
+        "created_at": event["created_at"],
+    }
+    for name in ("message", "member", "user"):
+        if event.get(name) is not None:
+            note[name] = event[name]
+    if kind == "notification.message_new":
+        total, channels = store.unread_totals(to.user_id)
+        note.update(
+            {"unread_count": total, "total_unread_count": total, "unread_channels": channels}
+        )
+    return note

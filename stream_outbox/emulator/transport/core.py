@@ -16,7 +16,7 @@ from typing import Any
 from stream_outbox.emulator.config import EmulatorConfig
 from stream_outbox.emulator.endpoints import connect
 from stream_outbox.emulator.endpoints.call import LIVE_ONLY, Call
-from stream_outbox.emulator.endpoints.events import live_event, watching_event
+from stream_outbox.emulator.endpoints.events import live_event, notifications, watching_event
 from stream_outbox.emulator.importing.tasks import ImportBook
 from stream_outbox.emulator.rules.errors import (
     AUTHENTICATION_ERROR,
@@ -197,6 +197,8 @@ class EmulatorCore:
         deliveries = []
         for event in events:
             cid = event.get("cid")
+            for connection, note in notifications(self.store, self.hub, event):
+                connection.send(json.dumps(note, separators=(",", ":")))
             if cid and self.hub.has_watchers(cid):
                 self.hub.deliver(cid, partial(live_event, self.store, self.hub, event))
             if event.pop(LIVE_ONLY, False):
