@@ -82,6 +82,8 @@ def test_connect_creates_a_user_that_does_not_exist(emu: Emulator, online: Calla
 
 def test_the_client_s_health_checks_are_answered(users: list[str], online: Callable[..., Any]):
     with online("bob") as (_, socket):
+        socket.ws.send("not json")  # ignored, as is a binary frame
+        socket.ws.send(b"\x00\x01")
         socket.ws.send('[{"type": "health.check", "client_id": "bob--x"}]')
         answer = socket.next("health.check")
         assert answer["connection_id"] == socket.connection_id
@@ -98,6 +100,20 @@ def test_bad_tokens_and_keys_get_an_error_then_close_1000(
     assert _refusal(emu, expired) == (40, 401, 1000)  # the client fetches a new token
     assert _refusal(emu, client.create_token("bob"), api_key="nope") == (2, 401, 1000)
     assert _refusal(emu, other) == (5, 401, 1000)  # a token of another user
+
+
+def test_deactivated_and_deleted_users_cannot_connect(
+    emu: Emulator, client: StreamChat, users: list[str]
+):
+    client.deactivate_user("bob")
+    client.delete_user("carol")
+
+    assert _refusal(emu, client.create_token("bob")) == (17, 403, 1000)
+    with open_socket(
+        connect_url(emu.base_url, emu.api_key, "carol", client.create_token("carol"))
+    ) as s:
+        assert (s.first["error"]["code"], s.first["error"]["StatusCode"]) == (16, 404)
+    assert "carol" not in [c["user_id"] for c in emu.connections()]
 
 
 def test_a_watcher_gets_a_server_side_message_live(
