@@ -185,6 +185,14 @@ class Emulator:
         """``{"users": {...}, "channels": {...}, "messages": {...}}``."""
         return admin.state(self.core)
 
+    def connections(self) -> list[dict[str, Any]]:
+        """Open WebSocket connections (``connection_id``, ``user_id``, ``watching``)."""
+        return admin.connections(self.core)
+
+    def watching(self, cid: str) -> list[str]:
+        """The users whose connections watch the channel ``cid``."""
+        return sorted({c["user_id"] for c in self.connections() if cid in c["watching"]})
+
     def reset(self) -> None:
         """Empty state, faults and counters; restore the configured limits and budget."""
         self.core.reset()

@@ -37,6 +37,7 @@ class UserClient:
         self.user_id = user_id
         self.token = token
         self.session = session
+        self.connection_id: str | None = None  # the user's WebSocket, once it has one
 
     def call(
         self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any
@@ -45,7 +46,12 @@ class UserClient:
         response = self.session.request(
             method,
             f"{self.base_url}/{path.lstrip('/')}",
-            params={"user_id": self.user_id, "api_key": self.api_key, **params},
+            params={
+                "user_id": self.user_id,
+                "api_key": self.api_key,
+                **({"connection_id": self.connection_id} if self.connection_id else {}),
+                **params,
+            },
             headers={
                 "Authorization": self.token,
                 "stream-auth-type": "jwt",
@@ -88,6 +94,14 @@ class UserClient:
         if data:
             body["data"] = data
         return self.call("POST", f"channels/{cid.replace(':', '/')}/query", body)
+
+    def stop_watching(self, cid: str) -> dict[str, Any]:
+        """``channel.stopWatching()``."""
+        return self.call("POST", f"channels/{cid.replace(':', '/')}/stop-watching", {})
+
+    def send_event(self, cid: str, event: dict[str, Any]) -> dict[str, Any]:
+        """``channel.sendEvent`` (``keystroke()`` sends ``typing.start``)."""
+        return self.call("POST", f"channels/{cid.replace(':', '/')}/event", {"event": event})
 
     def query_channels(self, filter_conditions: dict[str, Any]) -> dict[str, Any]:
         """``client.queryChannels``."""

@@ -10,7 +10,14 @@ from typing import Any
 from stream_outbox.emulator.importing.tasks import ImportBook
 from stream_outbox.emulator.rules.errors import input_error
 from stream_outbox.emulator.rules.limits import RateLimits
+from stream_outbox.emulator.state.hub import Connection, Hub
 from stream_outbox.emulator.state.store import Store
+
+# Events that go to WebSocket watchers only, never to webhooks.
+WEBSOCKET_ONLY = frozenset(
+    {"typing.start", "typing.stop", "user.watching.start", "user.watching.stop"}
+)
+LIVE_ONLY = "_live_only"  # the mark of an event for watchers only (not sent)
 
 
 @dataclass
@@ -29,12 +36,32 @@ class Call:
     imports: ImportBook = field(default_factory=ImportBook)
     host: str = ""  # the Host header, for URLs the emulator hands out
     actor: str | None = None  # the user of a client-side (user-token) call; None: server-side
-    events: list[dict[str, Any]] = field(default_factory=list)  # for the app's webhooks
+    events: list[dict[str, Any]] = field(default_factory=list)  # for webhooks and watchers
+    hub: Hub = field(default_factory=Hub)  # the open WebSocket connections
+    connection_id: str | None = None  # the caller's WebSocket (``connection_id`` query)
 
-    def emit(self, event_type: str, build: Callable[[], dict[str, Any]]) -> None:
-        """Record an event for the webhooks, built only when a hook wants its type."""
-        if self.store.hook_urls(event_type):
-            self.events.append(build())
+    def emit(
+        self,
+        event_type: str,
+        build: Callable[[], dict[str, Any]],
+        cid: str | None = None,
+        *,
+        live_only: bool = False,
+    ) -> None:
+        """Record an event, built only when a webhook wants its type (not ``live_only``)
+        or a WebSocket may hear of it (its channel ``cid`` is watched; a member's
+        connection elsewhere gets a ``notification.*``)."""
+        hookable = not live_only and event_type not in WEBSOCKET_ONLY
+        hooked = hookable and self.store.hook_urls(event_type)
+        if hooked or (cid is not None and bool(self.hub.connections)):
+            event = build()
+            if not hookable:
+                event[LIVE_ONLY] = True
+            self.events.append(event)
+
+    def connection(self) -> Connection | None:
+        """The caller's open WebSocket connection, if the call names one of its own."""
+        return self.hub.connection_of(self.connection_id, self.actor)
 
     def payload(self) -> dict[str, Any]:
         """Decode the ``payload`` query parameter GET endpoints use for their options."""

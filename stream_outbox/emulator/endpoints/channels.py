@@ -14,6 +14,7 @@ from typing import Any
 from stream_outbox.emulator.endpoints.call import Call
 from stream_outbox.emulator.endpoints.events import emit_channel, emit_member, emit_message
 from stream_outbox.emulator.endpoints.messages import as_caller, create_message
+from stream_outbox.emulator.endpoints.watching import for_caller, watch
 from stream_outbox.emulator.rules.errors import input_error, not_found, user_deleted
 from stream_outbox.emulator.rules.filters import (
     MISSING,
@@ -192,14 +193,16 @@ def get_or_create_channel(call: Call) -> dict[str, Any]:
         existing = _create(call, channel_type, channel_id, data)
         emit_channel(call, "channel.created", existing)
     require(existing, call.actor, "ReadChannel")
+    watch(call, existing)
     pages = call.body.get("messages")
     before = pages.get("id_lt") if isinstance(pages, dict) else None
-    return call.store.channel_state(
+    state = call.store.channel_state(
         existing,
         message_limit=_limit_option(call.body, "messages", 25),
         member_limit=_limit_option(call.body, "members", 100),
         before=str(before) if before else None,
     )
+    return for_caller(call, existing, state)
 
 
 def _member_ops(call: Call, channel: ChannelRecord) -> None:
@@ -377,9 +380,16 @@ def query_channels(call: Call) -> dict[str, Any]:
     limit = clamp_limit(body.get("limit"), QUERY_CHANNELS_DEFAULT_LIMIT, QUERY_CHANNELS_MAX_LIMIT)
     message_limit = clamp_limit(body.get("message_limit"), 25, 300)
     member_limit = clamp_limit(body.get("member_limit"), 100, 100)
+    page = found[offset : offset + limit]
+    for ch in page:
+        watch(call, ch)
     channels = [
-        call.store.channel_state(ch, message_limit=message_limit, member_limit=member_limit)
-        for ch in found[offset : offset + limit]
+        for_caller(
+            call,
+            ch,
+            call.store.channel_state(ch, message_limit=message_limit, member_limit=member_limit),
+        )
+        for ch in page
     ]
     return {"channels": channels}
 

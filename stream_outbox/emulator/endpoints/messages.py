@@ -24,8 +24,10 @@ from stream_outbox.emulator.rules.validation import (
     MAX_MESSAGE_LENGTH,
     check_custom_size,
     check_message_id,
+    clamp_limit,
 )
 from stream_outbox.emulator.state.store import (
+    MESSAGE_DERIVED_FIELDS,
     MESSAGE_SERVER_FIELDS,
     ChannelRecord,
     Store,
@@ -33,25 +35,41 @@ from stream_outbox.emulator.state.store import (
 )
 
 # A message's own fields; the rest is custom data (at most 5 KB).
-MESSAGE_BUILTIN_FIELDS = MESSAGE_SERVER_FIELDS | {
+MESSAGE_BUILTIN_FIELDS = (
+    MESSAGE_SERVER_FIELDS
+    | MESSAGE_DERIVED_FIELDS
+    | {
+        "id",
+        "text",
+        "html",
+        "attachments",
+        "mentioned_users",
+        "parent_id",
+        "show_in_channel",
+        "quoted_message_id",
+        "silent",
+        "pinned",
+        "pin_expires",
+        "skip_push",
+        "restricted_visibility",
+        "latest_reactions",
+        "own_reactions",
+        "reaction_counts",
+        "reaction_scores",
+        "reply_count",
+    }
+)
+
+_NOT_STORED = MESSAGE_SERVER_FIELDS | MESSAGE_DERIVED_FIELDS
+# What a whole-message update keeps: the server's fields and the counts it keeps itself
+_KEPT_ON_UPDATE = MESSAGE_SERVER_FIELDS | {
     "id",
-    "text",
-    "html",
-    "attachments",
-    "mentioned_users",
-    "parent_id",
-    "show_in_channel",
-    "quoted_message_id",
-    "silent",
-    "pinned",
-    "pin_expires",
-    "skip_push",
-    "restricted_visibility",
+    "message_text_updated_at",
+    "reply_count",
     "latest_reactions",
     "own_reactions",
     "reaction_counts",
     "reaction_scores",
-    "reply_count",
 }
 
 
@@ -103,22 +121,35 @@ def create_message(store: Store, channel: ChannelRecord, message: Any, now: str)
     """
     payload, message_id, user_id, text = _checked(store, message)
     record = new_message()
-    record.update({k: v for k, v in payload.items() if k not in MESSAGE_SERVER_FIELDS})
+    record.update({k: v for k, v in payload.items() if k not in _NOT_STORED})
     record.update(
         {
             "id": message_id,
             "text": text,
-            "type": "regular",
+            "type": "reply" if payload.get("parent_id") else "regular",
             "user_id": user_id,
             "cid": channel.cid,
             "created_at": now,
             "updated_at": now,
         }
     )
+    _count_reply(store, channel, record)
     store.messages.setdefault(channel.cid, []).append(record)
     store.message_cids[message_id] = channel.cid
     channel.updated_at = channel.last_message_at = now
     return record
+
+
+def _count_reply(store: Store, channel: ChannelRecord, record: dict[str, Any]) -> None:
+    """A reply (``parent_id``) counts in its parent's ``reply_count``; the parent must be a
+    message of the channel."""
+    parent_id = record.get("parent_id")
+    if not parent_id:
+        return
+    if store.message_cids.get(parent_id) != channel.cid:
+        raise input_error(f"parent message {parent_id} does not exist in channel {channel.cid}")
+    parent = next(m for m in store.messages[channel.cid] if m["id"] == parent_id)
+    parent["reply_count"] = parent.get("reply_count", 0) + 1
 
 
 def as_caller(call: Call, message: Any) -> Any:
@@ -135,6 +166,9 @@ def send_message(call: Call) -> dict[str, Any]:
     message = as_caller(call, call.body.get("message"))
     record = create_message(call.store, channel, message, call.now)
     emit_message(call, "message.new", channel, record)
+    if record.get("parent_id"):  # watchers see the parent's new reply_count
+        parent = _stored(call.store, record["parent_id"])
+        emit_message(call, "message.updated", channel, parent, live_only=True)
     return {"message": call.store.message_view(record)}
 
 
@@ -155,6 +189,17 @@ def _stored(store: Store, message_id: str) -> dict[str, Any]:
         if message["id"] == message_id:
             return message
     raise not_found(f"message with id {message_id} not found")
+
+
+def get_replies(call: Call) -> dict[str, Any]:
+    """``GET /messages/{id}/replies`` (GetReplies): a thread's replies, oldest first (the
+    latest ``limit``, default 25)."""
+    parent = _stored(call.store, call.params[0])
+    require(_channel_of(call, parent), call.actor, "ReadChannel")
+    limit = clamp_limit(call.query.get("limit"), 25, 300)
+    thread = call.store.messages.get(parent["cid"], [])
+    replies = [m for m in thread if m.get("parent_id") == parent["id"]]
+    return {"messages": [call.store.message_view(m) for m in replies[-limit:] if limit > 0]}
 
 
 def _channel_of(call: Call, record: dict[str, Any]) -> ChannelRecord:
@@ -182,15 +227,22 @@ def update_message(call: Call) -> dict[str, Any]:
     if record.get("deleted_at"):
         raise input_error("a deleted message cannot be updated")
     text = _checked_text(message.get("text", ""))
-    kept = {k: v for k, v in record.items() if k in MESSAGE_SERVER_FIELDS or k == "id"}
-    fresh = new_message(**{k: v for k, v in message.items() if k not in MESSAGE_SERVER_FIELDS})
+    kept = {k: v for k, v in record.items() if k in _KEPT_ON_UPDATE}
+    fresh = new_message(**{k: v for k, v in message.items() if k not in _NOT_STORED})
     fresh.update(kept)
     fresh.update({"text": text, "updated_at": call.now})
+    _mark_edited(fresh, record, call.now)
     check_custom_size("message", fresh, MESSAGE_BUILTIN_FIELDS)
     record.clear()
     record.update(fresh)
     emit_message(call, "message.updated", channel, record, _named_user(message))
     return {"message": call.store.message_view(record)}
+
+
+def _mark_edited(updated: dict[str, Any], before: dict[str, Any], now: str) -> None:
+    """A changed text is an edit: ``message_text_updated_at`` (stream-chat-react's "Edited")."""
+    if updated.get("text") != before.get("text"):
+        updated["message_text_updated_at"] = now
 
 
 def _named_user(body: dict[str, Any]) -> str | None:
@@ -223,9 +275,11 @@ def update_message_partial(call: Call) -> dict[str, Any]:
     updated = {k: v for k, v in record.items() if k not in unset}
     updated.update(set_)
     check_custom_size("message", updated, MESSAGE_BUILTIN_FIELDS)
+    old_text = record.get("text")
     for key in unset:
         record.pop(key, None)
     record.update(set_)
+    _mark_edited(record, {**record, "text": old_text}, call.now)
     record["updated_at"] = call.now
     emit_message(call, "message.updated", channel, record, _named_user(call.body))
     return {"message": call.store.message_view(record)}

@@ -26,7 +26,8 @@ MAX_QUERY_COST_MS = 3000.0  # "each query's cost is capped ... (default: 3,000 m
 # Per-minute server-side defaults, by the emulator's endpoint names. Entries marked
 # "inferred" are endpoints the table does not name, given the limit of the row they
 # belong to; endpoints absent here (GetManyMessages, GetRateLimits, GetTask,
-# RestoreUsers, UndeleteMessage) have no published limit and are not limited.
+# RestoreUsers, UndeleteMessage, and the client's SendEvent, StopWatchingChannel,
+# GetReplies) have no published limit and are not limited.
 STREAM_DEFAULT_LIMITS: dict[str, int] = {
     "GetOrCreateChannel": 10_000,
     "GetApp": 10_000,

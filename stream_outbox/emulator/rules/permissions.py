@@ -46,8 +46,28 @@ CLIENT_ENDPOINTS = frozenset(
         "UpdateMessagePartial",
         "DeleteMessage",
         "MarkRead",
+        "SendEvent",
+        "StopWatchingChannel",
+        "GetReplies",
     }
 )
+
+# ``own_capabilities`` of a channel member (Stream's names; stream-chat-react shows the
+# message input only with ``send-message``, typing with ``send-typing-events``...): the
+# grants above, without the features the emulator has not (reactions, uploads, search).
+MEMBER_CAPABILITIES = (
+    "connect-events",
+    "delete-own-message",
+    "read-events",
+    "send-custom-events",
+    "send-links",
+    "send-message",
+    "send-reply",
+    "send-typing-events",
+    "typing-events",
+    "update-own-message",
+)
+OWNER_CAPABILITIES = ("update-channel", "update-channel-members")
 
 
 def not_allowed(user_id: str, action: str, scope: str) -> StreamError:
@@ -90,3 +110,11 @@ def require_own_message(
     require(channel, user_id, action)
     if user_id is not None and message.get("user_id") != user_id:
         raise not_allowed(user_id, action, channel.type)
+
+
+def capabilities(channel: ChannelRecord, user_id: str) -> list[str]:
+    """What the user may do in the channel, as ``channel.own_capabilities`` lists it."""
+    if not can_read(channel, user_id):
+        return []
+    owned = OWNER_CAPABILITIES if user_id == channel.created_by else ()
+    return sorted((*MEMBER_CAPABILITIES, *owned))

@@ -1,4 +1,5 @@
 """What the emulator holds: ``store`` (users, channels, messages, async tasks; the
-clocks) and ``request_log`` (every call counted, and when it was answered)."""
+clocks), ``request_log`` (every call counted, and when it was answered) and ``hub``
+(open WebSocket connections and the channels they watch)."""
 
 __all__: list[str] = []

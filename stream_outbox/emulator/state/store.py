@@ -6,6 +6,7 @@ every use of it.
 
 from __future__ import annotations
 
+import html
 import itertools
 import time
 import uuid
@@ -38,8 +39,54 @@ CHANNEL_RESERVED_FIELDS = frozenset(
     }
 )
 MESSAGE_SERVER_FIELDS = frozenset(
-    {"user", "user_id", "cid", "created_at", "updated_at", "deleted_at", "type"}
+    {
+        "user",
+        "user_id",
+        "cid",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "type",
+        "message_text_updated_at",
+    }
 )
+
+
+# Fields answers derive (``message_view``); a client's payload echoes them back (the JS
+# client's ``updateMessage`` sends the message as it holds it), and they are not stored.
+MESSAGE_DERIVED_FIELDS = frozenset(
+    {
+        "status",
+        "shadowed",
+        "pinned_at",
+        "pinned_by",
+        "deleted_reply_count",
+        "thread_participants",
+        "i18n",
+        "quoted_message",
+        "reaction_groups",
+    }
+)
+_MESSAGE_VIEW_DEFAULTS: dict[str, Any] = {
+    "pinned": False,
+    "pinned_at": None,
+    "pinned_by": None,
+    "pin_expires": None,
+    "shadowed": False,
+    "status": "received",
+    "deleted_reply_count": 0,
+}
+
+
+def _unread(messages: list[dict[str, Any]], member: dict[str, Any]) -> int:
+    """Messages of others, not deleted, after the member's ``last_read`` (else its joining)."""
+    since = member.get("last_read") or member.get("created_at") or ""
+    user_id = member["user_id"]
+    return sum(
+        1
+        for m in messages
+        if m["created_at"] > since and m["user_id"] != user_id and not m.get("deleted_at")
+    )
 
 
 def new_message(**fields: Any) -> dict[str, Any]:
@@ -71,10 +118,45 @@ def new_member(user_id: str, created_by: str | None, now: str) -> dict[str, Any]
     }
 
 
+# The features of Stream's ``messaging`` type the emulator serves over its WebSocket; the
+# others are off (stream-chat-js and stream-chat-react hide what a config turns off).
+_CONFIG_ON = ("typing_events", "read_events", "connect_events", "custom_events", "replies")
+_CONFIG_OFF = (
+    "reactions",
+    "uploads",
+    "search",
+    "quotes",
+    "mutes",
+    "url_enrichment",
+    "push_notifications",
+    "polls",
+    "reminders",
+    "mark_messages_pending",
+    "delivery_events",
+    "user_message_reminders",
+    "shared_locations",
+    "count_messages",
+    "skip_last_msg_update_for_system_msgs",
+)
+
+
 def channel_config(channel_type: str) -> dict[str, Any]:
-    """A channel type's ``config`` as answers carry it: the message limit, and
-    ``read_events`` on (stream-chat-js's ``markRead`` sends nothing without it)."""
-    return {"name": channel_type, "max_message_length": 5000, "read_events": True}
+    """A channel type's ``config`` as answers carry it: the message limit, and the features
+    on (``read_events``: stream-chat-js's ``markRead`` sends nothing without it;
+    ``typing_events``: nor does ``keystroke``)."""
+    config: dict[str, Any] = {"name": channel_type, "max_message_length": 5000}
+    config.update(dict.fromkeys(_CONFIG_ON, True))
+    config.update(dict.fromkeys(_CONFIG_OFF, False))
+    config.update(
+        {
+            "message_retention": "infinite",
+            "automod": "disabled",
+            "automod_behavior": "flag",
+            "blocklist_behavior": "flag",
+            "commands": [],
+        }
+    )
+    return config
 
 
 def now_iso() -> str:
@@ -270,11 +352,17 @@ class Store:
         ``last_read``), as a channel query returns them."""
         members = list(channel.members.values())  # insertion order = join order
         newest = members[::-1][:member_limit]
-        messages = self.messages.get(channel.cid, [])
+        # a thread's replies are in the thread, not the channel, unless shown in both
+        messages = [
+            m
+            for m in self.messages.get(channel.cid, [])
+            if not m.get("parent_id") or m.get("show_in_channel")
+        ]
         if before is not None:
             at = next((n for n, m in enumerate(messages) if m["id"] == before), len(messages))
             messages = messages[:at]
         recent = messages[-message_limit:] if message_limit > 0 else []
+        all_messages = self.messages.get(channel.cid, [])
         return {
             "channel": self.channel_view(channel),
             "members": [self.member_view(m) for m in newest],
@@ -285,13 +373,31 @@ class Store:
                     "user": self.user_view(m["user_id"]),
                     "last_read": m["last_read"],
                     "last_read_message_id": m.get("last_read_message_id"),
-                    "unread_messages": 0,
+                    "unread_messages": _unread(all_messages, m),
                 }
                 for m in members
                 if m.get("last_read")
             ],
             "watcher_count": 0,
         }
+
+    def unread_messages(self, channel: ChannelRecord, user_id: str) -> int:
+        """The member's unread messages in ``channel``: others' since its ``last_read``
+        (since it joined when it has read nothing); 0 for a non-member."""
+        member = channel.members.get(user_id)
+        if member is None:
+            return 0
+        return _unread(self.messages.get(channel.cid, []), member)
+
+    def unread_totals(self, user_id: str) -> tuple[int, int]:
+        """The user's unread messages over its channels, and how many channels have some."""
+        total = channels = 0
+        for channel in self.channels.values():
+            if channel.deleted_at is None and user_id in channel.members:
+                unread = self.unread_messages(channel, user_id)
+                total += unread
+                channels += unread > 0
+        return total, channels
 
     def drop_channel(self, cid: str, *, keep_message_ids: bool = False) -> None:
         """Remove a channel and its messages (hard delete); ``keep_message_ids`` keeps
@@ -310,9 +416,14 @@ class Store:
     # ---- messages ----------------------------------------------------------
 
     def message_view(self, message: dict[str, Any]) -> dict[str, Any]:
-        """A message object with its author embedded."""
+        """A message object with its author embedded, and the fields Stream adds that the
+        clients render from (``html``, ``pinned``, ``status``...) when it has none."""
         view = dict(message)
         view["user"] = self.user_view(message["user_id"])
+        for name, value in _MESSAGE_VIEW_DEFAULTS.items():
+            view.setdefault(name, value)
+        if "html" not in view:
+            view["html"] = f"<p>{html.escape(str(message.get('text', '')))}</p>\n"
         return view
 
     # ---- tasks -------------------------------------------------------------

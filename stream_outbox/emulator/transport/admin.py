@@ -31,6 +31,16 @@ def state(core: EmulatorCore) -> dict[str, Any]:
         return core.store.snapshot()
 
 
+def connections(core: EmulatorCore) -> list[dict[str, Any]]:
+    """Open WebSocket connections: ``connection_id``, ``user_id`` and the channels each
+    watches (a test waits on this for a page to be watching before it writes)."""
+    with core.lock:
+        return [
+            {"connection_id": c.id, "user_id": c.user_id, "watching": sorted(c.watching)}
+            for c in core.hub.connections.values()
+        ]
+
+
 def import_tasks(core: EmulatorCore) -> list[dict[str, Any]]:
     """Import tasks newest first, as ``GET /imports`` shows them (not counted)."""
     with core.lock:
@@ -306,6 +316,7 @@ _OPS: dict[tuple[str, str], _Op] = {
     ("GET", "/rate_limits"): lambda core, _: _rate_limits(core, {}),
     ("POST", "/rate_limits"): _rate_limits,
     ("POST", "/tasks"): lambda core, b: set_task_seconds(core, b["task_seconds"]),
+    ("GET", "/connections"): lambda core, _: {"connections": connections(core)},
     ("GET", "/health"): lambda core, _: {"ok": True, "api_key": core.config.api_key},
     ("GET", "/imports"): lambda core, _: {"import_tasks": import_tasks(core)},
     ("POST", "/imports/fail"): lambda core, b: fail_next_import(core, b.get("errors")),

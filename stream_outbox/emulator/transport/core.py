@@ -8,11 +8,15 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from stream_outbox.emulator.config import EmulatorConfig
-from stream_outbox.emulator.endpoints.call import Call
+from stream_outbox.emulator.endpoints import connect
+from stream_outbox.emulator.endpoints.call import LIVE_ONLY, Call
+from stream_outbox.emulator.endpoints.events import live_event, notifications, watching_event
 from stream_outbox.emulator.importing.tasks import ImportBook
 from stream_outbox.emulator.rules.errors import (
     AUTHENTICATION_ERROR,
@@ -34,6 +38,7 @@ from stream_outbox.emulator.rules.limits import (
     canonical_limits,
 )
 from stream_outbox.emulator.rules.permissions import check_endpoint
+from stream_outbox.emulator.state.hub import Connection, Hub
 from stream_outbox.emulator.state.request_log import RequestLog
 from stream_outbox.emulator.state.store import Store, now_iso, unix_now
 from stream_outbox.emulator.transport.auth import Authenticator
@@ -110,6 +115,7 @@ class EmulatorCore:
         self.channel_types = frozenset(config.channel_types)
         self.imports = _import_book(config, self.lock)
         self.webhooks = WebhookSender(config.api_key, config.api_secret, _sender_options(config))
+        self.hub = Hub()
 
     def plan(self, request: Request) -> Plan:
         """Route an API request and take its pending fault, if any."""
@@ -162,6 +168,8 @@ class EmulatorCore:
             imports=self.imports,
             host=request.headers.get("host", ""),
             actor=actor,
+            hub=self.hub,
+            connection_id=request.query.get("connection_id") or None,
         )
         try:
             payload = plan.route.handler(call)
@@ -184,16 +192,90 @@ class EmulatorCore:
         check_endpoint(user_id, endpoint)
 
     def _publish(self, events: list[dict[str, Any]], request_info: dict[str, Any]) -> None:
-        """Hand the call's events to the webhook sender (under the lock: in state order)."""
+        """Hand the call's events to the webhook sender and to the channels' watchers
+        (under the lock: in state order)."""
         deliveries = []
         for event in events:
+            cid = event.get("cid")
+            for connection, note in notifications(self.store, self.hub, event):
+                connection.send(json.dumps(note, separators=(",", ":")))
+            if cid and self.hub.has_watchers(cid):
+                self.hub.deliver(cid, partial(live_event, self.store, self.hub, event))
+            if event.pop(LIVE_ONLY, False):
+                continue
             event["request_info"] = request_info
+            urls = self.store.hook_urls(event["type"])
+            if not urls:
+                continue
             body = json.dumps(event, separators=(",", ":")).encode()
             user = event.get("user") or {}
-            key = event.get("cid") or f"user:{user.get('id', '')}"
-            for url in self.store.hook_urls(event["type"]):
+            key = cid or f"user:{user.get('id', '')}"
+            for url in urls:
                 deliveries.append(Delivery(str(uuid.uuid4()), url, body, event["type"], key))
         self.webhooks.publish(deliveries)
+
+    # ---- WebSocket connections (``GET /connect``) ---------------------------
+
+    def open_connection(
+        self, query: dict[str, str], send: Callable[[str], None], close: Callable[[], None]
+    ) -> tuple[Connection | None, dict[str, Any]]:
+        """Authenticate a ``/connect`` and register the connection; return it with its first
+        ``health.check``, or None with the error event Stream sends a refused connection."""
+        headers = {
+            "stream-auth-type": query.get("stream-auth-type", ""),
+            "authorization": query.get("authorization", ""),
+        }
+        with self.lock:
+            try:
+                payload = connect.connect_payload(query)
+                actor = self.auth.check(query, headers)
+                user_id = connect.connecting_user(payload, actor)
+                user = connect.upsert_on_connect(
+                    self.store, user_id, payload.get("user_details"), now_iso()
+                )
+            except StreamError as err:
+                return None, connect.connection_error(err)
+            connection = Connection(str(uuid.uuid4()), user_id, send, close)
+            self.hub.add(connection)
+            user["online"] = True
+            user["last_active"] = now_iso()
+            event = self.health_check(connection)
+            event["me"] = connect.own_user(self.store, user_id)
+        return connection, event
+
+    def health_check(self, connection: Connection) -> dict[str, Any]:
+        """A ``health.check`` event for one connection."""
+        return {
+            "type": "health.check",
+            "connection_id": connection.id,
+            "cid": "*",
+            "created_at": now_iso(),
+        }
+
+    def close_connection(self, connection: Connection) -> None:
+        """Forget a closed connection: it watches nothing now; its user is offline when it
+        has no other connection."""
+        with self.lock:
+            watched = set(connection.watching)
+            if self.hub.remove(connection.id) is None:
+                return
+            user = self.store.users.get(connection.user_id)
+            if user is not None and not self.hub.online(connection.user_id):
+                user["online"] = False
+                user["last_active"] = now_iso()
+            self._stopped_watching(connection.user_id, watched)
+
+    def _stopped_watching(self, user_id: str, cids: set[str]) -> None:
+        """``user.watching.stop`` to the other watchers of channels the user no longer
+        watches from any connection."""
+        for cid in sorted(cids):
+            channel = self.store.channels.get(cid)
+            if channel is None or user_id in self.hub.watcher_ids(cid):
+                continue
+            event = watching_event(
+                self.store, self.hub, "user.watching.stop", channel, user_id, now_iso()
+            )
+            self.hub.deliver(cid, partial(_same, event))
 
     def _admit(self, endpoint: str, now: float) -> list[tuple[str, str]]:
         """Count the call against its rate limits and budget; 429 when either is spent."""
@@ -248,6 +330,7 @@ class EmulatorCore:
             self.imports.close()
             self.imports = _import_book(self.config, self.lock)
             self.webhooks.reset(_sender_options(self.config))
+            self.hub.close_all()
 
     def close(self) -> None:
         """Stop import work and webhooks, remove uploaded files (import tasks are forgotten)."""
@@ -255,6 +338,12 @@ class EmulatorCore:
             self.imports.close()
             self.imports = _import_book(self.config, self.lock)
         self.webhooks.close()
+        with self.lock:
+            self.hub.close_all()
+
+
+def _same(event: dict[str, Any], _connection: Connection) -> dict[str, Any]:
+    return event
 
 
 def _import_book(config: EmulatorConfig, lock: threading.Lock) -> ImportBook:

@@ -14,6 +14,7 @@ from stream_outbox.emulator.endpoints import (
     reads,
     user_lifecycle,
     users,
+    watching,
 )
 from stream_outbox.emulator.endpoints.call import Call, Handler
 from stream_outbox.emulator.rules.errors import not_found
@@ -72,6 +73,8 @@ _TABLE: list[tuple[str, str, str, Handler]] = [
     ("GET", "channels/*/*/messages", "GetManyMessages", messages.get_many_messages),
     ("POST", "channels/*/*/truncate", "TruncateChannel", channels.truncate_channel),
     ("POST", "channels/*/*/read", "MarkRead", reads.mark_read),
+    ("POST", "channels/*/*/event", "SendEvent", watching.send_event),
+    ("POST", "channels/*/*/stop-watching", "StopWatchingChannel", watching.stop_watching),
     ("POST", "channels/*/*", "UpdateChannel", channels.update_channel),
     ("PATCH", "channels/*/*", "UpdateChannelPartial", channels.update_channel_partial),
     ("DELETE", "channels/*/*", "DeleteChannel", channels.delete_channel),
@@ -81,6 +84,7 @@ _TABLE: list[tuple[str, str, str, Handler]] = [
     ("PUT", "messages/*", "UpdateMessagePartial", messages.update_message_partial),
     ("DELETE", "messages/*", "DeleteMessage", messages.delete_message),
     ("POST", "messages/*/undelete", "UndeleteMessage", messages.undelete_message),
+    ("GET", "messages/*/replies", "GetReplies", messages.get_replies),
     ("GET", "app", "GetApp", app.get_app),
     ("PATCH", "app", "UpdateApp", app.update_app),
     ("GET", "rate_limits", "GetRateLimits", get_rate_limits),

@@ -24,11 +24,23 @@ from stream_outbox.emulator.transport.core import (
     Response,
     json_response,
 )
+from stream_outbox.emulator.transport.websocket import WsSession, is_upgrade
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 32 * 1024 * 1024  # API calls; uploads are streamed to a file
 _UPLOADS = ADMIN_PREFIX + uploads.UPLOADS_PREFIX
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+# The page using stream-chat-js is served from another origin: every answer allows it, and
+# preflights are answered (the client sends ``Authorization``, ``stream-auth-type``,
+# ``X-Stream-Client``, ``x-client-request-id`` and a JSON ``Content-Type``).
+_CORS = [
+    ("access-control-allow-origin", "*"),
+    ("access-control-expose-headers", "x-ratelimit-limit, x-ratelimit-remaining"),
+]
+_ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+_ALLOWED_HEADERS = (
+    "authorization, stream-auth-type, x-stream-client, x-client-request-id, content-type"
+)
 
 
 class _BadRequest(Exception):
@@ -95,6 +107,7 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = False
         self.upload: _Streamed | None = None
         self.peer = ""
+        self.ws: WsSession | None = None  # after a ``/connect`` upgrade
 
     # ---- asyncio callbacks -------------------------------------------------
 
@@ -109,12 +122,17 @@ class HttpProtocol(asyncio.Protocol):
         """Forget the connection (a delayed call still runs to its end)."""
         self.closed = True
         self.tracker.connections.discard(self)
+        if self.ws is not None:
+            self.ws.lost()
         if self.upload is not None:
             self.upload.sink.discard()
             self.upload = None
 
     def data_received(self, data: bytes) -> None:
         """Parse every complete request in the buffer and answer it."""
+        if self.ws is not None:
+            self.ws.feed(data)
+            return
         if self.upload is not None:
             data = self.upload.feed(data)
             if not self.upload.done:
@@ -166,6 +184,9 @@ class HttpProtocol(asyncio.Protocol):
         except ValueError as exc:
             raise _BadRequest(400, "bad Content-Length") from exc
         path, _, query_string = target.partition("?")
+        if is_upgrade(method.upper(), path, headers) and self.transport is not None:
+            self._upgrade()
+            return None
         query = dict(parse_qsl(query_string, keep_blank_values=True))
         connection = headers.get("connection", "").lower()
         keep_alive = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
@@ -180,6 +201,14 @@ class HttpProtocol(asyncio.Protocol):
         del buf[:total]
         request = Request(method.upper(), path, query, headers, body, client_ip=self.peer)
         return request, keep_alive
+
+    def _upgrade(self) -> None:
+        """Hand the socket to a WebSocket session (it parses the handshake itself)."""
+        assert self.transport is not None
+        raw = bytes(self.buffer)
+        self.buffer.clear()
+        self.ws = WsSession(self.core, self.transport)
+        self.ws.feed(raw)
 
     def _stream(
         self, request: Request, keep_alive: bool, end: int, length: int
@@ -200,6 +229,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def _process(self, request: Request, keep_alive: bool) -> Plan | None:
         """Answer now, or return the plan when the answer must wait (latency, hang)."""
+        if request.method == "OPTIONS":
+            self._write(_preflight(request), keep_alive)
+            return None
         if request.path.startswith(ADMIN_PREFIX):
             self._write(admin.handle(self.core, request), keep_alive)
             return None
@@ -265,6 +297,7 @@ class HttpProtocol(asyncio.Protocol):
             "connection: keep-alive" if keep_alive else "connection: close",
         ]
         lines.extend(f"{name}: {value}" for name, value in response.headers)
+        lines.extend(f"{name}: {value}" for name, value in _CORS)
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.transport.write(head + response.body)
         if not keep_alive:
@@ -276,6 +309,20 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.abort()
         self.closed = True
+
+
+def _preflight(request: Request) -> Response:
+    """A CORS preflight's answer: any origin, the API's methods, the headers asked for."""
+    asked = request.headers.get("access-control-request-headers", "")
+    return Response(
+        204,
+        b"",
+        [
+            ("access-control-allow-methods", _ALLOWED_METHODS),
+            ("access-control-allow-headers", asked or _ALLOWED_HEADERS),
+            ("access-control-max-age", "86400"),
+        ],
+    )
 
 
 async def start_server(
