@@ -7,6 +7,7 @@ still to come) from a channel created in Stream (``in_stream_at``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +15,25 @@ from sqlalchemy import Connection, func, select
 
 from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
-from stream_outbox.app_hooks.channel_ids import InvalidStreamId, choose_channel_id
+from stream_outbox.app_hooks.channel_ids import (
+    InvalidStreamId,
+    choose_channel_id,
+    fallback_channel_id,
+)
 from stream_outbox.app_hooks.default_binding import binding_or_reference
+from stream_outbox.app_hooks.desired import DesiredChannel
 from stream_outbox.app_hooks.outbox import EXPORT_ACTION, Status, audit, channel_map, outbox
 
-__all__ = ["ChannelLookup", "MappedChannel", "channel_for_conversation", "mapped_channel"]
+__all__ = [
+    "ChannelLookup",
+    "MappedChannel",
+    "channel_for_conversation",
+    "legacy_by_open_rows",
+    "mapped_channel",
+    "predicted_channel_id",
+]
+
+_OPEN = (Status.PENDING.value, Status.DISPATCHED.value)
 
 
 @dataclass(frozen=True)
@@ -90,16 +105,17 @@ def channel_for_conversation(
 ) -> ChannelLookup | None:
     """The conversation's channel, or None when the conversation does not exist."""
     bound = binding_or_reference(binding)
-    desired = reads.desired_channels(bound, conn, [conversation_id]).get(conversation_id)
-    if desired is None:
-        return None
     row = mapped_channel(conn, conversation_id)
     if row is None:
-        try:
-            predicted = choose_channel_id(desired.facts)
-        except InvalidStreamId:
+        legacy = legacy_by_open_rows(_open_payloads(conn, conversation_id))
+        desired = reads.desired_channels(bound, conn, [conversation_id], legacy=legacy)
+        found = desired.get(conversation_id)
+        predicted = None if found is None else predicted_channel_id(conn, found)
+        if found is None or predicted is None:
             return None
-        return ChannelLookup(conversation_id, desired.channel_type, predicted, False)
+        return ChannelLookup(conversation_id, found.channel_type, predicted, False)
+    if conversation_id not in reads.desired_channels(bound, conn, [conversation_id]):
+        return None
     waiting = conn.scalar(
         select(func.count())
         .select_from(outbox)
@@ -113,3 +129,42 @@ def channel_for_conversation(
     return ChannelLookup(
         conversation_id, row.channel_type, row.channel_id, synced, row.pending_import
     )
+
+
+def legacy_by_open_rows(open_payloads: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the worker will take a conversation with no channel yet as legacy: as its
+    open outbox rows say (a backfill's row does), or, with none open, as one that existed
+    before go-live (capture has written nothing for it since)."""
+    if not open_payloads:
+        return True
+    return any(payload.get("legacy") for payload in open_payloads)
+
+
+def predicted_channel_id(conn: Connection, desired: DesiredChannel) -> str | None:
+    """The id the worker will assign: the preferred one, or the fallback when another
+    conversation holds the preferred one already; None when Stream would take neither."""
+    try:
+        preferred = choose_channel_id(desired.facts)
+    except InvalidStreamId:
+        return None
+    owner = conn.scalar(
+        select(channel_map.c.conversation_id).where(
+            channel_map.c.channel_type == desired.channel_type,
+            channel_map.c.channel_id == preferred,
+        )
+    )
+    if owner is None or owner == desired.conversation_id:
+        return preferred
+    try:
+        return fallback_channel_id(desired.conversation_id)
+    except InvalidStreamId:
+        return None
+
+
+def _open_payloads(conn: Connection, conversation_id: str) -> list[dict[str, Any]]:
+    query = select(outbox.c.payload).where(
+        outbox.c.target_kind == "conversation",
+        outbox.c.target_id == conversation_id,
+        outbox.c.status.in_(_OPEN),
+    )
+    return [p if isinstance(p, dict) else {} for p in conn.scalars(query)]

@@ -17,19 +17,18 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, or_, select
 
 from stream_outbox.app_hooks import reads
-from stream_outbox.app_hooks.binding import Binding, DesiredChannel
-from stream_outbox.app_hooks.channel_ids import (
-    InvalidStreamId,
-    choose_channel_id,
-    fallback_channel_id,
-)
+from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.default_binding import binding_or_reference
-from stream_outbox.app_hooks.lookup import MappedChannel, mapped_channel
+from stream_outbox.app_hooks.lookup import (
+    MappedChannel,
+    legacy_by_open_rows,
+    mapped_channel,
+    predicted_channel_id,
+)
 from stream_outbox.app_hooks.outbox import (
     PRIORITY_ON_DEMAND,
     Status,
     TargetKind,
-    channel_map,
     outbox,
 )
 
@@ -83,9 +82,7 @@ class _Rows:
         """Whether the worker will take the conversation as legacy: as its open rows say
         (a backfill's row does), or, with none open, as one that existed before go-live
         (capture has written nothing for it since)."""
-        if not self.open_payloads:
-            return True
-        return any(payload.get("legacy") for payload in self.open_payloads)
+        return legacy_by_open_rows(self.open_payloads)
 
     def history(self, default: bool) -> bool:
         """Whether the history goes with it: as the backfill's rows ask, else ``default``."""
@@ -118,7 +115,7 @@ def _status(
     if mapped is not None:
         found = Migration(conversation_id, mapped.channel_type, mapped.channel_id, state, error)
         return found, rows
-    channel_id = _predicted_id(conn, desired)
+    channel_id = predicted_channel_id(conn, desired)
     if channel_id is None:
         return None, rows  # no id Stream would take: there is no channel to open
     return Migration(conversation_id, desired.channel_type, channel_id, state, error), rows
@@ -191,24 +188,3 @@ def _state(rows: _Rows, mapped: MappedChannel | None) -> tuple[MigrationState, s
     if mapped is not None and mapped.in_stream:
         return MigrationState.SYNCED, None
     return MigrationState.NOT_REQUESTED, None
-
-
-def _predicted_id(conn: Connection, desired: DesiredChannel) -> str | None:
-    """The id the worker will assign: the preferred one, or the fallback when another
-    conversation holds the preferred one already."""
-    try:
-        preferred = choose_channel_id(desired.facts)
-    except InvalidStreamId:
-        return None
-    owner = conn.scalar(
-        select(channel_map.c.conversation_id).where(
-            channel_map.c.channel_type == desired.channel_type,
-            channel_map.c.channel_id == preferred,
-        )
-    )
-    if owner is None or owner == desired.conversation_id:
-        return preferred
-    try:
-        return fallback_channel_id(desired.conversation_id)
-    except InvalidStreamId:
-        return None

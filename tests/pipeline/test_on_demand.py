@@ -98,6 +98,24 @@ def test_migrate_answers_202_with_the_predicted_channel_then_200_once_synced(
     assert len(priority_rows(pipeline.engine, conversation["id"])) == 1
 
 
+def test_the_channel_lookup_names_the_channel_a_migration_makes(
+    pipeline: Pipeline, frontend: TestClient
+) -> None:
+    # Given a legacy conversation Stream does not hold
+    (conversation,) = legacy_conversations(pipeline.engine, 1)
+    member = {"x-user-id": conversation["members"][0]}
+    lookup = f"/chat/conversations/{conversation['id']}/channel"
+    # When the page looks its channel up, then asks for it
+    looked = frontend.get(lookup, headers=member)
+    asked = frontend.post(f"/chat/conversations/{conversation['id']}/migrate", headers=member)
+    # Then the lookup named the channel the migration makes, before and after it
+    assert looked.status_code == 200 and looked.json()["synced"] is False
+    assert looked.json()["cid"] == asked.json()["cid"] == f"messaging:legacy_{conversation['id']}"
+    pipeline.drain()
+    after = frontend.get(lookup, headers=member).json()
+    assert (after["cid"], after["synced"]) == (looked.json()["cid"], True)
+
+
 def test_migrate_refuses_strangers_and_unknown_conversations(
     pipeline: Pipeline, frontend: TestClient
 ) -> None:
