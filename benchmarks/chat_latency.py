@@ -12,7 +12,10 @@ together, up to 500 ms late, with real Stream as here). A message is committed
 at its ``created_at`` (PostgreSQL's transaction time, just before the COMMIT: the figure
 includes the commit); it is rendered when a MutationObserver in the guest's page sees its
 text in the message list (``performance.timeOrigin + performance.now()``). One machine,
-one clock.
+one clock. The path is cut in three: commit to the emulator receiving the worker's
+``SendMessage`` (its request log), to the ``message.new`` frame arriving in the page (a
+listener the benchmark adds to the page's WebSocket before the client's own), to the
+message rendered.
 
     uv run python -m benchmarks.chat_latency [--messages 100] [--latency-ms 0,50] [--gap 1]
 
@@ -54,6 +57,26 @@ OBSERVE = """() => {
 }"""
 
 
+# Records the moment each message.new frame arrives, before the client handles it.
+ARRIVALS = """(() => {
+  window.__arrived = {};
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (event) => {
+        const now = performance.timeOrigin + performance.now();
+        try {
+          const data = JSON.parse(event.data);
+          const text = data.type === 'message.new' && data.message ? data.message.text : null;
+          if (text && !(text in window.__arrived)) window.__arrived[text] = now;
+        } catch (_) {}
+      });
+    }
+  };
+})();"""
+
+
 def _rendered_at(page: Page, text: str, timeout_ms: float) -> float:
     """When ``text`` was first shown, in seconds since the epoch."""
     page.wait_for_function(
@@ -66,22 +89,32 @@ def _committed_at(answer: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(answer["created_at"])).timestamp()
 
 
-def run(stack: Stack, page: Page, messages: int, gap: float) -> list[float]:
+def run(stack: Stack, page: Page, messages: int, gap: float) -> dict[str, list[float]]:
     """Post ``messages`` (after a warm-up), ``gap`` seconds after the one before is shown;
-    each one's latency in ms."""
+    each one's latency in ms, whole and by stage."""
     cast = stack.cast
     page.evaluate(OBSERVE)
-    latencies: list[float] = []
+    stamps: list[tuple[float, float, float]] = []  # committed, arrived, rendered
+    stack.emulator.reset_request_counts()
     with requests.Session() as http:
         http.trust_env = False
         for n in range(WARM_UP + messages):
             text = f"latency probe {n:04d}"
             answer = post_legacy(stack, http, cast.organizer, cast.conversation, text)
             shown = _rendered_at(page, text, 30_000)
+            arrived = float(page.evaluate("text => window.__arrived[text]", text)) / 1000
+            stamps.append((_committed_at(answer), arrived, shown))
             time.sleep(gap)
-            if n >= WARM_UP:
-                latencies.append((shown - _committed_at(answer)) * 1000)
-    return latencies
+    sent = sorted(call["received"] for call in stack.emulator.request_log("SendMessage"))
+    if len(sent) != len(stamps):
+        raise RuntimeError(f"{len(sent)} SendMessage calls for {len(stamps)} messages")
+    rows = list(zip(stamps, sent, strict=True))[WARM_UP:]
+    return {
+        "total": [(shown - committed) * 1000 for (committed, _, shown), _ in rows],
+        "to_stream": [(at - committed) * 1000 for (committed, _, _), at in rows],
+        "to_page": [(arrived - at) * 1000 for (_, arrived, _), at in rows],
+        "to_render": [(shown - arrived) * 1000 for (_, arrived, shown), _ in rows],
+    }
 
 
 def measure(latencies_ms: list[float], messages: int, gap: float = 1.0) -> list[dict[str, Any]]:
@@ -95,20 +128,26 @@ def measure(latencies_ms: list[float], messages: int, gap: float = 1.0) -> list[
         try:
             for latency in latencies_ms:
                 with running_stack(latency_ms=latency) as stack:
-                    page = open_page(browser, stack, stack.cast.guest, stack.cast.conversation)
+                    cast = stack.cast
+                    page = open_page(browser, stack, cast.guest, cast.conversation, ARRIVALS)
                     started = time.monotonic()
                     samples = run(stack, page, messages, gap)
                     seconds = time.monotonic() - started
                     page.context.close()
+                total = samples["total"]
                 results.append(
                     {
                         "latency_ms": latency,
-                        "messages": len(samples),
+                        "messages": len(total),
                         "gap_s": gap,
-                        "p50_ms": median(samples),
-                        "p95_ms": percentile(samples, 95),
-                        "p99_ms": percentile(samples, 99),
-                        "max_ms": max(samples),
+                        "p50_ms": median(total),
+                        "p95_ms": percentile(total, 95),
+                        "p99_ms": percentile(total, 99),
+                        "max_ms": max(total),
+                        "stages_p50_ms": {k: median(v) for k, v in samples.items() if k != "total"},
+                        "stages_p99_ms": {
+                            k: percentile(v, 99) for k, v in samples.items() if k != "total"
+                        },
                         "seconds": seconds,
                     }
                 )
@@ -137,6 +176,9 @@ def main() -> None:
             f"p99 {r['p99_ms']:.1f} ms  max {r['max_ms']:.1f} ms  "
             f"({r['messages']} messages, {r['gap_s']:g} s apart)"
         )
+        for stage, p50 in r["stages_p50_ms"].items():
+            p99 = r["stages_p99_ms"][stage]
+            print(f"    {stage:<10} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
     if args.json_path:
         with open(args.json_path, "w") as fh:
             json.dump(results, fh, indent=2)

@@ -62,10 +62,19 @@ def channel_cid(stack: Stack, conversation: uuid.UUID) -> str | None:
     return found.cid if found is not None and found.synced else None
 
 
-def open_page(browser: Browser, stack: Stack, user: uuid.UUID, conversation: uuid.UUID) -> Page:
+def open_page(
+    browser: Browser,
+    stack: Stack,
+    user: uuid.UUID,
+    conversation: uuid.UUID,
+    init_script: str | None = None,
+) -> Page:
     """The page of ``conversation`` as ``user`` in a browser context of its own, once its
-    channel is shown (the composer is there: the channel is watched)."""
+    channel is shown (the composer is there: the channel is watched). ``init_script`` runs
+    in the page before its own scripts."""
     context = browser.new_context(viewport={"width": 1000, "height": 800})
+    if init_script is not None:
+        context.add_init_script(init_script)
     page = context.new_page()
     page.goto(stack.page_url(user, conversation))
     page.locator(COMPOSER).wait_for(timeout=30_000)
