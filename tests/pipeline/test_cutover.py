@@ -425,6 +425,9 @@ def stream_state(emu: Emulator) -> tuple[dict[str, Any], dict[str, Any]]:
     return messages, state["channels"]
 
 
+# A long scenario (an import in a subprocess, settles after each step, verify twice): the
+# default 120 s guard against a hang is too short for it on a loaded two-core machine.
+@pytest.mark.timeout(300)
 def test_the_cut_over_keeps_every_change_made_around_it(
     app: tuple[Pipeline, sessionmaker[Session]], emu: Emulator, tmp_path: Path
 ) -> None:
