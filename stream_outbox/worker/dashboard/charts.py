@@ -24,7 +24,7 @@ from stream_outbox.worker.operations.series import Point
 __all__ = ["lag_chart", "settled_chart"]
 
 W, H = 640, 190
-LEFT, RIGHT, TOP, BOTTOM = 50, 78, 24, 24  # the plot's margins (labels live in them)
+LEFT, RIGHT, TOP, BOTTOM = 50, 86, 24, 24  # the plot's margins (labels live in them)
 X0, X1, Y0, Y1 = LEFT, W - RIGHT, TOP, H - BOTTOM  # the plot; Y1 is the zero line
 _DEFAULT_STEP = timedelta(minutes=1)
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # an empty chart's time axis (it has no labels)
@@ -133,7 +133,7 @@ def lag_chart(title: str, points: Sequence[Point]) -> str:
     body = (
         f'<polyline class="lag" points="{line}" fill="none" stroke="#36c" stroke-width="2"/>'
         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#36c"/>'
-        f'<text class="now" x="{x + 6:.1f}" y="{max(y + 4, Y0 + 8):.1f}" font-size="12" '
+        f'<text class="now" x="{x + 6:.1f}" y="{max(y + 4, Y0 + 8):.1f}" font-size="11" '
         f'font-weight="600" fill="#245">{escape(now)}</text>'
     )
     return _frame(title, axes, ticks, points, body)
