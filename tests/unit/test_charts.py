@@ -72,6 +72,10 @@ def test_a_day_axis_has_dated_times() -> None:
             "Dec 6 00:00",
             "Dec 6 06:00",
         ]
+    bar = next(
+        g for g in parse(settled_chart("settled", day)).iter(f"{SVG}g") if g.get("class") is None
+    )
+    assert bar.findtext(f"{SVG}title") == "Dec 5 08:31: 1 done, 0 failed"  # a bar's tooltip
 
 
 def test_the_lag_line_falls_as_the_backlog_drains_and_says_its_last_age() -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from html import escape
 
 from stream_outbox.worker.dashboard.scales import (
+    DATED_SPAN,
     Tick,
     count_ticks,
     duration,
@@ -95,15 +96,15 @@ def _frame(title: str, axes: _Axes, ticks: list[Tick], points: Sequence[Point], 
     )
 
 
-def _dated(points: Sequence[Point]) -> bool:
-    return len(points) > 1 and points[-1].at - points[0].at >= timedelta(hours=6)
+def _dated(axes: _Axes) -> bool:
+    return axes.span >= DATED_SPAN
 
 
 def settled_chart(title: str, points: Sequence[Point]) -> str:
     """Bars of rows settled per step: done (green) with failed (red) on top."""
     ticks = count_ticks(max((p.done + p.failed for p in points), default=0))
     axes = _axes(points, ticks)
-    step, dated = _step(points), _dated(points)
+    step, dated = _step(points), _dated(axes)
     bars = []
     for p in points:
         left, right = axes.x(p.at - step), axes.x(p.at)

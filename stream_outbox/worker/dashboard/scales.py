@@ -11,6 +11,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 __all__ = [
+    "DATED_SPAN",
     "Tick",
     "count_ticks",
     "duration",
@@ -23,6 +24,7 @@ __all__ = [
 Tick = tuple[float, str]  # a value on the axis and its label
 
 MAX_TICKS = 5
+DATED_SPAN = timedelta(hours=6)  # a time axis this long or longer is dated
 _MANTISSAS = (1, 2, 5)
 # (seconds, name): an age is shown in the largest unit it holds at least twice
 _UNITS = ((86_400, "d"), (3_600, "h"), (60, "min"), (1, "s"))
@@ -101,7 +103,7 @@ def time_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
     the axis spans 6 hours or more."""
     if end <= start:
         return []
-    dated = end - start >= timedelta(hours=6)
+    dated = end - start >= DATED_SPAN
     origin = datetime(2000, 1, 1, tzinfo=UTC)
     for interval in _INTERVALS:  # the shortest interval that gives at most 5 labels
         first = origin + math.ceil((start - origin) / interval) * interval
