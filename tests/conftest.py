@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from stream_outbox.app_hooks import install
-from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
-from stream_outbox.app_hooks.reference import Base
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker.settings import Settings
 from tests.support import database
@@ -70,10 +68,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 def clean_db(engine: Engine) -> Iterator[Engine]:
     """The test database, emptied after the test."""
     yield engine
-    tables = [*outbox_metadata.sorted_tables, *Base.metadata.sorted_tables]
-    names = ", ".join(f'"{table.name}"' for table in tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    database.empty_tables(engine)
 
 
 @pytest.fixture()

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Base
 from stream_outbox.app_hooks.triggers import drop_triggers, install_triggers, triggers_installed
 from stream_outbox.worker.demo.scratch_db import scratch_database
@@ -29,6 +30,7 @@ __all__ = [
     "capture_triggers",
     "databases_named",
     "empty_database",
+    "empty_tables",
     "outbox_database",
     "server_trouble",
 ]
@@ -75,6 +77,14 @@ def outbox_database(purpose: str) -> Iterator[str]:
         Base.metadata.create_all(engine)
         engine.dispose()
         yield url
+
+
+def empty_tables(engine: Engine) -> None:
+    """Empty the outbox's and the reference app's tables (ids restart at 1)."""
+    tables = [*outbox_metadata.sorted_tables, *Base.metadata.sorted_tables]
+    names = ", ".join(f'"{table.name}"' for table in tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 def databases_named(name: str) -> list[str]:
