@@ -1,17 +1,23 @@
-"""Write the README's and docs/benchmarks.md's figures from a benchmark run's results.
+"""Write the figures the README and the docs quote from a benchmark run's results.
 
     uv run python -m benchmarks.readme [--results benchmarks/results/latest.json] [--check]
 
-Each document holds its generated part between two marker comments; only that part is
-rewritten. ``--check`` writes nothing and exits 1 when a document differs from what the
-results would write. Results of a ``--quick`` run are refused unless ``--allow-quick``
-(with ``--root``, to try the output on a copy of the documents).
+A document holds each generated part between two marker comments naming what goes there:
+``<!-- benchmarks:readme:start -->`` (the README's table and "Also measured"),
+``<!-- benchmarks:run:start -->`` (the run's machine and each section's date), or
+``<!-- benchmarks:chat,inbound:start -->`` (those sections' rows, with machine and date),
+each closed by the same name with ``:end``. Only those parts are rewritten; a section the
+results lack is said to be missing, its figures removed. ``--check`` writes nothing and
+exits 1 when a document differs from what the results would write. Results of a
+``--quick`` run are refused unless ``--allow-quick`` (with ``--root``, to try the output on
+a copy of the documents).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +28,27 @@ from benchmarks import report
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 README_MARKS = ("<!-- benchmarks:readme:start -->", "<!-- benchmarks:readme:end -->")
-DOCS_MARKS = ("<!-- benchmarks:table:start -->", "<!-- benchmarks:table:end -->")
+# The documents that may hold generated parts
+DOCUMENTS = ("README.md", "docs/*.md", "stream_outbox/emulator/README.md")
+_START = re.compile(r"<!-- benchmarks:([a-z0-9_,]+):start -->")
+# Each section of ``python -m benchmarks`` and the results' keys it writes
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "write": ("write_path", "copy_load", "after_copy"),
+    "e2e": ("e2e",),
+    "drain": ("drain", "ceiling"),
+    "rate": ("rate_limited", "rate_limited_stream"),
+    "history": ("history_export",),
+    "verify": ("verify_at_scale",),
+    "budget": ("budget",),
+    "inbound": ("inbound", "inbound_lag"),
+    "chat": ("chat_latency",),
+    "on_demand": ("on_demand",),
+    "copy": ("history_copy",),
+    "limiter": ("rate_budget",),
+    "emulator": ("emulator_load", "emulator_webhooks", "emulator_import"),
+    "admin": ("admin_queries",),
+    "ops": ("operators_views",),
+}
 
 
 class MarkersError(ValueError):
@@ -144,24 +170,76 @@ def readme_part(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def docs_part(results: dict[str, Any]) -> str:
-    """docs/benchmarks.md's generated part: every figure of the run, in one table."""
-    return report.table(results)
+def marks(name: str) -> tuple[str, str]:
+    """The two marker comments of the part ``name``."""
+    return f"<!-- benchmarks:{name}:start -->", f"<!-- benchmarks:{name}:end -->"
 
 
-DOCUMENTS: tuple[tuple[str, tuple[str, str], Callable[[dict[str, Any]], str]], ...] = (
-    ("README.md", README_MARKS, readme_part),
-    ("docs/benchmarks.md", DOCS_MARKS, docs_part),
-)
+def run_part(results: dict[str, Any]) -> str:
+    """The run: machine and date, each section's date and time."""
+    lines = [report.stamp(results), "", "| section | measured | took |", "|---|---|---|"]
+    for name, section in results.get("sections", {}).items():
+        lines.append(f"| `{name}` | {section['date']} | {section['seconds'] / 60:.1f} min |")
+    return "\n".join(lines)
+
+
+def sections_part(results: dict[str, Any], names: list[str]) -> str:
+    """The rows of the named sections, under the machine and their dates."""
+    unknown = [n for n in names if n not in SECTION_KEYS]
+    if unknown:
+        raise MarkersError(f"unknown section(s) {', '.join(unknown)} in a marker")
+    held = [n for n in names if n in results.get("sections", {})]
+    missing = [n for n in names if n not in held]
+    lines: list[str] = []
+    if held:
+        from benchmarks import machine
+
+        dates = ", ".join(f"`{n}` {results['sections'][n]['date']}" for n in held)
+        keys = {k for n in held for k in SECTION_KEYS[n]}
+        only = {k: v for k, v in results.items() if k in keys}
+        lines += [
+            f"{machine.summary(results.get('machine', {}))}; {dates}"
+            + (" (--quick sizes)" if results.get("quick") else ""),
+            "",
+            "| benchmark | figure | figure | note |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in report.rows(only)]
+    if missing:
+        run = ",".join(missing)
+        lines += [""] if lines else []
+        lines.append(f"Not in the committed run: `python -m benchmarks --only {run}`.")
+    return "\n".join(lines)
+
+
+def part(name: str, results: dict[str, Any]) -> str:
+    """The generated part called ``name``."""
+    if name == "readme":
+        return readme_part(results)
+    if name == "run":
+        return run_part(results)
+    return sections_part(results, name.split(","))
+
+
+def render(text: str, results: dict[str, Any]) -> str:
+    """``text`` with every generated part written from ``results``."""
+    for name in dict.fromkeys(_START.findall(text)):
+        text = splice(text, marks(name), part(name, results))
+    return text
+
+
+def documents(root: Path) -> list[Path]:
+    """The documents that hold a generated part."""
+    paths = sorted({p for pattern in DOCUMENTS for p in root.glob(pattern)})
+    return [p for p in paths if _START.search(p.read_text())]
 
 
 def rendered(root: Path, results: dict[str, Any]) -> dict[Path, tuple[str, str]]:
     """Each document's path: its text now, and as the results would write it."""
     out: dict[Path, tuple[str, str]] = {}
-    for name, marks, part in DOCUMENTS:
-        path = root / name
+    for path in documents(root):
         text = path.read_text()
-        out[path] = (text, splice(text, marks, part(results)))
+        out[path] = (text, render(text, results))
     return out
 
 

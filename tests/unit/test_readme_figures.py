@@ -58,12 +58,29 @@ def test_the_readme_part_says_machine_and_date_and_only_what_was_run() -> None:
     assert "write_path" not in part and "commit-to-Stream" not in part
 
 
-def test_the_docs_part_is_the_run_table() -> None:
-    part = readme.docs_part(RESULTS)
-    lines = part.splitlines()
-    assert lines[0].endswith("2026-12-07 09:00 UTC")
+def test_a_sections_part_is_its_rows_under_machine_and_date() -> None:
+    lines = readme.part("chat", RESULTS).splitlines()
+    assert lines[0].endswith("`chat` 2026-12-07 09:00 UTC")
     assert lines[2] == "| benchmark | figure | figure | note |"
     assert lines[4].startswith("| chat page: legacy post to rendered, emulator 0 ms | p50 55.0 ms")
+
+
+def test_a_section_not_run_has_no_figures() -> None:
+    assert readme.part("drain,chat", RESULTS).endswith(
+        "Not in the committed run: `python -m benchmarks --only drain`."
+    )
+    with pytest.raises(readme.MarkersError):
+        readme.part("nonsense", RESULTS)
+
+
+def test_the_run_part_lists_each_sections_date() -> None:
+    assert "| `chat` | 2026-12-07 09:00 UTC | 5.0 min |" in readme.part("run", RESULTS)
+
+
+def test_every_section_of_the_run_is_known_to_the_generator() -> None:
+    from benchmarks.__main__ import SECTIONS
+
+    assert set(SECTIONS) == set(readme.SECTION_KEYS)
 
 
 def test_splice_rewrites_only_between_the_markers() -> None:
@@ -88,10 +105,11 @@ def test_splice_refuses_missing_or_misplaced_markers(text: str) -> None:
         readme.splice(text, readme.README_MARKS, "x")
 
 
-def test_the_documents_hold_their_markers() -> None:
-    for name, marks, _ in readme.DOCUMENTS:
-        text = (readme.ROOT / name).read_text()
-        readme.splice(text, marks, "")  # raises when a marker is missing or doubled
+def test_the_documents_hold_well_formed_parts() -> None:
+    found = readme.documents(readme.ROOT)
+    assert readme.ROOT / "README.md" in found
+    for path in found:
+        readme.render(path.read_text(), RESULTS)  # raises on a missing or doubled marker
 
 
 def test_a_quick_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,7 +121,8 @@ def test_a_quick_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_check_reports_a_stale_document(tmp_path: Path) -> None:
-    for name, (start, end), _ in readme.DOCUMENTS:
+    for name, part in (("README.md", "readme"), ("docs/benchmarks.md", "chat")):
+        start, end = readme.marks(part)
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(f"x\n{start}\nstale\n{end}\n")
     results = tmp_path / "latest.json"
@@ -114,6 +133,7 @@ def test_check_reports_a_stale_document(tmp_path: Path) -> None:
     _main("--results", str(results), "--root", str(tmp_path))
     _main("--results", str(results), "--root", str(tmp_path), "--check")  # now the same
     assert "p99 75.6 ms" in (tmp_path / "README.md").read_text()
+    assert "| p50 55.0 ms |" in (tmp_path / "docs" / "benchmarks.md").read_text()
 
 
 def _main(*argv: str) -> None:
