@@ -72,7 +72,7 @@ def _by_latency(runs: list[dict[str, Any]], latency: float) -> dict[str, Any] | 
 
 
 def _chat(r: dict[str, Any]) -> str | None:
-    runs = r["chat_latency"]
+    runs = [x for x in r["chat_latency"] if x.get("gap_s") == 1.0]
     zero, fifty = _by_latency(runs, 0.0), _by_latency(runs, 50.0)
     if zero is None:
         return None

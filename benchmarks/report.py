@@ -154,7 +154,8 @@ def _inbound_lag_rows(r: dict[str, Any]) -> list[Row]:
 def _chat_row(r: dict[str, Any]) -> Row:
     stages = " + ".join(f"{v:.1f}" for v in r["stages_p50_ms"].values())
     return (
-        f"chat page: legacy post to rendered, emulator {r['latency_ms']:g} ms",
+        f"chat page: legacy post to rendered, emulator {r['latency_ms']:g} ms"
+        + (f", messages {r['gap_s']:g} s apart" if r["gap_s"] != 1.0 else ""),
         f"p50 {r['p50_ms']:.1f} ms",
         f"p95 {r['p95_ms']:.1f} / p99 {r['p99_ms']:.1f} / max {r['max_ms']:.1f} ms",
         f"{r['messages']} messages; stages p50 {stages} ms",
