@@ -1,5 +1,6 @@
-"""Run every benchmark the README and docs quote, against real PostgreSQL, real Redis and the
-emulator; print a table and write the figures, with the machine and the date.
+"""Run every benchmark the README and docs quote; print the figures; write them, dated.
+
+Against real PostgreSQL, real Redis and the emulator; the machine is recorded with them.
 
     uv run python -m benchmarks [--quick] [--only write,e2e,...] [--latency-ms 0,50]
 
