@@ -269,6 +269,12 @@ def preflight(names: list[str]) -> None:
             raise SystemExit(f"chat: {problem} (`./dev page` builds the page; or leave out chat)")
 
 
+def save(path: Path, results: dict[str, Any]) -> None:
+    """Write the results file (after each section: an interrupted run keeps what it did)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Each chosen section in turn, merged into the results file's figures by section."""
     size = dict(QUICK if args.quick else FULL)
@@ -299,9 +305,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(time.monotonic() - began),
             "keys": sorted(figures),
         }
-    dates = sorted(s["date"] for s in out["sections"].values()) or [_now()]
-    out["date"] = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+        _date(out)
+        save(Path(args.json_path), out)
+    _date(out)
     return out
+
+
+def _date(results: dict[str, Any]) -> None:
+    dates = sorted(s["date"] for s in results["sections"].values()) or [_now()]
+    results["date"] = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
 
 
 def main() -> None:
@@ -316,10 +328,9 @@ def main() -> None:
     started = time.monotonic()
     results = run(args)
     results["seconds"] = round(time.monotonic() - started)
+    path = Path(args.json_path)  # written first: the figures outlive a fault in the table
+    save(path, results)
     print(report.table(results))
-    path = Path(args.json_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nfigures written to {path} ({results['seconds']:.0f} s)")
     if results.get("failed"):
         raise SystemExit(f"sections failed: {', '.join(results['failed'])}")
