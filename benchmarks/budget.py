@@ -68,38 +68,64 @@ def measure(conversations: int, repeat: int) -> dict[str, Any]:
     return results
 
 
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The figures as rows: measure, default settings, budget off, ratio or note."""
+    out: list[tuple[str, str, str, str]] = []
+    for cost in results["cost"]:
+        ms = f"{cost['latency_ms']:.0f} ms"
+        out.append(
+            (
+                f"drain at {ms}, conversations/s (median)",
+                f"{cost['budget_on_conv_s']:,.0f}",
+                f"{cost['budget_off_conv_s']:,.0f}",
+                f"**{cost['ratio']:.1%}**",
+            )
+        )
+        out.append(
+            (
+                f"worker CPU s per 1,000 conversations at {ms}",
+                f"{cost['cpu_s_per_1000_on']:.2f}",
+                f"{cost['cpu_s_per_1000_off']:.2f}",
+                "",
+            )
+        )
+    limits = results["limits"]
+    out.append(
+        (
+            "Stream's limits on, 50 ms",
+            f"{limits['conversations_per_s']:.0f} conv/s",
+            "",
+            f"{ceiling.BINDING} at **{limits['binding_fraction']:.1%}** of its limit, "
+            f"{limits['429s']} x 429",
+        )
+    )
+    mixed = results["mixed"]
+    out.append(
+        (
+            f"mixed workload: {mixed['calls']} calls for {sum(mixed['rows'].values())} rows",
+            f"{mixed['calls_per_row']:.2f} calls/row",
+            "",
+            f"**{mixed['calls_over_fewest']:.2f}x** the fewest for its mix "
+            f"({mixed['fewest_calls']})",
+        )
+    )
+    burst = results["burst"]
+    out.append(
+        (
+            f"{burst['conversations']:,} new conversations among {burst['users']} new users, "
+            "Stream's limits",
+            f"{burst['conversations_per_s']:.0f} conv/s",
+            "",
+            f"**{burst['update_users']} UpdateUsers**, {burst['429s']} x 429",
+        )
+    )
+    return out
+
+
 def table(results: dict[str, Any]) -> str:
     """The figures as a Markdown table."""
     lines = ["| measure | default settings | budget off | ratio or note |", "|---|---|---|---|"]
-    for cost in results["cost"]:
-        lines.append(
-            f"| drain at {cost['latency_ms']:.0f} ms, conversations/s (median) | "
-            f"{cost['budget_on_conv_s']:,.0f} | {cost['budget_off_conv_s']:,.0f} | "
-            f"**{cost['ratio']:.1%}** |"
-        )
-        lines.append(
-            f"| worker CPU s per 1,000 conversations at {cost['latency_ms']:.0f} ms | "
-            f"{cost['cpu_s_per_1000_on']:.2f} | {cost['cpu_s_per_1000_off']:.2f} | |"
-        )
-    limits = results["limits"]
-    lines.append(
-        f"| Stream's limits on, 50 ms | {limits['conversations_per_s']:.0f} conv/s | | "
-        f"{ceiling.BINDING} at **{limits['binding_fraction']:.1%}** of its limit, "
-        f"{limits['429s']} x 429 |"
-    )
-    mixed = results["mixed"]
-    rows = sum(mixed["rows"].values())
-    lines.append(
-        f"| mixed workload: {mixed['calls']} calls for {rows} rows | "
-        f"{mixed['calls_per_row']:.2f} calls/row | | "
-        f"**{mixed['calls_over_fewest']:.2f}x** the fewest for its mix ({mixed['fewest_calls']}) |"
-    )
-    burst = results["burst"]
-    lines.append(
-        f"| {burst['conversations']:,} new conversations among {burst['users']} new users, "
-        f"Stream's limits | {burst['conversations_per_s']:.0f} conv/s | | "
-        f"**{burst['update_users']} UpdateUsers**, {burst['429s']} x 429 |"
-    )
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
     return "\n".join(lines)
 
 

@@ -76,7 +76,7 @@ def seconds_between(history: list[dict[str, Any]], state_from: str, state_to: st
     return (times[state_to] - times[state_from]).total_seconds()
 
 
-def run(messages: int, channels: int) -> dict[str, Any]:
+def measure(messages: int, channels: int) -> dict[str, Any]:
     """Write, upload and import; return the figures."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "history.jsonl"
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--channels", type=int, default=1_000)
     args = parser.parse_args()
-    figures = run(args.messages, args.channels)
+    figures = measure(args.messages, args.channels)
     for name, value in figures.items():
         print(f"{name:>22}: {value}")
 

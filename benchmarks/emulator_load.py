@@ -135,7 +135,7 @@ def _cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _run(settings: Settings, name: str, processes: int, server_pid: int | None) -> None:
+def _run(settings: Settings, name: str, processes: int, server_pid: int | None) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     ready, results, go = context.Queue(), context.Queue(), context.Event()
     clients = [
@@ -153,35 +153,68 @@ def _run(settings: Settings, name: str, processes: int, server_pid: int | None) 
     cpu_after = _cpu_seconds(server_pid)
     for process in clients:
         process.join(30)
-    _report(settings, name, totals, cpu_before, cpu_after)
+    return _figures(settings, name, totals, cpu_before, cpu_after)
 
 
-def _report(
+def _figures(
     settings: Settings,
     name: str,
     totals: list[tuple[int, int, list[float]]],
     cpu_before: float | None,
     cpu_after: float | None,
-) -> None:
+) -> dict[str, Any]:
     calls = sum(t[0] for t in totals)
     items = sum(t[1] for t in totals)
     lat = sorted(x for t in totals for x in t[2]) or [0.0]
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     served = requests.get(f"{settings.base_url}/_emulator/requests", timeout=5).json()["total"]
     elapsed = settings.seconds
-    line = (
-        f"{name:8s} {calls:7d} calls {calls / elapsed:7.0f} calls/s {items / elapsed:8.0f} users/s"
-        f"  p50 {statistics.median(lat) * 1000:5.2f} ms  p99 {p99 * 1000:6.2f} ms"
-        f"  (server counted {served})"
+    busy = (cpu_after - cpu_before) if cpu_before is not None and cpu_after is not None else 0.0
+    return {
+        "scenario": name,
+        "calls": calls,
+        "calls_per_s": calls / elapsed,
+        "users_per_s": items / elapsed,
+        "p50_ms": statistics.median(lat) * 1000,
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
+        "served": served,
+        "server_cpu": busy / elapsed,
+        "calls_per_cpu_s": calls / busy if busy > 0 else None,
+    }
+
+
+def line(f: dict[str, Any]) -> str:
+    """One scenario's figures on one line."""
+    text = (
+        f"{f['scenario']:8s} {f['calls']:7d} calls {f['calls_per_s']:7.0f} calls/s "
+        f"{f['users_per_s']:8.0f} users/s  p50 {f['p50_ms']:5.2f} ms  p99 {f['p99_ms']:6.2f} ms"
+        f"  (server counted {f['served']})"
     )
-    if cpu_before is not None and cpu_after is not None and cpu_after > cpu_before:
-        busy = cpu_after - cpu_before
-        line += f"  server CPU {busy / elapsed:4.0%} -> ~{calls / busy:5.0f} calls/s per core"
-    print(line, flush=True)
+    if f["calls_per_cpu_s"]:
+        text += (
+            f"  server CPU {f['server_cpu']:4.0%} -> ~{f['calls_per_cpu_s']:5.0f} calls/s per core"
+        )
+    return text
+
+
+def measure(
+    seconds: float, clients: list[tuple[int, int]], scenarios: tuple[str, ...] = SCENARIOS
+) -> list[dict[str, Any]]:
+    """Each scenario for each ``(processes, threads)`` of ``clients``, against one emulator."""
+    out: list[dict[str, Any]] = []
+    for processes, threads in clients:
+        args = ["--seconds", str(seconds), "--threads", str(threads)]
+        args += ["--processes", str(processes), "--scenarios", ",".join(scenarios)]
+        for figures in _main(args):
+            out.append({**figures, "processes": processes, "threads": threads})
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the scenarios and print one line per scenario."""
+    _main(argv)
+
+
+def _main(argv: list[str] | None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each scenario")
     parser.add_argument("--threads", type=int, default=4, help="client threads per process")
@@ -216,8 +249,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.threads} threads, {args.seconds:.0f}s per scenario, {os.cpu_count()} CPUs"
         )
         _prepare_members(settings, args.processes * args.threads)
+        figures = []
         for name in args.scenarios.split(","):
-            _run(settings, name.strip(), args.processes, server.pid)
+            figures.append(_run(settings, name.strip(), args.processes, server.pid))
+            print(line(figures[-1]), flush=True)
+        return figures
     finally:
         stop_event.set()
         server.join(15)

@@ -246,6 +246,34 @@ def print_figures(results: dict[str, Any]) -> None:
         )
 
 
+# The runs the docs quote: (label, backlog rows, latency ms, priority process, priority threads)
+RUNS: tuple[tuple[str, int, float, bool, str], ...] = (
+    ("default worker", 100_000, 0.0, False, "2"),
+    ("threads shared", 100_000, 0.0, False, "0"),
+    ("priority process", 100_000, 0.0, True, "2"),
+    ("default worker, 50 ms", 20_000, 50.0, False, "2"),
+    ("threads shared, 50 ms", 20_000, 50.0, False, "0"),
+)
+
+
+def measure(scale: float = 1.0, requests_: int = 50, spread: float = 15.0) -> list[dict[str, Any]]:
+    """Each run of ``RUNS`` (backlogs times ``scale``), without the per-request samples."""
+    out: list[dict[str, Any]] = []
+    for label, rows, latency_ms, priority_worker, threads in RUNS:
+        saved = os.environ.get("OUTBOX_PRIORITY_THREADS")
+        os.environ["OUTBOX_PRIORITY_THREADS"] = threads
+        try:
+            result = run(int(rows * scale), requests_, 5, spread, priority_worker, latency_ms)
+        finally:
+            if saved is None:
+                os.environ.pop("OUTBOX_PRIORITY_THREADS", None)
+            else:
+                os.environ["OUTBOX_PRIORITY_THREADS"] = saved
+        result.pop("samples", None)
+        out.append({"run": label, **result})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
