@@ -182,6 +182,13 @@ outbox = Table(
         postgresql_where=text("status = 'failed'"),
         sqlite_where=text("status = 'failed'"),
     ),
+    # Failed rows without a cause key (an older worker's): none once every worker is new.
+    Index(
+        "ix_stream_outbox_unkeyed",
+        "id",
+        postgresql_where=text("status = 'failed' AND cause_key IS NULL"),
+        sqlite_where=text("status = 'failed' AND cause_key IS NULL"),
+    ),
     Index("ix_stream_outbox_target", "target_kind", "target_id"),
     # No index on created_at: ids grow with time, so age scans (purge) walk the
     # primary key, and every index costs each app transaction that writes a row.

@@ -24,12 +24,19 @@ def read_stats(engine: Engine) -> dict[str, Any]:
     in the last hour."""
     c = outbox.c
     hour_ago = func.now() - timedelta(hours=1)
-    # One query per status, each through its partial index, and the done rows' rollups
+    # One query per partial index (failed rows: by their cause key, then those without
+    # one), and the done rows' rollups
+    parts = [
+        (Status.PENDING, []),
+        (Status.DISPATCHED, []),
+        (Status.FAILED, [c.cause_key.is_not(None)]),
+        (Status.FAILED, [c.cause_key.is_(None)]),
+    ]
     open_and_failed = [
         select(literal(s.value), c.target_kind, func.count())
-        .where(c.status == s)
+        .where(c.status == s, *extra)
         .group_by(c.target_kind)
-        for s in (Status.PENDING, Status.DISPATCHED, Status.FAILED)
+        for s, extra in parts
     ]
     done = (
         select(settled.c.status, settled.c.target_kind, func.sum(settled.c.rows))
@@ -45,7 +52,7 @@ def read_stats(engine: Engine) -> dict[str, Any]:
         now = conn.scalar(select(func.now()))
     counts: dict[str, dict[str, int]] = {status.value: {} for status in Status}
     for status, kind, n in by:
-        counts[status][kind] = int(n)
+        counts[status][kind] = counts[status].get(kind, 0) + int(n)
     lag = (now - oldest).total_seconds() if oldest is not None and now is not None else 0.0
     return {
         "by_status": {status: sum(kinds.values()) for status, kinds in counts.items()},
