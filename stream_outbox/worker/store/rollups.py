@@ -55,6 +55,8 @@ def settle(conn: Connection, statement: Update) -> None:
         func.count(),
         func.min(rows.c.created_at),
     ).group_by(rows.c.status, rows.c.target_kind)
+    # in key order: two statements on one shard lock its rows in the same order
+    counts = counts.order_by(rows.c.status, rows.c.target_kind)
     conn.execute(_upsert(pg_insert(settled).from_select(_ROLLUP_COLUMNS, counts)))
 
 
@@ -68,7 +70,7 @@ def count_settled(conn: Connection, found: Mapping[tuple[str, str], tuple[int, d
     postgres = conn.dialect.name == "postgresql"
     minute = func.date_trunc("minute", func.now()) if postgres else _sqlite_minute()
     make = pg_insert if postgres else sqlite_insert
-    for (status, kind), (n, first) in found.items():
+    for (status, kind), (n, first) in sorted(found.items()):
         values = {"minute": minute, "status": status, "target_kind": kind, "shard": 0}
         values.update(rows=n, first_created=first)
         conn.execute(_upsert(make(settled).values(**values), postgres))
