@@ -4,10 +4,12 @@ read from them give the figures the former scans of the whole table gave."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
 
 from stream_outbox.app_hooks.changes import Target
 from stream_outbox.app_hooks.outbox import outbox, settled
@@ -19,6 +21,8 @@ from stream_outbox.worker.operations.series import WINDOWS, read_series
 from stream_outbox.worker.operations.stats import read_stats
 from stream_outbox.worker.store.repository import OutboxRepository
 from tests.support.outbox import add_row
+from tests.support.pipeline import Pipeline
+from tests.support.story import invite
 
 TOO_LONG = "UpdateUsers HTTP 400 code 4: user {} name is too long"
 LIMITED = "after 5 attempts: GetOrCreateChannel HTTP 429 code 9: Too many requests {}"
@@ -228,3 +232,18 @@ def test_rows_failed_without_a_cause_key_are_grouped_with_the_others(clean_db: E
     # Then their group is one, of all three rows
     [group] = failure_groups(clean_db, with_ids=True)
     assert (group.count, group.ids) == (3, [keyed, *unkeyed])
+
+
+def test_a_pipeline_run_counts_every_row_it_settles(
+    pipeline: Pipeline, session_factory: Callable[[], Session], clean_db: Engine
+) -> None:
+    # Given an invitation written by the app and drained by the real relay and workers
+    with session_factory() as session, session.begin():
+        invite(session)
+    pipeline.drain()
+    # Then the rollups count each row the run settled, once, by status and kind
+    settled_rows: dict[tuple[str, str], int] = {}
+    for row in pipeline.rows():
+        key = (row["status"], row["target_kind"])
+        settled_rows[key] = settled_rows.get(key, 0) + 1
+    assert settled_rows and rollups(clean_db) == settled_rows
