@@ -72,18 +72,14 @@ def upgrade() -> None:
 
 
 def _backfill_cause_keys(bind: sa.Connection) -> None:
-    """Each failed row's cause key, a batch at a time in id order."""
+    """Each failed row's cause key: one pass over the failed rows' partial index, stored
+    a batch at a time as they stream in."""
     from stream_outbox.worker.operations.error_groups import cause_of
 
-    pick = sa.text(
-        "SELECT id, last_error FROM stream_outbox WHERE status = 'failed' AND cause_key IS NULL"
-        " AND id > :after ORDER BY id LIMIT :batch"
-    )
+    pick = sa.text("SELECT id, last_error FROM stream_outbox WHERE status = 'failed'")
     store = sa.text("UPDATE stream_outbox SET cause_key = :key WHERE id = :id")
-    after = 0
-    while rows := bind.execute(pick, {"after": after, "batch": _BATCH}).all():
+    for rows in bind.execute(pick.execution_options(yield_per=_BATCH)).partitions():
         bind.execute(store, [{"id": r.id, "key": cause_of(r.last_error).key} for r in rows])
-        after = rows[-1].id
 
 
 def downgrade() -> None:
