@@ -50,7 +50,7 @@ __all__ = [
     "older_than_code",
     "outbox",
     "schema_revision",
-    "settled",
+    "settled_per_minute",
 ]
 
 NOTIFY_CHANNEL = "stream_outbox"
@@ -203,7 +203,7 @@ SCHEMA_REVISION = "0009"
 # that settles them, in a few shards a minute (workers settling at once take different
 # rows); with the earliest creation among them, for the lag series. Pruned with the done
 # rows (``worker.store.rollups``).
-settled = Table(
+settled_per_minute = Table(
     "stream_outbox_settled",
     metadata,
     Column("minute", DateTime(timezone=True), primary_key=True),

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from stream_outbox.app_hooks.changes import Target
-from stream_outbox.app_hooks.outbox import outbox, settled
+from stream_outbox.app_hooks.outbox import outbox, settled_per_minute
 from stream_outbox.worker.operations.error_groups import FailedRow, cause_of, group_failures
 from stream_outbox.worker.operations.purge import purge
 from stream_outbox.worker.operations.replay import replay
@@ -30,9 +30,11 @@ LIMITED = "after 5 attempts: GetOrCreateChannel HTTP 429 code 9: Too many reques
 
 def rollups(engine: Engine) -> dict[tuple[str, str], int]:
     """Rows counted in the rollups, by status and kind."""
-    query = select(settled.c.status, settled.c.target_kind, func.sum(settled.c.rows)).group_by(
-        settled.c.status, settled.c.target_kind
-    )
+    query = select(
+        settled_per_minute.c.status,
+        settled_per_minute.c.target_kind,
+        func.sum(settled_per_minute.c.rows),
+    ).group_by(settled_per_minute.c.status, settled_per_minute.c.target_kind)
     with engine.connect() as conn:
         return {(s, k): int(n) for s, k, n in conn.execute(query)}
 
@@ -69,7 +71,7 @@ def test_every_settle_path_counts_into_the_minute(clean_db: Engine) -> None:
         ("failed", "user"): 1,
     }
     with clean_db.connect() as conn:
-        first = conn.scalar(select(func.min(settled.c.first_created)))
+        first = conn.scalar(select(func.min(settled_per_minute.c.first_created)))
         oldest = conn.scalar(select(func.min(outbox.c.created_at)).where(outbox.c.id == done[0]))
     assert first == oldest and bad
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, literal, select, union_all
 
-from stream_outbox.app_hooks.outbox import Status, outbox, settled
+from stream_outbox.app_hooks.outbox import Status, outbox, settled_per_minute
 
 __all__ = ["read_stats", "stream_call_figures"]
 
@@ -39,9 +39,13 @@ def read_stats(engine: Engine) -> dict[str, Any]:
         for s, extra in parts
     ]
     done = (
-        select(settled.c.status, settled.c.target_kind, func.sum(settled.c.rows))
-        .where(settled.c.status == Status.DONE)
-        .group_by(settled.c.status, settled.c.target_kind)
+        select(
+            settled_per_minute.c.status,
+            settled_per_minute.c.target_kind,
+            func.sum(settled_per_minute.c.rows),
+        )
+        .where(settled_per_minute.c.status == Status.DONE)
+        .group_by(settled_per_minute.c.status, settled_per_minute.c.target_kind)
     )
     with engine.connect() as conn:
         by = conn.execute(union_all(*open_and_failed, done)).all()

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Update
 
-from stream_outbox.app_hooks.outbox import outbox, settled
+from stream_outbox.app_hooks.outbox import outbox, settled_per_minute
 
 __all__ = ["COUNT_FROM_ROWS", "SHARDS", "count_settled", "prune", "settle"]
 
@@ -57,7 +57,7 @@ def settle(conn: Connection, statement: Update) -> None:
     ).group_by(rows.c.status, rows.c.target_kind)
     # in key order: two statements on one shard lock its rows in the same order
     counts = counts.order_by(rows.c.status, rows.c.target_kind)
-    conn.execute(_upsert(pg_insert(settled).from_select(_ROLLUP_COLUMNS, counts)))
+    conn.execute(_upsert(pg_insert(settled_per_minute).from_select(_ROLLUP_COLUMNS, counts)))
 
 
 _ROLLUP_COLUMNS = ["minute", "status", "target_kind", "shard", "rows", "first_created"]
@@ -73,7 +73,7 @@ def count_settled(conn: Connection, found: Mapping[tuple[str, str], tuple[int, d
     for (status, kind), (n, first) in sorted(found.items()):
         values = {"minute": minute, "status": status, "target_kind": kind, "shard": 0}
         values.update(rows=n, first_created=first)
-        conn.execute(_upsert(make(settled).values(**values), postgres))
+        conn.execute(_upsert(make(settled_per_minute).values(**values), postgres))
 
 
 def _sqlite_minute() -> datetime:
@@ -86,15 +86,19 @@ def _upsert(statement: Any, postgres: bool = True) -> Any:
     return statement.on_conflict_do_update(
         index_elements=_ROLLUP_KEY,
         set_={
-            "rows": settled.c.rows + statement.excluded.rows,
-            "first_created": least(settled.c.first_created, statement.excluded.first_created),
+            "rows": settled_per_minute.c.rows + statement.excluded.rows,
+            "first_created": least(
+                settled_per_minute.c.first_created, statement.excluded.first_created
+            ),
         },
     )
 
 
 def prune(conn: Connection, before: datetime) -> int:
     """Delete the rollups of the minutes wholly before ``before``; how many rows."""
-    return conn.execute(delete(settled).where(settled.c.minute < _minute_before(before))).rowcount
+    return conn.execute(
+        delete(settled_per_minute).where(settled_per_minute.c.minute < _minute_before(before))
+    ).rowcount
 
 
 def _minute_before(moment: datetime) -> datetime:
