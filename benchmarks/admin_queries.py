@@ -3,7 +3,8 @@
     uv run python -m benchmarks.admin_queries [--done 1000000] [--failed 5000] [--runs 7]
 
 Fills a scratch database (done rows settled over the last day, failed rows of a
-dozen causes with ids and numbers in their errors), then times each admin query:
+dozen causes with ids and numbers in their errors, their cause keys and the rollups as
+the repository writes them), then times each admin query:
 one ``time_*`` function per query, registered in ``QUERIES``; the median of
 ``--runs`` runs after one warm-up.
 """
@@ -21,8 +22,10 @@ from sqlalchemy import Engine, create_engine
 
 from benchmarks.backlog import _conninfo
 from benchmarks.figures import median
+from stream_outbox.worker.operations.error_groups import cause_of
 from stream_outbox.worker.operations.rows import failure_groups
 from stream_outbox.worker.operations.series import read_series
+from stream_outbox.worker.store.rollups import COUNT_FROM_ROWS
 from tests.support.database import outbox_database
 
 CAUSES = (
@@ -50,20 +53,33 @@ FROM generate_series(1, %(rows)s) AS n,
 """
 _FAILED = """
 INSERT INTO stream_outbox (target_kind, target_id, event, status, attempts, last_error,
-                           created_at, updated_at, available_at)
+                           cause_key, created_at, updated_at, available_at)
 SELECT (ARRAY['user', 'conversation', 'message'])[1 + n %% 3], md5(n::text), 'update', 'failed',
        5, replace((%(causes)s::text[])[1 + n %% %(count)s], '{n}', (n * 7919)::text),
-       t, t + interval '1 minute', t
+       (%(keys)s::text[])[1 + n %% %(count)s], t, t + interval '1 minute', t
 FROM generate_series(1, %(rows)s) AS n,
      LATERAL (SELECT now() - interval '6 hours' * n / %(rows)s AS t) AS at
 """
 
 
+def cause_keys() -> list[str]:
+    """The cause key of each of :data:`CAUSES` (its ``{n}`` normalised away)."""
+    return [cause_of(cause.replace("{n}", "1")).key for cause in CAUSES]
+
+
 def fill(url: str, done: int, failed: int) -> None:
-    """``done`` done rows over the last day and ``failed`` failed rows of the causes above."""
+    """``done`` done rows over the last day and ``failed`` failed rows of the causes above,
+    counted into the rollups and keyed by cause as the repository does."""
     with psycopg.connect(_conninfo(url)) as conn:
         conn.execute(_DONE, {"rows": done})
-        conn.execute(_FAILED, {"rows": failed, "causes": list(CAUSES), "count": len(CAUSES)})
+        params = {
+            "rows": failed,
+            "causes": list(CAUSES),
+            "keys": cause_keys(),
+            "count": len(CAUSES),
+        }
+        conn.execute(_FAILED, params)
+        conn.execute(str(COUNT_FROM_ROWS))
         conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE stream_outbox")

@@ -50,6 +50,7 @@ __all__ = [
     "older_than_code",
     "outbox",
     "schema_revision",
+    "settled_per_minute",
 ]
 
 NOTIFY_CHANNEL = "stream_outbox"
@@ -127,6 +128,8 @@ outbox = Table(
     # The writing transaction (txid_current()) of a row the capture triggers wrote: their
     # rows coalesce to one per target per transaction on it (``app_hooks.trigger_sql``).
     Column("capture_tx", BigInteger),
+    # A failed row's cause (``worker.operations.error_groups``), stored when it fails.
+    Column("cause_key", String(12)),
     CheckConstraint(f"status IN ({_in(Status)})", name="status"),
     CheckConstraint(f"target_kind IN ({_in(TargetKind)})", name="target_kind"),
     # Claims read only pending rows: a partial index stays small however many
@@ -169,6 +172,23 @@ outbox = Table(
         postgresql_where=text("status = 'failed'"),
         sqlite_where=text("status = 'failed'"),
     ),
+    # Error groups counted from the failed rows alone (no entry for any other row).
+    Index(
+        "ix_stream_outbox_cause",
+        "cause_key",
+        "target_kind",
+        "updated_at",
+        "id",
+        postgresql_where=text("status = 'failed'"),
+        sqlite_where=text("status = 'failed'"),
+    ),
+    # Failed rows without a cause key (an older worker's): none once every worker is new.
+    Index(
+        "ix_stream_outbox_unkeyed",
+        "id",
+        postgresql_where=text("status = 'failed' AND cause_key IS NULL"),
+        sqlite_where=text("status = 'failed' AND cause_key IS NULL"),
+    ),
     Index("ix_stream_outbox_target", "target_kind", "target_id"),
     # No index on created_at: ids grow with time, so age scans (purge) walk the
     # primary key, and every index costs each app transaction that writes a row.
@@ -177,7 +197,22 @@ outbox = Table(
 # Alembic's version table of the outbox's migrations (the app's own keeps its name), and
 # the migration these tables are at (the head of migrations/versions: a test holds them).
 VERSION_TABLE = "stream_outbox_alembic_version"
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
+
+# Rows settled per minute by status (done, failed) and target kind, written by the statement
+# that settles them, in a few shards a minute (workers settling at once take different
+# rows); with the earliest creation among them, for the lag series. Pruned with the done
+# rows (``worker.store.rollups``).
+settled_per_minute = Table(
+    "stream_outbox_settled",
+    metadata,
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("status", String(16), primary_key=True),
+    Column("target_kind", String(32), primary_key=True),
+    Column("shard", SmallInteger, primary_key=True),
+    Column("rows", BigInteger, nullable=False),
+    Column("first_created", DateTime(timezone=True), nullable=False),
+)
 
 channel_map = Table(
     "stream_outbox_channel",

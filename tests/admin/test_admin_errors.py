@@ -115,4 +115,4 @@ def test_replay_group_leaves_rows_that_failed_after_the_confirmation(clean_db: E
     # Then only the rows the operator saw go back to pending
     assert chosen == ids["too_long"]
     assert statuses_by_id(clean_db)[later] == "failed"
-    assert [g.ids for g in failure_groups(clean_db)] == [ids["limited"], [later]]
+    assert [g.ids for g in failure_groups(clean_db, with_ids=True)] == [ids["limited"], [later]]

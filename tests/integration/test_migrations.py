@@ -32,6 +32,7 @@ from stream_outbox.app_hooks.outbox import (
     schema_revision,
 )
 from stream_outbox.worker.errors import ConfigurationError
+from stream_outbox.worker.operations.error_groups import cause_of
 from stream_outbox.worker.operations.migrate import alembic_config, upgrade
 from stream_outbox.worker.store.schema import require_migrated
 from tests.support.database import empty_database
@@ -42,9 +43,10 @@ OUTBOX_TABLES = {
     "stream_outbox_audit",
     "stream_outbox_message_map",
     "stream_outbox_inbox",
+    "stream_outbox_settled",
 }
 VERSION_TABLE = "stream_outbox_alembic_version"
-HEAD = "0008"
+HEAD = "0009"
 INSERT_ROW = (
     "INSERT INTO stream_outbox (target_kind, target_id, event) VALUES ('user', '1', 'insert')"
 )
@@ -445,3 +447,35 @@ def test_a_role_not_granted_the_version_table_is_not_refused(
         with migrated.begin() as conn:
             conn.execute(text(f'REVOKE ALL ON {", ".join(OUTBOX_TABLES)} FROM "{role}"'))
             conn.execute(text(f'DROP ROLE "{role}"'))
+
+
+def test_rows_settled_before_the_rollups_are_counted_and_keyed(empty_url: str, db: Engine) -> None:
+    # Given an outbox at 0008 with rows settled before the rollups (done, failed) and open
+    upgrade(empty_url, revision="0008")
+    error = "after 3 attempts: UpdateUsers HTTP 400 code 4: user {} name is too long"
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO stream_outbox (target_kind, target_id, event, status, last_error,"
+                " created_at, updated_at) SELECT 'user', g::text, 'insert', s, e,"
+                " now() - interval '2 hours', now() - interval '1 hour'"
+                " FROM (VALUES (1, 'done', NULL), (2, 'done', NULL), (3, 'failed', :e3),"
+                " (4, 'failed', :e4), (5, 'pending', NULL)) AS r(g, s, e)"
+            ),
+            {"e3": error.format(3), "e4": error.format(4)},
+        )
+    # When migrated to head
+    upgrade(empty_url)
+    # Then the failed rows have their cause key, the others none
+    with db.connect() as conn:
+        keys = dict(conn.execute(text("SELECT target_id, cause_key FROM stream_outbox")).all())
+        counts = conn.execute(
+            text(
+                "SELECT status, target_kind, rows, minute = date_trunc('minute', now() -"
+                " interval '1 hour') AS at_settle FROM stream_outbox_settled ORDER BY status"
+            )
+        ).all()
+    assert keys["3"] == keys["4"] == cause_of(error.format(1)).key
+    assert keys["1"] is keys["2"] is keys["5"] is None
+    # and the settled rows are counted into the minute they settled in
+    assert [tuple(r) for r in counts] == [("done", "user", 2, True), ("failed", "user", 2, True)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 
 from stream_outbox.worker.operations.series import read_series
+from stream_outbox.worker.store.rollups import COUNT_FROM_ROWS
 
 
 def test_settled_rows_and_the_oldest_pending_age_by_minute(clean_db: Engine) -> None:
@@ -32,6 +33,8 @@ def test_settled_rows_and_the_oldest_pending_age_by_minute(clean_db: Engine) -> 
                 """
             )
         )
+        # counted into the rollups as the migration counts rows settled before it
+        conn.execute(COUNT_FROM_ROWS)
     # When the last hour's series is read
     with clean_db.connect() as conn:
         series = read_series(conn, "hour")

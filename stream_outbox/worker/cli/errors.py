@@ -23,7 +23,7 @@ def errors(
 ) -> None:
     """Failed rows grouped by cause (endpoint, code, error text), largest group first."""
     with connected(load_settings()) as engine:
-        groups = failure_groups(engine)
+        groups = failure_groups(engine, with_ids=as_json)
         if replay is not None:
             group = find_group(groups, replay)
             if not yes:

@@ -271,7 +271,7 @@ class Dashboard:
     async def confirm_group(self, request: Request) -> Response:
         """GET: the failed rows of one cause, as far as now, and a button to replay them."""
         key = _key_of(request)
-        groups = await run_in_threadpool(failure_groups, self.engine)
+        groups = await run_in_threadpool(failure_groups, self.engine, with_ids=True)
         try:
             group = find_group(groups, key)
         except AdminError as exc:

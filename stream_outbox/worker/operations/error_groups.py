@@ -2,8 +2,9 @@
 
 A cause is Stream's endpoint (or the error's type), the HTTP status, Stream's error
 code and the error text with ids and numbers normalised away, so that 28 rows that
-failed for one reason read as one group. The admin layer reads the failed rows;
-this module decides which group each belongs to.
+failed for one reason read as one group. A row's cause key is stored when it fails
+(``cause_key``, indexed for failed rows): the admin layer counts the groups in SQL and
+groups here only rows failed without one (by a worker older than the column).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from typing import Any
 
 from stream_outbox.worker.errors import AdminError
 
-__all__ = ["Cause", "ErrorGroup", "FailedRow", "cause_of", "find_group", "group_failures"]
+__all__ = [
+    "Cause",
+    "ErrorGroup",
+    "FailedRow",
+    "cause_of",
+    "find_group",
+    "group_failures",
+    "merge_groups",
+]
 
 SAMPLES = 5
 
@@ -119,6 +128,19 @@ class ErrorGroup:
         if len(self.samples) < SAMPLES and target not in self.samples:
             self.samples.append(target)
 
+    def merge(self, other: ErrorGroup) -> None:
+        """Count in ``other``, a group of the same cause."""
+        self.count += other.count
+        self.ids = sorted(self.ids + other.ids)
+        self.kinds |= other.kinds
+        seen = (self.first_seen, self.last_seen, other.first_seen, other.last_seen)
+        known = [t for t in seen if t is not None]
+        self.first_seen = min(known, default=None)
+        self.last_seen = max(known, default=None)
+        for target in other.samples:
+            if len(self.samples) < SAMPLES and target not in self.samples:
+                self.samples.append(target)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (ids in order)."""
         return {
@@ -144,8 +166,23 @@ def group_failures(rows: Iterable[FailedRow]) -> list[ErrorGroup]:
         groups.setdefault(cause, ErrorGroup(cause)).add(row)
     for group in groups.values():
         group.ids.sort()
+    return _largest_first(groups.values())
+
+
+def merge_groups(*lists: Iterable[ErrorGroup]) -> list[ErrorGroup]:
+    """Groups of several reads as one list: those of one cause merged, largest first."""
+    merged: dict[str, ErrorGroup] = {}
+    for group in (g for groups in lists for g in groups):
+        if group.key in merged:
+            merged[group.key].merge(group)
+        else:
+            merged[group.key] = group
+    return _largest_first(merged.values())
+
+
+def _largest_first(groups: Iterable[ErrorGroup]) -> list[ErrorGroup]:
     return sorted(
-        groups.values(),
+        groups,
         key=lambda g: (-g.count, -(g.last_seen.timestamp() if g.last_seen else 0.0), g.key),
     )
 

@@ -1,4 +1,5 @@
-"""Purge: done rows older than the retention deleted in batches, so the table stays small."""
+"""Purge: done rows older than the retention deleted in batches, so the table stays small;
+the rollups of the minutes before it with them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from sqlalchemy import Engine, delete, select
 
 from stream_outbox.app_hooks.outbox import Status, outbox
 from stream_outbox.worker.errors import AdminError
-from stream_outbox.worker.store import audit
+from stream_outbox.worker.store import audit, rollups
 from stream_outbox.worker.store.cutover import read_cutover
 
 __all__ = ["purge"]
@@ -18,7 +19,8 @@ def purge(engine: Engine, *, actor: str, older_than: timedelta, batch: int = 500
     """Delete done rows older than ``older_than`` in batches (short transactions).
 
     While a Stream import is pending, rows worked on since its export's snapshot are
-    kept whatever their age: its completion reconciles their targets again."""
+    kept whatever their age: its completion reconciles their targets again. The rollups
+    of the minutes before the cutoff go too (counted in the audit entry's detail)."""
     if batch < 1:
         raise AdminError("--batch must be at least 1")
     cutoff = datetime.now(UTC) - older_than
@@ -42,6 +44,8 @@ def purge(engine: Engine, *, actor: str, older_than: timedelta, batch: int = 500
             total += len(ids)
         if len(ids) < batch:
             break
-    detail = {"older_than": str(older_than)}
+    with engine.begin() as conn:
+        minutes = rollups.prune(conn, cutoff)
+    detail = {"older_than": str(older_than), "rollup_rows": minutes}
     audit.record(engine, actor=actor, action="purge", count=total, detail=detail)
     return total

@@ -70,7 +70,7 @@ def replay_group(
     engine: Engine, *, actor: str, key: str, until: datetime | None = None, per_second: float = 50
 ) -> list[int]:
     """Replay the failed rows of one cause (updated by ``until``), paced and audited."""
-    group = find_group(failure_groups(engine, until), key)
+    group = find_group(failure_groups(engine, until, with_ids=True), key)
     cause = str(group.cause)
     return replay(engine, actor=actor, ids=group.ids, per_second=per_second, cause=cause)
 

@@ -9,12 +9,19 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from stream_outbox.app_hooks.outbox import Status, TargetKind, outbox
 from stream_outbox.worker.errors import AdminError
-from stream_outbox.worker.operations.error_groups import ErrorGroup, FailedRow, group_failures
+from stream_outbox.worker.operations.error_groups import (
+    SAMPLES,
+    ErrorGroup,
+    FailedRow,
+    cause_of,
+    group_failures,
+    merge_groups,
+)
 from stream_outbox.worker.operations.times import parse_time
 
 __all__ = [
@@ -27,6 +34,10 @@ __all__ = [
     "list_rows",
     "time_window",
 ]
+
+
+# Rows of a cause its error text and sample targets are read from
+_SAMPLE_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -169,12 +180,67 @@ def get_row(engine: Engine, row_id: int) -> RowView:
     return _view(row)
 
 
-def failure_groups(engine: Engine, until: datetime | None = None) -> list[ErrorGroup]:
-    """Failed rows (updated by ``until``) grouped by cause, largest first: one indexed read."""
+def failure_groups(
+    engine: Engine, until: datetime | None = None, *, with_ids: bool = False
+) -> list[ErrorGroup]:
+    """Failed rows (updated by ``until``) grouped by cause, largest first.
+
+    Counted in SQL from the failed rows' index by their stored cause key; each cause's
+    error text and sample targets from its first few rows (``with_ids``: every row's id
+    too). Rows failed without a key (an older worker's) are grouped as they are read.
+    """
     c = outbox.c
-    query = select(c.id, c.target_kind, c.target_id, c.last_error, c.updated_at).where(
-        c.status == Status.FAILED, *([c.updated_at <= until] if until else [])
+    failed = [c.status == Status.FAILED, *([c.updated_at <= until] if until else [])]
+    counts = (
+        select(
+            c.cause_key, c.target_kind, func.count(), func.min(c.updated_at), func.max(c.updated_at)
+        )
+        .where(*failed, c.cause_key.is_not(None))
+        .group_by(c.cause_key, c.target_kind)
+    )
+    unkeyed = select(c.id, c.target_kind, c.target_id, c.last_error, c.updated_at).where(
+        *failed, c.cause_key.is_(None)
     )
     with engine.connect() as conn:
-        rows = conn.execution_options(yield_per=5000).execute(query)
-        return group_failures(FailedRow(*row) for row in rows)
+        by_key: dict[str, list[Any]] = {}
+        for key, kind, n, first, last in conn.execute(counts):
+            by_key.setdefault(key, []).append((kind, n, first, last))
+        groups = [_group(conn, failed, key, parts) for key, parts in by_key.items()]
+        if with_ids and groups:
+            ids = select(c.cause_key, c.id).where(*failed, c.cause_key.is_not(None))
+            found: dict[str, list[int]] = {}
+            for key, row_id in conn.execute(ids):  # the index's order: no sort
+                found.setdefault(key, []).append(row_id)
+            for group in groups:
+                group.ids = sorted(found.get(group.key, []))
+        rows = conn.execution_options(yield_per=5000).execute(unkeyed)
+        old = group_failures(FailedRow(*row) for row in rows)
+    if not with_ids:
+        for group in old:
+            group.ids = []
+    return merge_groups(groups, old)
+
+
+def _group(
+    conn: Connection, failed: list[ColumnElement[bool]], key: str, parts: list[Any]
+) -> ErrorGroup:
+    """The group of cause ``key`` from its counts by kind, its error text and a few
+    targets read from its first rows in the index."""
+    c = outbox.c
+    first_rows = (
+        select(c.target_kind, c.target_id, c.last_error)
+        .where(*failed, c.cause_key == key)
+        .order_by(c.cause_key, c.target_kind, c.updated_at, c.id)
+        .limit(_SAMPLE_ROWS)
+    )
+    rows = conn.execute(first_rows).all()
+    group = ErrorGroup(cause_of(rows[0].last_error if rows else None))
+    group.count = sum(n for _, n, _, _ in parts)
+    group.kinds = {kind for kind, _, _, _ in parts}
+    group.first_seen = min(first for _, _, first, _ in parts)
+    group.last_seen = max(last for _, _, _, last in parts)
+    for row in rows:
+        target = f"{row.target_kind}:{row.target_id}"
+        if len(group.samples) < SAMPLES and target not in group.samples:
+            group.samples.append(target)
+    return group

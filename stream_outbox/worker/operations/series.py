@@ -1,4 +1,4 @@
-"""Throughput and lag over time, read from the outbox table itself (no other store).
+"""Throughput and lag over time, read from the per-minute rollups and the open rows.
 
 Two series over a window (the last hour in minutes, the last day in quarter hours):
 
@@ -6,9 +6,12 @@ Two series over a window (the last hour in minutes, the last day in quarter hour
 * the oldest pending age at the end of each step: the age of the oldest row created by
   then and not settled by then (still open, or settled later).
 
-One pass over the table's rows (PostgreSQL, ``date_bin``): done rows have no index on
-their settle time (every index costs the write path), so the cost grows with the
-table; measured in docs/operations.md.
+The rows settled come from ``stream_outbox_settled`` (rows settled per minute, status and
+kind, with the earliest creation among them: the repository writes it where rows
+settle), the open rows through their partial indexes: the cost follows the window's
+minutes and the open rows, not the table's history (PostgreSQL, ``date_bin``; measured
+in docs/operations.md). A row that failed, was replayed and then done counts in both
+minutes: history as it happened.
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ class Series:
 
 # The steps' ends, and per step the rows settled in it and the earliest creation among
 # them: the oldest row open at a step's end is the earliest created, by then, of the rows
-# settled after it (a minimum over the later steps) or still open. One pass over the
-# rows settled in the window; the open rows through the pending rows' partial index.
+# settled after it (a minimum over the later steps) or still open. The window's rollup
+# rows (its primary key's range); the open rows through their partial indexes.
 _SERIES = text(
     """
     WITH bounds AS (
@@ -74,16 +77,18 @@ _SERIES = text(
     ), steps AS (
         SELECT generate_series(t_end - :span + :step, t_end, :step) AS at FROM bounds
     ), settled AS (
-        SELECT date_bin(:step, updated_at, TIMESTAMPTZ '2000-01-01') + :step AS at,
-               count(*) FILTER (WHERE status = 'done') AS done,
-               count(*) FILTER (WHERE status = 'failed') AS failed,
-               min(created_at) AS first_created
-        FROM stream_outbox, bounds
-        WHERE status IN ('done', 'failed') AND updated_at > t_end - :span
+        SELECT date_bin(:step, minute, TIMESTAMPTZ '2000-01-01') + :step AS at,
+               sum(rows) FILTER (WHERE status = 'done') AS done,
+               sum(rows) FILTER (WHERE status = 'failed') AS failed,
+               min(first_created) AS first_created
+        FROM stream_outbox_settled, bounds
+        WHERE minute >= t_end - :span
         GROUP BY 1
     ), open_rows AS (
-        SELECT min(created_at) AS first_created FROM stream_outbox
-        WHERE status IN ('pending', 'dispatched')
+        SELECT least(
+            (SELECT min(created_at) FROM stream_outbox WHERE status = 'pending'),
+            (SELECT min(created_at) FROM stream_outbox WHERE status = 'dispatched')
+        ) AS first_created
     ), per_step AS (
         SELECT steps.at,
                coalesce(settled.done, 0) AS done,

@@ -1,5 +1,8 @@
 """The outbox's figures now: rows by status and kind, lag, recent failures, Stream calls.
 
+Open and failed rows are counted through their partial indexes; done rows are not
+scanned: their figure is the rows settled done in the kept history, summed from the
+per-minute rollups (``stream_outbox_settled``, pruned with them by ``admin purge``).
 Over time (rows settled per minute, the oldest pending age) is :mod:`.series`.
 """
 
@@ -9,21 +12,43 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, literal, select, union_all
 
-from stream_outbox.app_hooks.outbox import Status, outbox
+from stream_outbox.app_hooks.outbox import Status, outbox, settled_per_minute
 
 __all__ = ["read_stats", "stream_call_figures"]
 
 
 def read_stats(engine: Engine) -> dict[str, Any]:
-    """Counts by status and kind, lag, failures in the last hour."""
+    """Counts by status and kind (done: settled done in the kept history), lag, failures
+    in the last hour."""
     c = outbox.c
     hour_ago = func.now() - timedelta(hours=1)
+    # One query per partial index (failed rows: by their cause key, then those without
+    # one), and the done rows' rollups
+    parts = [
+        (Status.PENDING, []),
+        (Status.DISPATCHED, []),
+        (Status.FAILED, [c.cause_key.is_not(None)]),
+        (Status.FAILED, [c.cause_key.is_(None)]),
+    ]
+    open_and_failed = [
+        select(literal(s.value), c.target_kind, func.count())
+        .where(c.status == s, *extra)
+        .group_by(c.target_kind)
+        for s, extra in parts
+    ]
+    done = (
+        select(
+            settled_per_minute.c.status,
+            settled_per_minute.c.target_kind,
+            func.sum(settled_per_minute.c.rows),
+        )
+        .where(settled_per_minute.c.status == Status.DONE)
+        .group_by(settled_per_minute.c.status, settled_per_minute.c.target_kind)
+    )
     with engine.connect() as conn:
-        by = conn.execute(
-            select(c.status, c.target_kind, func.count()).group_by(c.status, c.target_kind)
-        ).all()
+        by = conn.execute(union_all(*open_and_failed, done)).all()
         oldest = conn.scalar(select(func.min(c.created_at)).where(c.status == Status.PENDING))
         recent = conn.scalar(
             select(func.count()).where(c.status == Status.FAILED, c.updated_at >= hour_ago)
@@ -31,7 +56,7 @@ def read_stats(engine: Engine) -> dict[str, Any]:
         now = conn.scalar(select(func.now()))
     counts: dict[str, dict[str, int]] = {status.value: {} for status in Status}
     for status, kind, n in by:
-        counts[status][kind] = n
+        counts[status][kind] = counts[status].get(kind, 0) + int(n)
     lag = (now - oldest).total_seconds() if oldest is not None and now is not None else 0.0
     return {
         "by_status": {status: sum(kinds.values()) for status, kinds in counts.items()},

@@ -28,7 +28,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from stream_outbox.app_hooks.changes import READS_KEY, Target
 from stream_outbox.app_hooks.outbox import PRIORITY_ON_DEMAND, Status, outbox
+from stream_outbox.worker.operations.error_groups import cause_of
 from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
+from stream_outbox.worker.store.rollups import count_settled, settle
 
 __all__ = ["ChannelRef", "OutboxRepository", "OutboxRow", "OutboxStats"]
 
@@ -36,6 +38,7 @@ _ERROR_MAX = 2000
 # Rows :meth:`OutboxRepository.open_targets` looks at, of the pending and the dispatched
 _LOOK_AHEAD = 2000
 _JSON_TYPES = {str: "string", list: "array", int: "number", float: "number", bool: "boolean"}
+_SETTLED = (Status.DONE, Status.FAILED)
 
 
 @dataclass(frozen=True)
@@ -174,14 +177,17 @@ class OutboxRepository:
         """Rows whose payload is not a JSON object (edited by hand) fail, each alone."""
         for row_id, payload in bad.items():
             kind = _JSON_TYPES.get(type(payload), type(payload).__name__)
-            conn.execute(
+            error = f"payload is not a JSON object but a {kind}: fix it, then replay"
+            settle(
+                conn,
                 update(outbox)
                 .where(outbox.c.id == row_id)
                 .values(
                     status=Status.FAILED,
-                    last_error=f"payload is not a JSON object but a {kind}: fix it, then replay",
+                    last_error=error,
+                    cause_key=cause_of(error).key,
                     updated_at=func.now(),
-                )
+                ),
             )
 
     def release(self, ids: Sequence[int]) -> None:
@@ -287,14 +293,16 @@ class OutboxRepository:
 
     def mark_done(self, ids: Sequence[int]) -> None:
         """The rows' targets are in step with the database."""
-        self._set(ids, status=Status.DONE, last_error=None)
+        self._set(ids, status=Status.DONE, last_error=None, cause_key=None)
 
     def mark_failed(self, ids: Sequence[int], error: str) -> None:
         """The rows still open failed for good (a permanent error, or retries ran out).
 
         Rows already failed keep their own error.
         """
-        self._set(ids, open_only=True, status=Status.FAILED, last_error=error[:_ERROR_MAX])
+        error = error[:_ERROR_MAX]
+        key = cause_of(error).key
+        self._set(ids, open_only=True, status=Status.FAILED, last_error=error, cause_key=key)
 
     def add_failed(self, target: Target, event: str, payload: Mapping[str, Any], error: str) -> int:
         """Write a row for ``target`` failed at once with ``error`` (a part of another job
@@ -308,12 +316,14 @@ class OutboxRepository:
                 payload=dict(payload),
                 status=Status.FAILED,
                 last_error=error[:_ERROR_MAX],
+                cause_key=cause_of(error[:_ERROR_MAX]).key,
             )
-            .returning(outbox.c.id)
+            .returning(outbox.c.id, outbox.c.created_at)
         )
         with self.engine.begin() as conn:
-            row_id: int = conn.execute(statement).scalar_one()
-        return row_id
+            row = conn.execute(statement).one()
+            count_settled(conn, {(Status.FAILED, target.kind): (1, row.created_at)})
+        return int(row.id)
 
     def mark_retrying(self, ids: Sequence[int], error: str, delay: float) -> None:
         """Record a transient error on the rows still open; the visibility timeout
@@ -325,25 +335,33 @@ class OutboxRepository:
         """Update the rows not done yet (``open_only``: only those pending or dispatched)."""
         if not ids:
             return
-        settled = (
+        not_settled = (
             outbox.c.status.in_((Status.PENDING, Status.DISPATCHED))
             if open_only
             else outbox.c.status != Status.DONE
         )
         statement = (
-            update(outbox).where(self._ids_in(ids), settled).values(updated_at=func.now(), **values)
+            update(outbox)
+            .where(self._ids_in(ids), not_settled)
+            .values(updated_at=func.now(), **values)
         )
         with self.engine.begin() as conn:
-            conn.execute(statement)
+            if values.get("status") in _SETTLED:
+                settle(conn, statement)
+            else:
+                conn.execute(statement)
 
     # -- figures -----------------------------------------------------------------------
 
     def stats(self) -> OutboxStats:
         """Counts by status (but done) and the age of the oldest due pending row."""
-        counts = (
-            select(outbox.c.status, func.count())
-            .where(outbox.c.status != Status.DONE)
-            .group_by(outbox.c.status)
+        # One count per status, each through its partial index (``status != 'done'``
+        # matches none of them: it would read every done row)
+        counts = union_all(
+            *(
+                select(literal(status.value), func.count()).where(outbox.c.status == status)
+                for status in (Status.PENDING, Status.DISPATCHED, Status.FAILED)
+            )
         )
         oldest = select(func.min(outbox.c.created_at)).where(
             and_(outbox.c.status == Status.PENDING)
