@@ -13,8 +13,8 @@ What it writes (``fill(engine)``, the defaults):
 * ``pending`` rows (50) created over the last 10 minutes, the oldest ``oldest_pending``
   ago (written after the big insert, on the clock, so the age holds as the test reads it).
 
-Only the outbox table is written: tables the product keeps beside it as rows settle are
-not (a test that reads them fills them here too).
+Failed rows carry their cause key and the settled rows are counted into the per-minute
+rollups, as the repository does when rows settle.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ import math
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
+
+from stream_outbox.worker.operations.error_groups import cause_of
+from stream_outbox.worker.store.rollups import COUNT_FROM_ROWS
 
 __all__ = ["BURST", "CAUSES", "Cause", "Fill", "fill"]
 
@@ -81,7 +84,7 @@ class Fill:
 _SETTLED = text(
     """
     INSERT INTO stream_outbox (target_kind, target_id, event, status, attempts, last_error,
-                               available_at, created_at, updated_at)
+                               cause_key, available_at, created_at, updated_at)
     WITH rows AS (
         SELECT i, (i - 0.5) / :rows AS t,
                i % :every = 0 AS background,
@@ -104,6 +107,8 @@ _SETTLED = text(
            CASE WHEN background OR burst THEN 5 ELSE 1 END,
            replace(CASE WHEN background THEN (CAST(:errors AS text[]))[(i / :every) % :causes + 1]
                         WHEN burst THEN :burst_error END, '{n}', (i % 997)::text),
+           CASE WHEN background THEN (CAST(:keys AS text[]))[(i / :every) % :causes + 1]
+                WHEN burst THEN :burst_key END,
            settled - delay, settled - delay, settled
     FROM timed
     """
@@ -140,6 +145,8 @@ def fill(
         "every": every,
         "causes": len(CAUSES),
         "errors": [cause.error for cause in CAUSES],
+        "keys": [cause_of(cause.error).key for cause in CAUSES],
+        "burst_key": cause_of(BURST.error).key,
         "cause_kinds": [cause.kind for cause in CAUSES],
         "kinds": list(KINDS),
         "burst_from": burst_from,
@@ -155,6 +162,7 @@ def fill(
     with engine.begin() as conn:
         conn.execute(_SETTLED, params)
         conn.execute(_PENDING, {"pending": pending, "oldest": oldest_pending})
+        conn.execute(COUNT_FROM_ROWS)  # the rollups, as the repository writes them
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("ANALYZE stream_outbox"))
     background = rows // every
