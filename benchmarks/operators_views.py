@@ -160,6 +160,28 @@ def measure(sizes: Sequence[int] = SIZES, runs: int = 7) -> dict[str, Any]:
     return {"sizes": by_size, "targets_s": TARGETS, "met": met, "runs": runs}
 
 
+def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The figures as the report's rows: one a size, then whether each target was met."""
+    out = []
+    for figures in result["sizes"].values():
+        out.append(
+            (
+                f"operators' views, {figures['rows']:,} rows ({figures['failed']:,} failed)",
+                f"front page {figures['front_page_s'] * 1000:.0f} ms",
+                f"errors --json {figures['errors_json_s'] * 1000:.0f} ms, "
+                f"stats --series {figures['stats_series_s'] * 1000:.0f} ms",
+                f"groups alone {figures['errors_s'] * 1000:.0f} ms; median of {result['runs']}",
+            )
+        )
+    verdicts = {view: "met" if ok else "MISSED" for view, ok in result["met"].items()}
+    met = ", ".join(
+        f"{view.replace('_', ' ')} <= {target * 1000:.0f} ms: {verdicts[view]}"
+        for view, target in TARGETS.items()
+    )
+    out.append(("operators' views, targets", met, "", "at every size"))
+    return out
+
+
 def table(result: dict[str, Any]) -> str:
     """The figures as a text table, one line per size."""
     lines = [
