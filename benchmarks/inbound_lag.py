@@ -171,7 +171,8 @@ def _outbound_echo(
     return {
         "app_messages_written": messages,
         "echoes": sorted({settled[text][0] for text in texts}),
-        "app_message_rows_added": int(after or 0) - int(before or 0),
+        # the table grew by the app's own messages; anything beyond them the echoes wrote
+        "rows_the_echoes_added": int(after or 0) - int(before or 0) - messages,
     }
 
 

@@ -146,7 +146,7 @@ def _inbound_lag_rows(r: dict[str, Any]) -> list[Row]:
             f"p99 {i['lag_ms_p99']:.1f} / max {i['lag_ms_max']:.1f} ms",
             f"Stream calls caused: {sum(others.values()) if others else 'none'}; the app's "
             f"{echo['app_messages_written']} echoes {', '.join(echo['echoes'])}, "
-            f"{echo['app_message_rows_added']} rows added",
+            f"{echo['rows_the_echoes_added']} rows they added",
         )
     ]
 

@@ -29,7 +29,7 @@ INBOUND_LAG: dict[str, Any] = {
     "outbound_echo": {
         "app_messages_written": 100,
         "echoes": ["ignored"],
-        "app_message_rows_added": 0,
+        "rows_the_echoes_added": 0,
     },
 }
 WAIT = {"p50": 0.306, "p99": 0.621, "max": 0.7}
