@@ -52,7 +52,7 @@ def test_inbound_rows() -> None:
     assert rows[0][1] == "received 1,506/s (1,859/CPU-s)"
     assert rows[1][1:3] == ("p50 6.7 ms", "p99 15.8 / max 15.8 ms")
     assert "Stream calls caused: none" in rows[1][3]
-    assert "echoes ignored, 0 rows added" in rows[1][3]
+    assert "echoes ignored, 0 rows they added" in rows[1][3]
 
 
 def test_on_demand_rows() -> None:
