@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine
 
 from benchmarks.backlog import _conninfo
 from benchmarks.figures import median
-from stream_outbox.worker.operations.error_groups import cause_of
+from stream_outbox.worker.error_groups import cause_of
 from stream_outbox.worker.operations.rows import failure_groups
 from stream_outbox.worker.operations.series import read_series
 from stream_outbox.worker.store.rollups import COUNT_FROM_ROWS

@@ -128,7 +128,7 @@ outbox = Table(
     # The writing transaction (txid_current()) of a row the capture triggers wrote: their
     # rows coalesce to one per target per transaction on it (``app_hooks.trigger_sql``).
     Column("capture_tx", BigInteger),
-    # A failed row's cause (``worker.operations.error_groups``), stored when it fails.
+    # A failed row's cause (``worker.error_groups``), stored when it fails.
     Column("cause_key", String(12)),
     CheckConstraint(f"status IN ({_in(Status)})", name="status"),
     CheckConstraint(f"target_kind IN ({_in(TargetKind)})", name="target_kind"),

@@ -31,8 +31,8 @@ from stream_outbox.app_hooks.outbox import (
     older_than_code,
     schema_revision,
 )
+from stream_outbox.worker.error_groups import cause_of
 from stream_outbox.worker.errors import ConfigurationError
-from stream_outbox.worker.operations.error_groups import cause_of
 from stream_outbox.worker.operations.migrate import alembic_config, upgrade
 from stream_outbox.worker.store.schema import require_migrated
 from tests.support.database import empty_database

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from stream_outbox.app_hooks.changes import Target
 from stream_outbox.app_hooks.outbox import outbox, settled_per_minute
-from stream_outbox.worker.operations.error_groups import FailedRow, cause_of, group_failures
+from stream_outbox.worker.error_groups import FailedRow, cause_of, group_failures
 from stream_outbox.worker.operations.purge import purge
 from stream_outbox.worker.operations.replay import replay
 from stream_outbox.worker.operations.rows import failure_groups

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
 
-from stream_outbox.worker.operations.error_groups import cause_of
+from stream_outbox.worker.error_groups import cause_of
 from stream_outbox.worker.store.rollups import COUNT_FROM_ROWS
 
 __all__ = ["BURST", "CAUSES", "Cause", "Fill", "fill"]

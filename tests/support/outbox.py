@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, text
 
 from stream_outbox.app_hooks.outbox import audit, outbox
-from stream_outbox.worker.operations.error_groups import cause_of
+from stream_outbox.worker.error_groups import cause_of
 
 __all__ = ["add_row", "audits", "newest_row", "settled", "status_counts", "statuses_by_id"]
 

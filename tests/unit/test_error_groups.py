@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stream_outbox.worker.errors import AdminError
-from stream_outbox.worker.operations.error_groups import (
+from stream_outbox.worker.error_groups import (
     Cause,
     FailedRow,
     cause_of,
     find_group,
     group_failures,
 )
+from stream_outbox.worker.errors import AdminError
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 

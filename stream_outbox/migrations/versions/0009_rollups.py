@@ -74,7 +74,7 @@ def upgrade() -> None:
 def _backfill_cause_keys(bind: sa.Connection) -> None:
     """Each failed row's cause key: one pass over the failed rows' partial index, stored
     a batch at a time as they stream in."""
-    from stream_outbox.worker.operations.error_groups import cause_of
+    from stream_outbox.worker.error_groups import cause_of
 
     pick = sa.text("SELECT id, last_error FROM stream_outbox WHERE status = 'failed'")
     store = sa.text("UPDATE stream_outbox SET cause_key = :key WHERE id = :id")

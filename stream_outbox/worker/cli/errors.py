@@ -6,7 +6,7 @@ import typer
 from rich.table import Column, Table
 
 from stream_outbox.worker.cli.options import ACTOR, JSON, connected, console, emit
-from stream_outbox.worker.operations.error_groups import ErrorGroup, find_group
+from stream_outbox.worker.error_groups import ErrorGroup, find_group
 from stream_outbox.worker.operations.replay import replay_group
 from stream_outbox.worker.operations.rows import failure_groups
 from stream_outbox.worker.settings import load_settings

@@ -45,8 +45,8 @@ from stream_outbox.worker.dashboard.pages import (
     row_id_of,
     series_charts,
 )
+from stream_outbox.worker.error_groups import find_group
 from stream_outbox.worker.errors import AdminError, ConfigurationError
-from stream_outbox.worker.operations.error_groups import find_group
 from stream_outbox.worker.operations.inbox_rows import (
     REPLAYABLE,
     InboxFilters,

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from stream_outbox.app_hooks.outbox import Status, outbox
+from stream_outbox.worker.error_groups import find_group
 from stream_outbox.worker.errors import AdminError
-from stream_outbox.worker.operations.error_groups import find_group
 from stream_outbox.worker.operations.rows import Filters, failure_groups
 from stream_outbox.worker.store import audit
 

@@ -13,8 +13,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from stream_outbox.app_hooks.outbox import Status, TargetKind, outbox
-from stream_outbox.worker.errors import AdminError
-from stream_outbox.worker.operations.error_groups import (
+from stream_outbox.worker.error_groups import (
     SAMPLES,
     ErrorGroup,
     FailedRow,
@@ -22,6 +21,7 @@ from stream_outbox.worker.operations.error_groups import (
     group_failures,
     merge_groups,
 )
+from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.operations.times import parse_time
 
 __all__ = [

@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from stream_outbox.app_hooks.changes import READS_KEY, Target
 from stream_outbox.app_hooks.outbox import PRIORITY_ON_DEMAND, Status, outbox
-from stream_outbox.worker.operations.error_groups import cause_of
+from stream_outbox.worker.error_groups import cause_of
 from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
 from stream_outbox.worker.store.rollups import count_settled, settle
 
