@@ -25,6 +25,7 @@ from stream_outbox.app_hooks.desired import DesiredChannel
 from stream_outbox.app_hooks.outbox import EXPORT_ACTION, Status, audit, channel_map, outbox
 
 __all__ = [
+    "OPEN_STATUSES",
     "ChannelLookup",
     "MappedChannel",
     "channel_for_conversation",
@@ -33,7 +34,8 @@ __all__ = [
     "predicted_channel_id",
 ]
 
-_OPEN = (Status.PENDING.value, Status.DISPATCHED.value)
+# The statuses of a row not settled yet
+OPEN_STATUSES = (Status.PENDING.value, Status.DISPATCHED.value)
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,6 @@ def _open_payloads(conn: Connection, conversation_id: str) -> list[dict[str, Any
     query = select(outbox.c.payload).where(
         outbox.c.target_kind == "conversation",
         outbox.c.target_id == conversation_id,
-        outbox.c.status.in_(_OPEN),
+        outbox.c.status.in_(OPEN_STATUSES),
     )
     return [p if isinstance(p, dict) else {} for p in conn.scalars(query)]

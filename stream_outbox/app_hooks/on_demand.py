@@ -20,6 +20,7 @@ from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.default_binding import binding_or_reference
 from stream_outbox.app_hooks.lookup import (
+    OPEN_STATUSES,
     MappedChannel,
     legacy_by_open_rows,
     mapped_channel,
@@ -35,7 +36,6 @@ from stream_outbox.app_hooks.outbox import (
 __all__ = ["MIGRATE_EVENT", "Migration", "MigrationState", "migration_status", "request_migration"]
 
 MIGRATE_EVENT = "migrate"
-_OPEN = (Status.PENDING.value, Status.DISPATCHED.value)
 
 
 class MigrationState(StrEnum):
@@ -161,14 +161,14 @@ def _read_rows(conn: Connection, conversation_id: str) -> _Rows:
         .where(
             outbox.c.target_kind == TargetKind.CONVERSATION.value,
             outbox.c.target_id == conversation_id,
-            or_(outbox.c.status.in_(_OPEN), outbox.c.priority > 0),
+            or_(outbox.c.status.in_(OPEN_STATUSES), outbox.c.priority > 0),
         )
         .order_by(outbox.c.id)
     )
     open_payloads: list[dict[str, Any]] = []
     last: tuple[str | None, str | None] = (None, None)
     for row in conn.execute(query):
-        if row.status in _OPEN:
+        if row.status in OPEN_STATUSES:
             open_payloads.append(row.payload if isinstance(row.payload, dict) else {})
         if row.priority > 0:
             last = (row.status, row.last_error)
@@ -181,7 +181,7 @@ def _state(rows: _Rows, mapped: MappedChannel | None) -> tuple[MigrationState, s
     may be assigned, the channel need not exist); else synced once Stream holds it."""
     if mapped is not None and mapped.pending_import:
         return MigrationState.PENDING_IMPORT, None
-    if rows.last_priority_status in _OPEN:
+    if rows.last_priority_status in OPEN_STATUSES:
         return MigrationState.PENDING, None
     if rows.last_priority_status == Status.FAILED:
         return MigrationState.FAILED, rows.last_priority_error
