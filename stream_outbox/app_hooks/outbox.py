@@ -44,6 +44,7 @@ __all__ = [
     "TargetKind",
     "audit",
     "channel_map",
+    "failed_per_cause",
     "inbox",
     "message_map",
     "metadata",
@@ -197,7 +198,7 @@ outbox = Table(
 # Alembic's version table of the outbox's migrations (the app's own keeps its name), and
 # the migration these tables are at (the head of migrations/versions: a test holds them).
 VERSION_TABLE = "stream_outbox_alembic_version"
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 
 # Rows settled per minute by status (done, failed) and target kind, written by the statement
 # that settles them, in a few shards a minute (workers settling at once take different
@@ -212,6 +213,29 @@ settled_per_minute = Table(
     Column("shard", SmallInteger, primary_key=True),
     Column("rows", BigInteger, nullable=False),
     Column("first_created", DateTime(timezone=True), nullable=False),
+    # The minutes whose shards are not merged yet (the relay merges closed minutes' into
+    # shard 0 now and then: a week's history stays a row per minute, status and kind)
+    Index(
+        "ix_stream_outbox_settled_sharded",
+        "minute",
+        postgresql_where=text("shard <> 0"),
+        sqlite_where=text("shard <> 0"),
+    ),
+)
+
+# Failed rows counted per cause key and target kind, kept by the database's own triggers
+# on the outbox (migration 0010) wherever a row becomes failed or stops being failed: a
+# worker failing it, a replay, a success after all, a deletion, or a hand-written
+# statement. The error groups and the failed counts read these few rows instead of
+# counting the failed rows. Sharded by backend like the rollups; a shard may go below
+# zero (a replay subtracts in its own shard), the sum per cause and kind is the count.
+failed_per_cause = Table(
+    "stream_outbox_failed",
+    metadata,
+    Column("cause_key", String(12), primary_key=True),
+    Column("target_kind", String(32), primary_key=True),
+    Column("shard", SmallInteger, primary_key=True),
+    Column("rows", BigInteger, nullable=False),
 )
 
 channel_map = Table(

@@ -44,9 +44,10 @@ OUTBOX_TABLES = {
     "stream_outbox_message_map",
     "stream_outbox_inbox",
     "stream_outbox_settled",
+    "stream_outbox_failed",
 }
 VERSION_TABLE = "stream_outbox_alembic_version"
-HEAD = "0009"
+HEAD = "0010"
 INSERT_ROW = (
     "INSERT INTO stream_outbox (target_kind, target_id, event) VALUES ('user', '1', 'insert')"
 )
@@ -113,12 +114,14 @@ def versions(engine: Engine) -> list[str]:
     return scalars(engine, f"SELECT version_num FROM {VERSION_TABLE}")
 
 
-def notify_objects(engine: Engine) -> tuple[list[str], list[str]]:
+def outbox_triggers(engine: Engine) -> tuple[list[str], list[str]]:
+    """The outbox's trigger functions and triggers, by name."""
     functions = scalars(
-        engine, "SELECT proname FROM pg_proc WHERE proname = 'stream_outbox_notify'"
+        engine, "SELECT proname FROM pg_proc WHERE proname LIKE 'stream_outbox%' ORDER BY 1"
     )
     triggers = scalars(
-        engine, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'stream%'"
+        engine,
+        "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'stream%' ORDER BY 1",
     )
     return functions, triggers
 
@@ -150,7 +153,15 @@ def test_upgrade_creates_the_outbox_tables_and_own_version_table(
     assert tables(db) == {*OUTBOX_TABLES, VERSION_TABLE}
     assert "alembic_version" not in tables(db)
     assert versions(db) == [HEAD]
-    assert notify_objects(db) == (["stream_outbox_notify"], ["stream_outbox_notify"])
+    assert outbox_triggers(db) == (
+        ["stream_outbox_count_failed", "stream_outbox_notify"],
+        [
+            "stream_outbox_failed_delete",
+            "stream_outbox_failed_insert",
+            "stream_outbox_failed_update",
+            "stream_outbox_notify",
+        ],
+    )
 
 
 def test_upgrade_leaves_the_apps_own_alembic_history_alone(empty_url: str, db: Engine) -> None:
@@ -179,11 +190,11 @@ def test_second_upgrade_is_a_no_op(empty_url: str, migrated: Engine) -> None:
     # Given a migrated database holding a row
     with migrated.begin() as conn:
         conn.execute(text(INSERT_ROW))
-    before = (tables(migrated), versions(migrated), notify_objects(migrated))
+    before = (tables(migrated), versions(migrated), outbox_triggers(migrated))
     # When upgrade runs again
     upgrade(empty_url)
     # Then nothing changed and the row is still there
-    assert (tables(migrated), versions(migrated), notify_objects(migrated)) == before
+    assert (tables(migrated), versions(migrated), outbox_triggers(migrated)) == before
     assert scalars(migrated, "SELECT target_id FROM stream_outbox") == ["1"]
 
 
@@ -274,7 +285,7 @@ def test_downgrade_to_base_drops_everything(empty_url: str, migrated: Engine) ->
     assert tables(migrated) <= {VERSION_TABLE}
     if VERSION_TABLE in tables(migrated):
         assert versions(migrated) == []
-    assert notify_objects(migrated) == ([], [])
+    assert outbox_triggers(migrated) == ([], [])
 
 
 def test_downgrade_then_upgrade_round_trips(empty_url: str, migrated: Engine) -> None:
@@ -449,7 +460,9 @@ def test_a_role_not_granted_the_version_table_is_not_refused(
             conn.execute(text(f'DROP ROLE "{role}"'))
 
 
-def test_rows_settled_before_the_rollups_are_counted_and_keyed(empty_url: str, db: Engine) -> None:
+def test_rows_settled_before_the_rollups_are_counted_keyed_and_their_failures_counted(
+    empty_url: str, db: Engine
+) -> None:
     # Given an outbox at 0008 with rows settled before the rollups (done, failed) and open
     upgrade(empty_url, revision="0008")
     error = "after 3 attempts: UpdateUsers HTTP 400 code 4: user {} name is too long"
@@ -479,3 +492,11 @@ def test_rows_settled_before_the_rollups_are_counted_and_keyed(empty_url: str, d
     assert keys["1"] is keys["2"] is keys["5"] is None
     # and the settled rows are counted into the minute they settled in
     assert [tuple(r) for r in counts] == [("done", "user", 2, True), ("failed", "user", 2, True)]
+    # and the failed rows per cause, then kept by the triggers as a row stops failing
+    failed = text(
+        "SELECT cause_key, target_kind, sum(rows) FROM stream_outbox_failed GROUP BY 1, 2"
+    )
+    with db.begin() as conn:
+        assert conn.execute(failed).all() == [(keys["3"], "user", 2)]
+        conn.execute(text("UPDATE stream_outbox SET status = 'pending' WHERE target_id = '3'"))
+        assert conn.execute(failed).all() == [(keys["3"], "user", 1)]

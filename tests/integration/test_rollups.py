@@ -5,11 +5,15 @@ read from them give the figures the former scans of the whole table gave."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from stream_outbox.app_hooks.changes import Target
 from stream_outbox.app_hooks.outbox import outbox, settled_per_minute
@@ -19,6 +23,8 @@ from stream_outbox.worker.operations.replay import replay
 from stream_outbox.worker.operations.rows import failure_groups
 from stream_outbox.worker.operations.series import WINDOWS, read_series
 from stream_outbox.worker.operations.stats import read_stats
+from stream_outbox.worker.pipeline.relay import Relay
+from stream_outbox.worker.store.failed_counts import failed_counts
 from stream_outbox.worker.store.repository import OutboxRepository
 from tests.support.outbox import add_row
 from tests.support.pipeline import Pipeline
@@ -249,3 +255,110 @@ def test_a_pipeline_run_counts_every_row_it_settles(
         key = (row["status"], row["target_kind"])
         settled_rows[key] = settled_rows.get(key, 0) + 1
     assert settled_rows and rollups(clean_db) == settled_rows
+
+
+# -- failed rows counted by the outbox's triggers ----------------------------------------
+
+
+def failed_by_cause(
+    engine: Engine,
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """The triggers' counts and the failed rows counted, by cause key and kind."""
+    rows = (
+        select(outbox.c.cause_key, outbox.c.target_kind, func.count())
+        .where(outbox.c.status == "failed", outbox.c.cause_key.is_not(None))
+        .group_by(outbox.c.cause_key, outbox.c.target_kind)
+    )
+    with engine.connect() as conn:
+        kept = {(k, kind): int(n) for k, kind, n in conn.execute(failed_counts())}
+        counted = {(k, kind): int(n) for k, kind, n in conn.execute(rows)}
+    return kept, counted
+
+
+def test_the_failed_counts_follow_every_way_a_row_fails_or_stops_failing(
+    clean_db: Engine,
+) -> None:
+    repo = OutboxRepository(clean_db)
+
+    def holds(expected: dict[tuple[str, str], int]) -> None:
+        kept, counted = failed_by_cause(clean_db)
+        assert kept == counted == expected
+
+    too_long, limited = cause_of(TOO_LONG.format(1)).key, cause_of(LIMITED.format(1)).key
+    users, talks = pending(clean_db, 4), pending(clean_db, 2, "conversation")
+    bad = add_row(clean_db, target_kind="message", target_id="m1", payload=[1])
+    repo.claim(100)  # the row with a bad payload fails at once
+    bad_key = cause_keys(clean_db)[bad]
+    assert bad_key is not None
+    holds({(bad_key, "message"): 1})
+    # When workers fail rows, and a part of a job fails alone
+    repo.mark_failed(users, TOO_LONG.format(1))
+    repo.mark_failed(talks, LIMITED.format(2))
+    repo.mark_failed(users, "failed again: not counted again")
+    repo.add_failed(Target("user", "u9"), "update", {}, TOO_LONG.format(9))
+    holds({(bad_key, "message"): 1, (too_long, "user"): 5, (limited, "conversation"): 2})
+    # When an operator replays some, and a replayed row is done after all
+    replay(clean_db, actor="t", ids=users[:2], per_second=1000)
+    holds({(bad_key, "message"): 1, (too_long, "user"): 3, (limited, "conversation"): 2})
+    repo.claim(100)
+    repo.mark_done(users[:2])
+    # And a failed row is done after all, one is deleted, one is changed by hand
+    repo.mark_done(talks[:1])
+    with clean_db.begin() as conn:
+        conn.execute(outbox.delete().where(outbox.c.id == bad))
+        conn.execute(outbox.update().where(outbox.c.id == users[2]).values(cause_key=limited))
+    # Then the counts are the failed rows' own, and the views read them
+    holds({(too_long, "user"): 2, (limited, "user"): 1, (limited, "conversation"): 1})
+    assert read_stats(clean_db)["by_status_and_kind"]["failed"] == {"user": 3, "conversation": 1}
+    groups = {g.key: (g.count, g.kinds) for g in failure_groups(clean_db)}
+    assert groups == {too_long: (2, {"user"}), limited: (2, {"user", "conversation"})}
+
+
+def test_the_failed_counts_hold_with_workers_failing_and_replaying_at_once(
+    clean_db: Engine,
+) -> None:
+    # Given 4 workers, each with connections of its own (backends in different shards)
+    repos = [OutboxRepository(create_engine(clean_db.url, poolclass=NullPool)) for _ in range(4)]
+    batches = [pending(clean_db, 30, ("user", "conversation")[n % 2]) for n in range(4)]
+    OutboxRepository(clean_db).claim(1000)
+
+    def work(n: int) -> None:
+        repo, ids = repos[n], batches[n]
+        for i in range(0, 30, 3):
+            repo.mark_failed(ids[i : i + 3], (TOO_LONG if i % 2 else LIMITED).format(n))
+        replay(repo.engine, actor="t", ids=ids[::2], per_second=10_000)
+        repo.claim(1000)
+        repo.mark_failed(ids[::4], TOO_LONG.format(n))
+
+    # When they fail rows of the same causes, replay and fail again, all at once
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(4)))
+    # Then the triggers' counts are the failed rows' own
+    kept, counted = failed_by_cause(clean_db)
+    assert kept == counted and sum(kept.values()) > 0
+    for repo in repos:
+        repo.engine.dispose()
+
+
+def test_closed_minutes_shards_merge_into_one_row_and_the_sums_stay(clean_db: Engine) -> None:
+    # Given rows settled by several connections (shards) in this minute and moved back
+    engines = [create_engine(clean_db.url, poolclass=NullPool) for _ in range(6)]
+    ids = pending(clean_db, 12)
+    OutboxRepository(clean_db).claim(100)
+    for n, engine in enumerate(engines):
+        OutboxRepository(engine).mark_done(ids[2 * n : 2 * n + 1])
+        OutboxRepository(engine).mark_failed(ids[2 * n + 1 : 2 * n + 2], TOO_LONG.format(n))
+    with clean_db.begin() as conn:
+        conn.execute(_MOVE_ROLLUPS, {"back": timedelta(minutes=5)})
+        shards = conn.scalar(select(func.count(func.distinct(settled_per_minute.c.shard))))
+    assert shards is not None and shards > 1
+    before = rollups(clean_db)
+    # When the relay sweeps
+    Relay(OutboxRepository(clean_db), dramatiq.actor(lambda *a: None, broker=StubBroker())).sweep()
+    # Then the minute is one row per status and kind, in shard 0, and counts the same
+    with clean_db.connect() as conn:
+        kept = conn.execute(select(settled_per_minute.c.status, settled_per_minute.c.shard)).all()
+    assert sorted(kept) == [("done", 0), ("failed", 0)]
+    assert rollups(clean_db) == before == {("done", "user"): 6, ("failed", "user"): 6}
+    for engine in engines:
+        engine.dispose()

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, Select, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from stream_outbox.app_hooks.outbox import Status, TargetKind, outbox
@@ -23,6 +23,7 @@ from stream_outbox.worker.error_groups import (
 )
 from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.operations.times import parse_time
+from stream_outbox.worker.store.failed_counts import failed_counts
 
 __all__ = [
     "Filters",
@@ -185,26 +186,22 @@ def failure_groups(
 ) -> list[ErrorGroup]:
     """Failed rows (updated by ``until``) grouped by cause, largest first.
 
-    Counted in SQL from the failed rows' index by their stored cause key; each cause's
-    error text and sample targets from its first few rows (``with_ids``: every row's id
-    too). Rows failed without a key (an older worker's) are grouped as they are read.
+    Counted per stored cause key by the outbox's triggers (those failed by ``until``:
+    through the cause index); each cause's error text and sample targets from its first
+    few rows (``with_ids``: every row's id too). Rows failed without a key (an older
+    worker's) are grouped as they are read.
     """
     c = outbox.c
     failed = [c.status == Status.FAILED, *([c.updated_at <= until] if until else [])]
-    counts = (
-        select(
-            c.cause_key, c.target_kind, func.count(), func.min(c.updated_at), func.max(c.updated_at)
-        )
-        .where(*failed, c.cause_key.is_not(None))
-        .group_by(c.cause_key, c.target_kind)
-    )
+    counts = _counts_now(failed) if until is None else _counts_by(failed)
     unkeyed = select(c.id, c.target_kind, c.target_id, c.last_error, c.updated_at).where(
         *failed, c.cause_key.is_(None)
     )
     with engine.connect() as conn:
         by_key: dict[str, list[Any]] = {}
         for key, kind, n, first, last in conn.execute(counts):
-            by_key.setdefault(key, []).append((kind, n, first, last))
+            if first is not None:  # None: counted by a commit after the lookup's snapshot
+                by_key.setdefault(key, []).append((kind, n, first, last))
         groups = [_group(conn, failed, key, parts) for key, parts in by_key.items()]
         if with_ids and groups:
             ids = select(c.cause_key, c.id).where(*failed, c.cause_key.is_not(None))
@@ -219,6 +216,38 @@ def failure_groups(
         for group in old:
             group.ids = []
     return merge_groups(groups, old)
+
+
+def _counts_now(failed: list[ColumnElement[bool]]) -> Select[Any]:
+    """Each cause and kind's failed rows as the triggers count them, with the first and
+    last time one failed (two lookups in the cause index each)."""
+    c = outbox.c
+    counted = failed_counts().subquery()
+    same = [*failed, c.cause_key == counted.c.cause_key, c.target_kind == counted.c.target_kind]
+    order = (c.cause_key, c.target_kind)
+
+    def seen(at: ColumnElement[Any]) -> Any:
+        return select(c.updated_at).where(*same).order_by(*order, at).limit(1).scalar_subquery()
+
+    return select(
+        counted.c.cause_key,
+        counted.c.target_kind,
+        counted.c.rows,
+        seen(c.updated_at),
+        seen(c.updated_at.desc()),
+    )
+
+
+def _counts_by(failed: list[ColumnElement[bool]]) -> Select[Any]:
+    """Each cause and kind's failed rows counted from the rows (those failed by a time)."""
+    c = outbox.c
+    return (
+        select(
+            c.cause_key, c.target_kind, func.count(), func.min(c.updated_at), func.max(c.updated_at)
+        )
+        .where(*failed, c.cause_key.is_not(None))
+        .group_by(c.cause_key, c.target_kind)
+    )
 
 
 def _group(

@@ -1,6 +1,7 @@
 """The outbox's figures now: rows by status and kind, lag, recent failures, Stream calls.
 
-Open and failed rows are counted through their partial indexes; done rows are not
+Open rows are counted through their partial indexes, failed rows read from the counts
+the outbox's triggers keep per cause (``stream_outbox_failed``); done rows are not
 scanned: their figure is the rows settled done in the kept history, summed from the
 per-minute rollups (``stream_outbox_settled``, pruned with them by ``admin purge``).
 Over time (rows settled per minute, the oldest pending age) is :mod:`.series`.
@@ -15,29 +16,33 @@ from typing import Any
 from sqlalchemy import Engine, func, literal, select, union_all
 
 from stream_outbox.app_hooks.outbox import Status, outbox, settled_per_minute
+from stream_outbox.worker.store.failed_counts import failed_counts
 
 __all__ = ["read_stats", "stream_call_figures"]
 
 
 def read_stats(engine: Engine) -> dict[str, Any]:
-    """Counts by status and kind (done: settled done in the kept history), lag, failures
-    in the last hour."""
+    """Counts by status and kind (done: settled done in the kept history), the oldest
+    pending age (pending or dispatched: not in Stream yet), failures in the last hour."""
     c = outbox.c
     hour_ago = func.now() - timedelta(hours=1)
-    # One query per partial index (failed rows: by their cause key, then those without
-    # one), and the done rows' rollups
-    parts = [
-        (Status.PENDING, []),
-        (Status.DISPATCHED, []),
-        (Status.FAILED, [c.cause_key.is_not(None)]),
-        (Status.FAILED, [c.cause_key.is_(None)]),
-    ]
-    open_and_failed = [
+    # Open rows through their partial indexes; failed rows as the triggers count them (and
+    # any failed without a cause key through theirs); done rows from the rollups
+    open_rows = [
         select(literal(s.value), c.target_kind, func.count())
-        .where(c.status == s, *extra)
+        .where(c.status == s)
         .group_by(c.target_kind)
-        for s, extra in parts
+        for s in (Status.PENDING, Status.DISPATCHED)
     ]
+    counted = failed_counts().subquery()
+    failed = select(
+        literal(Status.FAILED.value), counted.c.target_kind, func.sum(counted.c.rows)
+    ).group_by(counted.c.target_kind)
+    unkeyed = (
+        select(literal(Status.FAILED.value), c.target_kind, func.count())
+        .where(c.status == Status.FAILED, c.cause_key.is_(None))
+        .group_by(c.target_kind)
+    )
     done = (
         select(
             settled_per_minute.c.status,
@@ -48,8 +53,13 @@ def read_stats(engine: Engine) -> dict[str, Any]:
         .group_by(settled_per_minute.c.status, settled_per_minute.c.target_kind)
     )
     with engine.connect() as conn:
-        by = conn.execute(union_all(*open_and_failed, done)).all()
-        oldest = conn.scalar(select(func.min(c.created_at)).where(c.status == Status.PENDING))
+        by = conn.execute(union_all(*open_rows, failed, unkeyed, done)).all()
+        # The oldest row not in Stream yet, pending or dispatched (as the lag chart reads it)
+        firsts = [
+            conn.scalar(select(func.min(c.created_at)).where(c.status == s))
+            for s in (Status.PENDING, Status.DISPATCHED)
+        ]
+        oldest = min((first for first in firsts if first is not None), default=None)
         recent = conn.scalar(
             select(func.count()).where(c.status == Status.FAILED, c.updated_at >= hour_ago)
         )

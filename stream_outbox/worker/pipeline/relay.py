@@ -30,6 +30,8 @@ __all__ = ["Relay"]
 
 log = logging.getLogger(__name__)
 
+MERGE_EVERY = 60.0  # seconds between merges of the rollups' closed minutes
+
 
 class Relay:
     """One relay loop; :meth:`stop` (or a signal handler calling it) ends it cleanly."""
@@ -59,6 +61,7 @@ class Relay:
         self.listen = listen  # False: poll only (benchmarks compare the two)
         self._stop = threading.Event()
         self._last_sweep = 0.0
+        self._last_merge = -MERGE_EVERY
 
     def stop(self) -> None:
         """Ask the loop to finish its current batch and return."""
@@ -93,7 +96,8 @@ class Relay:
         log.debug("dispatched %d rows as %d jobs to %s", len(rows), len(jobs), actor.actor_name)
 
     def sweep(self) -> int:
-        """Send stale dispatched rows back to pending; refresh the outbox gauges."""
+        """Send stale dispatched rows back to pending; refresh the outbox gauges; once a
+        minute, merge the rollups' shards of closed minutes."""
         revived = self.repo.redispatch_stale(self.visibility_timeout)
         if revived:
             log.warning("%d dispatched rows had no outcome in time: dispatching again", revived)
@@ -102,6 +106,9 @@ class Relay:
         metrics.OUTBOX_FAILED.set(stats.failed)
         metrics.OUTBOX_OLDEST_PENDING_AGE.set(stats.oldest_pending_age)
         self._last_sweep = time.monotonic()
+        if self._last_sweep - self._last_merge >= MERGE_EVERY:
+            self.repo.merge_rollup_shards()
+            self._last_merge = self._last_sweep
         return revived
 
     def drain(self) -> int:

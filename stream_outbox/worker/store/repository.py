@@ -30,7 +30,7 @@ from stream_outbox.app_hooks.changes import READS_KEY, Target
 from stream_outbox.app_hooks.outbox import PRIORITY_ON_DEMAND, Status, outbox
 from stream_outbox.worker.error_groups import cause_of
 from stream_outbox.worker.store.channel_map import ChannelMap, ChannelRef
-from stream_outbox.worker.store.rollups import count_settled, settle
+from stream_outbox.worker.store.rollups import count_settled, merge_shards, settle
 
 __all__ = ["ChannelRef", "OutboxRepository", "OutboxRow", "OutboxStats"]
 
@@ -193,6 +193,11 @@ class OutboxRepository:
     def release(self, ids: Sequence[int]) -> None:
         """Put claimed rows back to pending (their enqueue failed)."""
         self._set(ids, status=Status.PENDING, dispatched_at=None)
+
+    def merge_rollup_shards(self, closed_for: float = 60.0) -> int:
+        """Merge the rollups' shards of the minutes closed ``closed_for`` seconds ago."""
+        with self.engine.begin() as conn:
+            return merge_shards(conn, timedelta(seconds=closed_for))
 
     def redispatch_stale(self, visibility_timeout: float) -> int:
         """Rows dispatched longer ago than the timeout with no outcome go back to pending."""

@@ -10,7 +10,7 @@ once seldom wait on one row), in the same transaction as the status change. A re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, text
@@ -20,7 +20,7 @@ from sqlalchemy.sql.dml import Update
 
 from stream_outbox.app_hooks.outbox import outbox, settled_per_minute
 
-__all__ = ["COUNT_FROM_ROWS", "SHARDS", "count_settled", "prune", "settle"]
+__all__ = ["COUNT_FROM_ROWS", "SHARDS", "count_settled", "merge_shards", "prune", "settle"]
 
 SHARDS = 8
 
@@ -92,6 +92,33 @@ def _upsert(statement: Any, postgres: bool = True) -> Any:
             ),
         },
     )
+
+
+# A closed minute's shards moved into its shard 0, in one statement: a settle that comes
+# late into that minute (a transaction older than it) makes a shard again, merged next time
+_MERGE = text(
+    """
+    WITH moved AS (
+        DELETE FROM stream_outbox_settled
+        WHERE shard <> 0 AND minute < date_trunc('minute', now()) - :closed_for
+        RETURNING minute, status, target_kind, rows, first_created
+    )
+    INSERT INTO stream_outbox_settled (minute, status, target_kind, shard, rows, first_created)
+    SELECT minute, status, target_kind, 0, sum(rows), min(first_created) FROM moved
+    GROUP BY minute, status, target_kind ORDER BY minute, status, target_kind
+    ON CONFLICT (minute, status, target_kind, shard) DO UPDATE
+    SET rows = stream_outbox_settled.rows + excluded.rows,
+        first_created = least(stream_outbox_settled.first_created, excluded.first_created)
+    """
+)
+
+
+def merge_shards(conn: Connection, closed_for: timedelta) -> int:
+    """Merge the shards of the minutes ended ``closed_for`` ago or earlier into one row per
+    minute, status and kind (PostgreSQL; SQLite writes one shard); the rows it wrote."""
+    if conn.dialect.name != "postgresql":
+        return 0
+    return conn.execute(_MERGE, {"closed_for": closed_for}).rowcount
 
 
 def prune(conn: Connection, before: datetime) -> int:
