@@ -8,21 +8,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, select, text
 
 from stream_outbox.app_hooks.binding import Binding
+from stream_outbox.app_hooks.capture import write_changes
+from stream_outbox.app_hooks.changes import Change, Target
 from stream_outbox.app_hooks.outbox import channel_map, message_map, outbox
 from stream_outbox.app_hooks.outbox import metadata as outbox_metadata
 from stream_outbox.app_hooks.reference import (
     REFERENCE_BINDING,
-    Conversation,
     ConversationParticipant,
     Message,
-    User,
 )
 from stream_outbox.app_hooks.reference import Base as ReferenceBase
 from stream_outbox.worker.errors import PermanentError
@@ -30,6 +30,7 @@ from stream_outbox.worker.inbound.apply import UnknownUser, apply_event
 from stream_outbox.worker.inbound.events import BadEvent
 from tests.apps import accounts, shapes
 from tests.support.database import capture_triggers
+from tests.support.inbound import two_in_a_conversation
 from tests.support.stream_events import T0, at, channel_event, message_event, read_event
 
 CID = "messaging:inbound-1"
@@ -99,15 +100,8 @@ def _map_channel(conn: Any, conversation: str) -> None:
 @pytest.fixture()
 def reference(clean_db: Engine) -> App:
     """The reference app (uuid ids, hard deletes, a last-read time)."""
-    ada, bob, conversation = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     with clean_db.begin() as conn:
-        conn.execute(insert(User), [{"id": ada, "email": "ada@e.com"}, {"id": bob, "email": "b@e"}])
-        conn.execute(insert(Conversation).values(id=conversation))
-        conn.execute(
-            insert(ConversationParticipant),
-            [{"conversation_id": conversation, "user_id": u} for u in (ada, bob)],
-        )
-        _map_channel(conn, str(conversation))
+        ada, bob, conversation = two_in_a_conversation(conn, CID)
     return App(clean_db, REFERENCE_BINDING, str(ada), str(bob), str(conversation))
 
 
@@ -286,7 +280,117 @@ def test_a_client_edit_or_deletion_of_a_message_born_in_the_app_reaches_its_row(
     assert reference.live_texts() == ["fixed"]
     gone = message_event("message.deleted", CID, stream_id, reference.ada, deleted=6)
     assert reference.apply(gone) == "deleted (born in the app)"
-    assert reference.messages() == [] and reference.mapped() == []
+    assert reference.messages() == []
+    # its map row, born in the app, holds the time of the edit applied (the conflict rule)
+    [mapped] = reference.mapped()
+    assert (mapped["message_id"], mapped["stream_id"], mapped["born_in"]) == (
+        str(mid),
+        stream_id,
+        "app",
+    )
+    assert mapped["updated_at"] == datetime.fromisoformat(at(5))
+    # a late edit finds nothing live to set: the deletion wins
+    late = message_event("message.updated", CID, stream_id, reference.ada, "late", updated=9)
+    assert reference.apply(late) == "text in step already"
+    assert reference.messages() == []
+
+
+def test_client_edits_of_a_message_born_in_the_app_reordered_leave_the_later(
+    reference: App,
+) -> None:
+    # Given a message of the app's, edited twice by a client, the webhooks reordered
+    mid = _app_message(reference, "from the app", T0)
+    stream_id = f"msg-{mid}"
+    newer = message_event("message.updated", CID, stream_id, reference.ada, "v2", updated=20)
+    older = message_event("message.updated", CID, stream_id, reference.ada, "v1", updated=10)
+    # When the newer arrives first, then the older
+    assert reference.apply(newer) == "text set (born in the app)"
+    before = reference.snapshot()
+    assert reference.apply(older) == "edit ignored: a later edit was applied"
+    # Then the database keeps the newer text, as Stream does, and nothing was written
+    assert reference.live_texts() == ["v2"]
+    assert reference.snapshot() == before
+    assert reference.apply(newer) == "edit ignored: a later edit was applied"  # a retry
+
+
+def test_an_edit_of_the_apps_on_its_way_to_stream_wins_over_an_older_client_edit(
+    reference: App,
+) -> None:
+    # Given a message of the app's that the app has just edited (its outbox row pending)
+    mid = _app_message(reference, "from the app", T0)
+    stream_id = f"msg-{mid}"
+    with reference.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE messages SET content = 'the app''s edit' WHERE id = :id"), {"id": mid}
+        )
+        write_changes(conn, [Change(Target("message", str(mid)), "update", {})])
+    # When a client's edit made before it arrives (T0 + 5 s: long before the app's row)
+    older = message_event("message.updated", CID, stream_id, reference.ada, "client", updated=5)
+    before = reference.snapshot()
+    outcome = reference.apply(older)
+    # Then it loses: the app's edit, once sent, is the later one in Stream too
+    assert outcome == "edit ignored: a later edit of the app's is on its way to Stream"
+    assert reference.snapshot() == before
+    # A client's edit made after the app's wins
+    later = message_event("message.updated", CID, stream_id, reference.ada, "client, later")
+    later["message"]["updated_at"] = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    assert reference.apply(later) == "text set (born in the app)"
+    assert reference.live_texts() == ["client, later"]
+    # With the app's row settled, the time of the later edit applied decides
+    with reference.engine.begin() as conn:
+        conn.execute(outbox.update().values(status="done"))
+    assert reference.apply(older) == "edit ignored: a later edit was applied"
+
+
+def test_a_restore_of_the_apps_on_its_way_wins_over_an_older_deletion(reference: App) -> None:
+    mid = _app_message(reference, "restored", T0)
+    with reference.engine.begin() as conn:
+        write_changes(conn, [Change(Target("message", str(mid)), "restore", {})])
+    gone = message_event("message.deleted", CID, f"msg-{mid}", reference.ada, deleted=5)
+    gone.pop("request_info")
+    gone["sync"] = True  # found in Stream's state: the mirror's own deletion, before it
+    assert reference.apply(gone) == (
+        "deletion ignored: the app's later restore is on its way to Stream"
+    )
+    assert reference.live_texts() == ["restored"]
+
+
+def test_events_found_by_sync_of_the_apps_messages_apply_where_stream_differs(
+    reference: App,
+) -> None:
+    """``inbound sync`` cannot tell who called: a message of the app's is no echo then,
+    and only a difference from the database writes."""
+    edited, deleted, same = (_app_message(reference, t, T0) for t in ("a", "b", "c"))
+
+    def found(kind: str, mid: uuid.UUID, text_: str, **times: float) -> dict[str, Any]:
+        event = message_event(kind, CID, f"msg-{mid}", reference.ada, text_, **times)
+        event.pop("request_info")
+        return event | {"sync": True}
+
+    # The mirror's own sends, as Stream holds them: in step, nothing written
+    before = reference.snapshot()
+    for event in (
+        found("message.new", same, "c"),
+        found("message.updated", same, "c", updated=3),
+        found("message.new", edited, "a"),
+    ):
+        outcome = reference.apply(event)
+        assert not outcome.startswith("own echo"), outcome
+    assert reference.snapshot() == before
+    # A client's edit and deletion whose webhooks were lost
+    assert reference.apply(found("message.updated", edited, "a, edited", updated=5)) == (
+        "text set (born in the app)"
+    )
+    gone = found("message.deleted", deleted, "b", deleted=6)
+    assert reference.apply(gone) == "deleted (born in the app)"
+    assert sorted(reference.live_texts()) == ["a, edited", "c"]
+    # Found again (the next sync): nothing more
+    before = reference.snapshot()
+    assert reference.apply(gone) == "deleted already"
+    assert reference.apply(found("message.updated", edited, "a, edited", updated=5)) == (
+        "edit ignored: a later edit was applied"
+    )
+    assert reference.snapshot() == before
 
 
 def _app_message(app: App, content: str, created: datetime) -> uuid.UUID:

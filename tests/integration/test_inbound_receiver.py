@@ -3,6 +3,7 @@ and body limit checked before anything is written; each X-Webhook-Id stored once
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -118,6 +119,20 @@ def test_a_replayed_webhook_id_is_stored_once(
     assert (first.json()["outcome"], again.json()["outcome"]) == ("stored", "duplicate")
     assert len(rows(clean_db)) == 1
     assert counted("duplicate") == before + 1
+
+
+def test_a_webhook_without_an_id_is_stored_once_per_body(
+    url: str, http: requests.Session, clean_db: Engine
+) -> None:
+    # Given a sender that names no X-Webhook-Id, posting one event twice, then another
+    event, other = message_event(text="once"), message_event(text="another")
+    answers = [post_event(http, url, e, with_id=False) for e in (event, event, other)]
+    # Then the same body is stored once, under its SHA-256; another body is another event
+    assert [a.json()["outcome"] for a in answers] == ["stored", "duplicate", "stored"]
+    stored = [row["webhook_id"] for row in rows(clean_db)]
+    body = json.dumps(event).encode()
+    assert stored[0] == f"sha256:{hashlib.sha256(body).hexdigest()}"
+    assert len(stored) == 2 and stored[1].startswith("sha256:") and stored[1] != stored[0]
 
 
 def test_an_oversized_body_gets_413_and_writes_nothing(

@@ -1,20 +1,32 @@
 """``inbound sync`` against the emulator through the real SDK: messages written in
-Stream while webhooks were lost become inbox rows, each once however often it runs."""
+Stream while webhooks were lost become inbox rows, each once however often it runs; once
+applied, a client's edits, deletions and reads of a conversation used from both sides are
+in the app's tables, and the mirror's own sends write nothing."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select, text, update
 from stream_chat import StreamChat
 
 from stream_outbox.app_hooks.outbox import inbox
+from stream_outbox.app_hooks.reference import (
+    REFERENCE_BINDING,
+    ConversationParticipant,
+    Message,
+)
 from stream_outbox.emulator import Emulator
 from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.inbound.catch_up import default_since, sync, sync_from_stream
+from stream_outbox.worker.inbound.runner import Runner
 from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.stream.gateway import StreamGateway
+from stream_outbox.worker.stream.times import parse_time
+from tests.support.inbound import two_in_a_conversation
 from tests.support.settings import API_KEY, API_SECRET
 
 
@@ -100,3 +112,138 @@ def test_the_default_since_is_the_previous_sync_start_less_a_minute(
     sync_from_stream(settings, clean_db, started)
     # Then the next one starts a minute before it did
     assert started.timestamp() - 61 < default_since(clean_db).timestamp() < started.timestamp()
+
+
+# -- lost webhooks of a conversation used from both sides, caught up and applied ----------
+
+
+@dataclass
+class Both:
+    """A conversation of ann and bob in the app's tables (the reference app) and its
+    channel in Stream, each of its messages in both places (born in the app, sent into
+    Stream as the mirror does, ``msg-{id}``)."""
+
+    engine: Engine
+    client: StreamChat
+    cid: str
+    ann: uuid.UUID
+    bob: uuid.UUID
+    conversation: uuid.UUID
+
+    def app_message(self, content: str) -> uuid.UUID:
+        """A message the app wrote, and the mirror sent into Stream."""
+        mid = uuid.uuid4()
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(Message).values(
+                    id=mid, conversation_id=self.conversation, sender_id=self.ann, content=content
+                )
+            )
+        kind, _, channel_id = self.cid.partition(":")
+        self.client.channel(kind, channel_id).send_message(
+            {"id": f"msg-{mid}", "text": content}, str(self.ann)
+        )
+        return mid
+
+    def texts(self) -> dict[uuid.UUID, str]:
+        with self.engine.connect() as conn:
+            return {
+                row.id: row.content for row in conn.execute(select(Message.id, Message.content))
+            }
+
+    def last_read(self, user: uuid.UUID) -> datetime | None:
+        query = select(ConversationParticipant.last_read_at).where(
+            ConversationParticipant.user_id == user
+        )
+        with self.engine.connect() as conn:
+            found: datetime | None = conn.scalar(query)
+        return found
+
+    def app_state(self) -> dict[str, str]:
+        """The app's tables, the message map and the outbox, digested: a write shows."""
+        digest = "md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), ''))"
+        tables = ["users", "conversations", "conversation_participants", "messages"]
+        tables += ["stream_outbox_message_map", "stream_outbox"]
+        with self.engine.connect() as conn:
+            return {name: conn.scalar(text(f"SELECT {digest} FROM {name} t")) for name in tables}
+
+    def catch_up(self, gateway: StreamGateway, since: datetime) -> int:
+        """``inbound sync``, then the runner until the inbox has nothing pending; the rows
+        stored."""
+        found = sync(self.engine, gateway, since)
+        applier = Runner(self.engine, REFERENCE_BINDING, min_backoff_ms=1, poll_interval=0.05)
+        while applier.run_once():
+            pass
+        return found.stored
+
+
+@pytest.fixture()
+def both(clean_db: Engine, client: StreamChat) -> Both:
+    with clean_db.begin() as conn:
+        ann, bob, conversation = two_in_a_conversation(conn, "messaging:both")
+    client.upsert_users([{"id": str(ann)}, {"id": str(bob)}])
+    channel = client.channel("messaging", "both", {"members": [str(ann), str(bob)]})
+    channel.create(str(ann))
+    return Both(clean_db, client, "messaging:both", ann, bob, conversation)
+
+
+def _statuses(engine: Engine) -> list[tuple[str, str]]:
+    query = select(inbox.c.event_type, inbox.c.status).order_by(inbox.c.id)
+    with engine.connect() as conn:
+        return [(r.event_type, r.status) for r in conn.execute(query)]
+
+
+def test_sync_recovers_lost_client_edits_deletions_and_reads_of_the_apps_messages(
+    both: Both, gateway: StreamGateway
+) -> None:
+    since = datetime.now(UTC)
+    edited, deleted, kept = (both.app_message(t) for t in ("to edit", "to delete", "kept"))
+    # Given a client's edit and deletion of messages born in the app, and a mark read,
+    # whose webhooks were lost
+    both.client.update_message_partial(f"msg-{edited}", {"set": {"text": "edited"}}, str(both.ann))
+    both.client.delete_message(f"msg-{deleted}")
+    both.client.channel("messaging", "both").mark_read(str(both.bob))
+    read_in_stream = _member_read(both, str(both.bob))
+    # When inbound sync runs and its rows are applied
+    assert both.catch_up(gateway, since) > 0
+    # Then the app's table has the edit and the deletion, and bob's read
+    assert both.texts() == {edited: "edited", kept: "kept"}
+    assert both.last_read(both.bob) == read_in_stream
+    assert both.last_read(both.ann) is None
+    assert ("message.read", "done") in _statuses(both.engine)
+    # And running it again stores and changes nothing more
+    before = both.app_state()
+    assert both.catch_up(gateway, since) == 0
+    assert both.app_state() == before
+
+
+def test_sync_writes_nothing_for_the_mirrors_own_sends_edits_and_reads(
+    both: Both, gateway: StreamGateway
+) -> None:
+    since = datetime.now(UTC)
+    sent, edited = both.app_message("sent"), both.app_message("v1")
+    # Given the mirror's own edit (the app's text, sent) and read (the app's last_read_at,
+    # marked in Stream up to the newest message at or before it)
+    with both.engine.begin() as conn:
+        conn.execute(update(Message).where(Message.id == edited).values(content="v2"))
+        conn.execute(
+            update(ConversationParticipant)
+            .where(ConversationParticipant.user_id == both.bob)
+            .values(last_read_at=datetime.now(UTC))
+        )
+    both.client.update_message_partial(f"msg-{edited}", {"set": {"text": "v2"}}, str(both.ann))
+    both.client.channel("messaging", "both").mark_read(str(both.bob), message_id=f"msg-{sent}")
+    before = both.app_state()
+    # When inbound sync finds them in Stream's state
+    assert both.catch_up(gateway, since) > 0
+    # Then nothing of the app's, nor the map or the outbox, was written
+    assert both.app_state() == before
+    assert both.texts() == {sent: "sent", edited: "v2"}
+
+
+def _member_read(both: Both, user_id: str) -> datetime:
+    state = both.client.query_channels({"cid": both.cid}, member_limit=0, message_limit=0)
+    [read] = [r for r in state["channels"][0]["read"] if r["user"]["id"] == user_id]
+    found = parse_time(read["last_read"])
+    assert found is not None
+    return found

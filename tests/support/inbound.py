@@ -1,5 +1,6 @@
 """Stream's webhooks as tests and benchmarks send them: events shaped as in Stream's
-``webhook_events`` docs, signed with the API secret, and a receiver served over HTTP."""
+``webhook_events`` docs, signed with the API secret, and a receiver served over HTTP; a
+conversation of the reference app whose channel the inbound side knows."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from typing import Any
 
 import requests
 import uvicorn
+from sqlalchemy import Connection, insert
 from starlette.types import ASGIApp
 
+from stream_outbox.app_hooks.outbox import channel_map
+from stream_outbox.app_hooks.reference import Conversation, ConversationParticipant, User
 from tests.support.processes import free_port, wait_for
 from tests.support.settings import API_KEY, API_SECRET
 
-__all__ = ["message_event", "post_event", "serve_app", "sign"]
+__all__ = ["message_event", "post_event", "serve_app", "sign", "two_in_a_conversation"]
 
 
 def sign(body: bytes, secret: str = API_SECRET) -> str:
@@ -70,16 +74,18 @@ def post_event(
     key: str = API_KEY,
     secret: str | None = API_SECRET,
     signature: str | None = None,
+    with_id: bool = True,
 ) -> requests.Response:
     """POST one event as Stream does (signed unless ``secret`` is None or ``signature``
-    is given)."""
+    is given; without ``X-Webhook-Id`` unless ``with_id``)."""
     body = event if isinstance(event, bytes) else json.dumps(event).encode()
     headers = {
         "Content-Type": "application/json",
-        "X-Webhook-Id": webhook_id or str(uuid.uuid4()),
         "X-Webhook-Attempt": "1",
         "X-Api-Key": key,
     }
+    if with_id:
+        headers["X-Webhook-Id"] = webhook_id or str(uuid.uuid4())
     if signature is not None:
         headers["X-Signature"] = signature
     elif secret is not None:
@@ -103,3 +109,23 @@ def serve_app(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def two_in_a_conversation(conn: Connection, cid: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """Two users of the reference app in one conversation whose channel (in the channel
+    map) is ``cid``: their ids and the conversation's."""
+    first, second, conversation = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    users = [{"id": u, "email": f"{u}@example.com"} for u in (first, second)]
+    conn.execute(insert(User), users)
+    conn.execute(insert(Conversation).values(id=conversation))
+    conn.execute(
+        insert(ConversationParticipant),
+        [{"conversation_id": conversation, "user_id": u} for u in (first, second)],
+    )
+    kind, _, channel_id = cid.partition(":")
+    conn.execute(
+        insert(channel_map).values(
+            conversation_id=str(conversation), channel_type=kind, channel_id=channel_id
+        )
+    )
+    return first, second, conversation

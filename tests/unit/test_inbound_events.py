@@ -80,6 +80,13 @@ def test_own_echoes_are_the_mirrors_calls_never_a_clients() -> None:
     assert echo(message_event("message.new", CID, "c-7", "1", client=None), entry("app"))
     assert not echo(message_event("message.new", CID, "c-7", "1", client=None), entry())
     assert not echo(read_event(CID, "1", 5, client=None))
+    # found in Stream's state by inbound sync: a message of the app's is no echo (the
+    # level checks decide), the system user's still is
+    found = message_event("message.updated", CID, "msg-1", "1", client=None) | {"sync": True}
+    assert not echo(found)
+    assert not echo(found, entry("app"))
+    system = message_event("message.new", CID, "x", "stream-outbox-system", client=None)
+    assert echo(system | {"sync": True})
 
 
 def test_the_later_edit_wins_and_a_deletion_wins_over_any_edit() -> None:

@@ -1,5 +1,5 @@
 """What an event Stream sends says, read once (pure): its columns, Stream's times, and the
-webhook-shaped events inbound sync makes of a message."""
+webhook-shaped events inbound sync makes of a message and of a channel's read state."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stream_outbox.worker.inbound.catch_up import stream_time, sync_events
-from stream_outbox.worker.inbound.inbox_event import event_from, parse_time
+from stream_outbox.worker.inbound.catch_up import read_events, sync_events
+from stream_outbox.worker.inbound.inbox_event import event_from
+from stream_outbox.worker.stream.times import parse_time, stream_time
 
 
 def test_a_message_event_gives_its_columns() -> None:
@@ -89,3 +90,25 @@ def test_sync_events_of_a_new_an_edited_and_a_deleted_message() -> None:
     assert [(e.event_type, e.event_at) for e in deleted] == [
         ("message.deleted", datetime(2026, 12, 6, 17, 9, tzinfo=UTC))
     ]
+
+
+def test_sync_events_are_marked_found_in_streams_state() -> None:
+    assert all(e.payload["sync"] is True for e in sync_events("messaging:c", message()))
+
+
+def test_read_events_of_a_channels_read_state() -> None:
+    reads = [
+        {"user": {"id": "ann"}, "last_read": "2026-12-06T17:01:00Z", "last_read_message_id": "m1"},
+        # a member's joining: a read state with no message read stands for no read
+        {"user": {"id": "bob"}, "last_read": "2026-12-06T17:00:00Z", "unread_messages": 0},
+        {"user": {}, "last_read": "2026-12-06T17:00:00Z", "last_read_message_id": "m1"},
+    ]
+    [read] = read_events("messaging:c", reads)
+    assert (read.event_type, read.cid, read.user_id, read.webhook_id) == (
+        "message.read",
+        "messaging:c",
+        "ann",
+        "sync:read:messaging:c:ann:2026-12-06T17:01:00Z",
+    )
+    assert read.event_at == datetime(2026, 12, 6, 17, 1, tzinfo=UTC)
+    assert read.payload["last_read_message_id"] == "m1" and read.payload["sync"] is True

@@ -6,8 +6,10 @@
 - ``message.updated`` sets its text; ``message.deleted`` deletes it (the binding's
   soft-delete mark, else a hard delete). Out of order, level-triggered: an update or a
   deletion of a message not yet written writes it (deleted), and its ``message.new``
-  finds it recorded. The later edit wins (``updated_at``, recorded either side), a
-  deletion wins over an edit.
+  finds it recorded. The conflict rule holds for a message born on either side: the
+  later edit wins (``updated_at``, recorded in the message map either side; an edit of
+  the app's still on its way to Stream by its outbox row's time), a deletion wins over
+  an edit.
 - ``message.read`` moves the participant's last-read time forward, never back.
 - ``member.added``, ``member.removed``, ``channel.updated``: the database is the
   authority on a conversation; a change a client made in Stream writes one outbox row
@@ -50,6 +52,7 @@ from stream_outbox.worker.inbound.events import (
 )
 from stream_outbox.worker.store import message_map
 from stream_outbox.worker.store.message_map import MapEntry, app_born_id
+from stream_outbox.worker.store.repository import OutboxRepository
 
 __all__ = ["RECONCILE_EVENT", "Outcome", "UnknownUser", "apply_event"]
 
@@ -166,8 +169,20 @@ class _Applier:
     def lock(self, stream_id: str) -> MapEntry | None:
         """Hold Stream's message ``stream_id`` for this transaction (two deliveries of one
         message apply one after the other); its map row, if any."""
-        self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:id))"), {"id": stream_id})
+        message_map.hold(self.conn, stream_id)
         return message_map.entry_for_stream_id(self.conn, stream_id)
+
+    def changed_in_app_after(
+        self, app_id: str, moment: datetime | None, events: tuple[str, ...]
+    ) -> bool:
+        """Whether a change of the app's message (of ``events``), written after
+        ``moment``, is still on its way to Stream: there, it will win over Stream's."""
+        if moment is None:
+            return False
+        written = OutboxRepository.newest_open_change(
+            self.conn, TargetKind.MESSAGE.value, app_id, events
+        )
+        return written is not None and written > moment
 
     def created_at_of(self, stream_id: str | None) -> datetime | None:
         """The app's ``created_at`` of Stream's message ``stream_id`` (born in the app, or
@@ -312,18 +327,30 @@ def _message_updated(a: _Applier, event: InboundEvent) -> Outcome:
     if own_echo(event, entry):
         return OWN_ECHO
     if message.app_id is not None:  # a client edited a message born in the app
-        changed = a.set_text(message.app_id, message.text)
-        return Outcome("text set (born in the app)" if changed else "text in step already")
+        born_in_app = message_map.entry_for(a.conn, message.app_id)
+        return _edit(a, message, message.app_id, born_in_app, " (born in the app)")
     if entry is None:  # before its message.new: written as it is now
         said = "message inserted as {} (its update came first)"
         return _insert(a, event, message, deleted=False, said=said)
+    return _edit(a, message, entry.message_id, entry, "")
+
+
+def _edit(
+    a: _Applier, message: InboundMessage, app_id: str, entry: MapEntry | None, born: str
+) -> Outcome:
+    """The conflict rule for a client's edit of the app's message ``app_id`` (``entry``:
+    its map row, if any): a deletion wins, the later edit wins, whichever side made it
+    (one applied from Stream, or sent to it: the map's time; one of the app's still on
+    its way to Stream: its outbox row's)."""
     if not edit_applies(entry, message.updated_at):
-        why = "deleted" if entry.deleted_at is not None else "a later edit was applied"
-        return Outcome(f"edit ignored: {why}")
-    if not a.set_text(entry.message_id, message.text):
+        why = "deleted" if entry is not None and entry.deleted_at is not None else None
+        return Outcome(f"edit ignored: {why or 'a later edit was applied'}")
+    if a.changed_in_app_after(app_id, message.updated_at, _TEXT_CHANGES):
+        return Outcome("edit ignored: a later edit of the app's is on its way to Stream")
+    if not a.set_text(app_id, message.text):
         return Outcome("text in step already")
-    message_map.set_updated(a.conn, entry.message_id, message.updated_at)
-    return Outcome("text set")
+    message_map.record_edit(a.conn, app_id, message.id, message.updated_at)
+    return Outcome(f"text set{born}")
 
 
 def _message_deleted(a: _Applier, event: InboundEvent) -> Outcome:
@@ -332,6 +359,8 @@ def _message_deleted(a: _Applier, event: InboundEvent) -> Outcome:
     if own_echo(event, entry):
         return OWN_ECHO
     if message.app_id is not None:  # a client deleted a message born in the app
+        if a.changed_in_app_after(message.app_id, message.deleted_at, ("restore",)):
+            return Outcome("deletion ignored: the app's later restore is on its way to Stream")
         gone = a.delete_message(message.app_id, message.deleted_at)
         return Outcome("deleted (born in the app)" if gone else "deleted already")
     if entry is None:  # before its message.new: recorded deleted
@@ -419,6 +448,9 @@ def _in_step(a: _Applier, event: InboundEvent, conversation: str) -> bool:
     present = member in reads.members_of(a.b, a.conn, conversation)
     return present == (event.type == "member.added")
 
+
+# The outbox events of the app's changes of a message's text: an edit, a restore
+_TEXT_CHANGES = ("update", "restore")
 
 _HANDLERS: dict[str, Callable[[_Applier, InboundEvent], Outcome]] = {
     "message.new": _message_new,

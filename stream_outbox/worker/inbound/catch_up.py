@@ -6,11 +6,18 @@ triggered: the channels whose newest message is at or after ``since`` (QueryChan
 that reaches before ``since``. Each message found becomes an inbox row shaped like the
 webhook Stream would have sent (``message.new``; ``message.updated`` for an edited one,
 ``message.deleted`` for a deleted one), its ``webhook_id`` ``sync:{id}:{time}`` so that a
-second run, or the run after, stores nothing twice; the runner applies them.
+second run, or the run after, stores nothing twice; the runner applies them. So does each
+member's read state of those channels (``message.read``, ``sync:read:{cid}:{user}:{time}``).
+
+The events are marked ``sync``: they say nothing of who called, so the applier decides by
+the database's state alone (a message of the app's is no echo then: a client's edit or
+deletion of it is found too, and the mirror's own sends write nothing, being in step).
 
 Reached only this way: an edit or deletion of a message older than the pages read (a
-channel's newest message is its cursor). ``since`` defaults to when the previous catch-up
-started (an audit entry), less a minute; the first time, to the newest event stored.
+channel's newest message is its cursor), a read of a channel with no message since
+``since``; never: a hard deletion (Stream's state keeps no trace of the message).
+``since`` defaults to when the previous catch-up started (an audit entry), less a minute;
+the first time, to the newest event stored.
 """
 
 from __future__ import annotations
@@ -25,12 +32,20 @@ from sqlalchemy import Engine
 
 from stream_outbox.worker.errors import AdminError
 from stream_outbox.worker.inbound.inbox import Inbox
-from stream_outbox.worker.inbound.inbox_event import InboxEvent, event_from, parse_time
+from stream_outbox.worker.inbound.inbox_event import InboxEvent, event_from
 from stream_outbox.worker.settings import Settings
 from stream_outbox.worker.store import audit
 from stream_outbox.worker.stream.limits import MESSAGES_PER_QUERY, QUERY_CHANNELS_PER_CALL
+from stream_outbox.worker.stream.times import parse_time, stream_time
 
-__all__ = ["SYNC_ACTION", "SyncResult", "default_since", "stream_time", "sync", "sync_events"]
+__all__ = [
+    "SYNC_ACTION",
+    "SyncResult",
+    "default_since",
+    "read_events",
+    "sync",
+    "sync_events",
+]
 
 log = logging.getLogger(__name__)
 SYNC_ACTION = "inbound_sync"
@@ -39,7 +54,9 @@ OVERLAP = timedelta(minutes=1)
 
 
 class _Reader(Protocol):
-    def channels_with_messages_since(self, since: str, *, offset: int = 0) -> list[str]: ...
+    def channels_with_messages_since(
+        self, since: str, *, offset: int = 0
+    ) -> list[dict[str, Any]]: ...
 
     def message_page(
         self, channel_type: str, channel_id: str, before: str | None = None
@@ -54,19 +71,21 @@ class SyncResult:
     channels: int
     messages: int
     stored: int
+    reads: int = 0
 
     def line(self) -> str:
         """One line for the log and the command."""
         return (
-            f"{self.channels} channels, {self.messages} messages since "
+            f"{self.channels} channels, {self.messages} messages, {self.reads} reads since "
             f"{self.since.isoformat()}: {self.stored} new inbox rows"
         )
 
 
-def stream_time(moment: datetime) -> str:
-    """A time as Stream writes one (RFC 3339, UTC, microseconds, ``Z``)."""
-    text = moment.astimezone(UTC).isoformat(timespec="microseconds")
-    return text.replace("+00:00", "Z")
+def _found_in(cid: str) -> dict[str, Any]:
+    """What every event found in a channel's state carries: its channel, and ``sync``
+    (the applier's mark of an event that says nothing of who called)."""
+    channel_type, _, channel_id = cid.partition(":")
+    return {"cid": cid, "channel_type": channel_type, "channel_id": channel_id, "sync": True}
 
 
 def sync_events(cid: str, message: dict[str, Any]) -> list[InboxEvent]:
@@ -74,9 +93,7 @@ def sync_events(cid: str, message: dict[str, Any]) -> list[InboxEvent]:
     message_id = str(message.get("id") or "")
     created, updated = message.get("created_at"), message.get("updated_at")
     deleted = message.get("deleted_at") or (updated if message.get("type") == "deleted" else None)
-    channel_type, _, channel_id = cid.partition(":")
-    base: dict[str, Any] = {"cid": cid, "channel_type": channel_type, "channel_id": channel_id}
-    base |= {"message": message, "user": message.get("user"), "sync": True}
+    base = _found_in(cid) | {"message": message, "user": message.get("user")}
     kinds: list[tuple[str, Any]] = []
     if deleted:
         kinds.append(("message.deleted", deleted))
@@ -91,15 +108,31 @@ def sync_events(cid: str, message: dict[str, Any]) -> list[InboxEvent]:
     ]
 
 
-def _channels(reader: _Reader, since: str) -> Iterator[str]:
+def read_events(cid: str, reads: list[dict[str, Any]]) -> list[InboxEvent]:
+    """The ``message.read`` events a channel's read state stands for (pure): one a member
+    who marked it read (``last_read`` up to a ``last_read_message_id``; a read state with
+    no message read, as a member's joining sets, stands for no read)."""
+    events = []
+    for read in reads:
+        user, last_read = read.get("user") or {}, read.get("last_read")
+        upto = read.get("last_read_message_id")
+        if not isinstance(user, dict) or not user.get("id") or not last_read or not upto:
+            continue
+        payload = _found_in(cid) | {"type": "message.read", "user": {"id": user["id"]}}
+        payload |= {"created_at": last_read, "last_read_message_id": upto}
+        events.append(event_from(payload, f"sync:read:{cid}:{user['id']}:{last_read}"))
+    return events
+
+
+def _channels(reader: _Reader, since: str) -> Iterator[dict[str, Any]]:
     seen: set[str] = set()
     offset = 0
     while True:
         page = reader.channels_with_messages_since(since, offset=offset)
-        for cid in page:
-            if cid not in seen:
-                seen.add(cid)
-                yield cid
+        for channel in page:
+            if channel["cid"] not in seen:
+                seen.add(channel["cid"])
+                yield channel
         if len(page) < QUERY_CHANNELS_PER_CALL:
             return
         offset += len(page)
@@ -121,15 +154,17 @@ def _messages(reader: _Reader, cid: str, since: datetime) -> Iterator[dict[str, 
 def sync(engine: Engine, reader: _Reader, since: datetime) -> SyncResult:
     """Store the events Stream's state holds since ``since``; the runner applies them."""
     inbox = Inbox(engine)
-    channels = messages = stored = 0
-    for cid in _channels(reader, stream_time(since)):
+    channels = messages = stored = reads = 0
+    for channel in _channels(reader, stream_time(since)):
         channels += 1
         events: list[InboxEvent] = []
-        for message in _messages(reader, cid, since):
+        for message in _messages(reader, channel["cid"], since):
             messages += 1
-            events += sync_events(cid, message)
-        stored += inbox.store_many(events)
-    return SyncResult(since, channels, messages, stored)
+            events += sync_events(channel["cid"], message)
+        found_reads = read_events(channel["cid"], channel.get("read") or [])
+        reads += len(found_reads)
+        stored += inbox.store_many(events + found_reads)
+    return SyncResult(since, channels, messages, stored, reads)
 
 
 def default_since(engine: Engine) -> datetime:
@@ -161,6 +196,6 @@ def sync_from_stream(
     since = since if since is not None else default_since(engine)
     found = sync(engine, reader if reader is not None else operator_gateway(settings), since)
     detail: dict[str, Any] = {"since": since.isoformat(), "started_at": stream_time(started)}
-    detail |= {"channels": found.channels, "messages": found.messages}
+    detail |= {"channels": found.channels, "messages": found.messages, "reads": found.reads}
     audit.record(engine, actor=actor, action=SYNC_ACTION, count=found.stored, detail=detail)
     return found

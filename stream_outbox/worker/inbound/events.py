@@ -70,6 +70,7 @@ class InboundEvent:
     from_client: bool | None = None  # request_info.type == "client"; None: not said
     channel: Mapping[str, Any] | None = None  # the channel as a channel event carries it
     read_message_id: str | None = None  # message.read: the message read up to, if said
+    from_state: bool = False  # found in Stream's state by `inbound sync`, not a webhook
 
     @property
     def cid(self) -> str | None:
@@ -141,6 +142,7 @@ def parse_event(event: Mapping[str, Any]) -> InboundEvent:
         from_client=client,
         channel=event["channel"] if isinstance(event.get("channel"), Mapping) else None,
         read_message_id=str(event.get("last_read_message_id") or "") or None,
+        from_state=event.get("sync") is True,
     )
 
 
@@ -150,17 +152,25 @@ def own_echo(event: InboundEvent, entry: MapEntry | None) -> bool:
     Stream says who called (``request_info.type``): a client's call never is, any other
     (the mirror's server-side sends, edits, reads and member changes) is. Where the event
     does not say: one by the system user, and a message the mirror sent (an id it gave,
-    ``msg-…``/``msgN-…``, or one the map says was born in the app).
+    ``msg-…``/``msgN-…``, or one the map says was born in the app). An event ``inbound
+    sync`` found in Stream's state says nothing of who called: a message the mirror sent
+    is then no echo, and the level checks decide (a text set only where it differs and
+    is newer, a message deleted only where it is live), so the mirror's own sends still
+    write nothing.
     """
     if event.from_client is not None:
         return not event.from_client
     if event.user_id == SYSTEM_USER_ID:
         return True
-    if event.message is not None:
-        if event.message.user_id == SYSTEM_USER_ID or event.message.app_id is not None:
-            return True
-        return entry is not None and not entry.born_in_stream
-    return False
+    if event.message is None:
+        return False
+    if event.message.user_id == SYSTEM_USER_ID:
+        return True
+    if event.from_state:
+        return False
+    if event.message.app_id is not None:
+        return True
+    return entry is not None and not entry.born_in_stream
 
 
 def edit_applies(entry: MapEntry | None, updated_at: datetime | None) -> bool:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["APPLIED_TYPES", "InboxEvent", "event_from", "parse_time"]
+from stream_outbox.worker.stream.times import parse_time
+
+__all__ = ["APPLIED_TYPES", "InboxEvent", "event_from"]
 
 # The event types the inbound side applies (apply.py); any other is acknowledged and
 # stored as ignored, so Stream does not retry it and operators can see it.
@@ -51,23 +53,6 @@ class InboxEvent:
     def known(self) -> bool:
         """Whether the inbound side applies events of this type."""
         return self.event_type in APPLIED_TYPES
-
-
-def parse_time(value: object) -> datetime | None:
-    """Stream's RFC 3339 time (``...Z``, up to nanoseconds) as an aware datetime; None if
-    it is not one."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:  # Python takes at most microseconds: cut the fraction to six digits
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else None
 
 
 def _text(value: object) -> str | None:

@@ -4,7 +4,8 @@
 bounded (413 past the limit, refused from ``Content-Length`` before it is read), the
 ``X-Api-Key`` the app's, the ``X-Signature`` the HMAC-SHA256 of the raw body with the API
 secret (compared in constant time; 401 and nothing written otherwise), then the event
-stored in the inbox once per ``X-Webhook-Id`` and answered 200 at once: the runner applies
+stored in the inbox once per ``X-Webhook-Id`` (a webhook without one: once per body,
+:func:`webhook_id`) and answered 200 at once: the runner applies
 it. An event of a type the inbound side does not apply is acknowledged and stored as
 ``ignored`` (counted in the metrics), so Stream does not retry it.
 
@@ -20,7 +21,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine
@@ -36,7 +37,14 @@ from stream_outbox.worker.inbound.inbox import Inbox
 from stream_outbox.worker.inbound.inbox_event import InboxEvent, event_from
 from stream_outbox.worker.settings import Settings
 
-__all__ = ["WEBHOOK_PATH", "GroupCommit", "Receiver", "create_receiver", "signature_valid"]
+__all__ = [
+    "WEBHOOK_PATH",
+    "GroupCommit",
+    "Receiver",
+    "create_receiver",
+    "signature_valid",
+    "webhook_id",
+]
 
 log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/stream/webhook"
@@ -49,6 +57,14 @@ def signature_valid(secret: bytes, body: bytes, signature: str | None) -> bool:
         return False
     expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), signature.strip().lower().encode())
+
+
+def webhook_id(headers: Mapping[str, str], body: bytes) -> str:
+    """The key a webhook is stored once under: Stream's ``X-Webhook-Id`` (the same across
+    its retries), else ``sha256:`` and the body's SHA-256 (a sender that names none: the
+    same body twice is one event, each event's body carrying its own time and ids)."""
+    given = headers.get("x-webhook-id", "").strip()
+    return given or f"sha256:{hashlib.sha256(body).hexdigest()}"
 
 
 class GroupCommit:
@@ -140,7 +156,7 @@ class Receiver:
         if not signature_valid(self.secret, body, request.headers.get("x-signature")):
             return _refused(401, "bad_signature", "X-Signature is missing or wrong")
         try:
-            event = event_from(json.loads(body), request.headers.get("x-webhook-id"))
+            event = event_from(json.loads(body), webhook_id(request.headers, body))
         except ValueError as exc:  # json's errors are ValueErrors too
             return _refused(400, "bad_body", f"not a Stream event: {str(exc)[:100]}")
         try:

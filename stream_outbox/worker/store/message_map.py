@@ -2,11 +2,13 @@
 
 A message born in the app is ``msg-{id}`` in Stream (``msg{generation}-{id}`` in a
 channel made again: :func:`~stream_outbox.app_hooks.desired.stream_message_id`) and has
-no row here; one born in Stream (sent by a client) keeps Stream's id, recorded when the
-inbound side writes it into the app's table. The worker reads and writes these rows here
-only: the inbound applier, the message sync (edits and deletions to the right id, a
-Stream-born row never sent again) and verify (Stream-born messages expected under their
-own ids).
+a row here only once an edit of it is applied or sent (``born_in = 'app'``: the time of
+its last edit, either side, for the conflict rule); one born in Stream (sent by a
+client) keeps Stream's id, recorded when the inbound side writes it into the app's
+table. The worker reads and writes these rows here only: the inbound applier, the
+message sync (edits and deletions to the right id, a Stream-born row never sent again,
+the time of each edit sent) and verify (Stream-born messages expected under their own
+ids).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Text, cast, exists, func, select, update
+from sqlalchemy import Connection, Text, cast, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -29,10 +31,11 @@ __all__ = [
     "app_born_id",
     "entry_for",
     "entry_for_stream_id",
+    "hold",
     "mark_deleted",
     "not_born_in_stream",
     "record",
-    "set_updated",
+    "record_edit",
     "stream_id_of",
     "stream_ids",
     "undelete",
@@ -133,13 +136,30 @@ def record(
     return bool(conn.execute(statement).rowcount)
 
 
-def set_updated(conn: Connection, message_id: str, at: datetime | None = None) -> None:
-    """The message's last edit applied (either side) is at ``at`` (default: now)."""
-    conn.execute(
-        update(message_map)
-        .where(message_map.c.message_id == message_id)
-        .values(updated_at=func.now() if at is None else at)
+def record_edit(
+    conn: Connection, message_id: str, stream_id: str, at: datetime | None = None
+) -> None:
+    """The message's last edit, applied from Stream or sent to it, is at ``at`` (default:
+    now) unless a later one is recorded: the later edit wins (:func:`~stream_outbox.
+    worker.inbound.events.edit_applies`). A message born in the app gets its row here
+    (``born_in = 'app'``, under its Stream id ``stream_id``)."""
+    statement = insert(message_map).values(
+        message_id=message_id,
+        stream_id=stream_id,
+        born_in=BornIn.APP.value,
+        updated_at=func.now() if at is None else at,
     )
+    later = func.greatest(message_map.c.updated_at, statement.excluded.updated_at)
+    conn.execute(
+        statement.on_conflict_do_update(index_elements=["message_id"], set_={"updated_at": later})
+    )
+
+
+def hold(conn: Connection, stream_id: str) -> None:
+    """Hold Stream's message ``stream_id`` until the transaction ends: the inbound side's
+    applying of its events and the worker's recording of an edit it sent go one at a
+    time (a row lock would need the row, which a message born in the app may not have)."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:id))"), {"id": stream_id})
 
 
 def mark_deleted(conn: Connection, message_id: str) -> None:

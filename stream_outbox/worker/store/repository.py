@@ -236,6 +236,22 @@ class OutboxRepository:
                 rows.setdefault(row.target_id, []).append(row.id)
         return rows
 
+    @staticmethod
+    def newest_open_change(
+        conn: Connection, kind: str, target_id: str, events: Sequence[str]
+    ) -> datetime | None:
+        """When the app wrote the newest change (of ``events``) of a target still on its
+        way to Stream (a row pending or dispatched); ``None`` without one."""
+        found: datetime | None = conn.scalar(
+            select(func.max(outbox.c.created_at)).where(
+                outbox.c.target_kind == kind,
+                outbox.c.target_id == target_id,
+                outbox.c.event.in_(list(events)),
+                outbox.c.status.in_((Status.PENDING, Status.DISPATCHED)),
+            )
+        )
+        return None if found is None else _aware(found)
+
     def open_targets(
         self, kind: str, limit: int, exclude: Sequence[str] = (), event: str | None = None
     ) -> dict[str, tuple[list[int], dict[str, Any]]]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import replace
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -45,6 +46,7 @@ from stream_outbox.worker.stream.limits import (
 )
 from stream_outbox.worker.stream.protocol import HistoryPage, RateBudget, RemoteChannel
 from stream_outbox.worker.stream.tasks import TaskFailed, channels_not_deleted, follow_task
+from stream_outbox.worker.stream.times import parse_time
 
 __all__ = ["MAX_MEMBERS_PER_CALL", "MAX_USERS_PER_CALL", "RemoteChannel", "StreamGateway"]
 
@@ -297,9 +299,10 @@ class StreamGateway:
         )
         return page_of(answer)
 
-    def channels_with_messages_since(self, since: str, *, offset: int = 0) -> list[str]:
-        """A page (30) of the cids (``type:id``) of channels whose newest message is at or
-        after ``since`` (Stream's RFC 3339 time), oldest ``last_message_at`` first:
+    def channels_with_messages_since(self, since: str, *, offset: int = 0) -> list[dict[str, Any]]:
+        """A page (30) of the channels whose newest message is at or after ``since``
+        (Stream's RFC 3339 time), oldest ``last_message_at`` first, each as ``cid``
+        (``type:id``) and ``read`` (its members' read state, as Stream answers it):
         QueryChannels, without members or messages."""
         response = self.call(
             "QueryChannels",
@@ -311,8 +314,12 @@ class StreamGateway:
             member_limit=0,
             message_limit=0,
         )
-        channels = [answer.get("channel") or {} for answer in response.get("channels", [])]
-        return [str(c.get("cid") or f"{c.get('type')}:{c.get('id')}") for c in channels]
+        found = []
+        for answer in response.get("channels", []):
+            c = answer.get("channel") or {}
+            cid = str(c.get("cid") or f"{c.get('type')}:{c.get('id')}")
+            found.append({"cid": cid, "read": list(answer.get("read") or [])})
+        return found
 
     def message_page(
         self, channel_type: str, channel_id: str, before: str | None = None
@@ -454,8 +461,9 @@ class StreamGateway:
             raise
         return True
 
-    def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
-        """Set a message's text (a partial update: its other fields stay).
+    def update_message_text(self, message_id: str, text: str, user_id: str) -> datetime | None:
+        """Set a message's text (a partial update: its other fields stay); the message's
+        ``updated_at`` as Stream stamped it (``None`` if its answer has none).
 
         Stream refuses to update a message it holds deleted: one the database holds (a
         soft delete undone) is undeleted (as ``user_id``), then its text set. Where the
@@ -470,7 +478,7 @@ class StreamGateway:
             user_id,
         )
         try:
-            set_text()
+            answer = set_text()
         except PermanentStreamError as refused:
             if is_not_found(refused):
                 raise
@@ -478,7 +486,9 @@ class StreamGateway:
                 self.call("UndeleteMessage", StreamChat.undelete_message, message_id, user_id)
             except PermanentStreamError:
                 raise refused from None
-            set_text()
+            answer = set_text()
+        held = (answer or {}).get("message") or {}
+        return parse_time(held.get("updated_at"))
 
     def restore_message(self, message_id: str, text: str, user_id: str) -> bool:
         """Undelete a message (as ``user_id``), then set its text if Stream's differs: one

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 __all__ = ["Gateway", "HistoryPage", "RateBudget", "RemoteChannel", "StreamReader"]
@@ -156,9 +157,9 @@ class Gateway(StreamReader, Protocol):
         """Send a message with a client-chosen id; False when that id already exists."""
         ...
 
-    def update_message_text(self, message_id: str, text: str, user_id: str) -> None:
+    def update_message_text(self, message_id: str, text: str, user_id: str) -> datetime | None:
         """Set a message's text, its other fields kept (undeleted first if Stream holds it
-        deleted)."""
+        deleted); Stream's ``updated_at`` of it (``None`` if not said)."""
         ...
 
     def restore_message(self, message_id: str, text: str, user_id: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 from stream_outbox.app_hooks import reads
 from stream_outbox.app_hooks.binding import DesiredMessage, stream_message_id
-from stream_outbox.worker.errors import PermanentStreamError
+from stream_outbox.worker.errors import PermanentStreamError, RetryableError
 from stream_outbox.worker.runtime import Runtime
 from stream_outbox.worker.store import message_map
 from stream_outbox.worker.store.channel_map import ChannelRef
@@ -31,7 +31,12 @@ from stream_outbox.worker.sync.conversations import reconcile_conversation, wait
 from stream_outbox.worker.sync.result import Result
 from stream_outbox.worker.sync.users import ensure_users
 
-__all__ = ["mirror_message"]
+__all__ = ["EditedMeanwhile", "mirror_message"]
+
+
+class EditedMeanwhile(RetryableError):
+    """A client's edit of the message was applied to the database while the app's edit
+    was on its way to Stream: the job goes again, with the database's text."""
 
 
 def mirror_message(rt: Runtime, message_id: str, payload: dict[str, Any] | None = None) -> Result:
@@ -108,9 +113,7 @@ def _born_in_stream(
         return Result("deleted in Stream: its edit is not sent (a deletion wins)")
     if not payload.get("edit"):
         return Result("born in Stream: not sent again")
-    rt.gateway.update_message_text(entry.stream_id, message.text, author)
-    with rt.engine.begin() as conn:
-        message_map.set_updated(conn, entry.message_id)
+    _set_text(rt, entry.message_id, entry.stream_id, message.text, author)
     return Result("edited (born in Stream)")
 
 
@@ -141,7 +144,7 @@ def _mirror_locked(
         return Result("left to the channel's history copy (its messages are sent again)")
     present, author = _author(rt, message)
     stream_id = message.stream_id(ref.generation)
-    done = _in_place(rt, payload or {}, stream_id, message.text, author)
+    done = _in_place(rt, payload or {}, message_id, stream_id, message.text, author)
     if done is not None:
         return done
     # A history message the copy left to its own row (Stream refused it) goes silent too
@@ -168,7 +171,7 @@ def _mirror_locked(
         return Result("sent")
     # Stream holds it already: a repeat, or an edit in the database. Level-triggered,
     # the text is set either way (the id, channel and author never change).
-    rt.gateway.update_message_text(stream_id, message.text, author)
+    _set_text(rt, message_id, stream_id, message.text, author)
     return Result("already there, text set")
 
 
@@ -192,24 +195,42 @@ def _left_to_copy(rt: Runtime, message: DesiredMessage) -> bool:
 
 
 def _in_place(
-    rt: Runtime, payload: dict[str, Any], stream_id: str, text: str, author: str
+    rt: Runtime, payload: dict[str, Any], message_id: str, stream_id: str, text: str, author: str
 ) -> Result | None:
     """An edit's text set, or a restored message undeleted, where Stream holds it (the
     fewest calls for its rows); ``None`` when it is to be sent."""
-    if payload.get("edit") and _edited(rt, stream_id, text, author):
+    if payload.get("edit") and _edited(rt, message_id, stream_id, text, author):
         return Result("edited")
     if payload.get("restore") and rt.gateway.restore_message(stream_id, text, author):
         return Result("undeleted")
     return None
 
 
-def _edited(rt: Runtime, stream_id: str, text: str, author: str) -> bool:
+def _edited(rt: Runtime, message_id: str, stream_id: str, text: str, author: str) -> bool:
     """Set the text of a message Stream holds, in one call (an edit's rows); ``False`` when
     Stream does not hold it (its send failed, or waits in another job): it is sent."""
     try:
-        rt.gateway.update_message_text(stream_id, text, author)
+        _set_text(rt, message_id, stream_id, text, author)
     except PermanentStreamError as exc:
         if not is_not_found(exc):
             raise
         return False
     return True
+
+
+def _set_text(rt: Runtime, message_id: str, stream_id: str, text: str, author: str) -> None:
+    """Set the text of Stream's message ``stream_id`` (the app's ``message_id``) and record
+    the edit's time, Stream's, as the message's latest (either side): a client's edit made
+    before it and delivered after it loses (the later edit wins).
+
+    Recorded under the message's lock, as the inbound side applies a client's edit: one
+    applied while this call was on its way (newer than the app's edit, so it wins) has
+    the database's text differ from the one sent, and :class:`EditedMeanwhile` has the
+    job go again with it."""
+    stamped = rt.gateway.update_message_text(stream_id, text, author)
+    with rt.engine.begin() as conn:
+        message_map.hold(conn, stream_id)
+        message_map.record_edit(conn, message_id, stream_id, stamped)
+        now = reads.desired_messages(rt.binding, conn, [message_id]).get(message_id)
+    if now is not None and now.text != text:
+        raise EditedMeanwhile(f"message {message_id}: its text changed while its edit was sent")
