@@ -198,7 +198,8 @@ class Emulator:
         self.core.reset()
 
     def request_counts(self) -> dict[str, Any]:
-        """``{"counts": {endpoint: n}, "by_status": {"Endpoint 200": n}, "total": n}``."""
+        """``{"counts": {endpoint: n}, "by_status": {"Endpoint 200": n}, "arrived":
+        {endpoint: n}, "total": n}``: calls answered, and calls arrived (answered or not)."""
         return admin.request_counts(self.core)
 
     def request_log(self, endpoint: str | None = None) -> list[dict[str, Any]]:

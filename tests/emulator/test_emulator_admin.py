@@ -15,6 +15,7 @@ import requests
 from stream_chat import StreamChat
 
 from stream_outbox.emulator import Emulator
+from tests.support.processes import wait_for
 
 
 def test_state_over_http_matches_python(emu: Emulator, channel: Any, http: requests.Session):
@@ -32,7 +33,7 @@ def test_reset_over_http_empties_everything(emu: Emulator, channel: Any, http: r
     assert http.post(f"{emu.base_url}/_emulator/reset", timeout=5).ok
 
     assert emu.state() == {"users": {}, "channels": {}, "messages": {}}
-    assert emu.request_counts() == {"counts": {}, "by_status": {}, "total": 0}
+    assert emu.request_counts() == {"counts": {}, "by_status": {}, "arrived": {}, "total": 0}
     assert http.get(f"{emu.base_url}/_emulator/faults", timeout=5).json()["failures"] == {}
 
 
@@ -46,11 +47,24 @@ def test_request_log_counts_and_resets(emu: Emulator, client: StreamChat, http: 
     assert log == {
         "counts": {"UpdateUsers": 2, "GetOrCreateChannel": 1},
         "by_status": {"UpdateUsers 201": 2, "GetOrCreateChannel 201": 1},
+        "arrived": {"UpdateUsers": 2, "GetOrCreateChannel": 1},
         "total": 3,
     }
     assert http.post(f"{emu.base_url}/_emulator/requests/reset", timeout=5).ok
     assert emu.request_counts()["total"] == 0
     assert len(emu.state()["users"]) == 3  # state is untouched
+
+
+def test_a_call_waiting_out_its_latency_has_arrived_but_is_not_answered(
+    emu: Emulator, client: StreamChat
+) -> None:
+    emu.set_latency(800, "UpdateUsers")
+    slow = threading.Thread(target=client.upsert_users, args=([{"id": "slow"}],))
+    slow.start()
+    wait_for(lambda: emu.request_counts()["arrived"].get("UpdateUsers"), "the call", timeout=5)
+    assert emu.request_counts()["counts"] == {}
+    slow.join(timeout=10)
+    assert emu.request_counts()["counts"] == {"UpdateUsers": 1}
 
 
 def test_unknown_admin_operation_is_404(emu: Emulator, http: requests.Session):

@@ -5,23 +5,29 @@ side made it and in whatever order its webhook arrives."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+import pytest
 import requests
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from stream_outbox.app_hooks.outbox import outbox
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING, Message
 from stream_outbox.worker.inbound.apply import apply_event
+from stream_outbox.worker.settings import Settings
 from tests.support.pipeline import Pipeline, drift
 from tests.support.processes import wait_for
 from tests.support.story import invite
 from tests.support.stream_events import event_of
 from tests.support.user_client import UserClient
+
+
+@pytest.fixture()
+def settings(settings: Settings) -> Settings:
+    """The pipeline's settings with room for a call slowed on purpose (1.5 s)."""
+    return settings.model_copy(update={"stream_timeout": timedelta(seconds=10)})
 
 
 def _held(pipeline: Pipeline, cid: str, stream_id: str) -> dict[str, Any]:
@@ -102,19 +108,18 @@ def test_a_client_edit_applied_while_the_apps_earlier_edit_is_on_its_way_wins_on
 ) -> None:
     cid, app_id, client = _app_message(pipeline, session_factory)
     stream_id = f"msg-{app_id}"
-    # Given the app's edit on its way to Stream, slowly (the worker has read its text)
-    pipeline.emu.set_latency(1500, "UpdateMessagePartial")  # within the 2 s timeout
+    # Given the app's edit on its way to Stream, slowly (the worker has read its text and
+    # its call waits at Stream)
+    pipeline.emu.set_latency(1500, "UpdateMessagePartial")
     _edit_in_app(session_factory, app_id, "the app's, earlier")
     draining = threading.Thread(target=pipeline.drain)
     draining.start()
-    sent = select(outbox.c.status).where(outbox.c.target_id == str(app_id))
 
-    def dispatched() -> bool:
-        with pipeline.engine.connect() as conn:
-            return "dispatched" in set(conn.scalars(sent))
+    def on_its_way() -> bool:
+        arrived = pipeline.emu.request_counts()["arrived"]
+        return bool(arrived.get("UpdateMessagePartial"))
 
-    wait_for(dispatched, "the app's edit taken by the worker", timeout=10)
-    time.sleep(0.5)
+    wait_for(on_its_way, "the app's edit at Stream", timeout=20)
     # When a client edits the message after it, its webhook applied at once (before the
     # app's edit reaches Stream, and so before the later one there)
     client.update_message({"id": stream_id, "text": "the client's, later"})

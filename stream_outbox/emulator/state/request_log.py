@@ -1,4 +1,5 @@
-"""The request log: calls counted per endpoint and outcome, and when each was answered.
+"""The request log: calls counted per endpoint and outcome, and when each was answered;
+calls counted as they arrive too (one still waiting out its latency is in flight).
 
 Not thread-safe by itself: ``EmulatorCore`` calls it under its lock.
 """
@@ -17,6 +18,7 @@ class RequestLog:
 
     counts: Counter[str] = field(default_factory=Counter)
     by_status: Counter[str] = field(default_factory=Counter)
+    arrived: Counter[str] = field(default_factory=Counter)
     # Answered calls with wall-clock times, newest last (bounded): when each call landed.
     timeline: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=500_000))
 
@@ -37,6 +39,10 @@ class RequestLog:
                 }
             )
 
+    def arrive(self, endpoint: str) -> None:
+        """Count a call of ``endpoint`` as it arrives, before any latency or answer."""
+        self.arrived[endpoint] += 1
+
     def calls(self, endpoint: str | None = None) -> list[dict[str, Any]]:
         """The timeline, optionally of one endpoint."""
         return [call for call in self.timeline if endpoint in (None, call["endpoint"])]
@@ -46,6 +52,7 @@ class RequestLog:
         return {
             "counts": dict(self.counts),
             "by_status": dict(self.by_status),
+            "arrived": dict(self.arrived),
             "total": sum(self.counts.values()),
         }
 
@@ -53,4 +60,5 @@ class RequestLog:
         """Forget every call."""
         self.counts.clear()
         self.by_status.clear()
+        self.arrived.clear()
         self.timeline.clear()

@@ -122,6 +122,7 @@ class EmulatorCore:
         route = match(request.method, request.path)
         endpoint = route.endpoint if route else UNKNOWN_ENDPOINT
         with self.lock:
+            self.request_log.arrive(endpoint)
             decision = self.faults.decide(endpoint) if route else Decision()
         return Plan(endpoint, route, decision)
 
