@@ -119,7 +119,8 @@ class Summary:
         return [
             f"chaos run: {self.seconds:.0f} s of load and faults, seed {self.seed}, "
             f"capture by {self.capture}",
-            f"changes written: {self.transactions} transactions ({self.changes} app changes, "
+            f"changes written: {self.transactions} transactions "
+            f"({self.transactions / max(self.seconds, 1e-9):.1f}/s; {self.changes} app changes, "
             f"{self.rows} outbox rows); {self.refused} refused while backends were terminated",
             f"faults injected: {sum(self.faults.values())} ({faults})",
             f"time to converge: {converge} ({self.users} users, {self.channels} channels compared)",
@@ -143,13 +144,16 @@ class Writer(threading.Thread):
         self.transactions = self.refused = 0
 
     def run(self) -> None:
+        # Poisson arrivals on a schedule: a transaction's own time does not lower the rate
+        due = time.monotonic()
         while not self.stop.is_set():
             try:
                 if self.model.transaction(random_transaction(self.rng)):
                     self.transactions += 1
             except DBAPIError:
                 self.refused += 1  # rolled back: no change, no row
-            self.stop.wait(self.rng.expovariate(self.rate))
+            due += self.rng.expovariate(self.rate)
+            self.stop.wait(max(0.0, due - time.monotonic()))
 
 
 class Chaos:
