@@ -100,7 +100,9 @@ def test_the_inbound_process_stores_applies_answers_and_stops(
         for stored in (1, 0):
             done = cli("inbound", "sync", "--since", "1h", "--json", **product)
             assert done.returncode == 0, done.stderr
-            assert json.loads(done.stdout)["stored"] == stored
+            found = json.loads(done.stdout)
+            assert set(found) == {"since", "channels", "messages", "reads", "stored"}
+            assert found["stored"] == stored
         wait_for(lambda: "pending" not in statuses(clean_db), "the sync's row settled")
         assert len(statuses(clean_db)) == 2
         # When the runner stops the process: it ends cleanly

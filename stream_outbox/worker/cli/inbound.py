@@ -57,6 +57,7 @@ def sync(
                 "since": found.since.isoformat(),
                 "channels": found.channels,
                 "messages": found.messages,
+                "reads": found.reads,
                 "stored": found.stored,
             }
         )
