@@ -11,7 +11,9 @@ the channel map knows),
 timed from the first POST to the last row settled, and the same per CPU-second of the
 process (its rate on one free core, whatever else the machine runs). Goal: 500
 webhooks/s or more. Then 200 webhooks paced at 20 a second, and the lag from each
-event's date (its ``created_at``, set as it is posted) to its row settled: p50, p99.
+event's date (its ``created_at``, set as it is posted) to its row settled (``settled_at``:
+when its batch's applying ended, in the transaction that writes the app's row, just
+before the commit): p50, p99.
 
 Stream posts from many connections at once: concurrent posts are stored in one INSERT
 and one commit (the receiver's group commit), so the rate grows with the clients in
@@ -89,7 +91,8 @@ def _cpu_seconds(pid: int) -> float:
 
 def _paced_lags(port: int, url: str, rate: float, count: int, user_id: str) -> list[float]:
     """Post ``count`` events at ``rate`` a second (each dated when posted), then each row's
-    time from that date to its settling (the runner's commit), in milliseconds."""
+    time from that date to its settling (its applying ended, at the runner's commit), in
+    milliseconds."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     marker = uuid.uuid4().hex
     try:
