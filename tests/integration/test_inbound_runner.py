@@ -9,14 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from stream_outbox.app_hooks.binding import Binding
 from stream_outbox.app_hooks.outbox import inbox
 from stream_outbox.app_hooks.reference import REFERENCE_BINDING
 from stream_outbox.worker.errors import PermanentError, RetryableError
 from stream_outbox.worker.health import Heartbeat
-from stream_outbox.worker.inbound.apply import Outcome
+from stream_outbox.worker.inbound.apply import Lookups, Outcome
 from stream_outbox.worker.inbound.inbox import Inbox
 from stream_outbox.worker.inbound.inbox_event import event_from
 from stream_outbox.worker.inbound.runner import Runner, status_of
@@ -32,7 +32,9 @@ class StandIn:
         self.applied: list[tuple[str, str]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, engine: Engine, binding: Binding, event: dict[str, Any]) -> str:
+    def __call__(
+        self, conn: Connection, binding: Binding, event: dict[str, Any], seen: Lookups
+    ) -> str:
         with self.lock:
             self.applied.append((event["cid"], event["message"]["text"]))
         return self.outcome(event)

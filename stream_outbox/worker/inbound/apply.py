@@ -25,12 +25,24 @@ came from Stream is never sent back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, DateTime, Engine, delete, insert, inspect, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    delete,
+    insert,
+    inspect,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 
@@ -50,11 +62,21 @@ from stream_outbox.worker.inbound.events import (
     own_echo,
     parse_event,
 )
+from stream_outbox.worker.inbound.inbox_event import InboxEvent
 from stream_outbox.worker.store import message_map
 from stream_outbox.worker.store.message_map import MapEntry, app_born_id
 from stream_outbox.worker.store.repository import OutboxRepository
 
-__all__ = ["RECONCILE_EVENT", "Outcome", "UnknownUser", "apply_event"]
+__all__ = [
+    "RECONCILE_EVENT",
+    "Lookups",
+    "Outcome",
+    "UnknownUser",
+    "apply_event",
+    "apply_on",
+    "mark_stream_origin",
+    "read_ahead",
+]
 
 # The event of the outbox row that undoes a client's change of a conversation's channel
 RECONCILE_EVENT = "reconcile"
@@ -89,29 +111,118 @@ def apply_event(engine: Engine, binding: Binding, event: Mapping[str, Any]) -> s
     table refuses) for an event that can never apply, :class:`RetryableError` when the
     database cannot be reached.
     """
+    with _refusals(str(event.get("type") or "an event")), engine.begin() as conn:
+        mark_stream_origin(conn)
+        return apply_on(conn, binding, event)
+
+
+def mark_stream_origin(conn: Connection) -> None:
+    """Mark the connection's transaction as writing what came from Stream
+    (``stream_outbox.origin = stream``): the capture triggers write nothing for it."""
+    conn.execute(
+        text("SELECT set_config(:name, :value, true)"),
+        {"name": ORIGIN_SETTING, "value": ORIGIN_STREAM},
+    )
+
+
+def apply_on(
+    conn: Connection, binding: Binding, event: Mapping[str, Any], seen: Lookups | None = None
+) -> str:
+    """:func:`apply_event` on the caller's connection and transaction, marked already
+    (:func:`mark_stream_origin`), raising the same errors; ``seen``: the lookups the
+    transaction's events share (:func:`read_ahead`), kept up as this event reads more."""
     parsed = parse_event(event)
     handler = _HANDLERS.get(parsed.type)
     if handler is None:
         return Outcome(f"{parsed.type}: not an event the app applies", ignored=True)
+    with _refusals(parsed.type):
+        return handler(_Applier(conn, binding, seen or Lookups()), parsed)
+
+
+@contextmanager
+def _refusals(event_type: str) -> Iterator[None]:
+    """The database's errors as the applier's: refused (permanent) or unreachable."""
     try:
-        with engine.begin() as conn:
-            conn.execute(
-                text("SELECT set_config(:name, :value, true)"),
-                {"name": ORIGIN_SETTING, "value": ORIGIN_STREAM},
-            )
-            return handler(_Applier(conn, binding), parsed)
+        yield
     except (IntegrityError, DataError) as exc:
-        raise PermanentError(f"the app's table refused {parsed.type}: {exc.orig}") from exc
+        raise PermanentError(f"the app's table refused {event_type}: {exc.orig}") from exc
     except (OperationalError, InterfaceError) as exc:
         raise RetryableError(f"database unavailable: {exc.orig}") from exc
 
 
+@dataclass
+class Lookups:
+    """What the events of one transaction read alike, read once for them all: each
+    channel's conversation (or why it has none), the app's users found live, and the map
+    rows of the messages held already (each for its first event only: applying the
+    event may change it)."""
+
+    conversations: dict[str, str | Outcome] = field(default_factory=dict)
+    users: set[str] = field(default_factory=set)
+    entries: dict[str, MapEntry | None] = field(default_factory=dict)
+
+
+def read_ahead(conn: Connection, binding: Binding, events: Sequence[InboxEvent]) -> Lookups:
+    """The lookups of ``events``, about to be applied in the connection's transaction, in a
+    few statements: their channels' conversations, their users, their messages held
+    until the transaction ends (held outside a savepoint, a savepoint's rollback keeps
+    them) and those messages' map rows. What it leaves out is read event by event."""
+    seen = Lookups()
+    seen.conversations.update(_conversations(conn, binding, {e.cid for e in events if e.cid}))
+    seen.users.update(_live(conn, binding, "user", {e.user_id for e in events if e.user_id}))
+    messages = {e.message_id for e in events if e.message_id}
+    message_map.hold_all(conn, messages)
+    found = message_map.entries_for_stream_ids(conn, messages)
+    seen.entries.update({stream_id: found.get(stream_id) for stream_id in messages})
+    return seen
+
+
+def _live(conn: Connection, b: Binding, role: str, ids: Collection[str]) -> set[str]:
+    """Those of ``ids`` naming a live row of a role, spelled as given."""
+    if not ids:
+        return set()
+    live = reads.live_among(b, conn, role, ids)
+    return {given for given in ids if _as_key(b, role, given) in live}
+
+
+def _as_key(b: Binding, role: str, given: str) -> str | None:
+    """An id as the role's key column spells it (``None``: no row can have it)."""
+    try:
+        return str(b.typed_ids(b.column(role, "id"), [given])[0])
+    except (TypeError, ValueError):
+        return None
+
+
+def _conversations(conn: Connection, b: Binding, cids: Collection[str]) -> dict[str, str | Outcome]:
+    """The live conversation of each channel (Stream's ``type:id``), or the outcome of a
+    channel the app does not know (reported, never created) or no longer has."""
+    pairs = {cid: cid.partition(":")[::2] for cid in cids}
+    query = select(channel_map).where(
+        tuple_(channel_map.c.channel_type, channel_map.c.channel_id).in_(list(pairs.values()))
+    )
+    rows = {(r.channel_type, r.channel_id): r for r in conn.execute(query)} if pairs else {}
+    ids = {str(r.conversation_id) for r in rows.values() if r.deleted_at is None}
+    live = _live(conn, b, "conversation", ids)
+    found: dict[str, str | Outcome] = {}
+    for cid, pair in pairs.items():
+        row = rows.get(pair)
+        if row is None:
+            found[cid] = Outcome(f"unknown channel {cid}: reported", ignored=True)
+        elif str(row.conversation_id) not in live:
+            found[cid] = Outcome(f"channel {cid}: its conversation is gone", ignored=True)
+        else:
+            found[cid] = str(row.conversation_id)
+    return found
+
+
 @dataclass(frozen=True)
 class _Applier:
-    """One event's transaction: the connection and the binding's columns."""
+    """One event: its transaction's connection, the binding's columns, and the lookups the
+    transaction's events share."""
 
     conn: Connection
     b: Binding
+    seen: Lookups
 
     # -- the app's columns -----------------------------------------------------------------
 
@@ -145,30 +256,28 @@ class _Applier:
         app does not know (reported, never created) or no longer has."""
         if event.channel_type is None or event.channel_id is None:
             return Outcome(f"{event.type} without a channel: ignored", ignored=True)
-        row = self.conn.execute(
-            select(channel_map.c.conversation_id, channel_map.c.deleted_at).where(
-                channel_map.c.channel_type == event.channel_type,
-                channel_map.c.channel_id == event.channel_id,
-            )
-        ).first()
-        if row is None:
-            return Outcome(f"unknown channel {event.cid}: reported", ignored=True)
-        live = reads.live_among(self.b, self.conn, "conversation", [row.conversation_id])
-        if row.deleted_at is not None or not live:
-            return Outcome(f"channel {event.cid}: its conversation is gone", ignored=True)
-        return str(row.conversation_id)
+        cid = f"{event.channel_type}:{event.channel_id}"
+        if cid not in self.seen.conversations:
+            self.seen.conversations.update(_conversations(self.conn, self.b, [cid]))
+        return self.seen.conversations[cid]
 
     def sender(self, user_id: str | None, message_id: str) -> Any:
         """The app's user behind Stream's user id (``None`` for none)."""
         if user_id is None:
             return None
-        if not reads.live_among(self.b, self.conn, "user", [user_id]):
+        if user_id not in self.seen.users and not reads.live_among(
+            self.b, self.conn, "user", [user_id]
+        ):
             raise UnknownUser(f"message {message_id}: user {user_id!r} is not a user of the app")
+        self.seen.users.add(user_id)
         return self.typed("message", "sender_id", user_id)
 
     def lock(self, stream_id: str) -> MapEntry | None:
         """Hold Stream's message ``stream_id`` for this transaction (two deliveries of one
-        message apply one after the other); its map row, if any."""
+        message apply one after the other); its map row, if any (read ahead with it held
+        already, for the first event of the message: :func:`read_ahead`)."""
+        if stream_id in self.seen.entries:
+            return self.seen.entries.pop(stream_id)
         message_map.hold(self.conn, stream_id)
         return message_map.entry_for_stream_id(self.conn, stream_id)
 
@@ -229,7 +338,8 @@ class _Applier:
         mark = self.mark()
         if deleted and mark is not None:
             values[mark] = _moment_for(mark, message.deleted_at or datetime.now(UTC))
-        made = str(self.conn.scalar(insert(key.table).values(values).returning(key)))
+        row = {column.key: value for column, value in values.items()}  # a cached statement
+        made = str(self.conn.scalar(insert(key.table).returning(key), row))
         if deleted and mark is None:
             self.conn.execute(delete(key.table).where(key == self.typed("message", "id", made)))
         message_map.record(

@@ -153,7 +153,8 @@ class Inbox:
     @staticmethod
     def settle(conn: Connection, settled: Sequence[Settlement]) -> None:
         """Settle claimed rows in one statement: done, ignored (with the reason) or failed
-        (with the error)."""
+        (with the error); ``settled_at`` is the statement's own time (the rows applied
+        before it in the transaction, not its start), the commit following at once."""
         if not settled:
             return
         conn.execute(
@@ -163,7 +164,7 @@ class Inbox:
                 status=bindparam("new_status"),
                 attempts=inbox.c.attempts + bindparam("added"),
                 last_error=bindparam("error"),
-                settled_at=func.now(),
+                settled_at=func.clock_timestamp(),
             ),
             [
                 {

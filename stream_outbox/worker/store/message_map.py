@@ -29,9 +29,11 @@ from stream_outbox.app_hooks.outbox import BornIn, message_map
 __all__ = [
     "MapEntry",
     "app_born_id",
+    "entries_for_stream_ids",
     "entry_for",
     "entry_for_stream_id",
     "hold",
+    "hold_all",
     "mark_deleted",
     "not_born_in_stream",
     "record",
@@ -86,6 +88,28 @@ def entry_for_stream_id(conn: Connection, stream_id: str, *, lock: bool = False)
     return None if row is None else _entry(row)
 
 
+def hold_all(conn: Connection, stream_ids: Collection[str]) -> None:
+    """Hold Stream's messages ``stream_ids`` until the transaction ends, as the inbound
+    applier holds one (``pg_advisory_xact_lock(hashtext(id))``), in one statement and in
+    the order of their keys (two holders of several wait rather than deadlock)."""
+    if stream_ids:
+        conn.execute(_HOLD_ALL, {"ids": sorted(set(stream_ids))})
+
+
+_HOLD_ALL = text(
+    "SELECT count(pg_advisory_xact_lock(k)) FROM "
+    "(SELECT DISTINCT hashtext(i) AS k FROM unnest(CAST(:ids AS text[])) AS i ORDER BY k) AS held"
+)
+
+
+def entries_for_stream_ids(conn: Connection, stream_ids: Collection[str]) -> dict[str, MapEntry]:
+    """The rows of those of Stream's messages ``stream_ids`` that have one, by Stream id."""
+    if not stream_ids:
+        return {}
+    query = select(message_map).where(message_map.c.stream_id.in_(list(stream_ids)))
+    return {row.stream_id: _entry(row) for row in conn.execute(query)}
+
+
 def stream_ids(conn: Connection, message_ids: Collection[str]) -> dict[str, str]:
     """Stream's ids of those of the app's messages born in Stream (others are absent)."""
     if not message_ids:
@@ -122,18 +146,13 @@ def record(
     deleted_at: datetime | None = None,
 ) -> bool:
     """Record a message born in Stream, once; whether this call recorded it."""
-    statement = (
-        insert(message_map)
-        .values(
-            message_id=message_id,
-            stream_id=stream_id,
-            born_in=BornIn.STREAM.value,
-            updated_at=updated_at,
-            deleted_at=deleted_at,
-        )
-        .on_conflict_do_nothing()
-    )
-    return bool(conn.execute(statement).rowcount)
+    values = {"message_id": message_id, "stream_id": stream_id, "born_in": BornIn.STREAM.value}
+    found = conn.execute(_RECORD, {**values, "updated_at": updated_at, "deleted_at": deleted_at})
+    return bool(found.rowcount)
+
+
+# Built once: the inbound applier records each message a client sends
+_RECORD = insert(message_map).on_conflict_do_nothing()
 
 
 def record_edit(
