@@ -34,10 +34,6 @@ def test_the_backlog_past_the_cap_stays_pending_until_rows_settle(clean_db: Engi
     OutboxRepository(clean_db).mark_done(rows[:4])
     assert relay.drain() == 4
     assert status_counts(clean_db) == {"done": 4, "dispatched": 10, "pending": 16}
-    # When 3 wait out a retry's delay (the queue's delayed messages), then 3 more are claimed
-    OutboxRepository(clean_db).mark_retrying(rows[4:7], "503", delay=60)
-    assert relay.drain() == 3
-    assert status_counts(clean_db) == {"done": 4, "dispatched": 13, "pending": 13}
 
 
 def test_rows_an_app_asked_to_go_first_are_dispatched_past_the_cap(clean_db: Engine) -> None:

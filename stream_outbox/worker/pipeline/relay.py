@@ -5,10 +5,9 @@ rows in batches (SKIP LOCKED, so several relays share the work), coalesces them
 per target, enqueues one message per job and leaves the rows ``dispatched``.
 Rows dispatched longer than the visibility timeout without an outcome (a killed
 worker, a Redis restart) go back to pending and are dispatched again. So that rows do not
-wait that long in the queue, at most ``max_dispatched`` rows are in it or being worked
-on at once (rows waiting out a retry's delay or the budget are not counted): a backlog
-past it stays pending in the outbox, claimed as rows settle (their NOTIFY wakes the
-relay).
+wait that long in the queue, at most ``max_dispatched`` rows are dispatched at once: a
+backlog past it stays pending in the outbox, claimed as rows settle (their NOTIFY wakes
+the relay).
 """
 
 from __future__ import annotations

@@ -195,12 +195,8 @@ class OutboxRepository:
         self._set(ids, status=Status.PENDING, dispatched_at=None)
 
     def count_dispatched(self) -> int:
-        """Rows dispatched, not settled and not waiting out a delay: in the queue or being
-        worked on (a retry or a wait for the budget moves ``dispatched_at`` on: those rows
-        are the queue's delayed messages). Through the dispatched rows' partial index."""
-        query = select(func.count()).where(
-            outbox.c.status == Status.DISPATCHED, outbox.c.dispatched_at <= func.now()
-        )
+        """Rows dispatched and not settled yet (through their partial index)."""
+        query = select(func.count()).where(outbox.c.status == Status.DISPATCHED)
         with self.engine.connect() as conn:
             return int(conn.scalar(query) or 0)
 
