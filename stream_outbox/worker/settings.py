@@ -140,10 +140,6 @@ class Settings(BaseSettings):
         timedelta(minutes=5), validation_alias="OUTBOX_VISIBILITY_TIMEOUT"
     )
     relay_batch_size: int = Field(500, ge=1, validation_alias="OUTBOX_RELAY_BATCH_SIZE")
-    # Rows dispatched and not settled at once: the backlog past it waits in the outbox,
-    # pending, not in the queue, where a wait past the visibility timeout would dispatch
-    # it again (and again), every copy a job to run
-    max_dispatched: int = Field(2000, ge=1, validation_alias="OUTBOX_MAX_DISPATCHED")
     relay_poll_interval: Duration = Field(
         timedelta(seconds=1), validation_alias="OUTBOX_RELAY_POLL_INTERVAL"
     )

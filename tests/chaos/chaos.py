@@ -189,9 +189,6 @@ class Chaos:
                 OUTBOX_MIN_BACKOFF_MS="100",
                 OUTBOX_MAX_BACKOFF_MS="1500",
                 OUTBOX_VISIBILITY_TIMEOUT="5",
-                # rows Stream takes in a few seconds (messages at 1,000 a minute), so that
-                # rows in the queue do not outwait the short visibility timeout
-                OUTBOX_MAX_DISPATCHED="60",
                 OUTBOX_RELAY_POLL_INTERVAL="0.2",
                 OUTBOX_LOCK_LEASE="10",
                 PYTHONUNBUFFERED="1",

@@ -95,7 +95,6 @@ def run_relay(settings: Settings, *, listen: bool = True) -> None:
         OutboxRepository(engine),
         actor,
         batch_size=settings.relay_batch_size,
-        max_dispatched=settings.max_dispatched,
         poll_interval=poll,
         visibility_timeout=settings.visibility_timeout.total_seconds(),
         conversations_per_job=settings.conversations_per_job,

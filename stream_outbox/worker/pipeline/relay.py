@@ -4,10 +4,7 @@ It LISTENs on the outbox's NOTIFY channel and polls as a fallback, claims due
 rows in batches (SKIP LOCKED, so several relays share the work), coalesces them
 per target, enqueues one message per job and leaves the rows ``dispatched``.
 Rows dispatched longer than the visibility timeout without an outcome (a killed
-worker, a Redis restart) go back to pending and are dispatched again. So that rows do not
-wait that long in the queue, at most ``max_dispatched`` rows are dispatched at once: a
-backlog past it stays pending in the outbox, claimed as rows settle (their NOTIFY wakes
-the relay).
+worker, a Redis restart) go back to pending and are dispatched again.
 """
 
 from __future__ import annotations
@@ -45,7 +42,6 @@ class Relay:
         actor: dramatiq.Actor[Any, Any],
         *,
         batch_size: int = 500,
-        max_dispatched: int = 2000,
         poll_interval: float = 1.0,
         visibility_timeout: float = 300.0,
         users_per_job: int = 100,
@@ -58,7 +54,6 @@ class Relay:
         # The priority actor declared beside ``actor`` (else priority rows go to ``actor``)
         self.priority_actor = priority_actor or _priority_actor_of(actor)
         self.batch_size = batch_size
-        self.max_dispatched = max_dispatched
         self.poll_interval = poll_interval
         self.visibility_timeout = visibility_timeout
         self.users_per_job = users_per_job
@@ -73,15 +68,12 @@ class Relay:
         self._stop.set()
 
     def run_once(self) -> int:
-        """Claim, enqueue and settle one batch, priority rows first (the backlog's only while
-        fewer than ``max_dispatched`` rows are dispatched); returns the rows dispatched."""
+        """Claim, enqueue and settle one batch, priority rows first; returns the number of
+        rows dispatched."""
         urgent = self.repo.claim(self.batch_size, priority=True)
         if urgent:  # one conversation a job: none waits for another's history
             self._send(urgent, plan_jobs(urgent, self.users_per_job, 1), self.priority_actor)
-        room = self.max_dispatched - self.repo.count_dispatched()
-        if room <= 0:  # the queue holds enough: the backlog waits in the outbox
-            return len(urgent)
-        rows = self.repo.claim(min(self.batch_size, room))
+        rows = self.repo.claim(self.batch_size)
         if rows:
             jobs = plan_jobs(rows, self.users_per_job, self.conversations_per_job)
             self._send(rows, jobs, self.actor)

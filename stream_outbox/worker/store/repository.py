@@ -194,12 +194,6 @@ class OutboxRepository:
         """Put claimed rows back to pending (their enqueue failed)."""
         self._set(ids, status=Status.PENDING, dispatched_at=None)
 
-    def count_dispatched(self) -> int:
-        """Rows dispatched and not settled yet (through their partial index)."""
-        query = select(func.count()).where(outbox.c.status == Status.DISPATCHED)
-        with self.engine.connect() as conn:
-            return int(conn.scalar(query) or 0)
-
     def merge_rollup_shards(self, closed_for: float = 60.0) -> int:
         """Merge the rollups' shards of the minutes closed ``closed_for`` seconds ago."""
         with self.engine.begin() as conn:
