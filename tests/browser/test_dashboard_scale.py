@@ -88,9 +88,22 @@ def test_charts_have_round_y_ticks(front_page: Page) -> None:
     assert texts(front_page, "#chart-lag-day g.y-tick text") == day_lag
 
 
+def _window_end(moment: datetime) -> datetime:
+    """The end of the day chart's window at ``moment``: the next quarter hour."""
+    start = moment.replace(minute=moment.minute // 15 * 15, second=0, microsecond=0)
+    return start + timedelta(minutes=15)
+
+
+def _date(moment: datetime) -> str:
+    return f"{moment:%b} {moment.day}"
+
+
 def test_the_day_axes_are_dated_and_the_hour_axes_are_not(front_page: Page) -> None:
-    now = datetime.now(UTC)
-    today, yesterday = (f"{d:%b} {d.day}" for d in (now, now - timedelta(days=1)))
+    # The window ends at the next quarter hour (after midnight from 23:45); the page was
+    # drawn a moment before this test looks
+    ends = {_window_end(datetime.now(UTC) - timedelta(minutes=m)) for m in (0, 5)}
+    last_dates = {_date(end) for end in ends}
+    window_dates = last_dates | {_date(end - timedelta(days=1)) for end in ends}
     for chart in ("settled", "lag"):
         hour = texts(front_page, f"#chart-{chart}-hour g.x-tick text")
         assert 4 <= len(hour) <= 5 and all(CLOCK.match(label) for label in hour), hour
@@ -98,8 +111,9 @@ def test_the_day_axes_are_dated_and_the_hour_axes_are_not(front_page: Page) -> N
         assert 4 <= len(day) <= 5, day
         dates = [DATED.match(label) for label in day]
         assert all(dates), day
-        # the axis runs from yesterday to today
-        assert today in {m["date"] for m in dates if m} <= {yesterday, today}, day
+        # the axis runs over the window's day and the day before, up to its end
+        assert {m["date"] for m in dates if m} <= window_dates, day
+        assert dates[-1] and dates[-1]["date"] in last_dates, day
 
 
 def test_the_lag_is_written_beside_its_line(front_page: Page) -> None:
