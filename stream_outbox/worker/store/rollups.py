@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import Connection, delete, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Update
@@ -94,31 +94,31 @@ def _upsert(statement: Any, postgres: bool = True) -> Any:
     )
 
 
-# A closed minute's shards moved into its shard 0, in one statement: a settle that comes
-# late into that minute (a transaction older than it) makes a shard again, merged next time
-_MERGE = text(
-    """
-    WITH moved AS (
-        DELETE FROM stream_outbox_settled
-        WHERE shard <> 0 AND minute < date_trunc('minute', now()) - :closed_for
-        RETURNING minute, status, target_kind, rows, first_created
-    )
-    INSERT INTO stream_outbox_settled (minute, status, target_kind, shard, rows, first_created)
-    SELECT minute, status, target_kind, 0, sum(rows), min(first_created) FROM moved
-    GROUP BY minute, status, target_kind ORDER BY minute, status, target_kind
-    ON CONFLICT (minute, status, target_kind, shard) DO UPDATE
-    SET rows = stream_outbox_settled.rows + excluded.rows,
-        first_created = least(stream_outbox_settled.first_created, excluded.first_created)
-    """
-)
-
-
 def merge_shards(conn: Connection, closed_for: timedelta) -> int:
     """Merge the shards of the minutes ended ``closed_for`` ago or earlier into one row per
-    minute, status and kind (PostgreSQL; SQLite writes one shard); the rows it wrote."""
+    minute, status and kind (PostgreSQL; SQLite writes one shard); the rows it wrote.
+
+    One statement: the shards deleted and added into shard 0 as a settle adds (a settle
+    that comes late into a merged minute, from a transaction older than it, makes a
+    shard again, merged next time)."""
     if conn.dialect.name != "postgresql":
         return 0
-    return conn.execute(_MERGE, {"closed_for": closed_for}).rowcount
+    t = settled_per_minute.c
+    closed = func.date_trunc("minute", func.now()) - closed_for
+    moved = (
+        delete(settled_per_minute)
+        .where(t.shard != 0, t.minute < closed)
+        .returning(t.minute, t.status, t.target_kind, t.rows, t.first_created)
+        .cte("moved")
+    )
+    key = (moved.c.minute, moved.c.status, moved.c.target_kind)
+    merged = (
+        select(*key, literal(0), func.sum(moved.c.rows), func.min(moved.c.first_created))
+        .group_by(*key)
+        .order_by(*key)  # in key order, as a settle locks them
+    )
+    statement = _upsert(pg_insert(settled_per_minute).from_select(_ROLLUP_COLUMNS, merged))
+    return conn.execute(statement).rowcount
 
 
 def prune(conn: Connection, before: datetime) -> int:
